@@ -1,0 +1,90 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+let swiftSettings: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+]
+
+let package = Package(
+    name: "mizan",
+    platforms: [.macOS(.v15)],
+    products: [
+        .library(name: "MizanCore", targets: ["MizanCore"]),
+        .library(name: "MizanStore", targets: ["MizanStore"]),
+        .library(name: "MizanStorePostgres", targets: ["MizanStorePostgres"]),
+        .library(name: "MizanStoreTesting", targets: ["MizanStoreTesting"]),
+        .library(name: "MizanDispatch", targets: ["MizanDispatch"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.3"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
+    ],
+    targets: [
+        .target(
+            name: "MizanCore",
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "MizanStore",
+            dependencies: [
+                "MizanCore",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "MizanStorePostgres",
+            dependencies: [
+                "MizanStore",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "MizanStoreTesting",
+            dependencies: ["MizanStore"],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "MizanDispatch",
+            dependencies: [
+                "MizanStore",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "MizanStoreBenchmark",
+            dependencies: [
+                "MizanDispatch",
+                "MizanStorePostgres",
+                "MizanStoreTesting",
+            ],
+            path: "Benchmarks/MizanStoreBenchmark",
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "MizanCoreTests",
+            dependencies: ["MizanCore"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "MizanDispatchTests",
+            dependencies: ["MizanDispatch", "MizanStoreTesting"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "MizanPostgresTests",
+            dependencies: ["MizanDispatch", "MizanStorePostgres", "MizanStoreTesting"],
+            swiftSettings: swiftSettings
+        ),
+    ]
+)

@@ -1,0 +1,103 @@
+import Foundation
+
+/// A small scanner over JSON bytes that finds top-level members without decoding, so a
+/// body can be edited in place and forwarded otherwise byte for byte.
+enum JSONScanner {
+    /// Whether the first non-space byte opens an object.
+    static func isObject(_ data: Data) -> Bool {
+        data.first(where: { !isSpace($0) }) == UInt8(ascii: "{")
+    }
+
+    /// Replaces the value of a top-level key with a JSON string.
+    /// - Returns: The edited bytes, or `nil` if the key was not found or the JSON is malformed.
+    static func replacingTopLevelString(in data: Data, key: String, with value: String) -> Data? {
+        let bytes = [UInt8](data)
+        guard let range = valueRange(in: bytes, key: key) else { return nil }
+        guard let encoded = try? JSONEncoder().encode(value) else { return nil }
+        var out = Data(bytes[..<range.lowerBound])
+        out.append(encoded)
+        out.append(contentsOf: bytes[range.upperBound...])
+        return out
+    }
+
+    /// The byte range of the value of a top-level key.
+    static func valueRange(in bytes: [UInt8], key: String) -> Range<Int>? {
+        var i = skipSpace(bytes, 0)
+        guard i < bytes.count, bytes[i] == UInt8(ascii: "{") else { return nil }
+        i += 1
+        let wanted = Array(key.utf8)
+        while true {
+            i = skipSpace(bytes, i)
+            guard i < bytes.count else { return nil }
+            if bytes[i] == UInt8(ascii: "}") { return nil }
+            if bytes[i] == UInt8(ascii: ",") { i += 1; continue }
+            guard bytes[i] == UInt8(ascii: "\"") else { return nil }
+            guard let keyEnd = skipString(bytes, i) else { return nil }
+            let keyBytes = Array(bytes[(i + 1)..<(keyEnd - 1)])
+            i = skipSpace(bytes, keyEnd)
+            guard i < bytes.count, bytes[i] == UInt8(ascii: ":") else { return nil }
+            i = skipSpace(bytes, i + 1)
+            guard let valueEnd = skipValue(bytes, i) else { return nil }
+            if keyBytes == wanted { return i..<valueEnd }
+            i = valueEnd
+        }
+    }
+
+    private static func isSpace(_ b: UInt8) -> Bool {
+        b == 0x20 || b == 0x0A || b == 0x0D || b == 0x09
+    }
+
+    private static func skipSpace(_ bytes: [UInt8], _ start: Int) -> Int {
+        var i = start
+        while i < bytes.count, isSpace(bytes[i]) { i += 1 }
+        return i
+    }
+
+    /// Returns the index just past the closing quote of the string starting at `start`.
+    private static func skipString(_ bytes: [UInt8], _ start: Int) -> Int? {
+        var i = start + 1
+        while i < bytes.count {
+            switch bytes[i] {
+            case UInt8(ascii: "\\"): i += 2
+            case UInt8(ascii: "\""): return i + 1
+            default: i += 1
+            }
+        }
+        return nil
+    }
+
+    /// Returns the index just past the value starting at `start`.
+    private static func skipValue(_ bytes: [UInt8], _ start: Int) -> Int? {
+        guard start < bytes.count else { return nil }
+        switch bytes[start] {
+        case UInt8(ascii: "\""):
+            return skipString(bytes, start)
+        case UInt8(ascii: "{"), UInt8(ascii: "["):
+            var depth = 0
+            var i = start
+            while i < bytes.count {
+                switch bytes[i] {
+                case UInt8(ascii: "\""):
+                    guard let end = skipString(bytes, i) else { return nil }
+                    i = end
+                    continue
+                case UInt8(ascii: "{"), UInt8(ascii: "["):
+                    depth += 1
+                case UInt8(ascii: "}"), UInt8(ascii: "]"):
+                    depth -= 1
+                    if depth == 0 { return i + 1 }
+                default:
+                    break
+                }
+                i += 1
+            }
+            return nil
+        default:
+            var i = start
+            while i < bytes.count, !isSpace(bytes[i]), bytes[i] != UInt8(ascii: ","), bytes[i] != UInt8(ascii: "}") {
+                i += 1
+            }
+            return i > start ? i : nil
+        }
+    }
+}

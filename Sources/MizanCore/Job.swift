@@ -1,0 +1,179 @@
+import Foundation
+
+/// A durable dispatch job: one agent-served request and everything that happened to it.
+public struct Job: Sendable, Equatable, Codable {
+    /// The job's time-ordered id.
+    public var id: JobID
+    /// The gateway request id, for correlating logs.
+    public var requestID: String
+    /// The public model the client asked for; nodes lease by it.
+    public var model: String
+    /// The client's request body, verbatim.
+    public var body: Data
+    /// Whether the client asked for a stream.
+    public var stream: Bool
+    /// The current state.
+    public var state: JobState
+    /// The attempt number, starting at 1; a requeue adds one. A lease is fenced by (id, attempt).
+    public var attempt: Int
+    /// How many attempts the job may take before a lost node fails it.
+    public var maxAttempts: Int
+    /// Higher runs first among jobs of the same model.
+    public var priority: Int
+    /// The node holding the job while leased (kept afterwards as the node that finished it).
+    public var nodeID: NodeID?
+    /// When the job must be finished; queue time counts against it.
+    public var deadline: Date
+    /// When the job was accepted.
+    public var createdAt: Date
+    /// When the current (or last) lease was taken.
+    public var leasedAt: Date?
+    /// When the job reached a terminal state.
+    public var finishedAt: Date?
+    /// When the job last changed.
+    public var updatedAt: Date
+    /// The response body, when succeeded.
+    public var result: Data?
+    /// The error code, when failed or timed out.
+    public var errorCode: String?
+    /// The error message, when failed or timed out.
+    public var errorMessage: String?
+    /// Token usage of the attempt that succeeded.
+    public var usage: TokenUsage?
+    /// The client's idempotency key, if any.
+    public var idempotencyKey: String?
+    /// The API key that submitted the job, if any.
+    public var apiKeyID: String?
+
+    /// Creates a job in the `accepted` state.
+    /// - Parameters:
+    ///   - id: The job id; defaults to a new time-ordered id.
+    ///   - requestID: The gateway request id.
+    ///   - model: The public model.
+    ///   - body: The client's body, verbatim.
+    ///   - stream: Whether the client asked for a stream.
+    ///   - deadline: When the job must be finished.
+    ///   - maxAttempts: How many attempts it may take.
+    ///   - priority: Higher runs first.
+    ///   - idempotencyKey: An optional idempotency key.
+    ///   - apiKeyID: The submitting API key.
+    ///   - now: The creation instant.
+    public init(
+        id: JobID = JobID(),
+        requestID: String,
+        model: String,
+        body: Data,
+        stream: Bool = false,
+        deadline: Date,
+        maxAttempts: Int = 3,
+        priority: Int = 0,
+        idempotencyKey: String? = nil,
+        apiKeyID: String? = nil,
+        now: Date = Date()
+    ) {
+        self.id = id
+        self.requestID = requestID
+        self.model = model
+        self.body = body
+        self.stream = stream
+        self.state = .accepted
+        self.attempt = 1
+        self.maxAttempts = max(1, maxAttempts)
+        self.priority = priority
+        self.nodeID = nil
+        self.deadline = deadline
+        self.createdAt = now
+        self.leasedAt = nil
+        self.finishedAt = nil
+        self.updatedAt = now
+        self.idempotencyKey = idempotencyKey
+        self.apiKeyID = apiKeyID
+    }
+
+    /// The lease the job is currently held under, if it is leased.
+    public var lease: Lease? {
+        guard state == .leased, let nodeID else { return nil }
+        return Lease(jobID: id, attempt: attempt, nodeID: nodeID)
+    }
+}
+
+/// The fencing token of a lease: a completion is applied only for the current one.
+public struct Lease: Hashable, Sendable, Codable, CustomStringConvertible {
+    /// The leased job.
+    public var jobID: JobID
+    /// The attempt the lease belongs to.
+    public var attempt: Int
+    /// The node holding the lease.
+    public var nodeID: NodeID
+
+    /// Creates a lease token.
+    /// - Parameters:
+    ///   - jobID: The leased job.
+    ///   - attempt: The attempt number.
+    ///   - nodeID: The holder.
+    public init(jobID: JobID, attempt: Int, nodeID: NodeID) {
+        self.jobID = jobID
+        self.attempt = attempt
+        self.nodeID = nodeID
+    }
+
+    public var description: String { "\(jobID)#\(attempt)@\(nodeID)" }
+}
+
+/// Token counts of one request.
+public struct TokenUsage: Sendable, Equatable, Codable {
+    /// Where the counts came from.
+    public enum Source: String, Sendable, Codable {
+        /// Reported by the provider.
+        case provider
+        /// Estimated by Mizan from the text.
+        case estimated
+    }
+
+    /// Tokens in the prompt.
+    public var promptTokens: Int
+    /// Tokens in the completion.
+    public var completionTokens: Int
+    /// Where the counts came from.
+    public var source: Source
+
+    /// Prompt plus completion tokens.
+    public var totalTokens: Int { promptTokens + completionTokens }
+
+    /// Creates a usage record.
+    /// - Parameters:
+    ///   - promptTokens: Tokens in the prompt.
+    ///   - completionTokens: Tokens in the completion.
+    ///   - source: Where the counts came from.
+    public init(promptTokens: Int, completionTokens: Int, source: Source = .provider) {
+        self.promptTokens = promptTokens
+        self.completionTokens = completionTokens
+        self.source = source
+    }
+}
+
+/// How a lease holder finishes a job.
+public enum JobCompletion: Sendable, Equatable {
+    /// The job produced `result`.
+    case succeeded(result: Data, usage: TokenUsage?)
+    /// The job failed. A `retryable` failure (nothing was produced yet) is requeued while
+    /// attempts and the deadline allow; otherwise the job fails.
+    case failed(code: String, message: String, retryable: Bool)
+}
+
+/// A job handed to a node with the lease that fences it.
+public struct LeasedJob: Sendable, Equatable {
+    /// The job as leased.
+    public var job: Job
+    /// The lease to present when completing it.
+    public var lease: Lease
+
+    /// Creates a leased job.
+    /// - Parameters:
+    ///   - job: The job.
+    ///   - lease: Its lease.
+    public init(job: Job, lease: Lease) {
+        self.job = job
+        self.lease = lease
+    }
+}

@@ -1,0 +1,141 @@
+/// An error raised by Mizan. It knows the HTTP status and OpenAI error body it maps to.
+///
+/// Codes are a struct over a private enum so that new codes can be added without breaking
+/// users who switch over them. `description` is safe to show to a client: it never holds
+/// secrets or upstream bodies; keep those in `debugDetail`.
+public struct MizanError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// The kind of error.
+    public struct Code: Hashable, Sendable, CustomStringConvertible {
+        fileprivate enum Base: String, Sendable {
+            case badRequest = "bad_request"
+            case unauthorized = "invalid_api_key"
+            case forbidden = "forbidden"
+            case notFound = "not_found"
+            case modelNotFound = "model_not_found"
+            case jobNotFound = "job_not_found"
+            case nodeNotFound = "node_not_found"
+            case leaseConflict = "lease_conflict"
+            case conflict = "conflict"
+            case payloadTooLarge = "payload_too_large"
+            case requestTimeout = "request_timeout"
+            case deadlineExceeded = "deadline_exceeded"
+            case noCapacity = "no_capacity"
+            case rateLimited = "rate_limit_exceeded"
+            case upstreamFailure = "upstream_error"
+            case noHealthyNode = "no_healthy_node"
+            case cancelled = "cancelled"
+            case storeUnavailable = "store_unavailable"
+            case notImplemented = "not_implemented"
+            case internalError = "internal_error"
+        }
+
+        fileprivate let base: Base
+
+        /// Malformed or invalid input (400).
+        public static let badRequest = Code(base: .badRequest)
+        /// Missing or wrong credentials (401).
+        public static let unauthorized = Code(base: .unauthorized)
+        /// Valid credentials of the wrong scope (403).
+        public static let forbidden = Code(base: .forbidden)
+        /// A resource that does not exist (404).
+        public static let notFound = Code(base: .notFound)
+        /// A model no route or node serves (404).
+        public static let modelNotFound = Code(base: .modelNotFound)
+        /// A job id that does not exist (404).
+        public static let jobNotFound = Code(base: .jobNotFound)
+        /// A node id that does not exist (404).
+        public static let nodeNotFound = Code(base: .nodeNotFound)
+        /// A completion or event for a lease that is no longer current (409).
+        public static let leaseConflict = Code(base: .leaseConflict)
+        /// A write that conflicts with the current state (409).
+        public static let conflict = Code(base: .conflict)
+        /// A request body over the limit (413).
+        public static let payloadTooLarge = Code(base: .payloadTooLarge)
+        /// The client took too long to send its request (408).
+        public static let requestTimeout = Code(base: .requestTimeout)
+        /// The request's deadline passed before it finished (504).
+        public static let deadlineExceeded = Code(base: .deadlineExceeded)
+        /// Every node is busy and the queue wait is over its limit (429).
+        public static let noCapacity = Code(base: .noCapacity)
+        /// A rate limit was hit (429).
+        public static let rateLimited = Code(base: .rateLimited)
+        /// The upstream provider or node failed (502).
+        public static let upstreamFailure = Code(base: .upstreamFailure)
+        /// The model is known but nothing healthy serves it (503).
+        public static let noHealthyNode = Code(base: .noHealthyNode)
+        /// The client cancelled the request.
+        public static let cancelled = Code(base: .cancelled)
+        /// The store could not be reached (503).
+        public static let storeUnavailable = Code(base: .storeUnavailable)
+        /// The feature is not available (501).
+        public static let notImplemented = Code(base: .notImplemented)
+        /// An unexpected failure (500).
+        public static let internalError = Code(base: .internalError)
+
+        /// The wire form used as OpenAI's `error.code`.
+        public var rawValue: String { base.rawValue }
+        public var description: String { base.rawValue }
+    }
+
+    /// The kind of error.
+    public var code: Code
+    /// A message safe to show to clients and to log.
+    public var message: String
+    /// Details for operators (never sent to clients); may hold upstream text.
+    public var debugDetail: String?
+
+    /// Creates an error.
+    /// - Parameters:
+    ///   - code: The kind of error.
+    ///   - message: A message safe to show to clients.
+    ///   - debugDetail: Extra detail kept out of `description`.
+    public init(_ code: Code, _ message: String, debugDetail: String? = nil) {
+        self.code = code
+        self.message = message
+        self.debugDetail = debugDetail
+    }
+
+    public var description: String { "\(code): \(message)" }
+
+    /// The HTTP status this error answers with.
+    public var httpStatus: Int {
+        switch code.base {
+        case .badRequest: 400
+        case .unauthorized: 401
+        case .forbidden: 403
+        case .notFound, .modelNotFound, .jobNotFound, .nodeNotFound: 404
+        case .requestTimeout: 408
+        case .leaseConflict, .conflict: 409
+        case .payloadTooLarge: 413
+        case .noCapacity, .rateLimited: 429
+        case .cancelled: 499
+        case .internalError: 500
+        case .notImplemented: 501
+        case .upstreamFailure: 502
+        case .noHealthyNode, .storeUnavailable: 503
+        case .deadlineExceeded: 504
+        }
+    }
+
+    /// OpenAI's `error.type` for this error.
+    public var openAIType: String {
+        switch code.base {
+        case .badRequest, .payloadTooLarge, .modelNotFound, .notFound, .jobNotFound, .nodeNotFound,
+            .leaseConflict, .conflict, .notImplemented:
+            "invalid_request_error"
+        case .unauthorized, .forbidden: "authentication_error"
+        case .noCapacity, .rateLimited: "rate_limit_error"
+        case .requestTimeout, .deadlineExceeded: "timeout_error"
+        case .upstreamFailure, .noHealthyNode, .storeUnavailable, .cancelled, .internalError: "server_error"
+        }
+    }
+
+    /// The error as OpenAI's envelope `{"error":{"message","type","code"}}`.
+    public var envelope: OpenAIErrorEnvelope {
+        OpenAIErrorEnvelope(error: .init(message: message, type: openAIType, code: code.rawValue))
+    }
+
+    public static func == (lhs: MizanError, rhs: MizanError) -> Bool {
+        lhs.code == rhs.code && lhs.message == rhs.message
+    }
+}

@@ -1,0 +1,119 @@
+import Foundation
+
+/// An agent node: a machine that leases jobs for the models it advertises.
+public struct Node: Sendable, Equatable, Codable {
+    /// Whether the node may lease.
+    public enum Status: String, Sendable, Codable {
+        /// Created; its registration token has not been exchanged yet.
+        case pending
+        /// Registered and allowed to lease.
+        case active
+        /// Revoked by an operator; its calls are refused.
+        case revoked
+    }
+
+    /// The node's own view of its local provider.
+    public enum Health: String, Sendable, Codable {
+        /// Not reported yet.
+        case unknown
+        /// The local provider answers.
+        case healthy
+        /// The local provider does not answer; the node gets no jobs.
+        case unhealthy
+    }
+
+    /// The node id.
+    public var id: NodeID
+    /// A human name.
+    public var name: String
+    /// The public models it serves.
+    public var models: [String]
+    /// How many jobs it may hold at once; the gateway enforces it.
+    public var maxConcurrency: Int
+    /// Free-form labels.
+    public var labels: [String: String]
+    /// Whether it may lease.
+    public var status: Status
+    /// Its local provider's health.
+    public var health: Health
+    /// Jobs in flight as it last reported.
+    public var inFlight: Int
+    /// When it was last heard from.
+    public var lastSeen: Date?
+    /// When it was created.
+    public var createdAt: Date
+
+    /// Creates a node record.
+    /// - Parameters:
+    ///   - id: The node id.
+    ///   - name: A human name.
+    ///   - models: The models it serves.
+    ///   - maxConcurrency: Its concurrency limit.
+    ///   - labels: Free-form labels.
+    ///   - status: Its status.
+    ///   - health: Its health.
+    ///   - inFlight: Jobs in flight.
+    ///   - lastSeen: When it was last heard from.
+    ///   - createdAt: When it was created.
+    public init(
+        id: NodeID = NodeID(),
+        name: String,
+        models: [String] = [],
+        maxConcurrency: Int = 1,
+        labels: [String: String] = [:],
+        status: Status = .pending,
+        health: Health = .unknown,
+        inFlight: Int = 0,
+        lastSeen: Date? = nil,
+        createdAt: Date = Date()
+    ) {
+        self.id = id
+        self.name = name
+        self.models = models
+        self.maxConcurrency = maxConcurrency
+        self.labels = labels
+        self.status = status
+        self.health = health
+        self.inFlight = inFlight
+        self.lastSeen = lastSeen
+        self.createdAt = createdAt
+    }
+
+    /// Whether the node may be handed jobs now.
+    public var canLease: Bool { status == .active && health != .unhealthy }
+}
+
+/// What a node reports about itself at registration and in every heartbeat.
+public struct NodeReport: Sendable, Equatable, Codable {
+    /// The models it serves.
+    public var models: [String]
+    /// How many jobs it can run at once.
+    public var maxConcurrency: Int
+    /// Its local provider's health.
+    public var health: Node.Health
+    /// Jobs it is running now.
+    public var inFlight: Int
+    /// Free-form labels.
+    public var labels: [String: String]
+
+    /// Creates a report.
+    /// - Parameters:
+    ///   - models: The models it serves.
+    ///   - maxConcurrency: Its concurrency limit (at least 1).
+    ///   - health: Its local provider's health.
+    ///   - inFlight: Jobs running now.
+    ///   - labels: Free-form labels.
+    public init(
+        models: [String],
+        maxConcurrency: Int,
+        health: Node.Health = .healthy,
+        inFlight: Int = 0,
+        labels: [String: String] = [:]
+    ) {
+        self.models = models
+        self.maxConcurrency = max(1, maxConcurrency)
+        self.health = health
+        self.inFlight = inFlight
+        self.labels = labels
+    }
+}

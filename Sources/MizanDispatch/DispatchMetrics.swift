@@ -1,0 +1,35 @@
+import Foundation
+import Metrics
+import MizanCore
+
+/// The engine's swift-metrics instruments. With no metrics backend bootstrapped they cost nothing.
+struct DispatchMetrics: Sendable {
+    private let acceptedCounter = Counter(label: "mizan_dispatch_jobs_accepted_total")
+    private let outcomes: [JobState: Counter] = Dictionary(
+        uniqueKeysWithValues: JobState.terminal.map {
+            ($0, Counter(label: "mizan_dispatch_jobs_finished_total", dimensions: [("outcome", $0.rawValue)]))
+        }
+    )
+    private let cancelledCounter = Counter(label: "mizan_dispatch_jobs_finished_total", dimensions: [("outcome", "cancelled")])
+    private let pickup = Metrics.Timer(label: "mizan_dispatch_pickup_seconds", preferredDisplayUnit: .seconds)
+    private let endToEnd = Metrics.Timer(label: "mizan_dispatch_job_duration_seconds", preferredDisplayUnit: .seconds)
+
+    func accepted() { acceptedCounter.increment() }
+
+    func leased(_ job: Job) {
+        guard let leasedAt = job.leasedAt else { return }
+        pickup.recordNanoseconds(Int64(max(0, leasedAt.timeIntervalSince(job.createdAt)) * 1e9))
+    }
+
+    func finished(_ job: Job) {
+        guard job.state.isTerminal else { return }
+        if job.errorCode == "cancelled" { cancelledCounter.increment() } else { outcomes[job.state]?.increment() }
+        if let finishedAt = job.finishedAt {
+            endToEnd.recordNanoseconds(Int64(max(0, finishedAt.timeIntervalSince(job.createdAt)) * 1e9))
+        }
+    }
+
+    func queueDepth(model: String) -> Gauge {
+        Gauge(label: "mizan_dispatch_queue_depth", dimensions: [("model", model)])
+    }
+}

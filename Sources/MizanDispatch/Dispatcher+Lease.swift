@@ -1,0 +1,84 @@
+import Foundation
+import Logging
+import MizanCore
+import MizanStore
+
+extension Dispatcher {
+    /// Leases work for a node by long-poll: returns at once when jobs for its models are
+    /// queued, otherwise waits for an availability event until `wait` passes.
+    ///
+    /// The store enforces the node's `maxConcurrency`; the node's own claim is not trusted.
+    /// - Parameters:
+    ///   - node: The authenticated node (from ``authenticateNode(token:)``).
+    ///   - limit: The most jobs to take (capped by ``Configuration/maxLeaseBatch``).
+    ///   - wait: How long to wait for work; `nil` uses the default, capped by the maximum.
+    /// - Returns: The leased jobs, possibly none when the wait passed.
+    /// - Throws: ``MizanError`` `unauthorized` for a revoked node, or a store error.
+    public func lease(for node: Node, limit: Int, wait: Duration? = nil) async throws -> [LeasedJob] {
+        let limit = min(max(0, limit), configuration.maxLeaseBatch)
+        let waitFor = min(max(.zero, wait ?? configuration.defaultLeaseWait), configuration.maxLeaseWait)
+        let until = ContinuousClock.now.advanced(by: waitFor)
+        while true {
+            let signal = Signal()
+            waiters.waitForWork(models: node.models, signal)
+            defer { waiters.stopWaitingForWork(models: node.models, signal) }
+            let leased = try await store.lease(nodeID: node.id, limit: limit, now: now())
+            if !leased.isEmpty {
+                for job in leased { metrics.leased(job.job) }
+                return leased
+            }
+            if limit == 0 || ContinuousClock.now >= until || Task.isCancelled { return [] }
+            _ = await signal.wait(until: until)
+            if Task.isCancelled { return [] }
+        }
+    }
+
+    /// Reports a job's result under the node's lease.
+    /// - Parameters:
+    ///   - nodeID: The authenticated node.
+    ///   - jobID: The job.
+    ///   - attempt: The attempt the lease was taken for.
+    ///   - result: The response body.
+    ///   - usage: Token usage.
+    /// - Returns: The succeeded job.
+    /// - Throws: ``MizanError`` `leaseConflict` (409) when the lease is not current, `jobNotFound`.
+    @discardableResult
+    public func complete(
+        nodeID: NodeID,
+        jobID: JobID,
+        attempt: Int,
+        result: Data,
+        usage: TokenUsage?
+    ) async throws -> Job {
+        let lease = Lease(jobID: jobID, attempt: attempt, nodeID: nodeID)
+        return try await store.complete(lease, with: .succeeded(result: result, usage: usage), now: now())
+    }
+
+    /// Reports a job's failure under the node's lease. A retryable failure (nothing was
+    /// produced yet) is requeued for another node while attempts and the deadline allow.
+    /// - Parameters:
+    ///   - nodeID: The authenticated node.
+    ///   - jobID: The job.
+    ///   - attempt: The attempt the lease was taken for.
+    ///   - code: A machine-readable code.
+    ///   - message: A message for the client.
+    ///   - retryable: Whether another node may try.
+    /// - Returns: The job after the write (`accepted` again when requeued).
+    /// - Throws: ``MizanError`` `leaseConflict` (409) when the lease is not current, `jobNotFound`.
+    @discardableResult
+    public func fail(
+        nodeID: NodeID,
+        jobID: JobID,
+        attempt: Int,
+        code: String,
+        message: String,
+        retryable: Bool
+    ) async throws -> Job {
+        let lease = Lease(jobID: jobID, attempt: attempt, nodeID: nodeID)
+        let job = try await store.complete(lease, with: .failed(code: code, message: message, retryable: retryable), now: now())
+        if job.state == .accepted {
+            logger.info("job requeued after retryable failure", metadata: ["mizan.job.id": "\(jobID)", "mizan.node.id": "\(nodeID)"])
+        }
+        return job
+    }
+}

@@ -1,0 +1,110 @@
+import Foundation
+import Logging
+import MizanCore
+import MizanStore
+
+/// A node created by an operator, with the registration token to hand to its agent once.
+public struct NodeEnrollment: Sendable {
+    /// The pending node.
+    public var node: Node
+    /// The one-time registration token; it is not stored and cannot be shown again.
+    public var registrationToken: String
+}
+
+/// A registered node with its bearer token.
+public struct NodeRegistration: Sendable {
+    /// The active node.
+    public var node: Node
+    /// The node token for all later agent calls; it is not stored and cannot be shown again.
+    public var nodeToken: String
+}
+
+/// The answer to a heartbeat.
+public struct HeartbeatAnswer: Sendable, Equatable {
+    /// The node as stored.
+    public var node: Node
+    /// Leases the node reported running that are no longer current (cancelled, timed out or
+    /// requeued): it should abort them.
+    public var abort: [Lease]
+}
+
+extension Dispatcher {
+    /// Creates a pending node and its one-time registration token.
+    /// - Parameters:
+    ///   - name: A human name.
+    ///   - labels: Free-form labels.
+    /// - Returns: The node and its registration token.
+    public func createNode(name: String, labels: [String: String] = [:]) async throws -> NodeEnrollment {
+        let token = Secrets.generate(prefix: "mzn_reg_")
+        let node = try await store.createNode(
+            Node(name: name, labels: labels, createdAt: now()),
+            registrationTokenHash: Secrets.hash(token)
+        )
+        logger.info("node created", metadata: ["mizan.node.id": "\(node.id)", "mizan.node.name": "\(name)"])
+        return NodeEnrollment(node: node, registrationToken: token)
+    }
+
+    /// Exchanges a one-time registration token for a node token.
+    /// - Parameters:
+    ///   - registrationToken: The token from ``createNode(name:labels:)``.
+    ///   - report: What the node serves.
+    /// - Returns: The active node and its node token.
+    /// - Throws: ``MizanError`` `unauthorized` when the token is unknown or used.
+    public func register(registrationToken: String, report: NodeReport) async throws -> NodeRegistration {
+        let nodeToken = Secrets.generate(prefix: "mzn_node_")
+        let node = try await store.registerNode(
+            registrationTokenHash: Secrets.hash(registrationToken),
+            nodeTokenHash: Secrets.hash(nodeToken),
+            report: report,
+            now: now()
+        )
+        logger.info("node registered", metadata: ["mizan.node.id": "\(node.id)", "mizan.node.models": "\(node.models.joined(separator: ","))"])
+        return NodeRegistration(node: node, nodeToken: nodeToken)
+    }
+
+    /// Finds the active node a bearer token belongs to.
+    /// - Parameter token: The node token.
+    /// - Returns: The node.
+    /// - Throws: ``MizanError`` `unauthorized` for an unknown token or a revoked node.
+    public func authenticateNode(token: String) async throws -> Node {
+        let hash = Secrets.hash(token)
+        guard let node = try await store.node(tokenHash: hash) else {
+            throw MizanError(.unauthorized, "Invalid node token.")
+        }
+        guard node.status == .active else {
+            throw MizanError(.unauthorized, "The node was revoked.")
+        }
+        return node
+    }
+
+    /// Records a heartbeat and tells the node which of its jobs to abort.
+    /// - Parameters:
+    ///   - nodeID: The authenticated node.
+    ///   - report: Its report.
+    ///   - running: The leases it is running.
+    /// - Returns: The stored node and the leases to abort.
+    public func heartbeat(nodeID: NodeID, report: NodeReport, running: [Lease] = []) async throws -> HeartbeatAnswer {
+        let node = try await store.heartbeat(nodeID, report: report, now: now())
+        guard !running.isEmpty else { return HeartbeatAnswer(node: node, abort: []) }
+        let jobs = Dictionary(try await store.jobs(running.map(\.jobID)).map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
+        let abort = running.filter { lease in jobs[lease.jobID]?.lease != lease }
+        return HeartbeatAnswer(node: node, abort: abort)
+    }
+
+    /// Revokes a node: its token stops working and the sweeper requeues its jobs.
+    /// - Parameter id: The node.
+    /// - Returns: The revoked node.
+    /// - Throws: ``MizanError`` `nodeNotFound`.
+    @discardableResult
+    public func revokeNode(_ id: NodeID) async throws -> Node {
+        let node = try await store.revokeNode(id, now: now())
+        logger.info("node revoked", metadata: ["mizan.node.id": "\(id)"])
+        return node
+    }
+
+    /// Lists every node.
+    /// - Returns: The nodes, oldest first.
+    public func nodes() async throws -> [Node] {
+        try await store.nodes()
+    }
+}

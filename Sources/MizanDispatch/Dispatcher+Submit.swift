@@ -1,0 +1,104 @@
+import Foundation
+import Logging
+import MizanCore
+import MizanStore
+
+extension Dispatcher {
+    /// Submits a job and waits for its terminal state.
+    ///
+    /// The wait is driven by the store's finish event. At the deadline the job is timed out;
+    /// when the calling task is cancelled (the client went away) the job is cancelled, and
+    /// the node holding it learns so at its next heartbeat.
+    /// - Parameter request: What to run.
+    /// - Returns: The job in a terminal state: `succeeded`, `failed` or `timedOut`.
+    /// - Throws: ``MizanError`` `cancelled` when the calling task is cancelled, or a store error.
+    public func submit(_ request: DispatchRequest) async throws -> Job {
+        let accepted = now()
+        let deadline = accepted.adding(request.deadline ?? configuration.defaultDeadline)
+        let job = Job(
+            requestID: request.requestID,
+            model: request.model,
+            body: request.body,
+            stream: request.stream,
+            deadline: deadline,
+            maxAttempts: configuration.maxAttempts,
+            priority: request.priority,
+            idempotencyKey: request.idempotencyKey,
+            apiKeyID: request.apiKeyID,
+            now: accepted
+        )
+        let signal = Signal()
+        waiters.waitForFinish(of: job.id, signal)
+        let insertion: JobInsertion
+        do {
+            insertion = try await store.insert(job)
+        } catch {
+            waiters.stopWaitingForFinish(of: job.id, signal)
+            throw error
+        }
+        var id = job.id
+        if !insertion.inserted {
+            waiters.stopWaitingForFinish(of: job.id, signal)
+            id = insertion.job.id
+            if insertion.job.state.isTerminal { return insertion.job }
+            waiters.waitForFinish(of: id, signal)
+        } else {
+            metrics.accepted()
+            logger.debug("job accepted", metadata: ["mizan.job.id": "\(id)", "mizan.model": "\(request.model)"])
+        }
+        return try await awaitFinish(of: id, deadline: insertion.job.deadline, signal: signal)
+    }
+
+    /// Waits for a job to finish, timing it out at `deadline` and cancelling it when the task is cancelled.
+    func awaitFinish(of id: JobID, deadline: Date, signal: Signal) async throws -> Job {
+        var current = signal
+        defer { waiters.stopWaitingForFinish(of: id, current) }
+        while true {
+            let remaining = deadline.timeIntervalSince(now())
+            let until = ContinuousClock.now.advanced(by: .milliseconds(Int64(max(0, remaining) * 1000)))
+            _ = await current.wait(until: until)
+            if Task.isCancelled {
+                let job = try await detached { [store, now] in try await store.cancel(id, now: now()) }
+                if job.state == .failed, job.errorCode == JobErrorCode.cancelled {
+                    metrics.finished(job)
+                    logger.info("job cancelled by client", metadata: ["mizan.job.id": "\(id)"])
+                    throw MizanError(.cancelled, "The client cancelled the request.")
+                }
+                return job
+            }
+            if now() >= deadline {
+                let job = try await store.timeOut(id, now: now())
+                metrics.finished(job)
+                return job
+            }
+            if let job = try await store.job(id), job.state.isTerminal {
+                metrics.finished(job)
+                return job
+            }
+            // Woken without a finish (e.g. a stale event); wait again with a fresh signal.
+            waiters.stopWaitingForFinish(of: id, current)
+            current = Signal()
+            waiters.waitForFinish(of: id, current)
+            if let job = try await store.job(id), job.state.isTerminal {
+                waiters.stopWaitingForFinish(of: id, current)
+                metrics.finished(job)
+                return job
+            }
+        }
+    }
+
+    /// Cancels a job on behalf of its client.
+    /// - Parameter id: The job.
+    /// - Returns: The job after the write.
+    /// - Throws: ``MizanError`` `jobNotFound`.
+    @discardableResult
+    public func cancel(_ id: JobID) async throws -> Job {
+        try await store.cancel(id, now: now())
+    }
+}
+
+/// Runs `body` in a task that does not inherit the caller's cancellation, so that clean-up
+/// writes still happen after the client went away.
+func detached<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) async throws -> T {
+    try await Task { try await body() }.value
+}

@@ -1,0 +1,148 @@
+import Foundation
+import Logging
+import MizanCore
+import MizanStore
+
+/// The dispatch engine: submitters hand in jobs and wait for their result; agent nodes
+/// lease jobs by long-poll and report results. Embed it in any Swift server.
+///
+/// ```swift
+/// let dispatcher = Dispatcher(store: .memory())
+/// let job = try await dispatcher.submit(DispatchRequest(model: "llama3", body: body))
+/// ```
+///
+/// Waiting is driven by store events, never by polling. Run a ``Sweeper`` beside it for
+/// deadlines, lost nodes and retention.
+public final class Dispatcher: Sendable {
+    /// Tunables of the engine.
+    public struct Configuration: Sendable {
+        /// The deadline of a job when the request names none (queue time counts against it).
+        public var defaultDeadline: Duration
+        /// How many attempts a job may take when nodes are lost or fail retryably.
+        public var maxAttempts: Int
+        /// How long a lease call waits for work when the caller names no wait.
+        public var defaultLeaseWait: Duration
+        /// The longest a lease call may wait.
+        public var maxLeaseWait: Duration
+        /// The most jobs one lease call may take.
+        public var maxLeaseBatch: Int
+
+        /// Creates a configuration.
+        /// - Parameters:
+        ///   - defaultDeadline: Default job deadline (5 minutes).
+        ///   - maxAttempts: Attempts per job (3).
+        ///   - defaultLeaseWait: Default long-poll wait (25 seconds).
+        ///   - maxLeaseWait: Longest long-poll wait (60 seconds).
+        ///   - maxLeaseBatch: Most jobs per lease call (64).
+        public init(
+            defaultDeadline: Duration = .seconds(300),
+            maxAttempts: Int = 3,
+            defaultLeaseWait: Duration = .seconds(25),
+            maxLeaseWait: Duration = .seconds(60),
+            maxLeaseBatch: Int = 64
+        ) {
+            self.defaultDeadline = defaultDeadline
+            self.maxAttempts = maxAttempts
+            self.defaultLeaseWait = defaultLeaseWait
+            self.maxLeaseWait = maxLeaseWait
+            self.maxLeaseBatch = maxLeaseBatch
+        }
+    }
+
+    /// The store behind the engine.
+    public let store: any DispatchStore
+    /// The engine's configuration.
+    public let configuration: Configuration
+    let logger: Logger
+    let now: @Sendable () -> Date
+    let waiters = Waiters()
+    let metrics = DispatchMetrics()
+
+    /// Creates an engine over a store.
+    /// - Parameters:
+    ///   - store: Where jobs and nodes live, e.g. `.memory()`.
+    ///   - configuration: Tunables.
+    ///   - logger: Where the engine logs (at `info` and below).
+    ///   - now: The wall clock; inject one in tests.
+    public init(
+        store: some DispatchStore,
+        configuration: Configuration = .init(),
+        logger: Logger = Logger(label: "mizan.dispatch"),
+        now: @escaping @Sendable () -> Date = { Date() }
+    ) {
+        self.store = store
+        self.configuration = configuration
+        self.logger = logger
+        self.now = now
+        store.addEventHandler { [waiters] event in waiters.handle(event) }
+    }
+
+    /// How many submitters are waiting for a result right now.
+    public var waitingSubmitters: Int { waiters.waitingSubmitters }
+    /// How many lease calls are waiting for work right now.
+    public var waitingLeasers: Int { waiters.waitingLeasers }
+}
+
+/// A request to run on an agent node.
+public struct DispatchRequest: Sendable {
+    /// The public model; nodes advertising it may lease the job.
+    public var model: String
+    /// The client's body, verbatim.
+    public var body: Data
+    /// Whether the client wants a stream.
+    public var stream: Bool
+    /// The gateway request id.
+    public var requestID: String
+    /// How long the job may take in all; `nil` uses the engine's default.
+    public var deadline: Duration?
+    /// Higher runs first.
+    public var priority: Int
+    /// Submitting the same key again returns the first job's outcome.
+    public var idempotencyKey: String?
+    /// The submitting API key.
+    public var apiKeyID: String?
+
+    /// Creates a request.
+    /// - Parameters:
+    ///   - model: The public model.
+    ///   - body: The client's body.
+    ///   - stream: Whether the client wants a stream.
+    ///   - requestID: The gateway request id (a new one by default).
+    ///   - deadline: The job's time budget.
+    ///   - priority: Higher runs first.
+    ///   - idempotencyKey: An idempotency key.
+    ///   - apiKeyID: The submitting API key.
+    public init(
+        model: String,
+        body: Data,
+        stream: Bool = false,
+        requestID: String = UUID().uuidString.lowercased(),
+        deadline: Duration? = nil,
+        priority: Int = 0,
+        idempotencyKey: String? = nil,
+        apiKeyID: String? = nil
+    ) {
+        self.model = model
+        self.body = body
+        self.stream = stream
+        self.requestID = requestID
+        self.deadline = deadline
+        self.priority = priority
+        self.idempotencyKey = idempotencyKey
+        self.apiKeyID = apiKeyID
+    }
+}
+
+extension Date {
+    func adding(_ duration: Duration) -> Date {
+        let (seconds, attoseconds) = duration.components
+        return addingTimeInterval(Double(seconds) + Double(attoseconds) / 1e18)
+    }
+}
+
+extension Duration {
+    var timeInterval: TimeInterval {
+        let (seconds, attoseconds) = components
+        return Double(seconds) + Double(attoseconds) / 1e18
+    }
+}

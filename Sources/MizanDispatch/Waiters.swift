@@ -1,0 +1,54 @@
+import MizanCore
+import MizanStore
+import Synchronization
+
+/// The submitters waiting for their job to finish and the nodes waiting for work,
+/// woken by store events. Waking happens outside the lock.
+final class Waiters: Sendable {
+    private struct State {
+        var finish: [JobID: [ObjectIdentifier: Signal]] = [:]
+        var available: [String: [ObjectIdentifier: Signal]] = [:]
+    }
+
+    private let state = Mutex(State())
+
+    func handle(_ event: StoreEvent) {
+        let signals: [Signal]
+        switch event {
+        case .jobFinished(let id, _):
+            signals = state.withLock { $0.finish[id].map { Array($0.values) } ?? [] }
+        case .jobsAvailable(let model, _):
+            signals = state.withLock { $0.available[model].map { Array($0.values) } ?? [] }
+        }
+        for signal in signals { signal.signal() }
+    }
+
+    func waitForFinish(of id: JobID, _ signal: Signal) {
+        state.withLock { $0.finish[id, default: [:]][ObjectIdentifier(signal)] = signal }
+    }
+
+    func stopWaitingForFinish(of id: JobID, _ signal: Signal) {
+        state.withLock { state in
+            state.finish[id]?[ObjectIdentifier(signal)] = nil
+            if state.finish[id]?.isEmpty == true { state.finish[id] = nil }
+        }
+    }
+
+    func waitForWork(models: [String], _ signal: Signal) {
+        state.withLock { state in
+            for model in models { state.available[model, default: [:]][ObjectIdentifier(signal)] = signal }
+        }
+    }
+
+    func stopWaitingForWork(models: [String], _ signal: Signal) {
+        state.withLock { state in
+            for model in models {
+                state.available[model]?[ObjectIdentifier(signal)] = nil
+                if state.available[model]?.isEmpty == true { state.available[model] = nil }
+            }
+        }
+    }
+
+    var waitingSubmitters: Int { state.withLock { $0.finish.count } }
+    var waitingLeasers: Int { state.withLock { Set($0.available.values.flatMap(\.keys)).count } }
+}

@@ -1,0 +1,124 @@
+import Foundation
+import MizanCore
+
+/// Durable storage of dispatch jobs.
+///
+/// Every write is conditional on the job's current state as ``JobStateMachine`` allows, so
+/// that several gateway instances sharing one store can never both apply a transition.
+/// Times are passed in (`now`) so that stores are deterministic under test.
+public protocol JobStore: Sendable {
+    /// Inserts an accepted job. When `job.idempotencyKey` is set and a job with that key
+    /// exists, nothing is inserted and the existing job is returned.
+    /// - Parameter job: A job in the `accepted` state.
+    /// - Returns: The stored job and whether it was newly inserted.
+    /// - Throws: A store error when the write fails.
+    func insert(_ job: Job) async throws -> JobInsertion
+
+    /// Leases up to `limit` accepted jobs for a node: only models it advertises, oldest
+    /// first within the highest priority, never beyond its free capacity
+    /// (`maxConcurrency` minus jobs it holds), and never a job past its deadline.
+    /// - Parameters:
+    ///   - nodeID: The leasing node; it must be active and not unhealthy.
+    ///   - limit: The most jobs to hand out.
+    ///   - now: The current time.
+    /// - Returns: The leased jobs, each with the lease that fences it.
+    /// - Throws: ``MizanError`` `nodeNotFound` or `unauthorized` (revoked).
+    func lease(nodeID: NodeID, limit: Int, now: Date) async throws -> [LeasedJob]
+
+    /// Finishes a leased job. Applied only while `lease` is the job's current lease.
+    /// A retryable failure requeues the job (attempt + 1) while attempts and the deadline allow.
+    /// - Parameters:
+    ///   - lease: The lease the holder received.
+    ///   - completion: The result or failure.
+    ///   - now: The current time.
+    /// - Returns: The job after the write.
+    /// - Throws: ``MizanError`` `jobNotFound`, or `leaseConflict` for a stale attempt,
+    ///   another node, a job no longer leased or a second completion; nothing is changed then.
+    func complete(_ lease: Lease, with completion: JobCompletion, now: Date) async throws -> Job
+
+    /// Fails a live job with code `cancelled`. A terminal job is returned unchanged.
+    /// - Parameters:
+    ///   - id: The job.
+    ///   - now: The current time.
+    /// - Returns: The job after the write.
+    /// - Throws: ``MizanError`` `jobNotFound`.
+    func cancel(_ id: JobID, now: Date) async throws -> Job
+
+    /// Times out one live job (its submitter's deadline fired). A terminal job is returned unchanged.
+    /// - Parameters:
+    ///   - id: The job.
+    ///   - now: The current time.
+    /// - Returns: The job after the write.
+    /// - Throws: ``MizanError`` `jobNotFound`.
+    func timeOut(_ id: JobID, now: Date) async throws -> Job
+
+    /// Times out every live job whose deadline is at or before `now`.
+    /// - Parameter now: The current time.
+    /// - Returns: The jobs that timed out.
+    func timeOutExpired(now: Date) async throws -> [Job]
+
+    /// Requeues (attempt + 1) or, when attempts or the deadline are used up, fails with code
+    /// `node_lost` every leased job whose holder was last seen before `staleBefore` or is revoked.
+    /// - Parameters:
+    ///   - staleBefore: Nodes not seen since this instant are considered gone.
+    ///   - now: The current time.
+    /// - Returns: The jobs changed, in their new state.
+    func recoverLeases(staleBefore: Date, now: Date) async throws -> [Job]
+
+    /// Deletes terminal jobs that finished before `finishedBefore`.
+    /// - Parameter finishedBefore: The retention cut-off.
+    /// - Returns: How many jobs were deleted.
+    func prune(finishedBefore: Date) async throws -> Int
+
+    /// Reads one job.
+    /// - Parameter id: The job id.
+    /// - Returns: The job, or `nil`.
+    func job(_ id: JobID) async throws -> Job?
+
+    /// Reads several jobs; missing ids are left out.
+    /// - Parameter ids: The job ids.
+    /// - Returns: The jobs found, in no particular order.
+    func jobs(_ ids: [JobID]) async throws -> [Job]
+
+    /// Lists jobs, newest first.
+    /// - Parameters:
+    ///   - state: Only jobs in this state, or all when `nil`.
+    ///   - limit: The most jobs to return.
+    /// - Returns: The jobs.
+    func jobs(state: JobState?, limit: Int) async throws -> [Job]
+
+    /// The number of accepted jobs per model.
+    /// - Returns: Model to queued count; models with none are left out.
+    func queueDepth() async throws -> [String: Int]
+
+    /// Adds a handler for ``StoreEvent``s. Handlers must not block.
+    /// - Parameter handler: The handler.
+    func addEventHandler(_ handler: @escaping @Sendable (StoreEvent) -> Void)
+}
+
+/// The result of ``JobStore/insert(_:)``.
+public struct JobInsertion: Sendable, Equatable {
+    /// The stored job: the new one, or the earlier one with the same idempotency key.
+    public var job: Job
+    /// Whether `job` was inserted by this call.
+    public var inserted: Bool
+
+    /// Creates an insertion result.
+    /// - Parameters:
+    ///   - job: The stored job.
+    ///   - inserted: Whether it is new.
+    public init(job: Job, inserted: Bool) {
+        self.job = job
+        self.inserted = inserted
+    }
+}
+
+/// Error codes stores write into failed and timed-out jobs.
+public enum JobErrorCode {
+    /// The client went away.
+    public static let cancelled = "cancelled"
+    /// The deadline passed.
+    public static let deadlineExceeded = "deadline_exceeded"
+    /// The holding node stopped heartbeating or was revoked and no attempt is left.
+    public static let nodeLost = "node_lost"
+}

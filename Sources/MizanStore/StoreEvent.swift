@@ -1,0 +1,42 @@
+import MizanCore
+import Synchronization
+
+/// A change other parts of the system wait on. Stores publish these after the change is
+/// durable; a store shared by several processes delivers the other processes' events too.
+public enum StoreEvent: Sendable, Equatable {
+    /// `count` jobs for `model` became available to lease (new or requeued).
+    case jobsAvailable(model: String, count: Int)
+    /// A job reached a terminal state.
+    case jobFinished(id: JobID, state: JobState)
+}
+
+/// A list of event handlers that a store calls after each change.
+///
+/// Handlers run on the thread that made the change, outside any store lock; they must
+/// return quickly (resume a continuation, not await).
+public final class StoreEventHub: Sendable {
+    private let handlers = Mutex<[@Sendable (StoreEvent) -> Void]>([])
+
+    /// Creates an empty hub.
+    public init() {}
+
+    /// Adds a handler called for every later event.
+    /// - Parameter handler: The handler.
+    public func add(_ handler: @escaping @Sendable (StoreEvent) -> Void) {
+        handlers.withLock { $0.append(handler) }
+    }
+
+    /// Delivers events to every handler.
+    /// - Parameter events: The events, in order.
+    public func publish(_ events: [StoreEvent]) {
+        guard !events.isEmpty else { return }
+        let current = handlers.withLock { $0 }
+        for event in events {
+            for handler in current { handler(event) }
+        }
+    }
+
+    /// Delivers one event to every handler.
+    /// - Parameter event: The event.
+    public func publish(_ event: StoreEvent) { publish([event]) }
+}

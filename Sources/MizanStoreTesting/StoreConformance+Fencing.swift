@@ -1,0 +1,67 @@
+import Foundation
+import MizanCore
+import MizanStore
+
+extension StoreConformance {
+    static let fencingChecks: [Check] = [
+        Check("stale attempt is refused") { store in
+            let node = try await Fixture.node(store)
+            _ = try await store.insert(Fixture.job())
+            let old = try await store.lease(nodeID: node.id, limit: 1, now: Fixture.at(1))[0].lease
+            _ = try await store.complete(old, with: .failed(code: "x", message: "x", retryable: true), now: Fixture.at(2))
+            let current = try await store.lease(nodeID: node.id, limit: 1, now: Fixture.at(3))[0].lease
+            try require(current.attempt == old.attempt + 1, "the new lease has the next attempt")
+            try await requireThrows("a completion for the old attempt is refused", matching: Fixture.isCode(.leaseConflict)) {
+                _ = try await store.complete(old, with: Fixture.success, now: Fixture.at(4))
+            }
+            let unchanged = try await store.job(old.jobID)
+            try require(unchanged?.state == .leased && unchanged?.attempt == current.attempt, "the refused completion changed nothing")
+            let done = try await store.complete(current, with: Fixture.success, now: Fixture.at(5))
+            try require(done.state == .succeeded, "the current attempt completes")
+        },
+        Check("another node's completion is refused") { store in
+            let holder = try await Fixture.node(store)
+            let intruder = try await Fixture.node(store)
+            _ = try await store.insert(Fixture.job())
+            let lease = try await store.lease(nodeID: holder.id, limit: 1, now: Fixture.at(1))[0].lease
+            let forged = Lease(jobID: lease.jobID, attempt: lease.attempt, nodeID: intruder.id)
+            try await requireThrows("a completion from another node is refused", matching: Fixture.isCode(.leaseConflict)) {
+                _ = try await store.complete(forged, with: Fixture.success, now: Fixture.at(2))
+            }
+            let read = try await store.job(lease.jobID)
+            try require(read?.state == .leased && read?.nodeID == holder.id, "the job stays with its holder")
+        },
+        Check("second completion is refused") { store in
+            let node = try await Fixture.node(store)
+            _ = try await store.insert(Fixture.job())
+            let lease = try await store.lease(nodeID: node.id, limit: 1, now: Fixture.at(1))[0].lease
+            _ = try await store.complete(lease, with: Fixture.success, now: Fixture.at(2))
+            try await requireThrows("a second success is refused", matching: Fixture.isCode(.leaseConflict)) {
+                _ = try await store.complete(lease, with: Fixture.success, now: Fixture.at(3))
+            }
+            try await requireThrows("a failure after success is refused", matching: Fixture.isCode(.leaseConflict)) {
+                _ = try await store.complete(lease, with: .failed(code: "x", message: "x", retryable: false), now: Fixture.at(3))
+            }
+            let read = try await store.job(lease.jobID)
+            try require(read?.state == .succeeded && read?.finishedAt == Fixture.at(2), "the first completion stands")
+        },
+        Check("completion after timeout is refused") { store in
+            let node = try await Fixture.node(store)
+            _ = try await store.insert(Fixture.job(deadline: 10))
+            let lease = try await store.lease(nodeID: node.id, limit: 1, now: Fixture.at(1))[0].lease
+            let expired = try await store.timeOutExpired(now: Fixture.at(10))
+            try require(expired.map(\.id) == [lease.jobID], "the leased job times out at its deadline")
+            try await requireThrows("a late completion is refused", matching: Fixture.isCode(.leaseConflict)) {
+                _ = try await store.complete(lease, with: Fixture.success, now: Fixture.at(11))
+            }
+            let read = try await store.job(lease.jobID)
+            try require(read?.state == .timedOut && read?.usage == nil, "the job stays timed out without usage")
+        },
+        Check("unknown job completion is not found") { store in
+            let node = try await Fixture.node(store)
+            try await requireThrows("completing an unknown job is an error", matching: Fixture.isCode(.jobNotFound)) {
+                _ = try await store.complete(Lease(jobID: JobID(), attempt: 1, nodeID: node.id), with: Fixture.success, now: Fixture.at(1))
+            }
+        },
+    ]
+}

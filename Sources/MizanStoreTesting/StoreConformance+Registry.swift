@@ -1,0 +1,62 @@
+import Foundation
+import MizanCore
+import MizanStore
+
+extension StoreConformance {
+    static let registryChecks: [Check] = [
+        Check("registration token works once") { store in
+            let registration = Fixture.hash("reg")
+            let created = try await store.createNode(Node(name: "gpu-1", createdAt: Fixture.at(0)), registrationTokenHash: registration)
+            try require(created.status == .pending, "a new node is pending")
+            let token = Fixture.hash("tok")
+            let report = NodeReport(models: ["llama3", "qwen"], maxConcurrency: 3, health: .healthy, inFlight: 0, labels: ["gpu": "a100"])
+            let active = try await store.registerNode(registrationTokenHash: registration, nodeTokenHash: token, report: report, now: Fixture.at(1))
+            try require(active.id == created.id && active.status == .active, "registration activates the node")
+            try require(active.models == ["llama3", "qwen"] && active.maxConcurrency == 3 && active.labels == ["gpu": "a100"], "the report is applied")
+            try require(active.lastSeen == Fixture.at(1), "registration counts as seen")
+            try await requireThrows("the registration token works only once", matching: Fixture.isCode(.unauthorized)) {
+                _ = try await store.registerNode(registrationTokenHash: registration, nodeTokenHash: Fixture.hash(), report: report, now: Fixture.at(2))
+            }
+            try await requireThrows("an unknown registration token is refused", matching: Fixture.isCode(.unauthorized)) {
+                _ = try await store.registerNode(registrationTokenHash: Fixture.hash(), nodeTokenHash: Fixture.hash(), report: report, now: Fixture.at(2))
+            }
+            let found = try await store.node(tokenHash: token)
+            try require(found?.id == created.id, "the node is found by its token hash")
+            try require(try await store.node(tokenHash: registration) == nil, "the registration hash is not a node token")
+        },
+        Check("heartbeat revoke and list") { store in
+            let a = try await Fixture.node(store, models: ["m1"], at: 0)
+            let b = try await Fixture.node(store, models: ["m2"], at: 1)
+            let beat = try await store.heartbeat(
+                a.id,
+                report: NodeReport(models: ["m1", "m3"], maxConcurrency: 8, health: .unhealthy, inFlight: 2),
+                now: Fixture.at(5)
+            )
+            try require(beat.models == ["m1", "m3"] && beat.maxConcurrency == 8 && beat.health == .unhealthy && beat.inFlight == 2, "a heartbeat updates the node: \(beat)")
+            try require(beat.lastSeen == Fixture.at(5), "a heartbeat updates last seen")
+            let listed = try await store.nodes()
+            try require(listed.map(\.id) == [a.id, b.id], "nodes list oldest first")
+            _ = try await store.insert(Fixture.job())
+            let unhealthy = try await store.lease(nodeID: a.id, limit: 1, now: Fixture.at(6))
+            try require(unhealthy.isEmpty, "an unhealthy node gets no jobs")
+            let revoked = try await store.revokeNode(b.id, now: Fixture.at(7))
+            try require(revoked.status == .revoked, "the node is revoked")
+            try require(try await store.node(b.id)?.status == .revoked, "revocation is durable")
+            try await requireThrows("a revoked node's heartbeat is refused", matching: Fixture.isCode(.unauthorized)) {
+                _ = try await store.heartbeat(b.id, report: NodeReport(models: ["m2"], maxConcurrency: 1), now: Fixture.at(8))
+            }
+            try await requireThrows("revoking an unknown node is an error", matching: Fixture.isCode(.nodeNotFound)) {
+                _ = try await store.revokeNode(NodeID(), now: Fixture.at(8))
+            }
+            try await requireThrows("an unknown node cannot lease", matching: Fixture.isCode(.nodeNotFound)) {
+                _ = try await store.lease(nodeID: NodeID(), limit: 1, now: Fixture.at(8))
+            }
+        },
+        Check("pending node cannot lease") { store in
+            let pending = try await store.createNode(Node(name: "p", models: ["m1"], maxConcurrency: 2), registrationTokenHash: Fixture.hash())
+            _ = try await store.insert(Fixture.job())
+            let leased = try await store.lease(nodeID: pending.id, limit: 1, now: Fixture.at(1))
+            try require(leased.isEmpty, "a node that has not registered gets no jobs")
+        },
+    ]
+}

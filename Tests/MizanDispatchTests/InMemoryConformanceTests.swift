@@ -1,0 +1,11 @@
+import MizanStore
+import MizanStoreTesting
+import Testing
+
+@Suite("In-memory store conformance")
+struct InMemoryConformanceTests {
+    @Test(arguments: StoreConformance.checks)
+    func conformance(_ check: StoreConformance.Check) async throws {
+        try await check.run(on: InMemoryStore())
+    }
+}
