@@ -14,10 +14,10 @@ let package = Package(
         .library(name: "MizanStorePostgres", targets: ["MizanStorePostgres"]),
         .library(name: "MizanStoreTesting", targets: ["MizanStoreTesting"]),
         .library(name: "MizanDispatch", targets: ["MizanDispatch"]),
+        .library(name: "MizanPostgresTesting", targets: ["MizanPostgresTesting"]),
     ],
     dependencies: [
         .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
-        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.3"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
@@ -42,12 +42,22 @@ let package = Package(
                 "MizanStore",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: swiftSettings
         ),
         .target(
             name: "MizanStoreTesting",
             dependencies: ["MizanStore"],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "MizanPostgresTesting",
+            dependencies: [
+                "MizanStorePostgres",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: swiftSettings
         ),
         .target(
@@ -67,6 +77,7 @@ let package = Package(
                 "MizanDispatch",
                 "MizanStorePostgres",
                 "MizanStoreTesting",
+                "MizanPostgresTesting",
             ],
             path: "Benchmarks/MizanStoreBenchmark",
             swiftSettings: swiftSettings
@@ -83,7 +94,7 @@ let package = Package(
         ),
         .testTarget(
             name: "MizanPostgresTests",
-            dependencies: ["MizanDispatch", "MizanStorePostgres", "MizanStoreTesting"],
+            dependencies: ["MizanDispatch", "MizanStorePostgres", "MizanStoreTesting", "MizanPostgresTesting"],
             swiftSettings: swiftSettings
         ),
     ]

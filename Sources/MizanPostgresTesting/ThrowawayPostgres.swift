@@ -1,0 +1,192 @@
+import Foundation
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A PostgreSQL server started for one test or benchmark process: `initdb` into a temporary
+/// directory, a free loopback port, the socket in that directory, and stopped when the process
+/// ends (a watchdog stops it even if the process crashes).
+///
+/// When running as root the server runs as the unprivileged `postgres` user, since
+/// PostgreSQL refuses to run as root. Set `MIZAN_TEST_POSTGRES_URL` to use an existing
+/// server instead.
+public final class ThrowawayPostgres: Sendable {
+    /// Why no server could be started; the message says what to install.
+    public struct StartError: Error, CustomStringConvertible {
+        /// What went wrong and what to do.
+        public var message: String
+        public var description: String { message }
+    }
+
+    /// The loopback port.
+    public let port: Int
+    /// The superuser name.
+    public let user: String
+    /// The data directory.
+    public let directory: URL
+    private let binDirectory: URL
+    private let runAs: [String]
+
+    /// The URL of the server's `postgres` database.
+    public var url: String { "postgres://\(user)@127.0.0.1:\(port)/postgres" }
+
+    private static let shared = Mutex<Result<ThrowawayPostgres, StartError>?>(nil)
+
+    /// The server of this process, started on first use.
+    /// - Returns: The running server.
+    /// - Throws: ``StartError`` when PostgreSQL is not installed or does not start.
+    public static func start() throws -> ThrowawayPostgres {
+        try shared.withLock { state in
+            if let state { return try state.get() }
+            let result = Result { try ThrowawayPostgres() }.mapError { $0 as? StartError ?? StartError(message: "\($0)") }
+            state = result
+            if case .success(let server) = result {
+                server.armStop()
+            }
+            return try result.get()
+        }
+    }
+
+    private init() throws {
+        guard let bin = Self.findBinaries() else {
+            throw StartError(
+                message: "PostgreSQL server binaries (initdb, pg_ctl) were not found on PATH, via pg_config or in /usr/lib/postgresql/*/bin. "
+                    + "Install them (Debian: apt-get update && apt-get install -y postgresql) or set MIZAN_TEST_POSTGRES_URL."
+            )
+        }
+        binDirectory = bin
+        let isRoot = geteuid() == 0
+        if isRoot {
+            guard getpwnam("postgres") != nil else {
+                throw StartError(message: "Running as root, PostgreSQL needs an unprivileged 'postgres' user; install the postgresql package or create the user.")
+            }
+            runAs = FileManager.default.isExecutableFile(atPath: "/usr/sbin/runuser")
+                ? ["/usr/sbin/runuser", "-u", "postgres", "--"] : ["/usr/bin/setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups"]
+        } else {
+            runAs = []
+        }
+        user = "mizan"
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent("mizan-pg-\(getpid())-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        if isRoot {
+            try Self.run(["/bin/chown", "postgres:postgres", directory.path])
+        }
+        port = try Self.freePort()
+        let data = directory.appendingPathComponent("data").path
+        try Self.run(runAs + [bin.appendingPathComponent("initdb").path, "-D", data, "-U", user, "--auth=trust", "-E", "UTF8", "--no-sync", "--no-instructions"])
+        let options = [
+            "-p \(port)", "-k \(directory.path)", "-c listen_addresses=127.0.0.1",
+            "-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off", "-c max_connections=300",
+            "-c shared_buffers=128MB",
+        ].joined(separator: " ")
+        try Self.run(runAs + [bin.appendingPathComponent("pg_ctl").path, "start", "-D", data, "-w", "-t", "60", "-o", options, "-l", directory.appendingPathComponent("log").path])
+    }
+
+    /// Stops the server and removes its directory.
+    public func stop() {
+        let data = directory.appendingPathComponent("data").path
+        _ = try? Self.run(runAs + [binDirectory.appendingPathComponent("pg_ctl").path, "stop", "-D", data, "-m", "immediate", "-w"])
+        try? FileManager.default.removeItem(at: directory)
+    }
+
+    /// Stops the server when this process exits, normally (`atexit`) or not (a watchdog).
+    private func armStop() {
+        let data = directory.appendingPathComponent("data").path
+        let pgctl = (runAs + [binDirectory.appendingPathComponent("pg_ctl").path]).map { "'\($0)'" }.joined(separator: " ")
+        let script = "while kill -0 \(getpid()) 2>/dev/null; do sleep 1; done; \(pgctl) stop -D '\(data)' -m immediate >/dev/null 2>&1; rm -rf '\(directory.path)'"
+        let words: [String] = ["/bin/sh", "-c", script]
+        let argv: [UnsafeMutablePointer<CChar>?] = words.map { strdup($0) } + [nil]
+        defer { argv.forEach { free($0) } }
+        // The watchdog must not hold the test runner's output pipe open, or the runner waits for it.
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
+        var pid: pid_t = 0
+        _ = posix_spawn(&pid, "/bin/sh", &actions, nil, argv, environ)
+        atexit {
+            if case .success(let server)? = ThrowawayPostgres.shared.withLock({ $0 }) { server.stop() }
+        }
+    }
+
+    static func findBinaries() -> URL? {
+        let fm = FileManager.default
+        func has(_ dir: String) -> Bool {
+            fm.isExecutableFile(atPath: dir + "/initdb") && fm.isExecutableFile(atPath: dir + "/pg_ctl")
+        }
+        if let env = ProcessInfo.processInfo.environment["MIZAN_POSTGRES_BIN"], has(env) { return URL(fileURLWithPath: env) }
+        for dir in (ProcessInfo.processInfo.environment["PATH"] ?? "").split(separator: ":").map(String.init) where has(dir) {
+            // Debian's /usr/bin wrappers are not the server binaries; follow links to the real ones.
+            let resolved = URL(fileURLWithPath: dir + "/initdb").resolvingSymlinksInPath().deletingLastPathComponent().path
+            if has(resolved) { return URL(fileURLWithPath: resolved) }
+        }
+        if let bindir = try? capture(["pg_config", "--bindir"]).trimmingCharacters(in: .whitespacesAndNewlines), has(bindir) {
+            return URL(fileURLWithPath: bindir)
+        }
+        let versions = (try? fm.contentsOfDirectory(atPath: "/usr/lib/postgresql")) ?? []
+        for version in versions.sorted(by: { (Int($0) ?? 0) > (Int($1) ?? 0) }) where has("/usr/lib/postgresql/\(version)/bin") {
+            return URL(fileURLWithPath: "/usr/lib/postgresql/\(version)/bin")
+        }
+        return nil
+    }
+
+    static func freePort() throws -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw StartError(message: "socket() failed") }
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = 0
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard bound == 0 else { throw StartError(message: "bind() failed") }
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
+
+    @discardableResult
+    static func run(_ arguments: [String]) throws -> String {
+        let output = try capture(arguments)
+        return output
+    }
+
+    /// Runs a command to completion with `posix_spawn` and `waitpid`, its output in a file.
+    ///
+    /// Foundation's `Process` waits through a dispatch source, which can starve when every
+    /// thread of the small concurrency pool is blocked; a plain `waitpid` cannot.
+    static func capture(_ arguments: [String]) throws -> String {
+        let outputPath = FileManager.default.temporaryDirectory.appendingPathComponent("mizan-cmd-\(UUID().uuidString)").path
+        defer { unlink(outputPath) }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, outputPath, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        let words: [String] = ["/usr/bin/env"] + arguments
+        let argv: [UnsafeMutablePointer<CChar>?] = words.map { strdup($0) } + [nil]
+        defer { argv.forEach { free($0) } }
+        var pid: pid_t = 0
+        let spawned = posix_spawn(&pid, "/usr/bin/env", &actions, nil, argv, environ)
+        guard spawned == 0 else {
+            throw StartError(message: "could not start \(arguments.first ?? ""): error \(spawned)")
+        }
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        let text = (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? ""
+        let exitCode = (status >> 8) & 0xff
+        guard status & 0x7f == 0, exitCode == 0 else {
+            throw StartError(message: "\(arguments.joined(separator: " ")) failed (status \(status)): \(text)")
+        }
+        return text
+    }
+}

@@ -1,0 +1,93 @@
+import Foundation
+import MizanCore
+import PostgresNIO
+
+/// Column lists and row decoding shared by the store's statements.
+enum Rows {
+    static let jobColumns = """
+        id, request_id, model, body, stream, state, attempt, max_attempts, priority, node_id, deadline, \
+        created_at, leased_at, finished_at, updated_at, result, error_code, error_message, \
+        prompt_tokens, completion_tokens, usage_source, idempotency_key, api_key_id
+        """
+
+    /// `jobColumns` qualified by a table alias.
+    static func jobColumns(_ alias: String) -> String {
+        jobColumns.split(separator: ",").map { "\(alias).\($0.trimmingCharacters(in: .whitespaces))" }.joined(separator: ", ")
+    }
+
+    static let nodeColumns = "id, name, models, max_concurrency, labels, status, health, in_flight, last_seen, created_at"
+
+    static func job(_ row: PostgresRow) throws -> Job {
+        let (
+            id, requestID, model, body, stream, state, attempt, maxAttempts, priority, nodeID, deadline,
+            createdAt, leasedAt, finishedAt, updatedAt, result, errorCode, errorMessage,
+            promptTokens, completionTokens, usageSource, idempotencyKey, apiKeyID
+        ) = try row.decode(
+            (
+                UUID, String, String, Data, Bool, String, Int, Int, Int, UUID?, Date,
+                Date, Date?, Date?, Date, Data?, String?, String?,
+                Int?, Int?, String?, String?, String?
+            ).self
+        )
+        guard let parsed = JobState(rawValue: state) else {
+            throw MizanError(.internalError, "Unknown job state in the database.", debugDetail: state)
+        }
+        var job = Job(
+            id: JobID(id),
+            requestID: requestID,
+            model: model,
+            body: body,
+            stream: stream,
+            deadline: deadline,
+            maxAttempts: maxAttempts,
+            priority: priority,
+            idempotencyKey: idempotencyKey,
+            apiKeyID: apiKeyID,
+            now: createdAt
+        )
+        job.state = parsed
+        job.attempt = attempt
+        job.nodeID = nodeID.map(NodeID.init)
+        job.leasedAt = leasedAt
+        job.finishedAt = finishedAt
+        job.updatedAt = updatedAt
+        job.result = result
+        job.errorCode = errorCode
+        job.errorMessage = errorMessage
+        if let promptTokens, let completionTokens {
+            let source = usageSource.flatMap(TokenUsage.Source.init(rawValue:)) ?? .provider
+            job.usage = TokenUsage(promptTokens: promptTokens, completionTokens: completionTokens, source: source)
+        }
+        return job
+    }
+
+    static func node(_ row: PostgresRow) throws -> Node {
+        let (id, name, models, maxConcurrency, labels, status, health, inFlight, lastSeen, createdAt) =
+            try row.decode((UUID, String, [String], Int, String, String, String, Int, Date?, Date).self)
+        return Node(
+            id: NodeID(id),
+            name: name,
+            models: models,
+            maxConcurrency: maxConcurrency,
+            labels: (try? JSONDecoder().decode([String: String].self, from: Data(labels.utf8))) ?? [:],
+            status: Node.Status(rawValue: status) ?? .revoked,
+            health: Node.Health(rawValue: health) ?? .unknown,
+            inFlight: inFlight,
+            lastSeen: lastSeen,
+            createdAt: createdAt
+        )
+    }
+
+    static func labels(_ labels: [String: String]) -> String {
+        String(decoding: (try? JSONEncoder().encode(labels)) ?? Data("{}".utf8), as: UTF8.self)
+    }
+}
+
+extension PostgresRowSequence {
+    /// Collects every row through `transform`.
+    func collect<T>(_ transform: (PostgresRow) throws -> T) async throws -> [T] {
+        var out: [T] = []
+        for try await row in self { out.append(try transform(row)) }
+        return out
+    }
+}

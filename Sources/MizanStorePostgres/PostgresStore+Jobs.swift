@@ -1,0 +1,325 @@
+import Foundation
+import MizanCore
+import MizanStore
+import PostgresNIO
+
+extension PostgresStore {
+    /// The states from which `transition` is allowed, as a SQL list; taken from the one
+    /// transition table so that every conditional write guards with it.
+    static func sources(_ transition: JobTransition) -> String {
+        JobStateMachine.sources(of: transition).map { "'\($0.rawValue)'" }.joined(separator: ", ")
+    }
+
+    public func insert(_ job: Job) async throws -> JobInsertion {
+        precondition(job.state == .accepted, "only accepted jobs are inserted")
+        let event = StoreEvent.jobsAvailable(model: job.model, count: 1)
+        let rows = try await client.query(
+            """
+            WITH ins AS (
+                INSERT INTO mizan_jobs (\(unescaped: Rows.jobColumns))
+                VALUES (
+                    \(job.id.uuid), \(job.requestID), \(job.model), \(job.body), \(job.stream), 'accepted',
+                    \(job.attempt), \(job.maxAttempts), \(job.priority), NULL, \(job.deadline), \(job.createdAt),
+                    NULL, NULL, \(job.updatedAt), NULL, NULL, NULL, NULL, NULL, NULL, \(job.idempotencyKey), \(job.apiKeyID)
+                )
+                ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+                RETURNING \(unescaped: Rows.jobColumns)
+            )
+            SELECT \(unescaped: Rows.jobColumns("ins")) FROM ins,
+                LATERAL (SELECT pg_notify(\(Self.channel), \(payload([event]))) WHERE ins.id IS NOT NULL) AS n
+            """,
+            logger: logger
+        ).collect(Rows.job)
+        if let inserted = rows.first {
+            publishLocally([event])
+            return JobInsertion(job: inserted, inserted: true)
+        }
+        guard let key = job.idempotencyKey else {
+            throw MizanError(.internalError, "The job was not inserted.")
+        }
+        let existing = try await client.query(
+            "SELECT \(unescaped: Rows.jobColumns) FROM mizan_jobs WHERE idempotency_key = \(key)",
+            logger: logger
+        ).collect(Rows.job)
+        guard let found = existing.first else {
+            throw MizanError(.conflict, "A job with this idempotency key was just removed; try again.")
+        }
+        return JobInsertion(job: found, inserted: false)
+    }
+
+    public func lease(nodeID: NodeID, limit: Int, now: Date) async throws -> [LeasedJob] {
+        let leased = try await client.query(
+            """
+            WITH node AS (
+                SELECT models, max_concurrency - leased AS free, (status = 'active' AND health <> 'unhealthy') AS ok
+                FROM mizan_nodes WHERE id = \(nodeID.uuid) FOR UPDATE
+            ), picked AS (
+                SELECT j.id FROM mizan_jobs j
+                WHERE j.state = 'accepted' AND j.model = ANY ((SELECT models FROM node)::text[]) AND j.deadline > \(now)
+                    AND (SELECT ok FROM node)
+                ORDER BY j.priority DESC, j.id
+                LIMIT (SELECT GREATEST(0, LEAST(\(limit), free)) FROM node)
+                FOR UPDATE SKIP LOCKED
+            ), upd AS (
+                UPDATE mizan_jobs j SET state = 'leased', node_id = \(nodeID.uuid), leased_at = \(now), updated_at = \(now)
+                FROM picked WHERE j.id = picked.id AND j.state IN (\(unescaped: Self.sources(.lease)))
+                RETURNING \(unescaped: Rows.jobColumns("j"))
+            ), bump AS (
+                UPDATE mizan_nodes SET leased = leased + (SELECT count(*) FROM upd), last_seen = \(now)
+                WHERE id = \(nodeID.uuid)
+            )
+            SELECT \(unescaped: Rows.jobColumns) FROM upd ORDER BY priority DESC, id
+            """,
+            logger: logger
+        ).collect(Rows.job)
+        if leased.isEmpty {
+            let status = try await client.query("SELECT status FROM mizan_nodes WHERE id = \(nodeID.uuid)", logger: logger)
+                .collect { try $0.decode(String.self) }
+            guard let status = status.first else { throw MizanError(.nodeNotFound, "No node with id \(nodeID).") }
+            if status == Node.Status.revoked.rawValue { throw MizanError(.unauthorized, "The node was revoked.") }
+        }
+        return leased.map { LeasedJob(job: $0, lease: $0.lease!) }
+    }
+
+    public func complete(_ lease: Lease, with completion: JobCompletion, now: Date) async throws -> Job {
+        let rows: [Job]
+        switch completion {
+        case .succeeded(let result, let usage):
+            let event = StoreEvent.jobFinished(id: lease.jobID, state: .succeeded)
+            rows = try await client.query(
+                """
+                WITH upd AS (
+                    UPDATE mizan_jobs SET state = 'succeeded', result = \(result),
+                        prompt_tokens = \(usage?.promptTokens), completion_tokens = \(usage?.completionTokens),
+                        usage_source = \(usage?.source.rawValue), finished_at = \(now), updated_at = \(now)
+                    WHERE id = \(lease.jobID.uuid) AND attempt = \(lease.attempt) AND node_id = \(lease.nodeID.uuid)
+                        AND state IN (\(unescaped: Self.sources(.succeed)))
+                    RETURNING \(unescaped: Rows.jobColumns)
+                ), dec AS (
+                    UPDATE mizan_nodes SET leased = leased - 1 WHERE id = \(lease.nodeID.uuid) AND EXISTS (SELECT 1 FROM upd)
+                )
+                SELECT \(unescaped: Rows.jobColumns("upd")) FROM upd,
+                    LATERAL (SELECT pg_notify(\(Self.channel), \(payload([event]))) WHERE upd.id IS NOT NULL) AS n
+                """,
+                logger: logger
+            ).collect(Rows.job)
+        case .failed(let code, let message, let retryable):
+            let failed = payload([.jobFinished(id: lease.jobID, state: .failed)])
+            rows = try await client.query(
+                """
+                WITH cur AS (
+                    SELECT id, model, (\(retryable) AND attempt < max_attempts AND deadline > \(now)) AS again
+                    FROM mizan_jobs
+                    WHERE id = \(lease.jobID.uuid) AND attempt = \(lease.attempt) AND node_id = \(lease.nodeID.uuid)
+                        AND state IN (\(unescaped: Self.sources(.fail)))
+                    FOR UPDATE
+                ), upd AS (
+                    UPDATE mizan_jobs j SET
+                        state = CASE WHEN cur.again THEN 'accepted' ELSE 'failed' END,
+                        attempt = j.attempt + CASE WHEN cur.again THEN 1 ELSE 0 END,
+                        node_id = CASE WHEN cur.again THEN NULL ELSE j.node_id END,
+                        finished_at = CASE WHEN cur.again THEN NULL ELSE \(now) END,
+                        error_code = CASE WHEN cur.again THEN NULL ELSE \(code) END,
+                        error_message = CASE WHEN cur.again THEN NULL ELSE \(message) END,
+                        updated_at = \(now)
+                    FROM cur WHERE j.id = cur.id
+                    RETURNING \(unescaped: Rows.jobColumns("j"))
+                ), dec AS (
+                    UPDATE mizan_nodes SET leased = leased - 1 WHERE id = \(lease.nodeID.uuid) AND EXISTS (SELECT 1 FROM upd)
+                )
+                SELECT \(unescaped: Rows.jobColumns("upd")) FROM upd,
+                    LATERAL (
+                        SELECT pg_notify(\(Self.channel), CASE WHEN upd.state = 'accepted'
+                            THEN json_build_object('o', \(origin), 'a', json_build_array(json_build_object('m', upd.model, 'n', 1)))::text
+                            ELSE \(failed) END)
+                        WHERE upd.id IS NOT NULL
+                    ) AS n
+                """,
+                logger: logger
+            ).collect(Rows.job)
+        }
+        if let job = rows.first {
+            publishLocally([job.state == .accepted ? .jobsAvailable(model: job.model, count: 1) : .jobFinished(id: job.id, state: job.state)])
+            return job
+        }
+        guard let job = try await self.job(lease.jobID) else {
+            throw MizanError(.jobNotFound, "No job with id \(lease.jobID).")
+        }
+        throw LeaseCheck.refusal(for: lease, job: job)
+            ?? MizanError(.leaseConflict, "Job \(lease.jobID) changed while it was being completed.")
+    }
+
+    public func cancel(_ id: JobID, now: Date) async throws -> Job {
+        try await finishLive(id, transition: .cancel, code: JobErrorCode.cancelled, message: "The client cancelled the request.", now: now)
+    }
+
+    public func timeOut(_ id: JobID, now: Date) async throws -> Job {
+        try await finishLive(id, transition: .timeOut, code: JobErrorCode.deadlineExceeded, message: "The job's deadline passed.", now: now)
+    }
+
+    private func finishLive(_ id: JobID, transition: JobTransition, code: String, message: String, now: Date) async throws -> Job {
+        guard let target = JobStateMachine.next(from: .accepted, on: transition) else {
+            preconditionFailure("\(transition) does not finish a queued job")
+        }
+        let event = StoreEvent.jobFinished(id: id, state: target)
+        let rows = try await client.query(
+            """
+            WITH cur AS (
+                SELECT id, state AS prev_state, node_id AS prev_node FROM mizan_jobs
+                WHERE id = \(id.uuid) AND state IN (\(unescaped: Self.sources(transition))) FOR UPDATE
+            ), upd AS (
+                UPDATE mizan_jobs j SET state = \(target.rawValue), error_code = \(code), error_message = \(message),
+                    finished_at = \(now), updated_at = \(now)
+                FROM cur WHERE j.id = cur.id
+                RETURNING \(unescaped: Rows.jobColumns("j")), cur.prev_state, cur.prev_node
+            ), dec AS (
+                UPDATE mizan_nodes n SET leased = n.leased - 1 FROM upd
+                WHERE upd.prev_state = 'leased' AND n.id = upd.prev_node
+            )
+            SELECT \(unescaped: Rows.jobColumns("upd")) FROM upd,
+                LATERAL (SELECT pg_notify(\(Self.channel), \(payload([event]))) WHERE upd.id IS NOT NULL) AS n
+            """,
+            logger: logger
+        ).collect(Rows.job)
+        if let job = rows.first {
+            publishLocally([event])
+            return job
+        }
+        guard let job = try await self.job(id) else { throw MizanError(.jobNotFound, "No job with id \(id).") }
+        return job
+    }
+
+    public func timeOutExpired(now: Date) async throws -> [Job] {
+        var all: [Job] = []
+        while true {
+            let batch = try await client.query(
+                """
+                WITH cur AS (
+                    SELECT id, state AS prev_state, node_id AS prev_node FROM mizan_jobs
+                    WHERE state IN (\(unescaped: Self.sources(.timeOut))) AND deadline <= \(now)
+                    ORDER BY deadline LIMIT 2000
+                    FOR UPDATE SKIP LOCKED
+                ), upd AS (
+                    UPDATE mizan_jobs j SET state = 'timed_out', error_code = \(JobErrorCode.deadlineExceeded),
+                        error_message = 'The job''s deadline passed.', finished_at = \(now), updated_at = \(now)
+                    FROM cur WHERE j.id = cur.id
+                    RETURNING \(unescaped: Rows.jobColumns("j")), cur.prev_state, cur.prev_node
+                ), dec AS (
+                    UPDATE mizan_nodes n SET leased = n.leased - c.count
+                    FROM (SELECT prev_node, count(*) AS count FROM upd WHERE prev_state = 'leased' GROUP BY prev_node) c
+                    WHERE n.id = c.prev_node
+                )
+                SELECT \(unescaped: Rows.jobColumns) FROM upd
+                """,
+                logger: logger
+            ).collect(Rows.job)
+            all += batch
+            if batch.count < 2000 { break }
+        }
+        let events = all.map { StoreEvent.jobFinished(id: $0.id, state: $0.state) }
+        publishLocally(events)
+        try await notify(events)
+        return all
+    }
+
+    public func recoverLeases(staleBefore: Date, now: Date) async throws -> [Job] {
+        let changed = try await client.query(
+            """
+            WITH cur AS (
+                SELECT j.id, j.node_id AS prev_node, (j.attempt < j.max_attempts AND j.deadline > \(now)) AS again
+                FROM mizan_jobs j JOIN mizan_nodes n ON n.id = j.node_id
+                WHERE j.state = 'leased'
+                    AND (n.status = 'revoked' OR n.last_seen IS NULL OR n.last_seen < \(staleBefore))
+                FOR UPDATE OF j SKIP LOCKED
+            ), upd AS (
+                UPDATE mizan_jobs j SET
+                    state = CASE WHEN cur.again THEN 'accepted' ELSE 'failed' END,
+                    attempt = j.attempt + CASE WHEN cur.again THEN 1 ELSE 0 END,
+                    node_id = CASE WHEN cur.again THEN NULL ELSE j.node_id END,
+                    finished_at = CASE WHEN cur.again THEN NULL ELSE \(now) END,
+                    error_code = CASE WHEN cur.again THEN NULL ELSE \(JobErrorCode.nodeLost) END,
+                    error_message = CASE WHEN cur.again THEN NULL
+                        ELSE 'The node running the job was lost and no attempt is left.' END,
+                    updated_at = \(now)
+                FROM cur WHERE j.id = cur.id
+                RETURNING \(unescaped: Rows.jobColumns("j")), cur.prev_node
+            ), dec AS (
+                UPDATE mizan_nodes n SET leased = n.leased - c.count
+                FROM (SELECT prev_node, count(*) AS count FROM upd GROUP BY prev_node) c
+                WHERE n.id = c.prev_node
+            )
+            SELECT \(unescaped: Rows.jobColumns) FROM upd
+            """,
+            logger: logger
+        ).collect(Rows.job)
+        var available: [String: Int] = [:]
+        var events: [StoreEvent] = []
+        for job in changed {
+            if job.state == .accepted {
+                available[job.model, default: 0] += 1
+            } else {
+                events.append(.jobFinished(id: job.id, state: job.state))
+            }
+        }
+        events += available.sorted { $0.key < $1.key }.map { .jobsAvailable(model: $0.key, count: $0.value) }
+        publishLocally(events)
+        try await notify(events)
+        return changed
+    }
+
+    public func prune(finishedBefore: Date) async throws -> Int {
+        var total = 0
+        while true {
+            let deleted = try await client.query(
+                """
+                WITH gone AS (
+                    DELETE FROM mizan_jobs WHERE id IN (
+                        SELECT id FROM mizan_jobs
+                        WHERE state IN ('succeeded', 'failed', 'timed_out') AND finished_at < \(finishedBefore)
+                        LIMIT 5000
+                    ) RETURNING 1
+                )
+                SELECT count(*) FROM gone
+                """,
+                logger: logger
+            ).collect { try $0.decode(Int.self) }.first ?? 0
+            total += deleted
+            if deleted < 5000 { return total }
+        }
+    }
+
+    public func job(_ id: JobID) async throws -> Job? {
+        try await client.query("SELECT \(unescaped: Rows.jobColumns) FROM mizan_jobs WHERE id = \(id.uuid)", logger: logger)
+            .collect(Rows.job).first
+    }
+
+    public func jobs(_ ids: [JobID]) async throws -> [Job] {
+        guard !ids.isEmpty else { return [] }
+        return try await client.query(
+            "SELECT \(unescaped: Rows.jobColumns) FROM mizan_jobs WHERE id = ANY(\(ids.map(\.uuid)))",
+            logger: logger
+        ).collect(Rows.job)
+    }
+
+    public func jobs(state: JobState?, limit: Int) async throws -> [Job] {
+        let limit = max(0, limit)
+        if let state {
+            return try await client.query(
+                "SELECT \(unescaped: Rows.jobColumns) FROM mizan_jobs WHERE state = \(state.rawValue) ORDER BY id DESC LIMIT \(limit)",
+                logger: logger
+            ).collect(Rows.job)
+        }
+        return try await client.query(
+            "SELECT \(unescaped: Rows.jobColumns) FROM mizan_jobs ORDER BY id DESC LIMIT \(limit)",
+            logger: logger
+        ).collect(Rows.job)
+    }
+
+    public func queueDepth() async throws -> [String: Int] {
+        let rows = try await client.query(
+            "SELECT model, count(*) FROM mizan_jobs WHERE state = 'accepted' GROUP BY model",
+            logger: logger
+        ).collect { try $0.decode((String, Int).self) }
+        return Dictionary(rows, uniquingKeysWith: +)
+    }
+}

@@ -1,0 +1,91 @@
+import Foundation
+import Logging
+import PostgresNIO
+
+extension PostgresStore {
+    /// The schema, as numbered steps. A step is never edited once released; add a new one.
+    static let migrations: [(version: Int, statements: [String])] = [
+        (
+            1,
+            [
+                """
+                CREATE TABLE mizan_nodes (
+                    id uuid PRIMARY KEY,
+                    name text NOT NULL,
+                    models text[] NOT NULL DEFAULT '{}',
+                    max_concurrency bigint NOT NULL DEFAULT 1,
+                    leased bigint NOT NULL DEFAULT 0,
+                    labels text NOT NULL DEFAULT '{}',
+                    status text NOT NULL,
+                    health text NOT NULL,
+                    in_flight bigint NOT NULL DEFAULT 0,
+                    registration_token_hash bytea UNIQUE,
+                    node_token_hash bytea UNIQUE,
+                    last_seen timestamptz,
+                    created_at timestamptz NOT NULL
+                )
+                """,
+                """
+                CREATE TABLE mizan_jobs (
+                    id uuid PRIMARY KEY,
+                    request_id text NOT NULL,
+                    model text NOT NULL,
+                    body bytea NOT NULL,
+                    stream boolean NOT NULL,
+                    state text NOT NULL,
+                    attempt bigint NOT NULL,
+                    max_attempts bigint NOT NULL,
+                    priority bigint NOT NULL DEFAULT 0,
+                    node_id uuid,
+                    deadline timestamptz NOT NULL,
+                    created_at timestamptz NOT NULL,
+                    leased_at timestamptz,
+                    finished_at timestamptz,
+                    updated_at timestamptz NOT NULL,
+                    result bytea,
+                    error_code text,
+                    error_message text,
+                    prompt_tokens bigint,
+                    completion_tokens bigint,
+                    usage_source text,
+                    idempotency_key text,
+                    api_key_id text
+                )
+                """,
+                "CREATE UNIQUE INDEX mizan_jobs_idempotency ON mizan_jobs (idempotency_key) WHERE idempotency_key IS NOT NULL",
+                "CREATE INDEX mizan_jobs_queue ON mizan_jobs (model, priority DESC, id) WHERE state = 'accepted'",
+                "CREATE INDEX mizan_jobs_leased ON mizan_jobs (node_id) WHERE state = 'leased'",
+                "CREATE INDEX mizan_jobs_live_deadline ON mizan_jobs (deadline) WHERE state IN ('accepted', 'leased')",
+                "CREATE INDEX mizan_jobs_finished ON mizan_jobs (finished_at) WHERE state IN ('succeeded', 'failed', 'timed_out')",
+                "CREATE INDEX mizan_jobs_state_id ON mizan_jobs (state, id)",
+            ]
+        ),
+    ]
+
+    /// The schema version this build migrates to.
+    public static var schemaVersion: Int { migrations.map(\.version).max() ?? 0 }
+
+    /// Applies the migrations not yet applied, in one transaction under an advisory lock so
+    /// that instances starting together do not race. Safe to call any number of times.
+    /// - Throws: A database error; nothing is applied then.
+    public func migrate() async throws {
+        try await client.withTransaction(logger: logger) { connection in
+            try await connection.query("SELECT pg_advisory_xact_lock(7271009)", logger: self.logger)
+            try await connection.query(
+                "CREATE TABLE IF NOT EXISTS mizan_schema_migrations (version bigint PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())",
+                logger: self.logger
+            )
+            var applied: Set<Int> = []
+            for try await version in try await connection.query("SELECT version FROM mizan_schema_migrations", logger: self.logger).decode(Int.self) {
+                applied.insert(version)
+            }
+            for migration in Self.migrations where !applied.contains(migration.version) {
+                for statement in migration.statements {
+                    try await connection.query(PostgresQuery(unsafeSQL: statement), logger: self.logger)
+                }
+                try await connection.query("INSERT INTO mizan_schema_migrations (version) VALUES (\(migration.version))", logger: self.logger)
+                self.logger.info("applied schema migration", metadata: ["mizan.migration": "\(migration.version)"])
+            }
+        }
+    }
+}

@@ -1,0 +1,90 @@
+import Foundation
+import MizanCore
+import MizanStore
+import PostgresNIO
+
+extension PostgresStore {
+    public func createNode(_ node: Node, registrationTokenHash: Data) async throws -> Node {
+        let rows = try await client.query(
+            """
+            INSERT INTO mizan_nodes (id, name, models, max_concurrency, labels, status, health, in_flight,
+                registration_token_hash, last_seen, created_at)
+            VALUES (\(node.id.uuid), \(node.name), \(node.models), \(node.maxConcurrency), \(Rows.labels(node.labels)),
+                'pending', \(node.health.rawValue), 0, \(registrationTokenHash), \(node.lastSeen), \(node.createdAt))
+            ON CONFLICT (id) DO NOTHING
+            RETURNING \(unescaped: Rows.nodeColumns)
+            """,
+            logger: logger
+        ).collect(Rows.node)
+        guard let created = rows.first else { throw MizanError(.conflict, "A node with id \(node.id) exists.") }
+        return created
+    }
+
+    public func registerNode(
+        registrationTokenHash: Data,
+        nodeTokenHash: Data,
+        report: NodeReport,
+        now: Date
+    ) async throws -> Node {
+        let rows = try await client.query(
+            """
+            UPDATE mizan_nodes SET status = 'active', registration_token_hash = NULL, node_token_hash = \(nodeTokenHash),
+                models = \(report.models), max_concurrency = \(max(1, report.maxConcurrency)), health = \(report.health.rawValue),
+                in_flight = \(report.inFlight), labels = \(Rows.labels(report.labels)), last_seen = \(now)
+            WHERE registration_token_hash = \(registrationTokenHash) AND status = 'pending'
+            RETURNING \(unescaped: Rows.nodeColumns)
+            """,
+            logger: logger
+        ).collect(Rows.node)
+        guard let node = rows.first else {
+            throw MizanError(.unauthorized, "The registration token is invalid or was already used.")
+        }
+        return node
+    }
+
+    public func heartbeat(_ id: NodeID, report: NodeReport, now: Date) async throws -> Node {
+        let rows = try await client.query(
+            """
+            UPDATE mizan_nodes SET models = \(report.models), max_concurrency = \(max(1, report.maxConcurrency)),
+                health = \(report.health.rawValue), in_flight = \(report.inFlight), labels = \(Rows.labels(report.labels)),
+                last_seen = \(now)
+            WHERE id = \(id.uuid) AND status = 'active'
+            RETURNING \(unescaped: Rows.nodeColumns)
+            """,
+            logger: logger
+        ).collect(Rows.node)
+        if let node = rows.first { return node }
+        guard try await node(id) != nil else { throw MizanError(.nodeNotFound, "No node with id \(id).") }
+        throw MizanError(.unauthorized, "The node is not active.")
+    }
+
+    public func revokeNode(_ id: NodeID, now: Date) async throws -> Node {
+        let rows = try await client.query(
+            """
+            UPDATE mizan_nodes SET status = 'revoked', registration_token_hash = NULL
+            WHERE id = \(id.uuid)
+            RETURNING \(unescaped: Rows.nodeColumns)
+            """,
+            logger: logger
+        ).collect(Rows.node)
+        guard let node = rows.first else { throw MizanError(.nodeNotFound, "No node with id \(id).") }
+        return node
+    }
+
+    public func nodes() async throws -> [Node] {
+        try await client.query("SELECT \(unescaped: Rows.nodeColumns) FROM mizan_nodes ORDER BY created_at, id", logger: logger)
+            .collect(Rows.node)
+    }
+
+    public func node(_ id: NodeID) async throws -> Node? {
+        try await client.query("SELECT \(unescaped: Rows.nodeColumns) FROM mizan_nodes WHERE id = \(id.uuid)", logger: logger)
+            .collect(Rows.node).first
+    }
+
+    public func node(tokenHash: Data) async throws -> Node? {
+        try await client.query(
+            "SELECT \(unescaped: Rows.nodeColumns) FROM mizan_nodes WHERE node_token_hash = \(tokenHash)",
+            logger: logger
+        ).collect(Rows.node).first
+    }
+}

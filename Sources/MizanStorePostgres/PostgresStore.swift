@@ -1,0 +1,129 @@
+import Foundation
+import Logging
+import MizanCore
+import MizanStore
+import PostgresNIO
+import ServiceLifecycle
+import Synchronization
+
+/// A ``DispatchStore`` on PostgreSQL, shared by any number of gateway instances.
+///
+/// Every transition is one conditional statement, leases are claimed with
+/// `FOR UPDATE SKIP LOCKED`, and events cross instances by `LISTEN/NOTIFY` on one channel
+/// with at most one notification per statement. Events of this instance are delivered in
+/// memory at once; its own notifications are ignored when they come back.
+///
+/// Run it as a `Service` (beside the `PostgresClient`) so that it listens for other
+/// instances' events:
+///
+/// ```swift
+/// let client = PostgresClient(configuration: try .init(url: "postgres://…"))
+/// let store = PostgresStore(client: client)
+/// let group = ServiceGroup(services: [client, store, …], logger: logger)
+/// ```
+public final class PostgresStore: DispatchStore, Service {
+    /// The notification channel for store events.
+    public static let channel = "mizan_events"
+
+    let client: PostgresClient
+    let logger: Logger
+    let hub = StoreEventHub()
+    /// Tells this instance's notifications apart from other instances'.
+    let origin = UUID().uuidString.lowercased()
+    private let listening = Mutex(false)
+    private let migrated = Mutex(false)
+
+    /// Creates a store over a client. Call ``migrate()`` (or run the store as a service,
+    /// which migrates first) before use.
+    /// - Parameters:
+    ///   - client: A PostgreSQL client whose `run()` is running.
+    ///   - logger: Where the store logs.
+    public init(client: PostgresClient, logger: Logger = Logger(label: "mizan.store.postgres")) {
+        self.client = client
+        self.logger = logger
+    }
+
+    public func addEventHandler(_ handler: @escaping @Sendable (StoreEvent) -> Void) {
+        hub.add(handler)
+    }
+
+    public func ping() async throws {
+        try await client.query("SELECT 1", logger: logger)
+    }
+
+    /// Whether the event listener is subscribed right now.
+    public var isListening: Bool { listening.withLock { $0 } }
+
+    /// Migrates the schema, then listens for other instances' events until cancelled or
+    /// shut down gracefully, reconnecting with backoff when the connection drops.
+    public func run() async throws {
+        try await migrate()
+        try? await cancelWhenGracefulShutdown { try await self.listen() }
+        listening.withLock { $0 = false }
+    }
+
+    private func listen() async throws {
+        var backoff = Duration.milliseconds(100)
+        while !Task.isCancelled {
+            do {
+                try await client.withConnection { connection in
+                    try await connection.listen(on: Self.channel) { notifications in
+                        self.listening.withLock { $0 = true }
+                        for try await notification in notifications {
+                            self.receive(notification.payload)
+                        }
+                    }
+                }
+            } catch {
+                if Task.isCancelled { return }
+                logger.warning("event listener lost its connection; retrying", metadata: ["mizan.error": "\(String(reflecting: error))"])
+            }
+            let wasConnected = listening.withLock { state in
+                defer { state = false }
+                return state
+            }
+            if wasConnected { backoff = .milliseconds(100) }
+            try await Task.sleep(for: backoff)
+            backoff = min(backoff * 2, .seconds(5))
+        }
+    }
+
+    /// Publishes events of this instance in memory and returns the notification payload
+    /// that carries them to other instances.
+    func publishLocally(_ events: [StoreEvent]) {
+        hub.publish(events)
+    }
+
+    func payload(_ events: [StoreEvent]) -> String {
+        EventPayload(origin: origin, events: events).encoded()
+    }
+
+    /// Sends events to other instances in one notification (or a few, for large batches).
+    func notify(_ events: [StoreEvent]) async throws {
+        guard !events.isEmpty else { return }
+        for chunk in stride(from: 0, to: events.count, by: EventPayload.maxEvents) {
+            let slice = Array(events[chunk..<min(events.count, chunk + EventPayload.maxEvents)])
+            try await client.query("SELECT pg_notify(\(Self.channel), \(payload(slice)))", logger: logger)
+        }
+    }
+
+    private func receive(_ text: String) {
+        guard let payload = EventPayload.decode(text) else {
+            logger.debug("ignored an unreadable notification")
+            return
+        }
+        guard payload.origin != origin else { return }
+        hub.publish(payload.events)
+    }
+}
+
+extension DispatchStore where Self == PostgresStore {
+    /// A PostgreSQL store: `Dispatcher(store: .postgres(client: client))`.
+    /// - Parameters:
+    ///   - client: A running PostgreSQL client.
+    ///   - logger: Where the store logs.
+    /// - Returns: The store (run it as a service to receive other instances' events).
+    public static func postgres(client: PostgresClient, logger: Logger = Logger(label: "mizan.store.postgres")) -> PostgresStore {
+        PostgresStore(client: client, logger: logger)
+    }
+}
