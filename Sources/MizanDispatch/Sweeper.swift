@@ -51,6 +51,9 @@ public final class Sweeper<C: Clock>: Service, Sendable where C.Duration == Dura
         public var failed: Int = 0
         /// Finished jobs deleted.
         public var pruned: Int = 0
+
+        /// A report of a sweep that did nothing.
+        public init() {}
     }
 
     let dispatcher: Dispatcher

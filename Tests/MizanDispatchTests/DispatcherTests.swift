@@ -1,0 +1,178 @@
+import Foundation
+import MizanCore
+import MizanDispatch
+import MizanStore
+import MizanStoreTesting
+import Testing
+
+/// A registered node and its token, for dispatcher tests.
+struct EnrolledNode {
+    var node: Node
+    var token: String
+}
+
+extension Dispatcher {
+    func enroll(models: [String] = ["m1"], maxConcurrency: Int = 4) async throws -> EnrolledNode {
+        let enrollment = try await createNode(name: "test-node")
+        let registration = try await register(
+            registrationToken: enrollment.registrationToken,
+            report: NodeReport(models: models, maxConcurrency: maxConcurrency)
+        )
+        return EnrolledNode(node: registration.node, token: registration.nodeToken)
+    }
+}
+
+let chatBody = Data(#"{"model":"m1","messages":[{"role":"user","content":"hello"}],"tools":[{"type":"function"}]}"#.utf8)
+let answer = Data(#"{"id":"c","object":"chat.completion","choices":[]}"#.utf8)
+
+@Suite("Dispatcher")
+struct DispatcherTests {
+    @Test func submitWaitsForTheAgentsResult() async throws {
+        let dispatcher = Dispatcher(store: .memory())
+        let agent = try await dispatcher.enroll()
+        async let outcome = dispatcher.submit(DispatchRequest(model: "m1", body: chatBody))
+        let leased = try await dispatcher.lease(for: agent.node, limit: 1, wait: .seconds(5))
+        #expect(leased.count == 1)
+        #expect(leased[0].job.body == chatBody)
+        try await dispatcher.complete(
+            nodeID: agent.node.id, jobID: leased[0].lease.jobID, attempt: leased[0].lease.attempt,
+            result: answer, usage: TokenUsage(promptTokens: 3, completionTokens: 4)
+        )
+        let job = try await outcome
+        #expect(job.state == .succeeded)
+        #expect(job.result == answer)
+        #expect(job.usage?.totalTokens == 7)
+        #expect(dispatcher.waitingSubmitters == 0)
+    }
+
+    @Test func leaseLongPollWakesOnSubmit() async throws {
+        let dispatcher = Dispatcher(store: .memory())
+        let agent = try await dispatcher.enroll()
+        let started = ContinuousClock.now
+        async let leased = dispatcher.lease(for: agent.node, limit: 4, wait: .seconds(20))
+        while dispatcher.waitingLeasers == 0 { try await Task.sleep(for: .milliseconds(1)) }
+        let submitter = Task { try await dispatcher.submit(DispatchRequest(model: "m1", body: chatBody, deadline: .seconds(30))) }
+        let jobs = try await leased
+        #expect(jobs.count == 1)
+        #expect(ContinuousClock.now - started < .seconds(10), "the lease returned on the event, not at the end of its wait")
+        submitter.cancel()
+        await #expect(throws: MizanError.self) { try await submitter.value }
+    }
+
+    @Test func leaseReturnsEmptyAfterItsWait() async throws {
+        let dispatcher = Dispatcher(store: .memory())
+        let agent = try await dispatcher.enroll()
+        let leased = try await dispatcher.lease(for: agent.node, limit: 1, wait: .milliseconds(50))
+        #expect(leased.isEmpty)
+        #expect(dispatcher.waitingLeasers == 0)
+    }
+
+    @Test func leaseOfAnotherModelKeepsWaiting() async throws {
+        let dispatcher = Dispatcher(store: .memory())
+        let agent = try await dispatcher.enroll(models: ["m1"])
+        let other = Task { try await dispatcher.submit(DispatchRequest(model: "m2", body: chatBody, deadline: .seconds(30))) }
+        let leased = try await dispatcher.lease(for: agent.node, limit: 1, wait: .milliseconds(100))
+        #expect(leased.isEmpty)
+        other.cancel()
+        _ = try? await other.value
+    }
+
+    @Test func cancellingTheSubmitterCancelsTheJobAndTellsTheNode() async throws {
+        let dispatcher = Dispatcher(store: .memory())
+        let agent = try await dispatcher.enroll()
+        let submitter = Task { try await dispatcher.submit(DispatchRequest(model: "m1", body: chatBody)) }
+        let leased = try await dispatcher.lease(for: agent.node, limit: 1, wait: .seconds(5))
+        submitter.cancel()
+        await #expect {
+            try await submitter.value
+        } throws: { error in
+            (error as? MizanError)?.code == .cancelled
+        }
+        let job = try await dispatcher.store.job(leased[0].lease.jobID)
+        #expect(job?.state == .failed)
+        #expect(job?.errorCode == JobErrorCode.cancelled)
+        let answer = try await dispatcher.heartbeat(
+            nodeID: agent.node.id, report: NodeReport(models: ["m1"], maxConcurrency: 4, inFlight: 1), running: [leased[0].lease]
+        )
+        #expect(answer.abort == [leased[0].lease])
+        await #expect {
+            try await dispatcher.complete(nodeID: agent.node.id, jobID: leased[0].lease.jobID, attempt: 1, result: answer.node.name.data(using: .utf8)!, usage: nil)
+        } throws: { error in
+            (error as? MizanError)?.httpStatus == 409
+        }
+    }
+
+    @Test func deadlineTimesTheJobOut() async throws {
+        let dispatcher = Dispatcher(store: .memory())
+        let job = try await dispatcher.submit(DispatchRequest(model: "m1", body: chatBody, deadline: .milliseconds(50)))
+        #expect(job.state == .timedOut)
+        #expect(job.errorCode == JobErrorCode.deadlineExceeded)
+    }
+
+    @Test func idempotentSubmitReturnsTheFirstOutcome() async throws {
+        let dispatcher = Dispatcher(store: .memory())
+        let agent = try await dispatcher.enroll()
+        let request = DispatchRequest(model: "m1", body: chatBody, idempotencyKey: "k-1")
+        async let first = dispatcher.submit(request)
+        let leased = try await dispatcher.lease(for: agent.node, limit: 1, wait: .seconds(5))
+        async let second = dispatcher.submit(request)
+        while dispatcher.waitingSubmitters < 1 { try await Task.sleep(for: .milliseconds(1)) }
+        try await dispatcher.complete(nodeID: agent.node.id, jobID: leased[0].lease.jobID, attempt: 1, result: answer, usage: nil)
+        let (a, b) = try await (first, second)
+        #expect(a.id == b.id)
+        #expect(b.state == .succeeded)
+        let third = try await dispatcher.submit(request)
+        #expect(third.id == a.id && third.result == answer)
+        let all = try await dispatcher.store.jobs(state: nil, limit: 10)
+        #expect(all.count == 1)
+    }
+
+    @Test func retryableFailureGoesToAnotherNode() async throws {
+        let dispatcher = Dispatcher(store: .memory())
+        let first = try await dispatcher.enroll()
+        let second = try await dispatcher.enroll()
+        async let outcome = dispatcher.submit(DispatchRequest(model: "m1", body: chatBody))
+        let leased = try await dispatcher.lease(for: first.node, limit: 1, wait: .seconds(5))
+        let requeued = try await dispatcher.fail(
+            nodeID: first.node.id, jobID: leased[0].lease.jobID, attempt: 1, code: "provider_unreachable", message: "down", retryable: true
+        )
+        #expect(requeued.state == .accepted && requeued.attempt == 2)
+        let again = try await dispatcher.lease(for: second.node, limit: 1, wait: .seconds(5))
+        #expect(again.first?.lease.attempt == 2)
+        try await dispatcher.complete(nodeID: second.node.id, jobID: again[0].lease.jobID, attempt: 2, result: answer, usage: nil)
+        let job = try await outcome
+        #expect(job.state == .succeeded && job.nodeID == second.node.id)
+    }
+
+    @Test func registrationTokensAreOneTimeAndNodeTokensAuthenticate() async throws {
+        let dispatcher = Dispatcher(store: .memory())
+        let enrollment = try await dispatcher.createNode(name: "gpu-box")
+        #expect(enrollment.registrationToken.hasPrefix("mzn_reg_"))
+        #expect(enrollment.registrationToken.count >= 8 + 43, "at least 256 bits of randomness")
+        let registration = try await dispatcher.register(
+            registrationToken: enrollment.registrationToken, report: NodeReport(models: ["m1"], maxConcurrency: 2)
+        )
+        #expect(registration.node.id == enrollment.node.id)
+        await #expect(throws: MizanError.self) {
+            _ = try await dispatcher.register(registrationToken: enrollment.registrationToken, report: NodeReport(models: ["m1"], maxConcurrency: 2))
+        }
+        let node = try await dispatcher.authenticateNode(token: registration.nodeToken)
+        #expect(node.id == enrollment.node.id)
+        await #expect(throws: MizanError.self) { _ = try await dispatcher.authenticateNode(token: enrollment.registrationToken) }
+        await #expect(throws: MizanError.self) { _ = try await dispatcher.authenticateNode(token: registration.nodeToken + "x") }
+        try await dispatcher.revokeNode(node.id)
+        await #expect {
+            _ = try await dispatcher.authenticateNode(token: registration.nodeToken)
+        } throws: { error in
+            (error as? MizanError)?.httpStatus == 401
+        }
+    }
+
+    @Test func secretsAreHashedAndComparedSafely() {
+        let secret = Secrets.generate(prefix: "p_")
+        #expect(Secrets.hash(secret).count == 32)
+        #expect(Secrets.matches(secret, hash: Secrets.hash(secret)))
+        #expect(!Secrets.matches(secret + "0", hash: Secrets.hash(secret)))
+        #expect(Secrets.generate(prefix: "p_") != secret)
+    }
+}
