@@ -78,6 +78,7 @@ let package = Package(
                 "MizanStorePostgres",
                 "MizanStoreTesting",
                 "MizanPostgresTesting",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
             ],
             path: "Benchmarks/MizanStoreBenchmark",
             swiftSettings: swiftSettings

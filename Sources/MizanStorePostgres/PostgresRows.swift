@@ -85,7 +85,8 @@ enum Rows {
 
 extension PostgresRowSequence {
     /// Collects every row through `transform`.
-    func collect<T>(_ transform: (PostgresRow) throws -> T) async throws -> [T] {
+    /// Collects every row through `transform`.
+    public func collect<T>(_ transform: (PostgresRow) throws -> T) async throws -> [T] {
         var out: [T] = []
         for try await row in self { out.append(try transform(row)) }
         return out

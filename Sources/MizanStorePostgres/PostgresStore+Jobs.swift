@@ -13,7 +13,7 @@ extension PostgresStore {
     public func insert(_ job: Job) async throws -> JobInsertion {
         precondition(job.state == .accepted, "only accepted jobs are inserted")
         let event = StoreEvent.jobsAvailable(model: job.model, count: 1)
-        let rows = try await client.query(
+        let rows = try await client.prepared(Key1.self,
             """
             WITH ins AS (
                 INSERT INTO mizan_jobs (\(unescaped: Rows.jobColumns))
@@ -28,8 +28,8 @@ extension PostgresStore {
             SELECT \(unescaped: Rows.jobColumns("ins")) FROM ins,
                 LATERAL (SELECT pg_notify(\(Self.channel), \(payload([event]))) WHERE ins.id IS NOT NULL) AS n
             """,
-            logger: logger
-        ).collect(Rows.job)
+            logger: logger, Rows.job
+        )
         if let inserted = rows.first {
             publishLocally([event])
             return JobInsertion(job: inserted, inserted: true)
@@ -37,10 +37,7 @@ extension PostgresStore {
         guard let key = job.idempotencyKey else {
             throw MizanError(.internalError, "The job was not inserted.")
         }
-        let existing = try await client.query(
-            "SELECT \(unescaped: Rows.jobColumns) FROM mizan_jobs WHERE idempotency_key = \(key)",
-            logger: logger
-        ).collect(Rows.job)
+        let existing = try await client.prepared(Key9.self, "SELECT \(unescaped: Rows.jobColumns) FROM mizan_jobs WHERE idempotency_key = \(key)", logger: logger, Rows.job)
         guard let found = existing.first else {
             throw MizanError(.conflict, "A job with this idempotency key was just removed; try again.")
         }
@@ -48,7 +45,7 @@ extension PostgresStore {
     }
 
     public func lease(nodeID: NodeID, limit: Int, now: Date) async throws -> [LeasedJob] {
-        let leased = try await client.query(
+        let leased = try await client.prepared(Key2.self,
             """
             WITH node AS (
                 SELECT models, max_concurrency - leased AS free, (status = 'active' AND health <> 'unhealthy') AS ok
@@ -70,8 +67,8 @@ extension PostgresStore {
             )
             SELECT \(unescaped: Rows.jobColumns) FROM upd ORDER BY priority DESC, id
             """,
-            logger: logger
-        ).collect(Rows.job)
+            logger: logger, Rows.job
+        )
         if leased.isEmpty {
             let status = try await client.query("SELECT status FROM mizan_nodes WHERE id = \(nodeID.uuid)", logger: logger)
                 .collect { try $0.decode(String.self) }
@@ -86,7 +83,7 @@ extension PostgresStore {
         switch completion {
         case .succeeded(let result, let usage):
             let event = StoreEvent.jobFinished(id: lease.jobID, state: .succeeded)
-            rows = try await client.query(
+            rows = try await client.prepared(Key3.self,
                 """
                 WITH upd AS (
                     UPDATE mizan_jobs SET state = 'succeeded', result = \(result),
@@ -101,11 +98,11 @@ extension PostgresStore {
                 SELECT \(unescaped: Rows.jobColumns("upd")) FROM upd,
                     LATERAL (SELECT pg_notify(\(Self.channel), \(payload([event]))) WHERE upd.id IS NOT NULL) AS n
                 """,
-                logger: logger
-            ).collect(Rows.job)
+                logger: logger, Rows.job
+            )
         case .failed(let code, let message, let retryable):
             let failed = payload([.jobFinished(id: lease.jobID, state: .failed)])
-            rows = try await client.query(
+            rows = try await client.prepared(Key4.self,
                 """
                 WITH cur AS (
                     SELECT id, model, (\(retryable) AND attempt < max_attempts AND deadline > \(now)) AS again
@@ -118,8 +115,8 @@ extension PostgresStore {
                         state = CASE WHEN cur.again THEN 'accepted' ELSE 'failed' END,
                         attempt = j.attempt + CASE WHEN cur.again THEN 1 ELSE 0 END,
                         node_id = CASE WHEN cur.again THEN NULL ELSE j.node_id END,
-                        finished_at = CASE WHEN cur.again THEN NULL ELSE \(now) END,
-                        error_code = CASE WHEN cur.again THEN NULL ELSE \(code) END,
+                        finished_at = CASE WHEN cur.again THEN NULL ELSE \(now)::timestamptz END,
+                        error_code = CASE WHEN cur.again THEN NULL ELSE \(code)::text END,
                         error_message = CASE WHEN cur.again THEN NULL ELSE \(message) END,
                         updated_at = \(now)
                     FROM cur WHERE j.id = cur.id
@@ -130,13 +127,13 @@ extension PostgresStore {
                 SELECT \(unescaped: Rows.jobColumns("upd")) FROM upd,
                     LATERAL (
                         SELECT pg_notify(\(Self.channel), CASE WHEN upd.state = 'accepted'
-                            THEN json_build_object('o', \(origin), 'a', json_build_array(json_build_object('m', upd.model, 'n', 1)))::text
+                            THEN json_build_object('o', \(origin)::text, 'a', json_build_array(json_build_object('m', upd.model, 'n', 1)))::text
                             ELSE \(failed) END)
                         WHERE upd.id IS NOT NULL
                     ) AS n
                 """,
-                logger: logger
-            ).collect(Rows.job)
+                logger: logger, Rows.job
+            )
         }
         if let job = rows.first {
             publishLocally([job.state == .accepted ? .jobsAvailable(model: job.model, count: 1) : .jobFinished(id: job.id, state: job.state)])
@@ -162,7 +159,7 @@ extension PostgresStore {
             preconditionFailure("\(transition) does not finish a queued job")
         }
         let event = StoreEvent.jobFinished(id: id, state: target)
-        let rows = try await client.query(
+        let rows = try await client.prepared(Key5.self,
             """
             WITH cur AS (
                 SELECT id, state AS prev_state, node_id AS prev_node FROM mizan_jobs
@@ -179,8 +176,8 @@ extension PostgresStore {
             SELECT \(unescaped: Rows.jobColumns("upd")) FROM upd,
                 LATERAL (SELECT pg_notify(\(Self.channel), \(payload([event]))) WHERE upd.id IS NOT NULL) AS n
             """,
-            logger: logger
-        ).collect(Rows.job)
+            logger: logger, Rows.job
+        )
         if let job = rows.first {
             publishLocally([event])
             return job
@@ -192,7 +189,7 @@ extension PostgresStore {
     public func timeOutExpired(now: Date) async throws -> [Job] {
         var all: [Job] = []
         while true {
-            let batch = try await client.query(
+            let batch = try await client.prepared(Key6.self,
                 """
                 WITH cur AS (
                     SELECT id, state AS prev_state, node_id AS prev_node FROM mizan_jobs
@@ -211,8 +208,8 @@ extension PostgresStore {
                 )
                 SELECT \(unescaped: Rows.jobColumns) FROM upd
                 """,
-                logger: logger
-            ).collect(Rows.job)
+                logger: logger, Rows.job
+            )
             all += batch
             if batch.count < 2000 { break }
         }
@@ -223,7 +220,7 @@ extension PostgresStore {
     }
 
     public func recoverLeases(staleBefore: Date, now: Date) async throws -> [Job] {
-        let changed = try await client.query(
+        let changed = try await client.prepared(Key7.self,
             """
             WITH cur AS (
                 SELECT j.id, j.node_id AS prev_node, (j.attempt < j.max_attempts AND j.deadline > \(now)) AS again
@@ -250,8 +247,8 @@ extension PostgresStore {
             )
             SELECT \(unescaped: Rows.jobColumns) FROM upd
             """,
-            logger: logger
-        ).collect(Rows.job)
+            logger: logger, Rows.job
+        )
         var available: [String: Int] = [:]
         var events: [StoreEvent] = []
         for job in changed {
@@ -289,30 +286,20 @@ extension PostgresStore {
     }
 
     public func job(_ id: JobID) async throws -> Job? {
-        try await client.query("SELECT \(unescaped: Rows.jobColumns) FROM mizan_jobs WHERE id = \(id.uuid)", logger: logger)
-            .collect(Rows.job).first
+        try await client.prepared(Key8.self, "SELECT \(unescaped: Rows.jobColumns) FROM mizan_jobs WHERE id = \(id.uuid)", logger: logger, Rows.job).first
     }
 
     public func jobs(_ ids: [JobID]) async throws -> [Job] {
         guard !ids.isEmpty else { return [] }
-        return try await client.query(
-            "SELECT \(unescaped: Rows.jobColumns) FROM mizan_jobs WHERE id = ANY(\(ids.map(\.uuid)))",
-            logger: logger
-        ).collect(Rows.job)
+        return try await client.prepared(Key10.self, "SELECT \(unescaped: Rows.jobColumns) FROM mizan_jobs WHERE id = ANY(\(ids.map(\.uuid)))", logger: logger, Rows.job)
     }
 
     public func jobs(state: JobState?, limit: Int) async throws -> [Job] {
         let limit = max(0, limit)
         if let state {
-            return try await client.query(
-                "SELECT \(unescaped: Rows.jobColumns) FROM mizan_jobs WHERE state = \(state.rawValue) ORDER BY id DESC LIMIT \(limit)",
-                logger: logger
-            ).collect(Rows.job)
+            return try await client.prepared(Key11.self, "SELECT \(unescaped: Rows.jobColumns) FROM mizan_jobs WHERE state = \(state.rawValue) ORDER BY id DESC LIMIT \(limit)", logger: logger, Rows.job)
         }
-        return try await client.query(
-            "SELECT \(unescaped: Rows.jobColumns) FROM mizan_jobs ORDER BY id DESC LIMIT \(limit)",
-            logger: logger
-        ).collect(Rows.job)
+        return try await client.prepared(Key12.self, "SELECT \(unescaped: Rows.jobColumns) FROM mizan_jobs ORDER BY id DESC LIMIT \(limit)", logger: logger, Rows.job)
     }
 
     public func queueDepth() async throws -> [String: Int] {
@@ -323,3 +310,17 @@ extension PostgresStore {
         return Dictionary(rows, uniquingKeysWith: +)
     }
 }
+
+// Marker types naming this file's prepared statements.
+private enum Key1 {}
+private enum Key2 {}
+private enum Key3 {}
+private enum Key4 {}
+private enum Key5 {}
+private enum Key6 {}
+private enum Key7 {}
+private enum Key8 {}
+private enum Key9 {}
+private enum Key10 {}
+private enum Key11 {}
+private enum Key12 {}
