@@ -16,11 +16,12 @@ extension PostgresStore {
         let rows = try await client.prepared(Key1.self,
             """
             WITH ins AS (
-                INSERT INTO mizan_jobs (\(unescaped: Rows.jobColumns))
+                INSERT INTO mizan_jobs (\(unescaped: Rows.jobColumns), origin)
                 VALUES (
                     \(job.id.uuid), \(job.requestID), \(job.model), \(job.body), \(job.stream), 'accepted',
                     \(job.attempt), \(job.maxAttempts), \(job.priority), NULL, \(job.deadline), \(job.createdAt),
-                    NULL, NULL, \(job.updatedAt), NULL, NULL, NULL, NULL, NULL, NULL, \(job.idempotencyKey), \(job.apiKeyID)
+                    NULL, NULL, \(job.updatedAt), NULL, NULL, NULL, NULL, NULL, NULL, \(job.idempotencyKey), \(job.apiKeyID),
+                    \(origin)
                 )
                 ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
                 RETURNING \(unescaped: Rows.jobColumns)
@@ -48,15 +49,22 @@ extension PostgresStore {
         let leased = try await client.prepared(Key2.self,
             """
             WITH node AS (
-                SELECT models, max_concurrency - leased AS free, (status = 'active' AND health <> 'unhealthy') AS ok
+                SELECT models, GREATEST(0, LEAST(\(limit), max_concurrency - leased)) AS free,
+                    (status = 'active' AND health <> 'unhealthy') AS ok
                 FROM mizan_nodes WHERE id = \(nodeID.uuid) FOR UPDATE
+            ), candidates AS (
+                -- Per model, an index-ordered scan of its queue: cost does not grow with queue length.
+                SELECT c.id, c.priority FROM node, unnest(node.models) AS m(model),
+                    LATERAL (
+                        SELECT j.id, j.priority FROM mizan_jobs j
+                        WHERE j.state = 'accepted' AND j.model = m.model AND j.deadline > \(now)
+                        ORDER BY j.priority DESC, j.id
+                        LIMIT \(limit)
+                        FOR UPDATE SKIP LOCKED
+                    ) AS c
+                WHERE node.ok AND node.free > 0
             ), picked AS (
-                SELECT j.id FROM mizan_jobs j
-                WHERE j.state = 'accepted' AND j.model = ANY ((SELECT models FROM node)::text[]) AND j.deadline > \(now)
-                    AND (SELECT ok FROM node)
-                ORDER BY j.priority DESC, j.id
-                LIMIT (SELECT GREATEST(0, LEAST(\(limit), free)) FROM node)
-                FOR UPDATE SKIP LOCKED
+                SELECT id FROM candidates ORDER BY priority DESC, id LIMIT (SELECT free FROM node)
             ), upd AS (
                 UPDATE mizan_jobs j SET state = 'leased', node_id = \(nodeID.uuid), leased_at = \(now), updated_at = \(now)
                 FROM picked WHERE j.id = picked.id AND j.state IN (\(unescaped: Self.sources(.lease)))
@@ -91,12 +99,15 @@ extension PostgresStore {
                         usage_source = \(usage?.source.rawValue), finished_at = \(now), updated_at = \(now)
                     WHERE id = \(lease.jobID.uuid) AND attempt = \(lease.attempt) AND node_id = \(lease.nodeID.uuid)
                         AND state IN (\(unescaped: Self.sources(.succeed)))
-                    RETURNING \(unescaped: Rows.jobColumns)
+                    RETURNING \(unescaped: Rows.jobColumns), origin
                 ), dec AS (
                     UPDATE mizan_nodes SET leased = leased - 1 WHERE id = \(lease.nodeID.uuid) AND EXISTS (SELECT 1 FROM upd)
                 )
-                SELECT \(unescaped: Rows.jobColumns("upd")) FROM upd,
-                    LATERAL (SELECT pg_notify(\(Self.channel), \(payload([event]))) WHERE upd.id IS NOT NULL) AS n
+                SELECT \(unescaped: Rows.jobColumns("upd")) FROM upd
+                    LEFT JOIN LATERAL (
+                        SELECT pg_notify(\(Self.channel), \(payload([event])))
+                        WHERE upd.origin IS DISTINCT FROM \(origin)::text
+                    ) AS n ON true
                 """,
                 logger: logger, Rows.job
             )
@@ -120,17 +131,17 @@ extension PostgresStore {
                         error_message = CASE WHEN cur.again THEN NULL ELSE \(message) END,
                         updated_at = \(now)
                     FROM cur WHERE j.id = cur.id
-                    RETURNING \(unescaped: Rows.jobColumns("j"))
+                    RETURNING \(unescaped: Rows.jobColumns("j")), j.origin
                 ), dec AS (
                     UPDATE mizan_nodes SET leased = leased - 1 WHERE id = \(lease.nodeID.uuid) AND EXISTS (SELECT 1 FROM upd)
                 )
-                SELECT \(unescaped: Rows.jobColumns("upd")) FROM upd,
-                    LATERAL (
+                SELECT \(unescaped: Rows.jobColumns("upd")) FROM upd
+                    LEFT JOIN LATERAL (
                         SELECT pg_notify(\(Self.channel), CASE WHEN upd.state = 'accepted'
                             THEN json_build_object('o', \(origin)::text, 'a', json_build_array(json_build_object('m', upd.model, 'n', 1)))::text
                             ELSE \(failed) END)
-                        WHERE upd.id IS NOT NULL
-                    ) AS n
+                        WHERE upd.state = 'accepted' OR upd.origin IS DISTINCT FROM \(origin)::text
+                    ) AS n ON true
                 """,
                 logger: logger, Rows.job
             )
@@ -168,13 +179,16 @@ extension PostgresStore {
                 UPDATE mizan_jobs j SET state = \(target.rawValue), error_code = \(code), error_message = \(message),
                     finished_at = \(now), updated_at = \(now)
                 FROM cur WHERE j.id = cur.id
-                RETURNING \(unescaped: Rows.jobColumns("j")), cur.prev_state, cur.prev_node
+                RETURNING \(unescaped: Rows.jobColumns("j")), j.origin, cur.prev_state, cur.prev_node
             ), dec AS (
                 UPDATE mizan_nodes n SET leased = n.leased - 1 FROM upd
                 WHERE upd.prev_state = 'leased' AND n.id = upd.prev_node
             )
-            SELECT \(unescaped: Rows.jobColumns("upd")) FROM upd,
-                LATERAL (SELECT pg_notify(\(Self.channel), \(payload([event]))) WHERE upd.id IS NOT NULL) AS n
+            SELECT \(unescaped: Rows.jobColumns("upd")) FROM upd
+                LEFT JOIN LATERAL (
+                    SELECT pg_notify(\(Self.channel), \(payload([event])))
+                    WHERE upd.origin IS DISTINCT FROM \(origin)::text
+                ) AS n ON true
             """,
             logger: logger, Rows.job
         )

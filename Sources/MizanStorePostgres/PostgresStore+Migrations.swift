@@ -49,7 +49,8 @@ extension PostgresStore {
                     completion_tokens bigint,
                     usage_source text,
                     idempotency_key text,
-                    api_key_id text
+                    api_key_id text,
+                    origin text
                 )
                 """,
                 "CREATE UNIQUE INDEX mizan_jobs_idempotency ON mizan_jobs (idempotency_key) WHERE idempotency_key IS NOT NULL",
@@ -57,7 +58,6 @@ extension PostgresStore {
                 "CREATE INDEX mizan_jobs_leased ON mizan_jobs (node_id) WHERE state = 'leased'",
                 "CREATE INDEX mizan_jobs_live_deadline ON mizan_jobs (deadline) WHERE state IN ('accepted', 'leased')",
                 "CREATE INDEX mizan_jobs_finished ON mizan_jobs (finished_at) WHERE state IN ('succeeded', 'failed', 'timed_out')",
-                "CREATE INDEX mizan_jobs_state_id ON mizan_jobs (state, id)",
             ]
         ),
     ]
