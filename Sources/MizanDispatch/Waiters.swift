@@ -19,6 +19,10 @@ final class Waiters: Sendable {
             signals = state.withLock { $0.finish[id].map { Array($0.values) } ?? [] }
         case .jobsAvailable(let model, _):
             signals = state.withLock { $0.available[model].map { Array($0.values) } ?? [] }
+        case .resync:
+            signals = state.withLock { state in
+                state.finish.values.flatMap(\.values) + state.available.values.flatMap(\.values)
+            }
         }
         for signal in signals { signal.signal() }
     }

@@ -8,6 +8,9 @@ public enum StoreEvent: Sendable, Equatable {
     case jobsAvailable(model: String, count: Int)
     /// A job reached a terminal state.
     case jobFinished(id: JobID, state: JobState)
+    /// Events may have been missed (a shared store's listener reconnected): every waiter
+    /// should look at the store again.
+    case resync
 }
 
 /// A list of event handlers that a store calls after each change.

@@ -31,6 +31,7 @@ struct EventPayload: Codable {
             switch event {
             case .jobsAvailable(let model, let count): available.append(Available(m: model, n: count))
             case .jobFinished(let id, let state): finished.append(Finished(id: id.description, s: state.rawValue))
+            case .resync: break
             }
         }
         a = available.isEmpty ? nil : available

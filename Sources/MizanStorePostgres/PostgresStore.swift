@@ -64,11 +64,16 @@ public final class PostgresStore: DispatchStore, Service {
 
     private func listen() async throws {
         var backoff = Duration.milliseconds(100)
+        var reconnecting = false
         while !Task.isCancelled {
             do {
                 try await client.withConnection { connection in
                     try await connection.listen(on: Self.channel) { notifications in
                         self.listening.withLock { $0 = true }
+                        if reconnecting {
+                            // Notifications sent while disconnected are lost; let waiters look again.
+                            self.hub.publish(.resync)
+                        }
                         for try await notification in notifications {
                             self.receive(notification.payload)
                         }
@@ -83,6 +88,7 @@ public final class PostgresStore: DispatchStore, Service {
                 return state
             }
             if wasConnected { backoff = .milliseconds(100) }
+            reconnecting = true
             try await Task.sleep(for: backoff)
             backoff = min(backoff * 2, .seconds(5))
         }

@@ -3,7 +3,7 @@ import PostgresNIO
 extension PostgresRowSequence {
     func collectInts() async throws -> [Int] {
         var out: [Int] = []
-        for try await value in self.decode(Int.self) { out.append(value) }
+        for try await row in self { if let value = try? row.decode(Int.self) { out.append(value) } else { out.append(0) } }
         return out
     }
 }
