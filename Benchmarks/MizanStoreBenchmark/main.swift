@@ -15,6 +15,8 @@ import MizanStorePostgres
 import PostgresNIO
 
 let quick = CommandLine.arguments.contains("--quick")
+/// Jobs per lease call (and per batched completion) in the throughput figures.
+let batchSize = 32
 LoggingSystem.bootstrap { label in
     var handler = StreamLogHandler.standardError(label: label)
     handler.logLevel = .warning
@@ -71,7 +73,7 @@ func pickup(_ dispatcher: Dispatcher, samples: Int) async throws -> [Duration] {
 }
 
 /// Lease+complete cycles per second with `workers` agents draining `jobs` queued jobs.
-func cycles(_ dispatcher: Dispatcher, workers: Int, jobs: Int) async throws -> Double {
+func cycles(_ dispatcher: Dispatcher, workers: Int, jobs: Int, batched: Bool) async throws -> Double {
     let model = "cycles-\(UUID().uuidString.prefix(6))"
     try await withThrowingTaskGroup(of: Void.self) { group in
         for w in 0..<4 {
@@ -90,13 +92,31 @@ func cycles(_ dispatcher: Dispatcher, workers: Int, jobs: Int) async throws -> D
         for node in nodes {
             group.addTask {
                 var count = 0
-                while true {
-                    let leased = try await dispatcher.lease(for: node, limit: 16, wait: .zero)
-                    if leased.isEmpty { return count }
-                    for job in leased {
-                        _ = try await dispatcher.complete(nodeID: node.id, jobID: job.lease.jobID, attempt: job.lease.attempt, result: result, usage: nil)
-                        count += 1
+                var leaseTime = Duration.zero
+                var completeTime = Duration.zero
+                defer {
+                    if ProcessInfo.processInfo.environment["MIZAN_BENCH_DETAIL"] != nil {
+                        print("worker: \(count) cycles, lease \(leaseTime), complete \(completeTime)")
                     }
+                }
+                while true {
+                    let t0 = ContinuousClock.now
+                    let leased = try await dispatcher.lease(for: node, limit: batchSize, wait: .zero)
+                    leaseTime += ContinuousClock.now - t0
+                    if leased.isEmpty { return count }
+                    let t1 = ContinuousClock.now
+                    if batched {
+                        let results = try await dispatcher.complete(
+                            leased.map { LeaseCompletion(lease: $0.lease, completion: .succeeded(result: result, usage: nil)) }
+                        )
+                        count += results.filter { (try? $0.get()) != nil }.count
+                    } else {
+                        for job in leased {
+                            _ = try await dispatcher.complete(nodeID: node.id, jobID: job.lease.jobID, attempt: job.lease.attempt, result: result, usage: nil)
+                            count += 1
+                        }
+                    }
+                    completeTime += ContinuousClock.now - t1
                 }
             }
         }
@@ -113,9 +133,18 @@ func measure(_ name: String, _ dispatcher: Dispatcher, pickupTarget: String, cyc
     let latencies = try await pickup(dispatcher, samples: quick ? 200 : 2000)
     rows.append(Row(store: name, figure: "pickup p50", value: milliseconds(percentile(latencies, 0.5)), target: pickupTarget))
     rows.append(Row(store: name, figure: "pickup p99", value: milliseconds(percentile(latencies, 0.99)), target: "-"))
-    for workers in [1, 4] {
-        let rate = try await cycles(dispatcher, workers: workers, jobs: quick ? cycleJobs / 10 : cycleJobs)
-        rows.append(Row(store: name, figure: "lease+complete, \(workers) worker(s)", value: String(format: "%.0f /s", rate), target: cycleTarget[workers] ?? "-"))
+    for batched in [false, true] {
+        for workers in [1, 4] {
+            let rate = try await cycles(dispatcher, workers: workers, jobs: quick ? cycleJobs / 10 : cycleJobs, batched: batched)
+            rows.append(
+                Row(
+                    store: name,
+                    figure: "lease+complete, \(workers) worker(s)\(batched ? ", batched" : "")",
+                    value: String(format: "%.0f /s", rate),
+                    target: cycleTarget[workers] ?? "-"
+                )
+            )
+        }
     }
     return rows
 }
@@ -129,11 +158,11 @@ rows += try await PostgresTestDatabase.withDatabase { client, _ in
 }
 
 print("")
-print("store     figure                              value          target")
+print("store     figure                                      value          target")
 for row in rows {
     print(
         row.store.padding(toLength: 10, withPad: " ", startingAt: 0)
-            + row.figure.padding(toLength: 36, withPad: " ", startingAt: 0)
+            + row.figure.padding(toLength: 44, withPad: " ", startingAt: 0)
             + row.value.padding(toLength: 15, withPad: " ", startingAt: 0)
             + row.target
     )

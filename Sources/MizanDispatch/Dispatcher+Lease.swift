@@ -54,6 +54,15 @@ extension Dispatcher {
         return try await store.complete(lease, with: .succeeded(result: result, usage: usage), now: now())
     }
 
+    /// Reports several jobs' results at once (an agent flushing finished work); the store may
+    /// apply them in one write. Build each lease from the authenticated node's id.
+    /// - Parameter completions: The leases and their results.
+    /// - Returns: For each, the job after the write or why it was refused (409 for a stale lease).
+    /// - Throws: A store error when the write as a whole fails.
+    public func complete(_ completions: [LeaseCompletion]) async throws -> [Result<Job, MizanError>] {
+        try await store.complete(completions, now: now())
+    }
+
     /// Reports a job's failure under the node's lease. A retryable failure (nothing was
     /// produced yet) is requeued for another node while attempts and the deadline allow.
     /// - Parameters:

@@ -36,6 +36,15 @@ public protocol JobStore: Sendable {
     ///   another node, a job no longer leased or a second completion; nothing is changed then.
     func complete(_ lease: Lease, with completion: JobCompletion, now: Date) async throws -> Job
 
+    /// Finishes several leased jobs at once, each exactly as ``complete(_:with:now:)`` would;
+    /// a store may apply them in one write. One refused completion does not stop the others.
+    /// - Parameters:
+    ///   - completions: The leases and their results.
+    ///   - now: The current time.
+    /// - Returns: For each completion in order, the job after the write or the refusal.
+    /// - Throws: A store error when the write as a whole fails.
+    func complete(_ completions: [LeaseCompletion], now: Date) async throws -> [Result<Job, MizanError>]
+
     /// Fails a live job with code `cancelled`. A terminal job is returned unchanged.
     /// - Parameters:
     ///   - id: The job.
@@ -94,6 +103,39 @@ public protocol JobStore: Sendable {
     /// Adds a handler for ``StoreEvent``s. Handlers must not block.
     /// - Parameter handler: The handler.
     func addEventHandler(_ handler: @escaping @Sendable (StoreEvent) -> Void)
+}
+
+/// A lease and how its holder finished the job.
+public struct LeaseCompletion: Sendable, Equatable {
+    /// The lease the holder received.
+    public var lease: Lease
+    /// The result or failure.
+    public var completion: JobCompletion
+
+    /// Creates a completion.
+    /// - Parameters:
+    ///   - lease: The lease.
+    ///   - completion: The result or failure.
+    public init(lease: Lease, completion: JobCompletion) {
+        self.lease = lease
+        self.completion = completion
+    }
+}
+
+extension JobStore {
+    /// Completes each lease in turn.
+    public func complete(_ completions: [LeaseCompletion], now: Date) async throws -> [Result<Job, MizanError>] {
+        var results: [Result<Job, MizanError>] = []
+        results.reserveCapacity(completions.count)
+        for item in completions {
+            do {
+                results.append(.success(try await complete(item.lease, with: item.completion, now: now)))
+            } catch let error as MizanError {
+                results.append(.failure(error))
+            }
+        }
+        return results
+    }
 }
 
 /// The result of ``JobStore/insert(_:)``.

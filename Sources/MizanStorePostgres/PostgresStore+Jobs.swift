@@ -46,7 +46,10 @@ extension PostgresStore {
     }
 
     public func lease(nodeID: NodeID, limit: Int, now: Date) async throws -> [LeasedJob] {
-        let leased = try await client.prepared(Key2.self,
+        // Not a prepared statement on purpose: a plan cached while the queue was small
+        // (a sequential scan) would stay in use after it grew. Planned per call, it always
+        // takes the index-ordered queue scan; the cost is spread over the jobs it leases.
+        let leased = try await client.query(
             """
             WITH node AS (
                 SELECT models, GREATEST(0, LEAST(\(limit), max_concurrency - leased)) AS free,
@@ -75,8 +78,8 @@ extension PostgresStore {
             )
             SELECT \(unescaped: Rows.jobColumns) FROM upd ORDER BY priority DESC, id
             """,
-            logger: logger, Rows.job
-        )
+            logger: logger
+        ).collect(Rows.job)
         if leased.isEmpty {
             let status = try await client.query("SELECT status FROM mizan_nodes WHERE id = \(nodeID.uuid)", logger: logger)
                 .collect { try $0.decode(String.self) }
@@ -327,7 +330,6 @@ extension PostgresStore {
 
 // Marker types naming this file's prepared statements.
 private enum Key1 {}
-private enum Key2 {}
 private enum Key3 {}
 private enum Key4 {}
 private enum Key5 {}

@@ -65,3 +65,41 @@ extension StoreConformance {
         },
     ]
 }
+
+extension StoreConformance {
+    static let batchChecks: [Check] = [
+        Check("batch completion applies each lease on its own") { store in
+            let node = try await Fixture.node(store, maxConcurrency: 10)
+            let other = try await Fixture.node(store)
+            for i in 0..<4 { _ = try await store.insert(Fixture.job(createdAt: Double(i))) }
+            let leased = try await store.lease(nodeID: node.id, limit: 4, now: Fixture.at(10)).map(\.lease)
+            try require(leased.count == 4, "four jobs are leased")
+            let stale = Lease(jobID: leased[1].jobID, attempt: leased[1].attempt + 1, nodeID: node.id)
+            let forged = Lease(jobID: leased[2].jobID, attempt: leased[2].attempt, nodeID: other.id)
+            let results = try await store.complete(
+                [
+                    LeaseCompletion(lease: leased[0], completion: Fixture.success),
+                    LeaseCompletion(lease: stale, completion: Fixture.success),
+                    LeaseCompletion(lease: forged, completion: Fixture.success),
+                    LeaseCompletion(lease: leased[3], completion: .failed(code: "x", message: "y", retryable: true)),
+                    LeaseCompletion(lease: leased[0], completion: Fixture.success),
+                ],
+                now: Fixture.at(11)
+            )
+            try require(results.count == 5, "one result per completion")
+            try require((try? results[0].get())?.state == .succeeded, "a current lease completes: \(results[0])")
+            for index in [1, 2, 4] {
+                if case .failure(let error) = results[index] {
+                    try require(error.code == .leaseConflict, "completion \(index) is refused with a lease conflict: \(error)")
+                } else {
+                    throw ConformanceFailure("completion \(index) must be refused: \(results[index])", location: "batch")
+                }
+            }
+            try require((try? results[3].get())?.state == .accepted, "a retryable failure in a batch requeues")
+            try require(try await store.job(leased[1].jobID)?.state == .leased, "a refused completion changes nothing")
+            try require(try await store.job(leased[0].jobID)?.usage?.totalTokens == 18, "usage is recorded once")
+            let more = try await store.lease(nodeID: node.id, limit: 10, now: Fixture.at(12))
+            try require(more.map(\.job.id) == [leased[3].jobID], "completed slots free capacity and the requeued job comes back")
+        },
+    ]
+}

@@ -37,7 +37,7 @@ public enum StoreConformance {
     }
 
     /// Every check.
-    public static let checks: [Check] = transitionChecks + fencingChecks + recoveryChecks + registryChecks + concurrencyChecks
+    public static let checks: [Check] = transitionChecks + fencingChecks + batchChecks + recoveryChecks + registryChecks + concurrencyChecks
 }
 
 /// Fixtures shared by the checks.
