@@ -15,6 +15,9 @@ let package = Package(
         .library(name: "MizanStoreTesting", targets: ["MizanStoreTesting"]),
         .library(name: "MizanDispatch", targets: ["MizanDispatch"]),
         .library(name: "MizanPostgresTesting", targets: ["MizanPostgresTesting"]),
+        .library(name: "MizanProvider", targets: ["MizanProvider"]),
+        .library(name: "MizanMockProvider", targets: ["MizanMockProvider"]),
+        .executable(name: "mizan-mock-provider", targets: ["mizan-mock-provider"]),
     ],
     dependencies: [
         .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
@@ -23,6 +26,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
     ],
     targets: [
         .target(
@@ -73,6 +79,35 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        .target(
+            name: "MizanProvider",
+            dependencies: [
+                "MizanCore",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "MizanMockProvider",
+            dependencies: [
+                "MizanCore",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "mizan-mock-provider",
+            dependencies: [
+                "MizanMockProvider",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+            ],
+            path: "Sources/Executables/mizan-mock-provider",
+            swiftSettings: swiftSettings
+        ),
         .executableTarget(
             name: "MizanStoreBenchmark",
             dependencies: [
@@ -93,6 +128,16 @@ let package = Package(
         .testTarget(
             name: "MizanDispatchTests",
             dependencies: ["MizanDispatch", "MizanStoreTesting"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "MizanProviderTests",
+            dependencies: [
+                "MizanProvider",
+                "MizanMockProvider",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(

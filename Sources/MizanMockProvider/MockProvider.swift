@@ -1,0 +1,84 @@
+import Foundation
+import Hummingbird
+import Logging
+import MizanCore
+
+/// A synthetic OpenAI-compatible server for trials, tests and benchmarks: it answers
+/// `POST /v1/chat/completions` (JSON, or server-sent events when `stream` is set, with usage)
+/// and `GET /v1/models`, after a configurable latency.
+public enum MockProvider {
+    /// How the mock behaves.
+    public struct Configuration: Sendable {
+        /// The models it serves; others get a 404.
+        public var models: [String]
+        /// Delay before the response (the first chunk, when streaming).
+        public var latency: Duration
+        /// Completion tokens per answer.
+        public var tokens: Int
+        /// Delay between streamed chunks.
+        public var tokenInterval: Duration
+        /// When set, requests must carry `Authorization: Bearer <apiKey>`.
+        public var apiKey: String?
+        /// When set, every chat completion is answered with this HTTP status (for failure trials).
+        public var failureStatus: Int?
+
+        /// Creates a configuration.
+        /// - Parameters:
+        ///   - models: Models served (`mock-model`).
+        ///   - latency: Delay before answering (none).
+        ///   - tokens: Completion tokens per answer (16).
+        ///   - tokenInterval: Delay between streamed chunks (none).
+        ///   - apiKey: Required bearer key (none).
+        ///   - failureStatus: Status to fail every completion with (none).
+        public init(
+            models: [String] = ["mock-model"],
+            latency: Duration = .zero,
+            tokens: Int = 16,
+            tokenInterval: Duration = .zero,
+            apiKey: String? = nil,
+            failureStatus: Int? = nil
+        ) {
+            self.models = models
+            self.latency = latency
+            self.tokens = tokens
+            self.tokenInterval = tokenInterval
+            self.apiKey = apiKey
+            self.failureStatus = failureStatus
+        }
+    }
+
+    /// The mock's routes.
+    /// - Parameter configuration: How it behaves.
+    /// - Returns: A router to serve.
+    public static func router(_ configuration: Configuration) -> Router<BasicRequestContext> {
+        let router = Router()
+        let responder = MockResponder(configuration: configuration)
+        router.get("/v1/models") { request, _ in try responder.models(request) }
+        router.post("/v1/chat/completions") { request, context in try await responder.chat(request, context: context) }
+        router.get("/healthz") { _, _ in Response(status: .ok, body: .init(byteBuffer: ByteBuffer(string: "ok"))) }
+        return router
+    }
+
+    /// The mock as a runnable application.
+    /// - Parameters:
+    ///   - configuration: How it behaves.
+    ///   - host: The address to bind (loopback by default).
+    ///   - port: The port; 0 picks a free one.
+    ///   - logger: Where it logs.
+    ///   - onServerRunning: Called with the bound port once it listens.
+    /// - Returns: The application; run it with `run()` or `runService()`.
+    public static func application(
+        _ configuration: Configuration,
+        host: String = "127.0.0.1",
+        port: Int = 0,
+        logger: Logger = Logger(label: "mizan.mock-provider"),
+        onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
+    ) -> some ApplicationProtocol {
+        Application(
+            router: router(configuration),
+            configuration: .init(address: .hostname(host, port: port), serverName: "mizan-mock-provider"),
+            onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? port) },
+            logger: logger
+        )
+    }
+}

@@ -1,0 +1,114 @@
+import Foundation
+import Hummingbird
+import MizanCore
+import Synchronization
+
+/// Builds the mock's answers.
+struct MockResponder: Sendable {
+    let configuration: MockProvider.Configuration
+    private let counter = Counter()
+
+    init(configuration: MockProvider.Configuration) {
+        self.configuration = configuration
+    }
+
+    final class Counter: Sendable {
+        private let value = Mutex(0)
+        func next() -> Int { value.withLock { $0 += 1; return $0 } }
+    }
+
+    static let words = ["mizan", "balances", "every", "request", "across", "the", "nodes", "it", "knows"]
+
+    func models(_ request: Request) throws -> Response {
+        if let refusal = authorize(request) { return refusal }
+        let list = ModelList(data: configuration.models.map { ModelList.Model(id: $0, created: 1_700_000_000, ownedBy: "mizan-mock") })
+        return json(list)
+    }
+
+    func chat(_ request: Request, context: BasicRequestContext) async throws -> Response {
+        if let refusal = authorize(request) { return refusal }
+        var request = request
+        let buffer = try await request.collectBody(upTo: 4 * 1024 * 1024)
+        let chat: ChatCompletionRequest
+        do {
+            chat = try ChatCompletionRequest(body: Data(buffer.readableBytesView))
+        } catch let error as MizanError {
+            return failure(error)
+        }
+        guard configuration.models.contains(chat.model) else {
+            return failure(MizanError(.modelNotFound, "The model '\(chat.model)' does not exist."))
+        }
+        if let status = configuration.failureStatus {
+            return failure(MizanError(.upstreamFailure, "The mock provider was told to fail."), status: status)
+        }
+        let id = "chatcmpl-mock-\(counter.next())"
+        let created = Int(Date().timeIntervalSince1970)
+        let tokens = chat.maxCompletionTokens ?? chat.maxTokens ?? configuration.tokens
+        let count = max(0, min(tokens, configuration.tokens))
+        let promptTokens = chat.messages.reduce(0) { $0 + ($1.content?.split(separator: " ").count ?? 0) } + 3 * chat.messages.count
+        let usage = ChatUsage(promptTokens: promptTokens, completionTokens: count)
+        if chat.stream {
+            return stream(id: id, created: created, model: chat.model, count: count, usage: chat.includeUsageInStream ? usage : nil)
+        }
+        if configuration.latency > .zero { try await Task.sleep(for: configuration.latency) }
+        let text = (0..<count).map { Self.words[$0 % Self.words.count] }.joined(separator: " ")
+        let response = ChatCompletionResponse(
+            id: id, created: created, model: chat.model,
+            choices: [.init(index: 0, message: ChatMessage(role: "assistant", content: text), finishReason: "stop")],
+            usage: usage
+        )
+        return json(response)
+    }
+
+    private func stream(id: String, created: Int, model: String, count: Int, usage: ChatUsage?) -> Response {
+        let configuration = configuration
+        let body = ResponseBody { writer in
+            if configuration.latency > .zero { try await Task.sleep(for: configuration.latency) }
+            let encoder = JSONEncoder()
+            func send(_ chunk: ChatCompletionChunk) async throws {
+                var buffer = ByteBuffer(string: "data: ")
+                buffer.writeBytes(try encoder.encode(chunk))
+                buffer.writeString("\n\n")
+                try await writer.write(buffer)
+            }
+            try await send(ChatCompletionChunk(id: id, created: created, model: model, choices: [.init(index: 0, delta: .init(role: "assistant", content: ""), finishReason: nil)]))
+            for index in 0..<count {
+                if index > 0, configuration.tokenInterval > .zero { try await Task.sleep(for: configuration.tokenInterval) }
+                let word = Self.words[index % Self.words.count] + (index + 1 < count ? " " : "")
+                try await send(ChatCompletionChunk(id: id, created: created, model: model, choices: [.init(index: 0, delta: .init(content: word), finishReason: nil)]))
+            }
+            try await send(ChatCompletionChunk(id: id, created: created, model: model, choices: [.init(index: 0, delta: .init(), finishReason: "stop")]))
+            if let usage {
+                try await send(ChatCompletionChunk(id: id, created: created, model: model, choices: [], usage: usage))
+            }
+            try await writer.write(ByteBuffer(string: "data: [DONE]\n\n"))
+            try await writer.finish(nil)
+        }
+        var headers = HTTPFields()
+        headers[.contentType] = "text/event-stream"
+        headers[.cacheControl] = "no-cache"
+        return Response(status: .ok, headers: headers, body: body)
+    }
+
+    private func authorize(_ request: Request) -> Response? {
+        guard let key = configuration.apiKey else { return nil }
+        guard request.headers[.authorization] == "Bearer \(key)" else {
+            return failure(MizanError(.unauthorized, "Incorrect API key provided."))
+        }
+        return nil
+    }
+
+    private func json(_ value: some Encodable) -> Response {
+        let data = (try? JSONEncoder().encode(value)) ?? Data()
+        var headers = HTTPFields()
+        headers[.contentType] = "application/json"
+        return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: data)))
+    }
+
+    private func failure(_ error: MizanError, status: Int? = nil) -> Response {
+        let data = (try? JSONEncoder().encode(error.envelope)) ?? Data()
+        var headers = HTTPFields()
+        headers[.contentType] = "application/json"
+        return Response(status: .init(code: status ?? error.httpStatus), headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: data)))
+    }
+}

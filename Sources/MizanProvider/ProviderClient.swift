@@ -1,0 +1,180 @@
+import AsyncHTTPClient
+import Foundation
+import Logging
+import MizanCore
+import NIOCore
+import NIOHTTP1
+
+/// A client of OpenAI-compatible servers: chat completions (JSON and server-sent events)
+/// and the model list, with errors mapped to ``ProviderError``.
+///
+/// Time limits: the connect timeout and the idle gap between body bytes come from the
+/// HTTP client's configuration; the response head is bounded by the endpoint's
+/// `firstByteTimeout`; a JSON call as a whole by `totalTimeout`. A stream's consumer bounds
+/// the whole stream (cancelling its task stops the body).
+public struct ProviderClient: Sendable {
+    /// The HTTP client used for calls.
+    public let httpClient: HTTPClient
+    /// The largest body read from a JSON answer.
+    public var maxResponseBytes: Int
+
+    /// Creates a client.
+    /// - Parameters:
+    ///   - httpClient: The HTTP client; ``makeHTTPClient(connectTimeout:idleTimeout:)`` makes a suitable one.
+    ///   - maxResponseBytes: The largest JSON answer accepted (16 MiB).
+    public init(httpClient: HTTPClient, maxResponseBytes: Int = 16 * 1024 * 1024) {
+        self.httpClient = httpClient
+        self.maxResponseBytes = maxResponseBytes
+    }
+
+    /// A client for the life of the process, on an HTTP client from ``makeHTTPClient(connectTimeout:idleTimeout:)``.
+    public static let shared = ProviderClient(httpClient: makeHTTPClient())
+
+    /// An HTTP client fit for upstream calls: a refused or timed-out connection fails at once
+    /// (so the next route can be tried) instead of being retried until the request deadline.
+    /// Shut it down (`try await client.shutdown()`) when done, unless it lives as long as the process.
+    /// - Parameters:
+    ///   - connectTimeout: Limit for establishing a connection (10 seconds).
+    ///   - idleTimeout: Limit for a gap between bytes of an answer (60 seconds).
+    /// - Returns: The HTTP client.
+    public static func makeHTTPClient(connectTimeout: Duration = .seconds(10), idleTimeout: Duration = .seconds(60)) -> HTTPClient {
+        var configuration = HTTPClient.Configuration()
+        configuration.timeout = .init(
+            connect: .nanoseconds(connectTimeout.nanoseconds),
+            read: .nanoseconds(idleTimeout.nanoseconds)
+        )
+        configuration.connectionPool.retryConnectionEstablishment = false
+        configuration.decompression = .disabled
+        return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+    }
+
+    /// Sends a non-streamed chat completion and returns the server's body.
+    /// - Parameters:
+    ///   - body: The request body, sent as is.
+    ///   - endpoint: The server.
+    /// - Returns: The response body and the usage it reports.
+    /// - Throws: ``ProviderError``.
+    public func chatCompletion(_ body: Data, endpoint: ProviderEndpoint) async throws -> ProviderResponse {
+        try await withTotalTimeout(endpoint.totalTimeout) {
+            let response = try await send(path: "/chat/completions", method: .POST, body: body, endpoint: endpoint)
+            let data = try await collect(response)
+            guard response.status == .ok else {
+                throw ProviderError(.status(Int(response.status.code)), detail: Self.excerpt(data))
+            }
+            let usage = (try? JSONDecoder().decode(UsageOnly.self, from: data))?.usage
+            return ProviderResponse(body: data, usage: usage)
+        }
+    }
+
+    /// Starts a streamed chat completion. Returns once the server answered 200 with its
+    /// head; the events then arrive as the server sends them.
+    /// - Parameters:
+    ///   - body: The request body (with `"stream": true`), sent as is.
+    ///   - endpoint: The server.
+    /// - Returns: The stream of event data (`data:` payloads, `[DONE]` included).
+    /// - Throws: ``ProviderError`` for a failure before the first event.
+    public func streamChatCompletion(_ body: Data, endpoint: ProviderEndpoint) async throws -> ServerSentEvents {
+        let response = try await send(path: "/chat/completions", method: .POST, body: body, endpoint: endpoint)
+        guard response.status == .ok else {
+            let data = (try? await collect(response)) ?? Data()
+            throw ProviderError(.status(Int(response.status.code)), detail: Self.excerpt(data))
+        }
+        return ServerSentEvents(body: response.body)
+    }
+
+    /// Reads the server's model list.
+    /// - Parameter endpoint: The server.
+    /// - Returns: The models.
+    /// - Throws: ``ProviderError``.
+    public func models(endpoint: ProviderEndpoint) async throws -> ModelList {
+        try await withTotalTimeout(endpoint.firstByteTimeout) {
+            let response = try await send(path: "/models", method: .GET, body: nil, endpoint: endpoint)
+            let data = try await collect(response)
+            guard response.status == .ok else {
+                throw ProviderError(.status(Int(response.status.code)), detail: Self.excerpt(data))
+            }
+            guard let list = try? JSONDecoder().decode(ModelList.self, from: data) else {
+                throw ProviderError(.invalidResponse, detail: Self.excerpt(data))
+            }
+            return list
+        }
+    }
+
+    private func send(path: String, method: HTTPMethod, body: Data?, endpoint: ProviderEndpoint) async throws -> HTTPClientResponse {
+        var request = HTTPClientRequest(url: endpoint.url(path))
+        request.method = method
+        request.headers.add(name: "Accept", value: "application/json, text/event-stream")
+        if let key = endpoint.apiKey { request.headers.add(name: "Authorization", value: "Bearer \(key)") }
+        if let body {
+            request.headers.add(name: "Content-Type", value: "application/json")
+            request.body = .bytes(ByteBuffer(bytes: body))
+        }
+        do {
+            return try await httpClient.execute(request, timeout: .nanoseconds(endpoint.firstByteTimeout.nanoseconds))
+        } catch {
+            throw Self.map(error)
+        }
+    }
+
+    private func collect(_ response: HTTPClientResponse) async throws -> Data {
+        do {
+            let buffer = try await response.body.collect(upTo: maxResponseBytes)
+            return Data(buffer.readableBytesView)
+        } catch {
+            throw Self.map(error)
+        }
+    }
+
+    static func map(_ error: any Error) -> any Error {
+        if error is ProviderError || error is CancellationError { return error }
+        if error is NIOTooManyBytesError { return ProviderError(.invalidResponse, detail: "response body too large") }
+        if let error = error as? HTTPClientError {
+            switch error {
+            case .deadlineExceeded, .readTimeout, .connectTimeout, .writeTimeout:
+                return ProviderError(.timeout, detail: "\(error)")
+            case .cancelled:
+                return CancellationError()
+            default:
+                return ProviderError(.connect, detail: "\(error)")
+            }
+        }
+        return ProviderError(.connect, detail: "\(error)")
+    }
+
+    static func excerpt(_ data: Data) -> String {
+        String(decoding: data.prefix(512), as: UTF8.self)
+    }
+
+    private struct UsageOnly: Decodable {
+        var usage: ChatUsage?
+    }
+}
+
+/// A JSON answer of an upstream server.
+public struct ProviderResponse: Sendable {
+    /// The body, as the server sent it.
+    public var body: Data
+    /// The usage it reports, if any.
+    public var usage: ChatUsage?
+}
+
+extension Duration {
+    var nanoseconds: Int64 {
+        let (seconds, attoseconds) = components
+        return seconds * 1_000_000_000 + attoseconds / 1_000_000_000
+    }
+}
+
+/// Runs `body`, failing with a ``ProviderError`` timeout when it takes longer than `limit`;
+/// the losing side is cancelled (which also stops a body being read).
+func withTotalTimeout<T: Sendable>(_ limit: Duration, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+    try await withThrowingTaskGroup(of: T.self) { group in
+        group.addTask { try await body() }
+        group.addTask {
+            try await Task.sleep(for: limit)
+            throw ProviderError(.timeout, detail: "overall deadline of \(limit) passed")
+        }
+        defer { group.cancelAll() }
+        return try await group.next()!
+    }
+}
