@@ -89,7 +89,13 @@ public func withRunningStore<T: Sendable>(_ store: PostgresStore, _ body: @Senda
             return nil
         }
         defer { group.cancelAll() }
-        while !store.isListening { try await Task.sleep(for: .milliseconds(2)) }
+        let deadline = ContinuousClock.now + .seconds(20)
+        while !store.isListening {
+            guard ContinuousClock.now < deadline else {
+                throw ThrowawayPostgres.StartError(message: "the store's event listener did not start within 20 seconds")
+            }
+            try await Task.sleep(for: .milliseconds(2))
+        }
         return try await body()
     }
 }

@@ -109,7 +109,7 @@ struct TwoInstanceTests {
                         while b.waitingLeasers == 0 { try await Task.sleep(for: .milliseconds(1)) }
                         // Drop every listening connection; the stores reconnect on their own.
                         _ = try await clientA.query(
-                            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE 'LISTEN%' AND pid <> pg_backend_pid()"
+                            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE 'LISTEN%' AND datname = current_database() AND pid <> pg_backend_pid()"
                         ).collectInts()
                         let job = Job(requestID: "r", model: "m1", body: body, deadline: Date().addingTimeInterval(60))
                         _ = try await a.store.insert(job)
