@@ -164,17 +164,7 @@ public final class InMemoryStore: DispatchStore {
             }
             return changed
         }
-        var events: [StoreEvent] = []
-        var available: [String: Int] = [:]
-        for job in changed {
-            if job.state == .accepted {
-                available[job.model, default: 0] += 1
-            } else {
-                events.append(.jobFinished(id: job.id, state: job.state))
-            }
-        }
-        events += available.sorted { $0.key < $1.key }.map { .jobsAvailable(model: $0.key, count: $0.value) }
-        hub.publish(events)
+        hub.publish(StoreEvent.describing(changed))
         return changed
     }
 

@@ -13,6 +13,25 @@ public enum StoreEvent: Sendable, Equatable {
     case resync
 }
 
+extension StoreEvent {
+    /// The events announcing that `jobs` changed: one finish per terminal job, and per model
+    /// one availability event counting the jobs back in the queue.
+    /// - Parameter jobs: Jobs after a write.
+    /// - Returns: The events, finishes first.
+    public static func describing(_ jobs: [Job]) -> [StoreEvent] {
+        var events: [StoreEvent] = []
+        var available: [String: Int] = [:]
+        for job in jobs {
+            if job.state == .accepted {
+                available[job.model, default: 0] += 1
+            } else if job.state.isTerminal {
+                events.append(.jobFinished(id: job.id, state: job.state))
+            }
+        }
+        return events + available.sorted { $0.key < $1.key }.map { .jobsAvailable(model: $0.key, count: $0.value) }
+    }
+}
+
 /// A list of event handlers that a store calls after each change.
 ///
 /// Handlers run on the thread that made the change, outside any store lock; they must

@@ -266,16 +266,7 @@ extension PostgresStore {
             """,
             logger: logger, Rows.job
         )
-        var available: [String: Int] = [:]
-        var events: [StoreEvent] = []
-        for job in changed {
-            if job.state == .accepted {
-                available[job.model, default: 0] += 1
-            } else {
-                events.append(.jobFinished(id: job.id, state: job.state))
-            }
-        }
-        events += available.sorted { $0.key < $1.key }.map { .jobsAvailable(model: $0.key, count: $0.value) }
+        let events = StoreEvent.describing(changed)
         publishLocally(events)
         try await notify(events)
         return changed

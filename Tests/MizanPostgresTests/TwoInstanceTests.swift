@@ -4,6 +4,7 @@ import MizanDispatch
 import MizanPostgresTesting
 import MizanStore
 import MizanStorePostgres
+import PostgresNIO
 import Testing
 
 /// Two gateway instances: two stores (each with its own listener) and two dispatchers on one database.
@@ -13,13 +14,19 @@ struct TwoInstanceTests {
     let result = Data(#"{"id":"x","object":"chat.completion","choices":[]}"#.utf8)
 
     func withTwoInstances(_ test: @Sendable (Dispatcher, Dispatcher) async throws -> Void) async throws {
+        try await withTwoStores { storeA, storeB, _ in
+            try await test(Dispatcher(store: storeA), Dispatcher(store: storeB))
+        }
+    }
+
+    func withTwoStores(_ test: @Sendable (PostgresStore, PostgresStore, PostgresClient) async throws -> Void) async throws {
         try await PostgresTestDatabase.withDatabase { clientA, url in
             try await PostgresTestDatabase.withClient(url: url) { clientB in
                 let storeA = PostgresStore(client: clientA)
                 let storeB = PostgresStore(client: clientB)
                 try await withRunningStore(storeA) {
                     try await withRunningStore(storeB) {
-                        try await test(Dispatcher(store: storeA), Dispatcher(store: storeB))
+                        try await test(storeA, storeB, clientA)
                     }
                 }
             }
@@ -93,35 +100,27 @@ struct TwoInstanceTests {
     }
 
     @Test func listenerReconnectsAndWaitersLookAgain() async throws {
-        try await PostgresTestDatabase.withDatabase { clientA, url in
-            try await PostgresTestDatabase.withClient(url: url) { clientB in
-                let storeA = PostgresStore(client: clientA)
-                let storeB = PostgresStore(client: clientB)
-                try await withRunningStore(storeA) {
-                    try await withRunningStore(storeB) {
-                        let a = Dispatcher(store: storeA)
-                        let b = Dispatcher(store: storeB)
-                        let enrollment = try await a.createNode(name: "n")
-                        let node = try await b.register(
-                            registrationToken: enrollment.registrationToken, report: NodeReport(models: ["m1"], maxConcurrency: 1)
-                        ).node
-                        async let leased = b.lease(for: node, limit: 1, wait: .seconds(20))
-                        while b.waitingLeasers == 0 { try await Task.sleep(for: .milliseconds(1)) }
-                        // Drop every listening connection; the stores reconnect on their own.
-                        _ = try await clientA.query(
-                            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE 'LISTEN%' AND datname = current_database() AND pid <> pg_backend_pid()"
-                        ).collectInts()
-                        let job = Job(requestID: "r", model: "m1", body: body, deadline: Date().addingTimeInterval(60))
-                        _ = try await a.store.insert(job)
-                        let jobs = try await leased
-                        #expect(jobs.map(\.job.id) == [job.id], "B's waiting lease finds the job after its listener reconnects")
-                        for _ in 0..<500 where !(storeA.isListening && storeB.isListening) {
-                            try await Task.sleep(for: .milliseconds(10))
-                        }
-                        #expect(storeA.isListening && storeB.isListening, "both listeners are back")
-                    }
-                }
+        try await withTwoStores { storeA, storeB, clientA in
+            let a = Dispatcher(store: storeA)
+            let b = Dispatcher(store: storeB)
+            let enrollment = try await a.createNode(name: "n")
+            let node = try await b.register(
+                registrationToken: enrollment.registrationToken, report: NodeReport(models: ["m1"], maxConcurrency: 1)
+            ).node
+            async let leased = b.lease(for: node, limit: 1, wait: .seconds(20))
+            while b.waitingLeasers == 0 { try await Task.sleep(for: .milliseconds(1)) }
+            // Drop every listening connection; the stores reconnect on their own.
+            _ = try await clientA.query(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE 'LISTEN%' AND datname = current_database() AND pid <> pg_backend_pid()"
+            ).collectInts()
+            let job = Job(requestID: "r", model: "m1", body: body, deadline: Date().addingTimeInterval(60))
+            _ = try await a.store.insert(job)
+            let jobs = try await leased
+            #expect(jobs.map(\.job.id) == [job.id], "B's waiting lease finds the job after its listener reconnects")
+            for _ in 0..<500 where !(storeA.isListening && storeB.isListening) {
+                try await Task.sleep(for: .milliseconds(10))
             }
+            #expect(storeA.isListening && storeB.isListening, "both listeners are back")
         }
     }
 }
