@@ -18,6 +18,7 @@ public final class InMemoryStore: DispatchStore {
     }
 
     let state = Mutex(State())
+    let access = Mutex(AccessState())
     let hub = StoreEventHub()
 
     /// Creates an empty store.

@@ -60,6 +60,37 @@ extension PostgresStore {
                 "CREATE INDEX mizan_jobs_finished ON mizan_jobs (finished_at) WHERE state IN ('succeeded', 'failed', 'timed_out')",
             ]
         ),
+        (
+            2,
+            [
+                """
+                CREATE TABLE mizan_api_keys (
+                    id text PRIMARY KEY,
+                    name text NOT NULL,
+                    prefix text NOT NULL,
+                    key_hash bytea NOT NULL UNIQUE,
+                    created_at timestamptz NOT NULL,
+                    revoked_at timestamptz
+                )
+                """,
+                """
+                CREATE TABLE mizan_usage (
+                    id bigserial PRIMARY KEY,
+                    request_id text NOT NULL,
+                    api_key_id text,
+                    model text NOT NULL,
+                    served_by text,
+                    status bigint NOT NULL,
+                    latency_ms double precision NOT NULL,
+                    prompt_tokens bigint,
+                    completion_tokens bigint,
+                    usage_source text,
+                    created_at timestamptz NOT NULL
+                )
+                """,
+                "CREATE INDEX mizan_usage_key_model ON mizan_usage (api_key_id, model)",
+            ]
+        ),
     ]
 
     /// The schema version this build migrates to.

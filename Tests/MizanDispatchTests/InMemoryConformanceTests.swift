@@ -9,3 +9,11 @@ struct InMemoryConformanceTests {
         try await check.run(on: InMemoryStore())
     }
 }
+
+@Suite("In-memory access store conformance")
+struct InMemoryAccessConformanceTests {
+    @Test(arguments: AccessConformance.checks)
+    func conformance(_ check: AccessConformance.Check) async throws {
+        try await check.run(on: InMemoryStore())
+    }
+}

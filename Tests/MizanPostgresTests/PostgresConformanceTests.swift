@@ -30,3 +30,15 @@ struct PostgresConformanceTests {
         }
     }
 }
+
+@Suite("PostgreSQL access store conformance")
+struct PostgresAccessConformanceTests {
+    @Test(arguments: AccessConformance.checks)
+    func conformance(_ check: AccessConformance.Check) async throws {
+        try await PostgresTestDatabase.withDatabase { client, _ in
+            let store = PostgresStore(client: client)
+            try await store.migrate()
+            try await check.run(on: store)
+        }
+    }
+}

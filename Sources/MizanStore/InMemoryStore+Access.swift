@@ -1,0 +1,63 @@
+import Foundation
+import MizanCore
+
+extension InMemoryStore: AccessStore {
+    public func createAPIKey(_ key: APIKey, hash: Data) async throws -> APIKey {
+        try access.withLock { access in
+            guard access.keys[key.id] == nil, access.keyHashes[hash] == nil else {
+                throw MizanError(.conflict, "The API key exists.")
+            }
+            access.keys[key.id] = key
+            access.keyHashes[hash] = key.id
+            return key
+        }
+    }
+
+    public func apiKeys() async throws -> [APIKey] {
+        access.withLock { $0.keys.values.sorted { ($0.createdAt, $0.id) < ($1.createdAt, $1.id) } }
+    }
+
+    public func revokeAPIKey(_ id: String, now: Date) async throws -> APIKey {
+        try access.withLock { access in
+            guard var key = access.keys[id] else { throw MizanError(.notFound, "No API key with id \(id).") }
+            if key.revokedAt == nil { key.revokedAt = now }
+            access.keys[id] = key
+            return key
+        }
+    }
+
+    public func apiKey(hash: Data) async throws -> APIKey? {
+        access.withLock { access in access.keyHashes[hash].flatMap { access.keys[$0] } }
+    }
+
+    public func recordUsage(_ record: UsageRecord) async throws {
+        access.withLock { access in
+            let key = UsageKey(apiKeyID: record.apiKeyID, model: record.model)
+            var summary = access.usage[key] ?? UsageSummary(apiKeyID: record.apiKeyID, model: record.model, requests: 0, promptTokens: 0, completionTokens: 0)
+            summary.requests += 1
+            summary.promptTokens += record.usage?.promptTokens ?? 0
+            summary.completionTokens += record.usage?.completionTokens ?? 0
+            access.usage[key] = summary
+            access.records += 1
+        }
+    }
+
+    public func usageSummary() async throws -> [UsageSummary] {
+        access.withLock { access in
+            access.usage.values.sorted { ($0.apiKeyID ?? "", $0.model) < ($1.apiKeyID ?? "", $1.model) }
+        }
+    }
+}
+
+struct UsageKey: Hashable {
+    var apiKeyID: String?
+    var model: String
+}
+
+/// API keys and usage sums of an ``InMemoryStore``.
+struct AccessState {
+    var keys: [String: APIKey] = [:]
+    var keyHashes: [Data: String] = [:]
+    var usage: [UsageKey: UsageSummary] = [:]
+    var records = 0
+}

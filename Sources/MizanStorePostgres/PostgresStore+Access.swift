@@ -1,0 +1,90 @@
+import Foundation
+import MizanCore
+import MizanStore
+import PostgresNIO
+
+extension PostgresStore: AccessStore {
+    static let keyColumns = "id, name, prefix, created_at, revoked_at"
+
+    static func apiKey(_ row: PostgresRow) throws -> APIKey {
+        let (id, name, prefix, createdAt, revokedAt) = try row.decode((String, String, String, Date, Date?).self)
+        return APIKey(id: id, name: name, prefix: prefix, createdAt: createdAt, revokedAt: revokedAt)
+    }
+
+    public func createAPIKey(_ key: APIKey, hash: Data) async throws -> APIKey {
+        let rows = try await client.prepared(
+            CreateKey.self,
+            """
+            INSERT INTO mizan_api_keys (id, name, prefix, key_hash, created_at, revoked_at)
+            VALUES (\(key.id), \(key.name), \(key.prefix), \(hash), \(key.createdAt), \(key.revokedAt))
+            ON CONFLICT DO NOTHING
+            RETURNING \(unescaped: Self.keyColumns)
+            """,
+            logger: logger, Self.apiKey
+        )
+        guard let created = rows.first else { throw MizanError(.conflict, "The API key exists.") }
+        return created
+    }
+
+    public func apiKeys() async throws -> [APIKey] {
+        try await client.prepared(
+            ListKeys.self, "SELECT \(unescaped: Self.keyColumns) FROM mizan_api_keys ORDER BY created_at, id",
+            logger: logger, Self.apiKey
+        )
+    }
+
+    public func revokeAPIKey(_ id: String, now: Date) async throws -> APIKey {
+        let rows = try await client.prepared(
+            RevokeKey.self,
+            """
+            UPDATE mizan_api_keys SET revoked_at = COALESCE(revoked_at, \(now)) WHERE id = \(id)
+            RETURNING \(unescaped: Self.keyColumns)
+            """,
+            logger: logger, Self.apiKey
+        )
+        guard let key = rows.first else { throw MizanError(.notFound, "No API key with id \(id).") }
+        return key
+    }
+
+    public func apiKey(hash: Data) async throws -> APIKey? {
+        try await client.prepared(
+            KeyByHash.self, "SELECT \(unescaped: Self.keyColumns) FROM mizan_api_keys WHERE key_hash = \(hash)",
+            logger: logger, Self.apiKey
+        ).first
+    }
+
+    public func recordUsage(_ record: UsageRecord) async throws {
+        _ = try await client.prepared(
+            RecordUsage.self,
+            """
+            INSERT INTO mizan_usage (request_id, api_key_id, model, served_by, status, latency_ms,
+                prompt_tokens, completion_tokens, usage_source, created_at)
+            VALUES (\(record.requestID), \(record.apiKeyID), \(record.model), \(record.servedBy), \(record.status),
+                \(record.latencyMilliseconds), \(record.usage?.promptTokens), \(record.usage?.completionTokens),
+                \(record.usage?.source.rawValue), \(record.createdAt))
+            """,
+            logger: logger
+        ) { $0 }
+    }
+
+    public func usageSummary() async throws -> [UsageSummary] {
+        try await client.prepared(
+            Summary.self,
+            """
+            SELECT api_key_id, model, count(*), COALESCE(sum(prompt_tokens), 0)::bigint, COALESCE(sum(completion_tokens), 0)::bigint
+            FROM mizan_usage GROUP BY api_key_id, model ORDER BY COALESCE(api_key_id, ''), model
+            """,
+            logger: logger
+        ) { row in
+            let (key, model, requests, prompt, completion) = try row.decode((String?, String, Int, Int, Int).self)
+            return UsageSummary(apiKeyID: key, model: model, requests: requests, promptTokens: prompt, completionTokens: completion)
+        }
+    }
+}
+
+private enum CreateKey {}
+private enum ListKeys {}
+private enum RevokeKey {}
+private enum KeyByHash {}
+private enum RecordUsage {}
+private enum Summary {}

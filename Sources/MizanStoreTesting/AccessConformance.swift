@@ -1,0 +1,72 @@
+import Foundation
+import MizanCore
+import MizanStore
+
+/// The checks every ``AccessStore`` (API keys and usage) must pass; each expects a fresh store.
+public enum AccessConformance {
+    /// One named check.
+    public struct Check: Sendable, CustomStringConvertible {
+        /// The check's name.
+        public let name: String
+        let body: @Sendable (any AccessStore) async throws -> Void
+
+        init(_ name: String, _ body: @escaping @Sendable (any AccessStore) async throws -> Void) {
+            self.name = name
+            self.body = body
+        }
+
+        /// Runs the check against an empty store.
+        /// - Parameter store: A fresh store.
+        /// - Throws: ``ConformanceFailure`` or the store's own error.
+        public func run(on store: any AccessStore) async throws { try await body(store) }
+
+        public var description: String { name }
+    }
+
+    /// Every check.
+    public static let checks: [Check] = [
+        Check("API keys are found by hash and revoked") { store in
+            let hash = Fixture.hash("key")
+            let key = try await store.createAPIKey(APIKey(name: "ci", prefix: "mzn_sk_ab", createdAt: Fixture.at(0)), hash: hash)
+            try require(key.isActive && key.name == "ci", "a new key is active")
+            let other = try await store.createAPIKey(APIKey(name: "other", prefix: "mzn_sk_cd", createdAt: Fixture.at(1)), hash: Fixture.hash())
+            try require(try await store.apiKey(hash: hash)?.id == key.id, "the key is found by its hash")
+            try require(try await store.apiKey(hash: Fixture.hash()) == nil, "an unknown hash finds nothing")
+            try require(try await store.apiKeys().map(\.id) == [key.id, other.id], "keys list oldest first")
+            try await requireThrows("a duplicate hash is refused", matching: Fixture.isCode(.conflict)) {
+                _ = try await store.createAPIKey(APIKey(name: "dup", prefix: "x", createdAt: Fixture.at(2)), hash: hash)
+            }
+            let revoked = try await store.revokeAPIKey(key.id, now: Fixture.at(5))
+            try require(revoked.revokedAt == Fixture.at(5) && !revoked.isActive, "the key is revoked")
+            try require(try await store.apiKey(hash: hash)?.isActive == false, "a revoked key is found as revoked")
+            let again = try await store.revokeAPIKey(key.id, now: Fixture.at(9))
+            try require(again.revokedAt == Fixture.at(5), "revoking twice keeps the first time")
+            try await requireThrows("revoking an unknown key is an error", matching: Fixture.isCode(.notFound)) {
+                _ = try await store.revokeAPIKey("missing", now: Fixture.at(9))
+            }
+        },
+        Check("usage sums per key and model") { store in
+            func record(_ key: String?, _ model: String, _ usage: TokenUsage?) async throws {
+                try await store.recordUsage(
+                    UsageRecord(requestID: UUID().uuidString, apiKeyID: key, model: model, servedBy: "route-a", status: 200,
+                                latencyMilliseconds: 12.5, usage: usage, createdAt: Fixture.at(1))
+                )
+            }
+            try await record("k1", "m1", TokenUsage(promptTokens: 3, completionTokens: 5))
+            try await record("k1", "m1", TokenUsage(promptTokens: 1, completionTokens: 2, source: .estimated))
+            try await record("k1", "m2", nil)
+            try await record(nil, "m1", TokenUsage(promptTokens: 7, completionTokens: 0))
+            let summary = try await store.usageSummary()
+            try require(
+                summary == [
+                    UsageSummary(apiKeyID: nil, model: "m1", requests: 1, promptTokens: 7, completionTokens: 0),
+                    UsageSummary(apiKeyID: "k1", model: "m1", requests: 2, promptTokens: 4, completionTokens: 7),
+                    UsageSummary(apiKeyID: "k1", model: "m2", requests: 1, promptTokens: 0, completionTokens: 0),
+                ],
+                "usage is summed per key and model: \(summary)"
+            )
+        },
+    ]
+}
+
+
