@@ -16,6 +16,7 @@ let package = Package(
         .library(name: "MizanDispatch", targets: ["MizanDispatch"]),
         .library(name: "MizanPostgresTesting", targets: ["MizanPostgresTesting"]),
         .library(name: "MizanProvider", targets: ["MizanProvider"]),
+        .library(name: "MizanGateway", targets: ["MizanGateway"]),
         .library(name: "MizanMockProvider", targets: ["MizanMockProvider"]),
         .executable(name: "mizan-mock-provider", targets: ["mizan-mock-provider"]),
     ],
@@ -29,6 +30,7 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
     ],
     targets: [
         .target(
@@ -90,6 +92,15 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .target(
+            name: "MizanGateway",
+            dependencies: [
+                "MizanCore",
+                "MizanProvider",
+                .product(name: "Yams", package: "Yams"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
             name: "MizanMockProvider",
             dependencies: [
                 "MizanCore",
@@ -128,6 +139,11 @@ let package = Package(
         .testTarget(
             name: "MizanDispatchTests",
             dependencies: ["MizanDispatch", "MizanStoreTesting"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "MizanGatewayTests",
+            dependencies: ["MizanGateway"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -1,0 +1,74 @@
+import Foundation
+import MizanCore
+import MizanGateway
+import Testing
+
+@Suite("Routes file and route table")
+struct RoutesTests {
+    @Test func parsesJSONWithDefaults() throws {
+        let json = #"{"routes":[{"model":"gpt-4o-mini","baseURL":"https://api.openai.com/v1","apiKeyEnv":"OPENAI_API_KEY","priority":1,"timeoutSeconds":60},{"model":"gpt-4o-mini","baseURL":"http://127.0.0.1:8000/v1","upstreamModel":"local-7b"}]}"#
+        let file = try RoutesFile.parse(Data(json.utf8), yaml: false)
+        #expect(file.routes.count == 2)
+        #expect(file.routes[0].upstreamModel == "gpt-4o-mini", "upstreamModel defaults to model")
+        #expect(file.routes[1].upstreamModel == "local-7b")
+        #expect(file.routes[1].priority == 100)
+        #expect(file.routes[0].name == "gpt-4o-mini@api.openai.com#1")
+    }
+
+    @Test func parsesYAML() throws {
+        let yaml = """
+            routes:
+              - model: llama3
+                baseURL: http://127.0.0.1:11434/v1
+                priority: 2
+              - model: llama3
+                baseURL: http://10.0.0.5:8000/v1
+                upstreamModel: meta-llama/Llama-3-8B
+                priority: 1
+            """
+        let file = try RoutesFile.parse(Data(yaml.utf8), yaml: true)
+        #expect(file.routes.map(\.priority) == [2, 1])
+        #expect(file.routes[1].upstreamModel == "meta-llama/Llama-3-8B")
+    }
+
+    @Test(arguments: [
+        (#"{"routes":[{"baseURL":"http://x/v1"}]}"#, "missing 'model' at routes[0]"),
+        (#"{"routes":[{"model":"m","baseURL":"ftp://x"}]}"#, "must be an http(s) URL"),
+        (#"{"routes":[{"model":"m","baseURL":"http://x/v1","priority":"high"}]}"#, "wrong type at routes[0].priority"),
+        (#"{"routes":[{"model":"m","baseURL":"http://x/v1","timeoutSeconds":0}]}"#, "timeoutSeconds must be positive"),
+        ("not json", "not valid JSON"),
+    ])
+    func rejectsBadFiles(text: String, message: String) {
+        #expect {
+            _ = try RoutesFile.parse(Data(text.utf8), yaml: false, source: "routes.json")
+        } throws: { error in
+            guard let error = error as? MizanError else { return false }
+            return error.code == .badRequest && error.message.contains(message) && error.message.hasPrefix("routes.json")
+        }
+    }
+
+    @Test func missingFileIsAClearError() {
+        #expect(throws: MizanError.self) { _ = try RoutesFile.load(path: "/nonexistent/routes.json") }
+    }
+
+    @Test func triesByPriorityAndCoolsDownFailingRoutes() {
+        let primary = ProviderRoute(model: "m", baseURL: "http://a/v1", priority: 1)
+        let secondary = ProviderRoute(model: "m", baseURL: "http://b/v1", priority: 2)
+        let other = ProviderRoute(model: "n", baseURL: "http://c/v1")
+        let table = RouteTable(routes: [secondary, other, primary], cooldown: .seconds(30), failuresBeforeCooldown: 2)
+        let t0 = ContinuousClock.now
+        #expect(table.models == ["m", "n"])
+        #expect(table.candidates(for: "m", now: t0) == [primary, secondary])
+        #expect(table.candidates(for: "unknown", now: t0).isEmpty)
+        #expect(!table.recordFailure(primary, now: t0))
+        #expect(table.candidates(for: "m", now: t0) == [primary, secondary], "one failure does not cool a route down")
+        #expect(table.recordFailure(primary, now: t0))
+        #expect(table.candidates(for: "m", now: t0) == [secondary, primary], "a cooling route goes last")
+        #expect(table.isCoolingDown(primary, now: t0.advanced(by: .seconds(29))))
+        #expect(table.candidates(for: "m", now: t0.advanced(by: .seconds(31))) == [primary, secondary], "the cool-down ends")
+        table.recordFailure(primary, now: t0)
+        table.recordSuccess(primary)
+        table.recordFailure(primary, now: t0)
+        #expect(!table.isCoolingDown(primary, now: t0), "a success clears the failure count")
+    }
+}
