@@ -95,6 +95,8 @@ let package = Package(
             name: "MizanGateway",
             dependencies: [
                 "MizanCore",
+                "MizanStore",
+                "MizanDispatch",
                 "MizanProvider",
                 .product(name: "Yams", package: "Yams"),
             ],
@@ -143,7 +145,7 @@ let package = Package(
         ),
         .testTarget(
             name: "MizanGatewayTests",
-            dependencies: ["MizanGateway"],
+            dependencies: ["MizanGateway", "MizanStore", "MizanDispatch"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

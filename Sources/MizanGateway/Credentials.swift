@@ -1,0 +1,84 @@
+import Foundation
+import MizanCore
+import MizanDispatch
+import MizanStore
+
+/// Issues and checks the gateway's bearer secrets: client API keys (stored as hashes in an
+/// ``AccessStore``) and the operator's admin token. Secrets are compared in constant time and
+/// never logged.
+public struct Credentials: Sendable {
+    /// A new API key, shown once.
+    public struct IssuedKey: Sendable {
+        /// The stored record.
+        public var key: APIKey
+        /// The secret; it cannot be shown again.
+        public var secret: String
+    }
+
+    let store: any AccessStore
+    let adminTokenHash: Data?
+
+    /// Creates the credential checks.
+    /// - Parameters:
+    ///   - store: Where API keys live.
+    ///   - adminToken: The operator's token; without one the admin API refuses every call.
+    public init(store: any AccessStore, adminToken: String?) {
+        self.store = store
+        self.adminTokenHash = adminToken.flatMap { $0.isEmpty ? nil : Secrets.hash($0) }
+    }
+
+    /// Issues a client API key.
+    /// - Parameters:
+    ///   - name: A human name.
+    ///   - now: The current time.
+    /// - Returns: The record and the secret (shown once).
+    public func issueKey(name: String, now: Date = Date()) async throws -> IssuedKey {
+        let trimmed = name.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard !trimmed.isEmpty, trimmed.count <= 200 else {
+            throw MizanError(.badRequest, "A key needs a name of 1 to 200 characters.")
+        }
+        let secret = Secrets.generate(prefix: "mzn_sk_")
+        let key = try await store.createAPIKey(
+            APIKey(name: trimmed, prefix: String(secret.prefix(12)), createdAt: now),
+            hash: Secrets.hash(secret)
+        )
+        return IssuedKey(key: key, secret: secret)
+    }
+
+    /// Finds the active key a bearer secret belongs to.
+    /// - Parameter secret: The presented key.
+    /// - Returns: The key.
+    /// - Throws: ``MizanError`` `unauthorized` for a missing, unknown or revoked key.
+    public func authenticateClient(_ secret: String?) async throws -> APIKey {
+        guard let secret, !secret.isEmpty else {
+            throw MizanError(.unauthorized, "Missing API key. Send it as 'Authorization: Bearer <key>'.")
+        }
+        guard let key = try await store.apiKey(hash: Secrets.hash(secret)), key.isActive else {
+            throw MizanError(.unauthorized, "Incorrect API key provided.")
+        }
+        return key
+    }
+
+    /// Checks the admin token.
+    /// - Parameter token: The presented token.
+    /// - Throws: ``MizanError`` `unauthorized` when it is missing or wrong, or when no admin token is configured.
+    public func authenticateAdmin(_ token: String?) throws {
+        guard let expected = adminTokenHash else {
+            throw MizanError(.unauthorized, "The admin API is disabled: start the gateway with an admin token.")
+        }
+        guard let token, Secrets.constantTimeEquals(Secrets.hash(token), expected) else {
+            throw MizanError(.unauthorized, "Invalid admin token.")
+        }
+    }
+
+    /// The bearer secret of an `Authorization` header value.
+    /// - Parameter header: The header value, e.g. `Bearer abc`.
+    /// - Returns: The secret, or `nil` when the header is missing or not a bearer credential.
+    public static func bearer(_ header: String?) -> String? {
+        guard let header else { return nil }
+        let parts = header.split(separator: " ", maxSplits: 1)
+        guard parts.count == 2, parts[0].lowercased() == "bearer" else { return nil }
+        let secret = parts[1].trimmingCharacters(in: .whitespaces)
+        return secret.isEmpty ? nil : secret
+    }
+}
