@@ -4,24 +4,8 @@ import MizanStore
 
 /// The checks every ``AccessStore`` (API keys and usage) must pass; each expects a fresh store.
 public enum AccessConformance {
-    /// One named check.
-    public struct Check: Sendable, CustomStringConvertible {
-        /// The check's name.
-        public let name: String
-        let body: @Sendable (any AccessStore) async throws -> Void
-
-        init(_ name: String, _ body: @escaping @Sendable (any AccessStore) async throws -> Void) {
-            self.name = name
-            self.body = body
-        }
-
-        /// Runs the check against an empty store.
-        /// - Parameter store: A fresh store.
-        /// - Throws: ``ConformanceFailure`` or the store's own error.
-        public func run(on store: any AccessStore) async throws { try await body(store) }
-
-        public var description: String { name }
-    }
+    /// One named check of an ``AccessStore``.
+    public typealias Check = ConformanceCheck<any AccessStore>
 
     /// Every check.
     public static let checks: [Check] = [

@@ -15,29 +15,32 @@ import Synchronization
 ///
 /// Each check expects a fresh, empty store.
 public enum StoreConformance {
-    /// One named check.
-    public struct Check: Sendable, CustomStringConvertible {
-        /// The check's name.
-        public let name: String
-        let body: @Sendable (any DispatchStore) async throws -> Void
-
-        init(_ name: String, _ body: @escaping @Sendable (any DispatchStore) async throws -> Void) {
-            self.name = name
-            self.body = body
-        }
-
-        /// Runs the check against an empty store.
-        /// - Parameter store: A fresh store.
-        /// - Throws: ``ConformanceFailure`` or the store's own error.
-        public func run(on store: any DispatchStore) async throws {
-            try await body(store)
-        }
-
-        public var description: String { name }
-    }
+    /// One named check of a ``DispatchStore``.
+    public typealias Check = ConformanceCheck<any DispatchStore>
 
     /// Every check.
     public static let checks: [Check] = transitionChecks + fencingChecks + batchChecks + recoveryChecks + registryChecks + concurrencyChecks
+}
+
+/// One named check of a conformance suite, run against a fresh store of kind `Store`.
+public struct ConformanceCheck<Store: Sendable>: Sendable, CustomStringConvertible {
+    /// The check's name.
+    public let name: String
+    let body: @Sendable (Store) async throws -> Void
+
+    init(_ name: String, _ body: @escaping @Sendable (Store) async throws -> Void) {
+        self.name = name
+        self.body = body
+    }
+
+    /// Runs the check against an empty store.
+    /// - Parameter store: A fresh store.
+    /// - Throws: ``ConformanceFailure`` or the store's own error.
+    public func run(on store: Store) async throws {
+        try await body(store)
+    }
+
+    public var description: String { name }
 }
 
 /// Fixtures shared by the checks.
