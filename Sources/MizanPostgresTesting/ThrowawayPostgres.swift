@@ -71,23 +71,23 @@ public final class ThrowawayPostgres: Sendable {
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("mizan-pg-\(getpid())-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         if isRoot {
-            try Self.run(["/bin/chown", "postgres:postgres", directory.path])
+            try Self.capture(["/bin/chown", "postgres:postgres", directory.path])
         }
         port = try Self.freePort()
         let data = directory.appendingPathComponent("data").path
-        try Self.run(runAs + [bin.appendingPathComponent("initdb").path, "-D", data, "-U", user, "--auth=trust", "-E", "UTF8", "--no-sync", "--no-instructions"])
+        try Self.capture(runAs + [bin.appendingPathComponent("initdb").path, "-D", data, "-U", user, "--auth=trust", "-E", "UTF8", "--no-sync", "--no-instructions"])
         let options = [
             "-p \(port)", "-k \(directory.path)", "-c listen_addresses=127.0.0.1",
             "-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off", "-c max_connections=300",
             "-c shared_buffers=128MB",
         ].joined(separator: " ")
-        try Self.run(runAs + [bin.appendingPathComponent("pg_ctl").path, "start", "-D", data, "-w", "-t", "60", "-o", options, "-l", directory.appendingPathComponent("log").path])
+        try Self.capture(runAs + [bin.appendingPathComponent("pg_ctl").path, "start", "-D", data, "-w", "-t", "60", "-o", options, "-l", directory.appendingPathComponent("log").path])
     }
 
     /// Stops the server and removes its directory.
     public func stop() {
         let data = directory.appendingPathComponent("data").path
-        _ = try? Self.run(runAs + [binDirectory.appendingPathComponent("pg_ctl").path, "stop", "-D", data, "-m", "immediate", "-w"])
+        _ = try? Self.capture(runAs + [binDirectory.appendingPathComponent("pg_ctl").path, "stop", "-D", data, "-m", "immediate", "-w"])
         try? FileManager.default.removeItem(at: directory)
     }
 
@@ -153,16 +153,11 @@ public final class ThrowawayPostgres: Sendable {
         return Int(UInt16(bigEndian: address.sin_port))
     }
 
-    @discardableResult
-    static func run(_ arguments: [String]) throws -> String {
-        let output = try capture(arguments)
-        return output
-    }
-
     /// Runs a command to completion with `posix_spawn` and `waitpid`, its output in a file.
     ///
     /// Foundation's `Process` waits through a dispatch source, which can starve when every
     /// thread of the small concurrency pool is blocked; a plain `waitpid` cannot.
+    @discardableResult
     static func capture(_ arguments: [String]) throws -> String {
         let outputPath = FileManager.default.temporaryDirectory.appendingPathComponent("mizan-cmd-\(UUID().uuidString)").path
         defer { unlink(outputPath) }

@@ -94,8 +94,8 @@ public final class PostgresStore: DispatchStore, Service {
         }
     }
 
-    /// Publishes events of this instance in memory and returns the notification payload
-    /// that carries them to other instances.
+    /// Delivers this instance's events to its own handlers at once, without a round trip
+    /// through the database; ``notify(_:)`` or the statement itself carries them to other instances.
     func publishLocally(_ events: [StoreEvent]) {
         hub.publish(events)
     }
