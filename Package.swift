@@ -19,6 +19,8 @@ let package = Package(
         .library(name: "MizanGateway", targets: ["MizanGateway"]),
         .library(name: "MizanMockProvider", targets: ["MizanMockProvider"]),
         .executable(name: "mizan-mock-provider", targets: ["mizan-mock-provider"]),
+        .executable(name: "mizan-gateway", targets: ["mizan-gateway"]),
+        .executable(name: "mizan", targets: ["mizan"]),
     ],
     dependencies: [
         .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
@@ -31,6 +33,8 @@ let package = Package(
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
     ],
     targets: [
         .target(
@@ -98,6 +102,12 @@ let package = Package(
                 "MizanStore",
                 "MizanDispatch",
                 "MizanProvider",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Yams", package: "Yams"),
             ],
             swiftSettings: swiftSettings
@@ -119,6 +129,33 @@ let package = Package(
                 .product(name: "Hummingbird", package: "hummingbird"),
             ],
             path: "Sources/Executables/mizan-mock-provider",
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "mizan-gateway",
+            dependencies: [
+                "MizanGateway",
+                "MizanStorePostgres",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "Sources/Executables/mizan-gateway",
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "mizan",
+            dependencies: [
+                "MizanCore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            path: "Sources/Executables/mizan",
             swiftSettings: swiftSettings
         ),
         .executableTarget(
@@ -145,7 +182,15 @@ let package = Package(
         ),
         .testTarget(
             name: "MizanGatewayTests",
-            dependencies: ["MizanGateway", "MizanStore", "MizanDispatch"],
+            dependencies: [
+                "MizanGateway",
+                "MizanStore",
+                "MizanDispatch",
+                "MizanMockProvider",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -46,15 +46,17 @@ extension Dispatcher {
             metrics.accepted()
             logger.debug("job accepted", metadata: ["mizan.job.id": "\(id)", "mizan.model": "\(request.model)"])
         }
-        return try await awaitFinish(of: id, deadline: insertion.job.deadline, signal: signal)
+        let queueUntil = request.queueTimeout.map { accepted.adding($0) }.flatMap { $0 < insertion.job.deadline ? $0 : nil }
+        return try await awaitFinish(of: id, deadline: insertion.job.deadline, queueUntil: queueUntil, signal: signal)
     }
 
     /// Waits for a job to finish, timing it out at `deadline` and cancelling it when the task is cancelled.
-    func awaitFinish(of id: JobID, deadline: Date, signal: Signal) async throws -> Job {
+    func awaitFinish(of id: JobID, deadline: Date, queueUntil: Date? = nil, signal: Signal) async throws -> Job {
         var current = signal
+        var queueUntil = queueUntil
         defer { waiters.stopWaitingForFinish(of: id, current) }
         while true {
-            let remaining = deadline.timeIntervalSince(now())
+            let remaining = min(deadline, queueUntil ?? deadline).timeIntervalSince(now())
             let until = ContinuousClock.now.advanced(by: .milliseconds(Int64(max(0, remaining) * 1000)))
             _ = await current.wait(until: until)
             if Task.isCancelled {
@@ -65,6 +67,11 @@ extension Dispatcher {
                     throw MizanError(.cancelled, "The client cancelled the request.")
                 }
                 return job
+            }
+            if let limit = queueUntil, now() >= limit, now() < deadline {
+                queueUntil = nil
+                if let job = try await withdrawIfNeverLeased(id) { return job }
+                continue
             }
             if now() >= deadline {
                 let job = try await store.timeOut(id, now: now())
@@ -91,6 +98,20 @@ extension Dispatcher {
     /// - Parameter id: The job.
     /// - Returns: The job after the write.
     /// - Throws: ``MizanError`` `jobNotFound`.
+    /// Withdraws a job that is still waiting for its first lease (its queue wait ran out).
+    /// - Returns: The job when it has finished meanwhile, `nil` when it is running (keep waiting).
+    /// - Throws: ``MizanError`` `noCapacity` when it was withdrawn.
+    private func withdrawIfNeverLeased(_ id: JobID) async throws -> Job? {
+        guard let job = try await store.job(id) else { return nil }
+        if job.state.isTerminal { return job }
+        guard job.state == .accepted, job.attempt == 1 else { return nil }
+        let withdrawn = try await store.cancel(id, now: now())
+        guard withdrawn.state == .failed, withdrawn.errorCode == JobErrorCode.cancelled else { return withdrawn }
+        metrics.finished(withdrawn)
+        logger.info("job withdrawn: no node took it within its queue wait", metadata: ["mizan.job.id": "\(id)", "mizan.model": "\(job.model)"])
+        throw MizanError(.noCapacity, "All capacity for the model '\(job.model)' is busy; no node took the request in time. Try again later.")
+    }
+
     @discardableResult
     public func cancel(_ id: JobID) async throws -> Job {
         try await store.cancel(id, now: now())

@@ -101,6 +101,10 @@ public struct DispatchRequest: Sendable {
     public var idempotencyKey: String?
     /// The submitting API key.
     public var apiKeyID: String?
+    /// How long the job may wait in the queue before a node leases it; past it, a job that was
+    /// never leased is withdrawn and ``Dispatcher/submit(_:)`` throws `noCapacity` (429).
+    /// `nil`: only the deadline bounds the wait.
+    public var queueTimeout: Duration?
 
     /// Creates a request.
     /// - Parameters:
@@ -112,6 +116,7 @@ public struct DispatchRequest: Sendable {
     ///   - priority: Higher runs first.
     ///   - idempotencyKey: An idempotency key.
     ///   - apiKeyID: The submitting API key.
+    ///   - queueTimeout: How long it may wait for its first lease (`nil`: until the deadline).
     public init(
         model: String,
         body: Data,
@@ -120,7 +125,8 @@ public struct DispatchRequest: Sendable {
         deadline: Duration? = nil,
         priority: Int = 0,
         idempotencyKey: String? = nil,
-        apiKeyID: String? = nil
+        apiKeyID: String? = nil,
+        queueTimeout: Duration? = nil
     ) {
         self.model = model
         self.body = body
@@ -130,6 +136,7 @@ public struct DispatchRequest: Sendable {
         self.priority = priority
         self.idempotencyKey = idempotencyKey
         self.apiKeyID = apiKeyID
+        self.queueTimeout = queueTimeout
     }
 }
 

@@ -48,11 +48,19 @@ public struct ProviderError: Error, Sendable, CustomStringConvertible {
         }
     }
 
-    /// The error as the gateway reports it to clients.
+    /// The upstream HTTP status, when the failure was one.
+    public var statusCode: Int? {
+        if case .status(let code) = kind { return code }
+        return nil
+    }
+
+    /// The error as the gateway reports it to clients (never the upstream body: that stays in `debugDetail`).
     public var mizanError: MizanError {
         switch kind {
         case .timeout: MizanError(.deadlineExceeded, "The upstream provider did not answer in time.", debugDetail: detail)
         case .status(429): MizanError(.rateLimited, "The upstream provider is rate limiting requests.", debugDetail: detail)
+        case .status(400), .status(422): MizanError(.badRequest, "The upstream provider rejected the request as invalid (HTTP \(statusCode ?? 400)).", debugDetail: detail)
+        case .status(413): MizanError(.payloadTooLarge, "The upstream provider rejected the request as too large.", debugDetail: detail)
         default: MizanError(.upstreamFailure, "The upstream provider failed: \(description).", debugDetail: detail)
         }
     }

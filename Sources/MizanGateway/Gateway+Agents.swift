@@ -1,0 +1,54 @@
+import Foundation
+import Hummingbird
+import MizanCore
+import MizanDispatch
+import MizanStore
+
+extension Gateway {
+    /// Serves a request through agent nodes: a durable dispatch job that a node leases, runs
+    /// against its local provider and reports. The request waits for the job's end.
+    func serveByAgents(_ chat: ChatCompletionRequest, apiKeyID: String, until: ContinuousClock.Instant, trace: RequestTrace) async throws -> Response {
+        guard !chat.stream else {
+            throw MizanError(.notImplemented, "Streaming is not available yet for the agent-served model '\(chat.model)'; send the request without \"stream\": true.")
+        }
+        let remaining = until - .now
+        guard remaining > .zero else { throw MizanError(.deadlineExceeded, "The request's deadline passed.") }
+        let job = try await dispatcher.submit(
+            DispatchRequest(
+                model: chat.model,
+                body: chat.body,
+                stream: false,
+                requestID: trace.fields.requestID,
+                deadline: remaining,
+                apiKeyID: apiKeyID,
+                queueTimeout: configuration.maxQueueWait
+            )
+        )
+        trace.update {
+            $0.servedBy = job.nodeID.map { "node/\($0)" }
+            $0.usage = job.usage
+        }
+        switch job.state {
+        case .succeeded:
+            let result = job.result ?? Data()
+            if job.usage == nil { trace.update { $0.usage = Self.usage(nil, chat: chat, result: result) } }
+            return HTTPResponses.json(bytes: result)
+        case .timedOut:
+            throw MizanError(.deadlineExceeded, "The request's deadline passed before a node finished it.")
+        case .failed:
+            throw Self.error(ofFailed: job)
+        case .accepted, .leased:
+            throw MizanError(.internalError, "The job ended in an unexpected state.")
+        }
+    }
+
+    /// The client-facing error of a failed job; the node's message never includes secrets.
+    static func error(ofFailed job: Job) -> MizanError {
+        switch job.errorCode {
+        case JobErrorCode.cancelled: MizanError(.cancelled, "The request was cancelled.")
+        case JobErrorCode.deadlineExceeded: MizanError(.deadlineExceeded, "The request's deadline passed before a node finished it.")
+        case JobErrorCode.nodeLost: MizanError(.upstreamFailure, "The node serving the request went away and no attempt is left.")
+        default: MizanError(.upstreamFailure, "The node serving the request failed: \(job.errorMessage ?? job.errorCode ?? "unknown error").")
+        }
+    }
+}

@@ -1,0 +1,57 @@
+import Foundation
+import Hummingbird
+import MizanCore
+import Synchronization
+
+/// The request context of the gateway's router: Hummingbird's core storage plus a
+/// ``RequestTrace`` that handlers fill in and the request middleware logs and records.
+public struct GatewayRequestContext: RequestContext {
+    /// Hummingbird's per-request storage.
+    public var coreContext: CoreRequestContextStorage
+    /// What this request was and how it was served.
+    public let trace: RequestTrace
+
+    /// Creates a context for a request arriving on a connection.
+    public init(source: ApplicationRequestContextSource) {
+        coreContext = .init(source: source)
+        trace = RequestTrace()
+    }
+
+    /// Bodies decoded by `request.decode` (admin and agent calls) stay small.
+    public var maxUploadSize: Int { 1 << 20 }
+}
+
+/// What one request asked for and how it was served, filled in by handlers and read once the
+/// response has been written: the request log line and the usage record come from it.
+public final class RequestTrace: Sendable {
+    /// The fields of a trace.
+    public struct Fields: Sendable {
+        /// The request id (echoed or created `X-Request-Id`).
+        public var requestID = ""
+        /// The client's API key id, once authenticated.
+        public var apiKeyID: String?
+        /// The public model, for chat completions.
+        public var model: String?
+        /// The provider route name or `node/<id>` that served it.
+        public var servedBy: String?
+        /// Token usage of the answer.
+        public var usage: TokenUsage?
+        /// Whether the request asked for a stream.
+        public var stream = false
+        /// Set when a stream broke after its head was sent.
+        public var streamError: String?
+    }
+
+    private let state = Mutex(Fields())
+
+    /// Creates an empty trace.
+    public init() {}
+
+    /// The current fields.
+    public var fields: Fields { state.withLock { $0 } }
+
+    /// Changes fields.
+    public func update(_ change: (inout Fields) -> Void) {
+        state.withLock { change(&$0) }
+    }
+}

@@ -1,0 +1,69 @@
+import Foundation
+import Hummingbird
+import MizanCore
+
+/// Small helpers to read and write the gateway's JSON bodies.
+enum HTTPResponses {
+    static let encoder = AgentWire.encoder()
+    static let decoder = AgentWire.decoder()
+
+    /// A JSON response of raw bytes.
+    static func json(bytes: Data, status: HTTPResponse.Status = .ok) -> Response {
+        var headers = HTTPFields()
+        headers[.contentType] = "application/json"
+        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
+    }
+
+    /// A JSON response of an encodable value.
+    static func json(_ value: some Encodable, status: HTTPResponse.Status = .ok) throws -> Response {
+        json(bytes: try encoder.encode(value), status: status)
+    }
+
+    /// An OpenAI-shaped error response.
+    static func error(_ error: MizanError) -> Response {
+        let body = (try? encoder.encode(error.envelope)) ?? Data(#"{"error":{"message":"internal error","type":"server_error","code":"internal_error"}}"#.utf8)
+        return json(bytes: body, status: HTTPResponse.Status(code: error.httpStatus))
+    }
+
+    /// Reads a whole request body, refusing more than `limit` bytes with 413.
+    static func collect(_ body: RequestBody, limit: Int) async throws -> Data {
+        var data = Data()
+        for try await buffer in body {
+            guard data.count + buffer.readableBytes <= limit else {
+                throw MizanError(.payloadTooLarge, "The request body is larger than the limit of \(limit) bytes.")
+            }
+            data.append(contentsOf: buffer.readableBytesView)
+        }
+        return data
+    }
+
+    /// Decodes a small JSON body (admin and agent calls).
+    static func decode<T: Decodable>(_ type: T.Type, from request: Request, limit: Int = 1 << 20) async throws -> T {
+        let data = try await collect(request.body, limit: limit)
+        return try decode(type, from: data)
+    }
+
+    /// Decodes JSON bytes, turning decoding failures into a 400 that names the field.
+    static func decode<T: Decodable>(_ type: T.Type, from data: Data) throws -> T {
+        do {
+            return try decoder.decode(type, from: data)
+        } catch let DecodingError.keyNotFound(key, _) {
+            throw MizanError(.badRequest, "Missing required parameter: '\(key.stringValue)'.")
+        } catch let DecodingError.typeMismatch(_, context), let DecodingError.valueNotFound(_, context) {
+            throw MizanError(.badRequest, "Invalid type for '\(path(context))'.")
+        } catch let DecodingError.dataCorrupted(context) where !context.codingPath.isEmpty {
+            throw MizanError(.badRequest, "Invalid value for '\(path(context))'.")
+        } catch {
+            throw MizanError(.badRequest, "The request body is not valid JSON.")
+        }
+    }
+
+    private static func path(_ context: DecodingError.Context) -> String {
+        context.codingPath.map { $0.intValue.map(String.init) ?? $0.stringValue }.joined(separator: ".")
+    }
+}
+
+/// `{"data":[…]}`, the admin API's list shape.
+struct DataList<Element: Encodable>: Encodable {
+    var data: [Element]
+}

@@ -1,0 +1,125 @@
+import Foundation
+import Hummingbird
+import Logging
+import MizanCore
+import MizanStore
+
+/// Runs around every request: gives it a request id (echoing a sane `X-Request-Id`), turns
+/// every error into OpenAI's error shape, and once the response body has been written (streams
+/// included) logs one line, counts it in the metrics and, for chat completions, records usage.
+struct RequestMiddleware: RouterMiddleware {
+    typealias Context = GatewayRequestContext
+
+    let gateway: Gateway
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        let started = ContinuousClock.now
+        let requestID = Self.requestID(from: request.headers[Gateway.requestIDHeader])
+        context.trace.update { $0.requestID = requestID }
+        var response: Response
+        do {
+            response = try await next(request, context)
+        } catch {
+            response = HTTPResponses.error(mizanError(for: error, request: request, requestID: requestID))
+        }
+        response.headers[Gateway.requestIDHeader] = requestID
+        let status = Int(response.status.code)
+        let body = response.body
+        let gateway = gateway
+        let trace = context.trace
+        let method = request.method.rawValue
+        let path = request.uri.path
+        response.body = ResponseBody(contentLength: body.contentLength) { writer in
+            do {
+                try await body.write(writer)
+            } catch {
+                trace.update { $0.streamError = $0.streamError ?? "the client went away" }
+                await gateway.finish(method: method, path: path, status: status, started: started, trace: trace)
+                throw error
+            }
+            await gateway.finish(method: method, path: path, status: status, started: started, trace: trace)
+        }
+        return response
+    }
+
+    /// The client's request id when it is short and printable, else a new one.
+    static func requestID(from header: String?) -> String {
+        if let header, !header.isEmpty, header.count <= 128,
+            header.unicodeScalars.allSatisfy({ $0.isASCII && $0.value > 32 && $0.value < 127 })
+        {
+            return header
+        }
+        return UUID().uuidString.lowercased()
+    }
+
+    private func mizanError(for error: any Error, request: Request, requestID: String) -> MizanError {
+        switch error {
+        case let error as MizanError:
+            return error
+        case let error as any HTTPResponseError:
+            switch error.status.code {
+            case 404: return MizanError(.notFound, "Unknown endpoint: \(request.method.rawValue) \(request.uri.path).")
+            case 405: return MizanError(.notFound, "Method \(request.method.rawValue) is not allowed on \(request.uri.path).")
+            case 413: return MizanError(.payloadTooLarge, "The request body is too large.")
+            case 400..<500: return MizanError(.badRequest, "Bad request.")
+            default: break
+            }
+        case is CancellationError:
+            return MizanError(.cancelled, "The request was cancelled.")
+        default:
+            break
+        }
+        gateway.logger.error(
+            "request failed with an unexpected error",
+            metadata: ["mizan.request.id": "\(requestID)", "mizan.error": "\(String(describing: type(of: error)))"]
+        )
+        return MizanError(.internalError, "The gateway failed to handle the request.")
+    }
+}
+
+extension Gateway {
+    /// Logs, counts and records a finished request.
+    func finish(method: String, path: String, status: Int, started: ContinuousClock.Instant, trace: RequestTrace) async {
+        let elapsed = ContinuousClock.now - started
+        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        let fields = trace.fields
+        var metadata: Logger.Metadata = [
+            "mizan.request.id": "\(fields.requestID)",
+            "http.method": "\(method)",
+            "http.path": "\(path)",
+            "http.status": "\(status)",
+            "mizan.latency_ms": "\(String(format: "%.2f", seconds * 1000))",
+        ]
+        if let model = fields.model { metadata["mizan.model"] = "\(model)" }
+        if let servedBy = fields.servedBy { metadata["mizan.served_by"] = "\(servedBy)" }
+        if let error = fields.streamError { metadata["mizan.stream_error"] = "\(error)" }
+        if let usage = fields.usage {
+            metadata["mizan.tokens.prompt"] = "\(usage.promptTokens)"
+            metadata["mizan.tokens.completion"] = "\(usage.completionTokens)"
+        }
+        guard let model = fields.model else {
+            // Agent long-polls and heartbeats would drown the log at info.
+            let level: Logger.Level = path.hasPrefix("/agent/") || path.hasPrefix("/healthz") || path.hasPrefix("/metrics") ? .debug : .info
+            logger.log(level: level, "request", metadata: metadata)
+            return
+        }
+        logger.info("request", metadata: metadata)
+        let route = fields.servedBy.map { $0.hasPrefix("node/") ? "agents" : $0 } ?? "none"
+        metrics.request(route: route, model: model, status: status, seconds: seconds)
+        let record = UsageRecord(
+            requestID: fields.requestID,
+            apiKeyID: fields.apiKeyID,
+            model: model,
+            servedBy: fields.servedBy,
+            status: status,
+            latencyMilliseconds: seconds * 1000,
+            usage: fields.usage,
+            createdAt: Date()
+        )
+        do {
+            try await access.recordUsage(record)
+        } catch {
+            logger.error("usage record could not be stored", metadata: ["mizan.request.id": "\(fields.requestID)", "mizan.error": "\(error)"])
+        }
+    }
+}
