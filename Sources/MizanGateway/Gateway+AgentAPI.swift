@@ -31,17 +31,16 @@ extension Gateway {
                 AgentWire.HeartbeatResponse(node: answer.node, abort: answer.abort.map { AgentWire.LeaseRef(jobID: $0.jobID, attempt: $0.attempt) })
             )
         }
-        agent.post("/lease") { request, _ in
+        agent.post("/lease") { request, context in
             let node = try await self.authenticateNode(request)
             // A node that goes away while waiting stops its lease call (nothing is leased to nobody).
-            let jobs = try await request.body.consumeWithCancellationOnInboundClose { requestBody in
-                let data = try await HTTPResponses.collect(requestBody, limit: 1 << 16)
-                let body = try HTTPResponses.decode(AgentWire.LeaseRequest.self, from: data)
-                guard body.limit >= 0 else { throw MizanError(.badRequest, "'limit' must not be negative.") }
-                if let wait = body.waitSeconds, !(wait >= 0 && wait.isFinite) {
-                    throw MizanError(.badRequest, "'waitSeconds' must be a non-negative number.")
-                }
-                return try await self.dispatcher.lease(
+            let body = try await HTTPResponses.decode(AgentWire.LeaseRequest.self, from: request)
+            guard body.limit >= 0 else { throw MizanError(.badRequest, "'limit' must not be negative.") }
+            if let wait = body.waitSeconds, !(wait >= 0 && wait.isFinite) {
+                throw MizanError(.badRequest, "'waitSeconds' must be a non-negative number.")
+            }
+            let jobs = try await context.cancellingOnDisconnect {
+                try await self.dispatcher.lease(
                     for: node,
                     limit: body.limit,
                     wait: body.waitSeconds.map { .milliseconds(Int64(min($0, 3600) * 1000)) }

@@ -28,14 +28,14 @@ extension Gateway {
         let key = try await authenticateClient(request, trace: context.trace)
         let deadline = try requestDeadline(request.headers[Self.deadlineHeader])
         let until = ContinuousClock.now.advanced(by: deadline)
-        return try await request.body.consumeWithCancellationOnInboundClose { body in
-            let bytes = try await HTTPResponses.collect(body, limit: self.configuration.maxBodyBytes)
-            let chat = try ChatCompletionRequest(body: bytes)
-            context.trace.update {
-                $0.model = chat.model
-                $0.stream = chat.stream
-            }
-            return try await self.serve(chat, apiKeyID: key.id, until: until, trace: context.trace)
+        let bytes = try await HTTPResponses.collect(request.body, limit: configuration.maxBodyBytes)
+        let chat = try ChatCompletionRequest(body: bytes)
+        context.trace.update {
+            $0.model = chat.model
+            $0.stream = chat.stream
+        }
+        return try await context.cancellingOnDisconnect {
+            try await self.serve(chat, apiKeyID: key.id, until: until, trace: context.trace)
         }
     }
 

@@ -135,6 +135,7 @@ public final class Gateway: Sendable {
     ) -> some ApplicationProtocol {
         var app = Application(
             router: router(),
+            server: .http1(configuration: .init(additionalChannelHandlers: [ConnectionWatcher()])),
             configuration: .init(address: .hostname(host, port: port), serverName: "mizan-gateway"),
             onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? port) },
             logger: logger

@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import NIOCore
 import MizanCore
 import Synchronization
 
@@ -10,11 +11,14 @@ public struct GatewayRequestContext: RequestContext {
     public var coreContext: CoreRequestContextStorage
     /// What this request was and how it was served.
     public let trace: RequestTrace
+    /// The client's connection (to notice the client going away).
+    let channel: (any Channel)?
 
     /// Creates a context for a request arriving on a connection.
     public init(source: ApplicationRequestContextSource) {
         coreContext = .init(source: source)
         trace = RequestTrace()
+        channel = source.channel
     }
 
     /// Bodies decoded by `request.decode` (admin and agent calls) stay small.

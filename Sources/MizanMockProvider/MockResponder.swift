@@ -7,6 +7,7 @@ import Synchronization
 struct MockResponder: Sendable {
     let configuration: MockProvider.Configuration
     private let counter = Counter()
+    let stats = Stats()
 
     init(configuration: MockProvider.Configuration) {
         self.configuration = configuration
@@ -16,6 +17,22 @@ struct MockResponder: Sendable {
         private let value = Mutex(0)
         func next() -> Int { value.withLock { $0 += 1; return $0 } }
     }
+
+    /// What the mock has served, for tests that check a stream was cut off (`GET /mock/stats`).
+    final class Stats: Sendable {
+        struct Values: Codable, Sendable {
+            var requests = 0
+            var streamsStarted = 0
+            var streamsCompleted = 0
+            var streamsAborted = 0
+        }
+
+        private let values = Mutex(Values())
+        func update(_ change: (inout Values) -> Void) { values.withLock { change(&$0) } }
+        var snapshot: Values { values.withLock { $0 } }
+    }
+
+    func statsResponse() -> Response { json(stats.snapshot) }
 
     static let words = ["mizan", "balances", "every", "request", "across", "the", "nodes", "it", "knows"]
 
@@ -41,6 +58,7 @@ struct MockResponder: Sendable {
         if let status = configuration.failureStatus {
             return failure(MizanError(.upstreamFailure, "The mock provider was told to fail."), status: status)
         }
+        stats.update { $0.requests += 1 }
         let id = "chatcmpl-mock-\(counter.next())"
         let created = Int(Date().timeIntervalSince1970)
         let tokens = chat.maxCompletionTokens ?? chat.maxTokens ?? configuration.tokens
@@ -62,32 +80,48 @@ struct MockResponder: Sendable {
 
     private func stream(id: String, created: Int, model: String, count: Int, usage: ChatUsage?) -> Response {
         let configuration = configuration
+        let stats = stats
         let body = ResponseBody { writer in
-            if configuration.latency > .zero { try await Task.sleep(for: configuration.latency) }
-            let encoder = JSONEncoder()
-            func send(_ chunk: ChatCompletionChunk) async throws {
-                var buffer = ByteBuffer(string: "data: ")
-                buffer.writeBytes(try encoder.encode(chunk))
-                buffer.writeString("\n\n")
-                try await writer.write(buffer)
+            stats.update { $0.streamsStarted += 1 }
+            do {
+                try await Self.writeStream(to: &writer, configuration: configuration, id: id, created: created, model: model, count: count, usage: usage)
+                stats.update { $0.streamsCompleted += 1 }
+            } catch {
+                stats.update { $0.streamsAborted += 1 }
+                throw error
             }
-            try await send(ChatCompletionChunk(id: id, created: created, model: model, choices: [.init(index: 0, delta: .init(role: "assistant", content: ""), finishReason: nil)]))
-            for index in 0..<count {
-                if index > 0, configuration.tokenInterval > .zero { try await Task.sleep(for: configuration.tokenInterval) }
-                let word = Self.words[index % Self.words.count] + (index + 1 < count ? " " : "")
-                try await send(ChatCompletionChunk(id: id, created: created, model: model, choices: [.init(index: 0, delta: .init(content: word), finishReason: nil)]))
-            }
-            try await send(ChatCompletionChunk(id: id, created: created, model: model, choices: [.init(index: 0, delta: .init(), finishReason: "stop")]))
-            if let usage {
-                try await send(ChatCompletionChunk(id: id, created: created, model: model, choices: [], usage: usage))
-            }
-            try await writer.write(ByteBuffer(string: "data: [DONE]\n\n"))
-            try await writer.finish(nil)
         }
         var headers = HTTPFields()
         headers[.contentType] = "text/event-stream"
         headers[.cacheControl] = "no-cache"
         return Response(status: .ok, headers: headers, body: body)
+    }
+
+    private static func writeStream(
+        to writer: inout any ResponseBodyWriter,
+        configuration: MockProvider.Configuration,
+        id: String, created: Int, model: String, count: Int, usage: ChatUsage?
+    ) async throws {
+        if configuration.latency > .zero { try await Task.sleep(for: configuration.latency) }
+        let encoder = JSONEncoder()
+        func send(_ chunk: ChatCompletionChunk) async throws {
+            var buffer = ByteBuffer(string: "data: ")
+            buffer.writeBytes(try encoder.encode(chunk))
+            buffer.writeString("\n\n")
+            try await writer.write(buffer)
+        }
+        try await send(ChatCompletionChunk(id: id, created: created, model: model, choices: [.init(index: 0, delta: .init(role: "assistant", content: ""), finishReason: nil)]))
+        for index in 0..<count {
+            if index > 0, configuration.tokenInterval > .zero { try await Task.sleep(for: configuration.tokenInterval) }
+            let word = Self.words[index % Self.words.count] + (index + 1 < count ? " " : "")
+            try await send(ChatCompletionChunk(id: id, created: created, model: model, choices: [.init(index: 0, delta: .init(content: word), finishReason: nil)]))
+        }
+        try await send(ChatCompletionChunk(id: id, created: created, model: model, choices: [.init(index: 0, delta: .init(), finishReason: "stop")]))
+        if let usage {
+            try await send(ChatCompletionChunk(id: id, created: created, model: model, choices: [], usage: usage))
+        }
+        try await writer.write(ByteBuffer(string: "data: [DONE]\n\n"))
+        try await writer.finish(nil)
     }
 
     private func authorize(_ request: Request) -> Response? {

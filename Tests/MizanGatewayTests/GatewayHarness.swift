@@ -1,0 +1,205 @@
+import AsyncHTTPClient
+import Foundation
+import Hummingbird
+import MizanCore
+import MizanDispatch
+import MizanGateway
+import MizanMockProvider
+import MizanProvider
+import MizanStore
+import NIOCore
+import NIOHTTP1
+import Prometheus
+
+/// Runs an application on a free loopback port for the duration of `body`.
+func withServer<App: ApplicationProtocol, T: Sendable>(
+    _ make: (@escaping @Sendable (Int) async -> Void) -> App,
+    _ body: (Int) async throws -> T
+) async throws -> T {
+    let (ports, continuation) = AsyncStream<Int>.makeStream()
+    let app = make { port in continuation.yield(port) }
+    return try await withThrowingTaskGroup(of: Void.self) { group in
+        group.addTask { try await app.run() }
+        defer { group.cancelAll() }
+        var iterator = ports.makeAsyncIterator()
+        guard let port = await iterator.next() else { throw CancellationError() }
+        return try await body(port)
+    }
+}
+
+/// Runs a mock provider and hands over its base URL (`http://127.0.0.1:P/v1`).
+func withMock<T: Sendable>(_ configuration: MockProvider.Configuration = .init(), _ body: (String) async throws -> T) async throws -> T {
+    try await withServer({ MockProvider.application(configuration, onServerRunning: $0) }) { port in
+        try await body("http://127.0.0.1:\(port)/v1")
+    }
+}
+
+/// A base URL where nothing listens.
+func deadBaseURL() throws -> String {
+    "http://127.0.0.1:\(try freePort())/v1"
+}
+
+/// A loopback port that was free a moment ago.
+func freePort() throws -> Int {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(fd) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    address.sin_port = 0
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    let bound = withUnsafeMutablePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
+    }
+    guard bound else { throw CancellationError() }
+    return Int(UInt16(bigEndian: address.sin_port))
+}
+
+/// An HTTP answer.
+struct HTTPResult: Sendable {
+    var status: Int
+    var headers: HTTPHeaders
+    var body: Data
+
+    var text: String { String(decoding: body, as: UTF8.self) }
+    var json: [String: Any] { ((try? JSONSerialization.jsonObject(with: body)) as? [String: Any]) ?? [:] }
+    /// The OpenAI error code, when the answer is an error.
+    var errorCode: String? { (json["error"] as? [String: Any])?["code"] as? String }
+    var errorType: String? { (json["error"] as? [String: Any])?["type"] as? String }
+    var errorMessage: String? { (json["error"] as? [String: Any])?["message"] as? String }
+}
+
+/// A gateway on a loopback port with an in-memory store, an admin token and one API key.
+struct Harness: Sendable {
+    static let adminToken = "admin-secret-for-tests"
+    let gateway: Gateway
+    let store: InMemoryStore
+    let port: Int
+    let apiKey: String
+
+    var http: HTTPClient { ProviderClient.shared.httpClient }
+
+    /// Sends a request; `token` becomes the bearer credential.
+    func send(
+        _ method: HTTPMethod,
+        _ path: String,
+        token: String? = nil,
+        body: String? = nil,
+        headers: [(String, String)] = [],
+        timeout: TimeAmount = .seconds(30)
+    ) async throws -> HTTPResult {
+        var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)\(path)")
+        request.method = method
+        if let token { request.headers.add(name: "Authorization", value: "Bearer \(token)") }
+        for (name, value) in headers { request.headers.add(name: name, value: value) }
+        if let body {
+            request.headers.add(name: "Content-Type", value: "application/json")
+            request.body = .bytes(ByteBuffer(string: body))
+        }
+        let response = try await http.execute(request, timeout: timeout)
+        let buffer = try await response.body.collect(upTo: 64 << 20)
+        return HTTPResult(status: Int(response.status.code), headers: response.headers, body: Data(buffer.readableBytesView))
+    }
+
+    /// A chat completion as a client sends it.
+    func chat(model: String = "mock-model", stream: Bool = false, key: String? = nil, extra: String = "", headers: [(String, String)] = [], timeout: TimeAmount = .seconds(30)) async throws -> HTTPResult {
+        let options = stream ? #","stream_options":{"include_usage":true}"# : ""
+        let body = #"{"model":"\#(model)","messages":[{"role":"user","content":"say two words"}],"stream":\#(stream)\#(options)\#(extra)}"#
+        return try await send(.POST, "/v1/chat/completions", token: key ?? apiKey, body: body, headers: headers, timeout: timeout)
+    }
+
+    /// Starts a streaming chat completion, reads its first bytes, then drops the connection.
+    func abandonStream(model: String) async throws {
+        let (started, startedContinuation) = AsyncStream<Void>.makeStream()
+        let http = http
+        var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)/v1/chat/completions")
+        request.method = .POST
+        request.headers.add(name: "Authorization", value: "Bearer \(apiKey)")
+        request.body = .bytes(ByteBuffer(string: #"{"model":"\#(model)","messages":[{"role":"user","content":"hi"}],"stream":true}"#))
+        let reader = Task {
+            let response = try await http.execute(request, timeout: .seconds(30))
+            for try await _ in response.body { startedContinuation.yield() }
+        }
+        for await _ in started { break }
+        reader.cancel()
+        _ = await reader.result
+    }
+
+    /// Creates a node through the admin API and registers it through the agent API.
+    func registerNode(models: [String], maxConcurrency: Int = 4, name: String = "node") async throws -> (id: String, token: String) {
+        let created = try await send(.POST, "/admin/v1/nodes", token: Self.adminToken, body: #"{"name":"\#(name)"}"#)
+        guard created.status == 201, let registration = created.json["registrationToken"] as? String else {
+            throw HarnessError("node creation failed: \(created.status) \(created.text)")
+        }
+        let report = NodeReport(models: models, maxConcurrency: maxConcurrency)
+        let body = String(decoding: try AgentWire.encoder().encode(AgentWire.RegisterRequest(report: report)), as: UTF8.self)
+        let registered = try await send(.POST, "/agent/v1/register", token: registration, body: body)
+        guard registered.status == 201 else { throw HarnessError("registration failed: \(registered.status) \(registered.text)") }
+        let answer = try AgentWire.decoder().decode(AgentWire.RegisterResponse.self, from: registered.body)
+        return (answer.node.id.description, answer.nodeToken)
+    }
+
+    /// Leases through the agent API.
+    func lease(token: String, limit: Int = 1, wait: Double = 5) async throws -> [AgentWire.LeasedJob] {
+        let answer = try await send(.POST, "/agent/v1/lease", token: token, body: #"{"limit":\#(limit),"waitSeconds":\#(wait)}"#)
+        guard answer.status == 200 else { throw HarnessError("lease failed: \(answer.status) \(answer.text)") }
+        return try AgentWire.decoder().decode(AgentWire.LeaseResponse.self, from: answer.body).jobs
+    }
+
+    /// Completes a job through the agent API with a chat completion naming `content`.
+    func complete(_ job: AgentWire.LeasedJob, token: String, attempt: Int? = nil, content: String = "from the node") async throws -> HTTPResult {
+        let response = ChatCompletionResponse(
+            id: "chatcmpl-node", created: 0, model: job.model,
+            choices: [.init(index: 0, message: ChatMessage(role: "assistant", content: content), finishReason: "stop")],
+            usage: ChatUsage(promptTokens: 7, completionTokens: 3)
+        )
+        let request = AgentWire.CompleteRequest(
+            attempt: attempt ?? job.attempt,
+            result: try JSONEncoder().encode(response),
+            usage: TokenUsage(promptTokens: 7, completionTokens: 3)
+        )
+        let body = String(decoding: try AgentWire.encoder().encode(request), as: UTF8.self)
+        return try await send(.POST, "/agent/v1/jobs/\(job.jobID)/complete", token: token, body: body)
+    }
+}
+
+struct HarnessError: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// Runs a gateway over an in-memory store on a free port, with one API key issued.
+func withGateway<T: Sendable>(
+    routes: [ProviderRoute] = [],
+    configuration: Gateway.Configuration = .init(),
+    failuresBeforeCooldown: Int = 3,
+    metricsRegistry: PrometheusCollectorRegistry? = nil,
+    environment: [String: String] = [:],
+    _ body: (Harness) async throws -> T
+) async throws -> T {
+    let store = InMemoryStore()
+    let dispatcher = Dispatcher(store: store)
+    let gateway = Gateway(
+        dispatcher: dispatcher,
+        access: store,
+        routes: RouteTable(routes: routes, cooldown: .seconds(60), failuresBeforeCooldown: failuresBeforeCooldown),
+        adminToken: Harness.adminToken,
+        configuration: configuration,
+        environment: environment,
+        metricsRegistry: metricsRegistry
+    )
+    let key = try await gateway.credentials.issueKey(name: "tests")
+    return try await withServer({ gateway.application(port: 0, onServerRunning: $0) }) { port in
+        try await body(Harness(gateway: gateway, store: store, port: port, apiKey: key.secret))
+    }
+}
+
+/// Polls `condition` until it holds or `timeout` passes.
+func eventually(timeout: Duration = .seconds(5), _ condition: () async throws -> Bool) async throws -> Bool {
+    let deadline = ContinuousClock.now + timeout
+    while ContinuousClock.now < deadline {
+        if try await condition() { return true }
+        try await Task.sleep(for: .milliseconds(20))
+    }
+    return try await condition()
+}
