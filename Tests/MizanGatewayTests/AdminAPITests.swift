@@ -1,0 +1,95 @@
+import Foundation
+import MizanCore
+import MizanGateway
+import MizanStore
+import Testing
+
+@Suite("Admin API over loopback")
+struct AdminAPITests {
+    let admin = Harness.adminToken
+
+    @Test func nodesAreCreatedListedAndRevoked() async throws {
+        try await withGateway { (gateway: Harness) async throws in
+            let created = try await gateway.send(.POST, "/admin/v1/nodes", token: admin, body: #"{"name":"gpu-box","labels":{"zone":"lab"}}"#)
+            #expect(created.status == 201)
+            let id = try #require(created.json["id"] as? String)
+            #expect((created.json["registrationToken"] as? String)?.hasPrefix("mzn_reg_") == true)
+            let listed = try await gateway.send(.GET, "/admin/v1/nodes", token: admin)
+            let nodes = try #require(listed.json["data"] as? [[String: Any]])
+            #expect(nodes.count == 1)
+            #expect(nodes.first?["name"] as? String == "gpu-box")
+            #expect(nodes.first?["status"] as? String == "pending")
+            #expect(!listed.text.contains("mzn_reg_"))
+            let revoked = try await gateway.send(.DELETE, "/admin/v1/nodes/\(id)", token: admin)
+            #expect(revoked.status == 200 && revoked.json["status"] as? String == "revoked")
+            #expect(try await gateway.send(.DELETE, "/admin/v1/nodes/\(NodeID())", token: admin).status == 404)
+            #expect(try await gateway.send(.DELETE, "/admin/v1/nodes/zzz", token: admin).status == 400)
+            #expect(try await gateway.send(.POST, "/admin/v1/nodes", token: admin, body: #"{"name":" "}"#).status == 400)
+            #expect(try await gateway.send(.POST, "/admin/v1/nodes", token: admin, body: #"{}"#).status == 400)
+        }
+    }
+
+    @Test func keysAreShownOnceAndListedWithoutSecrets() async throws {
+        try await withGateway { (gateway: Harness) async throws in
+            let created = try await gateway.send(.POST, "/admin/v1/keys", token: admin, body: #"{"name":"ci"}"#)
+            #expect(created.status == 201)
+            let key = try #require(created.json["key"] as? String)
+            let listed = try await gateway.send(.GET, "/admin/v1/keys", token: admin)
+            let keys = try #require(listed.json["data"] as? [[String: Any]])
+            #expect(keys.count == 2)
+            #expect(!listed.text.contains(key))
+            #expect(!listed.text.contains(gateway.apiKey))
+            #expect(keys.contains { $0["name"] as? String == "ci" && ($0["prefix"] as? String).map(key.hasPrefix) == true })
+            #expect(try await gateway.send(.DELETE, "/admin/v1/keys/no-such-key", token: admin).status == 404)
+        }
+    }
+
+    @Test func jobsAreListedByStateAndShownWithoutContent() async throws {
+        try await withGateway { (gateway: Harness) async throws in
+            let node = try await gateway.registerNode(models: ["m"])
+            async let answer = gateway.chat(model: "m")
+            let job = try #require(try await gateway.lease(token: node.token).first)
+            let leased = try await gateway.send(.GET, "/admin/v1/jobs?state=leased&limit=10", token: admin)
+            #expect(leased.status == 200)
+            let rows = try #require(leased.json["data"] as? [[String: Any]])
+            #expect(rows.map { $0["id"] as? String } == [job.jobID.description])
+            #expect(!leased.text.contains("say two words"))
+            #expect(try await gateway.complete(job, token: node.token).status == 200)
+            #expect(try await answer.status == 200)
+            let shown = try await gateway.send(.GET, "/admin/v1/jobs/\(job.jobID)", token: admin)
+            #expect(shown.json["state"] as? String == "succeeded")
+            #expect(shown.json["nodeID"] as? String == node.id)
+            #expect(try await gateway.send(.GET, "/admin/v1/jobs?state=leased", token: admin).json["data"] as? [Any] != nil)
+            #expect(try await gateway.send(.GET, "/admin/v1/jobs?state=lost", token: admin).status == 400)
+            #expect(try await gateway.send(.GET, "/admin/v1/jobs?limit=0", token: admin).status == 400)
+            #expect(try await gateway.send(.GET, "/admin/v1/jobs/\(JobID())", token: admin).status == 404)
+        }
+    }
+
+    @Test func usageIsSummedByKeyAndModel() async throws {
+        try await withMock(.init(models: ["a", "b"], tokens: 2)) { base in
+            let routes = [ProviderRoute(model: "a", baseURL: base), ProviderRoute(model: "b", baseURL: base)]
+            try await withGateway(routes: routes) { (gateway: Harness) async throws in
+                for model in ["a", "a", "b"] { #expect(try await gateway.chat(model: model).status == 200) }
+                #expect(try await eventually {
+                    let usage = try await gateway.send(.GET, "/admin/v1/usage", token: admin)
+                    let rows = (usage.json["data"] as? [[String: Any]]) ?? []
+                    let byModel = Dictionary(uniqueKeysWithValues: rows.compactMap { row in (row["model"] as? String).map { ($0, row) } })
+                    return byModel["a"]?["requests"] as? Int == 2 && byModel["a"]?["completionTokens"] as? Int == 4
+                        && byModel["b"]?["requests"] as? Int == 1
+                })
+            }
+        }
+    }
+
+    @Test func withoutAnAdminTokenTheAdminAPIIsOff() async throws {
+        let store = InMemoryStore()
+        let gateway = Gateway(dispatcher: .init(store: store), access: store, routes: RouteTable(routes: []), adminToken: nil)
+        try await withServer({ gateway.application(port: 0, onServerRunning: $0) }) { port in
+            let harness = Harness(gateway: gateway, store: store, port: port, apiKey: "")
+            let answer = try await harness.send(.GET, "/admin/v1/nodes", token: "")
+            #expect(answer.status == 401)
+            #expect(answer.errorMessage?.contains("disabled") == true)
+        }
+    }
+}
