@@ -207,6 +207,18 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(
+            name: "MizanEndToEndTests",
+            dependencies: [
+                "MizanCore",
+                "MizanProvider",
+                "MizanPostgresTesting",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
             name: "MizanPostgresTests",
             dependencies: ["MizanDispatch", "MizanStorePostgres", "MizanStoreTesting", "MizanPostgresTesting"],
             swiftSettings: swiftSettings

@@ -42,10 +42,13 @@ public struct ProviderRoute: Sendable, Equatable, Codable {
         timeoutSeconds = try container.decodeIfPresent(Double.self, forKey: .timeoutSeconds) ?? 300
     }
 
-    /// A name for logs and usage records: the model, the host and the priority; never a key.
+    /// A name for logs, metrics and usage records: the model, the host (and port) and the
+    /// priority; never a key.
     public var name: String {
-        let host = URLComponents(string: baseURL)?.host ?? baseURL
-        return "\(model)@\(host)#\(priority)"
+        let components = URLComponents(string: baseURL)
+        let host = components?.host ?? baseURL
+        let address = components?.port.map { "\(host):\($0)" } ?? host
+        return "\(model)@\(address)#\(priority)"
     }
 }
 

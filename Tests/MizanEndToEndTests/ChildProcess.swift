@@ -7,8 +7,13 @@ final class ChildProcess: @unchecked Sendable {
     let outputURL: URL
 
     /// Starts `name` from the build folder that holds the test bundle.
-    init(_ name: String, arguments: [String]) throws {
-        let binary = Self.buildDirectory().appendingPathComponent(name)
+    convenience init(_ name: String, arguments: [String], environment: [String: String] = [:]) throws {
+        try self.init(executable: Self.buildDirectory().appendingPathComponent(name), arguments: arguments, environment: environment)
+    }
+
+    /// Starts any executable.
+    init(executable binary: URL, arguments: [String], environment: [String: String] = [:]) throws {
+        let name = binary.lastPathComponent
         guard FileManager.default.isExecutableFile(atPath: binary.path) else {
             throw ChildProcessError(message: "\(binary.path) is missing; build the package's executables first (swift build)")
         }
@@ -20,6 +25,9 @@ final class ChildProcess: @unchecked Sendable {
         process.standardOutput = output
         process.standardError = output
         process.standardInput = FileHandle.nullDevice
+        if !environment.isEmpty {
+            process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
+        }
         try process.run()
     }
 
@@ -49,6 +57,19 @@ final class ChildProcess: @unchecked Sendable {
             try await Task.sleep(for: .milliseconds(20))
         }
         throw ChildProcessError(message: "no output matching \(pattern) within \(timeout): \(output)")
+    }
+
+    /// Waits for the process to end by itself and returns its exit status.
+    func waitForExit(timeout: Duration = .seconds(60)) async throws -> Int32 {
+        let deadline = ContinuousClock.now + timeout
+        while process.isRunning {
+            guard ContinuousClock.now < deadline else {
+                kill(process.processIdentifier, SIGKILL)
+                throw ChildProcessError(message: "the process did not end within \(timeout): \(output)")
+            }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        return process.terminationStatus
     }
 
     /// Sends SIGTERM and waits for the exit status.

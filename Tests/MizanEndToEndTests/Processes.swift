@@ -1,0 +1,84 @@
+import AsyncHTTPClient
+import Foundation
+import MizanProvider
+import NIOCore
+import NIOHTTP1
+
+/// The admin token the end-to-end gateways run with.
+let e2eAdminToken = "e2e-admin-token"
+
+/// Starts `mizan-mock-provider` on a free port; returns the process and its base URL.
+func startMock(_ arguments: [String] = []) async throws -> (ChildProcess, String) {
+    let child = try ChildProcess("mizan-mock-provider", arguments: ["--port", "0"] + arguments)
+    let port = try await child.waitForOutput(#"listening on http://127\.0\.0\.1:(\d+)"#)
+    return (child, "http://127.0.0.1:\(port)")
+}
+
+/// Starts `mizan-gateway` on a free port with the admin token; returns the process and its URL.
+func startGateway(_ arguments: [String] = [], environment: [String: String] = [:]) async throws -> (ChildProcess, String) {
+    let child = try ChildProcess("mizan-gateway", arguments: ["--port", "0", "--admin-token", e2eAdminToken] + arguments, environment: environment)
+    let port = try await child.waitForOutput(#"mizan-gateway listening on http://127\.0\.0\.1:(\d+)"#, timeout: .seconds(60))
+    return (child, "http://127.0.0.1:\(port)")
+}
+
+/// Writes a routes file and returns its path.
+func writeRoutes(_ json: String, ext: String = "json") throws -> String {
+    let url = FileManager.default.temporaryDirectory.appendingPathComponent("mizan-routes-\(UUID().uuidString).\(ext)")
+    try Data(json.utf8).write(to: url)
+    return url.path
+}
+
+/// Runs the `mizan` CLI to its end.
+func mizan(_ arguments: [String], gateway: String, token: String = e2eAdminToken) async throws -> (status: Int32, output: String) {
+    let child = try ChildProcess("mizan", arguments: ["--gateway", gateway, "--admin-token", token] + arguments)
+    let status = try await child.waitForExit()
+    return (status, child.output)
+}
+
+/// Creates an API key with the CLI and returns `(id, key)`.
+func createKey(gateway: String, name: String = "e2e") async throws -> (id: String, key: String) {
+    let (status, output) = try await mizan(["keys", "create", "--name", name, "--json"], gateway: gateway)
+    guard status == 0, let json = try? JSONSerialization.jsonObject(with: Data(output.utf8)) as? [String: String],
+        let id = json["id"], let key = json["key"]
+    else { throw ChildProcessError(message: "keys create failed (\(status)): \(output)") }
+    return (id, key)
+}
+
+/// An HTTP answer.
+struct Answer: Sendable {
+    var status: Int
+    var headers: HTTPHeaders
+    var body: Data
+    var text: String { String(decoding: body, as: UTF8.self) }
+    var json: [String: Any] { ((try? JSONSerialization.jsonObject(with: body)) as? [String: Any]) ?? [:] }
+    var errorCode: String? { (json["error"] as? [String: Any])?["code"] as? String }
+}
+
+/// Sends one HTTP request over loopback.
+func call(_ method: HTTPMethod, _ url: String, token: String? = nil, body: String? = nil, timeout: TimeAmount = .seconds(30)) async throws -> Answer {
+    var request = HTTPClientRequest(url: url)
+    request.method = method
+    if let token { request.headers.add(name: "Authorization", value: "Bearer \(token)") }
+    if let body {
+        request.headers.add(name: "Content-Type", value: "application/json")
+        request.body = .bytes(ByteBuffer(string: body))
+    }
+    let response = try await ProviderClient.shared.httpClient.execute(request, timeout: timeout)
+    let buffer = try await response.body.collect(upTo: 64 << 20)
+    return Answer(status: Int(response.status.code), headers: response.headers, body: Data(buffer.readableBytesView))
+}
+
+/// A chat completion body.
+func chatJSON(model: String, stream: Bool = false, content: String = "hello there") -> String {
+    #"{"model":"\#(model)","messages":[{"role":"user","content":"\#(content)"}],"stream":\#(stream)}"#
+}
+
+/// Polls `condition` until it holds or `timeout` passes.
+func eventually(timeout: Duration = .seconds(10), _ condition: () async throws -> Bool) async throws -> Bool {
+    let deadline = ContinuousClock.now + timeout
+    while ContinuousClock.now < deadline {
+        if try await condition() { return true }
+        try await Task.sleep(for: .milliseconds(50))
+    }
+    return try await condition()
+}
