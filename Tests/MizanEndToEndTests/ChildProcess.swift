@@ -15,7 +15,7 @@ final class ChildProcess: @unchecked Sendable {
     init(executable binary: URL, arguments: [String], environment: [String: String] = [:]) throws {
         let name = binary.lastPathComponent
         guard FileManager.default.isExecutableFile(atPath: binary.path) else {
-            throw ChildProcessError(message: "\(binary.path) is missing; build the package's executables first (swift build)")
+            throw ChildProcessError(message: "\(binary.path) is missing or not executable (the package executables come from swift build)")
         }
         outputURL = FileManager.default.temporaryDirectory.appendingPathComponent("mizan-\(name)-\(UUID().uuidString).log")
         _ = FileManager.default.createFile(atPath: outputURL.path, contents: nil)
