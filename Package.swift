@@ -159,6 +159,16 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .executableTarget(
+            name: "MizanLoad",
+            dependencies: [
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            path: "Benchmarks/MizanLoad",
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
             name: "MizanStoreBenchmark",
             dependencies: [
                 "MizanDispatch",

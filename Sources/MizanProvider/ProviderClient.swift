@@ -20,14 +20,14 @@ public struct ProviderClient: Sendable {
 
     /// Creates a client.
     /// - Parameters:
-    ///   - httpClient: The HTTP client; ``makeHTTPClient(connectTimeout:idleTimeout:)`` makes a suitable one.
+    ///   - httpClient: The HTTP client; ``makeHTTPClient(connectTimeout:idleTimeout:maxConnectionsPerHost:)`` makes a suitable one.
     ///   - maxResponseBytes: The largest JSON answer accepted (16 MiB).
     public init(httpClient: HTTPClient, maxResponseBytes: Int = 16 * 1024 * 1024) {
         self.httpClient = httpClient
         self.maxResponseBytes = maxResponseBytes
     }
 
-    /// A client for the life of the process, on an HTTP client from ``makeHTTPClient(connectTimeout:idleTimeout:)``.
+    /// A client for the life of the process, on an HTTP client from ``makeHTTPClient(connectTimeout:idleTimeout:maxConnectionsPerHost:)``.
     public static let shared = ProviderClient(httpClient: makeHTTPClient())
 
     /// An HTTP client fit for upstream calls: a refused or timed-out connection fails at once
@@ -36,14 +36,22 @@ public struct ProviderClient: Sendable {
     /// - Parameters:
     ///   - connectTimeout: Limit for establishing a connection (10 seconds).
     ///   - idleTimeout: Limit for a gap between bytes of an answer (60 seconds).
+    ///   - maxConnectionsPerHost: Connections kept to one upstream host (512).
     /// - Returns: The HTTP client.
-    public static func makeHTTPClient(connectTimeout: Duration = .seconds(10), idleTimeout: Duration = .seconds(60)) -> HTTPClient {
+    public static func makeHTTPClient(
+        connectTimeout: Duration = .seconds(10),
+        idleTimeout: Duration = .seconds(60),
+        maxConnectionsPerHost: Int = 512
+    ) -> HTTPClient {
         var configuration = HTTPClient.Configuration()
         configuration.timeout = .init(
             connect: .nanoseconds(connectTimeout.nanoseconds),
             read: .nanoseconds(idleTimeout.nanoseconds)
         )
         configuration.connectionPool.retryConnectionEstablishment = false
+        // Many clients share one upstream: AsyncHTTPClient's default of 8 connections per host
+        // would queue the rest.
+        configuration.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = maxConnectionsPerHost
         configuration.decompression = .disabled
         return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
     }

@@ -123,7 +123,7 @@ struct GatewayCommand: AsyncParsableCommand {
         )
         let host = host
         let app = gateway.application(host: host, port: port, beforeServerStarts: prepare) { port in
-            logger.info(
+            logger.notice(
                 "mizan-gateway listening on http://\(host):\(port)",
                 metadata: ["mizan.store": "\(storeName)", "mizan.routes": "\(routeList.count)"]
             )
