@@ -180,6 +180,17 @@ let package = Package(
             path: "Benchmarks/MizanStoreBenchmark",
             swiftSettings: swiftSettings
         ),
+        .target(
+            name: "MizanTestSupport",
+            dependencies: [
+                "MizanProvider",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            path: "Tests/MizanTestSupport",
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "MizanCoreTests",
             dependencies: ["MizanCore"],
@@ -198,6 +209,7 @@ let package = Package(
                 "MizanDispatch",
                 "MizanMockProvider",
                 "MizanProvider",
+                "MizanTestSupport",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -222,6 +234,7 @@ let package = Package(
                 "MizanCore",
                 "MizanProvider",
                 "MizanPostgresTesting",
+                "MizanTestSupport",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

@@ -75,15 +75,7 @@ final class ChildProcess: @unchecked Sendable {
     /// Sends SIGTERM and waits for the exit status.
     func terminate(timeout: Duration = .seconds(20)) async throws -> Int32 {
         process.terminate()
-        let deadline = ContinuousClock.now + timeout
-        while process.isRunning {
-            guard ContinuousClock.now < deadline else {
-                kill(process.processIdentifier, SIGKILL)
-                throw ChildProcessError(message: "the process did not stop within \(timeout)")
-            }
-            try await Task.sleep(for: .milliseconds(20))
-        }
-        return process.terminationStatus
+        return try await waitForExit(timeout: timeout)
     }
 
     deinit {

@@ -1,6 +1,7 @@
 import AsyncHTTPClient
 import Foundation
 import MizanProvider
+import MizanTestSupport
 import NIOCore
 import NIOHTTP1
 
@@ -44,41 +45,12 @@ func createKey(gateway: String, name: String = "e2e") async throws -> (id: Strin
     return (id, key)
 }
 
-/// An HTTP answer.
-struct Answer: Sendable {
-    var status: Int
-    var headers: HTTPHeaders
-    var body: Data
-    var text: String { String(decoding: body, as: UTF8.self) }
-    var json: [String: Any] { ((try? JSONSerialization.jsonObject(with: body)) as? [String: Any]) ?? [:] }
-    var errorCode: String? { (json["error"] as? [String: Any])?["code"] as? String }
-}
-
 /// Sends one HTTP request over loopback.
-func call(_ method: HTTPMethod, _ url: String, token: String? = nil, body: String? = nil, timeout: TimeAmount = .seconds(30)) async throws -> Answer {
-    var request = HTTPClientRequest(url: url)
-    request.method = method
-    if let token { request.headers.add(name: "Authorization", value: "Bearer \(token)") }
-    if let body {
-        request.headers.add(name: "Content-Type", value: "application/json")
-        request.body = .bytes(ByteBuffer(string: body))
-    }
-    let response = try await ProviderClient.shared.httpClient.execute(request, timeout: timeout)
-    let buffer = try await response.body.collect(upTo: 64 << 20)
-    return Answer(status: Int(response.status.code), headers: response.headers, body: Data(buffer.readableBytesView))
+func call(_ method: HTTPMethod, _ url: String, token: String? = nil, body: String? = nil) async throws -> HTTPAnswer {
+    try await sendHTTP(method, url, token: token, body: body)
 }
 
 /// A chat completion body.
 func chatJSON(model: String, stream: Bool = false, content: String = "hello there") -> String {
     #"{"model":"\#(model)","messages":[{"role":"user","content":"\#(content)"}],"stream":\#(stream)}"#
-}
-
-/// Polls `condition` until it holds or `timeout` passes.
-func eventually(timeout: Duration = .seconds(10), _ condition: () async throws -> Bool) async throws -> Bool {
-    let deadline = ContinuousClock.now + timeout
-    while ContinuousClock.now < deadline {
-        if try await condition() { return true }
-        try await Task.sleep(for: .milliseconds(50))
-    }
-    return try await condition()
 }

@@ -2,6 +2,7 @@ import Foundation
 import MizanCore
 import MizanGateway
 import MizanStore
+import MizanTestSupport
 import Testing
 
 @Suite("Admin API over loopback")

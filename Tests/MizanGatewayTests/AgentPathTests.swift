@@ -2,6 +2,7 @@ import Foundation
 import MizanCore
 import MizanGateway
 import MizanStore
+import MizanTestSupport
 import Testing
 
 @Suite("Agent API and agent-served requests over loopback")
@@ -112,8 +113,9 @@ struct AgentPathTests {
     @Test func deadlineHeaderAnswers504WhenTheNodeIsTooSlow() async throws {
         try await withGateway { (gateway: Harness) async throws in
             let node = try await gateway.registerNode(models: ["m"])
-            async let answer = gateway.chat(model: "m", headers: [("X-Mizan-Deadline-Ms", "400")])
-            let job = try #require(try await gateway.lease(token: node.token).first)
+            async let leased = gateway.lease(token: node.token, wait: 20)
+            async let answer = gateway.chat(model: "m", headers: [("X-Mizan-Deadline-Ms", "1500")])
+            let job = try #require(try await leased.first)
             let result = try await answer
             #expect(result.status == 504)
             #expect(result.errorType == "timeout_error")

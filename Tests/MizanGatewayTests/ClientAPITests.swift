@@ -4,6 +4,7 @@ import MizanCore
 import MizanGateway
 import MizanMockProvider
 import MizanStore
+import MizanTestSupport
 import Prometheus
 import Testing
 

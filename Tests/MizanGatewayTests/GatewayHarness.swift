@@ -9,6 +9,7 @@ import MizanProvider
 import MizanStore
 import NIOCore
 import NIOHTTP1
+import MizanTestSupport
 import Prometheus
 
 /// Runs an application on a free loopback port for the duration of `body`.
@@ -39,36 +40,6 @@ func deadBaseURL() throws -> String {
     "http://127.0.0.1:\(try freePort())/v1"
 }
 
-/// A loopback port that was free a moment ago.
-func freePort() throws -> Int {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    defer { close(fd) }
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    address.sin_port = 0
-    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-    let bound = withUnsafeMutablePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
-    }
-    guard bound else { throw CancellationError() }
-    return Int(UInt16(bigEndian: address.sin_port))
-}
-
-/// An HTTP answer.
-struct HTTPResult: Sendable {
-    var status: Int
-    var headers: HTTPHeaders
-    var body: Data
-
-    var text: String { String(decoding: body, as: UTF8.self) }
-    var json: [String: Any] { ((try? JSONSerialization.jsonObject(with: body)) as? [String: Any]) ?? [:] }
-    /// The OpenAI error code, when the answer is an error.
-    var errorCode: String? { (json["error"] as? [String: Any])?["code"] as? String }
-    var errorType: String? { (json["error"] as? [String: Any])?["type"] as? String }
-    var errorMessage: String? { (json["error"] as? [String: Any])?["message"] as? String }
-}
-
 /// A gateway on a loopback port with an in-memory store, an admin token and one API key.
 struct Harness: Sendable {
     static let adminToken = "admin-secret-for-tests"
@@ -87,22 +58,12 @@ struct Harness: Sendable {
         body: String? = nil,
         headers: [(String, String)] = [],
         timeout: TimeAmount = .seconds(30)
-    ) async throws -> HTTPResult {
-        var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)\(path)")
-        request.method = method
-        if let token { request.headers.add(name: "Authorization", value: "Bearer \(token)") }
-        for (name, value) in headers { request.headers.add(name: name, value: value) }
-        if let body {
-            request.headers.add(name: "Content-Type", value: "application/json")
-            request.body = .bytes(ByteBuffer(string: body))
-        }
-        let response = try await http.execute(request, timeout: timeout)
-        let buffer = try await response.body.collect(upTo: 64 << 20)
-        return HTTPResult(status: Int(response.status.code), headers: response.headers, body: Data(buffer.readableBytesView))
+    ) async throws -> HTTPAnswer {
+        try await sendHTTP(method, "http://127.0.0.1:\(port)\(path)", token: token, body: body, headers: headers, timeout: timeout)
     }
 
     /// A chat completion as a client sends it.
-    func chat(model: String = "mock-model", stream: Bool = false, key: String? = nil, extra: String = "", headers: [(String, String)] = [], timeout: TimeAmount = .seconds(30)) async throws -> HTTPResult {
+    func chat(model: String = "mock-model", stream: Bool = false, key: String? = nil, extra: String = "", headers: [(String, String)] = [], timeout: TimeAmount = .seconds(30)) async throws -> HTTPAnswer {
         let options = stream ? #","stream_options":{"include_usage":true}"# : ""
         let body = #"{"model":"\#(model)","messages":[{"role":"user","content":"say two words"}],"stream":\#(stream)\#(options)\#(extra)}"#
         return try await send(.POST, "/v1/chat/completions", token: key ?? apiKey, body: body, headers: headers, timeout: timeout)
@@ -147,7 +108,7 @@ struct Harness: Sendable {
     }
 
     /// Completes a job through the agent API with a chat completion naming `content`.
-    func complete(_ job: AgentWire.LeasedJob, token: String, attempt: Int? = nil, content: String = "from the node") async throws -> HTTPResult {
+    func complete(_ job: AgentWire.LeasedJob, token: String, attempt: Int? = nil, content: String = "from the node") async throws -> HTTPAnswer {
         let response = ChatCompletionResponse(
             id: "chatcmpl-node", created: 0, model: job.model,
             choices: [.init(index: 0, message: ChatMessage(role: "assistant", content: content), finishReason: "stop")],
@@ -192,14 +153,4 @@ func withGateway<T: Sendable>(
     return try await withServer({ gateway.application(port: 0, onServerRunning: $0) }) { port in
         try await body(Harness(gateway: gateway, store: store, port: port, apiKey: key.secret))
     }
-}
-
-/// Polls `condition` until it holds or `timeout` passes.
-func eventually(timeout: Duration = .seconds(5), _ condition: () async throws -> Bool) async throws -> Bool {
-    let deadline = ContinuousClock.now + timeout
-    while ContinuousClock.now < deadline {
-        if try await condition() { return true }
-        try await Task.sleep(for: .milliseconds(20))
-    }
-    return try await condition()
 }

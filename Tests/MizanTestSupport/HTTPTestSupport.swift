@@ -1,0 +1,80 @@
+import AsyncHTTPClient
+import Foundation
+import MizanProvider
+import NIOCore
+import NIOHTTP1
+
+/// An HTTP answer as tests look at it.
+public struct HTTPAnswer: Sendable {
+    /// The status code.
+    public var status: Int
+    /// The headers.
+    public var headers: HTTPHeaders
+    /// The whole body.
+    public var body: Data
+
+    /// The body as text.
+    public var text: String { String(decoding: body, as: UTF8.self) }
+    /// The body as a JSON object (empty when it is not one).
+    public var json: [String: Any] { ((try? JSONSerialization.jsonObject(with: body)) as? [String: Any]) ?? [:] }
+    /// The OpenAI error code, when the answer is an error.
+    public var errorCode: String? { (json["error"] as? [String: Any])?["code"] as? String }
+    /// The OpenAI error type, when the answer is an error.
+    public var errorType: String? { (json["error"] as? [String: Any])?["type"] as? String }
+    /// The OpenAI error message, when the answer is an error.
+    public var errorMessage: String? { (json["error"] as? [String: Any])?["message"] as? String }
+}
+
+/// Sends one HTTP request (over loopback) and reads the whole answer.
+/// - Parameters:
+///   - method: The method.
+///   - url: The full URL.
+///   - token: A bearer credential.
+///   - body: A JSON body.
+///   - headers: More headers.
+///   - timeout: Limit for the response head.
+public func sendHTTP(
+    _ method: HTTPMethod,
+    _ url: String,
+    token: String? = nil,
+    body: String? = nil,
+    headers: [(String, String)] = [],
+    timeout: TimeAmount = .seconds(30)
+) async throws -> HTTPAnswer {
+    var request = HTTPClientRequest(url: url)
+    request.method = method
+    if let token { request.headers.add(name: "Authorization", value: "Bearer \(token)") }
+    for (name, value) in headers { request.headers.add(name: name, value: value) }
+    if let body {
+        request.headers.add(name: "Content-Type", value: "application/json")
+        request.body = .bytes(ByteBuffer(string: body))
+    }
+    let response = try await ProviderClient.shared.httpClient.execute(request, timeout: timeout)
+    let buffer = try await response.body.collect(upTo: 64 << 20)
+    return HTTPAnswer(status: Int(response.status.code), headers: response.headers, body: Data(buffer.readableBytesView))
+}
+
+/// A loopback port that was free a moment ago.
+public func freePort() throws -> Int {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(fd) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    let bound = withUnsafeMutablePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
+    }
+    guard bound else { throw CancellationError() }
+    return Int(UInt16(bigEndian: address.sin_port))
+}
+
+/// Polls `condition` until it holds or `timeout` passes; returns its last answer.
+public func eventually(timeout: Duration = .seconds(10), _ condition: () async throws -> Bool) async throws -> Bool {
+    let deadline = ContinuousClock.now + timeout
+    while ContinuousClock.now < deadline {
+        if try await condition() { return true }
+        try await Task.sleep(for: .milliseconds(20))
+    }
+    return try await condition()
+}
