@@ -10,9 +10,9 @@ public enum PostgresTestDatabase {
     /// this process's ``ThrowawayPostgres``.
     /// - Returns: A URL of a database on the server.
     /// - Throws: ``ThrowawayPostgres/StartError`` when no server can be had.
-    public static func serverURL() throws -> String {
+    public static func serverURL() async throws -> String {
         if let url = ProcessInfo.processInfo.environment["MIZAN_TEST_POSTGRES_URL"], !url.isEmpty { return url }
-        return try ThrowawayPostgres.start().url
+        return try await ThrowawayPostgres.started().url
     }
 
     /// Runs `body` with a running client of a new, empty database, then drops it.
@@ -24,7 +24,7 @@ public enum PostgresTestDatabase {
         maximumConnections: Int = 20,
         _ body: @Sendable (PostgresClient, String) async throws -> T
     ) async throws -> T {
-        let server = try serverURL()
+        let server = try await serverURL()
         let name = "mizan_test_\(UUID().uuidString.prefix(12).lowercased().replacingOccurrences(of: "-", with: "_"))"
         try await withClient(url: server, maximumConnections: 2) { admin in
             _ = try await admin.query(PostgresQuery(unsafeSQL: "CREATE DATABASE \(name)"))

@@ -49,6 +49,18 @@ public final class ThrowawayPostgres: Sendable {
         }
     }
 
+    /// The server of this process, started on first use, waited for off the concurrency pool:
+    /// starting takes seconds of blocking work (initdb, pg_ctl) and concurrent callers wait on
+    /// a lock, which on a small machine would stall every other task.
+    /// - Returns: The running server.
+    /// - Throws: ``StartError`` when PostgreSQL is not installed or does not start.
+    public static func started() async throws -> ThrowawayPostgres {
+        try await withCheckedThrowingContinuation { continuation in
+            let thread = Thread { continuation.resume(with: Result { try start() }) }
+            thread.start()
+        }
+    }
+
     private init() throws {
         guard let bin = Self.findBinaries() else {
             throw StartError(
