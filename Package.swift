@@ -18,6 +18,8 @@ let package = Package(
         .library(name: "MizanProvider", targets: ["MizanProvider"]),
         .library(name: "MizanGateway", targets: ["MizanGateway"]),
         .library(name: "MizanMockProvider", targets: ["MizanMockProvider"]),
+        .library(name: "MizanAgent", targets: ["MizanAgent"]),
+        .executable(name: "mizan-agent", targets: ["mizan-agent"]),
         .executable(name: "mizan-mock-provider", targets: ["mizan-mock-provider"]),
         .executable(name: "mizan-gateway", targets: ["mizan-gateway"]),
         .executable(name: "mizan", targets: ["mizan"]),
@@ -110,6 +112,30 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Yams", package: "Yams"),
             ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "MizanAgent",
+            dependencies: [
+                "MizanCore",
+                "MizanProvider",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "mizan-agent",
+            dependencies: [
+                "MizanAgent",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "Sources/Executables/mizan-agent",
             swiftSettings: swiftSettings
         ),
         .target(

@@ -1,0 +1,97 @@
+import ArgumentParser
+import Foundation
+import Logging
+import MizanAgent
+import ServiceLifecycle
+
+/// `mizan-agent`: serves the models of a local OpenAI-compatible server to a Mizan gateway.
+@main
+struct AgentCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "mizan-agent",
+        abstract: "Serve a local OpenAI-compatible server (Ollama, vLLM, llama.cpp) to a Mizan gateway.",
+        discussion: """
+            The agent connects out to the gateway (it works behind NAT), registers once with a registration \
+            token from `mizan nodes create` and keeps its node token in --token-file; later starts need only \
+            the token file. It leases jobs for its models, runs them against --provider and reports the results. \
+            SIGTERM stops leasing and lets running jobs finish (--shutdown-grace seconds).
+            """
+    )
+
+    @Option(help: "The gateway's base URL, e.g. http://gateway:8080.")
+    var gateway: String
+
+    @Option(name: .customLong("registration-token"), help: "The one-time registration token (env MIZAN_REGISTRATION_TOKEN).")
+    var registrationToken: String?
+
+    @Option(name: .customLong("token-file"), help: "Where the node token is kept (written with mode 0600 after registering).")
+    var tokenFile = "mizan-agent.token"
+
+    @Option(help: "The local OpenAI-compatible server's base URL, e.g. http://127.0.0.1:11434/v1.")
+    var provider: String
+
+    @Option(name: .customLong("provider-api-key-env"), help: "An environment variable holding the local server's API key, if it needs one.")
+    var providerAPIKeyEnv: String?
+
+    @Option(help: "Comma-separated models to serve (default: what the provider's /v1/models lists).")
+    var models: String?
+
+    @Option(name: .customLong("max-concurrency"), help: "Jobs run at once.")
+    var maxConcurrency = 4
+
+    @Option(help: "A name for logs (the node's name is set when it is created).")
+    var name: String?
+
+    @Option(name: .customLong("heartbeat-interval"), help: "Seconds between heartbeats.")
+    var heartbeatInterval: Double = 5
+
+    @Option(name: .customLong("shutdown-grace"), help: "Seconds running jobs may finish after SIGTERM.")
+    var shutdownGrace: Double = 30
+
+    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
+    var logLevel = "info"
+
+    func validate() throws {
+        guard let url = URL(string: gateway), ["http", "https"].contains(url.scheme ?? "") else { throw ValidationError("--gateway must be an http(s) URL.") }
+        guard let url = URL(string: provider), ["http", "https"].contains(url.scheme ?? "") else { throw ValidationError("--provider must be an http(s) URL.") }
+        guard maxConcurrency >= 1, maxConcurrency <= 10_000 else { throw ValidationError("--max-concurrency must be 1-10000.") }
+        guard heartbeatInterval > 0, shutdownGrace >= 0 else { throw ValidationError("--heartbeat-interval must be positive, --shutdown-grace not negative.") }
+        guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("Unknown --log-level '\(logLevel)'.") }
+    }
+
+    func run() async throws {
+        let environment = ProcessInfo.processInfo.environment
+        let level = Logger.Level(rawValue: logLevel) ?? .info
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        var logger = Logger(label: "mizan.agent")
+        if let name { logger[metadataKey: "mizan.agent.name"] = "\(name)" }
+        let modelList = models.map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty } }
+        let agent = Agent(
+            configuration: .init(
+                gatewayURL: gateway,
+                registrationToken: registrationToken ?? environment["MIZAN_REGISTRATION_TOKEN"],
+                tokenFile: tokenFile,
+                providerURL: provider,
+                providerAPIKey: providerAPIKeyEnv.flatMap { environment[$0] },
+                models: modelList,
+                maxConcurrency: maxConcurrency,
+                heartbeatInterval: .milliseconds(Int64(heartbeatInterval * 1000)),
+                shutdownGrace: .milliseconds(Int64(shutdownGrace * 1000))
+            ),
+            logger: logger
+        )
+        let group = ServiceGroup(
+            configuration: .init(services: [.init(service: agent)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        )
+        do {
+            try await group.run()
+        } catch let error as AgentClientError {
+            logger.error("\(error.message)")
+            throw ExitCode.failure
+        }
+    }
+}

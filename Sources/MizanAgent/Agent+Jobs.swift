@@ -1,0 +1,61 @@
+import Foundation
+import Logging
+import MizanCore
+import MizanProvider
+
+extension Agent {
+    /// Runs one job against the local provider and reports it. A failure before any output is
+    /// reported retryable so the gateway can give the job to another node.
+    func execute(_ job: AgentWire.LeasedJob, lease: AgentWire.LeaseRef, token: String) async {
+        let remaining = Duration.milliseconds(Int64(max(0, job.deadline.timeIntervalSinceNow) * 1000))
+        let outcome: AgentWire.Report
+        do {
+            guard remaining > .zero else { throw ProviderError(.timeout, detail: "the job's deadline had passed") }
+            let response = try await provider.chatCompletion(job.body, endpoint: endpoint(remaining: remaining))
+            let usage = response.usage.map { TokenUsage(promptTokens: $0.promptTokens, completionTokens: $0.completionTokens, source: .provider) }
+                ?? TokenUsage(promptTokens: max(1, job.body.count / 4), completionTokens: max(1, response.body.count / 4), source: .estimated)
+            outcome = .succeeded(lease, result: response.body, usage: usage)
+        } catch let error as ProviderError {
+            outcome = .failed(lease, Self.failure(of: error))
+        } catch {
+            // Cancelled: by the gateway (aborted, nothing to report) or by shutdown (retryable).
+            if state.withLock({ $0.running[lease]?.aborted ?? false }) { return }
+            outcome = .failed(lease, .init(code: "agent_stopped", message: "The agent stopped before the job finished.", retryable: true))
+        }
+        if state.withLock({ $0.running[lease]?.aborted ?? false }) { return }
+        await deliver(outcome, token: token, deadline: job.deadline)
+    }
+
+    /// The failure report of a provider error; no upstream body goes into it.
+    static func failure(of error: ProviderError) -> AgentWire.Failure {
+        switch error.kind {
+        case .status(let status) where (400..<500).contains(status) && status != 429 && status != 408:
+            AgentWire.Failure(code: "provider_rejected", message: "The local provider refused the request (HTTP \(status)).", retryable: false)
+        default:
+            AgentWire.Failure(code: "provider_error", message: "The local provider failed: \(error).", retryable: true)
+        }
+    }
+
+    /// Reports an outcome, retrying with jittered backoff while the gateway is unreachable (a
+    /// gateway restart loses no result); a refused report (409: the lease moved on) is dropped.
+    func deliver(_ report: AgentWire.Report, token: String, deadline: Date) async {
+        let until = ContinuousClock.now + .seconds(max(60, deadline.timeIntervalSinceNow + 60))
+        do {
+            _ = try await retrying("report", until: until) {
+                if let failure = report.failure {
+                    try await self.client.fail(token: token, jobID: report.jobID, AgentWire.FailRequest(attempt: report.attempt, failure: failure))
+                } else {
+                    try await self.client.complete(
+                        token: token, jobID: report.jobID,
+                        AgentWire.CompleteRequest(attempt: report.attempt, result: report.result ?? Data(), usage: report.usage)
+                    )
+                }
+            }
+            logger.debug("job reported", metadata: ["mizan.job.id": "\(report.jobID)", "mizan.failed": "\(report.failure != nil)"])
+        } catch let error as AgentClientError where error.kind == .status(409) || error.kind == .status(404) {
+            logger.info("report refused: the job moved on", metadata: ["mizan.job.id": "\(report.jobID)", "mizan.error": "\(error)"])
+        } catch {
+            logger.error("report lost", metadata: ["mizan.job.id": "\(report.jobID)", "mizan.error": "\(error)"])
+        }
+    }
+}

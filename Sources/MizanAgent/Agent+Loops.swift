@@ -1,0 +1,192 @@
+import Foundation
+import Logging
+import MizanCore
+import MizanProvider
+import ServiceLifecycle
+
+extension Agent {
+    /// Reads the node token from the token file, or registers and writes it there (mode 0600).
+    func obtainToken() async throws -> String {
+        let url = URL(fileURLWithPath: configuration.tokenFile)
+        if let saved = try? String(contentsOf: url, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines), !saved.isEmpty {
+            return saved
+        }
+        guard let registration = configuration.registrationToken, !registration.isEmpty else {
+            throw AgentClientError(.status(401), message: "No node token in \(configuration.tokenFile) and no registration token to register with.")
+        }
+        let answer = try await retrying("registration") {
+            try await self.client.register(registrationToken: registration, report: self.report())
+        }
+        try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+        let temporary = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).\(UUID().uuidString)")
+        guard FileManager.default.createFile(atPath: temporary.path, contents: Data(answer.nodeToken.utf8), attributes: [.posixPermissions: 0o600]) else {
+            throw AgentClientError(.invalidAnswer, message: "Cannot write the token file \(configuration.tokenFile).")
+        }
+        guard rename(temporary.path, url.path) == 0 else {
+            try? FileManager.default.removeItem(at: temporary)
+            throw AgentClientError(.invalidAnswer, message: "Cannot write the token file \(configuration.tokenFile).")
+        }
+        logger.info("node registered", metadata: ["mizan.node.id": "\(answer.node.id)", "mizan.token_file": "\(configuration.tokenFile)"])
+        return answer.nodeToken
+    }
+
+    /// Asks the provider for its models: sets health, and the models when none are configured.
+    func checkProvider() async throws {
+        do {
+            let list = try await provider.models(endpoint: endpoint(remaining: .seconds(10)))
+            state.withLock { state in
+                state.healthy = true
+                state.models = configuration.models ?? list.data.map(\.id)
+            }
+        } catch {
+            let wasHealthy = state.withLock { state in
+                defer {
+                    state.healthy = false
+                    if let models = configuration.models { state.models = models }
+                }
+                return state.healthy
+            }
+            if wasHealthy {
+                logger.warning("local provider unhealthy; not leasing", metadata: ["mizan.provider": "\(configuration.providerURL)", "mizan.error": "\(error)"])
+            }
+            if configuration.models == nil, state.withLock({ $0.models.isEmpty }) {
+                throw AgentClientError(.unreachable, message: "The provider at \(configuration.providerURL) does not answer GET /models, and no --models were given.")
+            }
+        }
+    }
+
+    /// Checks the provider periodically.
+    func healthLoop() async {
+        while !Task.isCancelled {
+            try? await Task.sleep(for: configuration.healthInterval)
+            if Task.isCancelled { return }
+            try? await checkProvider()
+        }
+    }
+
+    /// Heartbeats at a fixed interval; aborts the jobs the gateway names.
+    func heartbeatLoop(token: String) async throws {
+        while !Task.isCancelled {
+            let running = state.withLock { Array($0.running.keys) }
+            do {
+                let answer = try await client.heartbeat(token: token, AgentWire.HeartbeatRequest(report: report(), running: running))
+                for lease in answer.abort { abort(lease) }
+            } catch let error as AgentClientError where error.isUnauthorized {
+                logger.error("the gateway refused the node token (revoked?); stopping")
+                state.withLock { $0.revoked = true }
+                for lease in state.withLock({ Array($0.running.keys) }) { abort(lease) }
+                slotFreed.yield()
+                return
+            } catch is CancellationError {
+                return
+            } catch {
+                logger.warning("heartbeat failed", metadata: ["mizan.error": "\(error)"])
+            }
+            try? await Task.sleep(for: configuration.heartbeatInterval)
+        }
+    }
+
+    /// Cancels a running job's local call; it will not be reported.
+    func abort(_ lease: AgentWire.LeaseRef) {
+        let task = state.withLock { state -> Task<Void, Never>? in
+            state.running[lease]?.aborted = true
+            return state.running[lease]?.task
+        }
+        if let task {
+            logger.info("aborting job the gateway cancelled", metadata: ["mizan.job.id": "\(lease.jobID)"])
+            task.cancel()
+        }
+    }
+
+    /// Leases while there are free slots and the provider is healthy, until shutdown.
+    func leaseLoop(token: String) async throws {
+        var backoff = Backoff()
+        var slotIterator = slots.makeAsyncIterator()
+        while !Task.isShuttingDownGracefully && !Task.isCancelled {
+            let (free, healthy, revoked) = state.withLock { ($0.running.count, $0.healthy, $0.revoked) }
+            if revoked { return }
+            let slots = configuration.maxConcurrency - free
+            guard slots > 0 else {
+                _ = await slotIterator.next()
+                continue
+            }
+            guard healthy else {
+                try? await cancelWhenGracefulShutdown { try await Task.sleep(for: .seconds(1)) }
+                continue
+            }
+            let jobs: [AgentWire.LeasedJob]
+            do {
+                jobs = try await cancelWhenGracefulShutdown {
+                    try await self.client.lease(token: token, limit: slots, wait: self.configuration.leaseWait)
+                }
+                backoff.reset()
+            } catch let error as AgentClientError where error.isUnauthorized {
+                logger.error("the gateway refused the node token (revoked?); stopping")
+                state.withLock { $0.revoked = true }
+                return
+            } catch {
+                if Task.isShuttingDownGracefully || Task.isCancelled { return }
+                logger.warning("lease failed; retrying", metadata: ["mizan.error": "\(error)"])
+                let pause = backoff.next()
+                try? await cancelWhenGracefulShutdown { try await Task.sleep(for: pause) }
+                continue
+            }
+            for job in jobs { start(job, token: token) }
+        }
+    }
+
+    /// Starts a job on its own task, counted in the running set until it has been reported.
+    func start(_ job: AgentWire.LeasedJob, token: String) {
+        let lease = AgentWire.LeaseRef(jobID: job.jobID, attempt: job.attempt)
+        state.withLock { $0.running[lease] = RunningJob() }
+        let task = Task {
+            await self.execute(job, lease: lease, token: token)
+            self.state.withLock { _ = $0.running.removeValue(forKey: lease) }
+            self.slotFreed.yield()
+        }
+        state.withLock { state in
+            if state.running[lease] != nil { state.running[lease]?.task = task }
+        }
+    }
+
+    /// Waits for in-flight jobs up to the grace period, then cancels the rest (reported retryable).
+    func drain() async {
+        let deadline = ContinuousClock.now + configuration.shutdownGrace
+        while state.withLock({ !$0.running.isEmpty }) {
+            if ContinuousClock.now >= deadline {
+                let tasks = state.withLock { $0.running.values.compactMap(\.task) }
+                logger.warning("grace period over; failing the remaining jobs as retryable", metadata: ["mizan.jobs": "\(tasks.count)"])
+                for task in tasks { task.cancel() }
+                for task in tasks { await task.value }
+                return
+            }
+            try? await Task.sleep(for: .milliseconds(50))
+        }
+    }
+
+    /// Runs `body` until it succeeds, backing off with jitter while the gateway is unreachable.
+    func retrying<T: Sendable>(_ what: String, until deadline: ContinuousClock.Instant = .now + .seconds(600), _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+        var backoff = Backoff()
+        while true {
+            do {
+                return try await body()
+            } catch let error as AgentClientError where error.isTransient && ContinuousClock.now < deadline {
+                logger.warning("\(what) failed; retrying", metadata: ["mizan.error": "\(error)"])
+                try await Task.sleep(for: backoff.next())
+            }
+        }
+    }
+}
+
+/// Exponential backoff with full jitter, 100 ms to 5 s.
+struct Backoff {
+    private var attempt = 0
+
+    mutating func reset() { attempt = 0 }
+
+    mutating func next() -> Duration {
+        let cap = min(5000.0, 100.0 * pow(2.0, Double(attempt)))
+        attempt = min(attempt + 1, 16)
+        return .milliseconds(Int64(Double.random(in: cap / 2...cap)))
+    }
+}

@@ -1,0 +1,156 @@
+import Foundation
+import Logging
+import MizanCore
+import MizanProvider
+import ServiceLifecycle
+import Synchronization
+
+/// An agent node: a `Service` that connects out to the gateway, leases dispatch jobs for the
+/// models of a local OpenAI-compatible server (Ollama, vLLM, llama.cpp), runs them there and
+/// reports the results.
+///
+/// It heartbeats on its own task whatever its jobs do, leases (long-poll) only while it has free
+/// slots and its provider is healthy, runs up to `maxConcurrency` jobs at once, retries reports
+/// while the gateway is unreachable, aborts jobs the gateway cancelled, and on graceful shutdown
+/// stops leasing and finishes its jobs within a grace period (failing the rest as retryable).
+public final class Agent: Service, Sendable {
+    /// What the agent connects to and how it runs.
+    public struct Configuration: Sendable {
+        /// The gateway's base URL.
+        public var gatewayURL: String
+        /// The one-time registration token (used when the token file holds no node token).
+        public var registrationToken: String?
+        /// Where the node token is kept (mode 0600).
+        public var tokenFile: String
+        /// The local provider's base URL, e.g. `http://127.0.0.1:11434/v1`.
+        public var providerURL: String
+        /// The local provider's API key, if it needs one.
+        public var providerAPIKey: String?
+        /// The models to serve; `nil` serves what the provider lists.
+        public var models: [String]?
+        /// Jobs run at once (4).
+        public var maxConcurrency: Int
+        /// Free-form labels reported to the gateway.
+        public var labels: [String: String]
+        /// Time between heartbeats (5 seconds).
+        public var heartbeatInterval: Duration
+        /// Time between provider health checks (10 seconds).
+        public var healthInterval: Duration
+        /// How long one lease call may wait for work (25 seconds).
+        public var leaseWait: Duration
+        /// How long in-flight jobs may run on after shutdown begins (30 seconds).
+        public var shutdownGrace: Duration
+
+        /// Creates a configuration; the other fields have the defaults their documentation names.
+        public init(
+            gatewayURL: String,
+            registrationToken: String? = nil,
+            tokenFile: String,
+            providerURL: String,
+            providerAPIKey: String? = nil,
+            models: [String]? = nil,
+            maxConcurrency: Int = 4,
+            labels: [String: String] = [:],
+            heartbeatInterval: Duration = .seconds(5),
+            healthInterval: Duration = .seconds(10),
+            leaseWait: Duration = .seconds(25),
+            shutdownGrace: Duration = .seconds(30)
+        ) {
+            self.gatewayURL = gatewayURL
+            self.registrationToken = registrationToken
+            self.tokenFile = tokenFile
+            self.providerURL = providerURL
+            self.providerAPIKey = providerAPIKey
+            self.models = models
+            self.maxConcurrency = max(1, maxConcurrency)
+            self.labels = labels
+            self.heartbeatInterval = heartbeatInterval
+            self.healthInterval = healthInterval
+            self.leaseWait = leaseWait
+            self.shutdownGrace = shutdownGrace
+        }
+    }
+
+    /// The configuration.
+    public let configuration: Configuration
+    let client: AgentClient
+    let provider: ProviderClient
+    let logger: Logger
+    let state = Mutex(State())
+    let slots: AsyncStream<Void>
+    let slotFreed: AsyncStream<Void>.Continuation
+
+    struct State {
+        var token: String?
+        var models: [String] = []
+        var healthy = false
+        var revoked = false
+        var running: [AgentWire.LeaseRef: RunningJob] = [:]
+    }
+
+    struct RunningJob {
+        var task: Task<Void, Never>?
+        var aborted = false
+    }
+
+    /// Creates an agent.
+    /// - Parameters:
+    ///   - configuration: What to connect to.
+    ///   - client: The gateway client (one for `configuration.gatewayURL` by default).
+    ///   - provider: The local provider's client.
+    ///   - logger: Where the agent logs (never tokens or message contents).
+    public init(configuration: Configuration, client: AgentClient? = nil, provider: ProviderClient = .shared, logger: Logger = Logger(label: "mizan.agent")) {
+        self.configuration = configuration
+        self.client = client ?? AgentClient(gatewayURL: configuration.gatewayURL)
+        self.provider = provider
+        self.logger = logger
+        (slots, slotFreed) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
+    }
+
+    /// The local provider's endpoint for a call with `remaining` time.
+    func endpoint(remaining: Duration = .seconds(300)) -> ProviderEndpoint {
+        ProviderEndpoint(
+            baseURL: configuration.providerURL,
+            apiKey: configuration.providerAPIKey,
+            firstByteTimeout: min(.seconds(60), remaining),
+            totalTimeout: remaining
+        )
+    }
+
+    /// The node's report for heartbeats and registration.
+    func report() -> NodeReport {
+        state.withLock { state in
+            NodeReport(
+                models: state.models,
+                maxConcurrency: configuration.maxConcurrency,
+                health: state.healthy ? .healthy : .unhealthy,
+                inFlight: state.running.count,
+                labels: configuration.labels
+            )
+        }
+    }
+
+    /// Runs the agent until graceful shutdown (or until the gateway revokes the node).
+    public func run() async throws {
+        try await checkProvider()
+        let token = try await obtainToken()
+        state.withLock { $0.token = token }
+        logger.info("agent connected", metadata: ["mizan.gateway": "\(configuration.gatewayURL)", "mizan.models": "\(report().models.joined(separator: ","))"])
+        try await withThrowingDiscardingTaskGroup { group in
+            group.addTask { try await self.heartbeatLoop(token: token) }
+            group.addTask { await self.healthLoop() }
+            // Shutdown wakes a lease loop that waits for a free slot, so the grace period starts.
+            try await withGracefulShutdownHandler {
+                try await self.leaseLoop(token: token)
+            } onGracefulShutdown: {
+                self.slotFreed.yield()
+            }
+            await self.drain()
+            group.cancelAll()
+        }
+        if state.withLock({ $0.revoked }) {
+            throw AgentClientError(.status(401), message: "The gateway revoked this node; create a new node and registration token.")
+        }
+        logger.info("agent stopped")
+    }
+}

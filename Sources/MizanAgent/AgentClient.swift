@@ -1,0 +1,139 @@
+import AsyncHTTPClient
+import Foundation
+import MizanCore
+import MizanProvider
+import NIOCore
+import NIOHTTP1
+
+/// A typed client of the gateway's agent API (`/agent/v1/…`).
+///
+/// Every call but ``register(registrationToken:report:)`` authenticates with the node token.
+public struct AgentClient: Sendable {
+    /// The gateway's base URL, e.g. `http://gateway:8080`.
+    public let gatewayURL: String
+    let http: HTTPClient
+
+    /// Creates a client.
+    /// - Parameters:
+    ///   - gatewayURL: The gateway's base URL.
+    ///   - httpClient: The HTTP client (a refused connection should fail at once, as
+    ///     ``ProviderClient/makeHTTPClient(connectTimeout:idleTimeout:maxConnectionsPerHost:)``'s do,
+    ///     so the caller's own backoff decides when to try again).
+    public init(gatewayURL: String, httpClient: HTTPClient = ProviderClient.shared.httpClient) {
+        self.gatewayURL = gatewayURL.hasSuffix("/") ? String(gatewayURL.dropLast()) : gatewayURL
+        self.http = httpClient
+    }
+
+    /// Exchanges a one-time registration token for a node token.
+    public func register(registrationToken: String, report: NodeReport) async throws -> AgentWire.RegisterResponse {
+        try await call("/agent/v1/register", token: registrationToken, body: AgentWire.RegisterRequest(report: report))
+    }
+
+    /// Reports the node's state and running leases; the answer names leases to abort.
+    public func heartbeat(token: String, _ request: AgentWire.HeartbeatRequest) async throws -> AgentWire.HeartbeatResponse {
+        try await call("/agent/v1/heartbeat", token: token, body: request)
+    }
+
+    /// Waits (long-poll) for up to `limit` jobs.
+    /// - Parameters:
+    ///   - token: The node token.
+    ///   - limit: The most jobs to take.
+    ///   - wait: How long the gateway may hold the call without work.
+    public func lease(token: String, limit: Int, wait: Duration) async throws -> [AgentWire.LeasedJob] {
+        let seconds = Double(wait.components.seconds) + Double(wait.components.attoseconds) / 1e18
+        let answer: AgentWire.LeaseResponse = try await call(
+            "/agent/v1/lease", token: token, body: AgentWire.LeaseRequest(limit: limit, waitSeconds: seconds),
+            timeout: wait + .seconds(15)
+        )
+        return answer.jobs
+    }
+
+    /// Reports a job's result.
+    public func complete(token: String, jobID: JobID, _ request: AgentWire.CompleteRequest) async throws -> AgentWire.ReportOutcome {
+        try await call("/agent/v1/jobs/\(jobID)/complete", token: token, body: request)
+    }
+
+    /// Reports a job's failure.
+    public func fail(token: String, jobID: JobID, _ request: AgentWire.FailRequest) async throws -> AgentWire.ReportOutcome {
+        try await call("/agent/v1/jobs/\(jobID)/fail", token: token, body: request)
+    }
+
+    /// Reports several outcomes in one call.
+    public func report(token: String, _ batch: AgentWire.ReportBatch) async throws -> AgentWire.ReportBatchResponse {
+        try await call("/agent/v1/reports", token: token, body: batch)
+    }
+
+    func call<Body: Encodable, Answer: Decodable>(_ path: String, token: String, body: Body, timeout: Duration = .seconds(30)) async throws -> Answer {
+        var request = HTTPClientRequest(url: gatewayURL + path)
+        request.method = .POST
+        request.headers.add(name: "Authorization", value: "Bearer \(token)")
+        request.headers.add(name: "Content-Type", value: "application/json")
+        request.body = .bytes(ByteBuffer(bytes: try AgentWire.encoder().encode(body)))
+        let response: HTTPClientResponse
+        let data: Data
+        do {
+            response = try await http.execute(request, timeout: .nanoseconds(Int64(timeout.components.seconds) * 1_000_000_000))
+            data = Data(try await response.body.collect(upTo: 256 << 20).readableBytesView)
+        } catch is CancellationError {
+            throw CancellationError()
+        } catch let error as HTTPClientError where error == .cancelled {
+            throw CancellationError()
+        } catch {
+            throw AgentClientError(.unreachable, message: "the gateway at \(gatewayURL) could not be reached (\(error))")
+        }
+        guard (200..<300).contains(response.status.code) else {
+            let envelope = try? JSONDecoder().decode(OpenAIErrorEnvelope.self, from: data)
+            throw AgentClientError(
+                .status(Int(response.status.code)),
+                code: envelope?.error.code,
+                message: envelope?.error.message ?? "the gateway answered \(response.status.code)"
+            )
+        }
+        do {
+            return try AgentWire.decoder().decode(Answer.self, from: data)
+        } catch {
+            throw AgentClientError(.invalidAnswer, message: "the gateway sent an answer that could not be read")
+        }
+    }
+}
+
+/// A failed agent API call.
+public struct AgentClientError: Error, Sendable, CustomStringConvertible {
+    /// What went wrong.
+    public enum Kind: Sendable, Equatable {
+        /// No answer: the gateway is down or unreachable (try again later).
+        case unreachable
+        /// The gateway answered with an error status.
+        case status(Int)
+        /// The answer could not be decoded.
+        case invalidAnswer
+    }
+
+    /// What went wrong.
+    public var kind: Kind
+    /// The gateway's error code, e.g. `lease_conflict`.
+    public var code: String?
+    /// A human message.
+    public var message: String
+
+    /// Creates an error.
+    public init(_ kind: Kind, code: String? = nil, message: String) {
+        self.kind = kind
+        self.code = code
+        self.message = message
+    }
+
+    /// Whether trying again later may succeed (gateway unreachable or failing).
+    public var isTransient: Bool {
+        switch kind {
+        case .unreachable: true
+        case .status(let status): status >= 500 || status == 429
+        case .invalidAnswer: false
+        }
+    }
+
+    /// Whether the gateway refused the node's credential (revoked or unknown).
+    public var isUnauthorized: Bool { kind == .status(401) }
+
+    public var description: String { message }
+}
