@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import MizanCore
 import MizanProvider
+import NIOCore
 
 extension Agent {
     /// Runs one job against the local provider and reports it. A failure before any output is
@@ -11,6 +12,11 @@ extension Agent {
         let outcome: AgentWire.Report
         do {
             guard remaining > .zero else { throw ProviderError(.timeout, detail: "the job's deadline had passed") }
+            if job.stream {
+                guard let report = try await stream(job, lease: lease, token: token, remaining: remaining) else { return }
+                await deliver(report, token: token, deadline: job.deadline)
+                return
+            }
             let response = try await provider.chatCompletion(job.body, endpoint: endpoint(remaining: remaining))
             let usage = response.usage.map { TokenUsage(promptTokens: $0.promptTokens, completionTokens: $0.completionTokens, source: .provider) }
                 ?? TokenUsage(promptTokens: max(1, job.body.count / 4), completionTokens: max(1, response.body.count / 4), source: .estimated)
@@ -24,6 +30,42 @@ extension Agent {
         }
         if state.withLock({ $0.running[lease]?.aborted ?? false }) { return }
         await deliver(outcome, token: token, deadline: job.deadline)
+    }
+
+    /// Streams a job: the local provider's events go to the gateway as they come. A provider
+    /// failure before the first event is retryable; after it, not (the client saw output).
+    /// - Returns: The report to deliver, or `nil` when the gateway stopped the stream (the
+    ///   client went away or the lease moved on: nothing to report).
+    func stream(_ job: AgentWire.LeasedJob, lease: AgentWire.LeaseRef, token: String, remaining: Duration) async throws -> AgentWire.Report? {
+        let events = try await provider.streamChatCompletion(job.body, endpoint: endpoint(remaining: remaining))
+        let (frames, continuation) = AsyncStream<ByteBuffer>.makeStream()
+        let client = client
+        do {
+            let usage = try await withThrowingTaskGroup(of: TokenUsage?.self) { group in
+                group.addTask {
+                    try await client.stream(token: token, lease: lease, frames: frames, timeout: remaining)
+                    return nil
+                }
+                group.addTask {
+                    defer { continuation.finish() }
+                    var meter = UsageMeter(requestBytes: job.body.count)
+                    for try await data in events {
+                        meter.observe(data)
+                        continuation.yield(ByteBuffer(string: "data: \(data)\n\n"))
+                    }
+                    return meter.usage
+                }
+                var usage: TokenUsage?
+                for try await result in group { if let result { usage = result } }
+                return usage
+            }
+            return .succeeded(lease, result: Data(), usage: usage)
+        } catch let error as AgentClientError where error.kind == .status(409) || error.kind == .status(404) {
+            logger.info("the gateway stopped the stream (client gone or lease moved on)", metadata: ["mizan.job.id": "\(job.jobID)"])
+            return nil
+        } catch let error as ProviderError {
+            return .failed(lease, .init(code: "provider_error", message: "The local provider's stream broke: \(error).", retryable: false))
+        }
     }
 
     /// The failure report of a provider error; no upstream body goes into it.

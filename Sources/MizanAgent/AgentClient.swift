@@ -58,6 +58,23 @@ public struct AgentClient: Sendable {
         try await call("/agent/v1/jobs/\(jobID)/fail", token: token, body: request)
     }
 
+    /// Streams a job's server-sent events to the gateway as they are produced: `frames` are
+    /// `text/event-stream` bytes; the call ends when they do, or when the gateway refuses (409:
+    /// the lease moved on or the client went away — stop the job).
+    /// - Parameters:
+    ///   - token: The node token.
+    ///   - lease: The job and attempt.
+    ///   - frames: The event bytes, finished when the local stream ends.
+    ///   - timeout: Limit for the whole upload.
+    public func stream(token: String, lease: AgentWire.LeaseRef, frames: AsyncStream<ByteBuffer>, timeout: Duration) async throws {
+        var request = HTTPClientRequest(url: gatewayURL + "/agent/v1/jobs/\(lease.jobID)/stream?attempt=\(lease.attempt)")
+        request.method = .POST
+        request.headers.add(name: "Authorization", value: "Bearer \(token)")
+        request.headers.add(name: "Content-Type", value: "text/event-stream")
+        request.body = .stream(frames, length: .unknown)
+        let _: AgentWire.ReportOutcome = try await send(request, timeout: timeout)
+    }
+
     /// Reports several outcomes in one call.
     public func report(token: String, _ batch: AgentWire.ReportBatch) async throws -> AgentWire.ReportBatchResponse {
         try await call("/agent/v1/reports", token: token, body: batch)
@@ -69,10 +86,14 @@ public struct AgentClient: Sendable {
         request.headers.add(name: "Authorization", value: "Bearer \(token)")
         request.headers.add(name: "Content-Type", value: "application/json")
         request.body = .bytes(ByteBuffer(bytes: try AgentWire.encoder().encode(body)))
+        return try await send(request, timeout: timeout)
+    }
+
+    func send<Answer: Decodable>(_ request: HTTPClientRequest, timeout: Duration) async throws -> Answer {
         let response: HTTPClientResponse
         let data: Data
         do {
-            response = try await http.execute(request, timeout: .nanoseconds(Int64(timeout.components.seconds) * 1_000_000_000))
+            response = try await http.execute(request, timeout: .nanoseconds(Int64(timeout.components.seconds) * 1_000_000_000 + 1_000_000_000))
             data = Data(try await response.body.collect(upTo: 256 << 20).readableBytesView)
         } catch is CancellationError {
             throw CancellationError()

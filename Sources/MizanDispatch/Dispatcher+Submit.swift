@@ -13,6 +13,15 @@ extension Dispatcher {
     /// - Returns: The job in a terminal state: `succeeded`, `failed` or `timedOut`.
     /// - Throws: ``MizanError`` `cancelled` when the calling task is cancelled, or a store error.
     public func submit(_ request: DispatchRequest) async throws -> Job {
+        try await awaitFinish(try await accept(request))
+    }
+
+    /// Queues a job and returns at once; ``awaitFinish(_:)`` then waits for its end. Use it
+    /// when something must be set up with the job's id before a node can lease it (e.g. a
+    /// stream relay). Call ``awaitFinish(_:)`` exactly once for every accepted job.
+    /// - Parameter request: What to run.
+    /// - Returns: The accepted job (or the existing one for a repeated idempotency key).
+    public func accept(_ request: DispatchRequest) async throws -> PendingJob {
         let accepted = now()
         let deadline = accepted.adding(request.deadline ?? configuration.defaultDeadline)
         let job = Job(
@@ -36,18 +45,24 @@ extension Dispatcher {
             waiters.stopWaitingForFinish(of: job.id, signal)
             throw error
         }
-        var id = job.id
         if !insertion.inserted {
             waiters.stopWaitingForFinish(of: job.id, signal)
-            id = insertion.job.id
-            if insertion.job.state.isTerminal { return insertion.job }
-            waiters.waitForFinish(of: id, signal)
+            if !insertion.job.state.isTerminal { waiters.waitForFinish(of: insertion.job.id, signal) }
         } else {
             metrics.accepted()
-            logger.debug("job accepted", metadata: ["mizan.job.id": "\(id)", "mizan.model": "\(request.model)"])
+            logger.debug("job accepted", metadata: ["mizan.job.id": "\(job.id)", "mizan.model": "\(request.model)"])
         }
         let queueUntil = request.queueTimeout.map { accepted.adding($0) }.flatMap { $0 < insertion.job.deadline ? $0 : nil }
-        return try await awaitFinish(of: id, deadline: insertion.job.deadline, queueUntil: queueUntil, signal: signal)
+        return PendingJob(job: insertion.job, signal: signal, queueUntil: queueUntil)
+    }
+
+    /// Waits for an accepted job's terminal state (see ``submit(_:)`` for deadlines, the queue
+    /// wait and cancellation).
+    /// - Parameter pending: What ``accept(_:)`` returned.
+    /// - Returns: The job in a terminal state.
+    public func awaitFinish(_ pending: PendingJob) async throws -> Job {
+        if pending.job.state.isTerminal { return pending.job }
+        return try await awaitFinish(of: pending.job.id, deadline: pending.job.deadline, queueUntil: pending.queueUntil, signal: pending.signal)
     }
 
     /// Waits for a job to finish, timing it out at `deadline` and cancelling it when the task is cancelled.
@@ -120,6 +135,14 @@ extension Dispatcher {
 
 /// Runs `body` in a task that does not inherit the caller's cancellation, so that clean-up
 /// writes still happen after the client went away.
+/// A job accepted by ``Dispatcher/accept(_:)`` whose end has not been awaited yet.
+public struct PendingJob: Sendable {
+    /// The job as accepted.
+    public let job: Job
+    let signal: Signal
+    let queueUntil: Date?
+}
+
 func detached<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) async throws -> T {
     try await Task { try await body() }.value
 }

@@ -65,6 +65,9 @@ extension Gateway {
             )
             return try HTTPResponses.json(AgentWire.ReportOutcome(jobID: id, state: job.state, error: nil))
         }
+        agent.post("/jobs/{id}/stream") { request, context in
+            try await self.relayAgentStream(request, context: context)
+        }
         agent.post("/reports") { request, _ in
             let node = try await self.authenticateNode(request)
             let body = try await HTTPResponses.decode(AgentWire.ReportBatch.self, from: request, limit: self.configuration.maxBodyBytes * 16)

@@ -8,22 +8,19 @@ extension Gateway {
     /// Serves a request through agent nodes: a durable dispatch job that a node leases, runs
     /// against its local provider and reports. The request waits for the job's end.
     func serveByAgents(_ chat: ChatCompletionRequest, apiKeyID: String, until: ContinuousClock.Instant, trace: RequestTrace) async throws -> Response {
-        guard !chat.stream else {
-            throw MizanError(.notImplemented, "Streaming is not available yet for the agent-served model '\(chat.model)'; send the request without \"stream\": true.")
-        }
         let remaining = until - .now
         guard remaining > .zero else { throw MizanError(.deadlineExceeded, "The request's deadline passed.") }
-        let job = try await dispatcher.submit(
-            DispatchRequest(
-                model: chat.model,
-                body: chat.body,
-                stream: false,
-                requestID: trace.fields.requestID,
-                deadline: remaining,
-                apiKeyID: apiKeyID,
-                queueTimeout: configuration.maxQueueWait
-            )
+        let request = DispatchRequest(
+            model: chat.model,
+            body: chat.body,
+            stream: chat.stream,
+            requestID: trace.fields.requestID,
+            deadline: remaining,
+            apiKeyID: apiKeyID,
+            queueTimeout: configuration.maxQueueWait
         )
+        if chat.stream { return try await streamByAgents(chat, request: request, trace: trace) }
+        let job = try await dispatcher.submit(request)
         trace.update {
             $0.servedBy = job.nodeID.map { "node/\($0)" }
             $0.usage = job.usage

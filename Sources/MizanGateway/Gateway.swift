@@ -69,6 +69,7 @@ public final class Gateway: Sendable {
     public let metricsRegistry: PrometheusCollectorRegistry?
     let logger: Logger
     let metrics = GatewayMetrics()
+    let streams = StreamHub()
     let upstreamKeys: [String: String]
 
     /// Creates a gateway.
