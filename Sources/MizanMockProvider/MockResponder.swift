@@ -25,11 +25,22 @@ struct MockResponder: Sendable {
             var streamsStarted = 0
             var streamsCompleted = 0
             var streamsAborted = 0
+            var inFlight = 0
+            var maxInFlight = 0
         }
 
         private let values = Mutex(Values())
         func update(_ change: (inout Values) -> Void) { values.withLock { change(&$0) } }
         var snapshot: Values { values.withLock { $0 } }
+
+        func begin() {
+            update {
+                $0.inFlight += 1
+                $0.maxInFlight = max($0.maxInFlight, $0.inFlight)
+            }
+        }
+
+        func end() { update { $0.inFlight -= 1 } }
     }
 
     func statsResponse() -> Response { json(stats.snapshot) }
@@ -59,6 +70,10 @@ struct MockResponder: Sendable {
             return failure(MizanError(.upstreamFailure, "The mock provider was told to fail."), status: status)
         }
         stats.update { $0.requests += 1 }
+        if !chat.stream {
+            stats.begin()
+        }
+        defer { if !chat.stream { stats.end() } }
         let id = "chatcmpl-mock-\(counter.next())"
         let created = Int(Date().timeIntervalSince1970)
         let tokens = chat.maxCompletionTokens ?? chat.maxTokens ?? configuration.tokens
@@ -83,6 +98,8 @@ struct MockResponder: Sendable {
         let stats = stats
         let body = ResponseBody { writer in
             stats.update { $0.streamsStarted += 1 }
+            stats.begin()
+            defer { stats.end() }
             do {
                 try await Self.writeStream(to: &writer, configuration: configuration, id: id, created: created, model: model, count: count, usage: usage)
                 stats.update { $0.streamsCompleted += 1 }

@@ -123,18 +123,51 @@ struct AgentPathTests {
         }
     }
 
-    @Test func knownModelWithoutHealthyNodeIs503AndStreamIs501() async throws {
+    @Test func knownModelWithoutHealthyNodeIs503() async throws {
         try await withGateway { (gateway: Harness) async throws in
             let node = try await gateway.registerNode(models: ["m"])
-            let streamed = try await gateway.chat(model: "m", stream: true)
-            #expect(streamed.status == 501)
-            #expect(streamed.errorMessage?.contains("stream") == true)
             #expect(try await gateway.send(.DELETE, "/admin/v1/nodes/\(node.id)", token: Harness.adminToken).status == 200)
             let answer = try await gateway.chat(model: "m")
             #expect(answer.status == 503)
             #expect(answer.errorCode == "no_healthy_node")
             // A revoked node's token stops working.
             #expect(try await gateway.send(.POST, "/agent/v1/lease", token: node.token, body: #"{"limit":1}"#).status == 401)
+        }
+    }
+
+    @Test func streamsThroughTheAgentAPI() async throws {
+        try await withGateway { (gateway: Harness) async throws in
+            let node = try await gateway.registerNode(models: ["m"])
+            async let answer = gateway.chat(model: "m", stream: true)
+            let job = try #require(try await gateway.lease(token: node.token).first)
+            #expect(job.stream)
+            let chunk = ChatCompletionChunk(id: "c", created: 0, model: "m", choices: [.init(index: 0, delta: .init(content: "streamed"), finishReason: nil)])
+            let usage = ChatCompletionChunk(id: "c", created: 0, model: "m", choices: [], usage: ChatUsage(promptTokens: 2, completionTokens: 1))
+            let frames = try [chunk, usage].map { "data: \(String(decoding: try JSONEncoder().encode($0), as: UTF8.self))\n\n" }.joined() + "data: [DONE]\n\n"
+            let stale = try await gateway.send(.POST, "/agent/v1/jobs/\(job.jobID)/stream?attempt=\(job.attempt + 1)", token: node.token, body: frames)
+            #expect(stale.status == 409)
+            let posted = try await gateway.send(.POST, "/agent/v1/jobs/\(job.jobID)/stream?attempt=\(job.attempt)", token: node.token, body: frames)
+            #expect(posted.status == 200)
+            #expect(try await gateway.complete(job, token: node.token).status == 200)
+            let result = try await answer
+            #expect(result.status == 200)
+            #expect(result.headers["Content-Type"].first == "text/event-stream")
+            #expect(result.text.contains("streamed"))
+            #expect(result.text.hasSuffix("data: [DONE]\n\n"))
+            #expect(try await eventually { try await gateway.store.usageSummary().first?.completionTokens == 1 })
+        }
+    }
+
+    @Test func streamingJobThatFailsBeforeOutputAnswersWithAnErrorStatus() async throws {
+        try await withGateway { (gateway: Harness) async throws in
+            let node = try await gateway.registerNode(models: ["m"])
+            async let answer = gateway.chat(model: "m", stream: true)
+            let job = try #require(try await gateway.lease(token: node.token).first)
+            let failure = AgentWire.FailRequest(attempt: job.attempt, failure: .init(code: "provider_rejected", message: "bad request", retryable: false))
+            _ = try await gateway.send(.POST, "/agent/v1/jobs/\(job.jobID)/fail", token: node.token, body: String(decoding: try AgentWire.encoder().encode(failure), as: UTF8.self))
+            let result = try await answer
+            #expect(result.status == 502)
+            #expect(result.errorCode == "upstream_error")
         }
     }
 

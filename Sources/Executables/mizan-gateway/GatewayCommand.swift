@@ -53,6 +53,9 @@ struct GatewayCommand: AsyncParsableCommand {
     @Option(name: .customLong("route-cooldown"), help: "Seconds a provider route that keeps failing is skipped.")
     var routeCooldown: Double = 30
 
+    @Option(name: .customLong("node-stale-after"), help: "Seconds without a heartbeat after which a node counts as gone (its jobs are requeued).")
+    var nodeStaleAfter: Double = 30
+
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel = "info"
 
@@ -61,6 +64,7 @@ struct GatewayCommand: AsyncParsableCommand {
         guard defaultDeadline > 0, maxQueueWait > 0, routeCooldown >= 0 else {
             throw ValidationError("--default-deadline and --max-queue-wait must be positive, --route-cooldown not negative.")
         }
+        guard nodeStaleAfter > 0 else { throw ValidationError("--node-stale-after must be positive.") }
         guard maxBodyBytes >= 1024 else { throw ValidationError("--max-body-bytes must be at least 1024.") }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("Unknown --log-level '\(logLevel)'.") }
     }
@@ -88,7 +92,8 @@ struct GatewayCommand: AsyncParsableCommand {
         let configuration = Gateway.Configuration(
             maxBodyBytes: maxBodyBytes,
             defaultDeadline: .milliseconds(Int64(defaultDeadline * 1000)),
-            maxQueueWait: .milliseconds(Int64(maxQueueWait * 1000))
+            maxQueueWait: .milliseconds(Int64(maxQueueWait * 1000)),
+            nodeStaleAfter: .milliseconds(Int64(nodeStaleAfter * 1000))
         )
 
         var services: [any Service] = []
@@ -128,7 +133,8 @@ struct GatewayCommand: AsyncParsableCommand {
                 metadata: ["mizan.store": "\(storeName)", "mizan.routes": "\(routeList.count)"]
             )
         }
-        services += [Sweeper(dispatcher: dispatcher), app]
+        let sweeper = Sweeper(dispatcher: dispatcher, configuration: .init(nodeStaleAfter: .milliseconds(Int64(nodeStaleAfter * 1000))))
+        services += [sweeper, app]
         let group = ServiceGroup(
             configuration: .init(services: services.map { .init(service: $0) }, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         )
