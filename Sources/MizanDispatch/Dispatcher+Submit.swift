@@ -25,6 +25,7 @@ extension Dispatcher {
         let accepted = now()
         let deadline = accepted.adding(request.deadline ?? configuration.defaultDeadline)
         let job = Job(
+            id: request.jobID,
             requestID: request.requestID,
             model: request.model,
             body: request.body,

@@ -105,6 +105,9 @@ public struct DispatchRequest: Sendable {
     /// never leased is withdrawn and ``Dispatcher/submit(_:)`` throws `noCapacity` (429).
     /// `nil`: only the deadline bounds the wait.
     public var queueTimeout: Duration?
+    /// The job's id (a new time-ordered id by default); set it to prepare for the job (e.g.
+    /// subscribe to its stream) before it can be leased.
+    public var jobID: JobID
 
     /// Creates a request.
     /// - Parameters:
@@ -117,6 +120,7 @@ public struct DispatchRequest: Sendable {
     ///   - idempotencyKey: An idempotency key.
     ///   - apiKeyID: The submitting API key.
     ///   - queueTimeout: How long it may wait for its first lease (`nil`: until the deadline).
+    ///   - jobID: The job's id (new by default).
     public init(
         model: String,
         body: Data,
@@ -126,7 +130,8 @@ public struct DispatchRequest: Sendable {
         priority: Int = 0,
         idempotencyKey: String? = nil,
         apiKeyID: String? = nil,
-        queueTimeout: Duration? = nil
+        queueTimeout: Duration? = nil,
+        jobID: JobID = JobID()
     ) {
         self.model = model
         self.body = body
@@ -137,6 +142,7 @@ public struct DispatchRequest: Sendable {
         self.idempotencyKey = idempotencyKey
         self.apiKeyID = apiKeyID
         self.queueTimeout = queueTimeout
+        self.jobID = jobID
     }
 }
 

@@ -23,6 +23,8 @@ final class Waiters: Sendable {
             signals = state.withLock { state in
                 state.finish.values.flatMap(\.values) + state.available.values.flatMap(\.values)
             }
+        case .streamed:
+            signals = []
         }
         for signal in signals { signal.signal() }
     }

@@ -10,8 +10,15 @@ extension Gateway {
     /// as they come. Nothing is sent before the first event, so a job that fails before any
     /// output still answers with a proper error status.
     func streamByAgents(_ chat: ChatCompletionRequest, request: DispatchRequest, trace: RequestTrace) async throws -> Response {
-        let pending = try await dispatcher.accept(request)
-        let (messages, continuation) = streams.subscribe(pending.job.id)
+        // Listen before the job can be leased, so no event can arrive unheard.
+        let (messages, continuation) = streams.subscribe(request.jobID)
+        let pending: PendingJob
+        do {
+            pending = try await dispatcher.accept(request)
+        } catch {
+            continuation.finish()
+            throw error
+        }
         let dispatcher = dispatcher
         let watcher = Task {
             do {
@@ -116,15 +123,36 @@ extension Gateway {
         }
         trace(context).update { $0.servedBy = "node/\(node.id)" }
         var parser = ServerSentEventParser()
-        for try await buffer in request.body {
-            for data in parser.feed(buffer.readableBytesView) {
-                guard streams.publish(id, .data(data)) else {
+        // Events go to the client's request in this process; when it waits on another gateway
+        // instance (shared PostgreSQL), they are relayed through the store, and the lease is
+        // checked every second so a cancelled job stops the node.
+        var relaying = false
+        var checked = ContinuousClock.now
+        let lease = Lease(jobID: id, attempt: attempt, nodeID: node.id)
+        func forward(_ items: [String], end: Bool) async throws {
+            var rest = items[...]
+            if !relaying {
+                while let item = rest.first, streams.publish(id, .data(item)) { rest = rest.dropFirst() }
+                if rest.isEmpty, !end || streams.publish(id, .end) { return }
+                guard try await dispatcher.store.relayStream(id, data: Array(rest), end: end) else {
                     throw MizanError(.leaseConflict, "No client is waiting for this job any more (cancelled); stop the job.")
+                }
+                relaying = true
+                return
+            }
+            _ = try await dispatcher.store.relayStream(id, data: Array(rest), end: end)
+            if ContinuousClock.now - checked > .seconds(1) {
+                checked = .now
+                guard try await dispatcher.store.job(id)?.lease == lease else {
+                    throw MizanError(.leaseConflict, "The job was cancelled or moved on; stop the job.")
                 }
             }
         }
-        if let last = parser.finish() { streams.publish(id, .data(last)) }
-        streams.publish(id, .end)
+        for try await buffer in request.body {
+            let items = parser.feed(buffer.readableBytesView)
+            if !items.isEmpty { try await forward(items, end: false) }
+        }
+        try await forward(parser.finish().map { [$0] } ?? [], end: true)
         return try HTTPResponses.json(AgentWire.ReportOutcome(jobID: id, state: job.state, error: nil))
     }
 

@@ -107,6 +107,12 @@ public final class Gateway: Sendable {
             if let name = route.apiKeyEnv, let key = environment[name], !key.isEmpty { keys[route.name] = key }
         }
         self.upstreamKeys = keys
+        // Streams whose node talks to another gateway instance arrive as store events.
+        dispatcher.store.addEventHandler { [streams] event in
+            guard case .streamed(let id, let data, let end) = event else { return }
+            for item in data { streams.publish(id, .data(item)) }
+            if end { streams.publish(id, .end) }
+        }
     }
 
     /// The gateway's router: every endpoint, behind the request middleware (request id,

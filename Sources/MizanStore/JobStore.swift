@@ -103,6 +103,11 @@ public protocol JobStore: Sendable {
     /// Adds a handler for ``StoreEvent``s. Handlers must not block.
     /// - Parameter handler: The handler.
     func addEventHandler(_ handler: @escaping @Sendable (StoreEvent) -> Void)
+
+    /// Relays a streaming job's event data to the other processes sharing this store (as a
+    /// ``StoreEvent/streamed(id:data:end:)`` event there).
+    /// - Returns: Whether the store reaches other processes at all (`false`: nothing was sent).
+    func relayStream(_ id: JobID, data: [String], end: Bool) async throws -> Bool
 }
 
 /// A lease and how its holder finished the job.
@@ -123,6 +128,9 @@ public struct LeaseCompletion: Sendable, Equatable {
 }
 
 extension JobStore {
+    /// A store of one process has no one to relay to.
+    public func relayStream(_ id: JobID, data: [String], end: Bool) async throws -> Bool { false }
+
     /// Completes each lease in turn.
     public func complete(_ completions: [LeaseCompletion], now: Date) async throws -> [Result<Job, MizanError>] {
         var results: [Result<Job, MizanError>] = []

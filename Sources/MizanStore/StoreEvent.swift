@@ -11,6 +11,9 @@ public enum StoreEvent: Sendable, Equatable {
     /// Events may have been missed (a shared store's listener reconnected): every waiter
     /// should look at the store again.
     case resync
+    /// Server-sent event data of a streaming job, relayed from the gateway instance its node
+    /// streams to, to the instance where its client waits; `end` closes the stream.
+    case streamed(id: JobID, data: [String], end: Bool)
 }
 
 extension StoreEvent {

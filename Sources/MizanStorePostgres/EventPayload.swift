@@ -17,9 +17,16 @@ struct EventPayload: Codable {
         var s: String
     }
 
+    struct Streamed: Codable {
+        var id: String
+        var d: [String]
+        var e: Bool
+    }
+
     var o: String
     var a: [Available]?
     var f: [Finished]?
+    var r: Streamed?
 
     var origin: String { o }
 
@@ -32,6 +39,7 @@ struct EventPayload: Codable {
             case .jobsAvailable(let model, let count): available.append(Available(m: model, n: count))
             case .jobFinished(let id, let state): finished.append(Finished(id: id.description, s: state.rawValue))
             case .resync: break
+            case .streamed(let id, let data, let end): r = Streamed(id: id.description, d: data, e: end)
             }
         }
         a = available.isEmpty ? nil : available
@@ -39,7 +47,8 @@ struct EventPayload: Codable {
     }
 
     var events: [StoreEvent] {
-        (a ?? []).map { .jobsAvailable(model: $0.m, count: $0.n) }
+        let relayed: [StoreEvent] = r.flatMap { item in JobID(item.id).map { [.streamed(id: $0, data: item.d, end: item.e)] } } ?? []
+        return relayed + (a ?? []).map { .jobsAvailable(model: $0.m, count: $0.n) }
             + (f ?? []).compactMap { item in
                 guard let id = JobID(item.id), let state = JobState(rawValue: item.s) else { return nil }
                 return .jobFinished(id: id, state: state)

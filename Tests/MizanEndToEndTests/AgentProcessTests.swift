@@ -183,6 +183,16 @@ struct AgentProcessTests {
                 let answer = try await call(.POST, "\(url)/v1/chat/completions", token: key, body: chatJSON(model: "m"))
                 #expect(answer.status == 200, "\(url): \(answer.text)")
             }
+            // A stream whose node talks to B reaches a client on A, relayed through PostgreSQL.
+            let body = #"{"model":"m","messages":[{"role":"user","content":"hi"}],"stream":true,"stream_options":{"include_usage":true}}"#
+            for url in [urlA, urlB] {
+                let stream = try await call(.POST, "\(url)/v1/chat/completions", token: key, body: body)
+                #expect(stream.status == 200, "\(url): \(stream.text)")
+                let events = stream.text.components(separatedBy: "\n\n").filter { !$0.isEmpty }
+                #expect(events.count == 16 + 4, "\(url): \(stream.text)")
+                #expect(events.last == "data: [DONE]")
+                #expect(stream.text.contains(#""completion_tokens":16"#))
+            }
             for child in [agent, gatewayA, gatewayB, mock] { _ = try await child.terminate() }
         }
     }
