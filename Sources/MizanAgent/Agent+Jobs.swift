@@ -14,7 +14,7 @@ extension Agent {
             guard remaining > .zero else { throw ProviderError(.timeout, detail: "the job's deadline had passed") }
             if job.stream {
                 guard let report = try await stream(job, lease: lease, token: token, remaining: remaining) else { return }
-                await deliver(report, token: token, deadline: job.deadline)
+                await Task { await self.deliver(report, token: token, retryFor: Self.retryWindow(job)) }.value
                 return
             }
             let response = try await provider.chatCompletion(job.body, endpoint: endpoint(remaining: remaining))
@@ -26,10 +26,14 @@ extension Agent {
         } catch {
             // Cancelled: by the gateway (aborted, nothing to report) or by shutdown (retryable).
             if state.withLock({ $0.running[lease]?.aborted ?? false }) { return }
-            outcome = .failed(lease, .init(code: "agent_stopped", message: "The agent stopped before the job finished.", retryable: true))
+            let stopped = AgentWire.Report.failed(lease, .init(code: "agent_stopped", message: "The agent stopped before the job finished.", retryable: true))
+            // The job's task is cancelled; the report goes out on a task of its own, briefly.
+            await Task { await self.deliver(stopped, token: token, retryFor: .seconds(5)) }.value
+            return
         }
         if state.withLock({ $0.running[lease]?.aborted ?? false }) { return }
-        await deliver(outcome, token: token, deadline: job.deadline)
+        // A result is delivered even if shutdown cancels the job's task meanwhile.
+        await Task { await self.deliver(outcome, token: token, retryFor: Self.retryWindow(job)) }.value
     }
 
     /// Streams a job: the local provider's events go to the gateway as they come. A provider
@@ -68,6 +72,11 @@ extension Agent {
         }
     }
 
+    /// How long a job's report is retried: until a minute past its deadline (at least a minute).
+    static func retryWindow(_ job: AgentWire.LeasedJob) -> Duration {
+        .seconds(max(60, job.deadline.timeIntervalSinceNow + 60))
+    }
+
     /// The failure report of a provider error; no upstream body goes into it.
     static func failure(of error: ProviderError) -> AgentWire.Failure {
         switch error.kind {
@@ -80,8 +89,8 @@ extension Agent {
 
     /// Reports an outcome, retrying with jittered backoff while the gateway is unreachable (a
     /// gateway restart loses no result); a refused report (409: the lease moved on) is dropped.
-    func deliver(_ report: AgentWire.Report, token: String, deadline: Date) async {
-        let until = ContinuousClock.now + .seconds(max(60, deadline.timeIntervalSinceNow + 60))
+    func deliver(_ report: AgentWire.Report, token: String, retryFor: Duration) async {
+        let until = ContinuousClock.now + retryFor
         do {
             _ = try await retrying("report", until: until) {
                 if let failure = report.failure {

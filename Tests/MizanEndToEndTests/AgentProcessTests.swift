@@ -152,6 +152,63 @@ struct AgentProcessTests {
         for child in [agent, gateway, mock] { _ = try await child.terminate() }
     }
 
+    @Test func clientLeavingAJSONRequestAbortsTheNodesCall() async throws {
+        let (mock, mockURL) = try await startMock(["--models", "m", "--latency-ms", "5000"])
+        let (gateway, url) = try await startGateway()
+        let (agent, _) = try await startAgent(gateway: url, provider: mockURL, name: "aborter")
+        let (_, key) = try await createKey(gateway: url)
+        // The client gives up after 500 ms (no response head comes before the node answers).
+        await #expect(throws: (any Error).self) {
+            _ = try await sendHTTP(.POST, "\(url)/v1/chat/completions", token: key, body: chatJSON(model: "m"), timeout: .milliseconds(500))
+        }
+        _ = try await agent.waitForOutput("(aborting job the gateway cancelled)", timeout: .seconds(10))
+        #expect(try await jobs(url, state: "failed").first?["errorCode"] as? String == "cancelled")
+        kill(mock.process.processIdentifier, SIGKILL)
+        for child in [agent, gateway] { _ = try await child.terminate() }
+    }
+
+    @Test func unhealthyProviderStopsLeasing() async throws {
+        let (mock, mockURL) = try await startMock(["--models", "m"])
+        let (gateway, url) = try await startGateway()
+        let (agent, _) = try await startAgent(gateway: url, provider: mockURL, name: "flaky", arguments: ["--health-interval", "0.3"])
+        let (_, key) = try await createKey(gateway: url)
+        #expect(try await call(.POST, "\(url)/v1/chat/completions", token: key, body: chatJSON(model: "m")).status == 200)
+        _ = try await mock.terminate()
+        #expect(try await eventually {
+            let nodes = (try await call(.GET, "\(url)/admin/v1/nodes", token: e2eAdminToken).json["data"] as? [[String: Any]]) ?? []
+            return nodes.first?["health"] as? String == "unhealthy"
+        })
+        let answer = try await call(.POST, "\(url)/v1/chat/completions", token: key, body: chatJSON(model: "m"))
+        #expect(answer.status == 503 && answer.errorCode == "no_healthy_node")
+        for child in [agent, gateway] { _ = try await child.terminate() }
+    }
+
+    @Test func sigtermFinishesRunningJobsAndHandsBackTheRestAfterTheGrace() async throws {
+        let (slow, slowURL) = try await startMock(["--models", "m", "--latency-ms", "1500"])
+        let (stuck, stuckURL) = try await startMock(["--models", "m", "--latency-ms", "30000"])
+        let (fast, fastURL) = try await startMock(["--models", "m"])
+        let (gateway, url) = try await startGateway()
+        let (_, key) = try await createKey(gateway: url)
+
+        // Within the grace period: the running job finishes, then the agent exits cleanly.
+        let (patient, _) = try await startAgent(gateway: url, provider: slowURL, name: "patient")
+        async let finished = call(.POST, "\(url)/v1/chat/completions", token: key, body: chatJSON(model: "m"))
+        #expect(try await eventually { try await jobs(url, state: "leased").count == 1 })
+        #expect(try await patient.terminate() == 0)
+        #expect(try await finished.status == 200)
+
+        // Past the grace period: the job is handed back (retryable) and another node serves it.
+        let (hasty, _) = try await startAgent(gateway: url, provider: stuckURL, name: "hasty", arguments: ["--shutdown-grace", "0.5"])
+        async let handedBack = call(.POST, "\(url)/v1/chat/completions", token: key, body: chatJSON(model: "m"))
+        #expect(try await eventually { try await jobs(url, state: "leased").count == 1 })
+        #expect(try await hasty.terminate() == 0)
+        let (rescuer, _) = try await startAgent(gateway: url, provider: fastURL, name: "rescuer")
+        let answer = try await handedBack
+        #expect(answer.status == 200, "\(answer.text)")
+        kill(stuck.process.processIdentifier, SIGKILL)
+        for child in [rescuer, gateway, slow, fast] { _ = try await child.terminate() }
+    }
+
     @Test func gatewayRestartOnPostgresLosesNoResult() async throws {
         try await PostgresTestDatabase.withDatabase(maximumConnections: 2) { _, databaseURL in
             let (mock, mockURL) = try await startMock(["--models", "m", "--latency-ms", "3000"])

@@ -45,6 +45,9 @@ struct AgentCommand: AsyncParsableCommand {
     @Option(name: .customLong("heartbeat-interval"), help: "Seconds between heartbeats.")
     var heartbeatInterval: Double = 5
 
+    @Option(name: .customLong("health-interval"), help: "Seconds between checks of the local server (GET /v1/models); while it fails, the node does not lease.")
+    var healthInterval: Double = 10
+
     @Option(name: .customLong("shutdown-grace"), help: "Seconds running jobs may finish after SIGTERM.")
     var shutdownGrace: Double = 30
 
@@ -55,7 +58,7 @@ struct AgentCommand: AsyncParsableCommand {
         guard let url = URL(string: gateway), ["http", "https"].contains(url.scheme ?? "") else { throw ValidationError("--gateway must be an http(s) URL.") }
         guard let url = URL(string: provider), ["http", "https"].contains(url.scheme ?? "") else { throw ValidationError("--provider must be an http(s) URL.") }
         guard maxConcurrency >= 1, maxConcurrency <= 10_000 else { throw ValidationError("--max-concurrency must be 1-10000.") }
-        guard heartbeatInterval > 0, shutdownGrace >= 0 else { throw ValidationError("--heartbeat-interval must be positive, --shutdown-grace not negative.") }
+        guard heartbeatInterval > 0, healthInterval > 0, shutdownGrace >= 0 else { throw ValidationError("--heartbeat-interval must be positive, --shutdown-grace not negative.") }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("Unknown --log-level '\(logLevel)'.") }
     }
 
@@ -80,6 +83,7 @@ struct AgentCommand: AsyncParsableCommand {
                 models: modelList,
                 maxConcurrency: maxConcurrency,
                 heartbeatInterval: .milliseconds(Int64(heartbeatInterval * 1000)),
+                healthInterval: .milliseconds(Int64(healthInterval * 1000)),
                 shutdownGrace: .milliseconds(Int64(shutdownGrace * 1000))
             ),
             logger: logger
