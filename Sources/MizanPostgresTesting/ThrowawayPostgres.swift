@@ -108,18 +108,8 @@ public final class ThrowawayPostgres: Sendable {
         let data = directory.appendingPathComponent("data").path
         let pgctl = (runAs + [binDirectory.appendingPathComponent("pg_ctl").path]).map { "'\($0)'" }.joined(separator: " ")
         let script = "while kill -0 \(getpid()) 2>/dev/null; do sleep 1; done; \(pgctl) stop -D '\(data)' -m immediate >/dev/null 2>&1; rm -rf '\(directory.path)'"
-        let words: [String] = ["/bin/sh", "-c", script]
-        let argv: [UnsafeMutablePointer<CChar>?] = words.map { strdup($0) } + [nil]
-        defer { argv.forEach { free($0) } }
-        // The watchdog must not hold the test runner's output pipe open, or the runner waits for it.
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
-        var pid: pid_t = 0
-        _ = posix_spawn(&pid, "/bin/sh", &actions, nil, argv, environ)
+        // The watchdog must not hold the test runner's output pipe (or anything else) open.
+        _ = try? Spawn.start(executable: "/bin/sh", arguments: ["-c", script], outputPath: "/dev/null")
         atexit {
             if case .success(let server)? = ThrowawayPostgres.shared.withLock({ $0 }) { server.stop() }
         }
@@ -173,20 +163,7 @@ public final class ThrowawayPostgres: Sendable {
     static func capture(_ arguments: [String]) throws -> String {
         let outputPath = FileManager.default.temporaryDirectory.appendingPathComponent("mizan-cmd-\(UUID().uuidString)").path
         defer { unlink(outputPath) }
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, outputPath, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-        posix_spawn_file_actions_adddup2(&actions, 1, 2)
-        let words: [String] = ["/usr/bin/env"] + arguments
-        let argv: [UnsafeMutablePointer<CChar>?] = words.map { strdup($0) } + [nil]
-        defer { argv.forEach { free($0) } }
-        var pid: pid_t = 0
-        let spawned = posix_spawn(&pid, "/usr/bin/env", &actions, nil, argv, environ)
-        guard spawned == 0 else {
-            throw StartError(message: "could not start \(arguments.first ?? ""): error \(spawned)")
-        }
+        let pid = try Spawn.start(executable: "/usr/bin/env", arguments: arguments, outputPath: outputPath)
         var status: Int32 = 0
         while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
         let text = (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? ""

@@ -94,7 +94,7 @@ struct AgentProcessTests {
         let leased = try #require(try await jobs(url, state: "leased").first)
         let jobID = try #require(leased["id"] as? String)
         let (rescuer, _) = try await startAgent(gateway: url, provider: fastURL, name: "rescuer")
-        kill(doomed.process.processIdentifier, SIGKILL)
+        doomed.signal(SIGKILL)
         let result = try await answer
         #expect(result.status == 200, "\(result.text)")
         let job = try await call(.GET, "\(url)/admin/v1/jobs/\(jobID)", token: e2eAdminToken).json
@@ -106,7 +106,7 @@ struct AgentProcessTests {
         let token = try String(contentsOfFile: doomedTokenFile, encoding: .utf8)
         let late = try await call(.POST, "\(url)/agent/v1/jobs/\(jobID)/complete", token: token, body: #"{"attempt":1,"result":"e30="}"#)
         #expect(late.status == 409, "\(late.text)")
-        kill(slow.process.processIdentifier, SIGKILL) // it would finish its 20-second answer first
+        slow.signal(SIGKILL) // it would finish its 20-second answer first
         for child in [rescuer, gateway, fast] { _ = try await child.terminate() }
     }
 
@@ -124,7 +124,7 @@ struct AgentProcessTests {
         #expect(try await answer.status == 200)
         #expect(try await revoked.waitForExit(timeout: .seconds(30)) != 0)
         #expect(revoked.output.contains("revoked"))
-        kill(slow.process.processIdentifier, SIGKILL) // it would finish its 20-second answer first
+        slow.signal(SIGKILL) // it would finish its 20-second answer first
         for child in [rescuer, gateway, fast] { _ = try await child.terminate() }
     }
 
@@ -163,7 +163,7 @@ struct AgentProcessTests {
         }
         _ = try await agent.waitForOutput("(aborting job the gateway cancelled)", timeout: .seconds(10))
         #expect(try await jobs(url, state: "failed").first?["errorCode"] as? String == "cancelled")
-        kill(mock.process.processIdentifier, SIGKILL)
+        mock.signal(SIGKILL)
         for child in [agent, gateway] { _ = try await child.terminate() }
     }
 
@@ -205,7 +205,7 @@ struct AgentProcessTests {
         let (rescuer, _) = try await startAgent(gateway: url, provider: fastURL, name: "rescuer")
         let answer = try await handedBack
         #expect(answer.status == 200, "\(answer.text)")
-        kill(stuck.process.processIdentifier, SIGKILL)
+        stuck.signal(SIGKILL)
         for child in [rescuer, gateway, slow, fast] { _ = try await child.terminate() }
     }
 
@@ -219,7 +219,7 @@ struct AgentProcessTests {
             let client = Task { try? await call(.POST, "\(url)/v1/chat/completions", token: key, body: chatJSON(model: "m")) }
             #expect(try await eventually { try await jobs(url, state: "leased").count == 1 })
             let jobID = try #require(try await jobs(url, state: "leased").first?["id"] as? String)
-            kill(first.process.processIdentifier, SIGKILL)
+            first.signal(SIGKILL)
             _ = await client.value
             let (second, _) = try await startGateway(["--database-url", databaseURL, "--port", port])
             #expect(try await eventually(timeout: .seconds(30)) {

@@ -1,10 +1,15 @@
 import Foundation
+import MizanPostgresTesting
 
 /// A real executable of this package started as a child process, its output in a file.
-/// Waits poll (asynchronously) rather than block, so they never starve the test's threads.
+///
+/// Started with `posix_spawn` (no inherited descriptors) rather than Foundation's `Process`;
+/// waits poll `waitpid` asynchronously, so they never block the test's threads.
 final class ChildProcess: @unchecked Sendable {
-    let process = Process()
+    let pid: pid_t
     let outputURL: URL
+    private let lock = NSLock()
+    private var exitStatus: Int32?
 
     /// Starts `name` from the build folder that holds the test bundle.
     convenience init(_ name: String, arguments: [String], environment: [String: String] = [:]) throws {
@@ -13,22 +18,11 @@ final class ChildProcess: @unchecked Sendable {
 
     /// Starts any executable.
     init(executable binary: URL, arguments: [String], environment: [String: String] = [:]) throws {
-        let name = binary.lastPathComponent
         guard FileManager.default.isExecutableFile(atPath: binary.path) else {
             throw ChildProcessError(message: "\(binary.path) is missing or not executable (the package executables come from swift build)")
         }
-        outputURL = FileManager.default.temporaryDirectory.appendingPathComponent("mizan-\(name)-\(UUID().uuidString).log")
-        _ = FileManager.default.createFile(atPath: outputURL.path, contents: nil)
-        let output = try FileHandle(forWritingTo: outputURL)
-        process.executableURL = binary
-        process.arguments = arguments
-        process.standardOutput = output
-        process.standardError = output
-        process.standardInput = FileHandle.nullDevice
-        if !environment.isEmpty {
-            process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
-        }
-        try process.run()
+        outputURL = FileManager.default.temporaryDirectory.appendingPathComponent("mizan-\(binary.lastPathComponent)-\(UUID().uuidString).log")
+        pid = try Spawn.start(executable: binary.path, arguments: arguments, environment: environment, outputPath: outputURL.path)
     }
 
     static func buildDirectory() -> URL {
@@ -42,6 +36,32 @@ final class ChildProcess: @unchecked Sendable {
 
     var output: String { (try? String(contentsOf: outputURL, encoding: .utf8)) ?? "" }
 
+    /// Whether the process still runs (reaps it once it has ended).
+    var isRunning: Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        guard exitStatus == nil else { return false }
+        var status: Int32 = 0
+        let result = waitpid(pid, &status, WNOHANG)
+        if result == pid {
+            exitStatus = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+            return false
+        }
+        if result < 0 && errno == ECHILD { exitStatus = -1; return false }
+        return true
+    }
+
+    /// The exit status (128 + signal when killed by one); valid once the process ended.
+    var terminationStatus: Int32 {
+        _ = isRunning
+        return lock.withLock { exitStatus ?? -1 }
+    }
+
+    /// Sends a signal.
+    func signal(_ signal: Int32) {
+        if isRunning { kill(pid, signal) }
+    }
+
     /// Waits until the output matches `pattern` and returns the first capture group.
     func waitForOutput(_ pattern: String, timeout: Duration = .seconds(20)) async throws -> String {
         let regex = try NSRegularExpression(pattern: pattern)
@@ -53,7 +73,7 @@ final class ChildProcess: @unchecked Sendable {
             {
                 return String(text[range])
             }
-            guard process.isRunning else { throw ChildProcessError(message: "the process exited: \(text)") }
+            guard isRunning else { throw ChildProcessError(message: "the process exited: \(text)") }
             try await Task.sleep(for: .milliseconds(20))
         }
         throw ChildProcessError(message: "no output matching \(pattern) within \(timeout): \(output)")
@@ -62,24 +82,28 @@ final class ChildProcess: @unchecked Sendable {
     /// Waits for the process to end by itself and returns its exit status.
     func waitForExit(timeout: Duration = .seconds(60)) async throws -> Int32 {
         let deadline = ContinuousClock.now + timeout
-        while process.isRunning {
+        while isRunning {
             guard ContinuousClock.now < deadline else {
-                kill(process.processIdentifier, SIGKILL)
+                kill(pid, SIGKILL)
                 throw ChildProcessError(message: "the process did not end within \(timeout): \(output)")
             }
             try await Task.sleep(for: .milliseconds(20))
         }
-        return process.terminationStatus
+        return terminationStatus
     }
 
     /// Sends SIGTERM and waits for the exit status.
     func terminate(timeout: Duration = .seconds(20)) async throws -> Int32 {
-        process.terminate()
+        signal(SIGTERM)
         return try await waitForExit(timeout: timeout)
     }
 
     deinit {
-        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        if isRunning {
+            kill(pid, SIGKILL)
+            var status: Int32 = 0
+            waitpid(pid, &status, 0)
+        }
         try? FileManager.default.removeItem(at: outputURL)
     }
 }

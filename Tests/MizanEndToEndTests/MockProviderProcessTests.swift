@@ -20,9 +20,9 @@ struct MockProviderProcessTests {
 
     @Test func rejectsBadFlagsWithAMessage() async throws {
         let child = try ChildProcess("mizan-mock-provider", arguments: ["--tokens=-4"])
-        for _ in 0..<500 where child.process.isRunning { try await Task.sleep(for: .milliseconds(10)) }
-        #expect(!child.process.isRunning)
-        #expect(child.process.terminationStatus != 0)
+        for _ in 0..<500 where child.isRunning { try await Task.sleep(for: .milliseconds(10)) }
+        #expect(!child.isRunning)
+        #expect(child.terminationStatus != 0)
         #expect(child.output.contains("--tokens must not be negative"))
     }
 }

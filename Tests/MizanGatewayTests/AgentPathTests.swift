@@ -174,8 +174,11 @@ struct AgentPathTests {
     @Test func clientGoingAwayCancelsTheJob() async throws {
         try await withGateway { (gateway: Harness) async throws in
             let node = try await gateway.registerNode(models: ["m"])
-            // The client gives up before any node answers (a non-stream request: the head never comes).
-            await #expect(throws: (any Error).self) { _ = try await gateway.chat(model: "m", timeout: .milliseconds(300)) }
+            // The client gives up once its request is queued, before any node answers.
+            let client = Task { try await gateway.chat(model: "m") }
+            #expect(try await eventually { try await !gateway.store.jobs(state: .accepted, limit: 10).isEmpty })
+            client.cancel()
+            await #expect(throws: (any Error).self) { _ = try await client.value }
             #expect(try await eventually {
                 try await gateway.store.jobs(state: .failed, limit: 10).first?.errorCode == JobErrorCode.cancelled
             })

@@ -121,7 +121,7 @@ struct ProviderClientTests {
     }
 
     @Test func totalTimeoutBoundsTheCall() async throws {
-        try await withMockProvider(.init(latency: .seconds(5))) { endpoint in
+        try await withMockProvider(.init(latency: .seconds(20))) { endpoint in
             var hurried = endpoint
             hurried.totalTimeout = .milliseconds(200)
             let started = ContinuousClock.now
@@ -130,7 +130,8 @@ struct ProviderClientTests {
             } throws: { error in
                 (error as? ProviderError)?.kind == .timeout
             }
-            #expect(ContinuousClock.now - started < .seconds(4))
+            // Far below the mock's 20 s: the limit cut the call (generous for a loaded machine).
+            #expect(ContinuousClock.now - started < .seconds(10))
         }
     }
 
