@@ -13,7 +13,7 @@ extension Agent {
         do {
             guard remaining > .zero else { throw ProviderError(.timeout, detail: "the job's deadline had passed") }
             if job.stream {
-                guard let report = try await stream(job, lease: lease, token: token, remaining: remaining) else { return }
+                let report = try await stream(job, lease: lease, token: token, remaining: remaining)
                 await Task { await self.deliver(report, token: token, retryFor: Self.retryWindow(job)) }.value
                 return
             }
@@ -38,9 +38,8 @@ extension Agent {
 
     /// Streams a job: the local provider's events go to the gateway as they come. A provider
     /// failure before the first event is retryable; after it, not (the client saw output).
-    /// - Returns: The report to deliver, or `nil` when the gateway stopped the stream (the
-    ///   client went away or the lease moved on: nothing to report).
-    func stream(_ job: AgentWire.LeasedJob, lease: AgentWire.LeaseRef, token: String, remaining: Duration) async throws -> AgentWire.Report? {
+    /// - Returns: The report to deliver.
+    func stream(_ job: AgentWire.LeasedJob, lease: AgentWire.LeaseRef, token: String, remaining: Duration) async throws -> AgentWire.Report {
         let events = try await provider.streamChatCompletion(job.body, endpoint: endpoint(remaining: remaining))
         let (frames, continuation) = AsyncStream<ByteBuffer>.makeStream()
         let client = client
@@ -65,8 +64,10 @@ extension Agent {
             }
             return .succeeded(lease, result: Data(), usage: usage)
         } catch let error as AgentClientError where error.kind == .status(409) || error.kind == .status(404) {
+            // Usually the job is over (client gone): the report below is then refused and
+            // dropped. If the job still stands, it must not stay leased to this node.
             logger.info("the gateway stopped the stream (client gone or lease moved on)", metadata: ["mizan.job.id": "\(job.jobID)"])
-            return nil
+            return .failed(lease, .init(code: "stream_refused", message: "The gateway refused the node's stream.", retryable: false))
         } catch let error as ProviderError {
             return .failed(lease, .init(code: "provider_error", message: "The local provider's stream broke: \(error).", retryable: false))
         }

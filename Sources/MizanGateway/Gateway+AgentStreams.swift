@@ -133,7 +133,11 @@ extension Gateway {
             var rest = items[...]
             if !relaying {
                 while let item = rest.first, streams.publish(id, .data(item)) { rest = rest.dropFirst() }
-                if rest.isEmpty, !end || streams.publish(id, .end) { return }
+                if rest.isEmpty {
+                    // The end is a courtesy: a client that already read [DONE] has stopped listening.
+                    if end { streams.publish(id, .end) }
+                    return
+                }
                 guard try await dispatcher.store.relayStream(id, data: Array(rest), end: end) else {
                     throw MizanError(.leaseConflict, "No client is waiting for this job any more (cancelled); stop the job.")
                 }

@@ -52,6 +52,12 @@ struct AgentProcessTests {
         #expect(stream.status == 200)
         #expect(stream.text.contains(#""completion_tokens":4"#))
         #expect(stream.text.hasSuffix("data: [DONE]\n\n"))
+        // Every job ends succeeded: none stays leased to the node after its stream.
+        for _ in 0..<5 { #expect(try await call(.POST, "\(url)/v1/chat/completions", token: key, body: body).status == 200) }
+        #expect(try await eventually {
+            let all = try await jobs(url)
+            return all.count == 7 && all.allSatisfy { $0["state"] as? String == "succeeded" }
+        })
         // The node token sits in the token file, readable by its owner only.
         let attributes = try FileManager.default.attributesOfItem(atPath: tokenFile)
         #expect((attributes[.posixPermissions] as? Int) == 0o600)
