@@ -139,18 +139,7 @@ struct AgentProcessTests {
         let (gateway, url) = try await startGateway()
         let (agent, _) = try await startAgent(gateway: url, provider: mockURL, name: "streamer")
         let (_, key) = try await createKey(gateway: url)
-        let (firstBytes, firstBytesContinuation) = AsyncStream<Void>.makeStream()
-        let reader = Task {
-            var request = HTTPClientRequest(url: "\(url)/v1/chat/completions")
-            request.method = .POST
-            request.headers.add(name: "Authorization", value: "Bearer \(key)")
-            request.body = .bytes(ByteBuffer(string: chatJSON(model: "m", stream: true)))
-            let response = try await ProviderClient.shared.httpClient.execute(request, timeout: .seconds(30))
-            for try await _ in response.body { firstBytesContinuation.yield() }
-        }
-        for await _ in firstBytes { break }
-        reader.cancel()
-        _ = await reader.result
+        try await abandonStream("\(url)/v1/chat/completions", token: key, body: chatJSON(model: "m", stream: true))
         #expect(try await eventually {
             try await call(.GET, "\(mockURL)/mock/stats").json["streamsAborted"] as? Int == 1
         })

@@ -82,18 +82,7 @@ struct GatewayProcessTests {
         let routes = try writeRoutes(#"{"routes":[{"model":"mock-model","baseURL":"\#(mockURL)/v1"}]}"#)
         let (gateway, url) = try await startGateway(["--routes", routes])
         let (_, key) = try await createKey(gateway: url)
-        let (firstBytes, firstBytesContinuation) = AsyncStream<Void>.makeStream()
-        let reader = Task {
-            var request = HTTPClientRequest(url: "\(url)/v1/chat/completions")
-            request.method = .POST
-            request.headers.add(name: "Authorization", value: "Bearer \(key)")
-            request.body = .bytes(ByteBuffer(string: chatJSON(model: "mock-model", stream: true)))
-            let response = try await ProviderClient.shared.httpClient.execute(request, timeout: .seconds(30))
-            for try await _ in response.body { firstBytesContinuation.yield() }
-        }
-        for await _ in firstBytes { break }
-        reader.cancel()
-        _ = await reader.result
+        try await abandonStream("\(url)/v1/chat/completions", token: key, body: chatJSON(model: "mock-model", stream: true))
         #expect(try await eventually {
             let stats = try await call(.GET, "\(mockURL)/mock/stats").json
             return stats["streamsAborted"] as? Int == 1 && stats["streamsCompleted"] as? Int == 0

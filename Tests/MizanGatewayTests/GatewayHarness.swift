@@ -71,19 +71,10 @@ struct Harness: Sendable {
 
     /// Starts a streaming chat completion, reads its first bytes, then drops the connection.
     func abandonStream(model: String) async throws {
-        let (started, startedContinuation) = AsyncStream<Void>.makeStream()
-        let http = http
-        var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)/v1/chat/completions")
-        request.method = .POST
-        request.headers.add(name: "Authorization", value: "Bearer \(apiKey)")
-        request.body = .bytes(ByteBuffer(string: #"{"model":"\#(model)","messages":[{"role":"user","content":"hi"}],"stream":true}"#))
-        let reader = Task {
-            let response = try await http.execute(request, timeout: .seconds(30))
-            for try await _ in response.body { startedContinuation.yield() }
-        }
-        for await _ in started { break }
-        reader.cancel()
-        _ = await reader.result
+        try await MizanTestSupport.abandonStream(
+            "http://127.0.0.1:\(port)/v1/chat/completions", token: apiKey,
+            body: #"{"model":"\#(model)","messages":[{"role":"user","content":"hi"}],"stream":true}"#
+        )
     }
 
     /// Creates a node through the admin API and registers it through the agent API.

@@ -78,3 +78,25 @@ public func eventually(timeout: Duration = .seconds(10), _ condition: () async t
     }
     return try await condition()
 }
+
+/// Starts a streaming request, reads its first bytes, then drops the connection (a client
+/// that goes away mid-stream).
+/// - Parameters:
+///   - url: The full URL.
+///   - token: The bearer credential.
+///   - body: The JSON body (with `"stream": true`).
+public func abandonStream(_ url: String, token: String, body: String) async throws {
+    let (started, startedContinuation) = AsyncStream<Void>.makeStream()
+    var request = HTTPClientRequest(url: url)
+    request.method = .POST
+    request.headers.add(name: "Authorization", value: "Bearer \(token)")
+    request.headers.add(name: "Content-Type", value: "application/json")
+    request.body = .bytes(ByteBuffer(string: body))
+    let reader = Task {
+        let response = try await ProviderClient.shared.httpClient.execute(request, timeout: .seconds(30))
+        for try await _ in response.body { startedContinuation.yield() }
+    }
+    for await _ in started { break }
+    reader.cancel()
+    _ = await reader.result
+}
