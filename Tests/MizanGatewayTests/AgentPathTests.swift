@@ -116,7 +116,7 @@ struct AgentPathTests {
             async let leased = gateway.lease(token: node.token, wait: 20)
             // The node waits in its lease call before the request comes, so it takes it at once.
             #expect(try await eventually { gateway.gateway.dispatcher.waitingLeasers == 1 })
-            async let answer = gateway.chat(model: "m", headers: [("X-Mizan-Deadline-Ms", "1500")])
+            async let answer = gateway.chat(model: "m", headers: [("X-Mizan-Deadline-Ms", "5000")])
             let job = try #require(try await leased.first)
             let result = try await answer
             #expect(result.status == 504)
