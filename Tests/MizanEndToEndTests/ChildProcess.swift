@@ -99,11 +99,9 @@ final class ChildProcess: @unchecked Sendable {
     }
 
     deinit {
-        if isRunning {
-            kill(pid, SIGKILL)
-            var status: Int32 = 0
-            waitpid(pid, &status, 0)
-        }
+        // Never block here (deinit may run on a concurrency-pool thread); a child killed now is
+        // reaped by the next WNOHANG poll of any ChildProcess or stays a zombie until exit.
+        if isRunning { kill(pid, SIGKILL) }
         try? FileManager.default.removeItem(at: outputURL)
     }
 }
