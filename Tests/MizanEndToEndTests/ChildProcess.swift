@@ -99,8 +99,8 @@ final class ChildProcess: @unchecked Sendable {
     }
 
     deinit {
-        // Never block here (deinit may run on a concurrency-pool thread); a child killed now is
-        // reaped by the next WNOHANG poll of any ChildProcess or stays a zombie until exit.
+        // Never block here (deinit may run on a concurrency-pool thread); a child killed now
+        // stays a zombie until the test process exits.
         if isRunning { kill(pid, SIGKILL) }
         try? FileManager.default.removeItem(at: outputURL)
     }
