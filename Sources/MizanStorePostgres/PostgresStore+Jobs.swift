@@ -49,7 +49,7 @@ extension PostgresStore {
         // Not a prepared statement on purpose: a plan cached while the queue was small
         // (a sequential scan) would stay in use after it grew. Planned per call, it always
         // takes the index-ordered queue scan; the cost is spread over the jobs it leases.
-        let leased = try await client.query(
+        let leased = try await client.rows(
             """
             WITH node AS (
                 SELECT models, GREATEST(0, LEAST(\(limit), max_concurrency - leased)) AS free,
@@ -78,11 +78,12 @@ extension PostgresStore {
             )
             SELECT \(unescaped: Rows.jobColumns) FROM upd ORDER BY priority DESC, id
             """,
-            logger: logger
-        ).collect(Rows.job)
+            logger: logger, Rows.job
+        )
         if leased.isEmpty {
-            let status = try await client.query("SELECT status FROM mizan_nodes WHERE id = \(nodeID.uuid)", logger: logger)
-                .collect { try $0.decode(String.self) }
+            let status = try await client.rows("SELECT status FROM mizan_nodes WHERE id = \(nodeID.uuid)", logger: logger) {
+                try $0.decode(String.self)
+            }
             guard let status = status.first else { throw MizanError(.nodeNotFound, "No node with id \(nodeID).") }
             if status == Node.Status.revoked.rawValue { throw MizanError(.unauthorized, "The node was revoked.") }
         }
@@ -275,7 +276,7 @@ extension PostgresStore {
     public func prune(finishedBefore: Date) async throws -> Int {
         var total = 0
         while true {
-            let deleted = try await client.query(
+            let deleted = try await client.rows(
                 """
                 WITH gone AS (
                     DELETE FROM mizan_jobs WHERE id IN (
@@ -287,7 +288,7 @@ extension PostgresStore {
                 SELECT count(*) FROM gone
                 """,
                 logger: logger
-            ).collect { try $0.decode(Int.self) }.first ?? 0
+            ) { try $0.decode(Int.self) }.first ?? 0
             total += deleted
             if deleted < 5000 { return total }
         }
@@ -311,10 +312,10 @@ extension PostgresStore {
     }
 
     public func queueDepth() async throws -> [String: Int] {
-        let rows = try await client.query(
+        let rows = try await client.rows(
             "SELECT model, count(*) FROM mizan_jobs WHERE state = 'accepted' GROUP BY model",
             logger: logger
-        ).collect { try $0.decode((String, Int).self) }
+        ) { try $0.decode((String, Int).self) }
         return Dictionary(rows, uniquingKeysWith: +)
     }
 }

@@ -100,7 +100,13 @@ extension PostgresStore {
     /// that instances starting together do not race. Safe to call any number of times.
     /// - Throws: A database error; nothing is applied then.
     public func migrate() async throws {
-        try await client.withTransaction(logger: logger) { connection in
+        try await client.withOpenConnection(logger: logger) { connection in
+            try await self.migrate(on: connection)
+        }
+    }
+
+    private func migrate(on connection: PostgresConnection) async throws {
+        try await connection.withTransaction(logger: logger) { connection in
             try await connection.query("SELECT pg_advisory_xact_lock(7271009)", logger: self.logger)
             try await connection.query(
                 "CREATE TABLE IF NOT EXISTS mizan_schema_migrations (version bigint PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())",

@@ -17,7 +17,7 @@ extension PostgresStore {
             guard text.utf8.count <= 7_900 else {
                 throw MizanError(.payloadTooLarge, "A streamed event of job \(id) is too large to relay between gateway instances.")
             }
-            try await client.query("SELECT pg_notify(\(Self.channel), \(text))", logger: logger)
+            try await client.run("SELECT pg_notify(\(Self.channel), \(text))", logger: logger)
         }
         for item in data {
             let cost = ((try? JSONEncoder().encode(item))?.count ?? item.utf8.count * 2) + 1

@@ -48,7 +48,7 @@ public final class PostgresStore: DispatchStore, Service {
     }
 
     public func ping() async throws {
-        try await client.query("SELECT 1", logger: logger)
+        try await client.run("SELECT 1", logger: logger)
     }
 
     /// Whether the event listener is subscribed right now.
@@ -67,16 +67,23 @@ public final class PostgresStore: DispatchStore, Service {
         var reconnecting = false
         while !Task.isCancelled {
             do {
-                try await client.withConnection { connection in
-                    try await connection.listen(on: Self.channel) { notifications in
-                        self.listening.withLock { $0 = true }
-                        if reconnecting {
-                            // Notifications sent while disconnected are lost; let waiters look again.
-                            self.hub.publish(.resync)
+                try await client.withOpenConnection(logger: logger) { connection in
+                    do {
+                        try await connection.listen(on: Self.channel) { notifications in
+                            self.listening.withLock { $0 = true }
+                            if reconnecting {
+                                // Notifications sent while disconnected are lost; let waiters look again.
+                                self.hub.publish(.resync)
+                            }
+                            for try await notification in notifications {
+                                self.receive(notification.payload)
+                            }
                         }
-                        for try await notification in notifications {
-                            self.receive(notification.payload)
-                        }
+                    } catch {
+                        // Hand a dead connection back only once it is fully closed, so the pool
+                        // has dropped it before anyone can lease it again.
+                        if connection.isClosed { try? await connection.closeFuture.get() }
+                        throw error
                     }
                 }
             } catch {
@@ -109,7 +116,7 @@ public final class PostgresStore: DispatchStore, Service {
         guard !events.isEmpty else { return }
         for chunk in stride(from: 0, to: events.count, by: EventPayload.maxEvents) {
             let slice = Array(events[chunk..<min(events.count, chunk + EventPayload.maxEvents)])
-            try await client.query("SELECT pg_notify(\(Self.channel), \(payload(slice)))", logger: logger)
+            try await client.run("SELECT pg_notify(\(Self.channel), \(payload(slice)))", logger: logger)
         }
     }
 

@@ -1,3 +1,4 @@
+import MizanCore
 import Logging
 import PostgresNIO
 import Synchronization
@@ -48,7 +49,58 @@ enum StatementTexts {
     }
 }
 
+/// What a lease of an open connection came to.
+private enum LeaseOutcome<T: Sendable>: Sendable {
+    case closed
+    case done(T)
+}
+
 extension PostgresClient {
+    /// Leases a connection that is still open and runs `body` on it.
+    ///
+    /// A connection the server closed (a restart, `pg_terminate_backend`) can be handed out
+    /// by the pool before it has learned of the close, and a statement written to it is never
+    /// answered: the call would wait forever. Such a connection is handed back and another
+    /// one leased, a few times, with a short pause so the pool can drop the closed one.
+    /// - Parameters:
+    ///   - logger: Where to log a skipped connection.
+    ///   - body: The work, on an open connection.
+    /// - Returns: What `body` returns.
+    /// - Throws: ``MizanError`` `storeUnavailable` when no open connection could be had; otherwise what `body` throws.
+    func withOpenConnection<T: Sendable>(logger: Logger, _ body: (PostgresConnection) async throws -> T) async throws -> T {
+        for attempt in 1...5 {
+            let outcome: LeaseOutcome<T> = try await withConnection { connection in
+                guard !connection.isClosed else { return .closed }
+                return .done(try await body(connection))
+            }
+            if case .done(let value) = outcome { return value }
+            logger.debug("skipped a closed database connection", metadata: ["mizan.attempt": "\(attempt)"])
+            try await Task.sleep(for: .milliseconds(5 * attempt))
+        }
+        throw MizanError(.storeUnavailable, "The database connections keep closing; try again.")
+    }
+
+    /// Runs `query` on an open connection and collects its rows.
+    /// - Parameters:
+    ///   - query: The statement.
+    ///   - logger: Where to log.
+    ///   - transform: Turns each row into a value.
+    /// - Returns: The values.
+    func rows<T: Sendable>(_ query: PostgresQuery, logger: Logger, _ transform: (PostgresRow) throws -> T) async throws -> [T] {
+        try await withOpenConnection(logger: logger) { connection in
+            var out: [T] = []
+            for try await row in try await connection.query(query, logger: logger) {
+                out.append(try transform(row))
+            }
+            return out
+        }
+    }
+
+    /// Runs `query` on an open connection, discarding any rows.
+    func run(_ query: PostgresQuery, logger: Logger) async throws {
+        _ = try await rows(query, logger: logger) { _ in () }
+    }
+
     /// Runs `query` as the prepared statement named by `key` and collects its rows.
     /// - Parameters:
     ///   - key: A marker type unique to the call site.
@@ -56,17 +108,19 @@ extension PostgresClient {
     ///   - logger: Where to log.
     ///   - transform: Turns each row into a value.
     /// - Returns: The values.
-    func prepared<Key, T>(
+    func prepared<Key, T: Sendable>(
         _ key: Key.Type,
         _ query: PostgresQuery,
         logger: Logger,
         _ transform: (PostgresRow) throws -> T
     ) async throws -> [T] {
         StatementTexts.record(key, sql: query.sql)
-        var out: [T] = []
-        for try await row in try await execute(PreparedQuery<Key>(bindings: query.binds), logger: logger) {
-            out.append(try transform(row))
+        return try await withOpenConnection(logger: logger) { connection in
+            var out: [T] = []
+            for try await row in try await connection.execute(PreparedQuery<Key>(bindings: query.binds), logger: logger) {
+                out.append(try transform(row))
+            }
+            return out
         }
-        return out
     }
 }
