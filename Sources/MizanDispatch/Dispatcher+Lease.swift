@@ -51,7 +51,9 @@ extension Dispatcher {
         usage: TokenUsage?
     ) async throws -> Job {
         let lease = Lease(jobID: jobID, attempt: attempt, nodeID: nodeID)
-        return try await store.complete(lease, with: .succeeded(result: result, usage: usage), now: now())
+        let job = try await store.complete(lease, with: .succeeded(result: result, usage: usage), now: now())
+        waiters.deliver(CollectionOfOne(job))
+        return job
     }
 
     /// Reports several jobs' results at once (an agent flushing finished work); the store may
@@ -60,7 +62,9 @@ extension Dispatcher {
     /// - Returns: For each, the job after the write or why it was refused (409 for a stale lease).
     /// - Throws: A store error when the write as a whole fails.
     public func complete(_ completions: [LeaseCompletion]) async throws -> [Result<Job, MizanError>] {
-        try await store.complete(completions, now: now())
+        let results = try await store.complete(completions, now: now())
+        waiters.deliver(results.compactMap { try? $0.get() })
+        return results
     }
 
     /// Reports a job's failure under the node's lease. A retryable failure (nothing was
@@ -85,6 +89,7 @@ extension Dispatcher {
     ) async throws -> Job {
         let lease = Lease(jobID: jobID, attempt: attempt, nodeID: nodeID)
         let job = try await store.complete(lease, with: .failed(code: code, message: message, retryable: retryable), now: now())
+        waiters.deliver(CollectionOfOne(job))
         if job.state == .accepted {
             logger.info("job requeued after retryable failure", metadata: ["mizan.job.id": "\(jobID)", "mizan.node.id": "\(nodeID)"])
         }

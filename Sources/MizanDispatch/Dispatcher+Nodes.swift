@@ -66,14 +66,20 @@ extension Dispatcher {
     /// - Parameter token: The node token.
     /// - Returns: The node.
     /// - Throws: ``MizanError`` `unauthorized` for an unknown token or a revoked node.
+    ///
+    /// An active node is remembered for ``Configuration/authenticationCacheLifetime`` so that
+    /// a node's calls do not each cost a store lookup; its heartbeat and its revocation through
+    /// this engine forget it at once.
     public func authenticateNode(token: String) async throws -> Node {
         let hash = Secrets.hash(token)
+        if let node = activeNodes.value(for: hash) { return node }
         guard let node = try await store.node(tokenHash: hash) else {
             throw MizanError(.unauthorized, "Invalid node token.")
         }
         guard node.status == .active else {
             throw MizanError(.unauthorized, "The node was revoked.")
         }
+        activeNodes.set(node, for: hash)
         return node
     }
 
@@ -85,6 +91,7 @@ extension Dispatcher {
     /// - Returns: The stored node and the leases to abort.
     public func heartbeat(nodeID: NodeID, report: NodeReport, running: [Lease] = []) async throws -> HeartbeatAnswer {
         let node = try await store.heartbeat(nodeID, report: report, now: now())
+        activeNodes.removeAll { $0.id == nodeID }
         guard !running.isEmpty else { return HeartbeatAnswer(node: node, abort: []) }
         let jobs = Dictionary(try await store.jobs(running.map(\.jobID)).map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
         let abort = running.filter { lease in jobs[lease.jobID]?.lease != lease }
@@ -98,6 +105,7 @@ extension Dispatcher {
     @discardableResult
     public func revokeNode(_ id: NodeID) async throws -> Node {
         let node = try await store.revokeNode(id, now: now())
+        activeNodes.removeAll { $0.id == id }
         logger.info("node revoked", metadata: ["mizan.node.id": "\(id)"])
         return node
     }

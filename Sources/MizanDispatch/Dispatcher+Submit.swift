@@ -94,7 +94,7 @@ extension Dispatcher {
                 metrics.finished(job)
                 return job
             }
-            if let job = try await store.job(id), job.state.isTerminal {
+            if let job = try await finishedHereOrStored(id), job.state.isTerminal {
                 metrics.finished(job)
                 return job
             }
@@ -146,4 +146,12 @@ public struct PendingJob: Sendable {
 
 func detached<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) async throws -> T {
     try await Task { try await body() }.value
+}
+
+extension Dispatcher {
+    /// The job as it finished on this instance, or as the store has it.
+    func finishedHereOrStored(_ id: JobID) async throws -> Job? {
+        if let job = waiters.finishedJob(id) { return job }
+        return try await store.job(id)
+    }
 }

@@ -26,6 +26,9 @@ public final class Dispatcher: Sendable {
         public var maxLeaseWait: Duration
         /// The most jobs one lease call may take.
         public var maxLeaseBatch: Int
+        /// How long an authenticated node is trusted without asking the store again; a node
+        /// revoked through another instance is refused within it. `.zero` asks every time.
+        public var authenticationCacheLifetime: Duration
 
         /// Creates a configuration.
         /// - Parameters:
@@ -34,13 +37,16 @@ public final class Dispatcher: Sendable {
         ///   - defaultLeaseWait: Default long-poll wait (25 seconds).
         ///   - maxLeaseWait: Longest long-poll wait (60 seconds).
         ///   - maxLeaseBatch: Most jobs per lease call (64).
+        ///   - authenticationCacheLifetime: How long an authenticated node is remembered (1 second).
         public init(
             defaultDeadline: Duration = .seconds(300),
             maxAttempts: Int = 3,
             defaultLeaseWait: Duration = .seconds(25),
             maxLeaseWait: Duration = .seconds(60),
-            maxLeaseBatch: Int = 64
+            maxLeaseBatch: Int = 64,
+            authenticationCacheLifetime: Duration = .seconds(1)
         ) {
+            self.authenticationCacheLifetime = authenticationCacheLifetime
             self.defaultDeadline = defaultDeadline
             self.maxAttempts = maxAttempts
             self.defaultLeaseWait = defaultLeaseWait
@@ -57,6 +63,8 @@ public final class Dispatcher: Sendable {
     let now: @Sendable () -> Date
     let waiters = Waiters()
     let metrics = DispatchMetrics()
+    /// Active nodes by token hash (see ``authenticateNode(token:)``).
+    let activeNodes: ExpiringCache<Data, Node>
 
     /// Creates an engine over a store.
     /// - Parameters:
@@ -74,6 +82,7 @@ public final class Dispatcher: Sendable {
         self.configuration = configuration
         self.logger = logger
         self.now = now
+        self.activeNodes = ExpiringCache(lifetime: configuration.authenticationCacheLifetime)
         store.addEventHandler { [waiters] event in waiters.handle(event) }
     }
 

@@ -8,6 +8,8 @@ final class Waiters: Sendable {
     private struct State {
         var finish: [JobID: [ObjectIdentifier: Signal]] = [:]
         var available: [String: [ObjectIdentifier: Signal]] = [:]
+        /// Jobs that finished on this instance while someone here waited for them.
+        var finished: [JobID: Job] = [:]
     }
 
     private let state = Mutex(State())
@@ -37,7 +39,23 @@ final class Waiters: Sendable {
         state.withLock { state in
             state.finish[id]?[ObjectIdentifier(signal)] = nil
             if state.finish[id]?.isEmpty == true { state.finish[id] = nil }
+            if state.finish[id] == nil { state.finished[id] = nil }
         }
+    }
+
+    /// Hands a job that finished on this instance to its waiters here, so that they need not
+    /// read it back from the store. Kept only while someone waits for it.
+    func deliver(_ jobs: some Sequence<Job>) {
+        state.withLock { state in
+            for job in jobs where job.state.isTerminal && state.finish[job.id] != nil {
+                state.finished[job.id] = job
+            }
+        }
+    }
+
+    /// The delivered finished job, if any.
+    func finishedJob(_ id: JobID) -> Job? {
+        state.withLock { $0.finished[id] }
     }
 
     func waitForWork(models: [String], _ signal: Signal) {

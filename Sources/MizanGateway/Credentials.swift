@@ -17,14 +17,20 @@ public struct Credentials: Sendable {
 
     let store: any AccessStore
     let adminTokenHash: Data?
+    /// Active keys by hash, so that a request does not cost a store lookup.
+    let activeKeys: ExpiringCache<Data, APIKey>
 
     /// Creates the credential checks.
     /// - Parameters:
     ///   - store: Where API keys live.
     ///   - adminToken: The operator's token; without one the admin API refuses every call.
-    public init(store: any AccessStore, adminToken: String?) {
+    ///   - keyCacheLifetime: How long a checked key is trusted without asking the store again
+    ///     (1 second): a key revoked through another gateway instance stops working within it;
+    ///     one revoked through this instance stops at once. `.zero` asks the store every time.
+    public init(store: any AccessStore, adminToken: String?, keyCacheLifetime: Duration = .seconds(1)) {
         self.store = store
         self.adminTokenHash = adminToken.flatMap { $0.isEmpty ? nil : Secrets.hash($0) }
+        self.activeKeys = ExpiringCache(lifetime: keyCacheLifetime)
     }
 
     /// Issues a client API key.
@@ -53,9 +59,23 @@ public struct Credentials: Sendable {
         guard let secret, !secret.isEmpty else {
             throw MizanError(.unauthorized, "Missing API key. Send it as 'Authorization: Bearer <key>'.")
         }
-        guard let key = try await store.apiKey(hash: Secrets.hash(secret)), key.isActive else {
+        let hash = Secrets.hash(secret)
+        if let key = activeKeys.value(for: hash) { return key }
+        guard let key = try await store.apiKey(hash: hash), key.isActive else {
             throw MizanError(.unauthorized, "Incorrect API key provided.")
         }
+        activeKeys.set(key, for: hash)
+        return key
+    }
+
+    /// Revokes a client API key; it stops working on this instance at once.
+    /// - Parameters:
+    ///   - id: The key's id.
+    ///   - now: The current time.
+    /// - Returns: The revoked key.
+    public func revokeKey(_ id: String, now: Date = Date()) async throws -> APIKey {
+        let key = try await store.revokeAPIKey(id, now: now)
+        activeKeys.removeAll { $0.id == id }
         return key
     }
 

@@ -90,7 +90,9 @@ extension Gateway {
             guard let raw = context.parameters.get("id"), let id = NodeID(raw) else {
                 throw MizanError(.badRequest, "The node id in the path is not a valid id.")
             }
-            return try HTTPResponses.json(try await self.dispatcher.revokeNode(id))
+            let node = try await self.dispatcher.revokeNode(id)
+            self.nodeList.removeAll()
+            return try HTTPResponses.json(node)
         }
         admin.post("/keys") { request, _ in
             let body = try await HTTPResponses.decode(AdminWire.CreateRequest.self, from: request)
@@ -107,7 +109,7 @@ extension Gateway {
             guard let id = context.parameters.get("id"), !id.isEmpty else {
                 throw MizanError(.badRequest, "The key id is missing.")
             }
-            return try HTTPResponses.json(try await self.access.revokeAPIKey(id, now: Date()))
+            return try HTTPResponses.json(try await self.credentials.revokeKey(id))
         }
         admin.get("/jobs") { request, _ in
             var state: JobState?

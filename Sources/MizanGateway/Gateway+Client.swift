@@ -58,9 +58,11 @@ extension Gateway {
             case .failed(let error): routeFailure = error
             }
         }
-        let nodes = try await dispatcher.nodes()
-        let healthy = nodes.filter { isHealthy($0) && $0.models.contains(chat.model) }
-        if !healthy.isEmpty {
+        if try await currentNodes(fresh: false).contains(where: { isHealthy($0) && $0.models.contains(chat.model) }) {
+            return try await serveByAgents(chat, apiKeyID: apiKeyID, until: until, trace: trace)
+        }
+        let nodes = try await currentNodes(fresh: true)
+        if nodes.contains(where: { isHealthy($0) && $0.models.contains(chat.model) }) {
             return try await serveByAgents(chat, apiKeyID: apiKeyID, until: until, trace: trace)
         }
         if let routeFailure { throw routeFailure }
@@ -79,6 +81,14 @@ extension Gateway {
 
     /// The nodes that count as capacity now.
     func healthyNodes() async throws -> [Node] {
-        try await dispatcher.nodes().filter { isHealthy($0) }
+        try await currentNodes(fresh: true).filter { isHealthy($0) }
+    }
+
+    /// The node list: from the last second's read unless `fresh`.
+    func currentNodes(fresh: Bool) async throws -> [Node] {
+        if !fresh, let nodes = nodeList.value(for: 0) { return nodes }
+        let nodes = try await dispatcher.nodes()
+        nodeList.set(nodes, for: 0)
+        return nodes
     }
 }

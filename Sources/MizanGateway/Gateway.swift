@@ -29,6 +29,10 @@ public final class Gateway: Sendable {
         public var firstByteTimeout: Duration
         /// A node silent for this long does not count as healthy capacity (30 seconds).
         public var nodeStaleAfter: Duration
+        /// How long the gateway trusts what it read from the store about an API key or the node
+        /// list before reading it again (1 second). A key revoked through another instance
+        /// stops working within it; `.zero` reads the store on every request.
+        public var cacheLifetime: Duration
 
         /// Creates a configuration; every field has the default its documentation names.
         public init(
@@ -37,8 +41,10 @@ public final class Gateway: Sendable {
             maxDeadline: Duration = .seconds(3600),
             maxQueueWait: Duration = .seconds(120),
             firstByteTimeout: Duration = .seconds(60),
-            nodeStaleAfter: Duration = .seconds(30)
+            nodeStaleAfter: Duration = .seconds(30),
+            cacheLifetime: Duration = .seconds(1)
         ) {
+            self.cacheLifetime = cacheLifetime
             self.maxBodyBytes = maxBodyBytes
             self.defaultDeadline = defaultDeadline
             self.maxDeadline = maxDeadline
@@ -71,6 +77,10 @@ public final class Gateway: Sendable {
     let metrics = GatewayMetrics()
     let streams = StreamHub()
     let upstreamKeys: [String: String]
+    /// The node list for routing decisions, read at most once per ``Configuration/cacheLifetime``
+    /// and again after any heartbeat, registration or revocation through this instance (a
+    /// request that finds no healthy node in it reads the store again before answering).
+    let nodeList: ExpiringCache<Int, [Node]>
 
     /// Creates a gateway.
     /// - Parameters:
@@ -97,7 +107,8 @@ public final class Gateway: Sendable {
         self.dispatcher = dispatcher
         self.access = access
         self.routes = routes
-        self.credentials = Credentials(store: access, adminToken: adminToken)
+        self.credentials = Credentials(store: access, adminToken: adminToken, keyCacheLifetime: configuration.cacheLifetime)
+        self.nodeList = ExpiringCache(lifetime: configuration.cacheLifetime, capacity: 1)
         self.provider = provider
         self.configuration = configuration
         self.metricsRegistry = metricsRegistry

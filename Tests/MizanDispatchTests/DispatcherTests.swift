@@ -168,6 +168,23 @@ struct DispatcherTests {
         }
     }
 
+    @Test func anAuthenticatedNodeIsRememberedForTheCacheLifetimeOnly() async throws {
+        let store = InMemoryStore()
+        let dispatcher = Dispatcher(store: store, configuration: .init(authenticationCacheLifetime: .milliseconds(300)))
+        let enrollment = try await dispatcher.createNode(name: "n")
+        let registration = try await dispatcher.register(
+            registrationToken: enrollment.registrationToken, report: NodeReport(models: ["m1"], maxConcurrency: 1)
+        )
+        _ = try await dispatcher.authenticateNode(token: registration.nodeToken)
+        // A heartbeat forgets the remembered node, so a changed model list counts at once.
+        _ = try await dispatcher.heartbeat(nodeID: registration.node.id, report: NodeReport(models: ["m2"], maxConcurrency: 1))
+        #expect(try await dispatcher.authenticateNode(token: registration.nodeToken).models == ["m2"])
+        // Revoked in the store directly (as another instance would): refused once the lifetime passed.
+        _ = try await store.revokeNode(registration.node.id, now: Date())
+        try await Task.sleep(for: .milliseconds(400))
+        await #expect(throws: MizanError.self) { _ = try await dispatcher.authenticateNode(token: registration.nodeToken) }
+    }
+
     @Test func secretsAreHashedAndComparedSafely() {
         let secret = Secrets.generate(prefix: "p_")
         #expect(Secrets.hash(secret).count == 32)

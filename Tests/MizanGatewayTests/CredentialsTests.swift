@@ -22,9 +22,23 @@ struct CredentialsTests {
                 (error as? MizanError)?.httpStatus == 401
             }
         }
-        _ = try await store.revokeAPIKey(issued.key.id, now: Date())
+        _ = try await credentials.revokeKey(issued.key.id)
         await #expect(throws: MizanError.self) { _ = try await credentials.authenticateClient(issued.secret) }
         await #expect(throws: MizanError.self) { _ = try await credentials.issueKey(name: "  ") }
+    }
+
+    @Test func aKeyRevokedElsewhereIsRefusedOnceTheCacheLifetimePassed() async throws {
+        let store = InMemoryStore()
+        let cached = Credentials(store: store, adminToken: nil, keyCacheLifetime: .milliseconds(300))
+        let uncached = Credentials(store: store, adminToken: nil, keyCacheLifetime: .zero)
+        let issued = try await cached.issueKey(name: "k")
+        _ = try await cached.authenticateClient(issued.secret)
+        _ = try await uncached.authenticateClient(issued.secret)
+        // Revoked in the store directly, as another gateway instance would.
+        _ = try await store.revokeAPIKey(issued.key.id, now: Date())
+        await #expect(throws: MizanError.self) { _ = try await uncached.authenticateClient(issued.secret) }
+        try await Task.sleep(for: .milliseconds(400))
+        await #expect(throws: MizanError.self) { _ = try await cached.authenticateClient(issued.secret) }
     }
 
     @Test func adminTokenIsCheckedAndOptional() throws {

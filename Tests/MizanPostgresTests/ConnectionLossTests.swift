@@ -17,8 +17,10 @@ struct ConnectionLossTests {
                 try await PostgresTestDatabase.withClient(url: url, maximumConnections: 1) { admin in
                     for round in 0..<15 {
                         // Several pooled connections (and the listener's) are open and idle…
-                        await withTaskGroup(of: Void.self) { group in
-                            for _ in 0..<6 { group.addTask { _ = try? await store.queueDepth() } }
+                        #expect(try await eventuallyTrue { store.isListening }, "the listener is back before round \(round)")
+                        try await withThrowingTaskGroup(of: Void.self) { group in
+                            for _ in 0..<6 { group.addTask { _ = try await Self.retrying { try await store.queueDepth() } } }
+                            try await group.waitForAll()
                         }
                         // …when the server ends every one of them.
                         let killed = try await admin.query(
@@ -42,6 +44,15 @@ struct ConnectionLossTests {
                 }
             }
         }
+    }
+
+    /// `work`, tried again while it fails (the pool may still be replacing dropped connections).
+    private static func retrying<T>(_ work: () async throws -> T) async throws -> T {
+        for _ in 0..<50 {
+            if let value = try? await work() { return value }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        return try await work()
     }
 
     private func eventuallyTrue(_ condition: () -> Bool) async throws -> Bool {

@@ -2,6 +2,8 @@ import ArgumentParser
 import Foundation
 import Logging
 import MizanAgent
+import NIOCore
+import NIOPosix
 import ServiceLifecycle
 
 /// `mizan-agent`: serves the models of a local OpenAI-compatible server to a Mizan gateway.
@@ -64,6 +66,11 @@ struct AgentCommand: AsyncParsableCommand {
 
     func run() async throws {
         let environment = ProcessInfo.processInfo.environment
+        // Run Swift concurrency on NIO's event loops, so that a request's work does not hop
+        // between them and a second thread pool (MIZAN_NIO_EXECUTOR=0 keeps Swift's own pool).
+        if environment["MIZAN_NIO_EXECUTOR"] != "0" {
+            _ = NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
+        }
         let level = Logger.Level(rawValue: logLevel) ?? .info
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)

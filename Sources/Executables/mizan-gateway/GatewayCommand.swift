@@ -7,6 +7,8 @@ import MizanDispatch
 import MizanGateway
 import MizanStore
 import MizanStorePostgres
+import NIOCore
+import NIOPosix
 import PostgresNIO
 import Prometheus
 import ServiceLifecycle
@@ -56,6 +58,12 @@ struct GatewayCommand: AsyncParsableCommand {
     @Option(name: .customLong("node-stale-after"), help: "Seconds without a heartbeat after which a node counts as gone (its jobs are requeued).")
     var nodeStaleAfter: Double = 30
 
+    @Option(
+        name: .customLong("cache-lifetime"),
+        help: "Seconds the gateway trusts what it read about an API key, a node token or the node list before reading the store again; a key or node revoked through another instance is refused within it (0 reads every time)."
+    )
+    var cacheLifetime: Double = 1
+
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel = "info"
 
@@ -65,12 +73,18 @@ struct GatewayCommand: AsyncParsableCommand {
             throw ValidationError("--default-deadline and --max-queue-wait must be positive, --route-cooldown not negative.")
         }
         guard nodeStaleAfter > 0 else { throw ValidationError("--node-stale-after must be positive.") }
+        guard cacheLifetime >= 0, cacheLifetime <= 60 else { throw ValidationError("--cache-lifetime must be 0-60 seconds.") }
         guard maxBodyBytes >= 1024 else { throw ValidationError("--max-body-bytes must be at least 1024.") }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("Unknown --log-level '\(logLevel)'.") }
     }
 
     func run() async throws {
         let environment = ProcessInfo.processInfo.environment
+        // Run Swift concurrency on NIO's event loops, so that a request's work does not hop
+        // between them and a second thread pool (MIZAN_NIO_EXECUTOR=0 keeps Swift's own pool).
+        if environment["MIZAN_NIO_EXECUTOR"] != "0" {
+            _ = NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
+        }
         let level = Logger.Level(rawValue: logLevel) ?? .info
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
@@ -93,8 +107,10 @@ struct GatewayCommand: AsyncParsableCommand {
             maxBodyBytes: maxBodyBytes,
             defaultDeadline: .milliseconds(Int64(defaultDeadline * 1000)),
             maxQueueWait: .milliseconds(Int64(maxQueueWait * 1000)),
-            nodeStaleAfter: .milliseconds(Int64(nodeStaleAfter * 1000))
+            nodeStaleAfter: .milliseconds(Int64(nodeStaleAfter * 1000)),
+            cacheLifetime: .milliseconds(Int64(cacheLifetime * 1000))
         )
+        let engine = Dispatcher.Configuration(authenticationCacheLifetime: configuration.cacheLifetime)
 
         var services: [any Service] = []
         let dispatcher: Dispatcher
@@ -106,13 +122,13 @@ struct GatewayCommand: AsyncParsableCommand {
             let client = PostgresClient(configuration: try PostgresClient.Configuration(url: url), backgroundLogger: logger)
             let store = PostgresStore(client: client, logger: Logger(label: "mizan.store.postgres"))
             services += [client, store]
-            dispatcher = Dispatcher(store: store, logger: Logger(label: "mizan.dispatch"))
+            dispatcher = Dispatcher(store: store, configuration: engine, logger: Logger(label: "mizan.dispatch"))
             access = store
             prepare = { try await store.migrate() }
             storeName = "postgresql"
         } else {
             let store = InMemoryStore()
-            dispatcher = Dispatcher(store: store, logger: Logger(label: "mizan.dispatch"))
+            dispatcher = Dispatcher(store: store, configuration: engine, logger: Logger(label: "mizan.dispatch"))
             access = store
             storeName = "memory"
         }
