@@ -64,7 +64,7 @@ let package = Package(
         ),
         .target(
             name: "MizanStoreTesting",
-            dependencies: ["MizanStore"],
+            dependencies: ["MizanCore", "MizanStore"],
             swiftSettings: swiftSettings
         ),
         .target(

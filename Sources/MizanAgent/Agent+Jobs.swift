@@ -51,7 +51,7 @@ extension Agent {
                 }
                 group.addTask {
                     defer { continuation.finish() }
-                    var meter = UsageMeter(requestBytes: job.body.count)
+                    var meter = StreamUsageMeter(requestBytes: job.body.count)
                     for try await data in events {
                         meter.observe(data)
                         continuation.yield(ByteBuffer(string: "data: \(data)\n\n"))

@@ -121,7 +121,7 @@ extension Gateway {
         guard job.lease == Lease(jobID: id, attempt: attempt, nodeID: node.id), job.stream else {
             throw MizanError(.leaseConflict, "The node does not hold this lease (attempt \(attempt)); stop the job.")
         }
-        trace(context).update { $0.servedBy = "node/\(node.id)" }
+        context.trace.update { $0.servedBy = "node/\(node.id)" }
         var parser = ServerSentEventParser()
         // Events go to the client's request in this process; when it waits on another gateway
         // instance (shared PostgreSQL), they are relayed through the store, and the lease is
@@ -159,8 +159,6 @@ extension Gateway {
         try await forward(parser.finish().map { [$0] } ?? [], end: true)
         return try HTTPResponses.json(AgentWire.ReportOutcome(jobID: id, state: job.state, error: nil))
     }
-
-    private func trace(_ context: GatewayRequestContext) -> RequestTrace { context.trace }
 }
 
 /// Lets the response body closure keep pulling from the iterator the handler started.

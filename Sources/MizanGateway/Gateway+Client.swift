@@ -75,8 +75,7 @@ extension Gateway {
     /// Whether a node counts as capacity now: active, not unhealthy, heard from recently.
     func isHealthy(_ node: Node, now: Date = Date()) -> Bool {
         guard node.canLease, let lastSeen = node.lastSeen else { return false }
-        let stale = Double(configuration.nodeStaleAfter.components.seconds) + Double(configuration.nodeStaleAfter.components.attoseconds) / 1e18
-        return now.timeIntervalSince(lastSeen) <= stale
+        return now.timeIntervalSince(lastSeen) <= configuration.nodeStaleAfter.timeInterval
     }
 
     /// The nodes that count as capacity now.

@@ -81,7 +81,7 @@ extension Gateway {
     /// Usage as the provider reported it, or estimated from the bytes when it did not.
     static func usage(_ reported: ChatUsage?, chat: ChatCompletionRequest, result: Data) -> TokenUsage {
         if let reported { return TokenUsage(promptTokens: reported.promptTokens, completionTokens: reported.completionTokens, source: .provider) }
-        return TokenUsage(promptTokens: StreamRelay.estimateTokens(chat.body.count), completionTokens: StreamRelay.estimateTokens(result.count), source: .estimated)
+        return TokenUsage(promptTokens: StreamUsageMeter.estimateTokens(chat.body.count), completionTokens: StreamUsageMeter.estimateTokens(result.count), source: .estimated)
     }
 }
 

@@ -81,7 +81,7 @@ extension Gateway {
     /// Logs, counts and records a finished request.
     func finish(method: String, path: String, status: Int, started: ContinuousClock.Instant, trace: RequestTrace) async {
         let elapsed = ContinuousClock.now - started
-        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        let seconds = elapsed.timeInterval
         let fields = trace.fields
         var metadata: Logger.Metadata = [
             "mizan.request.id": "\(fields.requestID)",

@@ -55,8 +55,67 @@ struct EventPayload: Codable {
             }
     }
 
+    /// The JSON text, written directly (every job insert and completion sends one).
     func encoded() -> String {
-        String(decoding: (try? JSONEncoder().encode(self)) ?? Data(), as: UTF8.self)
+        var out = "{\"o\":"
+        Self.append(o, to: &out)
+        if let a {
+            out += ",\"a\":["
+            for (index, item) in a.enumerated() {
+                if index > 0 { out += "," }
+                out += "{\"m\":"
+                Self.append(item.m, to: &out)
+                out += ",\"n\":\(item.n)}"
+            }
+            out += "]"
+        }
+        if let f {
+            out += ",\"f\":["
+            for (index, item) in f.enumerated() {
+                if index > 0 { out += "," }
+                out += "{\"id\":"
+                Self.append(item.id, to: &out)
+                out += ",\"s\":"
+                Self.append(item.s, to: &out)
+                out += "}"
+            }
+            out += "]"
+        }
+        if let r {
+            out += ",\"r\":{\"id\":"
+            Self.append(r.id, to: &out)
+            out += ",\"d\":["
+            for (index, item) in r.d.enumerated() {
+                if index > 0 { out += "," }
+                Self.append(item, to: &out)
+            }
+            out += "],\"e\":\(r.e)}"
+        }
+        out += "}"
+        return out
+    }
+
+    /// Appends `text` as a JSON string literal.
+    static func append(_ text: String, to out: inout String) {
+        out += "\""
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            case _ where scalar.value < 0x20:
+                out += "\\u" + String(repeating: "0", count: 4 - String(scalar.value, radix: 16).count) + String(scalar.value, radix: 16)
+            default: out.unicodeScalars.append(scalar)
+            }
+        }
+        out += "\""
+    }
+
+    /// Whether `text` is a notification this instance (`origin`) sent, told without parsing it.
+    static func isOwn(_ text: String, origin: String) -> Bool {
+        text.hasPrefix("{\"o\":\"\(origin)\"") || text.hasPrefix("{\"o\" : \"\(origin)\"")
     }
 
     static func decode(_ text: String) -> EventPayload? {

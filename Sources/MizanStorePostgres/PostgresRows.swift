@@ -1,6 +1,7 @@
 import Foundation
 import MizanCore
 import PostgresNIO
+import Synchronization
 
 /// Column lists and row decoding shared by the store's statements.
 enum Rows {
@@ -10,10 +11,15 @@ enum Rows {
         prompt_tokens, completion_tokens, usage_source, idempotency_key, api_key_id
         """
 
-    /// `jobColumns` qualified by a table alias.
+    /// `jobColumns` qualified by a table alias (built once per alias: statements ask on every call).
     static func jobColumns(_ alias: String) -> String {
-        jobColumns.split(separator: ",").map { "\(alias).\($0.trimmingCharacters(in: .whitespaces))" }.joined(separator: ", ")
+        if let known = qualified.withLock({ $0[alias] }) { return known }
+        let text = jobColumns.split(separator: ",").map { "\(alias).\($0.trimmingCharacters(in: .whitespaces))" }.joined(separator: ", ")
+        qualified.withLock { $0[alias] = text }
+        return text
     }
+
+    private static let qualified = Mutex<[String: String]>([:])
 
     static let nodeColumns = "id, name, models, max_concurrency, labels, status, health, in_flight, last_seen, created_at"
 

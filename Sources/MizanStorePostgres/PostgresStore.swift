@@ -121,6 +121,7 @@ public final class PostgresStore: DispatchStore, Service {
     }
 
     private func receive(_ text: String) {
+        guard !EventPayload.isOwn(text, origin: origin) else { return }
         guard let payload = EventPayload.decode(text) else {
             logger.debug("ignored an unreadable notification")
             return

@@ -1,4 +1,5 @@
 import Foundation
+import MizanCore
 import Synchronization
 
 /// A `Clock` that moves only when told to, with a wall-clock `date` that moves with it,
@@ -38,8 +39,7 @@ public final class ManualClock: Clock, Sendable {
 
     /// The wall-clock date matching ``now``.
     public var date: Date {
-        let (seconds, attoseconds) = now.offset.components
-        return start.addingTimeInterval(Double(seconds) + Double(attoseconds) / 1e18)
+        return start.adding(now.offset)
     }
 
     /// How many tasks are sleeping on the clock.
