@@ -95,10 +95,22 @@ public struct Credentials: Sendable {
     /// - Parameter header: The header value, e.g. `Bearer abc`.
     /// - Returns: The secret, or `nil` when the header is missing or not a bearer credential.
     public static func bearer(_ header: String?) -> String? {
+        // Byte-wise: every request passes here, and Foundation's trimming is slow on Linux.
         guard let header else { return nil }
-        let parts = header.split(separator: " ", maxSplits: 1)
-        guard parts.count == 2, parts[0].lowercased() == "bearer" else { return nil }
-        let secret = parts[1].trimmingCharacters(in: .whitespaces)
-        return secret.isEmpty ? nil : secret
+        let bytes = header.utf8
+        let scheme = Array("bearer".utf8)
+        guard bytes.count > scheme.count else { return nil }
+        var index = bytes.startIndex
+        for expected in scheme {
+            let byte = bytes[index]
+            guard byte == expected || byte == expected - 32 else { return nil }  // ASCII, any case
+            index = bytes.index(after: index)
+        }
+        guard bytes[index] == UInt8(ascii: " ") || bytes[index] == UInt8(ascii: "\t") else { return nil }
+        let isBlank: (UInt8) -> Bool = { $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: "\t") }
+        guard let first = bytes[index...].firstIndex(where: { !isBlank($0) }),
+            let last = bytes[first...].lastIndex(where: { !isBlank($0) })
+        else { return nil }
+        return String(header[first...last])
     }
 }

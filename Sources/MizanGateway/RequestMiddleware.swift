@@ -83,27 +83,26 @@ extension Gateway {
         let elapsed = ContinuousClock.now - started
         let seconds = elapsed.timeInterval
         let fields = trace.fields
-        var metadata: Logger.Metadata = [
-            "mizan.request.id": "\(fields.requestID)",
-            "http.method": "\(method)",
-            "http.path": "\(path)",
-            "http.status": "\(status)",
-            "mizan.latency_ms": "\(String(format: "%.2f", seconds * 1000))",
-        ]
-        if let model = fields.model { metadata["mizan.model"] = "\(model)" }
-        if let servedBy = fields.servedBy { metadata["mizan.served_by"] = "\(servedBy)" }
-        if let error = fields.streamError { metadata["mizan.stream_error"] = "\(error)" }
-        if let usage = fields.usage {
-            metadata["mizan.tokens.prompt"] = "\(usage.promptTokens)"
-            metadata["mizan.tokens.completion"] = "\(usage.completionTokens)"
-        }
-        guard let model = fields.model else {
-            // Agent long-polls and heartbeats would drown the log at info.
-            let level: Logger.Level = path.hasPrefix("/agent/") || path.hasPrefix("/healthz") || path.hasPrefix("/metrics") ? .debug : .info
+        // Agent long-polls, reports and heartbeats would drown the log at info.
+        let level: Logger.Level = fields.model == nil && (path.hasPrefix("/agent/") || path.hasPrefix("/healthz") || path.hasPrefix("/metrics")) ? .debug : .info
+        if logger.logLevel <= level {
+            var metadata: Logger.Metadata = [
+                "mizan.request.id": "\(fields.requestID)",
+                "http.method": "\(method)",
+                "http.path": "\(path)",
+                "http.status": "\(status)",
+                "mizan.latency_ms": "\(Self.milliseconds(seconds))",
+            ]
+            if let model = fields.model { metadata["mizan.model"] = "\(model)" }
+            if let servedBy = fields.servedBy { metadata["mizan.served_by"] = "\(servedBy)" }
+            if let error = fields.streamError { metadata["mizan.stream_error"] = "\(error)" }
+            if let usage = fields.usage {
+                metadata["mizan.tokens.prompt"] = "\(usage.promptTokens)"
+                metadata["mizan.tokens.completion"] = "\(usage.completionTokens)"
+            }
             logger.log(level: level, "request", metadata: metadata)
-            return
         }
-        logger.info("request", metadata: metadata)
+        guard let model = fields.model else { return }
         let route = fields.servedBy.map { $0.hasPrefix("node/") ? "agents" : $0 } ?? "none"
         metrics.request(route: route, model: model, status: status, seconds: seconds)
         let record = UsageRecord(
@@ -121,5 +120,12 @@ extension Gateway {
         } catch {
             logger.error("usage record could not be stored", metadata: ["mizan.request.id": "\(fields.requestID)", "mizan.error": "\(error)"])
         }
+    }
+
+    /// Milliseconds with two decimals, e.g. `1.25` (without `String(format:)`, slow on Linux).
+    static func milliseconds(_ seconds: Double) -> String {
+        let hundredths = Int((seconds * 100_000).rounded())
+        let fraction = hundredths % 100
+        return "\(hundredths / 100).\(fraction < 10 ? "0" : "")\(fraction)"
     }
 }

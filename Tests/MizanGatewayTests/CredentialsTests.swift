@@ -59,6 +59,11 @@ struct CredentialsTests {
         #expect(Credentials.bearer("bearer  abc ") == "abc")
         #expect(Credentials.bearer("Basic abc") == nil)
         #expect(Credentials.bearer("Bearer") == nil)
+        #expect(Credentials.bearer("BEARER abc") == "abc")
+        #expect(Credentials.bearer("Bearer \t abc\t") == "abc")
+        #expect(Credentials.bearer("Bearerabc") == nil)
+        #expect(Credentials.bearer("Bearer    ") == nil)
+        #expect(Credentials.bearer("Bearer mzn_sk_é1") == "mzn_sk_é1")
         #expect(Credentials.bearer(nil) == nil)
     }
 
