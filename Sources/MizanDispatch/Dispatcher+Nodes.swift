@@ -89,13 +89,41 @@ extension Dispatcher {
     ///   - report: Its report.
     ///   - running: The leases it is running.
     /// - Returns: The stored node and the leases to abort.
+    ///
+    /// A lease the node has held for longer than ``Configuration/unreportedLeaseGrace`` but
+    /// does not list in `running` never reached it (the answer to its lease call was lost on the
+    /// way): the job is taken back and requeued for another attempt, or failed with
+    /// `lease_lost` when none is left. A node must therefore list every job it runs.
     public func heartbeat(nodeID: NodeID, report: NodeReport, running: [Lease] = []) async throws -> HeartbeatAnswer {
         let node = try await store.heartbeat(nodeID, report: report, now: now())
         activeNodes.removeAll { $0.id == nodeID }
+        try await takeBackUnreportedLeases(of: nodeID, running: running)
         guard !running.isEmpty else { return HeartbeatAnswer(node: node, abort: []) }
         let jobs = Dictionary(try await store.jobs(running.map(\.jobID)).map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
         let abort = running.filter { lease in jobs[lease.jobID]?.lease != lease }
         return HeartbeatAnswer(node: node, abort: abort)
+    }
+
+    /// Requeues (or fails) the node's leases older than the grace that it did not report.
+    func takeBackUnreportedLeases(of nodeID: NodeID, running: [Lease]) async throws {
+        let reported = Set(running.map(\.jobID))
+        let cutoff = now().addingTimeInterval(-configuration.unreportedLeaseGrace.timeInterval)
+        for job in try await store.leasedJobs(nodeID: nodeID) where !reported.contains(job.id) {
+            guard let lease = job.lease, let leasedAt = job.leasedAt, leasedAt < cutoff else { continue }
+            let message = "The node never reported running the job (its lease was lost on the way)."
+            do {
+                let after = try await store.complete(
+                    lease, with: .failed(code: JobErrorCode.leaseLost, message: message, retryable: true), now: now()
+                )
+                waiters.deliver(CollectionOfOne(after))
+                logger.warning(
+                    "took back a lease the node never reported",
+                    metadata: ["mizan.node.id": "\(nodeID)", "mizan.job.id": "\(job.id)", "mizan.job.state": "\(after.state.rawValue)"]
+                )
+            } catch let error as MizanError where error.code == .leaseConflict || error.code == .jobNotFound {
+                // Finished or moved on meanwhile: nothing to take back.
+            }
+        }
     }
 
     /// Revokes a node: its token stops working and the sweeper requeues its jobs.

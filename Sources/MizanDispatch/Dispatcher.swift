@@ -29,6 +29,9 @@ public final class Dispatcher: Sendable {
         /// How long an authenticated node is trusted without asking the store again; a node
         /// revoked through another instance is refused within it. `.zero` asks every time.
         public var authenticationCacheLifetime: Duration
+        /// How long a lease may go unreported in the node's heartbeats before it counts as lost
+        /// on its way to the node and the job is taken back (see ``Dispatcher/heartbeat(nodeID:report:running:)``).
+        public var unreportedLeaseGrace: Duration
 
         /// Creates a configuration.
         /// - Parameters:
@@ -38,14 +41,17 @@ public final class Dispatcher: Sendable {
         ///   - maxLeaseWait: Longest long-poll wait (60 seconds).
         ///   - maxLeaseBatch: Most jobs per lease call (64).
         ///   - authenticationCacheLifetime: How long an authenticated node is remembered (1 second).
+        ///   - unreportedLeaseGrace: How long a lease may go unreported before it is taken back (30 seconds).
         public init(
             defaultDeadline: Duration = .seconds(300),
             maxAttempts: Int = 3,
             defaultLeaseWait: Duration = .seconds(25),
             maxLeaseWait: Duration = .seconds(60),
             maxLeaseBatch: Int = 64,
-            authenticationCacheLifetime: Duration = .seconds(1)
+            authenticationCacheLifetime: Duration = .seconds(1),
+            unreportedLeaseGrace: Duration = .seconds(30)
         ) {
+            self.unreportedLeaseGrace = unreportedLeaseGrace
             self.authenticationCacheLifetime = authenticationCacheLifetime
             self.defaultDeadline = defaultDeadline
             self.maxAttempts = maxAttempts

@@ -197,6 +197,10 @@ public final class InMemoryStore: DispatchStore {
         }
     }
 
+    public func leasedJobs(nodeID: NodeID) async throws -> [Job] {
+        state.withLock { state in (state.leasedByNode[nodeID] ?? []).compactMap { state.jobs[$0] }.sorted { $0.id < $1.id } }
+    }
+
     public func queueDepth() async throws -> [String: Int] {
         state.withLock { $0.queued.filter { $0.value > 0 } }
     }

@@ -100,6 +100,11 @@ public protocol JobStore: Sendable {
     /// - Returns: Model to queued count; models with none are left out.
     func queueDepth() async throws -> [String: Int]
 
+    /// The jobs leased to a node right now.
+    /// - Parameter nodeID: The node.
+    /// - Returns: Its leased jobs.
+    func leasedJobs(nodeID: NodeID) async throws -> [Job]
+
     /// Adds a handler for ``StoreEvent``s. Handlers must not block.
     /// - Parameter handler: The handler.
     func addEventHandler(_ handler: @escaping @Sendable (StoreEvent) -> Void)
@@ -128,6 +133,11 @@ public struct LeaseCompletion: Sendable, Equatable {
 }
 
 extension JobStore {
+    /// Filters every leased job (a store with an index by node should do better).
+    public func leasedJobs(nodeID: NodeID) async throws -> [Job] {
+        try await jobs(state: .leased, limit: 100_000).filter { $0.nodeID == nodeID }
+    }
+
     /// A store of one process has no one to relay to.
     public func relayStream(_ id: JobID, data: [String], end: Bool) async throws -> Bool { false }
 
@@ -171,4 +181,7 @@ public enum JobErrorCode {
     public static let deadlineExceeded = "deadline_exceeded"
     /// The holding node stopped heartbeating or was revoked and no attempt is left.
     public static let nodeLost = "node_lost"
+    /// The node never reported the lease as running (the lease answer was lost on its way)
+    /// and no attempt is left.
+    public static let leaseLost = "lease_lost"
 }

@@ -311,6 +311,13 @@ extension PostgresStore {
         return try await client.prepared(Key12.self, "SELECT \(unescaped: Rows.jobColumns) FROM mizan_jobs ORDER BY id DESC LIMIT \(limit)", logger: logger, Rows.job)
     }
 
+    public func leasedJobs(nodeID: NodeID) async throws -> [Job] {
+        try await client.prepared(Key13.self,
+            "SELECT \(unescaped: Rows.jobColumns) FROM mizan_jobs WHERE state = 'leased' AND node_id = \(nodeID.uuid) ORDER BY id",
+            logger: logger, Rows.job
+        )
+    }
+
     public func queueDepth() async throws -> [String: Int] {
         let rows = try await client.rows(
             "SELECT model, count(*) FROM mizan_jobs WHERE state = 'accepted' GROUP BY model",
@@ -332,3 +339,4 @@ private enum Key9 {}
 private enum Key10 {}
 private enum Key11 {}
 private enum Key12 {}
+private enum Key13 {}

@@ -39,6 +39,20 @@ extension StoreConformance {
             let again = try await store.timeOut(job.id, now: Fixture.at(6))
             try require(again.finishedAt == Fixture.at(5), "a terminal job is unchanged")
         },
+        Check("a node's leased jobs are listed") { store in
+            let a = try await Fixture.node(store)
+            let b = try await Fixture.node(store)
+            let jobs = [Fixture.job(createdAt: 1), Fixture.job(createdAt: 2), Fixture.job(createdAt: 3)]
+            for job in jobs { _ = try await store.insert(job) }
+            let toA = try await store.lease(nodeID: a.id, limit: 2, now: Fixture.at(4))
+            _ = try await store.lease(nodeID: b.id, limit: 1, now: Fixture.at(4))
+            let listed = try await store.leasedJobs(nodeID: a.id)
+            try require(Set(listed.map(\.id)) == Set(toA.map(\.job.id)) && listed.count == 2, "A's two leases: \(listed.map(\.id))")
+            try require(listed.allSatisfy { $0.nodeID == a.id && $0.state == .leased }, "as leased to A")
+            _ = try await store.complete(toA[0].lease, with: Fixture.success, now: Fixture.at(5))
+            let after = try await store.leasedJobs(nodeID: a.id)
+            try require(after.map(\.id) == [toA[1].job.id], "a completed job is no longer listed: \(after.map(\.id))")
+        },
         Check("stale node's leases are requeued with attempt + 1") { store in
             let lost = try await Fixture.node(store, at: 0)
             let alive = try await Fixture.node(store, at: 0)

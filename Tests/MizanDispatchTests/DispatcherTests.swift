@@ -185,6 +185,39 @@ struct DispatcherTests {
         await #expect(throws: MizanError.self) { _ = try await dispatcher.authenticateNode(token: registration.nodeToken) }
     }
 
+    @Test func aLeaseTheNodeNeverReportsIsTakenBackAfterTheGrace() async throws {
+        let clock = ManualClock()
+        let store = InMemoryStore()
+        let dispatcher = Dispatcher(store: store, configuration: .init(unreportedLeaseGrace: .seconds(30)), now: { clock.date })
+        let node = try await dispatcher.enroll(models: ["m1"], maxConcurrency: 4)
+        let report = NodeReport(models: ["m1"], maxConcurrency: 4)
+        for _ in 0..<3 {
+            _ = try await store.insert(Job(requestID: "r", model: "m1", body: chatBody, deadline: clock.date.addingTimeInterval(600), now: clock.date))
+        }
+        // Three leases handed out; the node got (and reports) only the first, the answers of the
+        // others were lost on the way. One of the lost ones is on its last attempt.
+        let leased = try await dispatcher.lease(for: node.node, limit: 3, wait: .zero)
+        #expect(leased.count == 3)
+        let running = [leased[0].lease]
+
+        clock.advance(by: .seconds(10))
+        _ = try await dispatcher.heartbeat(nodeID: node.node.id, report: report, running: running)
+        #expect(try await store.leasedJobs(nodeID: node.node.id).count == 3, "within the grace nothing is taken back")
+
+        clock.advance(by: .seconds(25))
+        _ = try await dispatcher.heartbeat(nodeID: node.node.id, report: report, running: running)
+        let held = try await store.leasedJobs(nodeID: node.node.id)
+        #expect(held.map(\.id) == [leased[0].job.id], "the reported lease stays, the unreported ones are taken back")
+        for lost in leased.dropFirst() {
+            let job = try #require(try await store.job(lost.job.id))
+            #expect(job.state == .accepted && job.attempt == 2, "requeued for another attempt: \(job.state) \(job.attempt)")
+        }
+        // The node's late report of a taken-back lease is refused.
+        await #expect(throws: MizanError.self) {
+            try await dispatcher.complete(nodeID: node.node.id, jobID: leased[1].job.id, attempt: 1, result: Data("{}".utf8), usage: nil)
+        }
+    }
+
     @Test func secretsAreHashedAndComparedSafely() {
         let secret = Secrets.generate(prefix: "p_")
         #expect(Secrets.hash(secret).count == 32)
