@@ -58,6 +58,7 @@ extension Dispatcher {
             report: report,
             now: now()
         )
+        forgetNode(node.id)
         logger.info("node registered", metadata: ["mizan.node.id": "\(node.id)", "mizan.node.models": "\(node.models.joined(separator: ","))"])
         return NodeRegistration(node: node, nodeToken: nodeToken)
     }
@@ -67,7 +68,7 @@ extension Dispatcher {
     /// - Returns: The node.
     /// - Throws: ``MizanError`` `unauthorized` for an unknown token or a revoked node.
     ///
-    /// An active node is remembered for ``Configuration/authenticationCacheLifetime`` so that
+    /// An active node is remembered for ``Configuration/cacheLifetime`` so that
     /// a node's calls do not each cost a store lookup; its heartbeat and its revocation through
     /// this engine forget it at once.
     public func authenticateNode(token: String) async throws -> Node {
@@ -96,19 +97,20 @@ extension Dispatcher {
     /// `lease_lost` when none is left. A node must therefore list every job it runs.
     public func heartbeat(nodeID: NodeID, report: NodeReport, running: [Lease] = []) async throws -> HeartbeatAnswer {
         let node = try await store.heartbeat(nodeID, report: report, now: now())
-        activeNodes.removeAll { $0.id == nodeID }
-        try await takeBackUnreportedLeases(of: nodeID, running: running)
-        guard !running.isEmpty else { return HeartbeatAnswer(node: node, abort: []) }
-        let jobs = Dictionary(try await store.jobs(running.map(\.jobID)).map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
-        let abort = running.filter { lease in jobs[lease.jobID]?.lease != lease }
-        return HeartbeatAnswer(node: node, abort: abort)
+        forgetNode(nodeID)
+        // One read serves both directions: what the node runs that is no longer its lease
+        // (abort), and what is leased to it that it does not run (take back).
+        let held = try await store.leasedJobs(nodeID: nodeID)
+        let current = Set(held.compactMap(\.lease))
+        try await takeBackUnreportedLeases(held, running: running)
+        return HeartbeatAnswer(node: node, abort: running.filter { !current.contains($0) })
     }
 
-    /// Requeues (or fails) the node's leases older than the grace that it did not report.
-    func takeBackUnreportedLeases(of nodeID: NodeID, running: [Lease]) async throws {
+    /// Requeues (or fails) the leases held longer than the grace that the node did not report.
+    func takeBackUnreportedLeases(_ held: [Job], running: [Lease]) async throws {
         let reported = Set(running.map(\.jobID))
         let cutoff = now().addingTimeInterval(-configuration.unreportedLeaseGrace.timeInterval)
-        for job in try await store.leasedJobs(nodeID: nodeID) where !reported.contains(job.id) {
+        for job in held where !reported.contains(job.id) {
             guard let lease = job.lease, let leasedAt = job.leasedAt, leasedAt < cutoff else { continue }
             let message = "The node never reported running the job (its lease was lost on the way)."
             do {
@@ -118,7 +120,7 @@ extension Dispatcher {
                 waiters.deliver(CollectionOfOne(after))
                 logger.warning(
                     "took back a lease the node never reported",
-                    metadata: ["mizan.node.id": "\(nodeID)", "mizan.job.id": "\(job.id)", "mizan.job.state": "\(after.state.rawValue)"]
+                    metadata: ["mizan.node.id": "\(lease.nodeID)", "mizan.job.id": "\(job.id)", "mizan.job.state": "\(after.state.rawValue)"]
                 )
             } catch let error as MizanError where error.code == .leaseConflict || error.code == .jobNotFound {
                 // Finished or moved on meanwhile: nothing to take back.
@@ -133,14 +135,31 @@ extension Dispatcher {
     @discardableResult
     public func revokeNode(_ id: NodeID) async throws -> Node {
         let node = try await store.revokeNode(id, now: now())
-        activeNodes.removeAll { $0.id == id }
+        forgetNode(id)
         logger.info("node revoked", metadata: ["mizan.node.id": "\(id)"])
         return node
     }
 
-    /// Lists every node.
+    /// Lists every node, as the store has it now.
     /// - Returns: The nodes, oldest first.
     public func nodes() async throws -> [Node] {
-        try await store.nodes()
+        let nodes = try await store.nodes()
+        nodeList.set(nodes, for: 0)
+        return nodes
+    }
+
+    /// Lists every node as read within ``Configuration/cacheLifetime``: for decisions taken on
+    /// every request (is there capacity for a model?). A heartbeat, registration or revocation
+    /// through this engine makes the next call read the store again.
+    /// - Returns: The nodes, oldest first.
+    public func recentNodes() async throws -> [Node] {
+        if let nodes = nodeList.value(for: 0) { return nodes }
+        return try await nodes()
+    }
+
+    /// Drops what is remembered about a node that changed.
+    func forgetNode(_ id: NodeID) {
+        activeNodes.removeAll { $0.id == id }
+        nodeList.removeAll()
     }
 }

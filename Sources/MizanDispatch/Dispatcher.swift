@@ -26,9 +26,10 @@ public final class Dispatcher: Sendable {
         public var maxLeaseWait: Duration
         /// The most jobs one lease call may take.
         public var maxLeaseBatch: Int
-        /// How long an authenticated node is trusted without asking the store again; a node
-        /// revoked through another instance is refused within it. `.zero` asks every time.
-        public var authenticationCacheLifetime: Duration
+        /// How long an authenticated node and the node list are trusted without asking the
+        /// store again; a node revoked through another instance is refused within it. `.zero`
+        /// asks every time.
+        public var cacheLifetime: Duration
         /// How long a lease may go unreported in the node's heartbeats before it counts as lost
         /// on its way to the node and the job is taken back (see ``Dispatcher/heartbeat(nodeID:report:running:)``).
         public var unreportedLeaseGrace: Duration
@@ -40,7 +41,7 @@ public final class Dispatcher: Sendable {
         ///   - defaultLeaseWait: Default long-poll wait (25 seconds).
         ///   - maxLeaseWait: Longest long-poll wait (60 seconds).
         ///   - maxLeaseBatch: Most jobs per lease call (64).
-        ///   - authenticationCacheLifetime: How long an authenticated node is remembered (1 second).
+        ///   - cacheLifetime: How long an authenticated node and the node list are remembered (1 second).
         ///   - unreportedLeaseGrace: How long a lease may go unreported before it is taken back (30 seconds).
         public init(
             defaultDeadline: Duration = .seconds(300),
@@ -48,11 +49,11 @@ public final class Dispatcher: Sendable {
             defaultLeaseWait: Duration = .seconds(25),
             maxLeaseWait: Duration = .seconds(60),
             maxLeaseBatch: Int = 64,
-            authenticationCacheLifetime: Duration = .seconds(1),
+            cacheLifetime: Duration = .seconds(1),
             unreportedLeaseGrace: Duration = .seconds(30)
         ) {
             self.unreportedLeaseGrace = unreportedLeaseGrace
-            self.authenticationCacheLifetime = authenticationCacheLifetime
+            self.cacheLifetime = cacheLifetime
             self.defaultDeadline = defaultDeadline
             self.maxAttempts = maxAttempts
             self.defaultLeaseWait = defaultLeaseWait
@@ -71,6 +72,8 @@ public final class Dispatcher: Sendable {
     let metrics = DispatchMetrics()
     /// Active nodes by token hash (see ``authenticateNode(token:)``).
     let activeNodes: ExpiringCache<Data, Node>
+    /// The last node list read (see ``recentNodes()``).
+    let nodeList: ExpiringCache<Int, [Node]>
 
     /// Creates an engine over a store.
     /// - Parameters:
@@ -88,7 +91,8 @@ public final class Dispatcher: Sendable {
         self.configuration = configuration
         self.logger = logger
         self.now = now
-        self.activeNodes = ExpiringCache(lifetime: configuration.authenticationCacheLifetime)
+        self.activeNodes = ExpiringCache(lifetime: configuration.cacheLifetime)
+        self.nodeList = ExpiringCache(lifetime: configuration.cacheLifetime, capacity: 1)
         store.addEventHandler { [waiters] event in waiters.handle(event) }
     }
 

@@ -90,9 +90,7 @@ extension Gateway {
             guard let raw = context.parameters.get("id"), let id = NodeID(raw) else {
                 throw MizanError(.badRequest, "The node id in the path is not a valid id.")
             }
-            let node = try await self.dispatcher.revokeNode(id)
-            self.nodeList.removeAll()
-            return try HTTPResponses.json(node)
+            return try HTTPResponses.json(try await self.dispatcher.revokeNode(id))
         }
         admin.post("/keys") { request, _ in
             let body = try await HTTPResponses.decode(AdminWire.CreateRequest.self, from: request)

@@ -16,7 +16,6 @@ extension Gateway {
             let body = try await HTTPResponses.decode(AgentWire.RegisterRequest.self, from: request)
             try Self.check(body.report)
             let registration = try await self.dispatcher.register(registrationToken: token, report: body.report)
-            self.nodeList.removeAll()
             return try HTTPResponses.json(AgentWire.RegisterResponse(node: registration.node, nodeToken: registration.nodeToken), status: .created)
         }
         agent.post("/heartbeat") { request, _ in
@@ -28,8 +27,6 @@ extension Gateway {
                 report: body.report,
                 running: body.running.map { Lease(jobID: $0.jobID, attempt: $0.attempt, nodeID: node.id) }
             )
-            // A node's health or models may have changed: route by the new state at once.
-            self.nodeList.removeAll()
             return try HTTPResponses.json(
                 AgentWire.HeartbeatResponse(node: answer.node, abort: answer.abort.map { AgentWire.LeaseRef(jobID: $0.jobID, attempt: $0.attempt) })
             )

@@ -58,10 +58,11 @@ extension Gateway {
             case .failed(let error): routeFailure = error
             }
         }
-        if try await currentNodes(fresh: false).contains(where: { isHealthy($0) && $0.models.contains(chat.model) }) {
+        // The recent list answers almost every request; a miss reads the store before refusing.
+        if try await dispatcher.recentNodes().contains(where: { isHealthy($0) && $0.models.contains(chat.model) }) {
             return try await serveByAgents(chat, apiKeyID: apiKeyID, until: until, trace: trace)
         }
-        let nodes = try await currentNodes(fresh: true)
+        let nodes = try await dispatcher.nodes()
         if nodes.contains(where: { isHealthy($0) && $0.models.contains(chat.model) }) {
             return try await serveByAgents(chat, apiKeyID: apiKeyID, until: until, trace: trace)
         }
@@ -80,14 +81,6 @@ extension Gateway {
 
     /// The nodes that count as capacity now.
     func healthyNodes() async throws -> [Node] {
-        try await currentNodes(fresh: true).filter { isHealthy($0) }
-    }
-
-    /// The node list: from the last second's read unless `fresh`.
-    func currentNodes(fresh: Bool) async throws -> [Node] {
-        if !fresh, let nodes = nodeList.value(for: 0) { return nodes }
-        let nodes = try await dispatcher.nodes()
-        nodeList.set(nodes, for: 0)
-        return nodes
+        try await dispatcher.nodes().filter { isHealthy($0) }
     }
 }

@@ -29,9 +29,10 @@ public final class Gateway: Sendable {
         public var firstByteTimeout: Duration
         /// A node silent for this long does not count as healthy capacity (30 seconds).
         public var nodeStaleAfter: Duration
-        /// How long the gateway trusts what it read from the store about an API key or the node
-        /// list before reading it again (1 second). A key revoked through another instance
-        /// stops working within it; `.zero` reads the store on every request.
+        /// How long the gateway trusts what it read from the store about an API key before
+        /// reading it again (1 second). A key revoked through another instance stops working
+        /// within it; `.zero` reads the store on every request. (The node list's lifetime is the
+        /// dispatcher's ``Dispatcher/Configuration/cacheLifetime``.)
         public var cacheLifetime: Duration
 
         /// Creates a configuration; every field has the default its documentation names.
@@ -77,10 +78,6 @@ public final class Gateway: Sendable {
     let metrics = GatewayMetrics()
     let streams = StreamHub()
     let upstreamKeys: [String: String]
-    /// The node list for routing decisions, read at most once per ``Configuration/cacheLifetime``
-    /// and again after any heartbeat, registration or revocation through this instance (a
-    /// request that finds no healthy node in it reads the store again before answering).
-    let nodeList: ExpiringCache<Int, [Node]>
 
     /// Creates a gateway.
     /// - Parameters:
@@ -108,7 +105,6 @@ public final class Gateway: Sendable {
         self.access = access
         self.routes = routes
         self.credentials = Credentials(store: access, adminToken: adminToken, keyCacheLifetime: configuration.cacheLifetime)
-        self.nodeList = ExpiringCache(lifetime: configuration.cacheLifetime, capacity: 1)
         self.provider = provider
         self.configuration = configuration
         self.metricsRegistry = metricsRegistry

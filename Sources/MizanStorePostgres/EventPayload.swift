@@ -59,40 +59,37 @@ struct EventPayload: Codable {
     func encoded() -> String {
         var out = "{\"o\":"
         Self.append(o, to: &out)
-        if let a {
-            out += ",\"a\":["
-            for (index, item) in a.enumerated() {
-                if index > 0 { out += "," }
-                out += "{\"m\":"
-                Self.append(item.m, to: &out)
-                out += ",\"n\":\(item.n)}"
-            }
-            out += "]"
+        Self.appendList(",\"a\":", a, to: &out) { item, out in
+            out += "{\"m\":"
+            Self.append(item.m, to: &out)
+            out += ",\"n\":\(item.n)}"
         }
-        if let f {
-            out += ",\"f\":["
-            for (index, item) in f.enumerated() {
-                if index > 0 { out += "," }
-                out += "{\"id\":"
-                Self.append(item.id, to: &out)
-                out += ",\"s\":"
-                Self.append(item.s, to: &out)
-                out += "}"
-            }
-            out += "]"
+        Self.appendList(",\"f\":", f, to: &out) { item, out in
+            out += "{\"id\":"
+            Self.append(item.id, to: &out)
+            out += ",\"s\":"
+            Self.append(item.s, to: &out)
+            out += "}"
         }
         if let r {
             out += ",\"r\":{\"id\":"
             Self.append(r.id, to: &out)
-            out += ",\"d\":["
-            for (index, item) in r.d.enumerated() {
-                if index > 0 { out += "," }
-                Self.append(item, to: &out)
-            }
-            out += "],\"e\":\(r.e)}"
+            Self.appendList(",\"d\":", r.d, to: &out) { item, out in Self.append(item, to: &out) }
+            out += ",\"e\":\(r.e)}"
         }
         out += "}"
         return out
+    }
+
+    /// Appends `prefix` and `items` as a JSON array, each written by `write`; nothing when `nil`.
+    static func appendList<T>(_ prefix: String, _ items: [T]?, to out: inout String, _ write: (T, inout String) -> Void) {
+        guard let items else { return }
+        out += prefix + "["
+        for (index, item) in items.enumerated() {
+            if index > 0 { out += "," }
+            write(item, &out)
+        }
+        out += "]"
     }
 
     /// Appends `text` as a JSON string literal.

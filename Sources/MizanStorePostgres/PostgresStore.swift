@@ -68,22 +68,15 @@ public final class PostgresStore: DispatchStore, Service {
         while !Task.isCancelled {
             do {
                 try await client.withOpenConnection(logger: logger) { connection in
-                    do {
-                        try await connection.listen(on: Self.channel) { notifications in
-                            self.listening.withLock { $0 = true }
-                            if reconnecting {
-                                // Notifications sent while disconnected are lost; let waiters look again.
-                                self.hub.publish(.resync)
-                            }
-                            for try await notification in notifications {
-                                self.receive(notification.payload)
-                            }
+                    try await connection.listen(on: Self.channel) { notifications in
+                        self.listening.withLock { $0 = true }
+                        if reconnecting {
+                            // Notifications sent while disconnected are lost; let waiters look again.
+                            self.hub.publish(.resync)
                         }
-                    } catch {
-                        // Hand a dead connection back only once it is fully closed, so the pool
-                        // has dropped it before anyone can lease it again.
-                        if connection.isClosed { try? await connection.closeFuture.get() }
-                        throw error
+                        for try await notification in notifications {
+                            self.receive(notification.payload)
+                        }
                     }
                 }
             } catch {

@@ -60,8 +60,9 @@ extension PostgresClient {
     ///
     /// A connection the server closed (a restart, `pg_terminate_backend`) can be handed out
     /// by the pool before it has learned of the close, and a statement written to it is never
-    /// answered: the call would wait forever. Such a connection is handed back and another
-    /// one leased, a few times, with a short pause so the pool can drop the closed one.
+    /// answered: the call would wait forever. Such a connection is skipped and another one
+    /// leased. A closed connection — found at lease, or closed under `body` — is handed back
+    /// only once its close completed, so the pool has dropped it before anyone leases again.
     /// - Parameters:
     ///   - logger: Where to log a skipped connection.
     ///   - body: The work, on an open connection.
@@ -70,12 +71,19 @@ extension PostgresClient {
     func withOpenConnection<T: Sendable>(logger: Logger, _ body: (PostgresConnection) async throws -> T) async throws -> T {
         for attempt in 1...5 {
             let outcome: LeaseOutcome<T> = try await withConnection { connection in
-                guard !connection.isClosed else { return .closed }
-                return .done(try await body(connection))
+                guard !connection.isClosed else {
+                    try? await connection.closeFuture.get()
+                    return .closed
+                }
+                do {
+                    return .done(try await body(connection))
+                } catch {
+                    if connection.isClosed { try? await connection.closeFuture.get() }
+                    throw error
+                }
             }
             if case .done(let value) = outcome { return value }
             logger.debug("skipped a closed database connection", metadata: ["mizan.attempt": "\(attempt)"])
-            try await Task.sleep(for: .milliseconds(5 * attempt))
         }
         throw MizanError(.storeUnavailable, "The database connections keep closing; try again.")
     }

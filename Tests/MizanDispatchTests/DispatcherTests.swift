@@ -170,7 +170,7 @@ struct DispatcherTests {
 
     @Test func anAuthenticatedNodeIsRememberedForTheCacheLifetimeOnly() async throws {
         let store = InMemoryStore()
-        let dispatcher = Dispatcher(store: store, configuration: .init(authenticationCacheLifetime: .milliseconds(300)))
+        let dispatcher = Dispatcher(store: store, configuration: .init(cacheLifetime: .milliseconds(300)))
         let enrollment = try await dispatcher.createNode(name: "n")
         let registration = try await dispatcher.register(
             registrationToken: enrollment.registrationToken, report: NodeReport(models: ["m1"], maxConcurrency: 1)

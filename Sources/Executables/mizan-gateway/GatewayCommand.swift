@@ -110,7 +110,7 @@ struct GatewayCommand: AsyncParsableCommand {
             nodeStaleAfter: .milliseconds(Int64(nodeStaleAfter * 1000)),
             cacheLifetime: .milliseconds(Int64(cacheLifetime * 1000))
         )
-        let engine = Dispatcher.Configuration(authenticationCacheLifetime: configuration.cacheLifetime)
+        let engine = Dispatcher.Configuration(cacheLifetime: configuration.cacheLifetime)
 
         var services: [any Service] = []
         let dispatcher: Dispatcher
