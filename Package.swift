@@ -19,6 +19,7 @@ let package = Package(
         .library(name: "MizanGateway", targets: ["MizanGateway"]),
         .library(name: "MizanMockProvider", targets: ["MizanMockProvider"]),
         .library(name: "MizanAgent", targets: ["MizanAgent"]),
+        .library(name: "MizanLogging", targets: ["MizanLogging"]),
         .executable(name: "mizan-agent", targets: ["mizan-agent"]),
         .executable(name: "mizan-mock-provider", targets: ["mizan-mock-provider"]),
         .executable(name: "mizan-gateway", targets: ["mizan-gateway"]),
@@ -106,6 +107,8 @@ let package = Package(
                 "MizanProvider",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -133,11 +136,20 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 "MizanAgent",
+                "MizanLogging",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             path: "Sources/Executables/mizan-agent",
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "MizanLogging",
+            dependencies: [
+                "MizanCore",
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: swiftSettings
         ),
         .target(
@@ -163,6 +175,7 @@ let package = Package(
             name: "mizan-gateway",
             dependencies: [
                 "MizanGateway",
+                "MizanLogging",
                 "MizanStorePostgres",
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),

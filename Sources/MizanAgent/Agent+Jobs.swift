@@ -18,7 +18,7 @@ extension Agent {
                 return
             }
             let response = try await provider.chatCompletion(job.body, endpoint: endpoint(remaining: remaining))
-            let usage = response.usage.map { TokenUsage(promptTokens: $0.promptTokens, completionTokens: $0.completionTokens, source: .provider) }
+            let usage = response.usage.flatMap { TokenUsage(reported: $0) }
                 ?? TokenUsage(promptTokens: max(1, job.body.count / 4), completionTokens: max(1, response.body.count / 4), source: .estimated)
             outcome = .succeeded(lease, result: response.body, usage: usage)
         } catch let error as ProviderError {

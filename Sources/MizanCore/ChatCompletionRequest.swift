@@ -59,18 +59,26 @@ public struct ChatCompletionRequest: Sendable {
             guard JSONScanner.isObject(body) else {
                 throw MizanError(.badRequest, "The request body must be a JSON object.")
             }
+            if let key = JSONScanner.duplicateTopLevelKey(in: body) {
+                throw MizanError(.badRequest, "The request body names '\(SafeText.excerpt(key))' more than once; each key may appear only once.")
+            }
             known = try JSONDecoder().decode(Known.self, from: body)
         } catch let error as MizanError {
             throw error
-        } catch let DecodingError.typeMismatch(_, context), let DecodingError.valueNotFound(_, context) {
-            let path = context.codingPath.map { $0.intValue.map(String.init) ?? $0.stringValue }.joined(separator: ".")
-            throw MizanError(.badRequest, "Invalid type for '\(path)'.")
+        } catch let DecodingError.typeMismatch(type, context) {
+            throw MizanError(.badRequest, "Invalid type for '\(Self.path(context))': expected \(Self.describe(type)).")
+        } catch let DecodingError.valueNotFound(type, context) {
+            throw MizanError(.badRequest, "Invalid type for '\(Self.path(context))': expected \(Self.describe(type)).")
+        } catch let DecodingError.dataCorrupted(context) where !context.codingPath.isEmpty {
+            // A number that does not fit its field (`max_tokens: 1.5`) is valid JSON.
+            throw MizanError(.badRequest, "Invalid value for '\(Self.path(context))'.")
         } catch {
             throw MizanError(.badRequest, "The request body is not valid JSON.")
         }
         guard let model = known.model, !model.isEmpty else {
             throw MizanError(.badRequest, "Missing required parameter: 'model'.")
         }
+        try Self.checkModelName(model)
         guard let messages = known.messages else {
             throw MizanError(.badRequest, "Missing required parameter: 'messages'.")
         }
@@ -83,12 +91,42 @@ public struct ChatCompletionRequest: Sendable {
         self.messages = messages
     }
 
+    /// The longest model name accepted, in UTF-8 bytes. Model names reach logs, metrics and
+    /// usage records, so they are bounded.
+    public static let maxModelNameBytes = 256
+
+    /// Refuses a model name that is too long or holds control characters.
+    /// - Parameter model: A client's model name.
+    /// - Throws: ``MizanError`` `badRequest`.
+    public static func checkModelName(_ model: String) throws {
+        guard model.utf8.count <= maxModelNameBytes else {
+            throw MizanError(.badRequest, "'model' is longer than \(maxModelNameBytes) bytes.")
+        }
+        guard !model.unicodeScalars.contains(where: { $0.value < 0x20 || (0x7F...0x9F).contains($0.value) }) else {
+            throw MizanError(.badRequest, "'model' must not contain control characters.")
+        }
+    }
+
     /// The body with `model` replaced and every other byte unchanged.
     /// - Parameter model: The model to send upstream.
     /// - Returns: The rewritten body (the original when `model` is unchanged).
     public func withModel(_ model: String) -> Data {
         guard model != self.model else { return body }
         return JSONScanner.replacingTopLevelString(in: body, key: "model", with: model) ?? body
+    }
+
+    private static func path(_ context: DecodingError.Context) -> String {
+        context.codingPath.map { $0.intValue.map(String.init) ?? $0.stringValue }.joined(separator: ".")
+    }
+
+    private static func describe(_ type: Any.Type) -> String {
+        switch type {
+        case is Int.Type: "an integer"
+        case is Bool.Type: "a boolean"
+        case is String.Type: "a string"
+        case is [ChatMessage].Type, is [Any].Type: "an array"
+        default: "an object"
+        }
     }
 
     /// Whether the client asked for a final usage chunk in a stream.

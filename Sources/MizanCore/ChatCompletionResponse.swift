@@ -16,7 +16,7 @@ public struct ChatUsage: Sendable, Codable, Equatable {
     public init(promptTokens: Int, completionTokens: Int) {
         self.promptTokens = promptTokens
         self.completionTokens = completionTokens
-        self.totalTokens = promptTokens + completionTokens
+        self.totalTokens = promptTokens.addingSaturated(completionTokens)
     }
 
     enum CodingKeys: String, CodingKey {

@@ -20,27 +20,51 @@ enum JSONScanner {
         return out
     }
 
-    /// The byte range of the value of a top-level key.
+    /// The byte range of the value of a top-level key (its first occurrence; keys are compared
+    /// after unescaping, so `"mod\u0065l"` is `model`).
     static func valueRange(in bytes: [UInt8], key: String) -> Range<Int>? {
+        topLevelMembers(in: bytes)?.first { $0.key == key }?.value
+    }
+
+    /// The first top-level key that occurs more than once, if any. Two values for one key are
+    /// read differently by different parsers (the first wins here, the last upstream), so a
+    /// body that has one is refused.
+    /// - Returns: The repeated key, or `nil` when there is none or the JSON is malformed.
+    static func duplicateTopLevelKey(in data: Data) -> String? {
+        guard let members = topLevelMembers(in: [UInt8](data)) else { return nil }
+        var seen = Set<String>()
+        for member in members where !seen.insert(member.key).inserted { return member.key }
+        return nil
+    }
+
+    /// The top-level members of an object: each key (unescaped) and the byte range of its value.
+    /// - Returns: `nil` when the bytes are not a well-formed object at the top level.
+    static func topLevelMembers(in bytes: [UInt8]) -> [(key: String, value: Range<Int>)]? {
         var i = skipSpace(bytes, 0)
         guard i < bytes.count, bytes[i] == UInt8(ascii: "{") else { return nil }
         i += 1
-        let wanted = Array(key.utf8)
+        var members: [(key: String, value: Range<Int>)] = []
         while true {
             i = skipSpace(bytes, i)
             guard i < bytes.count else { return nil }
-            if bytes[i] == UInt8(ascii: "}") { return nil }
+            if bytes[i] == UInt8(ascii: "}") { return members }
             if bytes[i] == UInt8(ascii: ",") { i += 1; continue }
-            guard bytes[i] == UInt8(ascii: "\"") else { return nil }
-            guard let keyEnd = skipString(bytes, i) else { return nil }
-            let keyBytes = Array(bytes[(i + 1)..<(keyEnd - 1)])
+            guard bytes[i] == UInt8(ascii: "\""), let keyEnd = skipString(bytes, i) else { return nil }
+            guard let key = unescapedString(bytes[i..<keyEnd]) else { return nil }
             i = skipSpace(bytes, keyEnd)
             guard i < bytes.count, bytes[i] == UInt8(ascii: ":") else { return nil }
             i = skipSpace(bytes, i + 1)
             guard let valueEnd = skipValue(bytes, i) else { return nil }
-            if keyBytes == wanted { return i..<valueEnd }
+            members.append((key, i..<valueEnd))
             i = valueEnd
         }
+    }
+
+    /// The text of a JSON string literal (quotes included in `literal`).
+    private static func unescapedString(_ literal: ArraySlice<UInt8>) -> String? {
+        let inner = literal.dropFirst().dropLast()
+        guard inner.contains(UInt8(ascii: "\\")) else { return String(decoding: inner, as: UTF8.self) }
+        return try? JSONDecoder().decode(String.self, from: Data(literal))
     }
 
     private static func isSpace(_ b: UInt8) -> Bool {

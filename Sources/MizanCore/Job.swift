@@ -138,7 +138,14 @@ public struct TokenUsage: Sendable, Equatable, Codable {
     public var source: Source
 
     /// Prompt plus completion tokens.
-    public var totalTokens: Int { promptTokens + completionTokens }
+    public var totalTokens: Int { promptTokens.addingSaturated(completionTokens) }
+
+    /// The largest count a usage may carry (a billion tokens, far past any model's context).
+    /// Counts come from nodes and upstream servers, so they are checked like any input.
+    public static let maximumCount = 1_000_000_000
+
+    /// The range of a valid count.
+    public static let validCounts = 0...maximumCount
 
     /// Creates a usage record.
     /// - Parameters:
@@ -149,6 +156,36 @@ public struct TokenUsage: Sendable, Equatable, Codable {
         self.promptTokens = promptTokens
         self.completionTokens = completionTokens
         self.source = source
+    }
+
+    /// The usage a provider reported, or `nil` when a count is negative or past
+    /// ``maximumCount`` (the caller then estimates instead).
+    /// - Parameter reported: OpenAI's usage object as the provider sent it.
+    public init?(reported: ChatUsage) {
+        guard Self.validCounts.contains(reported.promptTokens), Self.validCounts.contains(reported.completionTokens) else { return nil }
+        self.init(promptTokens: reported.promptTokens, completionTokens: reported.completionTokens, source: .provider)
+    }
+
+    enum CodingKeys: String, CodingKey { case promptTokens, completionTokens, source }
+
+    /// Decodes a usage, refusing counts that are negative or past ``maximumCount``.
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        promptTokens = try container.decode(Int.self, forKey: .promptTokens)
+        completionTokens = try container.decode(Int.self, forKey: .completionTokens)
+        source = try container.decodeIfPresent(Source.self, forKey: .source) ?? .provider
+        for (key, value) in [(CodingKeys.promptTokens, promptTokens), (.completionTokens, completionTokens)] where !Self.validCounts.contains(value) {
+            throw DecodingError.dataCorruptedError(forKey: key, in: container, debugDescription: "a token count must be 0-\(Self.maximumCount)")
+        }
+    }
+}
+
+extension Int {
+    /// The sum, held at `Int.max` / `Int.min` instead of trapping on overflow.
+    public func addingSaturated(_ other: Int) -> Int {
+        let (sum, overflow) = addingReportingOverflow(other)
+        guard overflow else { return sum }
+        return other > 0 ? .max : .min
     }
 }
 

@@ -11,6 +11,7 @@ public struct MizanError: Error, Sendable, Equatable, CustomStringConvertible {
             case unauthorized = "invalid_api_key"
             case forbidden = "forbidden"
             case notFound = "not_found"
+            case methodNotAllowed = "method_not_allowed"
             case modelNotFound = "model_not_found"
             case jobNotFound = "job_not_found"
             case nodeNotFound = "node_not_found"
@@ -39,6 +40,8 @@ public struct MizanError: Error, Sendable, Equatable, CustomStringConvertible {
         public static let forbidden = Code(base: .forbidden)
         /// A resource that does not exist (404).
         public static let notFound = Code(base: .notFound)
+        /// The endpoint exists but not with this method (405).
+        public static let methodNotAllowed = Code(base: .methodNotAllowed)
         /// A model no route or node serves (404).
         public static let modelNotFound = Code(base: .modelNotFound)
         /// A job id that does not exist (404).
@@ -104,6 +107,7 @@ public struct MizanError: Error, Sendable, Equatable, CustomStringConvertible {
         case .unauthorized: 401
         case .forbidden: 403
         case .notFound, .modelNotFound, .jobNotFound, .nodeNotFound: 404
+        case .methodNotAllowed: 405
         case .requestTimeout: 408
         case .leaseConflict, .conflict: 409
         case .payloadTooLarge: 413
@@ -120,7 +124,7 @@ public struct MizanError: Error, Sendable, Equatable, CustomStringConvertible {
     /// OpenAI's `error.type` for this error.
     public var openAIType: String {
         switch code.base {
-        case .badRequest, .payloadTooLarge, .modelNotFound, .notFound, .jobNotFound, .nodeNotFound,
+        case .badRequest, .payloadTooLarge, .modelNotFound, .notFound, .methodNotAllowed, .jobNotFound, .nodeNotFound,
             .leaseConflict, .conflict, .notImplemented:
             "invalid_request_error"
         case .unauthorized, .forbidden: "authentication_error"

@@ -26,10 +26,10 @@ public struct StreamUsageMeter: Sendable {
         }
     }
 
-    /// The usage so far: the provider's, or an estimate (about four bytes per prompt token;
+    /// The usage so far: the provider's (when its counts are plausible), or an estimate (about four bytes per prompt token;
     /// each chunk carries ~150 bytes of JSON around its content).
     public var usage: TokenUsage {
-        if let reported { return TokenUsage(promptTokens: reported.promptTokens, completionTokens: reported.completionTokens, source: .provider) }
+        if let reported, let usage = TokenUsage(reported: reported) { return usage }
         return TokenUsage(promptTokens: Self.estimateTokens(requestBytes), completionTokens: max(0, bytes / 150), source: .estimated)
     }
 

@@ -1,3 +1,4 @@
+import MizanCore
 import Synchronization
 
 /// A one-shot wake-up: `wait()` returns once `signal()` has been called, before or after.
@@ -34,30 +35,27 @@ final class Signal: Sendable {
     /// Waits until signalled, the task is cancelled, or `deadline` passes.
     /// - Returns: `true` when signalled, `false` on timeout or cancellation.
     func wait(until deadline: ContinuousClock.Instant) async -> Bool {
-        await withTaskGroup(of: Void.self) { group in
-            group.addTask { [self] in
-                try? await Task.sleep(until: deadline, clock: .continuous)
-                self.signal()
-            }
-            await withTaskCancellationHandler {
-                await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-                    let resumeNow: Bool = state.withLock { state in
-                        switch state {
-                        case .idle:
-                            state = .waiting(continuation)
-                            return false
-                        case .waiting:
-                            preconditionFailure("a Signal has one waiter")
-                        case .signaled:
-                            return true
-                        }
+        // A cancellable timer, not `Task.sleep`: a cancelled sleep stays queued until its
+        // deadline, and every waiting request would leave one behind.
+        let timer = OneShotTimer(at: deadline) { [self] in signal() }
+        defer { timer.cancel() }
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                let resumeNow: Bool = state.withLock { state in
+                    switch state {
+                    case .idle:
+                        state = .waiting(continuation)
+                        return false
+                    case .waiting:
+                        preconditionFailure("a Signal has one waiter")
+                    case .signaled:
+                        return true
                     }
-                    if resumeNow { continuation.resume() }
                 }
-            } onCancel: {
-                self.signal()
+                if resumeNow { continuation.resume() }
             }
-            group.cancelAll()
+        } onCancel: {
+            self.signal()
         }
         return !Task.isCancelled && ContinuousClock.now < deadline
     }

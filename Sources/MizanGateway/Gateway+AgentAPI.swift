@@ -108,8 +108,13 @@ extension Gateway {
         guard report.maxConcurrency >= 1, report.maxConcurrency <= 10_000 else {
             throw MizanError(.badRequest, "'maxConcurrency' must be between 1 and 10000.")
         }
-        guard report.models.count <= 1000, report.models.allSatisfy({ !$0.isEmpty && $0.count <= 256 }) else {
+        guard report.models.count <= 1000, report.models.allSatisfy({ !$0.isEmpty }) else {
             throw MizanError(.badRequest, "'models' must hold at most 1000 non-empty names.")
         }
+        for model in report.models { try ChatCompletionRequest.checkModelName(model) }
+        guard report.labels.count <= 64, report.labels.allSatisfy({ $0.key.utf8.count <= 256 && $0.value.utf8.count <= 1024 }) else {
+            throw MizanError(.badRequest, "'labels' must hold at most 64 labels (names up to 256 bytes, values up to 1024).")
+        }
+        guard report.inFlight >= 0 else { throw MizanError(.badRequest, "'inFlight' must not be negative.") }
     }
 }

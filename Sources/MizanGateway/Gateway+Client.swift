@@ -53,6 +53,7 @@ extension Gateway {
         var routeFailure: MizanError?
         let candidates = routes.candidates(for: chat.model)
         if !candidates.isEmpty {
+            trace.update { $0.modelKnown = true }
             switch try await serveByRoutes(chat, candidates: candidates, until: until, trace: trace) {
             case .served(let response): return response
             case .failed(let error): routeFailure = error
@@ -60,17 +61,20 @@ extension Gateway {
         }
         // The recent list answers almost every request; a miss reads the store before refusing.
         if try await dispatcher.recentNodes().contains(where: { isHealthy($0) && $0.models.contains(chat.model) }) {
+            trace.update { $0.modelKnown = true }
             return try await serveByAgents(chat, apiKeyID: apiKeyID, until: until, trace: trace)
         }
         let nodes = try await dispatcher.nodes()
         if nodes.contains(where: { isHealthy($0) && $0.models.contains(chat.model) }) {
+            trace.update { $0.modelKnown = true }
             return try await serveByAgents(chat, apiKeyID: apiKeyID, until: until, trace: trace)
         }
         if let routeFailure { throw routeFailure }
         if nodes.contains(where: { $0.status != .pending && $0.models.contains(chat.model) }) {
-            throw MizanError(.noHealthyNode, "No healthy node serves the model '\(chat.model)' right now.")
+            trace.update { $0.modelKnown = true }
+            throw MizanError(.noHealthyNode, "No healthy node serves the model '\(SafeText.escaped(chat.model))' right now.")
         }
-        throw MizanError(.modelNotFound, "The model '\(chat.model)' does not exist or you do not have access to it.")
+        throw MizanError(.modelNotFound, "The model '\(SafeText.escaped(chat.model))' does not exist or you do not have access to it.")
     }
 
     /// Whether a node counts as capacity now: active, not unhealthy, heard from recently.

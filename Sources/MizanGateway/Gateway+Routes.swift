@@ -78,9 +78,10 @@ extension Gateway {
         return Response(status: .ok, headers: headers, body: body)
     }
 
-    /// Usage as the provider reported it, or estimated from the bytes when it did not.
+    /// Usage as the provider reported it, or estimated from the bytes when it did not (or
+    /// reported counts that cannot be true).
     static func usage(_ reported: ChatUsage?, chat: ChatCompletionRequest, result: Data) -> TokenUsage {
-        if let reported { return TokenUsage(promptTokens: reported.promptTokens, completionTokens: reported.completionTokens, source: .provider) }
+        if let reported, let usage = TokenUsage(reported: reported) { return usage }
         return TokenUsage(promptTokens: StreamUsageMeter.estimateTokens(chat.body.count), completionTokens: StreamUsageMeter.estimateTokens(result.count), source: .estimated)
     }
 }
@@ -98,8 +99,7 @@ extension AsyncSequence where Self: Sendable, Element == String {
                 continuation.finish(throwing: error)
             }
         }
-        let timer = Task {
-            try await Task.sleep(for: limit)
+        let timer = OneShotTimer(after: limit) {
             continuation.finish(throwing: ProviderError(.timeout, detail: "the stream's overall deadline of \(limit) passed"))
         }
         continuation.onTermination = { _ in

@@ -36,6 +36,9 @@ public final class RequestTrace: Sendable {
         public var apiKeyID: String?
         /// The public model, for chat completions.
         public var model: String?
+        /// Whether ``model`` is one the gateway knows (a route or a node serves it). Only known
+        /// models become metric labels and usage rows; others are counted as `unknown`.
+        public var modelKnown = false
         /// The provider route name or `node/<id>` that served it.
         public var servedBy: String?
         /// Token usage of the answer.

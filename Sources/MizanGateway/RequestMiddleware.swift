@@ -3,6 +3,8 @@ import Hummingbird
 import Logging
 import MizanCore
 import MizanStore
+import NIOCore
+import NIOHTTP1
 
 /// Runs around every request: gives it a request id (echoing a sane `X-Request-Id`), turns
 /// every error into OpenAI's error shape, and once the response body has been written (streams
@@ -18,6 +20,7 @@ struct RequestMiddleware: RouterMiddleware {
         context.trace.update { $0.requestID = requestID }
         var response: Response
         do {
+            try Self.checkFraming(request)
             response = try await next(request, context)
         } catch {
             response = HTTPResponses.error(mizanError(for: error, request: request, requestID: requestID))
@@ -42,6 +45,12 @@ struct RequestMiddleware: RouterMiddleware {
         return response
     }
 
+    /// Whether an error says the client's connection ended (it left mid-body, or closed).
+    static func isClientGone(_ error: any Error) -> Bool {
+        if error is ChannelError || error is IOError { return true }
+        return false
+    }
+
     /// The client's request id when it is short and printable, else a new one.
     static func requestID(from header: String?) -> String {
         if let header, !header.isEmpty, header.count <= 128,
@@ -52,20 +61,36 @@ struct RequestMiddleware: RouterMiddleware {
         return UUID().uuidString.lowercased()
     }
 
+    /// Refuses transfer codings other than `chunked` (a body the gateway cannot read as sent).
+    static func checkFraming(_ request: Request) throws {
+        guard let coding = request.headers[.transferEncoding] else { return }
+        let codings = coding.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
+        guard codings == ["chunked"] else {
+            throw MizanError(.notImplemented, "Transfer-Encoding '\(SafeText.excerpt(coding, limit: 64))' is not supported; send the body as is or with 'chunked' alone.")
+        }
+    }
+
     private func mizanError(for error: any Error, request: Request, requestID: String) -> MizanError {
+        let path = SafeText.excerpt(request.uri.path, limit: 200)
         switch error {
         case let error as MizanError:
             return error
         case let error as any HTTPResponseError:
             switch error.status.code {
-            case 404: return MizanError(.notFound, "Unknown endpoint: \(request.method.rawValue) \(request.uri.path).")
-            case 405: return MizanError(.notFound, "Method \(request.method.rawValue) is not allowed on \(request.uri.path).")
+            case 404: return MizanError(.notFound, "Unknown endpoint: \(request.method.rawValue) \(path).")
+            case 405: return MizanError(.methodNotAllowed, "Method \(request.method.rawValue) is not allowed on \(path).")
             case 413: return MizanError(.payloadTooLarge, "The request body is too large.")
             case 400..<500: return MizanError(.badRequest, "Bad request.")
             default: break
             }
         case is CancellationError:
             return MizanError(.cancelled, "The request was cancelled.")
+        case is HTTPParserError:
+            // Broken framing of the client's body (a bad chunk size, a body cut short).
+            return MizanError(.badRequest, "The request body is malformed: \(error).")
+        case let error where Self.isClientGone(error):
+            // The client left before its body arrived; nobody reads this answer.
+            return MizanError(.cancelled, "The client went away.")
         default:
             break
         }
@@ -104,7 +129,10 @@ extension Gateway {
         }
         guard let model = fields.model else { return }
         let route = fields.servedBy.map { $0.hasPrefix("node/") ? "agents" : $0 } ?? "none"
-        metrics.request(route: route, model: model, status: status, seconds: seconds)
+        // Labels and usage rows carry known models only: a client's made-up names would
+        // otherwise grow them without bound.
+        metrics.request(route: route, model: fields.modelKnown ? model : "unknown", status: status, seconds: seconds)
+        guard fields.modelKnown else { return }
         let record = UsageRecord(
             requestID: fields.requestID,
             apiKeyID: fields.apiKeyID,

@@ -174,15 +174,7 @@ extension Duration {
 }
 
 /// Runs `body`, failing with a ``ProviderError`` timeout when it takes longer than `limit`;
-/// the losing side is cancelled (which also stops a body being read).
+/// the body is cancelled then (which also stops a body being read).
 func withTotalTimeout<T: Sendable>(_ limit: Duration, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
-    try await withThrowingTaskGroup(of: T.self) { group in
-        group.addTask { try await body() }
-        group.addTask {
-            try await Task.sleep(for: limit)
-            throw ProviderError(.timeout, detail: "overall deadline of \(limit) passed")
-        }
-        defer { group.cancelAll() }
-        return try await group.next()!
-    }
+    try await withTimeLimit(limit, timeoutError: { ProviderError(.timeout, detail: "overall deadline of \(limit) passed") }, body)
 }

@@ -34,9 +34,10 @@ extension InMemoryStore: AccessStore {
         access.withLock { access in
             let key = UsageKey(apiKeyID: record.apiKeyID, model: record.model)
             var summary = access.usage[key] ?? UsageSummary(apiKeyID: record.apiKeyID, model: record.model, requests: 0, promptTokens: 0, completionTokens: 0)
-            summary.requests += 1
-            summary.promptTokens += record.usage?.promptTokens ?? 0
-            summary.completionTokens += record.usage?.completionTokens ?? 0
+            // Sums saturate: a count is bounded when it is read, but sums run for the process's life.
+            summary.requests = summary.requests.addingSaturated(1)
+            summary.promptTokens = summary.promptTokens.addingSaturated(max(0, record.usage?.promptTokens ?? 0))
+            summary.completionTokens = summary.completionTokens.addingSaturated(max(0, record.usage?.completionTokens ?? 0))
             access.usage[key] = summary
             access.records += 1
         }

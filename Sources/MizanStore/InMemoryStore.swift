@@ -15,14 +15,23 @@ public final class InMemoryStore: DispatchStore {
         var nodes: [NodeID: Node] = [:]
         var registrationHashes: [Data: NodeID] = [:]
         var tokenHashes: [Data: NodeID] = [:]
+        /// Finished jobs, oldest first, so the store keeps at most `maxFinishedJobs` of them.
+        var finished = FinishedJobs()
+        var maxFinishedJobs = 10_000
     }
 
-    let state = Mutex(State())
+    let state: Mutex<State>
     let access = Mutex(AccessState())
     let hub = StoreEventHub()
 
     /// Creates an empty store.
-    public init() {}
+    /// - Parameter maxFinishedJobs: The most finished jobs kept (10,000, about 2 KB each); past
+    ///   it the oldest finished job is dropped at once, before the sweeper's retention would.
+    public init(maxFinishedJobs: Int = 10_000) {
+        var initial = State()
+        initial.maxFinishedJobs = max(0, maxFinishedJobs)
+        state = Mutex(initial)
+    }
 
     public func addEventHandler(_ handler: @escaping @Sendable (StoreEvent) -> Void) {
         hub.add(handler)
@@ -97,7 +106,7 @@ public final class InMemoryStore: DispatchStore {
                 job.errorMessage = message
             }
             state.jobs[job.id] = job
-            state.live.remove(job.id)
+            state.retire(job.id)
             return (job, [.jobFinished(id: job.id, state: job.state)])
         }
         hub.publish(events)
@@ -178,6 +187,7 @@ public final class InMemoryStore: DispatchStore {
                 state.jobs[job.id] = nil
                 if let key = job.idempotencyKey, state.idempotency[key] == job.id { state.idempotency[key] = nil }
             }
+            if !old.isEmpty { state.finished.removeAll { state.jobs[$0] == nil } }
             return old.count
         }
     }
@@ -227,7 +237,19 @@ extension InMemoryStore.State {
         job.errorCode = code
         job.errorMessage = message
         jobs[job.id] = job
-        live.remove(job.id)
+        retire(job.id)
+    }
+
+    /// Records that a job has reached its terminal state, dropping the oldest finished jobs
+    /// past the cap.
+    mutating func retire(_ id: JobID) {
+        live.remove(id)
+        finished.append(id)
+        while finished.count > maxFinishedJobs, let oldest = finished.popFirst() {
+            guard let job = jobs[oldest], job.state.isTerminal else { continue }
+            jobs[oldest] = nil
+            if let key = job.idempotencyKey, idempotency[key] == oldest { idempotency[key] = nil }
+        }
     }
 
     /// Pops the best accepted, unexpired job among `models`, dropping stale heap entries.

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Logging
+import MizanLogging
 import MizanAgent
 import NIOCore
 import NIOPosix
@@ -72,11 +73,7 @@ struct AgentCommand: AsyncParsableCommand {
             _ = NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
         }
         let level = Logger.Level(rawValue: logLevel) ?? .info
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
-        }
+        MizanLogging.bootstrap(level: level)
         var logger = Logger(label: "mizan.agent")
         if let name { logger[metadataKey: "mizan.agent.name"] = "\(name)" }
         let modelList = models.map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty } }
