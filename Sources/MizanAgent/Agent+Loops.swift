@@ -9,6 +9,12 @@ extension Agent {
     func obtainToken() async throws -> String {
         let url = URL(fileURLWithPath: configuration.tokenFile)
         if let saved = try? String(contentsOf: url, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines), !saved.isEmpty {
+            if let mode = (try? FileManager.default.attributesOfItem(atPath: url.path))?[.posixPermissions] as? Int, mode & 0o077 != 0 {
+                logger.warning(
+                    "the token file can be read by other users; anyone who reads it can act as this node (chmod 600 it)",
+                    metadata: ["mizan.token_file": "\(configuration.tokenFile)", "mizan.mode": "\(String(mode, radix: 8))"]
+                )
+            }
             return saved
         }
         guard let registration = configuration.registrationToken, !registration.isEmpty else {

@@ -132,8 +132,18 @@ public final class Agent: Service, Sendable {
 
     /// Runs the agent until graceful shutdown (or until the gateway revokes the node).
     public func run() async throws {
-        try await checkProvider()
-        let token = try await obtainToken()
+        // Start-up (the provider check, registration and its retries) ends on the first
+        // SIGTERM/SIGINT too; an agent that never connected has nothing to drain.
+        let token: String
+        do {
+            token = try await cancelWhenGracefulShutdown {
+                try await self.checkProvider()
+                return try await self.obtainToken()
+            }
+        } catch where Task.isShuttingDownGracefully {
+            logger.info("agent stopped before it connected")
+            return
+        }
         state.withLock { $0.token = token }
         logger.info("agent connected", metadata: ["mizan.gateway": "\(configuration.gatewayURL)", "mizan.models": "\(report().models.joined(separator: ","))"])
         try await withThrowingDiscardingTaskGroup { group in

@@ -7,20 +7,72 @@ import NIOHTTPTypes
 /// Watches one client connection for the client going away (its input closing or the
 /// connection dropping) and cancels the work registered for it, while keeping the connection
 /// reusable for the next request (keep-alive) when the client stays.
-final class ConnectionWatcher: ChannelInboundHandler, RemovableChannelHandler, Sendable {
+///
+/// It also closes a connection whose request was answered before its body was read (a 401
+/// before an 8 MB upload, or any request with `Connection: close`): the response goes out,
+/// the gateway's side of the connection is shut, and the connection is closed soon after,
+/// instead of leaving the client blocked on a body nobody reads.
+final class ConnectionWatcher: ChannelDuplexHandler, RemovableChannelHandler, Sendable {
     typealias InboundIn = HTTPRequestPart
     typealias InboundOut = HTTPRequestPart
+    typealias OutboundIn = HTTPResponsePart
+    typealias OutboundOut = HTTPResponsePart
 
     private struct State {
         var closed = false
         var nextID = 0
         var onClose: [Int: @Sendable () -> Void] = [:]
+        /// A request's head arrived and its end has not.
+        var readingBody = false
+        /// The current request asked for `Connection: close`.
+        var closeRequested = false
     }
 
     private let state = NIOLockedValueBox(State())
+    /// How long a connection answered early stays open for the client to read the answer.
+    private let lingerTime: TimeAmount
+
+    init(lingerTime: TimeAmount = .seconds(2)) {
+        self.lingerTime = lingerTime
+    }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let head):
+            let close = head.headerFields[.connection].map { $0.lowercased().contains("close") } ?? false
+            state.withLockedValue {
+                $0.readingBody = true
+                $0.closeRequested = close
+            }
+        case .end:
+            state.withLockedValue { $0.readingBody = false }
+        case .body:
+            break
+        }
         context.fireChannelRead(data)
+    }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        guard case .end = unwrapOutboundIn(data) else {
+            context.write(data, promise: promise)
+            return
+        }
+        let closeAfter = state.withLockedValue { $0.readingBody || $0.closeRequested }
+        guard closeAfter else {
+            context.write(data, promise: promise)
+            return
+        }
+        // Answered before the body was read, or asked to close: send the answer, shut our
+        // side, and close the connection once the client had time to read it.
+        let channel = context.channel
+        let linger = lingerTime
+        let written = context.eventLoop.makePromise(of: Void.self)
+        written.futureResult.cascade(to: promise)
+        written.futureResult.whenComplete { _ in
+            channel.close(mode: .output, promise: nil)
+            channel.eventLoop.scheduleTask(in: linger) { channel.close(promise: nil) }
+        }
+        context.writeAndFlush(data, promise: written)
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {

@@ -3,6 +3,7 @@ import Hummingbird
 import MizanCore
 import MizanDispatch
 import MizanStore
+import ServiceLifecycle
 
 extension Gateway {
     /// The agent API under `/agent/v1/`: nodes authenticate with their node token (a
@@ -39,12 +40,16 @@ extension Gateway {
             if let wait = body.waitSeconds, !(wait >= 0 && wait.isFinite) {
                 throw MizanError(.badRequest, "'waitSeconds' must be a non-negative number.")
             }
+            // A waiting lease ends (empty) when the gateway shuts down, so the drain does not
+            // wait out the long-poll.
             let jobs = try await context.cancellingOnDisconnect {
-                try await self.dispatcher.lease(
-                    for: node,
-                    limit: body.limit,
-                    wait: body.waitSeconds.map { .milliseconds(Int64(min($0, 3600) * 1000)) }
-                )
+                try await cancelWhenGracefulShutdown {
+                    try await self.dispatcher.lease(
+                        for: node,
+                        limit: body.limit,
+                        wait: body.waitSeconds.map { .milliseconds(Int64(min($0, 3600) * 1000)) }
+                    )
+                }
             }
             return try HTTPResponses.json(AgentWire.LeaseResponse(jobs: jobs.map(AgentWire.LeasedJob.init)))
         }

@@ -28,7 +28,7 @@ extension Gateway {
         let key = try await authenticateClient(request, trace: context.trace)
         let deadline = try requestDeadline(request.headers[Self.deadlineHeader])
         let until = ContinuousClock.now.advanced(by: deadline)
-        let bytes = try await HTTPResponses.collect(request.body, limit: configuration.maxBodyBytes)
+        let bytes = try await HTTPResponses.collect(request.body, limit: configuration.maxBodyBytes, timeout: configuration.bodyTimeout)
         let chat = try ChatCompletionRequest(body: bytes)
         context.trace.update {
             $0.model = chat.model

@@ -34,6 +34,16 @@ public final class Gateway: Sendable {
         /// within it; `.zero` reads the store on every request. (The node list's lifetime is the
         /// dispatcher's ``Dispatcher/Configuration/cacheLifetime``.)
         public var cacheLifetime: Duration
+        /// A connection that sends nothing for this long while idle between requests, or while
+        /// its request's head or body is being read, is closed (60 seconds). This bounds slow
+        /// and half-sent headers too: a head counts as read only once it is complete.
+        public var idleTimeout: Duration
+        /// The longest a request's whole body may take to arrive, however steadily it trickles
+        /// in (60 seconds); past it the request gets 408.
+        public var bodyTimeout: Duration
+        /// The most client connections open at once (4,096); past it a new connection is closed
+        /// as soon as it is accepted.
+        public var maxConnections: Int
 
         /// Creates a configuration; every field has the default its documentation names.
         public init(
@@ -43,8 +53,14 @@ public final class Gateway: Sendable {
             maxQueueWait: Duration = .seconds(120),
             firstByteTimeout: Duration = .seconds(60),
             nodeStaleAfter: Duration = .seconds(30),
-            cacheLifetime: Duration = .seconds(1)
+            cacheLifetime: Duration = .seconds(1),
+            idleTimeout: Duration = .seconds(60),
+            bodyTimeout: Duration = .seconds(60),
+            maxConnections: Int = 4096
         ) {
+            self.idleTimeout = idleTimeout
+            self.bodyTimeout = bodyTimeout
+            self.maxConnections = maxConnections
             self.cacheLifetime = cacheLifetime
             self.maxBodyBytes = maxBodyBytes
             self.defaultDeadline = defaultDeadline
@@ -77,6 +93,7 @@ public final class Gateway: Sendable {
     let logger: Logger
     let metrics = GatewayMetrics()
     let streams = StreamHub()
+    let connections: ConnectionLimit
     let upstreamKeys: [String: String]
 
     /// Creates a gateway.
@@ -109,6 +126,7 @@ public final class Gateway: Sendable {
         self.configuration = configuration
         self.metricsRegistry = metricsRegistry
         self.logger = logger
+        self.connections = ConnectionLimit(maximum: max(1, configuration.maxConnections))
         var keys: [String: String] = [:]
         for route in routes.routesByModel.values.joined() {
             if let name = route.apiKeyEnv, let key = environment[name], !key.isEmpty { keys[route.name] = key }
@@ -147,9 +165,13 @@ public final class Gateway: Sendable {
         beforeServerStarts: (@Sendable () async throws -> Void)? = nil,
         onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
     ) -> some ApplicationProtocol {
+        let connections = connections
         var app = Application(
             router: router(),
-            server: .http1(configuration: .init(additionalChannelHandlers: [ConnectionWatcher()])),
+            server: .http1(configuration: .init(
+                additionalChannelHandlers: [connections.handler(), ConnectionWatcher()],
+                idleTimeout: .nanoseconds(configuration.idleTimeout.nanosecondsClamped)
+            )),
             configuration: .init(address: .hostname(host, port: port), serverName: "mizan-gateway"),
             onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? port) },
             logger: logger

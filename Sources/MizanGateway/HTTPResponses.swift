@@ -25,12 +25,18 @@ enum HTTPResponses {
         return json(bytes: body, status: HTTPResponse.Status(code: error.httpStatus))
     }
 
-    /// Reads a whole request body, refusing more than `limit` bytes with 413.
-    static func collect(_ body: RequestBody, limit: Int) async throws -> Data {
+    /// Reads a whole request body, refusing more than `limit` bytes with 413 and a body still
+    /// arriving after `timeout` with 408 (a body that stops arriving altogether is ended by the
+    /// connection's idle timeout).
+    static func collect(_ body: RequestBody, limit: Int, timeout: Duration = .seconds(60)) async throws -> Data {
+        let until = ContinuousClock.now + timeout
         var data = Data()
         for try await buffer in body {
             guard data.count + buffer.readableBytes <= limit else {
                 throw MizanError(.payloadTooLarge, "The request body is larger than the limit of \(limit) bytes.")
+            }
+            guard ContinuousClock.now < until else {
+                throw MizanError(.requestTimeout, "The request body did not arrive within \(timeout.timeInterval) seconds.")
             }
             data.append(contentsOf: buffer.readableBytesView)
         }

@@ -18,7 +18,7 @@ public struct ProviderRoute: Sendable, Equatable, Codable {
     /// The overall time limit of a call on this route.
     public var timeoutSeconds: Double
 
-    enum CodingKeys: String, CodingKey {
+    enum CodingKeys: String, CodingKey, CaseIterable {
         case model, baseURL, upstreamModel, apiKeyEnv, priority, timeoutSeconds
     }
 
@@ -33,6 +33,7 @@ public struct ProviderRoute: Sendable, Equatable, Codable {
     }
 
     public init(from decoder: any Decoder) throws {
+        try UnknownKeys.refuse(in: decoder, known: CodingKeys.self)
         let container = try decoder.container(keyedBy: CodingKeys.self)
         model = try container.decode(String.self, forKey: .model)
         baseURL = try container.decode(String.self, forKey: .baseURL)
@@ -59,6 +60,13 @@ public struct RoutesFile: Sendable, Equatable, Codable {
 
     /// Creates a routes file.
     public init(routes: [ProviderRoute]) { self.routes = routes }
+
+    enum CodingKeys: String, CodingKey, CaseIterable { case routes }
+
+    public init(from decoder: any Decoder) throws {
+        try UnknownKeys.refuse(in: decoder, known: CodingKeys.self)
+        routes = try decoder.container(keyedBy: CodingKeys.self).decode([ProviderRoute].self, forKey: .routes)
+    }
 
     /// Reads and checks a routes file.
     /// - Parameter path: The file; `.yaml`/`.yml` is read as YAML, anything else as JSON.
@@ -94,8 +102,22 @@ public struct RoutesFile: Sendable, Equatable, Codable {
             throw MizanError(.badRequest, "\(source): missing '\(key.stringValue)' at \(path(context)).")
         } catch let DecodingError.typeMismatch(_, context) {
             throw MizanError(.badRequest, "\(source): wrong type at \(path(context)).")
+        } catch let DecodingError.valueNotFound(_, context) {
+            throw MizanError(.badRequest, "\(source): missing value at \(path(context)).")
+        } catch let DecodingError.dataCorrupted(context) where context.underlyingError is UnknownKeys.Found {
+            let found = context.underlyingError as! UnknownKeys.Found
+            let line = Self.line(of: found.key, in: data).map { ":\($0)" } ?? ""
+            let suggestion = found.known.first { $0.lowercased() == found.key.lowercased() }.map { "; did you mean '\($0)'?" }
+                ?? " (known keys: \(found.known.joined(separator: ", ")))."
+            let place = context.codingPath.isEmpty ? "at the top level" : "in \(path(context))"
+            throw MizanError(.badRequest, "\(source)\(line): unknown key '\(SafeText.excerpt(found.key, limit: 64))' \(place)\(suggestion)")
+        } catch let error as YamlError {
+            throw MizanError(.badRequest, "\(source): not valid YAML: \(SafeText.excerpt("\(error)", limit: 300))")
+        } catch let DecodingError.dataCorrupted(context) {
+            let detail = (context.underlyingError.map { "\($0)" } ?? context.debugDescription)
+            throw MizanError(.badRequest, "\(source): not valid \(yaml ? "YAML" : "JSON") of the form {\"routes\":[…]}: \(SafeText.excerpt(detail, limit: 300))")
         } catch {
-            throw MizanError(.badRequest, "\(source): not valid \(yaml ? "YAML" : "JSON") of the form {\"routes\":[…]}.")
+            throw MizanError(.badRequest, "\(source): not valid \(yaml ? "YAML" : "JSON") of the form {\"routes\":[…]}: \(SafeText.excerpt("\(error)", limit: 300))")
         }
         for (index, route) in file.routes.enumerated() {
             guard !route.model.isEmpty else { throw MizanError(.badRequest, "\(source): routes[\(index)] has an empty model.") }
@@ -107,8 +129,50 @@ public struct RoutesFile: Sendable, Equatable, Codable {
         return file
     }
 
+    /// The 1-based line where `key` first appears as a key (`key:` in YAML, `"key"` in JSON).
+    static func line(of key: String, in data: Data) -> Int? {
+        let text = String(decoding: data, as: UTF8.self)
+        for (index, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            let trimmed = line.drop { $0 == " " || $0 == "\t" || $0 == "-" }.drop { $0 == " " }
+            if trimmed.hasPrefix("\(key):") || trimmed.hasPrefix("\"\(key)\"") || line.contains("\"\(key)\"") || line.contains("{\(key):") || line.contains(" \(key):") {
+                return index + 1
+            }
+        }
+        return nil
+    }
+
     private static func path(_ context: DecodingError.Context) -> String {
         let parts = context.codingPath.map { $0.intValue.map { "[\($0)]" } ?? ".\($0.stringValue)" }.joined()
         return parts.isEmpty ? "the top level" : String(parts.drop { $0 == "." })
+    }
+}
+
+/// Refuses keys a decoder does not know, so a typo (`apikeyEnv:`) stops the start instead of
+/// being ignored.
+enum UnknownKeys {
+    /// A key that is not one of `known`.
+    struct Found: Error {
+        var key: String
+        var known: [String]
+    }
+
+    private struct AnyKey: CodingKey {
+        var stringValue: String
+        var intValue: Int? { nil }
+        init(stringValue: String) { self.stringValue = stringValue }
+        init?(intValue: Int) { nil }
+    }
+
+    /// Throws `DecodingError.dataCorrupted` (with a ``Found``) for the first unknown key.
+    static func refuse<Keys: CodingKey & CaseIterable>(in decoder: any Decoder, known: Keys.Type) throws {
+        let container = try decoder.container(keyedBy: AnyKey.self)
+        let names = Keys.allCases.map(\.stringValue)
+        for key in container.allKeys where !names.contains(key.stringValue) {
+            throw DecodingError.dataCorrupted(.init(
+                codingPath: decoder.codingPath,
+                debugDescription: "unknown key '\(key.stringValue)'",
+                underlyingError: Found(key: key.stringValue, known: names)
+            ))
+        }
     }
 }

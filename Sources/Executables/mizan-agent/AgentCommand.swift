@@ -27,7 +27,7 @@ struct AgentCommand: AsyncParsableCommand {
     @Option(name: .customLong("registration-token"), help: "The one-time registration token (env MIZAN_REGISTRATION_TOKEN).")
     var registrationToken: String?
 
-    @Option(name: .customLong("token-file"), help: "Where the node token is kept (written with mode 0600 after registering).")
+    @Option(name: .customLong("token-file"), help: "Where the node token is kept (written with mode 0600 after registering); keep it outside any repository, e.g. ~/.config/mizan/node.token.")
     var tokenFile = "mizan-agent.token"
 
     @Option(help: "The local OpenAI-compatible server's base URL, e.g. http://127.0.0.1:11434/v1.")
@@ -39,19 +39,19 @@ struct AgentCommand: AsyncParsableCommand {
     @Option(help: "Comma-separated models to serve (default: what the provider's /v1/models lists).")
     var models: String?
 
-    @Option(name: .customLong("max-concurrency"), help: "Jobs run at once.")
+    @Option(name: .customLong("max-concurrency"), parsing: .unconditional, help: "Jobs run at once.")
     var maxConcurrency = 4
 
     @Option(help: "A name for logs (the node's name is set when it is created).")
     var name: String?
 
-    @Option(name: .customLong("heartbeat-interval"), help: "Seconds between heartbeats.")
+    @Option(name: .customLong("heartbeat-interval"), parsing: .unconditional, help: "Seconds between heartbeats.")
     var heartbeatInterval: Double = 5
 
-    @Option(name: .customLong("health-interval"), help: "Seconds between checks of the local server (GET /v1/models); while it fails, the node does not lease.")
+    @Option(name: .customLong("health-interval"), parsing: .unconditional, help: "Seconds between checks of the local server (GET /v1/models); while it fails, the node does not lease.")
     var healthInterval: Double = 10
 
-    @Option(name: .customLong("shutdown-grace"), help: "Seconds running jobs may finish after SIGTERM.")
+    @Option(name: .customLong("shutdown-grace"), parsing: .unconditional, help: "Seconds running jobs may finish after SIGTERM.")
     var shutdownGrace: Double = 30
 
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")

@@ -4,6 +4,7 @@ import Hummingbird
 import Logging
 import MizanLogging
 import Metrics
+import MizanCore
 import MizanDispatch
 import MizanGateway
 import MizanStore
@@ -32,7 +33,7 @@ struct GatewayCommand: AsyncParsableCommand {
     @Option(help: "The address to listen on.")
     var host = "127.0.0.1"
 
-    @Option(help: "The port to listen on (0 picks a free one; the address is logged at start).")
+    @Option(parsing: .unconditional, help: "The port to listen on (0 picks a free one; the address is logged at start).")
     var port = 8080
 
     @Option(name: .customLong("database-url"), help: "A postgres:// URL for the shared store (env MIZAN_DATABASE_URL). Default: in memory.")
@@ -44,26 +45,39 @@ struct GatewayCommand: AsyncParsableCommand {
     @Option(name: .customLong("admin-token"), help: "The admin API's bearer token (env MIZAN_ADMIN_TOKEN). Without one the admin API is off.")
     var adminToken: String?
 
-    @Option(name: .customLong("default-deadline"), help: "Seconds a request may take when it names no deadline (header X-Mizan-Deadline-Ms).")
+    @Option(name: .customLong("default-deadline"), parsing: .unconditional, help: "Seconds a request may take when it names no deadline (header X-Mizan-Deadline-Ms).")
     var defaultDeadline: Double = 300
 
-    @Option(name: .customLong("max-queue-wait"), help: "Seconds a request for an agent-served model may wait for a free node before it gets 429.")
+    @Option(name: .customLong("max-queue-wait"), parsing: .unconditional, help: "Seconds a request for an agent-served model may wait for a free node before it gets 429.")
     var maxQueueWait: Double = 120
 
-    @Option(name: .customLong("max-body-bytes"), help: "The largest request body accepted (larger gets 413).")
+    @Option(name: .customLong("max-body-bytes"), parsing: .unconditional, help: "The largest request body accepted (larger gets 413).")
     var maxBodyBytes = 8 << 20
 
-    @Option(name: .customLong("route-cooldown"), help: "Seconds a provider route that keeps failing is skipped.")
+    @Option(name: .customLong("route-cooldown"), parsing: .unconditional, help: "Seconds a provider route that keeps failing is skipped.")
     var routeCooldown: Double = 30
 
-    @Option(name: .customLong("node-stale-after"), help: "Seconds without a heartbeat after which a node counts as gone (its jobs are requeued).")
+    @Option(name: .customLong("node-stale-after"), parsing: .unconditional, help: "Seconds without a heartbeat after which a node counts as gone (its jobs are requeued).")
     var nodeStaleAfter: Double = 30
 
     @Option(
         name: .customLong("cache-lifetime"),
+        parsing: .unconditional,
         help: "Seconds the gateway trusts what it read about an API key, a node token or the node list before reading the store again; a key or node revoked through another instance is refused within it (0 reads every time)."
     )
     var cacheLifetime: Double = 1
+
+    @Option(name: .customLong("idle-timeout"), parsing: .unconditional, help: "Seconds a client connection may send nothing (idle between requests, or mid-head, mid-body) before it is closed.")
+    var idleTimeout: Double = 60
+
+    @Option(name: .customLong("body-timeout"), parsing: .unconditional, help: "Seconds a request body may take to arrive in full (408 after).")
+    var bodyTimeout: Double = 60
+
+    @Option(name: .customLong("max-connections"), parsing: .unconditional, help: "The most client connections open at once; past it new connections are closed at once.")
+    var maxConnections = 4096
+
+    @Option(name: .customLong("database-timeout"), parsing: .unconditional, help: "Seconds the gateway waits at start for the database to answer before it gives up.")
+    var databaseTimeout: Double = 15
 
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel = "info"
@@ -75,11 +89,26 @@ struct GatewayCommand: AsyncParsableCommand {
         }
         guard nodeStaleAfter > 0 else { throw ValidationError("--node-stale-after must be positive.") }
         guard cacheLifetime >= 0, cacheLifetime <= 60 else { throw ValidationError("--cache-lifetime must be 0-60 seconds.") }
-        guard maxBodyBytes >= 1024 else { throw ValidationError("--max-body-bytes must be at least 1024.") }
+        guard maxBodyBytes >= 1024, maxBodyBytes <= 1 << 30 else { throw ValidationError("--max-body-bytes must be 1024-1073741824 (bytes).") }
+        guard idleTimeout > 0, idleTimeout <= 3600, bodyTimeout > 0, bodyTimeout <= 3600 else {
+            throw ValidationError("--idle-timeout and --body-timeout must be 0-3600 seconds (more than 0).")
+        }
+        guard maxConnections >= 1, maxConnections <= 1_000_000 else { throw ValidationError("--max-connections must be 1-1000000.") }
+        guard databaseTimeout > 0, databaseTimeout <= 600 else { throw ValidationError("--database-timeout must be 0-600 seconds (more than 0).") }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("Unknown --log-level '\(logLevel)'.") }
     }
 
     func run() async throws {
+        do {
+            try await serve()
+        } catch let error as StartupError {
+            // One line that says what to do, then a failing exit.
+            FileHandle.standardError.write(Data("mizan-gateway: \(error.message)\n".utf8))
+            throw ExitCode.failure
+        }
+    }
+
+    func serve() async throws {
         let environment = ProcessInfo.processInfo.environment
         // Run Swift concurrency on NIO's event loops, so that a request's work does not hop
         // between them and a second thread pool (MIZAN_NIO_EXECUTOR=0 keeps Swift's own pool).
@@ -93,7 +122,12 @@ struct GatewayCommand: AsyncParsableCommand {
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
 
         let routesPath = routes ?? environment["MIZAN_ROUTES"].flatMap { $0.isEmpty ? nil : $0 }
-        let routeList = try routesPath.map { try RoutesFile.load(path: $0).routes } ?? []
+        let routeList: [ProviderRoute]
+        do {
+            routeList = try routesPath.map { try RoutesFile.load(path: $0).routes } ?? []
+        } catch let error as MizanError {
+            throw StartupError(error.message)
+        }
         let table = RouteTable(routes: routeList, cooldown: .milliseconds(Int64(routeCooldown * 1000)))
         for route in routeList where route.apiKeyEnv.map({ environment[$0]?.isEmpty ?? true }) ?? false {
             logger.warning("route has no upstream key: its apiKeyEnv is not set", metadata: ["mizan.route": "\(route.name)", "mizan.env": "\(route.apiKeyEnv ?? "")"])
@@ -105,7 +139,10 @@ struct GatewayCommand: AsyncParsableCommand {
             defaultDeadline: .milliseconds(Int64(defaultDeadline * 1000)),
             maxQueueWait: .milliseconds(Int64(maxQueueWait * 1000)),
             nodeStaleAfter: .milliseconds(Int64(nodeStaleAfter * 1000)),
-            cacheLifetime: .milliseconds(Int64(cacheLifetime * 1000))
+            cacheLifetime: .milliseconds(Int64(cacheLifetime * 1000)),
+            idleTimeout: .milliseconds(Int64(idleTimeout * 1000)),
+            bodyTimeout: .milliseconds(Int64(bodyTimeout * 1000)),
+            maxConnections: maxConnections
         )
         let engine = Dispatcher.Configuration(cacheLifetime: configuration.cacheLifetime)
 
@@ -116,12 +153,39 @@ struct GatewayCommand: AsyncParsableCommand {
         let url = databaseURL ?? environment["MIZAN_DATABASE_URL"].flatMap { $0.isEmpty ? nil : $0 }
         let storeName: String
         if let url {
-            let client = PostgresClient(configuration: try PostgresClient.Configuration(url: url), backgroundLogger: logger)
+            let postgresConfiguration: PostgresClient.Configuration
+            do {
+                postgresConfiguration = try PostgresClient.Configuration(url: url)
+            } catch {
+                throw StartupError("--database-url is not a postgres://user:password@host:port/database URL.")
+            }
+            // The pool retries connecting on its own and says so at info on every try; its
+            // warnings and errors are enough here (start-up failure is reported once, below).
+            var clientLogger = Logger(label: "mizan.store.postgres.client")
+            clientLogger.logLevel = max(level, .warning)
+            let client = PostgresClient(configuration: postgresConfiguration, backgroundLogger: clientLogger)
             let store = PostgresStore(client: client, logger: Logger(label: "mizan.store.postgres"))
             services += [client, store]
             dispatcher = Dispatcher(store: store, configuration: engine, logger: Logger(label: "mizan.dispatch"))
             access = store
-            prepare = { try await store.migrate() }
+            let address = "\(postgresConfiguration.host ?? "?"):\(postgresConfiguration.port ?? 5432)"
+            let limit = Duration.milliseconds(Int64(databaseTimeout * 1000))
+            prepare = {
+                // Bounded, and ended by SIGTERM/SIGINT: an unreachable database must not hold the start.
+                do {
+                    try await cancelWhenGracefulShutdown {
+                        try await withTimeLimit(limit, timeoutError: { StartupError.databaseTimeout(address: address, limit: limit) }) {
+                            try await store.migrate()
+                        }
+                    }
+                } catch let error as StartupError {
+                    throw error
+                } catch where Task.isShuttingDownGracefully {
+                    throw CancellationError()
+                } catch {
+                    throw StartupError("Cannot use the PostgreSQL database at \(address): \(String(reflecting: error).prefix(300)). Check --database-url.")
+                }
+            }
             storeName = "postgresql"
         } else {
             let store = InMemoryStore()
@@ -151,6 +215,27 @@ struct GatewayCommand: AsyncParsableCommand {
         let group = ServiceGroup(
             configuration: .init(services: services.map { .init(service: $0) }, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         )
-        try await group.run()
+        do {
+            try await group.run()
+        } catch let error as StartupError {
+            throw error
+        } catch let error as IOError where error.errnoCode == EADDRINUSE {
+            throw StartupError("Cannot listen on \(host):\(port): the address is in use (another gateway?). Stop it or choose another --port.")
+        } catch let error as IOError where error.errnoCode == EADDRNOTAVAIL || error.errnoCode == EACCES {
+            throw StartupError("Cannot listen on \(host):\(port): \(error). Choose another --host or --port.")
+        } catch is CancellationError {
+            // Stopped by a signal during start-up.
+        }
+    }
+}
+
+/// A start-up failure with a message that says what to do.
+struct StartupError: Error, CustomStringConvertible {
+    var description: String { message }
+    var message: String
+    init(_ message: String) { self.message = message }
+
+    static func databaseTimeout(address: String, limit: Duration) -> StartupError {
+        StartupError("The PostgreSQL database at \(address) did not answer within \(limit.timeInterval) seconds. Check that it runs and --database-url (or raise --database-timeout).")
     }
 }

@@ -39,11 +39,22 @@ struct AdminClient {
         let buffer = try await response.body.collect(upTo: 64 << 20)
         let data = Data(buffer.readableBytesView)
         let json = try? JSONSerialization.jsonObject(with: data)
+        // A Mizan gateway names itself and answers errors in OpenAI's shape; anything else at
+        // that address is not one.
+        let isGateway = response.headers.first(name: "Server") == "mizan-gateway"
         guard (200..<300).contains(response.status.code) else {
             let message = ((json as? [String: Any])?["error"] as? [String: Any])?["message"] as? String
-            throw CLIError("\(response.status.code): \(message ?? String(decoding: data.prefix(200), as: UTF8.self))")
+            if let message, isGateway || response.status.code != 404 {
+                throw CLIError("\(response.status.code): \(message)")
+            }
+            if !isGateway {
+                throw CLIError("\(baseURL) does not look like a Mizan gateway (it answered \(response.status.code) to \(method.rawValue) \(path)); check --gateway or MIZAN_GATEWAY_URL.")
+            }
+            throw CLIError("\(response.status.code) from the gateway, with no error message")
         }
-        guard let json else { throw CLIError("the gateway sent an answer that is not JSON") }
+        guard let json else {
+            throw CLIError(isGateway ? "the gateway sent an answer that is not JSON" : "\(baseURL) does not look like a Mizan gateway (its answer is not JSON); check --gateway or MIZAN_GATEWAY_URL.")
+        }
         return json
     }
 }
