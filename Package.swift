@@ -228,7 +228,9 @@ let package = Package(
                 "MizanProvider",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             path: "Tests/MizanTestSupport",
             swiftSettings: swiftSettings
@@ -251,6 +253,7 @@ let package = Package(
                 "MizanDispatch",
                 "MizanMockProvider",
                 "MizanProvider",
+                "MizanLogging",
                 "MizanTestSupport",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Hummingbird", package: "hummingbird"),

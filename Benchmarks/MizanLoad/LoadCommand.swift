@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import Foundation
+import Synchronization
 import NIOCore
 import NIOHTTP1
 
@@ -127,16 +128,26 @@ struct LoadCommand {
         do {
             let response = try await client.execute(request, timeout: .seconds(60))
             guard response.status == .ok else {
-                _ = try? await response.body.collect(upTo: 1 << 20)
+                let body = try? await response.body.collect(upTo: 1 << 20)
+                report("status \(response.status.code): \(body.map { String(buffer: $0).prefix(200) } ?? "")")
                 return Sample(first: nil, whole: nil)
             }
             var first: Double?
             for try await _ in response.body where first == nil { first = ms(.now) }
             return Sample(first: first, whole: ms(.now))
         } catch {
+            report("\(error)")
             return Sample(first: nil, whole: nil)
         }
     }
+
+    /// Writes a failed request's reason to standard error (the first few only).
+    static func report(_ reason: String) {
+        guard reported.add(1, ordering: .relaxed).newValue <= 5 else { return }
+        FileHandle.standardError.write(Data("MizanLoad: request failed: \(reason)\n".utf8))
+    }
+
+    static let reported = Atomic<Int>(0)
 
     final class Counter: @unchecked Sendable {
         private let lock = NSLock()

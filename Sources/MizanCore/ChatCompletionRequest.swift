@@ -65,6 +65,9 @@ public struct ChatCompletionRequest: Sendable {
             known = try JSONDecoder().decode(Known.self, from: body)
         } catch let error as MizanError {
             throw error
+        } catch let DecodingError.keyNotFound(key, context) {
+            let path = (context.codingPath.map { $0.intValue.map(String.init) ?? $0.stringValue } + [key.stringValue]).joined(separator: ".")
+            throw MizanError(.badRequest, "Missing required parameter: '\(path)'.")
         } catch let DecodingError.typeMismatch(type, context) {
             throw MizanError(.badRequest, "Invalid type for '\(Self.path(context))': expected \(Self.describe(type)).")
         } catch let DecodingError.valueNotFound(type, context) {
@@ -73,7 +76,7 @@ public struct ChatCompletionRequest: Sendable {
             // A number that does not fit its field (`max_tokens: 1.5`) is valid JSON.
             throw MizanError(.badRequest, "Invalid value for '\(Self.path(context))'.")
         } catch {
-            throw MizanError(.badRequest, "The request body is not valid JSON.")
+            throw Self.explain(body)
         }
         guard let model = known.model, !model.isEmpty else {
             throw MizanError(.badRequest, "Missing required parameter: 'model'.")
@@ -113,6 +116,20 @@ public struct ChatCompletionRequest: Sendable {
     public func withModel(_ model: String) -> Data {
         guard model != self.model else { return body }
         return JSONScanner.replacingTopLevelString(in: body, key: "model", with: model) ?? body
+    }
+
+    /// Why a body that failed to decode was refused. Foundation reports a number that does not
+    /// fit its field (`"max_tokens": 1.5`) as invalid JSON; the body is looked at again to say so.
+    private static func explain(_ body: Data) -> MizanError {
+        guard let object = (try? JSONSerialization.jsonObject(with: body)) as? [String: Any] else {
+            return MizanError(.badRequest, "The request body is not valid JSON.")
+        }
+        for key in ["max_tokens", "max_completion_tokens"] {
+            if let number = object[key] as? NSNumber, !(number is Bool), Int(exactly: number.doubleValue) == nil {
+                return MizanError(.badRequest, "Invalid value for '\(key)': expected an integer.")
+            }
+        }
+        return MizanError(.badRequest, "The request body has a value Mizan cannot read (a number out of range, or of the wrong form).")
     }
 
     private static func path(_ context: DecodingError.Context) -> String {

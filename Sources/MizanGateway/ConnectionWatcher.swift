@@ -22,10 +22,14 @@ final class ConnectionWatcher: ChannelDuplexHandler, RemovableChannelHandler, Se
         var closed = false
         var nextID = 0
         var onClose: [Int: @Sendable () -> Void] = [:]
-        /// A request's head arrived and its end has not.
-        var readingBody = false
-        /// The current request asked for `Connection: close`.
-        var closeRequested = false
+        /// Request heads read, request ends read, and responses ended on this connection.
+        /// A client may send its next request before the last response's end was written (it
+        /// has the whole body by its length), so requests are matched to responses by number.
+        var headsRead = 0
+        var endsRead = 0
+        var responsesEnded = 0
+        /// The number of the first request that asked for `Connection: close`.
+        var closeAfterResponse: Int?
     }
 
     private let state = NIOLockedValueBox(State())
@@ -40,12 +44,12 @@ final class ConnectionWatcher: ChannelDuplexHandler, RemovableChannelHandler, Se
         switch unwrapInboundIn(data) {
         case .head(let head):
             let close = head.headerFields[.connection].map { $0.lowercased().contains("close") } ?? false
-            state.withLockedValue {
-                $0.readingBody = true
-                $0.closeRequested = close
+            state.withLockedValue { state in
+                state.headsRead += 1
+                if close, state.closeAfterResponse == nil { state.closeAfterResponse = state.headsRead }
             }
         case .end:
-            state.withLockedValue { $0.readingBody = false }
+            state.withLockedValue { $0.endsRead += 1 }
         case .body:
             break
         }
@@ -57,7 +61,11 @@ final class ConnectionWatcher: ChannelDuplexHandler, RemovableChannelHandler, Se
             context.write(data, promise: promise)
             return
         }
-        let closeAfter = state.withLockedValue { $0.readingBody || $0.closeRequested }
+        let closeAfter = state.withLockedValue { state in
+            state.responsesEnded += 1
+            let request = state.responsesEnded
+            return state.endsRead < request || state.closeAfterResponse == request
+        }
         guard closeAfter else {
             context.write(data, promise: promise)
             return

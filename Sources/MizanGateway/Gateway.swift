@@ -149,6 +149,7 @@ public final class Gateway: Sendable {
         addAgentRoutes(to: router)
         addAdminRoutes(to: router)
         addOperationsRoutes(to: router)
+        Endpoints.refuseOtherMethods(on: router)
         return router
     }
 

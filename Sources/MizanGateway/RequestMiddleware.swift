@@ -85,6 +85,9 @@ struct RequestMiddleware: RouterMiddleware {
             }
         case is CancellationError:
             return MizanError(.cancelled, "The request was cancelled.")
+        case let error as HTTPParserError where error == .invalidEOFState:
+            // The connection ended mid-body: the client left; nobody reads this answer.
+            return MizanError(.cancelled, "The client went away before its body arrived.")
         case is HTTPParserError:
             // Broken framing of the client's body (a bad chunk size, a body cut short).
             return MizanError(.badRequest, "The request body is malformed: \(error).")

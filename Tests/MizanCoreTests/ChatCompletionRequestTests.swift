@@ -37,7 +37,8 @@ struct ChatCompletionRequestTests {
         (#"{"model":5,"messages":[]}"#, "Invalid type for 'model'"),
         (#"{"model":"m","messages":"hi"}"#, "Invalid type for 'messages'"),
         (#"{"model":"m","messages":[],"stream":"yes"}"#, "Invalid type for 'stream'"),
-        (#"{"model":"m","messages":[{"content":"x"}]}"#, "not valid JSON"),
+        (#"{"model":"m","messages":[{"content":"x"}]}"#, "Missing required parameter: 'messages.0.role'"),
+        (#"{"model":"m","messages":[],"max_tokens":1.5}"#, "Invalid value for 'max_tokens'"),
     ])
     func rejectsBadInput(body: String, message: String) {
         #expect {

@@ -1,6 +1,7 @@
 import AsyncHTTPClient
 import Foundation
 import Hummingbird
+import Logging
 import MizanCore
 import MizanDispatch
 import MizanGateway
@@ -127,6 +128,7 @@ func withGateway<T: Sendable>(
     failuresBeforeCooldown: Int = 3,
     metricsRegistry: PrometheusCollectorRegistry? = nil,
     environment: [String: String] = [:],
+    logger: Logger = Logger(label: "mizan.gateway"),
     _ body: (Harness) async throws -> T
 ) async throws -> T {
     let store = InMemoryStore()
@@ -138,7 +140,8 @@ func withGateway<T: Sendable>(
         adminToken: Harness.adminToken,
         configuration: configuration,
         environment: environment,
-        metricsRegistry: metricsRegistry
+        metricsRegistry: metricsRegistry,
+        logger: logger
     )
     let key = try await gateway.credentials.issueKey(name: "tests")
     return try await withServer({ gateway.application(port: 0, onServerRunning: $0) }) { port in

@@ -72,3 +72,32 @@ struct RoutesTests {
         #expect(!table.isCoolingDown(primary, now: t0), "a success clears the failure count")
     }
 }
+
+@Suite("Routes file: mistakes are named")
+struct RoutesFileMistakeTests {
+    @Test func refusesAnUnknownKeyWithItsLine() {
+        let yaml = "routes:\n  - model: m\n    baseURL: http://127.0.0.1:9/v1\n    apikeyEnv: OPENAI_API_KEY\n"
+        #expect {
+            try RoutesFile.parse(Data(yaml.utf8), yaml: true, source: "routes.yaml")
+        } throws: { error in
+            (error as? MizanError)?.message == "routes.yaml:4: unknown key 'apikeyEnv' in routes[0]; did you mean 'apiKeyEnv'?"
+        }
+        let json = #"{"routes":[{"model":"m","baseURL":"http://127.0.0.1:9/v1"}],"rutes":[]}"#
+        #expect {
+            try RoutesFile.parse(Data(json.utf8), yaml: false, source: "routes.json")
+        } throws: { error in
+            let message = (error as? MizanError)?.message ?? ""
+            return message.hasPrefix("routes.json:1: unknown key 'rutes' at the top level") && message.contains("known keys: routes")
+        }
+    }
+
+    @Test func namesTheLineOfAYAMLSyntaxError() {
+        let yaml = "routes:\n  - model: m\n   baseURL: [unclosed\n"
+        #expect {
+            try RoutesFile.parse(Data(yaml.utf8), yaml: true, source: "r.yaml")
+        } throws: { error in
+            let message = (error as? MizanError)?.message ?? ""
+            return message.hasPrefix("r.yaml: not valid YAML") && message.contains("3:")
+        }
+    }
+}

@@ -79,6 +79,9 @@ struct GatewayCommand: AsyncParsableCommand {
     @Option(name: .customLong("database-timeout"), parsing: .unconditional, help: "Seconds the gateway waits at start for the database to answer before it gives up.")
     var databaseTimeout: Double = 15
 
+    @Option(name: .customLong("memory-finished-jobs"), parsing: .unconditional, help: "With the in-memory store: the most finished jobs kept (the oldest go first).")
+    var memoryFinishedJobs = 10_000
+
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel = "info"
 
@@ -93,6 +96,7 @@ struct GatewayCommand: AsyncParsableCommand {
         guard idleTimeout > 0, idleTimeout <= 3600, bodyTimeout > 0, bodyTimeout <= 3600 else {
             throw ValidationError("--idle-timeout and --body-timeout must be 0-3600 seconds (more than 0).")
         }
+        guard memoryFinishedJobs >= 0 else { throw ValidationError("--memory-finished-jobs must not be negative.") }
         guard maxConnections >= 1, maxConnections <= 1_000_000 else { throw ValidationError("--max-connections must be 1-1000000.") }
         guard databaseTimeout > 0, databaseTimeout <= 600 else { throw ValidationError("--database-timeout must be 0-600 seconds (more than 0).") }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("Unknown --log-level '\(logLevel)'.") }
@@ -188,7 +192,7 @@ struct GatewayCommand: AsyncParsableCommand {
             }
             storeName = "postgresql"
         } else {
-            let store = InMemoryStore()
+            let store = InMemoryStore(maxFinishedJobs: memoryFinishedJobs)
             dispatcher = Dispatcher(store: store, configuration: engine, logger: Logger(label: "mizan.dispatch"))
             access = store
             storeName = "memory"
