@@ -61,6 +61,20 @@ extension Agent {
         }
     }
 
+    /// Checks the provider until it answers (when the models come from it): a local server
+    /// started at the same time as the agent may not listen yet.
+    func waitForProvider() async throws {
+        var backoff = Backoff()
+        while true {
+            do {
+                return try await checkProvider()
+            } catch let error as AgentClientError {
+                logger.warning("waiting for the local provider", metadata: ["mizan.error": "\(error.message)"])
+                try await Task.sleep(for: backoff.next())
+            }
+        }
+    }
+
     /// Checks the provider periodically.
     func healthLoop() async {
         while !Task.isCancelled {

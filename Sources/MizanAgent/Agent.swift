@@ -137,7 +137,7 @@ public final class Agent: Service, Sendable {
         let token: String
         do {
             token = try await cancelWhenGracefulShutdown {
-                try await self.checkProvider()
+                try await self.waitForProvider()
                 return try await self.obtainToken()
             }
         } catch where Task.isShuttingDownGracefully {
