@@ -39,10 +39,7 @@ public struct Credentials: Sendable {
     ///   - now: The current time.
     /// - Returns: The record and the secret (shown once).
     public func issueKey(name: String, now: Date = Date()) async throws -> IssuedKey {
-        let trimmed = name.trimmingCharacters(in: .whitespacesAndNewlines)
-        guard !trimmed.isEmpty, trimmed.count <= 200 else {
-            throw MizanError(.badRequest, "A key needs a name of 1 to 200 characters.")
-        }
+        let trimmed = try Names.checked(name, of: "key")
         let secret = Secrets.generate(prefix: "mzn_sk_")
         let key = try await store.createAPIKey(
             APIKey(name: trimmed, prefix: String(secret.prefix(12)), createdAt: now),

@@ -76,7 +76,7 @@ extension Gateway {
         let admin = router.group("/admin/v1").add(middleware: AdminAuthMiddleware(credentials: credentials))
         admin.post("/nodes") { request, _ in
             let body = try await HTTPResponses.decode(AdminWire.CreateRequest.self, from: request)
-            let name = try Self.checkName(body.name)
+            let name = try Names.checked(body.name, of: "node")
             let enrollment = try await self.dispatcher.createNode(name: name, labels: body.labels ?? [:])
             return try HTTPResponses.json(
                 AdminWire.CreatedNode(id: enrollment.node.id, name: enrollment.node.name, registrationToken: enrollment.registrationToken),
@@ -140,13 +140,6 @@ extension Gateway {
         }
     }
 
-    static func checkName(_ name: String) throws -> String {
-        let trimmed = name.trimmingCharacters(in: .whitespacesAndNewlines)
-        guard !trimmed.isEmpty, trimmed.count <= 200 else {
-            throw MizanError(.badRequest, "'name' must be 1 to 200 characters.")
-        }
-        return trimmed
-    }
 }
 
 /// Lets only the admin token through.

@@ -17,6 +17,9 @@ extension Gateway {
                 throw MizanError(.storeUnavailable, "The store is not reachable.")
             }
         }
+        router.get("/openapi.json") { _, _ in
+            HTTPResponses.json(bytes: OpenAPIDocument.json)
+        }
         router.get("/metrics") { _, _ in
             guard let registry = self.metricsRegistry else {
                 throw MizanError(.notFound, "Metrics are not enabled in this gateway.")
