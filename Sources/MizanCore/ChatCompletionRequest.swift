@@ -177,7 +177,7 @@ public struct ChatMessage: Sendable, Codable, Equatable {
             content = text
         } else if let parts = try? container.decodeIfPresent([Part].self, forKey: .content) {
             content = parts.compactMap(\.text).joined(separator: "\n")
-        } else if try container.decodeNil(forKey: .content) || !container.contains(.content) {
+        } else if try !container.contains(.content) || container.decodeNil(forKey: .content) {
             content = nil
         } else {
             throw DecodingError.typeMismatch(

@@ -29,20 +29,18 @@ enum Endpoints {
         ("/openapi.json", [.get]),
     ]
 
-    /// Registers a 405 answer for the methods a known path does not serve.
-    static func refuseOtherMethods(on router: Router<GatewayRequestContext>) {
-        let methods: [HTTPRequest.Method] = [.get, .post, .put, .patch, .delete]
-        for (path, allowed) in all {
-            let allow = allowed.map(\.rawValue).joined(separator: ", ")
-            for method in methods where !allowed.contains(method) {
-                router.on(RouterPath(path), method: method) { request, _ -> Response in
-                    var response = HTTPResponses.error(MizanError(
-                        .methodNotAllowed, "Method \(request.method.rawValue) is not allowed on \(SafeText.excerpt(request.uri.path)); use \(allow)."
-                    ))
-                    response.headers[.allow] = allow
-                    return response
-                }
+    /// The methods a known path serves, or `nil` when no endpoint has that path.
+    /// - Parameter path: A request's path (without the query).
+    static func methods(forPath path: String) -> [HTTPRequest.Method]? {
+        let segments = path.split(separator: "/", omittingEmptySubsequences: false)
+        for (pattern, methods) in all {
+            let expected = pattern.split(separator: "/", omittingEmptySubsequences: false)
+            guard expected.count == segments.count else { continue }
+            let matches = zip(expected, segments).allSatisfy { want, got in
+                want.hasPrefix("{") ? !got.isEmpty : want == got
             }
+            if matches { return methods }
         }
+        return nil
     }
 }

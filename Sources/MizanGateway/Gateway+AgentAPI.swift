@@ -23,6 +23,8 @@ extension Gateway {
             let node = try await self.authenticateNode(request)
             let body = try await HTTPResponses.decode(AgentWire.HeartbeatRequest.self, from: request)
             try Self.check(body.report)
+            guard body.running.count <= 10_000 else { throw MizanError(.badRequest, "'running' must list at most 10000 jobs.") }
+            for lease in body.running { try Self.checkAttempt(lease.attempt) }
             let answer = try await self.dispatcher.heartbeat(
                 nodeID: node.id,
                 report: body.report,
@@ -57,6 +59,7 @@ extension Gateway {
             let node = try await self.authenticateNode(request)
             let id = try Self.jobID(context)
             let body = try await HTTPResponses.decode(AgentWire.CompleteRequest.self, from: request, limit: self.configuration.maxBodyBytes * 4)
+            try Self.checkAttempt(body.attempt)
             let job = try await self.dispatcher.complete(nodeID: node.id, jobID: id, attempt: body.attempt, result: body.result, usage: body.usage)
             return try HTTPResponses.json(AgentWire.ReportOutcome(jobID: id, state: job.state, error: nil))
         }
@@ -64,6 +67,8 @@ extension Gateway {
             let node = try await self.authenticateNode(request)
             let id = try Self.jobID(context)
             let body = try await HTTPResponses.decode(AgentWire.FailRequest.self, from: request)
+            try Self.checkAttempt(body.attempt)
+            try Self.check(body.failure)
             let job = try await self.dispatcher.fail(
                 nodeID: node.id, jobID: id, attempt: body.attempt,
                 code: body.failure.code, message: body.failure.message, retryable: body.failure.retryable
@@ -78,6 +83,11 @@ extension Gateway {
             let body = try await HTTPResponses.decode(AgentWire.ReportBatch.self, from: request, limit: self.configuration.maxBodyBytes * 16)
             var completions: [LeaseCompletion] = []
             completions.reserveCapacity(body.reports.count)
+            guard body.reports.count <= 1000 else { throw MizanError(.badRequest, "'reports' must hold at most 1000 reports.") }
+            for report in body.reports {
+                try Self.checkAttempt(report.attempt)
+                if let failure = report.failure { try Self.check(failure) }
+            }
             for report in body.reports {
                 completions.append(LeaseCompletion(
                     lease: Lease(jobID: report.jobID, attempt: report.attempt, nodeID: node.id),
@@ -109,6 +119,21 @@ extension Gateway {
         return id
     }
 
+    /// The highest attempt number a report may name (a job has a few at most).
+    static let maxAttempt = 1_000_000
+
+    static func checkAttempt(_ attempt: Int) throws {
+        guard (1...maxAttempt).contains(attempt) else {
+            throw MizanError(.badRequest, "'attempt' must be an integer from 1 to \(maxAttempt).")
+        }
+    }
+
+    static func check(_ failure: AgentWire.Failure) throws {
+        guard !failure.code.isEmpty, failure.code.unicodeScalars.count <= 200, failure.message.unicodeScalars.count <= 4000 else {
+            throw MizanError(.badRequest, "A failure needs a 'code' of 1 to 200 characters and a 'message' of at most 4000.")
+        }
+    }
+
     static func check(_ report: NodeReport) throws {
         guard report.maxConcurrency >= 1, report.maxConcurrency <= 10_000 else {
             throw MizanError(.badRequest, "'maxConcurrency' must be between 1 and 10000.")
@@ -117,8 +142,8 @@ extension Gateway {
             throw MizanError(.badRequest, "'models' must hold at most 1000 non-empty names.")
         }
         for model in report.models { try ChatCompletionRequest.checkModelName(model) }
-        guard report.labels.count <= 64, report.labels.allSatisfy({ $0.key.utf8.count <= 256 && $0.value.utf8.count <= 1024 }) else {
-            throw MizanError(.badRequest, "'labels' must hold at most 64 labels (names up to 256 bytes, values up to 1024).")
+        guard report.labels.count <= 64, report.labels.allSatisfy({ $0.key.unicodeScalars.count <= 256 && $0.value.unicodeScalars.count <= 1024 }) else {
+            throw MizanError(.badRequest, "'labels' must hold at most 64 labels (names up to 256 characters, values up to 1024).")
         }
         guard report.inFlight >= 0 else { throw MizanError(.badRequest, "'inFlight' must not be negative.") }
     }

@@ -114,8 +114,8 @@ extension Gateway {
     func relayAgentStream(_ request: Request, context: GatewayRequestContext) async throws -> Response {
         let node = try await authenticateNode(request)
         let id = try Self.jobID(context)
-        guard let attempt = request.uri.queryParameters.get("attempt").flatMap({ Int($0) }) else {
-            throw MizanError(.badRequest, "The 'attempt' query parameter is required.")
+        guard let attempt = request.uri.queryParameters.get("attempt").flatMap({ Int($0) }), (1...Self.maxAttempt).contains(attempt) else {
+            throw MizanError(.badRequest, "The 'attempt' query parameter is required: an integer from 1 to \(Self.maxAttempt).")
         }
         guard let job = try await dispatcher.store.job(id) else { throw MizanError(.jobNotFound, "No job with id \(id).") }
         guard job.lease == Lease(jobID: id, attempt: attempt, nodeID: node.id), job.stream else {

@@ -149,7 +149,6 @@ public final class Gateway: Sendable {
         addAgentRoutes(to: router)
         addAdminRoutes(to: router)
         addOperationsRoutes(to: router)
-        Endpoints.refuseOtherMethods(on: router)
         return router
     }
 

@@ -23,7 +23,11 @@ struct RequestMiddleware: RouterMiddleware {
             try Self.checkFraming(request)
             response = try await next(request, context)
         } catch {
-            response = HTTPResponses.error(mizanError(for: error, request: request, requestID: requestID))
+            let refusal = mizanError(for: error, request: request, requestID: requestID)
+            response = HTTPResponses.error(refusal)
+            if refusal.code == .methodNotAllowed, let methods = Endpoints.methods(forPath: request.uri.path) {
+                response.headers[.allow] = methods.map(\.rawValue).joined(separator: ", ")
+            }
         }
         response.headers[Gateway.requestIDHeader] = requestID
         let status = Int(response.status.code)
@@ -77,8 +81,13 @@ struct RequestMiddleware: RouterMiddleware {
             return error
         case let error as any HTTPResponseError:
             switch error.status.code {
-            case 404: return MizanError(.notFound, "Unknown endpoint: \(request.method.rawValue) \(path).")
-            case 405: return MizanError(.methodNotAllowed, "Method \(request.method.rawValue) is not allowed on \(path).")
+            case 404, 405:
+                // The router has no such route; a known path with another method is a 405.
+                if let methods = Endpoints.methods(forPath: request.uri.path) {
+                    let allowed = methods.map(\.rawValue).joined(separator: ", ")
+                    return MizanError(.methodNotAllowed, "Method \(SafeText.excerpt(request.method.rawValue, limit: 32)) is not allowed on \(path); use \(allowed).")
+                }
+                return MizanError(.notFound, "Unknown endpoint: \(SafeText.excerpt(request.method.rawValue, limit: 32)) \(path).")
             case 413: return MizanError(.payloadTooLarge, "The request body is too large.")
             case 400..<500: return MizanError(.badRequest, "Bad request.")
             default: break

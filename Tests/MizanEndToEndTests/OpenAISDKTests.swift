@@ -3,28 +3,9 @@ import Testing
 
 @Suite("The official openai Python SDK as a client")
 struct OpenAISDKTests {
-    /// The package's root folder.
-    static let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-
-    /// A Python with the `openai` package: `MIZAN_OPENAI_PYTHON`, or a virtual environment in
-    /// `.build/openai-venv` (made here, with `pip install openai`, when missing; `.ci/run` makes it first).
+    /// A Python with the `openai` package (see ``TestPython``).
     static func python() async throws -> URL {
-        if let path = ProcessInfo.processInfo.environment["MIZAN_OPENAI_PYTHON"], !path.isEmpty {
-            return URL(fileURLWithPath: path)
-        }
-        let venv = packageRoot.appendingPathComponent(".build/openai-venv")
-        let python = venv.appendingPathComponent("bin/python")
-        if FileManager.default.isExecutableFile(atPath: python.path) {
-            let probe = try ChildProcess(executable: python, arguments: ["-c", "import openai"])
-            if try await probe.waitForExit() == 0 { return python }
-        }
-        let create = try ChildProcess(executable: URL(fileURLWithPath: "/usr/bin/env"), arguments: ["python3", "-m", "venv", venv.path])
-        guard try await create.waitForExit() == 0 else { throw ChildProcessError(message: "python3 -m venv failed: \(create.output)") }
-        let install = try ChildProcess(executable: venv.appendingPathComponent("bin/pip"), arguments: ["install", "--quiet", "openai"])
-        guard try await install.waitForExit(timeout: .seconds(600)) == 0 else {
-            throw ChildProcessError(message: "pip install openai failed: \(install.output)")
-        }
-        return python
+        try await TestPython.python(requiring: ["openai"])
     }
 
     @Test func chatStreamModelsAndAuthenticationError() async throws {
@@ -33,7 +14,7 @@ struct OpenAISDKTests {
         let routes = try writeRoutes(#"{"routes":[{"model":"sdk-model","baseURL":"\#(mockURL)/v1","upstreamModel":"mock-model"}]}"#)
         let (gateway, url) = try await startGateway(["--routes", routes])
         let (_, key) = try await createKey(gateway: url)
-        let script = Self.packageRoot.appendingPathComponent("Tests/sdk/openai_sdk_check.py")
+        let script = TestPython.packageRoot.appendingPathComponent("Tests/sdk/openai_sdk_check.py")
         let run = try ChildProcess(
             executable: python,
             arguments: [script.path],

@@ -76,6 +76,9 @@ struct GatewayCommand: AsyncParsableCommand {
     @Option(name: .customLong("max-connections"), parsing: .unconditional, help: "The most client connections open at once; past it new connections are closed at once.")
     var maxConnections = 4096
 
+    @Option(name: .customLong("max-lease-wait"), parsing: .unconditional, help: "The longest seconds an agent's lease call waits for work before it answers with none (agents ask for 25).")
+    var maxLeaseWait: Double = 60
+
     @Option(name: .customLong("database-timeout"), parsing: .unconditional, help: "Seconds the gateway waits at start for the database to answer before it gives up.")
     var databaseTimeout: Double = 15
 
@@ -97,6 +100,7 @@ struct GatewayCommand: AsyncParsableCommand {
             throw ValidationError("--idle-timeout and --body-timeout must be 0-3600 seconds (more than 0).")
         }
         guard memoryFinishedJobs >= 0 else { throw ValidationError("--memory-finished-jobs must not be negative.") }
+        guard maxLeaseWait >= 0, maxLeaseWait <= 3600 else { throw ValidationError("--max-lease-wait must be 0-3600 seconds.") }
         guard maxConnections >= 1, maxConnections <= 1_000_000 else { throw ValidationError("--max-connections must be 1-1000000.") }
         guard databaseTimeout > 0, databaseTimeout <= 600 else { throw ValidationError("--database-timeout must be 0-600 seconds (more than 0).") }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("Unknown --log-level '\(logLevel)'.") }
@@ -148,7 +152,8 @@ struct GatewayCommand: AsyncParsableCommand {
             bodyTimeout: .milliseconds(Int64(bodyTimeout * 1000)),
             maxConnections: maxConnections
         )
-        let engine = Dispatcher.Configuration(cacheLifetime: configuration.cacheLifetime)
+        let leaseWait = Duration.milliseconds(Int64(maxLeaseWait * 1000))
+        let engine = Dispatcher.Configuration(defaultLeaseWait: min(.seconds(25), leaseWait), maxLeaseWait: leaseWait, cacheLifetime: configuration.cacheLifetime)
 
         var services: [any Service] = []
         let dispatcher: Dispatcher

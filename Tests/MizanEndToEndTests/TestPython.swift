@@ -1,0 +1,35 @@
+import Foundation
+
+/// The Python the end-to-end tests drive real clients with (the official `openai` SDK,
+/// schemathesis): `MIZAN_TEST_PYTHON` (or `MIZAN_OPENAI_PYTHON`), else a virtual environment in
+/// `.build/openai-venv`, made here with pip when a module is missing (`.ci/run` makes it first).
+enum TestPython {
+    /// The package's root folder.
+    static let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+    /// A Python that imports every module in `modules` (the PyPI package of the same name).
+    static func python(requiring modules: [String]) async throws -> URL {
+        let environment = ProcessInfo.processInfo.environment
+        if let path = environment["MIZAN_TEST_PYTHON"] ?? environment["MIZAN_OPENAI_PYTHON"], !path.isEmpty {
+            return URL(fileURLWithPath: path)
+        }
+        let venv = packageRoot.appendingPathComponent(".build/openai-venv")
+        let python = venv.appendingPathComponent("bin/python")
+        if !FileManager.default.isExecutableFile(atPath: python.path) {
+            let create = try ChildProcess(executable: URL(fileURLWithPath: "/usr/bin/env"), arguments: ["python3", "-m", "venv", venv.path])
+            guard try await create.waitForExit() == 0 else { throw ChildProcessError(message: "python3 -m venv failed: \(create.output)") }
+        }
+        var missing: [String] = []
+        for module in modules {
+            let probe = try ChildProcess(executable: python, arguments: ["-c", "import \(module)"])
+            if try await probe.waitForExit() != 0 { missing.append(module) }
+        }
+        if !missing.isEmpty {
+            let install = try ChildProcess(executable: venv.appendingPathComponent("bin/pip"), arguments: ["install", "--quiet"] + missing)
+            guard try await install.waitForExit(timeout: .seconds(600)) == 0 else {
+                throw ChildProcessError(message: "pip install \(missing.joined(separator: " ")) failed: \(install.output)")
+            }
+        }
+        return python
+    }
+}
