@@ -1,0 +1,64 @@
+// libFuzzer targets for the parsers that take untrusted bytes, compiled with MizanCore's
+// sources by Scripts/fuzz (swiftc -sanitize=fuzzer,address). MIZAN_FUZZ_TARGET picks one:
+// chat (ChatCompletionRequest and its in-place model rewrite), sse (ServerSentEventParser),
+// text (SafeText). A crash or a broken invariant stops the run with the input saved.
+import Foundation
+
+let target = ProcessInfo.processInfo.environment["MIZAN_FUZZ_TARGET"] ?? "chat"
+
+@_cdecl("LLVMFuzzerTestOneInput")
+public func fuzzOne(_ start: UnsafeRawPointer, _ count: Int) -> CInt {
+    let data = Data(bytes: start, count: count)
+    switch target {
+    case "chat": fuzzChatRequest(data)
+    case "sse": fuzzServerSentEvents(data)
+    case "text": fuzzSafeText(data)
+    default: fatalError("unknown MIZAN_FUZZ_TARGET \(target)")
+    }
+    return 0
+}
+
+/// A body that parses keeps every member but `model` when the model is rewritten, and the
+/// rewritten body names the new model once.
+func fuzzChatRequest(_ data: Data) {
+    guard let request = try? ChatCompletionRequest(body: data) else { return }
+    let rewritten = request.withModel("fuzz-model")
+    guard let again = try? ChatCompletionRequest(body: rewritten), again.model == "fuzz-model" else {
+        fatalError("the rewritten body does not parse with the new model")
+    }
+    guard JSONScanner.duplicateTopLevelKey(in: rewritten) == nil else { fatalError("the rewrite made a duplicate key") }
+    if var before = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any],
+        var after = (try? JSONSerialization.jsonObject(with: rewritten)) as? [String: Any]
+    {
+        before["model"] = nil
+        after["model"] = nil
+        // Compared in a canonical form (NSDictionary's equality is not reliable on Linux).
+        let canonical = { (value: [String: Any]) in try? JSONSerialization.data(withJSONObject: value, options: [.sortedKeys, .fragmentsAllowed]) }
+        guard canonical(before) == canonical(after) else { fatalError("the rewrite changed another member") }
+    }
+}
+
+/// Events come out the same however the bytes are split.
+func fuzzServerSentEvents(_ data: Data) {
+    let bytes = [UInt8](data)
+    var whole = ServerSentEventParser()
+    var expected = whole.feed(bytes)
+    if let last = whole.finish() { expected.append(last) }
+    let split = bytes.isEmpty ? 0 : Int(bytes[0]) % (bytes.count + 1)
+    var pieces = ServerSentEventParser()
+    var events = pieces.feed(bytes[..<split])
+    for byte in bytes[split...] { events += pieces.feed(CollectionOfOne(byte)) }
+    if let last = pieces.finish() { events.append(last) }
+    guard events == expected else { fatalError("split input gave other events") }
+}
+
+/// Escaped text holds no control character and keeps every other character.
+func fuzzSafeText(_ data: Data) {
+    let text = String(decoding: data, as: UTF8.self)
+    let escaped = SafeText.escaped(text)
+    guard !escaped.unicodeScalars.contains(where: { $0.value < 0x20 || (0x7F...0x9F).contains($0.value) || $0.value == 0x2028 || $0.value == 0x2029 }) else {
+        fatalError("a control character survived escaping")
+    }
+    let plain = text.unicodeScalars.filter { $0.value >= 0x20 && !(0x7F...0x9F).contains($0.value) && $0 != "\\" && $0.value != 0x2028 && $0.value != 0x2029 }
+    guard plain.allSatisfy({ escaped.unicodeScalars.contains($0) }) else { fatalError("escaping lost a character") }
+}
