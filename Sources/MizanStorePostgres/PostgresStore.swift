@@ -67,10 +67,11 @@ public final class PostgresStore: DispatchStore, Service {
         var reconnecting = false
         while !Task.isCancelled {
             do {
+                let resync = reconnecting
                 try await client.withOpenConnection(logger: logger) { connection in
                     try await connection.listen(on: Self.channel) { notifications in
                         self.listening.withLock { $0 = true }
-                        if reconnecting {
+                        if resync {
                             // Notifications sent while disconnected are lost; let waiters look again.
                             self.hub.publish(.resync)
                         }

@@ -68,7 +68,7 @@ extension PostgresClient {
     ///   - body: The work, on an open connection.
     /// - Returns: What `body` returns.
     /// - Throws: ``MizanError`` `storeUnavailable` when no open connection could be had; otherwise what `body` throws.
-    func withOpenConnection<T: Sendable>(logger: Logger, _ body: (PostgresConnection) async throws -> T) async throws -> T {
+    func withOpenConnection<T: Sendable>(logger: Logger, _ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
         for attempt in 1...5 {
             let outcome: LeaseOutcome<T> = try await withConnection { connection in
                 guard !connection.isClosed else {
@@ -76,7 +76,7 @@ extension PostgresClient {
                     return .closed
                 }
                 do {
-                    return .done(try await body(connection))
+                    return .done(try await Self.answeredOrGivenUp(on: connection, logger: logger, body))
                 } catch {
                     if connection.isClosed { try? await connection.closeFuture.get() }
                     throw error
@@ -88,6 +88,40 @@ extension PostgresClient {
         throw MizanError(.storeUnavailable, "The database connections keep closing; try again.")
     }
 
+    /// How often a running statement's connection is checked for having closed under it.
+    static let closedConnectionCheck: Duration = .seconds(2)
+
+    /// Runs `body`, giving up on it when its connection has closed and it still has not ended:
+    /// a statement written just as the server closed the connection is never answered
+    /// (PostgresNIO does not fail it), and the call would wait forever. The statement did not
+    /// reach the server, or its answer is lost; either way the caller gets `storeUnavailable`
+    /// and it is not retried here (it may have been applied).
+    private static func answeredOrGivenUp<T: Sendable>(
+        on connection: PostgresConnection,
+        logger: Logger,
+        _ body: @escaping @Sendable (PostgresConnection) async throws -> T
+    ) async throws -> T {
+        let work = Task { try await body(connection) }
+        let outcome = OnceResult<T>()
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
+                outcome.install(continuation)
+                let watch = ClosedConnectionWatch(connection: connection) {
+                    logger.warning("the database connection closed under a statement that was never answered; gave up on it")
+                    outcome.resume(with: .failure(MizanError(.storeUnavailable, "The database connection closed during the statement; try again.")))
+                    work.cancel()
+                }
+                Task {
+                    let result = await work.result
+                    watch.stop()
+                    outcome.resume(with: result)
+                }
+            }
+        } onCancel: {
+            work.cancel()
+        }
+    }
+
     /// Runs `query` on an open connection and collects its rows.
     /// - Parameters:
     ///   - query: The statement.
@@ -95,13 +129,12 @@ extension PostgresClient {
     ///   - transform: Turns each row into a value.
     /// - Returns: The values.
     func rows<T: Sendable>(_ query: PostgresQuery, logger: Logger, _ transform: (PostgresRow) throws -> T) async throws -> [T] {
-        try await withOpenConnection(logger: logger) { connection in
-            var out: [T] = []
-            for try await row in try await connection.query(query, logger: logger) {
-                out.append(try transform(row))
-            }
+        let rows = try await withOpenConnection(logger: logger) { connection in
+            var out: [PostgresRow] = []
+            for try await row in try await connection.query(query, logger: logger) { out.append(row) }
             return out
         }
+        return try rows.map(transform)
     }
 
     /// Runs `query` on an open connection, discarding any rows.
@@ -123,12 +156,91 @@ extension PostgresClient {
         _ transform: (PostgresRow) throws -> T
     ) async throws -> [T] {
         StatementTexts.record(key, sql: query.sql)
-        return try await withOpenConnection(logger: logger) { connection in
-            var out: [T] = []
-            for try await row in try await connection.execute(PreparedQuery<Key>(bindings: query.binds), logger: logger) {
-                out.append(try transform(row))
-            }
+        let bindings = query.binds
+        let rows = try await withOpenConnection(logger: logger) { connection in
+            var out: [PostgresRow] = []
+            for try await row in try await connection.execute(PreparedQuery<Key>(bindings: bindings), logger: logger) { out.append(row) }
             return out
         }
+        return try rows.map(transform)
+    }
+}
+
+/// A continuation resumed once, by whichever side comes first (even before it is installed).
+private final class OnceResult<T: Sendable>: Sendable {
+    private struct State {
+        var continuation: CheckedContinuation<T, any Error>?
+        var early: Result<T, any Error>?
+        var done = false
+    }
+
+    private let state = Mutex(State())
+
+    func install(_ continuation: CheckedContinuation<T, any Error>) {
+        let early: Result<T, any Error>? = state.withLock { state in
+            guard let early = state.early else {
+                state.continuation = continuation
+                return nil
+            }
+            state.done = true
+            return early
+        }
+        if let early { continuation.resume(with: early) }
+    }
+
+    func resume(with result: Result<T, any Error>) {
+        let continuation: CheckedContinuation<T, any Error>? = state.withLock { state in
+            guard !state.done else { return nil }
+            guard let continuation = state.continuation else {
+                if state.early == nil { state.early = result }
+                return nil
+            }
+            state.done = true
+            state.continuation = nil
+            return continuation
+        }
+        continuation?.resume(with: result)
+    }
+}
+
+/// Checks a connection every ``PostgresClient/closedConnectionCheck`` while a statement runs
+/// and calls `onClosed` once when it has closed.
+private final class ClosedConnectionWatch: Sendable {
+    private struct State {
+        var timer: OneShotTimer?
+        var stopped = false
+    }
+
+    private let state = Mutex(State())
+    private let connection: PostgresConnection
+    private let onClosed: @Sendable () -> Void
+
+    init(connection: PostgresConnection, onClosed: @escaping @Sendable () -> Void) {
+        self.connection = connection
+        self.onClosed = onClosed
+        arm()
+    }
+
+    private func arm() {
+        let next = OneShotTimer(after: PostgresClient.closedConnectionCheck) { [self] in
+            guard connection.isClosed else { return arm() }
+            state.withLock { $0.timer = nil }
+            onClosed()
+        }
+        let kept = state.withLock { state -> Bool in
+            guard !state.stopped else { return false }
+            state.timer = next
+            return true
+        }
+        if !kept { next.cancel() }
+    }
+
+    func stop() {
+        let timer = state.withLock { state -> OneShotTimer? in
+            state.stopped = true
+            defer { state.timer = nil }
+            return state.timer
+        }
+        timer?.cancel()
     }
 }
