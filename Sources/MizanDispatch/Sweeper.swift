@@ -81,6 +81,8 @@ public final class Sweeper<C: Clock>: Service, Sendable where C.Duration == Dura
                 do {
                     _ = try await self.sweep()
                 } catch {
+                    // Stopping: the store may already be closed; that is no failure to report.
+                    if Task.isCancelled { return }
                     logger.warning("sweep failed", metadata: ["mizan.error": "\(error)"])
                 }
             }
