@@ -59,8 +59,16 @@ public struct ChatCompletionRequest: Sendable {
             guard JSONScanner.isObject(body) else {
                 throw MizanError(.badRequest, "The request body must be a JSON object.")
             }
-            if let key = JSONScanner.duplicateTopLevelKey(in: body) {
+            let bytes = [UInt8](body)
+            let members = JSONScanner.topLevelMembers(in: bytes) ?? []
+            if let key = JSONScanner.firstDuplicate(members) {
                 throw MizanError(.badRequest, "The request body names '\(SafeText.excerpt(key))' more than once; each key may appear only once.")
+            }
+            // `stream_options` is read too (whether a usage chunk is asked for).
+            if let range = members.first(where: { $0.key == "stream_options" })?.value,
+                let key = JSONScanner.duplicateTopLevelKey(in: Data(bytes[range]))
+            {
+                throw MizanError(.badRequest, "'stream_options' names '\(SafeText.excerpt(key))' more than once; each key may appear only once.")
             }
             known = try JSONDecoder().decode(Known.self, from: body)
         } catch let error as MizanError {

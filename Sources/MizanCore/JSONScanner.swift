@@ -31,7 +31,11 @@ enum JSONScanner {
     /// body that has one is refused.
     /// - Returns: The repeated key, or `nil` when there is none or the JSON is malformed.
     static func duplicateTopLevelKey(in data: Data) -> String? {
-        guard let members = topLevelMembers(in: [UInt8](data)) else { return nil }
+        topLevelMembers(in: [UInt8](data)).flatMap(firstDuplicate)
+    }
+
+    /// The first key of `members` that an earlier member already named.
+    static func firstDuplicate(_ members: [(key: String, value: Range<Int>)]) -> String? {
         var seen = Set<String>()
         for member in members where !seen.insert(member.key).inserted { return member.key }
         return nil

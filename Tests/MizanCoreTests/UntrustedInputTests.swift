@@ -25,6 +25,7 @@ struct UntrustedInputTests {
         #"{"model":"a","mod\u0065l":"b","messages":[]}"#,
         #"{"messages":[],"model":"a","messages":[{"role":"user","content":"x"}]}"#,
         #"{"model":"a","messages":[],"stream":true,"stream":false}"#,
+        #"{"model":"a","messages":[],"stream":true,"stream_options":{"include_usage":true,"include_usage":false}}"#,
     ])
     func refusesDuplicateTopLevelKeys(_ body: String) {
         #expect(throws: MizanError.self) { try ChatCompletionRequest(body: Data(body.utf8)) }
