@@ -113,7 +113,7 @@ public struct ChatCompletionRequest: Sendable {
         guard model.utf8.count <= maxModelNameBytes else {
             throw MizanError(.badRequest, "'model' is longer than \(maxModelNameBytes) bytes.")
         }
-        guard !model.unicodeScalars.contains(where: { $0.value < 0x20 || (0x7F...0x9F).contains($0.value) }) else {
+        guard !SafeText.containsControlCharacters(model) else {
             throw MizanError(.badRequest, "'model' must not contain control characters.")
         }
     }

@@ -40,8 +40,17 @@ public enum SafeText {
         return escaped(kept) + (cut ? "…" : "")
     }
 
+    /// Whether `text` holds a C0 or C1 control character or DEL (names must not).
+    /// - Parameter text: Any text.
+    public static func containsControlCharacters(_ text: String) -> Bool {
+        text.unicodeScalars.contains(where: isControl)
+    }
+
+    private static func isControl(_ scalar: Unicode.Scalar) -> Bool {
+        scalar.value < 0x20 || (0x7F...0x9F).contains(scalar.value)
+    }
+
     private static func needsEscape(_ scalar: Unicode.Scalar) -> Bool {
-        let value = scalar.value
-        return value < 0x20 || value == 0x5C || (0x7F...0x9F).contains(value) || value == 0x2028 || value == 0x2029
+        isControl(scalar) || scalar == "\\" || scalar.value == 0x2028 || scalar.value == 0x2029
     }
 }

@@ -11,7 +11,7 @@ enum Names {
     static func checked(_ name: String, of what: String) throws -> String {
         let trimmed = name.trimmingCharacters(in: .whitespacesAndNewlines)
         guard !trimmed.isEmpty, name.unicodeScalars.count <= maxLength,
-            !name.unicodeScalars.contains(where: { $0.value < 0x20 || (0x7F...0x9F).contains($0.value) })
+            !SafeText.containsControlCharacters(name)
         else {
             throw MizanError(.badRequest, "A \(what) needs a name of 1 to \(maxLength) characters, not only spaces, with no control characters.")
         }

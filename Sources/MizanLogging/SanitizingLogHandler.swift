@@ -34,30 +34,20 @@ public struct SanitizingLogHandler<Inner: LogHandler>: LogHandler {
         set { inner[metadataKey: SafeText.escaped(key)] = newValue.map(Self.sanitized) }
     }
 
-    public func log(
-        level: Logger.Level,
-        message: Logger.Message,
-        metadata: Logger.Metadata?,
-        source: String,
-        file: String,
-        function: String,
-        line: UInt
-    ) {
-        var clean: Logger.Metadata?
-        if let metadata {
+    public func log(event: LogEvent) {
+        var clean = event
+        clean.message = "\(SafeText.escaped(event.message.description))"
+        if let metadata = event.metadata {
             var copy = Logger.Metadata(minimumCapacity: metadata.count)
             for (key, value) in metadata { copy[SafeText.escaped(key)] = Self.sanitized(value) }
-            clean = copy
+            clean.metadata = copy
         }
-        inner.log(
-            level: level,
-            message: "\(SafeText.escaped(message.description))",
-            metadata: clean,
-            source: source,
-            file: file,
-            function: function,
-            line: line
-        )
+        // An error's description is outside text too: it goes into the metadata, escaped.
+        if let error = event.error {
+            clean.error = nil
+            clean.metadata = (clean.metadata ?? [:]).merging(["error": .string(SafeText.escaped("\(error)"))]) { $1 }
+        }
+        inner.log(event: clean)
     }
 
     /// A metadata value with its text escaped (arrays and dictionaries element by element).

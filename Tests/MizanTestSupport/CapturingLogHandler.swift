@@ -36,8 +36,8 @@ public struct CapturingLogHandler: LogHandler {
         set { metadata[key] = newValue }
     }
 
-    public func log(level: Logger.Level, message: Logger.Message, metadata: Logger.Metadata?, source: String, file: String, function: String, line: UInt) {
-        let merged = self.metadata.merging(metadata ?? [:]) { $1 }
-        sink.append(Entry(level: level, message: message.description, metadata: merged.mapValues { "\($0)" }))
+    public func log(event: LogEvent) {
+        let merged = metadata.merging(event.metadata ?? [:]) { $1 }
+        sink.append(Entry(level: event.level, message: event.message.description, metadata: merged.mapValues { "\($0)" }))
     }
 }
