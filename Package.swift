@@ -243,7 +243,7 @@ let package = Package(
         ),
         .testTarget(
             name: "MizanDispatchTests",
-            dependencies: ["MizanDispatch", "MizanStoreTesting"],
+            dependencies: ["MizanDispatch", "MizanStoreTesting", "MizanTestSupport"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
@@ -289,7 +289,7 @@ let package = Package(
         ),
         .testTarget(
             name: "MizanPostgresTests",
-            dependencies: ["MizanDispatch", "MizanStorePostgres", "MizanStoreTesting", "MizanPostgresTesting"],
+            dependencies: ["MizanDispatch", "MizanStorePostgres", "MizanStoreTesting", "MizanPostgresTesting", "MizanTestSupport"],
             swiftSettings: swiftSettings
         ),
     ]

@@ -96,7 +96,7 @@ func enroll(_ dispatcher: Dispatcher, models: [String], capacity: Int) async thr
 // MARK: - Mizan figures
 
 /// Submit → leased by an agent already waiting in a long-poll lease call.
-func pickup(_ dispatcher: Dispatcher, samples: Int) async throws -> [Duration] {
+func pickup(_ dispatcher: Dispatcher, _ store: any DispatchStore, samples: Int) async throws -> [Duration] {
     let model = "pickup-\(UUID().uuidString.prefix(6))"
     let node = try await enroll(dispatcher, models: [model], capacity: 1)
     var latencies: [Duration] = []
@@ -106,11 +106,11 @@ func pickup(_ dispatcher: Dispatcher, samples: Int) async throws -> [Duration] {
         while dispatcher.waitingLeasers == 0 { await Task.yield() }
         let job = Job(requestID: "r", model: model, body: body, deadline: Date().addingTimeInterval(60))
         let start = ContinuousClock.now
-        _ = try await dispatcher.store.insert(job)
+        _ = try await store.insert(job)
         let got = try await leased.value
         latencies.append(ContinuousClock.now - start)
         precondition(got.count == 1, "the waiting agent leased the job")
-        _ = try await dispatcher.complete(nodeID: node.id, jobID: got[0].lease.jobID, attempt: got[0].lease.attempt, result: result, usage: nil)
+        _ = try await dispatcher.complete(got[0].lease, result: result, usage: nil)
     }
     return latencies.sorted()
 }
@@ -131,9 +131,9 @@ func fill(_ store: any DispatchStore, model: String, count: Int) async throws {
 
 /// Lease+complete cycles per second: `workers` agents drain `jobs` queued jobs, leasing up
 /// to `batchSize` at a time and completing them in one batch.
-func cycles(_ dispatcher: Dispatcher, workers: Int, jobs: Int) async throws -> Double {
+func cycles(_ dispatcher: Dispatcher, _ store: any DispatchStore, workers: Int, jobs: Int) async throws -> Double {
     let model = "cycles-\(UUID().uuidString.prefix(6))"
-    try await fill(dispatcher.store, model: model, count: jobs)
+    try await fill(store, model: model, count: jobs)
     var nodes: [Node] = []
     for _ in 0..<workers { nodes.append(try await enroll(dispatcher, models: [model], capacity: 64)) }
     let start = ContinuousClock.now
@@ -320,15 +320,16 @@ func add(_ group: String, _ figure: String, _ unit: String, _ value: Double, bas
 }
 
 if options.only.contains("memory") {
-    let dispatcher = Dispatcher(store: .memory())
+    let store = InMemoryStore()
+    let dispatcher = Dispatcher(store: store)
     let bare = await handOff(samples: samples)
-    let latencies = try await pickup(dispatcher, samples: samples)
+    let latencies = try await pickup(dispatcher, store, samples: samples)
     add("store", "memory pickup p50", "ms", percentile(latencies, 0.5), baseline: percentile(bare, 0.5), "task hand-off", target: ("value", "<", 1))
     add("store", "memory pickup p99", "ms", percentile(latencies, 0.99), baseline: percentile(bare, 0.99), "task hand-off")
     for workers in [1, 4, 16] {
         let jobs = options.quick ? 10_000 : 100_000
         let reference = await arrayQueueCycles(workers: workers, jobs: jobs)
-        let rate = try await cycles(dispatcher, workers: workers, jobs: jobs)
+        let rate = try await cycles(dispatcher, store, workers: workers, jobs: jobs)
         add("store", "memory lease+complete, \(workers) worker(s)", "/s", rate, baseline: reference, "locked array queue")
     }
 }
@@ -340,13 +341,13 @@ if options.only.contains("postgres") || options.only.contains("growth") {
             let dispatcher = Dispatcher(store: store)
             if options.only.contains("postgres") {
                 let trips = try await roundTrips(client, samples: samples)
-                let latencies = try await pickup(dispatcher, samples: samples)
+                let latencies = try await pickup(dispatcher, store, samples: samples)
                 add("store", "postgres pickup p50", "ms", percentile(latencies, 0.5), baseline: percentile(trips, 0.5), "SELECT 1 round trip", target: ("value", "<", 3))
                 add("store", "postgres pickup p99", "ms", percentile(latencies, 0.99), baseline: percentile(trips, 0.99), "SELECT 1 round trip")
                 for workers in [1, 4, 16] {
                     let jobs = options.quick ? 4_000 : 40_000
                     let reference = try await referenceQueueCycles(client, workers: workers, jobs: jobs)
-                    let rate = try await cycles(dispatcher, workers: workers, jobs: jobs)
+                    let rate = try await cycles(dispatcher, store, workers: workers, jobs: jobs)
                     add("store", "postgres lease+complete, \(workers) worker(s)", "/s", rate, baseline: reference, "SKIP LOCKED reference queue",
                         target: workers == 4 ? ("value", ">=", 8000) : nil)
                 }
@@ -359,8 +360,8 @@ if options.only.contains("postgres") || options.only.contains("growth") {
                 for depth in [0, 1_000, 100_000] {
                     try await backlog(client, count: depth - queued)
                     queued = depth
-                    let latencies = try await pickup(dispatcher, samples: samples / 2)
-                    let rate = try await cycles(dispatcher, workers: 4, jobs: jobs)
+                    let latencies = try await pickup(dispatcher, store, samples: samples / 2)
+                    let rate = try await cycles(dispatcher, store, workers: 4, jobs: jobs)
                     let p50 = percentile(latencies, 0.5)
                     if depth == 0 {
                         zeroPickup = p50

@@ -7,8 +7,8 @@ import NIOCore
 extension Agent {
     /// Runs one job against the local provider and reports it. A failure before any output is
     /// reported retryable so the gateway can give the job to another node.
-    func execute(_ job: AgentWire.LeasedJob, lease: AgentWire.LeaseRef, token: String) async {
-        let remaining = Duration.milliseconds(Int64(max(0, job.deadline.timeIntervalSinceNow) * 1000))
+    func execute(_ job: AgentWire.Assignment, lease: AgentWire.LeaseRef, token: String) async {
+        let remaining = Duration.seconds(max(0, job.deadline.timeIntervalSinceNow))
         let outcome: AgentWire.Report
         do {
             guard remaining > .zero else { throw ProviderError(.timeout, detail: "the job's deadline had passed") }
@@ -39,7 +39,7 @@ extension Agent {
     /// Streams a job: the local provider's events go to the gateway as they come. A provider
     /// failure before the first event is retryable; after it, not (the client saw output).
     /// - Returns: The report to deliver.
-    func stream(_ job: AgentWire.LeasedJob, lease: AgentWire.LeaseRef, token: String, remaining: Duration) async throws -> AgentWire.Report {
+    func stream(_ job: AgentWire.Assignment, lease: AgentWire.LeaseRef, token: String, remaining: Duration) async throws -> AgentWire.Report {
         let events = try await provider.streamChatCompletion(job.body, endpoint: endpoint(remaining: remaining))
         let (frames, continuation) = AsyncStream<ByteBuffer>.makeStream()
         let client = client
@@ -74,7 +74,7 @@ extension Agent {
     }
 
     /// How long a job's report is retried: until a minute past its deadline (at least a minute).
-    static func retryWindow(_ job: AgentWire.LeasedJob) -> Duration {
+    static func retryWindow(_ job: AgentWire.Assignment) -> Duration {
         .seconds(max(60, job.deadline.timeIntervalSinceNow + 60))
     }
 

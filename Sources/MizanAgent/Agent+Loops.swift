@@ -134,7 +134,7 @@ extension Agent {
                 try? await cancelWhenGracefulShutdown { try await Task.sleep(for: .seconds(1)) }
                 continue
             }
-            let jobs: [AgentWire.LeasedJob]
+            let jobs: [AgentWire.Assignment]
             do {
                 jobs = try await cancelWhenGracefulShutdown {
                     try await self.client.lease(token: token, limit: slots, wait: self.configuration.leaseWait)
@@ -156,7 +156,7 @@ extension Agent {
     }
 
     /// Starts a job on its own task, counted in the running set until it has been reported.
-    func start(_ job: AgentWire.LeasedJob, token: String) {
+    func start(_ job: AgentWire.Assignment, token: String) {
         let lease = AgentWire.LeaseRef(jobID: job.jobID, attempt: job.attempt)
         state.withLock { $0.running[lease] = RunningJob() }
         let task = Task {

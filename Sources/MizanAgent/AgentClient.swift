@@ -39,7 +39,7 @@ public struct AgentClient: Sendable {
     ///   - token: The node token.
     ///   - limit: The most jobs to take.
     ///   - wait: How long the gateway may hold the call without work.
-    public func lease(token: String, limit: Int, wait: Duration) async throws -> [AgentWire.LeasedJob] {
+    public func lease(token: String, limit: Int, wait: Duration) async throws -> [AgentWire.Assignment] {
         let seconds = Double(wait.components.seconds) + Double(wait.components.attoseconds) / 1e18
         let answer: AgentWire.LeaseResponse = try await call(
             "/agent/v1/lease", token: token, body: AgentWire.LeaseRequest(limit: limit, waitSeconds: seconds),

@@ -9,6 +9,8 @@ public struct MizanError: Error, Sendable, Equatable, CustomStringConvertible {
         fileprivate enum Base: String, Sendable {
             case badRequest = "bad_request"
             case unauthorized = "invalid_api_key"
+            case invalidNodeToken = "invalid_node_token"
+            case invalidAdminToken = "invalid_admin_token"
             case forbidden = "forbidden"
             case notFound = "not_found"
             case methodNotAllowed = "method_not_allowed"
@@ -34,8 +36,12 @@ public struct MizanError: Error, Sendable, Equatable, CustomStringConvertible {
 
         /// Malformed or invalid input (400).
         public static let badRequest = Code(base: .badRequest)
-        /// Missing or wrong credentials (401).
+        /// A missing or wrong client API key (401).
         public static let unauthorized = Code(base: .unauthorized)
+        /// A missing, unknown or revoked node or registration token on the agent API (401).
+        public static let invalidNodeToken = Code(base: .invalidNodeToken)
+        /// A missing or wrong admin token, or an admin API that is off (401).
+        public static let invalidAdminToken = Code(base: .invalidAdminToken)
         /// Valid credentials of the wrong scope (403).
         public static let forbidden = Code(base: .forbidden)
         /// A resource that does not exist (404).
@@ -104,7 +110,7 @@ public struct MizanError: Error, Sendable, Equatable, CustomStringConvertible {
     public var httpStatus: Int {
         switch code.base {
         case .badRequest: 400
-        case .unauthorized: 401
+        case .unauthorized, .invalidNodeToken, .invalidAdminToken: 401
         case .forbidden: 403
         case .notFound, .modelNotFound, .jobNotFound, .nodeNotFound: 404
         case .methodNotAllowed: 405
@@ -127,7 +133,7 @@ public struct MizanError: Error, Sendable, Equatable, CustomStringConvertible {
         case .badRequest, .payloadTooLarge, .modelNotFound, .notFound, .methodNotAllowed, .jobNotFound, .nodeNotFound,
             .leaseConflict, .conflict, .notImplemented:
             "invalid_request_error"
-        case .unauthorized, .forbidden: "authentication_error"
+        case .unauthorized, .invalidNodeToken, .invalidAdminToken, .forbidden: "authentication_error"
         case .noCapacity, .rateLimited: "rate_limit_error"
         case .requestTimeout, .deadlineExceeded: "timeout_error"
         case .upstreamFailure, .noHealthyNode, .storeUnavailable, .cancelled, .internalError: "server_error"

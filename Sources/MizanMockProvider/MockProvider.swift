@@ -56,6 +56,7 @@ public enum MockProvider {
         router.get("/v1/models") { request, _ in try responder.models(request) }
         router.post("/v1/chat/completions") { request, context in try await responder.chat(request, context: context) }
         router.get("/mock/stats") { _, _ in responder.statsResponse() }
+        router.get("/mock/last-request") { _, _ in responder.lastRequestResponse() }
         router.get("/healthz") { _, _ in Response(status: .ok, body: .init(byteBuffer: ByteBuffer(string: "ok"))) }
         return router
     }

@@ -8,9 +8,16 @@ struct MockResponder: Sendable {
     let configuration: MockProvider.Configuration
     private let counter = Counter()
     let stats = Stats()
+    /// The body of the last chat request, as it arrived (`GET /mock/last-request`).
+    let lastBody = LastBody()
 
     init(configuration: MockProvider.Configuration) {
         self.configuration = configuration
+    }
+
+    final class LastBody: Sendable {
+        private let value = Mutex<Data?>(nil)
+        func withLock<T>(_ body: (inout Data?) -> T) -> T { value.withLock { body(&$0) } }
     }
 
     final class Counter: Sendable {
@@ -22,6 +29,8 @@ struct MockResponder: Sendable {
     final class Stats: Sendable {
         struct Values: Codable, Sendable {
             var requests = 0
+            /// Chat requests answered with the configured failure status.
+            var failed = 0
             var streamsStarted = 0
             var streamsCompleted = 0
             var streamsAborted = 0
@@ -45,6 +54,11 @@ struct MockResponder: Sendable {
 
     func statsResponse() -> Response { json(stats.snapshot) }
 
+    func lastRequestResponse() -> Response {
+        let body = lastBody.withLock { $0 } ?? Data("null".utf8)
+        return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: body)))
+    }
+
     static let words = ["mizan", "balances", "every", "request", "across", "the", "nodes", "it", "knows"]
 
     func models(_ request: Request) throws -> Response {
@@ -57,6 +71,7 @@ struct MockResponder: Sendable {
         if let refusal = authorize(request) { return refusal }
         var request = request
         let buffer = try await request.collectBody(upTo: 4 * 1024 * 1024)
+        lastBody.withLock { $0 = Data(buffer.readableBytesView) }
         let chat: ChatCompletionRequest
         do {
             chat = try ChatCompletionRequest(body: Data(buffer.readableBytesView))
@@ -67,6 +82,7 @@ struct MockResponder: Sendable {
             return failure(MizanError(.modelNotFound, "The model '\(chat.model)' does not exist."))
         }
         if let status = configuration.failureStatus {
+            stats.update { $0.failed += 1 }
             return failure(MizanError(.upstreamFailure, "The mock provider was told to fail."), status: status)
         }
         stats.update { $0.requests += 1 }

@@ -9,7 +9,7 @@ import Glibc
 /// descriptors: an inherited socket would keep a test's client connection open after the test
 /// closed it (so a server never sees the client go away), and Foundation's child-exit
 /// detection breaks when its descriptors leak into unrelated children.
-public enum Spawn {
+package enum Spawn {
     /// Starts `executable`.
     /// - Parameters:
     ///   - executable: The program's path.
@@ -18,7 +18,7 @@ public enum Spawn {
     ///   - outputPath: Where standard output and standard error go.
     /// - Returns: The child's process id.
     /// - Throws: When it cannot be started.
-    public static func start(executable: String, arguments: [String], environment: [String: String] = [:], outputPath: String) throws -> pid_t {
+    package static func start(executable: String, arguments: [String], environment: [String: String] = [:], outputPath: String) throws -> pid_t {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }

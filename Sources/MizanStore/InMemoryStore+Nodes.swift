@@ -23,7 +23,7 @@ extension InMemoryStore {
             guard let id = state.registrationHashes[registrationTokenHash], var node = state.nodes[id],
                 node.status == .pending
             else {
-                throw MizanError(.unauthorized, "The registration token is invalid or was already used.")
+                throw MizanError(.invalidNodeToken, "The registration token is invalid or was already used.")
             }
             state.registrationHashes[registrationTokenHash] = nil
             state.tokenHashes[nodeTokenHash] = id
@@ -37,7 +37,7 @@ extension InMemoryStore {
     public func heartbeat(_ id: NodeID, report: NodeReport, now: Date) async throws -> Node {
         try state.withLock { state in
             guard var node = state.nodes[id] else { throw MizanError(.nodeNotFound, "No node with id \(id).") }
-            guard node.status == .active else { throw MizanError(.unauthorized, "The node is not active.") }
+            guard node.status == .active else { throw MizanError(.invalidNodeToken, "The node is not active.") }
             node.apply(report, now: now)
             state.nodes[id] = node
             return node

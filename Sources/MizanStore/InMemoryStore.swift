@@ -60,7 +60,7 @@ public final class InMemoryStore: DispatchStore {
             guard var node = state.nodes[nodeID] else {
                 throw MizanError(.nodeNotFound, "No node with id \(nodeID).")
             }
-            guard node.status != .revoked else { throw MizanError(.unauthorized, "The node was revoked.") }
+            guard node.status != .revoked else { throw MizanError(.invalidNodeToken, "The node was revoked.") }
             node.lastSeen = now
             state.nodes[nodeID] = node
             guard node.canLease else { return [] }

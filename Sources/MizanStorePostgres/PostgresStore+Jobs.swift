@@ -85,7 +85,7 @@ extension PostgresStore {
                 try $0.decode(String.self)
             }
             guard let status = status.first else { throw MizanError(.nodeNotFound, "No node with id \(nodeID).") }
-            if status == Node.Status.revoked.rawValue { throw MizanError(.unauthorized, "The node was revoked.") }
+            if status == Node.Status.revoked.rawValue { throw MizanError(.invalidNodeToken, "The node was revoked.") }
         }
         return leased.map { LeasedJob(job: $0, lease: $0.lease!) }
     }

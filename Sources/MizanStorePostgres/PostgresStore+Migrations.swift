@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import PostgresNIO
+import Synchronization
 
 extension PostgresStore {
     /// The schema, as numbered steps. A step is never edited once released; add a new one.
@@ -100,8 +101,31 @@ extension PostgresStore {
     /// that instances starting together do not race. Safe to call any number of times.
     /// - Throws: A database error; nothing is applied then.
     public func migrate() async throws {
-        try await client.withOpenConnection(logger: logger) { connection in
+        try await pool.withOpenConnection(logger: logger) { connection in
             try await self.migrate(on: connection)
+        }
+        migrated.store(true, ordering: .releasing)
+    }
+
+    /// The pool, once the schema is current: every statement goes through here, so that a
+    /// store used before ``migrate()`` creates its schema first (once, however many wait).
+    var client: PostgresClient {
+        get async throws {
+            if migrated.load(ordering: .acquiring) { return pool }
+            let task = migration.withLock { running in
+                if let running { return running }
+                let task = Task { try await self.migrate() }
+                running = task
+                return task
+            }
+            do {
+                try await task.value
+            } catch {
+                // Let the next statement try again (the database may come back).
+                migration.withLock { running in if running == task { running = nil } }
+                throw error
+            }
+            return pool
         }
     }
 

@@ -37,7 +37,7 @@ extension PostgresStore {
             logger: logger, Rows.node
         )
         guard let node = rows.first else {
-            throw MizanError(.unauthorized, "The registration token is invalid or was already used.")
+            throw MizanError(.invalidNodeToken, "The registration token is invalid or was already used.")
         }
         return node
     }
@@ -55,7 +55,7 @@ extension PostgresStore {
         )
         if let node = rows.first { return node }
         guard try await node(id) != nil else { throw MizanError(.nodeNotFound, "No node with id \(id).") }
-        throw MizanError(.unauthorized, "The node is not active.")
+        throw MizanError(.invalidNodeToken, "The node is not active.")
     }
 
     public func revokeNode(_ id: NodeID, now: Date) async throws -> Node {

@@ -25,21 +25,25 @@ public final class PostgresStore: DispatchStore, Service {
     /// The notification channel for store events.
     public static let channel = "mizan_events"
 
-    let client: PostgresClient
+    /// The pool itself; statements go through ``client``, which migrates first.
+    let pool: PostgresClient
     let logger: Logger
     let hub = StoreEventHub()
     /// Tells this instance's notifications apart from other instances'.
     let origin = UUID().uuidString.lowercased()
     private let listening = Mutex(false)
-    private let migrated = Mutex(false)
+    /// Set once the schema is known to be current, so that later statements skip the check.
+    let migrated = Atomic<Bool>(false)
+    /// The migration under way, shared by the statements that wait for it.
+    let migration = Mutex<Task<Void, any Error>?>(nil)
 
-    /// Creates a store over a client. Call ``migrate()`` (or run the store as a service,
-    /// which migrates first) before use.
+    /// Creates a store over a client. The schema is migrated before the first statement (and
+    /// when the store runs as a service); ``migrate()`` does it up front, e.g. to bound start-up.
     /// - Parameters:
     ///   - client: A PostgreSQL client whose `run()` is running.
     ///   - logger: Where the store logs.
     public init(client: PostgresClient, logger: Logger = Logger(label: "mizan.store.postgres")) {
-        self.client = client
+        self.pool = client
         self.logger = logger
     }
 
@@ -48,7 +52,7 @@ public final class PostgresStore: DispatchStore, Service {
     }
 
     public func ping() async throws {
-        try await client.run("SELECT 1", logger: logger)
+        try await pool.run("SELECT 1", logger: logger)
     }
 
     /// Whether the event listener is subscribed right now.
@@ -68,7 +72,7 @@ public final class PostgresStore: DispatchStore, Service {
         while !Task.isCancelled {
             do {
                 let resync = reconnecting
-                try await client.withOpenConnection(logger: logger) { connection in
+                try await pool.withOpenConnection(logger: logger) { connection in
                     try await connection.listen(on: Self.channel) { notifications in
                         self.listening.withLock { $0 = true }
                         if resync {

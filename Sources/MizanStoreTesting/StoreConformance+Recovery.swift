@@ -95,7 +95,7 @@ extension StoreConformance {
             _ = try await store.revokeNode(node.id, now: Fixture.at(2))
             let recovered = try await store.recoverLeases(staleBefore: Fixture.at(0), now: Fixture.at(3))
             try require(recovered.map(\.id) == [job.id] && recovered[0].state == .accepted, "a revoked node's job is requeued")
-            try await requireThrows("a revoked node cannot lease", matching: Fixture.isCode(.unauthorized)) {
+            try await requireThrows("a revoked node cannot lease", matching: Fixture.isCode(.invalidNodeToken)) {
                 _ = try await store.lease(nodeID: node.id, limit: 1, now: Fixture.at(4))
             }
         },

@@ -14,10 +14,10 @@ extension StoreConformance {
             try require(active.id == created.id && active.status == .active, "registration activates the node")
             try require(active.models == ["llama3", "qwen"] && active.maxConcurrency == 3 && active.labels == ["gpu": "a100"], "the report is applied")
             try require(active.lastSeen == Fixture.at(1), "registration counts as seen")
-            try await requireThrows("the registration token works only once", matching: Fixture.isCode(.unauthorized)) {
+            try await requireThrows("the registration token works only once", matching: Fixture.isCode(.invalidNodeToken)) {
                 _ = try await store.registerNode(registrationTokenHash: registration, nodeTokenHash: Fixture.hash(), report: report, now: Fixture.at(2))
             }
-            try await requireThrows("an unknown registration token is refused", matching: Fixture.isCode(.unauthorized)) {
+            try await requireThrows("an unknown registration token is refused", matching: Fixture.isCode(.invalidNodeToken)) {
                 _ = try await store.registerNode(registrationTokenHash: Fixture.hash(), nodeTokenHash: Fixture.hash(), report: report, now: Fixture.at(2))
             }
             let found = try await store.node(tokenHash: token)
@@ -42,7 +42,7 @@ extension StoreConformance {
             let revoked = try await store.revokeNode(b.id, now: Fixture.at(7))
             try require(revoked.status == .revoked, "the node is revoked")
             try require(try await store.node(b.id)?.status == .revoked, "revocation is durable")
-            try await requireThrows("a revoked node's heartbeat is refused", matching: Fixture.isCode(.unauthorized)) {
+            try await requireThrows("a revoked node's heartbeat is refused", matching: Fixture.isCode(.invalidNodeToken)) {
                 _ = try await store.heartbeat(b.id, report: NodeReport(models: ["m2"], maxConcurrency: 1), now: Fixture.at(8))
             }
             try await requireThrows("revoking an unknown node is an error", matching: Fixture.isCode(.nodeNotFound)) {

@@ -1,8 +1,9 @@
 import Foundation
 import MizanCore
-import MizanDispatch
+@testable import MizanDispatch
 import MizanStore
 import MizanStoreTesting
+import MizanTestSupport
 import Testing
 
 /// A registered node and its token, for dispatcher tests.
@@ -34,10 +35,7 @@ struct DispatcherTests {
         let leased = try await dispatcher.lease(for: agent.node, limit: 1, wait: .seconds(5))
         #expect(leased.count == 1)
         #expect(leased[0].job.body == chatBody)
-        try await dispatcher.complete(
-            nodeID: agent.node.id, jobID: leased[0].lease.jobID, attempt: leased[0].lease.attempt,
-            result: answer, usage: TokenUsage(promptTokens: 3, completionTokens: 4)
-        )
+        try await dispatcher.complete(leased[0].lease, result: answer, usage: TokenUsage(promptTokens: 3, completionTokens: 4))
         let job = try await outcome
         #expect(job.state == .succeeded)
         #expect(job.result == answer)
@@ -50,7 +48,7 @@ struct DispatcherTests {
         let agent = try await dispatcher.enroll()
         let started = ContinuousClock.now
         async let leased = dispatcher.lease(for: agent.node, limit: 4, wait: .seconds(20))
-        while dispatcher.waitingLeasers == 0 { try await Task.sleep(for: .milliseconds(1)) }
+        try await waitUntil("a lease call waits") { dispatcher.waitingLeasers > 0 }
         let submitter = Task { try await dispatcher.submit(DispatchRequest(model: "m1", body: chatBody, deadline: .seconds(30))) }
         let jobs = try await leased
         #expect(jobs.count == 1)
@@ -88,7 +86,7 @@ struct DispatcherTests {
         } throws: { error in
             (error as? MizanError)?.code == .cancelled
         }
-        let job = try await dispatcher.store.job(leased[0].lease.jobID)
+        let job = try await dispatcher.job(leased[0].lease.jobID)
         #expect(job?.state == .failed)
         #expect(job?.errorCode == JobErrorCode.cancelled)
         let answer = try await dispatcher.heartbeat(
@@ -96,7 +94,7 @@ struct DispatcherTests {
         )
         #expect(answer.abort == [leased[0].lease])
         await #expect {
-            try await dispatcher.complete(nodeID: agent.node.id, jobID: leased[0].lease.jobID, attempt: 1, result: answer.node.name.data(using: .utf8)!, usage: nil)
+            try await dispatcher.complete(Lease(jobID: leased[0].lease.jobID, attempt: 1, nodeID: agent.node.id), result: answer.node.name.data(using: .utf8)!, usage: nil)
         } throws: { error in
             (error as? MizanError)?.httpStatus == 409
         }
@@ -116,14 +114,15 @@ struct DispatcherTests {
         async let first = dispatcher.submit(request)
         let leased = try await dispatcher.lease(for: agent.node, limit: 1, wait: .seconds(5))
         async let second = dispatcher.submit(request)
-        while dispatcher.waitingSubmitters < 1 { try await Task.sleep(for: .milliseconds(1)) }
-        try await dispatcher.complete(nodeID: agent.node.id, jobID: leased[0].lease.jobID, attempt: 1, result: answer, usage: nil)
+        // The repeat finds the running job and waits for it beside the first submitter.
+        try await waitUntil("the repeated submit waits too") { dispatcher.waitingSubmitters == 2 }
+        try await dispatcher.complete(Lease(jobID: leased[0].lease.jobID, attempt: 1, nodeID: agent.node.id), result: answer, usage: nil)
         let (a, b) = try await (first, second)
         #expect(a.id == b.id)
         #expect(b.state == .succeeded)
         let third = try await dispatcher.submit(request)
         #expect(third.id == a.id && third.result == answer)
-        let all = try await dispatcher.store.jobs(state: nil, limit: 10)
+        let all = try await dispatcher.jobs(state: nil, limit: 10)
         #expect(all.count == 1)
     }
 
@@ -134,12 +133,12 @@ struct DispatcherTests {
         async let outcome = dispatcher.submit(DispatchRequest(model: "m1", body: chatBody))
         let leased = try await dispatcher.lease(for: first.node, limit: 1, wait: .seconds(5))
         let requeued = try await dispatcher.fail(
-            nodeID: first.node.id, jobID: leased[0].lease.jobID, attempt: 1, code: "provider_unreachable", message: "down", retryable: true
+            Lease(jobID: leased[0].lease.jobID, attempt: 1, nodeID: first.node.id), code: "provider_unreachable", message: "down", retryable: true
         )
         #expect(requeued.state == .accepted && requeued.attempt == 2)
         let again = try await dispatcher.lease(for: second.node, limit: 1, wait: .seconds(5))
         #expect(again.first?.lease.attempt == 2)
-        try await dispatcher.complete(nodeID: second.node.id, jobID: again[0].lease.jobID, attempt: 2, result: answer, usage: nil)
+        try await dispatcher.complete(Lease(jobID: again[0].lease.jobID, attempt: 2, nodeID: second.node.id), result: answer, usage: nil)
         let job = try await outcome
         #expect(job.state == .succeeded && job.nodeID == second.node.id)
     }
@@ -191,8 +190,10 @@ struct DispatcherTests {
         let dispatcher = Dispatcher(store: store, configuration: .init(unreportedLeaseGrace: .seconds(30)), now: { clock.date })
         let node = try await dispatcher.enroll(models: ["m1"], maxConcurrency: 4)
         let report = NodeReport(models: ["m1"], maxConcurrency: 4)
-        for _ in 0..<3 {
-            _ = try await store.insert(Job(requestID: "r", model: "m1", body: chatBody, deadline: clock.date.addingTimeInterval(600), now: clock.date))
+        for attempts in [3, 3, 1] {
+            _ = try await store.insert(
+                Job(requestID: "r", model: "m1", body: chatBody, deadline: clock.date.addingTimeInterval(600), maxAttempts: attempts, now: clock.date)
+            )
         }
         // Three leases handed out; the node got (and reports) only the first, the answers of the
         // others were lost on the way. One of the lost ones is on its last attempt.
@@ -210,11 +211,16 @@ struct DispatcherTests {
         #expect(held.map(\.id) == [leased[0].job.id], "the reported lease stays, the unreported ones are taken back")
         for lost in leased.dropFirst() {
             let job = try #require(try await store.job(lost.job.id))
-            #expect(job.state == .accepted && job.attempt == 2, "requeued for another attempt: \(job.state) \(job.attempt)")
+            if job.maxAttempts == 1 {
+                #expect(job.state == .failed && job.errorCode == JobErrorCode.leaseLost, "no attempt left: failed as lease_lost, not \(job.state)")
+            } else {
+                #expect(job.state == .accepted && job.attempt == 2, "requeued for another attempt: \(job.state) \(job.attempt)")
+            }
         }
+        #expect(try await store.jobs(state: .failed, limit: 10).count == 1, "exactly the job on its last attempt failed")
         // The node's late report of a taken-back lease is refused.
         await #expect(throws: MizanError.self) {
-            try await dispatcher.complete(nodeID: node.node.id, jobID: leased[1].job.id, attempt: 1, result: Data("{}".utf8), usage: nil)
+            try await dispatcher.complete(Lease(jobID: leased[1].job.id, attempt: 1, nodeID: node.node.id), result: Data("{}".utf8), usage: nil)
         }
     }
 

@@ -85,7 +85,7 @@ struct AdminAPITests {
 
     @Test func withoutAnAdminTokenTheAdminAPIIsOff() async throws {
         let store = InMemoryStore()
-        let gateway = Gateway(dispatcher: .init(store: store), access: store, routes: RouteTable(routes: []), adminToken: nil)
+        let gateway = Gateway(store: store, adminToken: nil)
         try await withServer({ gateway.application(port: 0, onServerRunning: $0) }) { port in
             let harness = Harness(gateway: gateway, store: store, port: port, apiKey: "")
             let answer = try await harness.send(.GET, "/admin/v1/nodes", token: "")

@@ -61,7 +61,7 @@ struct AgentPathTests {
             let node = try await gateway.registerNode(models: ["m"], maxConcurrency: 4)
             async let one = gateway.chat(model: "m")
             async let two = gateway.chat(model: "m")
-            var jobs: [AgentWire.LeasedJob] = []
+            var jobs: [AgentWire.Assignment] = []
             while jobs.count < 2 { jobs += try await gateway.lease(token: node.token, limit: 2) }
             let result = try JSONEncoder().encode(ChatCompletionResponse(id: "x", created: 0, model: "m", choices: [], usage: nil))
             let batch = AgentWire.ReportBatch(reports: [

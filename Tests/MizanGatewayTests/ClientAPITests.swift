@@ -19,6 +19,10 @@ struct ClientAPITests {
                 #expect(answer.headers["X-Request-Id"].first == "trace-me-1")
                 let completion = try JSONDecoder().decode(ChatCompletionResponse.self, from: answer.body)
                 #expect(completion.choices.first?.message.content?.split(separator: " ").count == 4)
+                // Upstream got the client's body byte for byte but for the model's name.
+                let sent = #"{"model":"public-name","messages":[{"role":"user","content":"say two words"}],"stream":false,"temperature":0.30000000000000004}"#
+                let received = try await mockLastRequest(base: base, gateway: gateway)
+                #expect(received == sent.replacingOccurrences(of: #""model":"public-name""#, with: #""model":"mock-model""#))
                 let summary = try await gateway.store.usageSummary()
                 #expect(summary.count == 1)
                 #expect(summary.first?.model == "public-name")
@@ -80,6 +84,16 @@ struct ClientAPITests {
 
     @Test func rateLimitedRouteIsRetriedElsewhereAndReported() async throws {
         try await withMock(.init(failureStatus: 429)) { limited in
+            try await withMock(.init(tokens: 2)) { live in
+                let routes = [ProviderRoute(model: "mock-model", baseURL: limited, priority: 1), ProviderRoute(model: "mock-model", baseURL: live, priority: 2)]
+                try await withGateway(routes: routes) { (gateway: Harness) async throws in
+                    let answer = try await gateway.chat()
+                    #expect(answer.status == 200, "the next route serves what the first refused with 429")
+                    #expect(try await mockStats(base: limited, gateway: gateway)["failed"] == 1, "the limited route was tried first")
+                    #expect(try await mockStats(base: live, gateway: gateway)["requests"] == 1)
+                }
+            }
+            // With nowhere else to go, the client hears the rate limit as OpenAI's clients expect it.
             try await withGateway(routes: [ProviderRoute(model: "mock-model", baseURL: limited)]) { (gateway: Harness) async throws in
                 let answer = try await gateway.chat()
                 #expect(answer.status == 429)
@@ -229,6 +243,19 @@ struct ClientAPITests {
             #expect(try await gateway.send(.GET, "/metrics").status == 404)
         }
     }
+}
+
+/// The mock provider's counters, by its base URL (`http://127.0.0.1:P/v1`).
+func mockStats(base: String, gateway: Harness) async throws -> [String: Int] {
+    try await mockStats(port: Int(base.split(separator: ":").last!.split(separator: "/").first!)!, gateway: gateway)
+}
+
+/// The body of the last chat request the mock at `base` received, as text.
+func mockLastRequest(base: String, gateway: Harness) async throws -> String {
+    let url = base.replacingOccurrences(of: "/v1", with: "") + "/mock/last-request"
+    let response = try await gateway.http.execute(HTTPClientRequest(url: url), timeout: .seconds(5))
+    let buffer = try await response.body.collect(upTo: 1 << 20)
+    return String(buffer: buffer)
 }
 
 /// The mock provider's counters.

@@ -93,14 +93,14 @@ struct Harness: Sendable {
     }
 
     /// Leases through the agent API.
-    func lease(token: String, limit: Int = 1, wait: Double = 5) async throws -> [AgentWire.LeasedJob] {
+    func lease(token: String, limit: Int = 1, wait: Double = 5) async throws -> [AgentWire.Assignment] {
         let answer = try await send(.POST, "/agent/v1/lease", token: token, body: #"{"limit":\#(limit),"waitSeconds":\#(wait)}"#)
         guard answer.status == 200 else { throw HarnessError("lease failed: \(answer.status) \(answer.text)") }
         return try AgentWire.decoder().decode(AgentWire.LeaseResponse.self, from: answer.body).jobs
     }
 
     /// Completes a job through the agent API with a chat completion naming `content`.
-    func complete(_ job: AgentWire.LeasedJob, token: String, attempt: Int? = nil, content: String = "from the node") async throws -> HTTPAnswer {
+    func complete(_ job: AgentWire.Assignment, token: String, attempt: Int? = nil, content: String = "from the node") async throws -> HTTPAnswer {
         let response = ChatCompletionResponse(
             id: "chatcmpl-node", created: 0, model: job.model,
             choices: [.init(index: 0, message: ChatMessage(role: "assistant", content: content), finishReason: "stop")],
@@ -132,10 +132,8 @@ func withGateway<T: Sendable>(
     _ body: (Harness) async throws -> T
 ) async throws -> T {
     let store = InMemoryStore()
-    let dispatcher = Dispatcher(store: store)
     let gateway = Gateway(
-        dispatcher: dispatcher,
-        access: store,
+        store: store,
         routes: RouteTable(routes: routes, cooldown: .seconds(60), failuresBeforeCooldown: failuresBeforeCooldown),
         adminToken: Harness.adminToken,
         configuration: configuration,

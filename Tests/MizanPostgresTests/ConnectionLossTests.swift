@@ -3,6 +3,7 @@ import MizanPostgresTesting
 import MizanStore
 import MizanStorePostgres
 import PostgresNIO
+import MizanTestSupport
 import Testing
 
 /// The server dropping connections (a restart, an administrator) must never leave a store
@@ -17,7 +18,7 @@ struct ConnectionLossTests {
                 try await PostgresTestDatabase.withClient(url: url, maximumConnections: 1) { admin in
                     for round in 0..<15 {
                         // Several pooled connections (and the listener's) are open and idle…
-                        #expect(try await eventuallyTrue { store.isListening }, "the listener is back before round \(round)")
+                        #expect(try await eventually(poll: .milliseconds(10)) { store.isListening }, "the listener is back before round \(round)")
                         try await withThrowingTaskGroup(of: Void.self) { group in
                             for _ in 0..<6 { group.addTask { _ = try await Self.retrying { try await store.queueDepth() } } }
                             try await group.waitForAll()
@@ -40,7 +41,7 @@ struct ConnectionLossTests {
                     // Afterwards the store works, and its listener is back.
                     let depth = try await store.queueDepth()
                     #expect(depth.isEmpty)
-                    #expect(try await eventuallyTrue { store.isListening })
+                    #expect(try await eventually(poll: .milliseconds(10)) { store.isListening })
                 }
             }
         }
@@ -53,10 +54,5 @@ struct ConnectionLossTests {
             try await Task.sleep(for: .milliseconds(100))
         }
         return try await work()
-    }
-
-    private func eventuallyTrue(_ condition: () -> Bool) async throws -> Bool {
-        for _ in 0..<1000 where !condition() { try await Task.sleep(for: .milliseconds(10)) }
-        return condition()
     }
 }

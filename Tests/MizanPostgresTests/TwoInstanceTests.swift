@@ -1,10 +1,11 @@
 import Foundation
 import MizanCore
-import MizanDispatch
+@testable import MizanDispatch
 import MizanPostgresTesting
 import MizanStore
 import MizanStorePostgres
 import PostgresNIO
+import MizanTestSupport
 import Testing
 
 /// Two gateway instances: two stores (each with its own listener) and two dispatchers on one database.
@@ -42,16 +43,13 @@ struct TwoInstanceTests {
             let node = try await b.authenticateNode(token: registration.nodeToken)
             let leaseStarted = ContinuousClock.now
             async let leased = b.lease(for: node, limit: 1, wait: .seconds(20))
-            while b.waitingLeasers == 0 { try await Task.sleep(for: .milliseconds(1)) }
+            try await waitUntil("instance B's lease call waits") { b.waitingLeasers > 0 }
             async let outcome = a.submit(DispatchRequest(model: "m1", body: body, deadline: .seconds(30)))
             let jobs = try await leased
             #expect(jobs.count == 1, "B's waiting lease is woken by A's notification")
             #expect(ContinuousClock.now - leaseStarted < .seconds(10))
             let completedAt = ContinuousClock.now
-            try await b.complete(
-                nodeID: node.id, jobID: jobs[0].lease.jobID, attempt: jobs[0].lease.attempt,
-                result: result, usage: TokenUsage(promptTokens: 1, completionTokens: 2)
-            )
+            try await b.complete(jobs[0].lease, result: result, usage: TokenUsage(promptTokens: 1, completionTokens: 2))
             let job = try await outcome
             let resolvedIn = ContinuousClock.now - completedAt
             #expect(job.state == .succeeded && job.result == result)
@@ -89,9 +87,10 @@ struct TwoInstanceTests {
             _ = try await a.store.insert(job)
             let leased = try await a.store.lease(nodeID: lostNode.id, limit: 1, now: Date())
             #expect(leased.count == 1)
-            let config = Sweeper<ContinuousClock>.Configuration(nodeStaleAfter: .zero)
-            async let first = Sweeper(dispatcher: a, configuration: config).sweep()
-            async let second = Sweeper(dispatcher: b, configuration: config).sweep()
+            // Both instances count the node as lost at once.
+            let eager = Dispatcher.Configuration(nodeStaleAfter: .zero)
+            async let first = Sweeper(dispatcher: Dispatcher(store: a.store, configuration: eager)).sweep()
+            async let second = Sweeper(dispatcher: Dispatcher(store: b.store, configuration: eager)).sweep()
             let (r1, r2) = try await (first, second)
             #expect(r1.requeued + r2.requeued == 1, "exactly one instance applies the requeue")
             let stored = try await b.store.job(job.id)
@@ -108,7 +107,7 @@ struct TwoInstanceTests {
                 registrationToken: enrollment.registrationToken, report: NodeReport(models: ["m1"], maxConcurrency: 1)
             ).node
             async let leased = b.lease(for: node, limit: 1, wait: .seconds(20))
-            while b.waitingLeasers == 0 { try await Task.sleep(for: .milliseconds(1)) }
+            try await waitUntil("instance B's lease call waits") { b.waitingLeasers > 0 }
             // Drop every listening connection; the stores reconnect on their own.
             _ = try await clientA.query(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE 'LISTEN%' AND datname = current_database() AND pid <> pg_backend_pid()"

@@ -69,16 +69,6 @@ public func freePort() throws -> Int {
     return Int(UInt16(bigEndian: address.sin_port))
 }
 
-/// Polls `condition` until it holds or `timeout` passes; returns its last answer.
-public func eventually(timeout: Duration = .seconds(10), _ condition: () async throws -> Bool) async throws -> Bool {
-    let deadline = ContinuousClock.now + timeout
-    while ContinuousClock.now < deadline {
-        if try await condition() { return true }
-        try await Task.sleep(for: .milliseconds(20))
-    }
-    return try await condition()
-}
-
 /// Starts a streaming request, reads its first bytes, then drops the connection (a client
 /// that goes away mid-stream).
 /// - Parameters:

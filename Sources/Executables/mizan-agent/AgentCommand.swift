@@ -86,9 +86,9 @@ struct AgentCommand: AsyncParsableCommand {
                 providerAPIKey: providerAPIKeyEnv.flatMap { environment[$0] },
                 models: modelList,
                 maxConcurrency: maxConcurrency,
-                heartbeatInterval: .milliseconds(Int64(heartbeatInterval * 1000)),
-                healthInterval: .milliseconds(Int64(healthInterval * 1000)),
-                shutdownGrace: .milliseconds(Int64(shutdownGrace * 1000))
+                heartbeatInterval: .seconds(heartbeatInterval),
+                healthInterval: .seconds(healthInterval),
+                shutdownGrace: .seconds(shutdownGrace)
             ),
             logger: logger
         )

@@ -136,28 +136,29 @@ struct GatewayCommand: AsyncParsableCommand {
         } catch let error as MizanError {
             throw StartupError(error.message)
         }
-        let table = RouteTable(routes: routeList, cooldown: .milliseconds(Int64(routeCooldown * 1000)))
+        let table = RouteTable(routes: routeList, cooldown: .seconds(routeCooldown))
         for route in routeList where route.apiKeyEnv.map({ environment[$0]?.isEmpty ?? true }) ?? false {
             logger.warning("route has no upstream key: its apiKeyEnv is not set", metadata: ["mizan.route": "\(route.name)", "mizan.env": "\(route.apiKeyEnv ?? "")"])
         }
         let token = adminToken ?? environment["MIZAN_ADMIN_TOKEN"].flatMap { $0.isEmpty ? nil : $0 }
         if token == nil { logger.notice("no admin token: the admin API is off (set --admin-token or MIZAN_ADMIN_TOKEN)") }
+        let leaseWait = Duration.seconds(maxLeaseWait)
         let configuration = Gateway.Configuration(
             maxBodyBytes: maxBodyBytes,
-            defaultDeadline: .milliseconds(Int64(defaultDeadline * 1000)),
-            maxQueueWait: .milliseconds(Int64(maxQueueWait * 1000)),
-            nodeStaleAfter: .milliseconds(Int64(nodeStaleAfter * 1000)),
-            cacheLifetime: .milliseconds(Int64(cacheLifetime * 1000)),
-            idleTimeout: .milliseconds(Int64(idleTimeout * 1000)),
-            bodyTimeout: .milliseconds(Int64(bodyTimeout * 1000)),
-            maxConnections: maxConnections
+            maxQueueWait: .seconds(maxQueueWait),
+            idleTimeout: .seconds(idleTimeout),
+            bodyTimeout: .seconds(bodyTimeout),
+            maxConnections: maxConnections,
+            dispatch: Dispatcher.Configuration(
+                defaultDeadline: .seconds(defaultDeadline),
+                defaultLeaseWait: min(.seconds(25), leaseWait),
+                maxLeaseWait: leaseWait,
+                cacheLifetime: .seconds(cacheLifetime),
+                nodeStaleAfter: .seconds(nodeStaleAfter)
+            )
         )
-        let leaseWait = Duration.milliseconds(Int64(maxLeaseWait * 1000))
-        let engine = Dispatcher.Configuration(defaultLeaseWait: min(.seconds(25), leaseWait), maxLeaseWait: leaseWait, cacheLifetime: configuration.cacheLifetime)
 
-        var services: [any Service] = []
-        let dispatcher: Dispatcher
-        let access: any AccessStore
+        let gateway: Gateway
         var prepare: (@Sendable () async throws -> Void)?
         let url = databaseURL ?? environment["MIZAN_DATABASE_URL"].flatMap { $0.isEmpty ? nil : $0 }
         let storeName: String
@@ -174,11 +175,12 @@ struct GatewayCommand: AsyncParsableCommand {
             clientLogger.logLevel = max(level, .warning)
             let client = PostgresClient(configuration: postgresConfiguration, backgroundLogger: clientLogger)
             let store = PostgresStore(client: client, logger: Logger(label: "mizan.store.postgres"))
-            services += [client, store]
-            dispatcher = Dispatcher(store: store, configuration: engine, logger: Logger(label: "mizan.dispatch"))
-            access = store
+            gateway = Gateway(
+                store: store, storeServices: [client, store], routes: table, adminToken: token, configuration: configuration,
+                environment: environment, metricsRegistry: registry, logger: logger
+            )
             let address = "\(postgresConfiguration.host ?? "?"):\(postgresConfiguration.port ?? 5432)"
-            let limit = Duration.milliseconds(Int64(databaseTimeout * 1000))
+            let limit = Duration.seconds(databaseTimeout)
             prepare = {
                 // Bounded, and ended by SIGTERM/SIGINT: an unreachable database must not hold the start.
                 do {
@@ -197,30 +199,19 @@ struct GatewayCommand: AsyncParsableCommand {
             }
             storeName = "postgresql"
         } else {
-            let store = InMemoryStore(maxFinishedJobs: memoryFinishedJobs)
-            dispatcher = Dispatcher(store: store, configuration: engine, logger: Logger(label: "mizan.dispatch"))
-            access = store
+            gateway = Gateway(
+                store: InMemoryStore(maxFinishedJobs: memoryFinishedJobs), routes: table, adminToken: token, configuration: configuration,
+                environment: environment, metricsRegistry: registry, logger: logger
+            )
             storeName = "memory"
         }
-        let gateway = Gateway(
-            dispatcher: dispatcher,
-            access: access,
-            routes: table,
-            adminToken: token,
-            configuration: configuration,
-            environment: environment,
-            metricsRegistry: registry,
-            logger: logger
-        )
         let host = host
-        let app = gateway.application(host: host, port: port, beforeServerStarts: prepare) { port in
+        let services = gateway.services(host: host, port: port, beforeServerStarts: prepare) { port in
             logger.notice(
                 "mizan-gateway listening on http://\(host):\(port)",
                 metadata: ["mizan.store": "\(storeName)", "mizan.routes": "\(routeList.count)"]
             )
         }
-        let sweeper = Sweeper(dispatcher: dispatcher, configuration: .init(nodeStaleAfter: .milliseconds(Int64(nodeStaleAfter * 1000))))
-        services += [sweeper, app]
         let group = ServiceGroup(
             configuration: .init(services: services.map { .init(service: $0) }, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         )

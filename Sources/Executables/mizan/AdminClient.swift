@@ -1,34 +1,44 @@
 import AsyncHTTPClient
 import Foundation
+import MizanCore
 import NIOCore
 import NIOHTTP1
 
-/// A small client of the gateway's admin API.
+/// A small client of the gateway's admin API, speaking ``AdminWire``'s types.
 struct AdminClient {
     let baseURL: String
     let token: String
 
-    /// Sends a request and returns the JSON answer; an error answer becomes a ``CLIError``
+    /// Sends a request and decodes the answer; an error answer becomes a ``CLIError``
     /// carrying the gateway's message.
-    func send(_ method: HTTPMethod, _ path: String, body: [String: String]? = nil) async throws -> Any {
+    func send<Answer: Decodable>(
+        _ method: HTTPMethod,
+        _ path: String,
+        body: (some Encodable)? = String?.none,
+        as type: Answer.Type = Answer.self
+    ) async throws -> Answer {
         let client = HTTPClient(eventLoopGroupProvider: .singleton)
         do {
-            let result = try await send(client, method, path, body: body)
+            let data = try await send(client, method, path, body: body.map { try AgentWire.encoder().encode($0) })
             try await client.shutdown()
-            return result
+            do {
+                return try AgentWire.decoder().decode(Answer.self, from: data)
+            } catch {
+                throw CLIError("the gateway's answer to \(method.rawValue) \(path) is not what this mizan expects: \(error)")
+            }
         } catch {
             try? await client.shutdown()
             throw error
         }
     }
 
-    private func send(_ client: HTTPClient, _ method: HTTPMethod, _ path: String, body: [String: String]?) async throws -> Any {
+    private func send(_ client: HTTPClient, _ method: HTTPMethod, _ path: String, body: Data?) async throws -> Data {
         var request = HTTPClientRequest(url: baseURL + path)
         request.method = method
         request.headers.add(name: "Authorization", value: "Bearer \(token)")
         if let body {
             request.headers.add(name: "Content-Type", value: "application/json")
-            request.body = .bytes(ByteBuffer(bytes: try JSONSerialization.data(withJSONObject: body)))
+            request.body = .bytes(ByteBuffer(bytes: body))
         }
         let response: HTTPClientResponse
         do {
@@ -38,33 +48,36 @@ struct AdminClient {
         }
         let buffer = try await response.body.collect(upTo: 64 << 20)
         let data = Data(buffer.readableBytesView)
-        let json = try? JSONSerialization.jsonObject(with: data)
         // A Mizan gateway names itself and answers errors in OpenAI's shape; anything else at
         // that address is not one.
         let isGateway = response.headers.first(name: "Server") == "mizan-gateway"
         guard (200..<300).contains(response.status.code) else {
-            let message = ((json as? [String: Any])?["error"] as? [String: Any])?["message"] as? String
+            let message = (try? JSONDecoder().decode(OpenAIErrorEnvelope.self, from: data))?.error.message
             if let message, isGateway || response.status.code != 404 {
                 throw CLIError("\(response.status.code): \(message)")
             }
             if !isGateway {
-                throw CLIError("\(baseURL) does not look like a Mizan gateway (it answered \(response.status.code) to \(method.rawValue) \(path)); check --gateway or MIZAN_GATEWAY_URL.")
+                throw CLIError(
+                    "\(baseURL) does not look like a Mizan gateway (it answered \(response.status.code) to \(method.rawValue) \(path)); "
+                        + "check --gateway or MIZAN_GATEWAY_URL."
+                )
             }
             throw CLIError("\(response.status.code) from the gateway, with no error message")
         }
-        guard let json else {
-            throw CLIError(isGateway ? "the gateway sent an answer that is not JSON" : "\(baseURL) does not look like a Mizan gateway (its answer is not JSON); check --gateway or MIZAN_GATEWAY_URL.")
+        guard isGateway || (try? JSONSerialization.jsonObject(with: data)) != nil else {
+            throw CLIError("\(baseURL) does not look like a Mizan gateway (its answer is not JSON); check --gateway or MIZAN_GATEWAY_URL.")
         }
-        return json
+        return data
     }
 }
 
 /// Output helpers.
 enum Output {
-    /// Prints a JSON value.
-    static func json(_ value: Any) throws {
-        let data = try JSONSerialization.data(withJSONObject: value, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
-        print(String(decoding: data, as: UTF8.self))
+    /// Prints a value as the gateway's JSON, pretty.
+    static func json(_ value: some Encodable) throws {
+        let encoder = AgentWire.encoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        print(String(decoding: try encoder.encode(value), as: UTF8.self))
     }
 
     /// Prints rows under a header, columns padded.
@@ -81,19 +94,18 @@ enum Output {
         for row in rows { print(line(row)) }
     }
 
-    /// The `data` list of an admin answer.
-    static func list(_ value: Any) -> [[String: Any]] {
-        ((value as? [String: Any])?["data"] as? [[String: Any]]) ?? []
+    /// A cell's text: `-` for nothing, dates in ISO 8601, lists joined by commas.
+    static func cell(_ value: (any CustomStringConvertible)?) -> String {
+        guard let value else { return "-" }
+        return value.description
     }
 
-    /// A cell's text.
-    static func cell(_ value: Any?) -> String {
-        switch value {
-        case nil, is NSNull: "-"
-        case let string as String: string
-        case let array as [Any]: array.map { cell($0) }.joined(separator: ",")
-        case let number as NSNumber: number.stringValue
-        default: "\(value!)"
-        }
+    static func cell(_ date: Date?) -> String {
+        guard let date else { return "-" }
+        return date.formatted(.iso8601)
+    }
+
+    static func cell(_ list: [String]) -> String {
+        list.joined(separator: ",")
     }
 }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import MizanCore
 
 struct Nodes: AsyncParsableCommand {
     @OptionGroup var options: GlobalOptions
@@ -16,13 +17,12 @@ struct Nodes: AsyncParsableCommand {
 
         func run() async throws {
             try await runCommand {
-                let answer = try await options.client().send(.POST, "/admin/v1/nodes", body: ["name": name]) as? [String: Any] ?? [:]
-                if options.json {
-                    try Output.json(["id": answer["id"] ?? "", "registrationToken": answer["registrationToken"] ?? ""])
-                } else {
-                    print("node \(Output.cell(answer["id"])) created")
-                    print("registration token (shown once): \(Output.cell(answer["registrationToken"]))")
-                }
+                let answer = try await options.client().send(
+                    .POST, "/admin/v1/nodes", body: AdminWire.CreateNodeRequest(name: name), as: AdminWire.CreatedNode.self
+                )
+                if options.json { return try Output.json(answer) }
+                print("node \(answer.id) created")
+                print("registration token (shown once): \(answer.registrationToken)")
             }
         }
     }
@@ -33,12 +33,15 @@ struct Nodes: AsyncParsableCommand {
 
         func run() async throws {
             try await runCommand {
-                let answer = try await options.client().send(.GET, "/admin/v1/nodes")
+                let answer = try await options.client().send(.GET, "/admin/v1/nodes", as: AdminWire.List<Node>.self)
                 if options.json { return try Output.json(answer) }
                 Output.table(
                     ["ID", "NAME", "STATUS", "HEALTH", "MODELS", "IN FLIGHT", "MAX", "LAST SEEN"],
-                    Output.list(answer).map { node in
-                        ["id", "name", "status", "health", "models", "inFlight", "maxConcurrency", "lastSeen"].map { Output.cell(node[$0]) }
+                    answer.data.map { node in
+                        [
+                            node.id.description, node.name, node.status.rawValue, node.health.rawValue, Output.cell(node.models),
+                            String(node.inFlight), String(node.maxConcurrency), Output.cell(node.lastSeen),
+                        ]
                     }
                 )
             }
@@ -52,7 +55,7 @@ struct Nodes: AsyncParsableCommand {
 
         func run() async throws {
             try await runCommand {
-                let answer = try await options.client().send(.DELETE, "/admin/v1/nodes/\(try pathComponent(id))")
+                let answer = try await options.client().send(.DELETE, "/admin/v1/nodes/\(try pathComponent(id))", as: Node.self)
                 if options.json { return try Output.json(answer) }
                 print("node \(id) revoked")
             }
@@ -75,13 +78,12 @@ struct Keys: AsyncParsableCommand {
 
         func run() async throws {
             try await runCommand {
-                let answer = try await options.client().send(.POST, "/admin/v1/keys", body: ["name": name]) as? [String: Any] ?? [:]
-                if options.json {
-                    try Output.json(["id": answer["id"] ?? "", "key": answer["key"] ?? ""])
-                } else {
-                    print("key \(Output.cell(answer["id"])) created")
-                    print("API key (shown once): \(Output.cell(answer["key"]))")
-                }
+                let answer = try await options.client().send(
+                    .POST, "/admin/v1/keys", body: AdminWire.CreateKeyRequest(name: name), as: AdminWire.CreatedKey.self
+                )
+                if options.json { return try Output.json(answer) }
+                print("key \(answer.id) created")
+                print("API key (shown once): \(answer.key)")
             }
         }
     }
@@ -92,11 +94,11 @@ struct Keys: AsyncParsableCommand {
 
         func run() async throws {
             try await runCommand {
-                let answer = try await options.client().send(.GET, "/admin/v1/keys")
+                let answer = try await options.client().send(.GET, "/admin/v1/keys", as: AdminWire.List<APIKey>.self)
                 if options.json { return try Output.json(answer) }
                 Output.table(
                     ["ID", "NAME", "PREFIX", "CREATED", "REVOKED"],
-                    Output.list(answer).map { key in ["id", "name", "prefix", "createdAt", "revokedAt"].map { Output.cell(key[$0]) } }
+                    answer.data.map { key in [key.id, key.name, key.prefix, Output.cell(key.createdAt), Output.cell(key.revokedAt)] }
                 )
             }
         }
@@ -109,7 +111,7 @@ struct Keys: AsyncParsableCommand {
 
         func run() async throws {
             try await runCommand {
-                let answer = try await options.client().send(.DELETE, "/admin/v1/keys/\(try pathComponent(id))")
+                let answer = try await options.client().send(.DELETE, "/admin/v1/keys/\(try pathComponent(id))", as: APIKey.self)
                 if options.json { return try Output.json(answer) }
                 print("key \(id) revoked")
             }
@@ -135,11 +137,16 @@ struct Jobs: AsyncParsableCommand {
             try await runCommand {
                 var path = "/admin/v1/jobs?limit=\(limit)"
                 if let state { path += "&state=\(try pathComponent(state))" }
-                let answer = try await options.client().send(.GET, path)
+                let answer = try await options.client().send(.GET, path, as: AdminWire.List<AdminWire.JobSummary>.self)
                 if options.json { return try Output.json(answer) }
                 Output.table(
                     ["ID", "MODEL", "STATE", "ATTEMPT", "NODE", "CREATED", "ERROR"],
-                    Output.list(answer).map { job in ["id", "model", "state", "attempt", "nodeID", "createdAt", "errorCode"].map { Output.cell(job[$0]) } }
+                    answer.data.map { job in
+                        [
+                            job.id.description, job.model, job.state.rawValue, String(job.attempt), Output.cell(job.nodeID),
+                            Output.cell(job.createdAt), Output.cell(job.errorCode),
+                        ]
+                    }
                 )
             }
         }
@@ -152,7 +159,7 @@ struct Jobs: AsyncParsableCommand {
 
         func run() async throws {
             try await runCommand {
-                try Output.json(try await options.client().send(.GET, "/admin/v1/jobs/\(try pathComponent(id))"))
+                try Output.json(try await options.client().send(.GET, "/admin/v1/jobs/\(try pathComponent(id))", as: AdminWire.JobSummary.self))
             }
         }
     }
@@ -164,11 +171,13 @@ struct Usage: AsyncParsableCommand {
 
     func run() async throws {
         try await runCommand {
-            let answer = try await options.client().send(.GET, "/admin/v1/usage")
+            let answer = try await options.client().send(.GET, "/admin/v1/usage", as: AdminWire.List<UsageSummary>.self)
             if options.json { return try Output.json(answer) }
             Output.table(
                 ["KEY", "MODEL", "REQUESTS", "PROMPT TOKENS", "COMPLETION TOKENS"],
-                Output.list(answer).map { row in ["apiKeyID", "model", "requests", "promptTokens", "completionTokens"].map { Output.cell(row[$0]) } }
+                answer.data.map { row in
+                    [Output.cell(row.apiKeyID), row.model, String(row.requests), String(row.promptTokens), String(row.completionTokens)]
+                }
             )
         }
     }

@@ -83,8 +83,9 @@ public enum AgentWire {
         }
     }
 
-    /// A leased job as an agent receives it.
-    public struct LeasedJob: Sendable, Codable, Equatable {
+    /// A job assigned to the node under a lease, as the agent receives it (the store's side
+    /// of the same lease is ``MizanCore/LeasedJob``).
+    public struct Assignment: Sendable, Codable, Equatable {
         /// The job.
         public var jobID: JobID
         /// The attempt to quote when reporting.
@@ -100,7 +101,7 @@ public enum AgentWire {
         /// When the job must be finished.
         public var deadline: Date
 
-        /// Creates a leased job.
+        /// Creates an assignment.
         public init(jobID: JobID, attempt: Int, requestID: String, model: String, body: Data, stream: Bool, deadline: Date) {
             self.jobID = jobID
             self.attempt = attempt
@@ -123,10 +124,10 @@ public enum AgentWire {
     /// The answer to a lease call; empty when the wait passed without work.
     public struct LeaseResponse: Sendable, Codable {
         /// The leased jobs.
-        public var jobs: [LeasedJob]
+        public var jobs: [Assignment]
 
         /// Creates a response.
-        public init(jobs: [LeasedJob]) { self.jobs = jobs }
+        public init(jobs: [Assignment]) { self.jobs = jobs }
     }
 
     /// A failure report.

@@ -5,20 +5,11 @@ import Synchronization
 /// Hands the events an agent streams for a job to the client request waiting for them, in
 /// this gateway process.
 final class StreamHub: Sendable {
-    enum Message: Sendable {
-        /// One server-sent event's data, as the local provider produced it.
-        case data(String)
-        /// The agent's stream ended.
-        case end
-        /// The job reached a terminal state.
-        case finished(Result<Job, any Error>)
-    }
-
-    private let subscribers = Mutex<[JobID: AsyncStream<Message>.Continuation]>([:])
+    private let subscribers = Mutex<[JobID: AsyncStream<JobStreamEvent>.Continuation]>([:])
 
     /// Starts listening for a job's events; leaving the stream unsubscribes.
-    func subscribe(_ id: JobID) -> (AsyncStream<Message>, AsyncStream<Message>.Continuation) {
-        let (stream, continuation) = AsyncStream<Message>.makeStream()
+    func subscribe(_ id: JobID) -> (AsyncStream<JobStreamEvent>, AsyncStream<JobStreamEvent>.Continuation) {
+        let (stream, continuation) = AsyncStream<JobStreamEvent>.makeStream()
         subscribers.withLock { $0[id] = continuation }
         continuation.onTermination = { [weak self] _ in
             self?.subscribers.withLock { _ = $0.removeValue(forKey: id) }
@@ -29,7 +20,7 @@ final class StreamHub: Sendable {
     /// Delivers a message to the job's listener.
     /// - Returns: Whether someone is listening (a client that went away is not).
     @discardableResult
-    func publish(_ id: JobID, _ message: Message) -> Bool {
+    func publish(_ id: JobID, _ message: JobStreamEvent) -> Bool {
         guard let continuation = subscribers.withLock({ $0[id] }) else { return false }
         if case .terminated = continuation.yield(message) { return false }
         return true

@@ -33,6 +33,28 @@ public final class Dispatcher: Sendable {
         /// How long a lease may go unreported in the node's heartbeats before it counts as lost
         /// on its way to the node and the job is taken back (see ``Dispatcher/heartbeat(nodeID:report:running:)``).
         public var unreportedLeaseGrace: Duration
+        /// A node not heard from for this long is not capacity: requests do not count on it
+        /// (``Dispatcher/isHealthy(_:now:)``) and the ``Sweeper`` requeues its jobs.
+        public var nodeStaleAfter: Duration
+        /// How the ``Sweeper`` paces its housekeeping.
+        public var sweeping: Sweeping
+
+        /// The pace of the ``Sweeper``'s housekeeping.
+        public struct Sweeping: Sendable {
+            /// Time between sweeps (1 second).
+            public var interval: Duration
+            /// How long finished jobs are kept (24 hours).
+            public var retention: Duration
+            /// Time between prunes of old finished jobs (1 minute).
+            public var pruneInterval: Duration
+
+            /// Creates the pace; every field has the default its documentation names.
+            public init(interval: Duration = .seconds(1), retention: Duration = .seconds(86_400), pruneInterval: Duration = .seconds(60)) {
+                self.interval = interval
+                self.retention = retention
+                self.pruneInterval = pruneInterval
+            }
+        }
 
         /// Creates a configuration.
         /// - Parameters:
@@ -43,6 +65,8 @@ public final class Dispatcher: Sendable {
         ///   - maxLeaseBatch: Most jobs per lease call (64).
         ///   - cacheLifetime: How long an authenticated node and the node list are remembered (1 second).
         ///   - unreportedLeaseGrace: How long a lease may go unreported before it is taken back (30 seconds).
+        ///   - nodeStaleAfter: When a silent node stops counting as capacity and its jobs are requeued (30 seconds).
+        ///   - sweeping: The sweeper's pace.
         public init(
             defaultDeadline: Duration = .seconds(300),
             maxAttempts: Int = 3,
@@ -50,7 +74,9 @@ public final class Dispatcher: Sendable {
             maxLeaseWait: Duration = .seconds(60),
             maxLeaseBatch: Int = 64,
             cacheLifetime: Duration = .seconds(1),
-            unreportedLeaseGrace: Duration = .seconds(30)
+            unreportedLeaseGrace: Duration = .seconds(30),
+            nodeStaleAfter: Duration = .seconds(30),
+            sweeping: Sweeping = .init()
         ) {
             self.unreportedLeaseGrace = unreportedLeaseGrace
             self.cacheLifetime = cacheLifetime
@@ -59,11 +85,13 @@ public final class Dispatcher: Sendable {
             self.defaultLeaseWait = defaultLeaseWait
             self.maxLeaseWait = maxLeaseWait
             self.maxLeaseBatch = maxLeaseBatch
+            self.nodeStaleAfter = nodeStaleAfter
+            self.sweeping = sweeping
         }
     }
 
-    /// The store behind the engine.
-    public let store: any DispatchStore
+    /// The store behind the engine (reach it through the engine's methods).
+    let store: any DispatchStore
     /// The engine's configuration.
     public let configuration: Configuration
     let logger: Logger
@@ -74,6 +102,8 @@ public final class Dispatcher: Sendable {
     let activeNodes: ExpiringCache<Data, Node>
     /// The last node list read (see ``recentNodes()``).
     let nodeList: ExpiringCache<Int, [Node]>
+    /// Streamed events on their way to the client request waiting in this process.
+    let streams = StreamHub()
 
     /// Creates an engine over a store.
     /// - Parameters:
@@ -93,7 +123,14 @@ public final class Dispatcher: Sendable {
         self.now = now
         self.activeNodes = ExpiringCache(lifetime: configuration.cacheLifetime)
         self.nodeList = ExpiringCache(lifetime: configuration.cacheLifetime, capacity: 1)
-        store.addEventHandler { [waiters] event in waiters.handle(event) }
+        store.addEventHandler { [waiters, streams] event in
+            waiters.handle(event)
+            // Streams whose node talks to another instance on a shared store arrive as events.
+            if case .streamed(let id, let data, let end) = event {
+                for item in data { streams.publish(id, .data(item)) }
+                if end { streams.publish(id, .end) }
+            }
+        }
     }
 
     /// How many submitters are waiting for a result right now.

@@ -81,10 +81,10 @@ public struct Credentials: Sendable {
     /// - Throws: ``MizanError`` `unauthorized` when it is missing or wrong, or when no admin token is configured.
     public func authenticateAdmin(_ token: String?) throws {
         guard let expected = adminTokenHash else {
-            throw MizanError(.unauthorized, "The admin API is disabled: start the gateway with an admin token.")
+            throw MizanError(.invalidAdminToken, "The admin API is disabled: start the gateway with an admin token.")
         }
         guard let token, Secrets.constantTimeEquals(Secrets.hash(token), expected) else {
-            throw MizanError(.unauthorized, "Invalid admin token.")
+            throw MizanError(.invalidAdminToken, "Invalid admin token.")
         }
     }
 

@@ -35,22 +35,13 @@ extension Dispatcher {
 
     /// Reports a job's result under the node's lease.
     /// - Parameters:
-    ///   - nodeID: The authenticated node.
-    ///   - jobID: The job.
-    ///   - attempt: The attempt the lease was taken for.
+    ///   - lease: The lease, built from the authenticated node's id and the attempt it quotes.
     ///   - result: The response body.
-    ///   - usage: Token usage.
+    ///   - usage: Token usage, as the local provider reported it (or `nil`).
     /// - Returns: The succeeded job.
     /// - Throws: ``MizanError`` `leaseConflict` (409) when the lease is not current, `jobNotFound`.
     @discardableResult
-    public func complete(
-        nodeID: NodeID,
-        jobID: JobID,
-        attempt: Int,
-        result: Data,
-        usage: TokenUsage?
-    ) async throws -> Job {
-        let lease = Lease(jobID: jobID, attempt: attempt, nodeID: nodeID)
+    public func complete(_ lease: Lease, result: Data, usage: TokenUsage?) async throws -> Job {
         let job = try await store.complete(lease, with: .succeeded(result: result, usage: usage), now: now())
         waiters.deliver(CollectionOfOne(job))
         return job
@@ -70,28 +61,18 @@ extension Dispatcher {
     /// Reports a job's failure under the node's lease. A retryable failure (nothing was
     /// produced yet) is requeued for another node while attempts and the deadline allow.
     /// - Parameters:
-    ///   - nodeID: The authenticated node.
-    ///   - jobID: The job.
-    ///   - attempt: The attempt the lease was taken for.
+    ///   - lease: The lease, built from the authenticated node's id and the attempt it quotes.
     ///   - code: A machine-readable code.
     ///   - message: A message for the client.
     ///   - retryable: Whether another node may try.
     /// - Returns: The job after the write (`accepted` again when requeued).
     /// - Throws: ``MizanError`` `leaseConflict` (409) when the lease is not current, `jobNotFound`.
     @discardableResult
-    public func fail(
-        nodeID: NodeID,
-        jobID: JobID,
-        attempt: Int,
-        code: String,
-        message: String,
-        retryable: Bool
-    ) async throws -> Job {
-        let lease = Lease(jobID: jobID, attempt: attempt, nodeID: nodeID)
+    public func fail(_ lease: Lease, code: String, message: String, retryable: Bool) async throws -> Job {
         let job = try await store.complete(lease, with: .failed(code: code, message: message, retryable: retryable), now: now())
         waiters.deliver(CollectionOfOne(job))
         if job.state == .accepted {
-            logger.info("job requeued after retryable failure", metadata: ["mizan.job.id": "\(jobID)", "mizan.node.id": "\(nodeID)"])
+            logger.info("job requeued after retryable failure", metadata: ["mizan.job.id": "\(lease.jobID)", "mizan.node.id": "\(lease.nodeID)"])
         }
         return job
     }

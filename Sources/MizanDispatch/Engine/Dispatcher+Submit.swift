@@ -73,10 +73,11 @@ extension Dispatcher {
         defer { waiters.stopWaitingForFinish(of: id, current) }
         while true {
             let remaining = min(deadline, queueUntil ?? deadline).timeIntervalSince(now())
-            let until = ContinuousClock.now.advanced(by: .milliseconds(Int64(max(0, remaining) * 1000)))
+            let until = ContinuousClock.now.advanced(by: .seconds(max(0, remaining)))
             _ = await current.wait(until: until)
             if Task.isCancelled {
-                let job = try await detached { [store, now] in try await store.cancel(id, now: now()) }
+                // An unstructured task does not inherit the cancellation, so the write still happens.
+                let job = try await Task { [store, now] in try await store.cancel(id, now: now()) }.value
                 if job.state == .failed, job.errorCode == JobErrorCode.cancelled {
                     metrics.finished(job)
                     logger.info("job cancelled by client", metadata: ["mizan.job.id": "\(id)"])
@@ -110,10 +111,6 @@ extension Dispatcher {
         }
     }
 
-    /// Cancels a job on behalf of its client.
-    /// - Parameter id: The job.
-    /// - Returns: The job after the write.
-    /// - Throws: ``MizanError`` `jobNotFound`.
     /// Withdraws a job that is still waiting for its first lease (its queue wait ran out).
     /// - Returns: The job when it has finished meanwhile, `nil` when it is running (keep waiting).
     /// - Throws: ``MizanError`` `noCapacity` when it was withdrawn.
@@ -128,24 +125,23 @@ extension Dispatcher {
         throw MizanError(.noCapacity, "All capacity for the model '\(job.model)' is busy; no node took the request in time. Try again later.")
     }
 
+    /// Cancels a job on behalf of its client: a queued job fails at once as `cancelled`; the
+    /// node holding a leased one learns so at its next heartbeat (or stream write) and aborts.
+    /// - Parameter id: The job.
+    /// - Returns: The job after the write (unchanged when it had finished already).
+    /// - Throws: ``MizanError`` `jobNotFound`.
     @discardableResult
     public func cancel(_ id: JobID) async throws -> Job {
         try await store.cancel(id, now: now())
     }
 }
 
-/// Runs `body` in a task that does not inherit the caller's cancellation, so that clean-up
-/// writes still happen after the client went away.
 /// A job accepted by ``Dispatcher/accept(_:)`` whose end has not been awaited yet.
 public struct PendingJob: Sendable {
     /// The job as accepted.
     public let job: Job
     let signal: Signal
     let queueUntil: Date?
-}
-
-func detached<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) async throws -> T {
-    try await Task { try await body() }.value
 }
 
 extension Dispatcher {

@@ -73,6 +73,6 @@ final class Waiters: Sendable {
         }
     }
 
-    var waitingSubmitters: Int { state.withLock { $0.finish.count } }
+    var waitingSubmitters: Int { state.withLock { $0.finish.values.reduce(0) { $0 + $1.count } } }
     var waitingLeasers: Int { state.withLock { Set($0.available.values.flatMap(\.keys)).count } }
 }

@@ -4,10 +4,16 @@ import MizanCore
 import MizanDispatch
 import MizanStore
 
-extension Gateway {
+/// Serves a client request through agent nodes: a durable dispatch job that a node leases,
+/// runs against its local provider and reports (streaming as it goes for `stream: true`).
+struct NodeServer: Sendable {
+    let dispatcher: Dispatcher
+    /// How long a job may wait for its first lease before the request gets 429.
+    let maxQueueWait: Duration
+
     /// Serves a request through agent nodes: a durable dispatch job that a node leases, runs
     /// against its local provider and reports. The request waits for the job's end.
-    func serveByAgents(_ chat: ChatCompletionRequest, apiKeyID: String, until: ContinuousClock.Instant, trace: RequestTrace) async throws -> Response {
+    func serve(_ chat: ChatCompletionRequest, apiKeyID: String, until: ContinuousClock.Instant, trace: RequestTrace) async throws -> Response {
         let remaining = until - .now
         guard remaining > .zero else { throw MizanError(.deadlineExceeded, "The request's deadline passed.") }
         let request = DispatchRequest(
@@ -17,9 +23,9 @@ extension Gateway {
             requestID: trace.fields.requestID,
             deadline: remaining,
             apiKeyID: apiKeyID,
-            queueTimeout: configuration.maxQueueWait
+            queueTimeout: maxQueueWait
         )
-        if chat.stream { return try await streamByAgents(chat, request: request, trace: trace) }
+        if chat.stream { return try await stream(chat, request: request, trace: trace) }
         let job = try await dispatcher.submit(request)
         trace.update {
             $0.servedBy = job.nodeID.map { "node/\($0)" }
@@ -28,8 +34,8 @@ extension Gateway {
         switch job.state {
         case .succeeded:
             let result = job.result ?? Data()
-            if job.usage == nil { trace.update { $0.usage = Self.usage(nil, chat: chat, result: result) } }
-            return HTTPResponses.json(bytes: result)
+            if job.usage == nil { trace.update { $0.usage = AnswerUsage.of(nil, chat: chat, result: result) } }
+            return JSONResponse.json(bytes: result)
         case .timedOut:
             throw MizanError(.deadlineExceeded, "The request's deadline passed before a node finished it.")
         case .failed:

@@ -2,28 +2,10 @@ import Foundation
 import Hummingbird
 import MizanCore
 
-/// Small helpers to read and write the gateway's JSON bodies.
-enum HTTPResponses {
-    static let encoder = AgentWire.encoder()
+/// Reads request bodies: whole and bounded in size and time, and decoded from JSON with
+/// errors that name the field.
+enum BodyReader {
     static let decoder = AgentWire.decoder()
-
-    /// A JSON response of raw bytes.
-    static func json(bytes: Data, status: HTTPResponse.Status = .ok) -> Response {
-        var headers = HTTPFields()
-        headers[.contentType] = "application/json"
-        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
-    }
-
-    /// A JSON response of an encodable value.
-    static func json(_ value: some Encodable, status: HTTPResponse.Status = .ok) throws -> Response {
-        json(bytes: try encoder.encode(value), status: status)
-    }
-
-    /// An OpenAI-shaped error response.
-    static func error(_ error: MizanError) -> Response {
-        let body = (try? encoder.encode(error.envelope)) ?? Data(#"{"error":{"message":"internal error","type":"server_error","code":"internal_error"}}"#.utf8)
-        return json(bytes: body, status: HTTPResponse.Status(code: error.httpStatus))
-    }
 
     /// Reads a whole request body, refusing more than `limit` bytes with 413 and a body still
     /// arriving after `timeout` with 408 (a body that stops arriving altogether is ended by the
@@ -71,9 +53,4 @@ enum HTTPResponses {
     private static func path(_ context: DecodingError.Context) -> String {
         context.codingPath.map { $0.intValue.map(String.init) ?? $0.stringValue }.joined(separator: ".")
     }
-}
-
-/// `{"data":[…]}`, the admin API's list shape.
-struct DataList<Element: Encodable>: Encodable {
-    var data: [Element]
 }

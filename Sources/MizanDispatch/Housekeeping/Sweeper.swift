@@ -11,36 +11,6 @@ import Synchronization
 ///
 /// Several gateway instances may each run one on a shared store: every write is conditional.
 public final class Sweeper<C: Clock>: Service, Sendable where C.Duration == Duration {
-    /// Tunables of the sweeper.
-    public struct Configuration: Sendable {
-        /// Time between sweeps.
-        public var interval: Duration
-        /// A node not heard from for this long is gone; its jobs are requeued.
-        public var nodeStaleAfter: Duration
-        /// Finished jobs are kept this long.
-        public var retention: Duration
-        /// Time between prunes.
-        public var pruneInterval: Duration
-
-        /// Creates a configuration.
-        /// - Parameters:
-        ///   - interval: Time between sweeps (1 second).
-        ///   - nodeStaleAfter: When a silent node counts as gone (30 seconds).
-        ///   - retention: How long finished jobs are kept (24 hours).
-        ///   - pruneInterval: Time between prunes (1 minute).
-        public init(
-            interval: Duration = .seconds(1),
-            nodeStaleAfter: Duration = .seconds(30),
-            retention: Duration = .seconds(86_400),
-            pruneInterval: Duration = .seconds(60)
-        ) {
-            self.interval = interval
-            self.nodeStaleAfter = nodeStaleAfter
-            self.retention = retention
-            self.pruneInterval = pruneInterval
-        }
-    }
-
     /// What one sweep did.
     public struct Report: Sendable, Equatable {
         /// Jobs timed out.
@@ -57,27 +27,27 @@ public final class Sweeper<C: Clock>: Service, Sendable where C.Duration == Dura
     }
 
     let dispatcher: Dispatcher
-    let configuration: Configuration
     let clock: C
     let lastPrune = Mutex<C.Instant?>(nil)
 
-    /// Creates a sweeper.
+    /// Creates a sweeper paced by the dispatcher's ``Dispatcher/Configuration/sweeping`` and
+    /// its ``Dispatcher/Configuration/nodeStaleAfter``.
     /// - Parameters:
     ///   - dispatcher: The engine whose store to sweep.
-    ///   - configuration: Tunables.
     ///   - clock: The clock that paces sweeps (inject a manual one in tests).
-    public init(dispatcher: Dispatcher, configuration: Configuration = .init(), clock: C) {
+    public init(dispatcher: Dispatcher, clock: C) {
         self.dispatcher = dispatcher
-        self.configuration = configuration
         self.clock = clock
     }
 
-    /// Sweeps every ``Configuration/interval`` until graceful shutdown or cancellation.
+    var pace: Dispatcher.Configuration.Sweeping { dispatcher.configuration.sweeping }
+
+    /// Sweeps every ``Dispatcher/Configuration/Sweeping/interval`` until graceful shutdown or cancellation.
     public func run() async throws {
         let logger = dispatcher.logger
         try? await cancelWhenGracefulShutdown {
             while !Task.isCancelled {
-                try await self.clock.sleep(for: self.configuration.interval)
+                try await self.clock.sleep(for: self.pace.interval)
                 do {
                     _ = try await self.sweep()
                 } catch {
@@ -99,17 +69,17 @@ public final class Sweeper<C: Clock>: Service, Sendable where C.Duration == Dura
         let expired = try await store.timeOutExpired(now: now)
         report.timedOut = expired.count
         for job in expired { dispatcher.metrics.finished(job) }
-        let recovered = try await store.recoverLeases(staleBefore: now.adding(.zero - configuration.nodeStaleAfter), now: now)
+        let recovered = try await store.recoverLeases(staleBefore: now.adding(.zero - dispatcher.configuration.nodeStaleAfter), now: now)
         report.requeued = recovered.filter { $0.state == .accepted }.count
         report.failed = recovered.count - report.requeued
         let pruneDue: Bool = lastPrune.withLock { last in
             let current = clock.now
-            if let previous = last, previous.duration(to: current) < configuration.pruneInterval { return false }
+            if let previous = last, previous.duration(to: current) < pace.pruneInterval { return false }
             last = current
             return true
         }
         if pruneDue {
-            report.pruned = try await store.prune(finishedBefore: now.adding(.zero - configuration.retention))
+            report.pruned = try await store.prune(finishedBefore: now.adding(.zero - pace.retention))
         }
         for (model, depth) in try await store.queueDepth() {
             dispatcher.metrics.queueDepth(model: model).record(depth)
@@ -129,10 +99,8 @@ public final class Sweeper<C: Clock>: Service, Sendable where C.Duration == Dura
 
 extension Sweeper where C == ContinuousClock {
     /// Creates a sweeper paced by the continuous clock.
-    /// - Parameters:
-    ///   - dispatcher: The engine whose store to sweep.
-    ///   - configuration: Tunables.
-    public convenience init(dispatcher: Dispatcher, configuration: Configuration = .init()) {
-        self.init(dispatcher: dispatcher, configuration: configuration, clock: ContinuousClock())
+    /// - Parameter dispatcher: The engine whose store to sweep (and whose configuration paces it).
+    public convenience init(dispatcher: Dispatcher) {
+        self.init(dispatcher: dispatcher, clock: ContinuousClock())
     }
 }

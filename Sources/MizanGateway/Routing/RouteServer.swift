@@ -4,16 +4,39 @@ import Logging
 import MizanCore
 import MizanProvider
 
-extension Gateway {
+/// Serves a client request through provider routes: the candidates for its model in priority
+/// order, with fallback before any byte reached the client and a cool-down for failing routes.
+struct RouteServer: Sendable {
     enum RouteOutcome {
         case served(Response)
         /// Every route failed in a way the next capacity may fix (connect, timeout, 5xx, 429).
         case failed(MizanError)
     }
 
+    let routes: RouteTable
+    let provider: ProviderClient
+    let firstByteTimeout: Duration
+    let metrics: GatewayMetrics
+    let logger: Logger
+    /// Upstream API keys by route name, from the routes' `apiKeyEnv`.
+    let upstreamKeys: [String: String]
+
+    init(routes: RouteTable, provider: ProviderClient, environment: [String: String], configuration: Gateway.Configuration, metrics: GatewayMetrics, logger: Logger) {
+        self.routes = routes
+        self.provider = provider
+        self.firstByteTimeout = configuration.firstByteTimeout
+        self.metrics = metrics
+        self.logger = logger
+        var keys: [String: String] = [:]
+        for route in routes.routesByModel.values.joined() {
+            if let name = route.apiKeyEnv, let key = environment[name], !key.isEmpty { keys[route.name] = key }
+        }
+        self.upstreamKeys = keys
+    }
+
     /// Tries the routes in order. A retryable failure before any byte went to the client moves
     /// on to the next route; a failing route cools down. A non-retryable failure is the answer.
-    func serveByRoutes(_ chat: ChatCompletionRequest, candidates: [ProviderRoute], until: ContinuousClock.Instant, trace: RequestTrace) async throws -> RouteOutcome {
+    func serve(_ chat: ChatCompletionRequest, candidates: [ProviderRoute], until: ContinuousClock.Instant, trace: RequestTrace) async throws -> RouteOutcome {
         var lastError = MizanError(.upstreamFailure, "No provider route could serve the request.")
         for route in candidates {
             let remaining = until - .now
@@ -21,8 +44,8 @@ extension Gateway {
             let endpoint = ProviderEndpoint(
                 baseURL: route.baseURL,
                 apiKey: upstreamKeys[route.name],
-                firstByteTimeout: min(configuration.firstByteTimeout, remaining),
-                totalTimeout: min(.milliseconds(Int64(route.timeoutSeconds * 1000)), remaining)
+                firstByteTimeout: min(firstByteTimeout, remaining),
+                totalTimeout: min(.seconds(route.timeoutSeconds), remaining)
             )
             let body = chat.withModel(route.upstreamModel)
             do {
@@ -32,8 +55,8 @@ extension Gateway {
                     response = streamResponse(events, chat: chat, totalTimeout: endpoint.totalTimeout, trace: trace)
                 } else {
                     let answer = try await provider.chatCompletion(body, endpoint: endpoint)
-                    trace.update { $0.usage = Self.usage(answer.usage, chat: chat, result: answer.body) }
-                    response = HTTPResponses.json(bytes: answer.body)
+                    trace.update { $0.usage = AnswerUsage.of(answer.usage, chat: chat, result: answer.body) }
+                    response = JSONResponse.json(bytes: answer.body)
                 }
                 routes.recordSuccess(route)
                 trace.update { $0.servedBy = route.name }
@@ -76,48 +99,5 @@ extension Gateway {
             try await writer.finish(nil)
         }
         return Response(status: .ok, headers: headers, body: body)
-    }
-
-    /// Usage as the provider reported it, or estimated from the bytes when it did not (or
-    /// reported counts that cannot be true).
-    static func usage(_ reported: ChatUsage?, chat: ChatCompletionRequest, result: Data) -> TokenUsage {
-        if let reported, let usage = TokenUsage(reported: reported) { return usage }
-        return TokenUsage(promptTokens: StreamUsageMeter.estimateTokens(chat.body.count), completionTokens: StreamUsageMeter.estimateTokens(result.count), source: .estimated)
-    }
-}
-
-extension AsyncSequence where Self: Sendable, Element == String {
-    /// The same elements, ending with a ``ProviderError`` `timeout` once `limit` has passed,
-    /// however long the source is between elements. Leaving the loop cancels the source.
-    func bounded(by limit: Duration) -> AsyncThrowingStream<String, any Error> {
-        let (stream, continuation) = AsyncThrowingStream<String, any Error>.makeStream()
-        let pump = Task {
-            do {
-                for try await element in self { continuation.yield(element) }
-                continuation.finish()
-            } catch {
-                continuation.finish(throwing: error)
-            }
-        }
-        let timer = OneShotTimer(after: limit) {
-            continuation.finish(throwing: ProviderError(.timeout, detail: "the stream's overall deadline of \(limit) passed"))
-        }
-        continuation.onTermination = { _ in
-            pump.cancel()
-            timer.cancel()
-        }
-        return stream
-    }
-}
-
-extension ProviderError {
-    /// A short label for metrics.
-    var kindLabel: String {
-        switch kind {
-        case .connect: "connect"
-        case .timeout: "timeout"
-        case .status(let code): "status_\(code)"
-        case .invalidResponse: "invalid_response"
-        }
     }
 }

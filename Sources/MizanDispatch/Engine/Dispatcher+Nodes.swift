@@ -75,10 +75,10 @@ extension Dispatcher {
         let hash = Secrets.hash(token)
         if let node = activeNodes.value(for: hash) { return node }
         guard let node = try await store.node(tokenHash: hash) else {
-            throw MizanError(.unauthorized, "Invalid node token.")
+            throw MizanError(.invalidNodeToken, "Invalid node token.")
         }
         guard node.status == .active else {
-            throw MizanError(.unauthorized, "The node was revoked.")
+            throw MizanError(.invalidNodeToken, "The node was revoked.")
         }
         activeNodes.set(node, for: hash)
         return node

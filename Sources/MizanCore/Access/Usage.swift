@@ -1,0 +1,74 @@
+import Foundation
+
+/// What one request used: every request, provider-routed or agent-served, leaves one.
+public struct UsageRecord: Sendable, Equatable {
+    /// The gateway request id.
+    public var requestID: String
+    /// The API key that made it.
+    public var apiKeyID: String?
+    /// The public model.
+    public var model: String
+    /// The provider route or node that served it.
+    public var servedBy: String?
+    /// The HTTP status answered.
+    public var status: Int
+    /// Time from request to response end, in milliseconds.
+    public var latencyMilliseconds: Double
+    /// Token counts, when known.
+    public var usage: TokenUsage?
+    /// When it finished.
+    public var createdAt: Date
+
+    /// Creates a record.
+    /// - Parameters:
+    ///   - requestID: The request id.
+    ///   - apiKeyID: The API key.
+    ///   - model: The public model.
+    ///   - servedBy: The route or node.
+    ///   - status: The HTTP status.
+    ///   - latencyMilliseconds: The latency.
+    ///   - usage: Token counts.
+    ///   - createdAt: When it finished.
+    public init(
+        requestID: String,
+        apiKeyID: String?,
+        model: String,
+        servedBy: String?,
+        status: Int,
+        latencyMilliseconds: Double,
+        usage: TokenUsage?,
+        createdAt: Date
+    ) {
+        self.requestID = requestID
+        self.apiKeyID = apiKeyID
+        self.model = model
+        self.servedBy = servedBy
+        self.status = status
+        self.latencyMilliseconds = latencyMilliseconds
+        self.usage = usage
+        self.createdAt = createdAt
+    }
+}
+
+/// Usage summed per API key and model.
+public struct UsageSummary: Sendable, Equatable, Codable {
+    /// The API key (nil for requests without one).
+    public var apiKeyID: String?
+    /// The public model.
+    public var model: String
+    /// How many requests.
+    public var requests: Int
+    /// Prompt tokens in all.
+    public var promptTokens: Int
+    /// Completion tokens in all.
+    public var completionTokens: Int
+
+    /// Creates a summary row.
+    public init(apiKeyID: String?, model: String, requests: Int, promptTokens: Int, completionTokens: Int) {
+        self.apiKeyID = apiKeyID
+        self.model = model
+        self.requests = requests
+        self.promptTokens = promptTokens
+        self.completionTokens = completionTokens
+    }
+}

@@ -1,0 +1,81 @@
+import Foundation
+import Hummingbird
+import MizanCore
+import MizanDispatch
+import MizanStore
+
+/// The admin API under `/admin/v1/`, for the admin token only: nodes, API keys, jobs (their
+/// metadata, never message contents) and usage. Its bodies are ``AdminWire``'s.
+struct AdminController: Sendable {
+    let dispatcher: Dispatcher
+    let credentials: Credentials
+    let access: any AccessStore
+
+    func addRoutes(to group: RouterGroup<GatewayRequestContext>) {
+        let admin = group.add(middleware: AdminAuthMiddleware(credentials: credentials))
+        admin.post("/nodes") { request, _ in
+            let body = try await BodyReader.decode(AdminWire.CreateNodeRequest.self, from: request)
+            let name = try Names.checked(body.name, of: "node")
+            let enrollment = try await dispatcher.createNode(name: name, labels: body.labels ?? [:])
+            return try JSONResponse.json(
+                AdminWire.CreatedNode(id: enrollment.node.id, name: enrollment.node.name, registrationToken: enrollment.registrationToken),
+                status: .created
+            )
+        }
+        admin.get("/nodes") { _, _ in
+            try JSONResponse.json(AdminWire.List(data: try await dispatcher.nodes()))
+        }
+        admin.delete("/nodes/{id}") { _, context in
+            guard let raw = context.parameters.get("id"), let id = NodeID(raw) else {
+                throw MizanError(.badRequest, "The node id in the path is not a valid id.")
+            }
+            return try JSONResponse.json(try await dispatcher.revokeNode(id))
+        }
+        admin.post("/keys") { request, _ in
+            let body = try await BodyReader.decode(AdminWire.CreateKeyRequest.self, from: request)
+            let issued = try await credentials.issueKey(name: body.name)
+            return try JSONResponse.json(
+                AdminWire.CreatedKey(id: issued.key.id, name: issued.key.name, prefix: issued.key.prefix, key: issued.secret),
+                status: .created
+            )
+        }
+        admin.get("/keys") { _, _ in
+            try JSONResponse.json(AdminWire.List(data: try await access.apiKeys()))
+        }
+        admin.delete("/keys/{id}") { _, context in
+            guard let id = context.parameters.get("id"), !id.isEmpty else {
+                throw MizanError(.badRequest, "The key id is missing.")
+            }
+            return try JSONResponse.json(try await credentials.revokeKey(id))
+        }
+        admin.get("/jobs") { request, _ in
+            var state: JobState?
+            if let raw = request.uri.queryParameters.get("state") {
+                guard let parsed = JobState(rawValue: raw) else {
+                    let known = JobState.allCases.map(\.rawValue).joined(separator: ", ")
+                    throw MizanError(.badRequest, "Unknown job state '\(raw)'; use one of \(known).")
+                }
+                state = parsed
+            }
+            var limit = 100
+            if let raw = request.uri.queryParameters.get("limit") {
+                guard let parsed = Int(raw), (1...1000).contains(parsed) else {
+                    throw MizanError(.badRequest, "'limit' must be a number from 1 to 1000.")
+                }
+                limit = parsed
+            }
+            let jobs = try await dispatcher.jobs(state: state, limit: limit)
+            return try JSONResponse.json(AdminWire.List(data: jobs.map(AdminWire.JobSummary.init)))
+        }
+        admin.get("/jobs/{id}") { _, context in
+            let id = try context.jobID()
+            guard let job = try await dispatcher.job(id) else {
+                throw MizanError(.jobNotFound, "No job with id \(id).")
+            }
+            return try JSONResponse.json(AdminWire.JobSummary(job))
+        }
+        admin.get("/usage") { _, _ in
+            try JSONResponse.json(AdminWire.List(data: try await access.usageSummary()))
+        }
+    }
+}

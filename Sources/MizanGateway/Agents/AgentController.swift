@@ -1,0 +1,119 @@
+import Foundation
+import Hummingbird
+import MizanCore
+import MizanDispatch
+import MizanStore
+import ServiceLifecycle
+
+/// The agent API under `/agent/v1/`, the node-facing side of the gateway: nodes
+/// authenticate with their node token (a registration token only registers); API keys and the
+/// admin token are refused. See `Docs/AGENT_PROTOCOL.md`.
+struct AgentController: Sendable {
+    let dispatcher: Dispatcher
+    /// The client body limit; a node's result may be larger (a few times, for reports).
+    let maxBodyBytes: Int
+
+    func addRoutes(to agent: RouterGroup<GatewayRequestContext>) {
+        agent.post("/register") { request, _ in
+            guard let token = Credentials.bearer(request.headers[.authorization]) else {
+                throw MizanError(.invalidNodeToken, "Missing registration token. Send it as 'Authorization: Bearer <token>'.")
+            }
+            let body = try await BodyReader.decode(AgentWire.RegisterRequest.self, from: request)
+            try AgentChecks.check(body.report)
+            let registration = try await dispatcher.register(registrationToken: token, report: body.report)
+            return try JSONResponse.json(AgentWire.RegisterResponse(node: registration.node, nodeToken: registration.nodeToken), status: .created)
+        }
+        agent.post("/heartbeat") { request, _ in
+            let node = try await authenticateNode(request)
+            let body = try await BodyReader.decode(AgentWire.HeartbeatRequest.self, from: request)
+            try AgentChecks.check(body.report)
+            guard body.running.count <= 10_000 else { throw MizanError(.badRequest, "'running' must list at most 10000 jobs.") }
+            for lease in body.running { try AgentChecks.checkAttempt(lease.attempt) }
+            let answer = try await dispatcher.heartbeat(
+                nodeID: node.id,
+                report: body.report,
+                running: body.running.map { Lease(jobID: $0.jobID, attempt: $0.attempt, nodeID: node.id) }
+            )
+            return try JSONResponse.json(
+                AgentWire.HeartbeatResponse(node: answer.node, abort: answer.abort.map { AgentWire.LeaseRef(jobID: $0.jobID, attempt: $0.attempt) })
+            )
+        }
+        agent.post("/lease") { request, context in
+            let node = try await authenticateNode(request)
+            // A node that goes away while waiting stops its lease call (nothing is leased to nobody).
+            let body = try await BodyReader.decode(AgentWire.LeaseRequest.self, from: request)
+            guard body.limit >= 0 else { throw MizanError(.badRequest, "'limit' must not be negative.") }
+            if let wait = body.waitSeconds, !(wait >= 0 && wait.isFinite) {
+                throw MizanError(.badRequest, "'waitSeconds' must be a non-negative number.")
+            }
+            // A waiting lease ends (empty) when the gateway shuts down, so the drain does not
+            // wait out the long-poll.
+            let jobs = try await context.cancellingOnDisconnect {
+                try await cancelWhenGracefulShutdown {
+                    try await dispatcher.lease(
+                        for: node,
+                        limit: body.limit,
+                        wait: body.waitSeconds.map { .seconds(min($0, 3600)) }
+                    )
+                }
+            }
+            return try JSONResponse.json(AgentWire.LeaseResponse(jobs: jobs.map(AgentWire.Assignment.init)))
+        }
+        agent.post("/jobs/{id}/complete") { request, context in
+            let node = try await authenticateNode(request)
+            let id = try context.jobID()
+            let body = try await BodyReader.decode(AgentWire.CompleteRequest.self, from: request, limit: maxBodyBytes * 4)
+            try AgentChecks.checkAttempt(body.attempt)
+            let lease = Lease(jobID: id, attempt: body.attempt, nodeID: node.id)
+            let job = try await dispatcher.complete(lease, result: body.result, usage: body.usage)
+            return try JSONResponse.json(AgentWire.ReportOutcome(jobID: id, state: job.state, error: nil))
+        }
+        agent.post("/jobs/{id}/fail") { request, context in
+            let node = try await authenticateNode(request)
+            let id = try context.jobID()
+            let body = try await BodyReader.decode(AgentWire.FailRequest.self, from: request)
+            try AgentChecks.checkAttempt(body.attempt)
+            try AgentChecks.check(body.failure)
+            let job = try await dispatcher.fail(
+                Lease(jobID: id, attempt: body.attempt, nodeID: node.id),
+                code: body.failure.code, message: body.failure.message, retryable: body.failure.retryable
+            )
+            return try JSONResponse.json(AgentWire.ReportOutcome(jobID: id, state: job.state, error: nil))
+        }
+        agent.post("/jobs/{id}/stream") { request, context in
+            try await stream(request, context: context)
+        }
+        agent.post("/reports") { request, _ in
+            let node = try await authenticateNode(request)
+            let body = try await BodyReader.decode(AgentWire.ReportBatch.self, from: request, limit: maxBodyBytes * 16)
+            var completions: [LeaseCompletion] = []
+            completions.reserveCapacity(body.reports.count)
+            guard body.reports.count <= 1000 else { throw MizanError(.badRequest, "'reports' must hold at most 1000 reports.") }
+            for report in body.reports {
+                try AgentChecks.checkAttempt(report.attempt)
+                if let failure = report.failure { try AgentChecks.check(failure) }
+            }
+            for report in body.reports {
+                completions.append(LeaseCompletion(
+                    lease: Lease(jobID: report.jobID, attempt: report.attempt, nodeID: node.id),
+                    completion: try report.completion()
+                ))
+            }
+            let results = try await dispatcher.complete(completions)
+            let outcomes = zip(body.reports, results).map { report, result in
+                switch result {
+                case .success(let job): AgentWire.ReportOutcome(jobID: report.jobID, state: job.state, error: nil)
+                case .failure(let error): AgentWire.ReportOutcome(jobID: report.jobID, state: nil, error: error.envelope.error)
+                }
+            }
+            return try JSONResponse.json(AgentWire.ReportBatchResponse(outcomes: outcomes))
+        }
+    }
+
+    func authenticateNode(_ request: Request) async throws -> Node {
+        guard let token = Credentials.bearer(request.headers[.authorization]) else {
+            throw MizanError(.invalidNodeToken, "Missing node token. Send it as 'Authorization: Bearer <token>'.")
+        }
+        return try await dispatcher.authenticateNode(token: token)
+    }
+}

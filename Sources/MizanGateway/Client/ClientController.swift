@@ -1,0 +1,103 @@
+import Foundation
+import Hummingbird
+import MizanCore
+import MizanDispatch
+import MizanStore
+
+/// The OpenAI-compatible client API under `/v1/`: a client authenticates with its API key;
+/// each request is served by a provider route (``RouteServer``) or, failing that, by agent
+/// nodes (``NodeServer``).
+struct ClientController: Sendable {
+    let credentials: Credentials
+    let dispatcher: Dispatcher
+    let routes: RouteServer
+    let nodes: NodeServer
+    let maxBodyBytes: Int
+    let bodyTimeout: Duration
+    let defaultDeadline: Duration
+    let maxDeadline: Duration
+
+    init(credentials: Credentials, dispatcher: Dispatcher, routes: RouteServer, nodes: NodeServer, configuration: Gateway.Configuration) {
+        self.credentials = credentials
+        self.dispatcher = dispatcher
+        self.routes = routes
+        self.nodes = nodes
+        self.maxBodyBytes = configuration.maxBodyBytes
+        self.bodyTimeout = configuration.bodyTimeout
+        self.defaultDeadline = configuration.dispatch.defaultDeadline
+        self.maxDeadline = configuration.maxDeadline
+    }
+
+    func addRoutes(to router: RouterGroup<GatewayRequestContext>) {
+        router.post("/v1/chat/completions") { request, context in
+            try await chatCompletions(request, context: context)
+        }
+        router.get("/v1/models") { request, context in
+            _ = try await authenticate(request, trace: context.trace)
+            let list = ModelCatalog.list(routes: routes.routes, nodes: try await dispatcher.healthyNodes())
+            return try JSONResponse.json(list)
+        }
+    }
+
+    func authenticate(_ request: Request, trace: RequestTrace) async throws -> APIKey {
+        let key = try await credentials.authenticateClient(Credentials.bearer(request.headers[.authorization]))
+        trace.update { $0.apiKeyID = key.id }
+        return key
+    }
+
+    /// `POST /v1/chat/completions`: authenticate, read and check the body, then serve it by a
+    /// provider route or an agent. A client that goes away cancels the work.
+    func chatCompletions(_ request: Request, context: GatewayRequestContext) async throws -> Response {
+        let key = try await authenticate(request, trace: context.trace)
+        let deadline = try requestDeadline(request.headers[Gateway.deadlineHeader])
+        let until = ContinuousClock.now.advanced(by: deadline)
+        let bytes = try await BodyReader.collect(request.body, limit: maxBodyBytes, timeout: bodyTimeout)
+        let chat = try ChatCompletionRequest(body: bytes)
+        context.trace.update {
+            $0.model = chat.model
+            $0.stream = chat.stream
+        }
+        return try await context.cancellingOnDisconnect {
+            try await serve(chat, apiKeyID: key.id, until: until, trace: context.trace)
+        }
+    }
+
+    /// The deadline a request asks for, bounded by the configuration.
+    func requestDeadline(_ header: String?) throws -> Duration {
+        guard let header else { return defaultDeadline }
+        guard let milliseconds = Int64(header.trimmingCharacters(in: .whitespaces)), milliseconds > 0 else {
+            throw MizanError(.badRequest, "\(Gateway.deadlineHeader.rawName) must be a positive number of milliseconds.")
+        }
+        return min(.milliseconds(milliseconds), maxDeadline)
+    }
+
+    /// Serves a checked request: provider routes first, then agent nodes.
+    func serve(_ chat: ChatCompletionRequest, apiKeyID: String, until: ContinuousClock.Instant, trace: RequestTrace) async throws -> Response {
+        var routeFailure: MizanError?
+        let candidates = routes.routes.candidates(for: chat.model)
+        if !candidates.isEmpty {
+            trace.update { $0.modelKnown = true }
+            switch try await routes.serve(chat, candidates: candidates, until: until, trace: trace) {
+            case .served(let response): return response
+            case .failed(let error): routeFailure = error
+            }
+        }
+        // The recent list answers almost every request; a miss reads the store before refusing.
+        let serves = { (node: Node) in dispatcher.isHealthy(node) && node.models.contains(chat.model) }
+        if try await dispatcher.recentNodes().contains(where: serves) {
+            trace.update { $0.modelKnown = true }
+            return try await nodes.serve(chat, apiKeyID: apiKeyID, until: until, trace: trace)
+        }
+        let known = try await dispatcher.nodes()
+        if known.contains(where: serves) {
+            trace.update { $0.modelKnown = true }
+            return try await nodes.serve(chat, apiKeyID: apiKeyID, until: until, trace: trace)
+        }
+        if let routeFailure { throw routeFailure }
+        if known.contains(where: { $0.status != .pending && $0.models.contains(chat.model) }) {
+            trace.update { $0.modelKnown = true }
+            throw MizanError(.noHealthyNode, "No healthy node serves the model '\(SafeText.escaped(chat.model))' right now.")
+        }
+        throw MizanError(.modelNotFound, "The model '\(SafeText.escaped(chat.model))' does not exist or you do not have access to it.")
+    }
+}

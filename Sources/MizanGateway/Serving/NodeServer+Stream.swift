@@ -1,0 +1,72 @@
+import Foundation
+import Hummingbird
+import MizanCore
+import MizanDispatch
+
+extension NodeServer {
+    /// Serves `stream: true` through an agent: the job is queued, the node that leases it
+    /// streams the local provider's events (``Dispatcher/openStream(_:)``), and they reach the
+    /// client as they come. Nothing is sent before the first event, so a job that fails before
+    /// any output still answers with a proper error status.
+    func stream(_ chat: ChatCompletionRequest, request: DispatchRequest, trace: RequestTrace) async throws -> Response {
+        let events = try await dispatcher.submitStreaming(request)
+        switch await events.next() {
+        case .data(let data):
+            return streamResponse(first: data, rest: events, chat: chat, trace: trace)
+        case .finished(.success(let job)):
+            events.stop(cancellingJob: false)
+            trace.update { $0.servedBy = job.nodeID.map { "node/\($0)" } }
+            switch job.state {
+            case .timedOut: throw MizanError(.deadlineExceeded, "The request's deadline passed before a node answered.")
+            case .failed: throw Self.error(ofFailed: job)
+            default: throw MizanError(.upstreamFailure, "The node finished the stream without sending any event.")
+            }
+        case .finished(.failure(let error)):
+            events.stop(cancellingJob: false)
+            throw error
+        case .end, nil:
+            events.stop(cancellingJob: true)
+            throw Task.isCancelled
+                ? MizanError(.cancelled, "The request was cancelled.") : MizanError(.upstreamFailure, "The node's stream ended without any event.")
+        }
+    }
+
+    private func streamResponse(first: String, rest events: JobEvents, chat: ChatCompletionRequest, trace: RequestTrace) -> Response {
+        var headers = HTTPFields()
+        headers[.contentType] = "text/event-stream"
+        headers[.cacheControl] = "no-cache"
+        let body = ResponseBody { writer in
+            // Stopping early (client gone, error) cancels the job.
+            var complete = false
+            defer { events.stop(cancellingJob: !complete) }
+            var relay = StreamRelay(chat: chat)
+            var sawDone = first == "[DONE]"
+            try await writer.write(relay.frame(first))
+            loop: while !sawDone, let event = await events.next() {
+                switch event {
+                case .data(let data):
+                    try await writer.write(relay.frame(data))
+                    sawDone = data == "[DONE]"
+                case .end:
+                    break loop
+                case .finished(.success(let job)) where job.state == .succeeded:
+                    break loop
+                case .finished(.success(let job)):
+                    let error = job.state == .timedOut
+                        ? MizanError(.deadlineExceeded, "The request's deadline passed before the stream ended.") : Self.error(ofFailed: job)
+                    trace.update { $0.streamError = error.message }
+                    try await writer.write(StreamRelay.errorFrame(error))
+                    break loop
+                case .finished(.failure(let error)):
+                    trace.update { $0.streamError = "\(error)" }
+                    break loop
+                }
+            }
+            if !sawDone { try await writer.write(relay.frame("[DONE]")) }
+            complete = true
+            trace.update { $0.usage = relay.usage }
+            try await writer.finish(nil)
+        }
+        return Response(status: .ok, headers: headers, body: body)
+    }
+}
