@@ -242,6 +242,11 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(
+            name: "MizanStoreTests",
+            dependencies: ["MizanCore", "MizanStore", "MizanStoreTesting"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
             name: "MizanDispatchTests",
             dependencies: ["MizanDispatch", "MizanStoreTesting", "MizanTestSupport"],
             swiftSettings: swiftSettings
@@ -265,9 +270,25 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(
+            name: "MizanAgentTests",
+            dependencies: [
+                "MizanAgent",
+                "MizanCore",
+                "MizanGateway",
+                "MizanMockProvider",
+                "MizanStore",
+                "MizanTestSupport",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
             name: "MizanProviderTests",
             dependencies: [
                 "MizanProvider",
+                "MizanTestSupport",
                 "MizanMockProvider",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -288,7 +309,7 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(
-            name: "MizanPostgresTests",
+            name: "MizanStorePostgresTests",
             dependencies: ["MizanDispatch", "MizanStorePostgres", "MizanStoreTesting", "MizanPostgresTesting", "MizanTestSupport"],
             swiftSettings: swiftSettings
         ),

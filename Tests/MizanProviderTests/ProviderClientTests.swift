@@ -3,6 +3,8 @@ import Hummingbird
 import MizanCore
 import MizanMockProvider
 import MizanProvider
+import Synchronization
+import MizanTestSupport
 import Testing
 
 /// Runs a mock provider on a free loopback port for the duration of `body`.
@@ -138,18 +140,21 @@ struct ProviderClientTests {
     @Test func cancellingAStreamStopsIt() async throws {
         try await withMockProvider(.init(tokens: 200, tokenInterval: .milliseconds(50))) { endpoint in
             let started = ContinuousClock.now
+            let seen = EventCount()
             let reader = Task { () -> (count: Int, error: (any Error)?) in
                 var count = 0
                 do {
                     for try await _ in try await client.streamChatCompletion(chatBody(stream: true), endpoint: endpoint) {
                         count += 1
+                        seen.value.store(count, ordering: .relaxed)
                     }
                 } catch {
                     return (count, error)
                 }
                 return (count, nil)
             }
-            try await Task.sleep(for: .milliseconds(300))
+            // Cancel once the stream runs (events arrived), well before its 200 tokens.
+            try await waitUntil("the first events", timeout: .seconds(3)) { seen.value.load(ordering: .relaxed) > 0 }
             reader.cancel()
             let outcome = await reader.value
             #expect(outcome.count > 0, "events arrived before the cancel (the stream ran): \(String(describing: outcome.error))")
@@ -157,4 +162,9 @@ struct ProviderClientTests {
             #expect(ContinuousClock.now - started < .seconds(5), "the stream stopped well before its 10 s of tokens")
         }
     }
+}
+
+/// Events a reader has seen so far, read from another task.
+final class EventCount: Sendable {
+    let value = Atomic<Int>(0)
 }

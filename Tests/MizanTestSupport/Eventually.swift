@@ -44,4 +44,10 @@ public struct WaitTimedOut: Error, CustomStringConvertible {
     /// How long.
     public var timeout: Duration
     public var description: String { "waited \(timeout) for \(what), in vain" }
+
+    /// Creates the error.
+    public init(what: String, timeout: Duration) {
+        self.what = what
+        self.timeout = timeout
+    }
 }

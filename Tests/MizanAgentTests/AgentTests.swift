@@ -1,0 +1,151 @@
+import Foundation
+import Logging
+@testable import MizanAgent
+import MizanCore
+import MizanGateway
+import MizanMockProvider
+import MizanStore
+import MizanTestSupport
+import Testing
+
+@Suite("Agent, in process against a gateway and a mock provider")
+struct AgentTests {
+    @Test func runsNoMoreJobsAtOnceThanItsSlots() async throws {
+        try await withStack(.init(latency: .milliseconds(300))) { stack in
+            let agent = RunningAgent.start(stack.configuration(tokenFile: try temporaryTokenFile(), registrationToken: try await stack.registrationToken(), maxConcurrency: 2))
+            try await waitUntil("the agent serves", poll: .milliseconds(20)) { try await stack.serves() }
+            let statuses = try await withThrowingTaskGroup(of: Int.self) { group in
+                for _ in 0..<6 { group.addTask { try await stack.chat().status } }
+                return try await group.reduce(into: []) { $0.append($1) }
+            }
+            #expect(statuses == Array(repeating: 200, count: 6))
+            let stats = try await stack.providerStats()
+            #expect(stats["requests"] == 6)
+            #expect(stats["maxInFlight"] == 2, "two slots, both used, never more: \(stats)")
+            try await agent.stop()
+        }
+    }
+
+    @Test func retriesRegistrationUntilTheGatewayComesUp() async throws {
+        // The agent starts before anything listens on the gateway's port: registration is
+        // retried with backoff until the gateway answers.
+        try await withServer({ MockProvider.application(.init(), onServerRunning: $0) }) { providerPort in
+            let gateway = Gateway(store: InMemoryStore(), adminToken: "admin", environment: [:])
+            let registration = try await gateway.dispatcher.createNode(name: "late").registrationToken
+            let port = try freePort()
+            let logs = CapturingLogHandler.Sink()
+            let agent = RunningAgent.start(
+                Agent.Configuration(
+                    gatewayURL: "http://127.0.0.1:\(port)", registrationToken: registration, tokenFile: try temporaryTokenFile(),
+                    providerURL: "http://127.0.0.1:\(providerPort)/v1", heartbeatInterval: .milliseconds(200)
+                ),
+                logger: Logger(label: "mizan.agent") { _ in CapturingLogHandler(sink: logs) }
+            )
+            try await waitUntil("the agent retries", poll: .milliseconds(20)) {
+                logs.all.filter { $0.message == "registration failed; retrying" }.count >= 2
+            }
+            try await withServer({ gateway.application(port: port, onServerRunning: $0) }) { _ in
+                try await waitUntil("the agent registered", poll: .milliseconds(20)) {
+                    try await gateway.dispatcher.healthyNodes().contains { $0.name == "late" }
+                }
+                try await agent.stop()
+            }
+        }
+    }
+
+    @Test func dropsAReportTheGatewayFencedOffAndServesOn() async throws {
+        try await withStack(.init(latency: .milliseconds(800))) { stack in
+            let logs = CapturingLogHandler.Sink()
+            let logger = Logger(label: "mizan.agent") { _ in CapturingLogHandler(sink: logs) }
+            // Heartbeats far apart: the node learns of a cancelled job only when it reports it.
+            var configuration = stack.configuration(tokenFile: try temporaryTokenFile(), registrationToken: try await stack.registrationToken(), maxConcurrency: 1)
+            configuration.heartbeatInterval = .seconds(60)
+            let agent = RunningAgent.start(configuration, logger: logger)
+            try await waitUntil("the agent serves", poll: .milliseconds(20)) { try await stack.serves() }
+            // The client goes away while the node runs its job: the job is cancelled, and the
+            // node's result, refused (409) under the old lease, is dropped rather than retried.
+            await #expect(throws: (any Error).self) { _ = try await stack.chat(timeout: .milliseconds(300)) }
+            #expect(try await eventually { try await stack.gateway.dispatcher.jobs(state: .failed, limit: 10).first?.errorCode == JobErrorCode.cancelled })
+            #expect(try await eventually { logs.all.contains { $0.message == "report refused: the job moved on" } })
+            #expect(!logs.all.contains { $0.message == "report lost" || $0.message == "report failed; retrying" })
+            // Its one slot is free again.
+            #expect(try await stack.chat().status == 200)
+            try await agent.stop()
+        }
+    }
+
+    @Test func finishesItsJobsWithinTheShutdownGrace() async throws {
+        try await withStack(.init(latency: .seconds(1))) { stack in
+            let agent = RunningAgent.start(stack.configuration(tokenFile: try temporaryTokenFile(), registrationToken: try await stack.registrationToken()))
+            try await waitUntil("the agent serves", poll: .milliseconds(20)) { try await stack.serves() }
+            async let answer = stack.chat()
+            try await waitUntil("the job runs on the node", poll: .milliseconds(10)) { try await stack.providerStats()["inFlight"] == 1 }
+            let stopping = Task { try await agent.stop() }
+            #expect(try await answer.status == 200, "the running job finished within the grace")
+            let outcome = try await stopping.value
+            #expect(throws: Never.self) { try outcome.get() }
+        }
+    }
+
+    @Test func failsWhatOutlivesTheGraceAsRetryable() async throws {
+        try await withStack(.init(latency: .seconds(10))) { stack in
+            let agent = RunningAgent.start(
+                stack.configuration(tokenFile: try temporaryTokenFile(), registrationToken: try await stack.registrationToken(), shutdownGrace: .milliseconds(300))
+            )
+            try await waitUntil("the agent serves", poll: .milliseconds(20)) { try await stack.serves() }
+            let client = Task { try await stack.chat() }
+            try await waitUntil("the job runs on the node", poll: .milliseconds(10)) { try await stack.providerStats()["inFlight"] == 1 }
+            let started = ContinuousClock.now
+            try await agent.stop()
+            #expect(ContinuousClock.now - started < .seconds(5), "the agent stopped after its grace, not after the job")
+            // Reported retryable: the job is back in the queue for another node, attempt 2.
+            let requeued = try await stack.gateway.dispatcher.jobs(state: .accepted, limit: 10)
+            #expect(requeued.count == 1 && requeued.first?.attempt == 2, "\(requeued.map { ($0.state, $0.attempt) })")
+            client.cancel()
+        }
+    }
+
+    @Test func reusesItsTokenFileAndWarnsWhenOthersCanReadIt() async throws {
+        try await withStack { stack in
+            let tokenFile = try temporaryTokenFile()
+            let connected = CapturingLogHandler.Sink()
+            let first = RunningAgent.start(
+                stack.configuration(tokenFile: tokenFile, registrationToken: try await stack.registrationToken()),
+                logger: Logger(label: "mizan.agent") { _ in CapturingLogHandler(sink: connected) }
+            )
+            try await waitUntil("the agent connected", poll: .milliseconds(20)) { connected.all.contains { $0.message == "agent connected" } }
+            try await first.stop()
+            let attributes = try FileManager.default.attributesOfItem(atPath: tokenFile)
+            #expect((attributes[.posixPermissions] as? Int) == 0o600, "the node token is written for its owner only")
+            let token = try String(contentsOfFile: tokenFile, encoding: .utf8)
+            #expect(try await stack.gateway.dispatcher.authenticateNode(token: token).models == ["mock-model"])
+
+            // Restarted with no registration token: the saved token is used, and a file others can
+            // read is called out.
+            try FileManager.default.setAttributes([.posixPermissions: 0o644], ofItemAtPath: tokenFile)
+            let logs = CapturingLogHandler.Sink()
+            let logger = Logger(label: "mizan.agent") { _ in CapturingLogHandler(sink: logs) }
+            let second = RunningAgent.start(stack.configuration(tokenFile: tokenFile, registrationToken: nil), logger: logger)
+            #expect(try await eventually { logs.all.contains { $0.message == "agent connected" } })
+            #expect(logs.all.contains { $0.level == .warning && $0.message.contains("the token file can be read by other users") })
+            #expect(!logs.all.contains { $0.metadata.values.contains { $0.contains(token) } || $0.message.contains(token) }, "the token is never logged")
+            #expect(try await stack.gateway.dispatcher.nodes().count == 1, "no second node was registered")
+            #expect(try await stack.chat().status == 200)
+            try await second.stop()
+        }
+    }
+
+    @Test func backoffGrowsWithJitterUpToItsCapAndResets() {
+        var backoff = Backoff()
+        var caps: [Double] = []
+        for attempt in 0..<10 {
+            let pause = backoff.next()
+            let cap = min(5000.0, 100.0 * pow(2.0, Double(attempt)))
+            caps.append(cap)
+            #expect(pause >= .milliseconds(Int64(cap / 2)) && pause <= .milliseconds(Int64(cap)), "attempt \(attempt): \(pause)")
+        }
+        #expect(caps.last == 5000, "the pause stops growing at 5 seconds")
+        backoff.reset()
+        #expect(backoff.next() <= .milliseconds(100))
+    }
+}
