@@ -33,7 +33,9 @@ func fuzzChatRequest(_ data: Data) {
         before["model"] = nil
         after["model"] = nil
         // Compared in a canonical form (NSDictionary's equality is not reliable on Linux).
-        let canonical = { (value: [String: Any]) in try? JSONSerialization.data(withJSONObject: value, options: [.sortedKeys, .fragmentsAllowed]) }
+        let canonical = { (value: [String: Any]) in
+            try? JSONSerialization.data(withJSONObject: value, options: [.sortedKeys, .fragmentsAllowed])
+        }
         guard canonical(before) == canonical(after) else { fatalError("the rewrite changed another member") }
     }
 }
@@ -56,9 +58,15 @@ func fuzzServerSentEvents(_ data: Data) {
 func fuzzSafeText(_ data: Data) {
     let text = String(decoding: data, as: UTF8.self)
     let escaped = SafeText.escaped(text)
-    guard !escaped.unicodeScalars.contains(where: { $0.value < 0x20 || (0x7F...0x9F).contains($0.value) || $0.value == 0x2028 || $0.value == 0x2029 }) else {
+    guard
+        !escaped.unicodeScalars.contains(where: {
+            $0.value < 0x20 || (0x7F...0x9F).contains($0.value) || $0.value == 0x2028 || $0.value == 0x2029
+        })
+    else {
         fatalError("a control character survived escaping")
     }
-    let plain = text.unicodeScalars.filter { $0.value >= 0x20 && !(0x7F...0x9F).contains($0.value) && $0 != "\\" && $0.value != 0x2028 && $0.value != 0x2029 }
+    let plain = text.unicodeScalars.filter {
+        $0.value >= 0x20 && !(0x7F...0x9F).contains($0.value) && $0 != "\\" && $0.value != 0x2028 && $0.value != 0x2029
+    }
     guard plain.allSatisfy({ escaped.unicodeScalars.contains($0) }) else { fatalError("escaping lost a character") }
 }

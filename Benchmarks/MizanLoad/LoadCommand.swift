@@ -1,8 +1,8 @@
 import AsyncHTTPClient
 import Foundation
-import Synchronization
 import NIOCore
 import NIOHTTP1
+import Synchronization
 
 /// `MizanLoad`: a closed-loop load generator for OpenAI-compatible chat completions.
 ///
@@ -41,7 +41,8 @@ struct LoadCommand {
             case "--stream": options.stream = true
             case "--label": options.label = value()
             case "--help", "-h":
-                print("usage: MizanLoad --url URL [--key K] [--model M] [--concurrency N] [--requests N] [--warmup N] [--stream] [--label L]")
+                print(
+                    "usage: MizanLoad --url URL [--key K] [--model M] [--concurrency N] [--requests N] [--warmup N] [--stream] [--label L]")
                 exit(0)
             default: fail("unknown flag \(flag)")
             }

@@ -253,12 +253,15 @@ func roundTrips(_ client: PostgresClient, samples: Int) async throws -> [Duratio
 /// up to `batchSize`, one `UPDATE … WHERE id = ANY` to complete them.
 func referenceQueueCycles(_ client: PostgresClient, workers: Int, jobs: Int) async throws -> Double {
     let table = "bench_queue_\(UUID().uuidString.prefix(8).lowercased())"
-    try await client.query(PostgresQuery(unsafeSQL: "CREATE TABLE \(table) (id bigserial PRIMARY KEY, body bytea NOT NULL, state text NOT NULL, result bytea)"))
+    try await client.query(
+        PostgresQuery(unsafeSQL: "CREATE TABLE \(table) (id bigserial PRIMARY KEY, body bytea NOT NULL, state text NOT NULL, result bytea)")
+    )
     try await client.query(PostgresQuery(unsafeSQL: "CREATE INDEX ON \(table) (id) WHERE state = 'queued'"))
     var fillBinds = PostgresBindings()
     try fillBinds.append(body)
     try await client.query(
-        PostgresQuery(unsafeSQL: "INSERT INTO \(table) (body, state) SELECT $1, 'queued' FROM generate_series(1, \(jobs))", binds: fillBinds)
+        PostgresQuery(
+            unsafeSQL: "INSERT INTO \(table) (body, state) SELECT $1, 'queued' FROM generate_series(1, \(jobs))", binds: fillBinds)
     )
     let start = ContinuousClock.now
     let done = try await withThrowingTaskGroup(of: Int.self) { group in
@@ -267,18 +270,22 @@ func referenceQueueCycles(_ client: PostgresClient, workers: Int, jobs: Int) asy
                 var count = 0
                 while true {
                     let ids = try await client.query(
-                        PostgresQuery(unsafeSQL: """
-                            UPDATE \(table) SET state = 'leased' WHERE id IN (
-                                SELECT id FROM \(table) WHERE state = 'queued' ORDER BY id LIMIT \(batchSize) FOR UPDATE SKIP LOCKED
-                            ) RETURNING id, body
-                            """)
+                        PostgresQuery(
+                            unsafeSQL: """
+                                UPDATE \(table) SET state = 'leased' WHERE id IN (
+                                    SELECT id FROM \(table) WHERE state = 'queued' ORDER BY id LIMIT \(batchSize) FOR UPDATE SKIP LOCKED
+                                ) RETURNING id, body
+                                """)
                     ).collect().map { try $0.decode((Int64, Data).self).0 }
                     if ids.isEmpty { return count }
                     var binds = PostgresBindings()
                     try binds.append(result)
                     try binds.append(ids)
                     let updated = try await client.query(
-                        PostgresQuery(unsafeSQL: "UPDATE \(table) SET state = 'done', result = $1 WHERE id = ANY($2) AND state = 'leased' RETURNING id", binds: binds)
+                        PostgresQuery(
+                            unsafeSQL:
+                                "UPDATE \(table) SET state = 'done', result = $1 WHERE id = ANY($2) AND state = 'leased' RETURNING id",
+                            binds: binds)
                     ).collect()
                     count += updated.count
                 }
@@ -298,11 +305,14 @@ func backlog(_ client: PostgresClient, count: Int) async throws {
     var binds = PostgresBindings()
     try binds.append(body)
     try await client.query(
-        PostgresQuery(unsafeSQL: """
-            INSERT INTO mizan_jobs (id, request_id, model, body, stream, state, attempt, max_attempts, priority, deadline, created_at, updated_at)
-            SELECT gen_random_uuid(), 'backlog', 'backlog-model', $1, false, 'accepted', 1, 3, 0, now() + interval '1 day', now(), now()
-            FROM generate_series(1, \(count))
-            """, binds: binds)
+        PostgresQuery(
+            unsafeSQL: """
+                INSERT INTO mizan_jobs (
+                    id, request_id, model, body, stream, state, attempt, max_attempts, priority, deadline, created_at, updated_at
+                )
+                SELECT gen_random_uuid(), 'backlog', 'backlog-model', $1, false, 'accepted', 1, 3, 0, now() + interval '1 day', now(), now()
+                FROM generate_series(1, \(count))
+                """, binds: binds)
     )
     try await client.query("ANALYZE mizan_jobs")
 }
@@ -312,10 +322,13 @@ func backlog(_ client: PostgresClient, count: Int) async throws {
 let collected = Mutex<[Figure]>([])
 let samples = options.quick ? 200 : 2000
 
-func add(_ group: String, _ figure: String, _ unit: String, _ value: Double, baseline: Double, _ baselineName: String,
-         target: (on: String, op: String, limit: Double)? = nil) {
-    let entry = Figure(group: group, figure: figure, unit: unit, value: value, baseline: baseline, baselineName: baselineName,
-                       targetOn: target?.on, targetOp: target?.op, targetLimit: target?.limit)
+func add(
+    _ group: String, _ figure: String, _ unit: String, _ value: Double, baseline: Double, _ baselineName: String,
+    target: (on: String, op: String, limit: Double)? = nil
+) {
+    let entry = Figure(
+        group: group, figure: figure, unit: unit, value: value, baseline: baseline, baselineName: baselineName,
+        targetOn: target?.on, targetOp: target?.op, targetLimit: target?.limit)
     collected.withLock { $0.append(entry) }
 }
 
@@ -324,7 +337,9 @@ if options.only.contains("memory") {
     let dispatcher = Dispatcher(store: store)
     let bare = await handOff(samples: samples)
     let latencies = try await pickup(dispatcher, store, samples: samples)
-    add("store", "memory pickup p50", "ms", percentile(latencies, 0.5), baseline: percentile(bare, 0.5), "task hand-off", target: ("value", "<", 1))
+    add(
+        "store", "memory pickup p50", "ms", percentile(latencies, 0.5), baseline: percentile(bare, 0.5), "task hand-off",
+        target: ("value", "<", 1))
     add("store", "memory pickup p99", "ms", percentile(latencies, 0.99), baseline: percentile(bare, 0.99), "task hand-off")
     for workers in [1, 4, 16] {
         let jobs = options.quick ? 10_000 : 100_000
@@ -342,13 +357,19 @@ if options.only.contains("postgres") || options.only.contains("growth") {
             if options.only.contains("postgres") {
                 let trips = try await roundTrips(client, samples: samples)
                 let latencies = try await pickup(dispatcher, store, samples: samples)
-                add("store", "postgres pickup p50", "ms", percentile(latencies, 0.5), baseline: percentile(trips, 0.5), "SELECT 1 round trip", target: ("value", "<", 3))
-                add("store", "postgres pickup p99", "ms", percentile(latencies, 0.99), baseline: percentile(trips, 0.99), "SELECT 1 round trip")
+                add(
+                    "store", "postgres pickup p50", "ms", percentile(latencies, 0.5), baseline: percentile(trips, 0.5),
+                    "SELECT 1 round trip", target: ("value", "<", 3))
+                add(
+                    "store", "postgres pickup p99", "ms", percentile(latencies, 0.99), baseline: percentile(trips, 0.99),
+                    "SELECT 1 round trip")
                 for workers in [1, 4, 16] {
                     let jobs = options.quick ? 4_000 : 40_000
                     let reference = try await referenceQueueCycles(client, workers: workers, jobs: jobs)
                     let rate = try await cycles(dispatcher, store, workers: workers, jobs: jobs)
-                    add("store", "postgres lease+complete, \(workers) worker(s)", "/s", rate, baseline: reference, "SKIP LOCKED reference queue",
+                    add(
+                        "store", "postgres lease+complete, \(workers) worker(s)", "/s", rate, baseline: reference,
+                        "SKIP LOCKED reference queue",
                         target: workers == 4 ? ("value", ">=", 8000) : nil)
                 }
             }
@@ -367,8 +388,12 @@ if options.only.contains("postgres") || options.only.contains("growth") {
                         zeroPickup = p50
                         zeroCycles = rate
                     }
-                    add("growth", "postgres pickup p50, \(depth) queued", "ms", p50, baseline: zeroPickup, "0 queued", target: ("ratio", "<", 2))
-                    add("growth", "postgres lease+complete 4 workers, \(depth) queued", "/s", rate, baseline: zeroCycles, "0 queued", target: ("ratio", ">=", 0.5))
+                    add(
+                        "growth", "postgres pickup p50, \(depth) queued", "ms", p50, baseline: zeroPickup, "0 queued",
+                        target: ("ratio", "<", 2))
+                    add(
+                        "growth", "postgres lease+complete 4 workers, \(depth) queued", "/s", rate, baseline: zeroCycles, "0 queued",
+                        target: ("ratio", ">=", 0.5))
                 }
             }
         }

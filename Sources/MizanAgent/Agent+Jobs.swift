@@ -18,15 +18,18 @@ extension Agent {
                 return
             }
             let response = try await provider.chatCompletion(job.body, endpoint: endpoint(remaining: remaining))
-            let usage = response.usage.flatMap { TokenUsage(reported: $0) }
-                ?? TokenUsage(promptTokens: max(1, job.body.count / 4), completionTokens: max(1, response.body.count / 4), source: .estimated)
+            let usage =
+                response.usage.flatMap { TokenUsage(reported: $0) }
+                ?? TokenUsage(
+                    promptTokens: max(1, job.body.count / 4), completionTokens: max(1, response.body.count / 4), source: .estimated)
             outcome = .succeeded(lease, result: response.body, usage: usage)
         } catch let error as ProviderError {
             outcome = .failed(lease, Self.failure(of: error))
         } catch {
             // Cancelled: by the gateway (aborted, nothing to report) or by shutdown (retryable).
             if state.withLock({ $0.running[lease]?.aborted ?? false }) { return }
-            let stopped = AgentWire.Report.failed(lease, .init(code: "agent_stopped", message: "The agent stopped before the job finished.", retryable: true))
+            let stopped = AgentWire.Report.failed(
+                lease, .init(code: "agent_stopped", message: "The agent stopped before the job finished.", retryable: true))
             // The job's task is cancelled; the report goes out on a task of its own, briefly.
             await Task { await self.deliver(stopped, token: token, retryFor: .seconds(5)) }.value
             return
@@ -39,7 +42,8 @@ extension Agent {
     /// Streams a job: the local provider's events go to the gateway as they come. A provider
     /// failure before the first event is retryable; after it, not (the client saw output).
     /// - Returns: The report to deliver.
-    func stream(_ job: AgentWire.Assignment, lease: AgentWire.LeaseRef, token: String, remaining: Duration) async throws -> AgentWire.Report {
+    func stream(_ job: AgentWire.Assignment, lease: AgentWire.LeaseRef, token: String, remaining: Duration) async throws -> AgentWire.Report
+    {
         let events = try await provider.streamChatCompletion(job.body, endpoint: endpoint(remaining: remaining))
         let (frames, continuation) = AsyncStream<ByteBuffer>.makeStream()
         let client = client
@@ -82,7 +86,8 @@ extension Agent {
     static func failure(of error: ProviderError) -> AgentWire.Failure {
         switch error.kind {
         case .status(let status) where (400..<500).contains(status) && status != 429 && status != 408:
-            AgentWire.Failure(code: "provider_rejected", message: "The local provider refused the request (HTTP \(status)).", retryable: false)
+            AgentWire.Failure(
+                code: "provider_rejected", message: "The local provider refused the request (HTTP \(status)).", retryable: false)
         default:
             AgentWire.Failure(code: "provider_error", message: "The local provider failed: \(error).", retryable: true)
         }
@@ -95,7 +100,8 @@ extension Agent {
         do {
             _ = try await retrying("report", until: until) {
                 if let failure = report.failure {
-                    try await self.client.fail(token: token, jobID: report.jobID, AgentWire.FailRequest(attempt: report.attempt, failure: failure))
+                    try await self.client.fail(
+                        token: token, jobID: report.jobID, AgentWire.FailRequest(attempt: report.attempt, failure: failure))
                 } else {
                     try await self.client.complete(
                         token: token, jobID: report.jobID,

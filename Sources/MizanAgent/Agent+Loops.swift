@@ -18,14 +18,18 @@ extension Agent {
             return saved
         }
         guard let registration = configuration.registrationToken, !registration.isEmpty else {
-            throw AgentClientError(.status(401), message: "No node token in \(configuration.tokenFile) and no registration token to register with.")
+            throw AgentClientError(
+                .status(401), message: "No node token in \(configuration.tokenFile) and no registration token to register with.")
         }
         let answer = try await retrying("registration") {
             try await self.client.register(registrationToken: registration, report: self.report())
         }
         try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
         let temporary = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).\(UUID().uuidString)")
-        guard FileManager.default.createFile(atPath: temporary.path, contents: Data(answer.nodeToken.utf8), attributes: [.posixPermissions: 0o600]) else {
+        guard
+            FileManager.default.createFile(
+                atPath: temporary.path, contents: Data(answer.nodeToken.utf8), attributes: [.posixPermissions: 0o600])
+        else {
             throw AgentClientError(.invalidAnswer, message: "Cannot write the token file \(configuration.tokenFile).")
         }
         guard rename(temporary.path, url.path) == 0 else {
@@ -53,10 +57,14 @@ extension Agent {
                 return state.healthy
             }
             if wasHealthy {
-                logger.warning("local provider unhealthy; not leasing", metadata: ["mizan.provider": "\(configuration.providerURL)", "mizan.error": "\(error)"])
+                logger.warning(
+                    "local provider unhealthy; not leasing",
+                    metadata: ["mizan.provider": "\(configuration.providerURL)", "mizan.error": "\(error)"])
             }
             if configuration.models == nil, state.withLock({ $0.models.isEmpty }) {
-                throw AgentClientError(.unreachable, message: "The provider at \(configuration.providerURL) does not answer GET /models, and no --models were given.")
+                throw AgentClientError(
+                    .unreachable,
+                    message: "The provider at \(configuration.providerURL) does not answer GET /models, and no --models were given.")
             }
         }
     }
@@ -185,7 +193,9 @@ extension Agent {
     }
 
     /// Runs `body` until it succeeds, backing off with jitter while the gateway is unreachable.
-    func retrying<T: Sendable>(_ what: String, until deadline: ContinuousClock.Instant = .now + .seconds(600), _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+    func retrying<T: Sendable>(
+        _ what: String, until deadline: ContinuousClock.Instant = .now + .seconds(600), _ body: @escaping @Sendable () async throws -> T
+    ) async throws -> T {
         var backoff = Backoff()
         while true {
             do {

@@ -99,7 +99,10 @@ public final class Agent: Service, Sendable {
     ///   - client: The gateway client (one for `configuration.gatewayURL` by default).
     ///   - provider: The local provider's client.
     ///   - logger: Where the agent logs (never tokens or message contents).
-    public init(configuration: Configuration, client: AgentClient? = nil, provider: ProviderClient = .shared, logger: Logger = Logger(label: "mizan.agent")) {
+    public init(
+        configuration: Configuration, client: AgentClient? = nil, provider: ProviderClient = .shared,
+        logger: Logger = Logger(label: "mizan.agent")
+    ) {
         self.configuration = configuration
         self.client = client ?? AgentClient(gatewayURL: configuration.gatewayURL)
         self.provider = provider
@@ -140,12 +143,14 @@ public final class Agent: Service, Sendable {
                 try await self.waitForProvider()
                 return try await self.obtainToken()
             }
-        } catch where Task.isShuttingDownGracefully {
+        } catch  where Task.isShuttingDownGracefully {
             logger.info("agent stopped before it connected")
             return
         }
         state.withLock { $0.token = token }
-        logger.info("agent connected", metadata: ["mizan.gateway": "\(configuration.gatewayURL)", "mizan.models": "\(report().models.joined(separator: ","))"])
+        logger.info(
+            "agent connected",
+            metadata: ["mizan.gateway": "\(configuration.gatewayURL)", "mizan.models": "\(report().models.joined(separator: ","))"])
         try await withThrowingDiscardingTaskGroup { group in
             group.addTask { try await self.heartbeatLoop(token: token) }
             group.addTask { await self.healthLoop() }

@@ -80,7 +80,9 @@ public struct AgentClient: Sendable {
         try await call("/agent/v1/reports", token: token, body: batch)
     }
 
-    func call<Body: Encodable, Answer: Decodable>(_ path: String, token: String, body: Body, timeout: Duration = .seconds(30)) async throws -> Answer {
+    func call<Body: Encodable, Answer: Decodable>(_ path: String, token: String, body: Body, timeout: Duration = .seconds(30)) async throws
+        -> Answer
+    {
         var request = HTTPClientRequest(url: gatewayURL + path)
         request.method = .POST
         request.headers.add(name: "Authorization", value: "Bearer \(token)")
@@ -93,7 +95,8 @@ public struct AgentClient: Sendable {
         let response: HTTPClientResponse
         let data: Data
         do {
-            response = try await http.execute(request, timeout: .nanoseconds(Int64(timeout.components.seconds) * 1_000_000_000 + 1_000_000_000))
+            response = try await http.execute(
+                request, timeout: .nanoseconds(Int64(timeout.components.seconds) * 1_000_000_000 + 1_000_000_000))
             data = Data(try await response.body.collect(upTo: 256 << 20).readableBytesView)
         } catch is CancellationError {
             throw CancellationError()

@@ -89,7 +89,9 @@ public final class Gateway: Sendable {
         self.client = ClientController(
             credentials: credentials,
             dispatcher: dispatcher,
-            routes: RouteServer(routes: routes, provider: provider, environment: environment, configuration: configuration, metrics: metrics, logger: logger),
+            routes: RouteServer(
+                routes: routes, provider: provider, environment: environment, configuration: configuration, metrics: metrics, logger: logger
+            ),
             nodes: NodeServer(dispatcher: dispatcher, maxQueueWait: configuration.maxQueueWait),
             configuration: configuration
         )

@@ -56,7 +56,8 @@ public struct SanitizingLogHandler<Inner: LogHandler>: LogHandler {
         case .string(let text): .string(SafeText.escaped(text))
         case .stringConvertible(let convertible): .string(SafeText.escaped(convertible.description))
         case .array(let values): .array(values.map(sanitized))
-        case .dictionary(let values): .dictionary(Dictionary(uniqueKeysWithValues: values.map { (SafeText.escaped($0.key), sanitized($0.value)) }))
+        case .dictionary(let values):
+            .dictionary(Dictionary(uniqueKeysWithValues: values.map { (SafeText.escaped($0.key), sanitized($0.value)) }))
         }
     }
 }

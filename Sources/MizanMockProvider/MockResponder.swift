@@ -22,7 +22,12 @@ struct MockResponder: Sendable {
 
     final class Counter: Sendable {
         private let value = Mutex(0)
-        func next() -> Int { value.withLock { $0 += 1; return $0 } }
+        func next() -> Int {
+            value.withLock {
+                $0 += 1
+                return $0
+            }
+        }
     }
 
     /// What the mock has served, for tests that check a stream was cut off (`GET /mock/stats`).
@@ -117,7 +122,8 @@ struct MockResponder: Sendable {
             stats.begin()
             defer { stats.end() }
             do {
-                try await Self.writeStream(to: &writer, configuration: configuration, id: id, created: created, model: model, count: count, usage: usage)
+                try await Self.writeStream(
+                    to: &writer, configuration: configuration, id: id, created: created, model: model, count: count, usage: usage)
                 stats.update { $0.streamsCompleted += 1 }
             } catch {
                 stats.update { $0.streamsAborted += 1 }
@@ -143,13 +149,19 @@ struct MockResponder: Sendable {
             buffer.writeString("\n\n")
             try await writer.write(buffer)
         }
-        try await send(ChatCompletionChunk(id: id, created: created, model: model, choices: [.init(index: 0, delta: .init(role: "assistant", content: ""), finishReason: nil)]))
+        try await send(
+            ChatCompletionChunk(
+                id: id, created: created, model: model,
+                choices: [.init(index: 0, delta: .init(role: "assistant", content: ""), finishReason: nil)]))
         for index in 0..<count {
             if index > 0, configuration.tokenInterval > .zero { try await Task.sleep(for: configuration.tokenInterval) }
             let word = Self.words[index % Self.words.count] + (index + 1 < count ? " " : "")
-            try await send(ChatCompletionChunk(id: id, created: created, model: model, choices: [.init(index: 0, delta: .init(content: word), finishReason: nil)]))
+            try await send(
+                ChatCompletionChunk(
+                    id: id, created: created, model: model, choices: [.init(index: 0, delta: .init(content: word), finishReason: nil)]))
         }
-        try await send(ChatCompletionChunk(id: id, created: created, model: model, choices: [.init(index: 0, delta: .init(), finishReason: "stop")]))
+        try await send(
+            ChatCompletionChunk(id: id, created: created, model: model, choices: [.init(index: 0, delta: .init(), finishReason: "stop")]))
         if let usage {
             try await send(ChatCompletionChunk(id: id, created: created, model: model, choices: [], usage: usage))
         }

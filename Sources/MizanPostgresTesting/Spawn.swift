@@ -1,6 +1,7 @@
 import Foundation
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Starts child processes for tests with `posix_spawn`, without Foundation's `Process`.
@@ -18,7 +19,9 @@ package enum Spawn {
     ///   - outputPath: Where standard output and standard error go.
     /// - Returns: The child's process id.
     /// - Throws: When it cannot be started.
-    package static func start(executable: String, arguments: [String], environment: [String: String] = [:], outputPath: String) throws -> pid_t {
+    package static func start(executable: String, arguments: [String], environment: [String: String] = [:], outputPath: String) throws
+        -> pid_t
+    {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }

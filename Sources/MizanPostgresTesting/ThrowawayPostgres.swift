@@ -2,7 +2,7 @@ import Foundation
 import Synchronization
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A PostgreSQL server started for one test or benchmark process: `initdb` into a temporary
@@ -64,7 +64,8 @@ public final class ThrowawayPostgres: Sendable {
     private init() throws {
         guard let bin = Self.findBinaries() else {
             throw StartError(
-                message: "PostgreSQL server binaries (initdb, pg_ctl) were not found on PATH, via pg_config or in /usr/lib/postgresql/*/bin. "
+                message:
+                    "PostgreSQL server binaries (initdb, pg_ctl) were not found on PATH, via pg_config or in /usr/lib/postgresql/*/bin. "
                     + "Install them (Debian: apt-get update && apt-get install -y postgresql) or set MIZAN_TEST_POSTGRES_URL."
             )
         }
@@ -72,10 +73,16 @@ public final class ThrowawayPostgres: Sendable {
         let isRoot = geteuid() == 0
         if isRoot {
             guard getpwnam("postgres") != nil else {
-                throw StartError(message: "Running as root, PostgreSQL needs an unprivileged 'postgres' user; install the postgresql package or create the user.")
+                throw StartError(
+                    message:
+                        "Running as root, PostgreSQL needs an unprivileged 'postgres' user; install the postgresql package or "
+                        + "create the user."
+                )
             }
-            runAs = FileManager.default.isExecutableFile(atPath: "/usr/sbin/runuser")
-                ? ["/usr/sbin/runuser", "-u", "postgres", "--"] : ["/usr/bin/setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups"]
+            runAs =
+                FileManager.default.isExecutableFile(atPath: "/usr/sbin/runuser")
+                ? ["/usr/sbin/runuser", "-u", "postgres", "--"]
+                : ["/usr/bin/setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups"]
         } else {
             runAs = []
         }
@@ -87,13 +94,21 @@ public final class ThrowawayPostgres: Sendable {
         }
         port = try Self.freePort()
         let data = directory.appendingPathComponent("data").path
-        try Self.capture(runAs + [bin.appendingPathComponent("initdb").path, "-D", data, "-U", user, "--auth=trust", "-E", "UTF8", "--no-sync", "--no-instructions"])
+        try Self.capture(
+            runAs + [
+                bin.appendingPathComponent("initdb").path, "-D", data, "-U", user, "--auth=trust", "-E", "UTF8", "--no-sync",
+                "--no-instructions",
+            ])
         let options = [
             "-p \(port)", "-k \(directory.path)", "-c listen_addresses=127.0.0.1",
             "-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off", "-c max_connections=300",
             "-c shared_buffers=128MB",
         ].joined(separator: " ")
-        try Self.capture(runAs + [bin.appendingPathComponent("pg_ctl").path, "start", "-D", data, "-w", "-t", "60", "-o", options, "-l", directory.appendingPathComponent("log").path])
+        try Self.capture(
+            runAs + [
+                bin.appendingPathComponent("pg_ctl").path, "start", "-D", data, "-w", "-t", "60", "-o", options, "-l",
+                directory.appendingPathComponent("log").path,
+            ])
     }
 
     /// Stops the server and removes its directory.
@@ -107,7 +122,9 @@ public final class ThrowawayPostgres: Sendable {
     private func armStop() {
         let data = directory.appendingPathComponent("data").path
         let pgctl = (runAs + [binDirectory.appendingPathComponent("pg_ctl").path]).map { "'\($0)'" }.joined(separator: " ")
-        let script = "while kill -0 \(getpid()) 2>/dev/null; do sleep 1; done; \(pgctl) stop -D '\(data)' -m immediate >/dev/null 2>&1; rm -rf '\(directory.path)'"
+        let script =
+            "while kill -0 \(getpid()) 2>/dev/null; do sleep 1; done; \(pgctl) stop -D '\(data)' -m immediate >/dev/null 2>&1; "
+            + "rm -rf '\(directory.path)'"
         // The watchdog must not hold the test runner's output pipe (or anything else) open.
         _ = try? Spawn.start(executable: "/bin/sh", arguments: ["-c", script], outputPath: "/dev/null")
         atexit {

@@ -59,7 +59,9 @@ public struct ProviderError: Error, Sendable, CustomStringConvertible {
         switch kind {
         case .timeout: MizanError(.deadlineExceeded, "The upstream provider did not answer in time.", debugDetail: detail)
         case .status(429): MizanError(.rateLimited, "The upstream provider is rate limiting requests.", debugDetail: detail)
-        case .status(400), .status(422): MizanError(.badRequest, "The upstream provider rejected the request as invalid (HTTP \(statusCode ?? 400)).", debugDetail: detail)
+        case .status(400), .status(422):
+            MizanError(
+                .badRequest, "The upstream provider rejected the request as invalid (HTTP \(statusCode ?? 400)).", debugDetail: detail)
         case .status(413): MizanError(.payloadTooLarge, "The upstream provider rejected the request as too large.", debugDetail: detail)
         default: MizanError(.upstreamFailure, "The upstream provider failed: \(description).", debugDetail: detail)
         }

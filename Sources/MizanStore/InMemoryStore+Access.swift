@@ -33,7 +33,9 @@ extension InMemoryStore: AccessStore {
     public func recordUsage(_ record: UsageRecord) async throws {
         access.withLock { access in
             let key = UsageKey(apiKeyID: record.apiKeyID, model: record.model)
-            var summary = access.usage[key] ?? UsageSummary(apiKeyID: record.apiKeyID, model: record.model, requests: 0, promptTokens: 0, completionTokens: 0)
+            var summary =
+                access.usage[key]
+                ?? UsageSummary(apiKeyID: record.apiKeyID, model: record.model, requests: 0, promptTokens: 0, completionTokens: 0)
             // Sums saturate: a count is bounded when it is read, but sums run for the process's life.
             summary.requests = summary.requests.addingSaturated(1)
             summary.promptTokens = summary.promptTokens.addingSaturated(max(0, record.usage?.promptTokens ?? 0))

@@ -55,7 +55,9 @@ extension InMemoryStore {
     }
 
     public func nodes() async throws -> [Node] {
-        state.withLock { $0.nodes.values.sorted { $0.createdAt == $1.createdAt ? $0.id.description < $1.id.description : $0.createdAt < $1.createdAt } }
+        state.withLock {
+            $0.nodes.values.sorted { $0.createdAt == $1.createdAt ? $0.id.description < $1.id.description : $0.createdAt < $1.createdAt }
+        }
     }
 
     public func node(_ id: NodeID) async throws -> Node? {

@@ -12,7 +12,8 @@ public enum LeaseCheck {
             return MizanError(.leaseConflict, "Job \(job.id) already finished as \(job.state).")
         }
         if lease.attempt != job.attempt {
-            return MizanError(.leaseConflict, "Lease attempt \(lease.attempt) of job \(job.id) is stale; the current attempt is \(job.attempt).")
+            return MizanError(
+                .leaseConflict, "Lease attempt \(lease.attempt) of job \(job.id) is stale; the current attempt is \(job.attempt).")
         }
         if job.state != .leased {
             return MizanError(.leaseConflict, "Job \(job.id) is not leased.")

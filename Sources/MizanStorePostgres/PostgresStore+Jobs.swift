@@ -13,7 +13,8 @@ extension PostgresStore {
     public func insert(_ job: Job) async throws -> JobInsertion {
         precondition(job.state == .accepted, "only accepted jobs are inserted")
         let event = StoreEvent.jobsAvailable(model: job.model, count: 1)
-        let rows = try await client.prepared(Key1.self,
+        let rows = try await client.prepared(
+            Key1.self,
             """
             WITH ins AS (
                 INSERT INTO mizan_jobs (\(unescaped: Rows.jobColumns), origin)
@@ -38,7 +39,8 @@ extension PostgresStore {
         guard let key = job.idempotencyKey else {
             throw MizanError(.internalError, "The job was not inserted.")
         }
-        let existing = try await client.prepared(Key9.self, "SELECT \(unescaped: Rows.jobColumns) FROM mizan_jobs WHERE idempotency_key = \(key)", logger: logger, Rows.job)
+        let existing = try await client.prepared(
+            Key9.self, "SELECT \(unescaped: Rows.jobColumns) FROM mizan_jobs WHERE idempotency_key = \(key)", logger: logger, Rows.job)
         guard let found = existing.first else {
             throw MizanError(.conflict, "A job with this idempotency key was just removed; try again.")
         }
@@ -95,7 +97,8 @@ extension PostgresStore {
         switch completion {
         case .succeeded(let result, let usage):
             let event = StoreEvent.jobFinished(id: lease.jobID, state: .succeeded)
-            rows = try await client.prepared(Key3.self,
+            rows = try await client.prepared(
+                Key3.self,
                 """
                 WITH upd AS (
                     UPDATE mizan_jobs SET state = 'succeeded', result = \(result),
@@ -117,7 +120,8 @@ extension PostgresStore {
             )
         case .failed(let code, let message, let retryable):
             let failed = payload([.jobFinished(id: lease.jobID, state: .failed)])
-            rows = try await client.prepared(Key4.self,
+            rows = try await client.prepared(
+                Key4.self,
                 """
                 WITH cur AS (
                     SELECT id, model, (\(retryable) AND attempt < max_attempts AND deadline > \(now)) AS again
@@ -142,7 +146,9 @@ extension PostgresStore {
                 SELECT \(unescaped: Rows.jobColumns("upd")) FROM upd
                     LEFT JOIN LATERAL (
                         SELECT pg_notify(\(Self.channel), CASE WHEN upd.state = 'accepted'
-                            THEN json_build_object('o', \(origin)::text, 'a', json_build_array(json_build_object('m', upd.model, 'n', 1)))::text
+                            THEN json_build_object(
+                                'o', \(origin)::text, 'a', json_build_array(json_build_object('m', upd.model, 'n', 1))
+                            )::text
                             ELSE \(failed) END)
                         WHERE upd.state = 'accepted' OR upd.origin IS DISTINCT FROM \(origin)::text
                     ) AS n ON true
@@ -151,7 +157,9 @@ extension PostgresStore {
             )
         }
         if let job = rows.first {
-            publishLocally([job.state == .accepted ? .jobsAvailable(model: job.model, count: 1) : .jobFinished(id: job.id, state: job.state)])
+            publishLocally([
+                job.state == .accepted ? .jobsAvailable(model: job.model, count: 1) : .jobFinished(id: job.id, state: job.state)
+            ])
             return job
         }
         guard let job = try await self.job(lease.jobID) else {
@@ -174,7 +182,8 @@ extension PostgresStore {
             preconditionFailure("\(transition) does not finish a queued job")
         }
         let event = StoreEvent.jobFinished(id: id, state: target)
-        let rows = try await client.prepared(Key5.self,
+        let rows = try await client.prepared(
+            Key5.self,
             """
             WITH cur AS (
                 SELECT id, state AS prev_state, node_id AS prev_node FROM mizan_jobs

@@ -133,18 +133,25 @@ extension PostgresStore {
         try await connection.withTransaction(logger: logger) { connection in
             try await connection.query("SELECT pg_advisory_xact_lock(7271009)", logger: self.logger)
             try await connection.query(
-                "CREATE TABLE IF NOT EXISTS mizan_schema_migrations (version bigint PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())",
+                """
+                CREATE TABLE IF NOT EXISTS mizan_schema_migrations (
+                    version bigint PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now()
+                )
+                """,
                 logger: self.logger
             )
             var applied: Set<Int> = []
-            for try await version in try await connection.query("SELECT version FROM mizan_schema_migrations", logger: self.logger).decode(Int.self) {
+            for try await version in try await connection.query("SELECT version FROM mizan_schema_migrations", logger: self.logger).decode(
+                Int.self)
+            {
                 applied.insert(version)
             }
             for migration in Self.migrations where !applied.contains(migration.version) {
                 for statement in migration.statements {
                     try await connection.query(PostgresQuery(unsafeSQL: statement), logger: self.logger)
                 }
-                try await connection.query("INSERT INTO mizan_schema_migrations (version) VALUES (\(migration.version))", logger: self.logger)
+                try await connection.query(
+                    "INSERT INTO mizan_schema_migrations (version) VALUES (\(migration.version))", logger: self.logger)
                 self.logger.info("applied schema migration", metadata: ["mizan.migration": "\(migration.version)"])
             }
         }

@@ -5,7 +5,8 @@ import PostgresNIO
 
 extension PostgresStore {
     public func createNode(_ node: Node, registrationTokenHash: Data) async throws -> Node {
-        let rows = try await client.prepared(Key1.self,
+        let rows = try await client.prepared(
+            Key1.self,
             """
             INSERT INTO mizan_nodes (id, name, models, max_concurrency, labels, status, health, in_flight,
                 registration_token_hash, last_seen, created_at)
@@ -26,7 +27,8 @@ extension PostgresStore {
         report: NodeReport,
         now: Date
     ) async throws -> Node {
-        let rows = try await client.prepared(Key2.self,
+        let rows = try await client.prepared(
+            Key2.self,
             """
             UPDATE mizan_nodes SET status = 'active', registration_token_hash = NULL, node_token_hash = \(nodeTokenHash),
                 models = \(report.models), max_concurrency = \(max(1, report.maxConcurrency)), health = \(report.health.rawValue),
@@ -43,7 +45,8 @@ extension PostgresStore {
     }
 
     public func heartbeat(_ id: NodeID, report: NodeReport, now: Date) async throws -> Node {
-        let rows = try await client.prepared(Key3.self,
+        let rows = try await client.prepared(
+            Key3.self,
             """
             UPDATE mizan_nodes SET models = \(report.models), max_concurrency = \(max(1, report.maxConcurrency)),
                 health = \(report.health.rawValue), in_flight = \(report.inFlight), labels = \(Rows.labels(report.labels)),
@@ -59,7 +62,8 @@ extension PostgresStore {
     }
 
     public func revokeNode(_ id: NodeID, now: Date) async throws -> Node {
-        let rows = try await client.prepared(Key4.self,
+        let rows = try await client.prepared(
+            Key4.self,
             """
             UPDATE mizan_nodes SET status = 'revoked', registration_token_hash = NULL
             WHERE id = \(id.uuid)
@@ -72,15 +76,21 @@ extension PostgresStore {
     }
 
     public func nodes() async throws -> [Node] {
-        try await client.prepared(Key5.self, "SELECT \(unescaped: Rows.nodeColumns) FROM mizan_nodes ORDER BY created_at, id", logger: logger, Rows.node)
+        try await client.prepared(
+            Key5.self, "SELECT \(unescaped: Rows.nodeColumns) FROM mizan_nodes ORDER BY created_at, id", logger: logger, Rows.node)
     }
 
     public func node(_ id: NodeID) async throws -> Node? {
-        try await client.prepared(Key6.self, "SELECT \(unescaped: Rows.nodeColumns) FROM mizan_nodes WHERE id = \(id.uuid)", logger: logger, Rows.node).first
+        try await client.prepared(
+            Key6.self, "SELECT \(unescaped: Rows.nodeColumns) FROM mizan_nodes WHERE id = \(id.uuid)", logger: logger, Rows.node
+        ).first
     }
 
     public func node(tokenHash: Data) async throws -> Node? {
-        try await client.prepared(Key7.self, "SELECT \(unescaped: Rows.nodeColumns) FROM mizan_nodes WHERE node_token_hash = \(tokenHash)", logger: logger, Rows.node).first
+        try await client.prepared(
+            Key7.self, "SELECT \(unescaped: Rows.nodeColumns) FROM mizan_nodes WHERE node_token_hash = \(tokenHash)", logger: logger,
+            Rows.node
+        ).first
     }
 }
 

@@ -6,24 +6,32 @@ import PostgresNIO
 /// Reading jobs: by id, by state, a node's leases, queue depth.
 extension PostgresStore {
     public func job(_ id: JobID) async throws -> Job? {
-        try await client.prepared(Key8.self, "SELECT \(unescaped: Rows.jobColumns) FROM mizan_jobs WHERE id = \(id.uuid)", logger: logger, Rows.job).first
+        try await client.prepared(
+            Key8.self, "SELECT \(unescaped: Rows.jobColumns) FROM mizan_jobs WHERE id = \(id.uuid)", logger: logger, Rows.job
+        ).first
     }
 
     public func jobs(_ ids: [JobID]) async throws -> [Job] {
         guard !ids.isEmpty else { return [] }
-        return try await client.prepared(Key10.self, "SELECT \(unescaped: Rows.jobColumns) FROM mizan_jobs WHERE id = ANY(\(ids.map(\.uuid)))", logger: logger, Rows.job)
+        return try await client.prepared(
+            Key10.self, "SELECT \(unescaped: Rows.jobColumns) FROM mizan_jobs WHERE id = ANY(\(ids.map(\.uuid)))", logger: logger, Rows.job)
     }
 
     public func jobs(state: JobState?, limit: Int) async throws -> [Job] {
         let limit = max(0, limit)
         if let state {
-            return try await client.prepared(Key11.self, "SELECT \(unescaped: Rows.jobColumns) FROM mizan_jobs WHERE state = \(state.rawValue) ORDER BY id DESC LIMIT \(limit)", logger: logger, Rows.job)
+            return try await client.prepared(
+                Key11.self,
+                "SELECT \(unescaped: Rows.jobColumns) FROM mizan_jobs WHERE state = \(state.rawValue) ORDER BY id DESC LIMIT \(limit)",
+                logger: logger, Rows.job)
         }
-        return try await client.prepared(Key12.self, "SELECT \(unescaped: Rows.jobColumns) FROM mizan_jobs ORDER BY id DESC LIMIT \(limit)", logger: logger, Rows.job)
+        return try await client.prepared(
+            Key12.self, "SELECT \(unescaped: Rows.jobColumns) FROM mizan_jobs ORDER BY id DESC LIMIT \(limit)", logger: logger, Rows.job)
     }
 
     public func leasedJobs(nodeID: NodeID) async throws -> [Job] {
-        try await client.prepared(Key13.self,
+        try await client.prepared(
+            Key13.self,
             "SELECT \(unescaped: Rows.jobColumns) FROM mizan_jobs WHERE state = 'leased' AND node_id = \(nodeID.uuid) ORDER BY id",
             logger: logger, Rows.job
         )

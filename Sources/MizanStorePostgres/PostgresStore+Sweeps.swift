@@ -8,7 +8,8 @@ extension PostgresStore {
     public func timeOutExpired(now: Date) async throws -> [Job] {
         var all: [Job] = []
         while true {
-            let batch = try await client.prepared(Key6.self,
+            let batch = try await client.prepared(
+                Key6.self,
                 """
                 WITH cur AS (
                     SELECT id, state AS prev_state, node_id AS prev_node FROM mizan_jobs
@@ -39,7 +40,8 @@ extension PostgresStore {
     }
 
     public func recoverLeases(staleBefore: Date, now: Date) async throws -> [Job] {
-        let changed = try await client.prepared(Key7.self,
+        let changed = try await client.prepared(
+            Key7.self,
             """
             WITH cur AS (
                 SELECT j.id, j.node_id AS prev_node, (j.attempt < j.max_attempts AND j.deadline > \(now)) AS again
@@ -77,19 +79,20 @@ extension PostgresStore {
     public func prune(finishedBefore: Date) async throws -> Int {
         var total = 0
         while true {
-            let deleted = try await client.rows(
-                """
-                WITH gone AS (
-                    DELETE FROM mizan_jobs WHERE id IN (
-                        SELECT id FROM mizan_jobs
-                        WHERE state IN ('succeeded', 'failed', 'timed_out') AND finished_at < \(finishedBefore)
-                        LIMIT 5000
-                    ) RETURNING 1
-                )
-                SELECT count(*) FROM gone
-                """,
-                logger: logger
-            ) { try $0.decode(Int.self) }.first ?? 0
+            let deleted =
+                try await client.rows(
+                    """
+                    WITH gone AS (
+                        DELETE FROM mizan_jobs WHERE id IN (
+                            SELECT id FROM mizan_jobs
+                            WHERE state IN ('succeeded', 'failed', 'timed_out') AND finished_at < \(finishedBefore)
+                            LIMIT 5000
+                        ) RETURNING 1
+                    )
+                    SELECT count(*) FROM gone
+                    """,
+                    logger: logger
+                ) { try $0.decode(Int.self) }.first ?? 0
             total += deleted
             if deleted < 5000 { return total }
         }

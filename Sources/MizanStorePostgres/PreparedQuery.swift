@@ -1,5 +1,5 @@
-import MizanCore
 import Logging
+import MizanCore
 import PostgresNIO
 import Synchronization
 
@@ -68,7 +68,9 @@ extension PostgresClient {
     ///   - body: The work, on an open connection.
     /// - Returns: What `body` returns.
     /// - Throws: ``MizanError`` `storeUnavailable` when no open connection could be had; otherwise what `body` throws.
-    func withOpenConnection<T: Sendable>(logger: Logger, _ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
+    func withOpenConnection<T: Sendable>(logger: Logger, _ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws
+        -> T
+    {
         for attempt in 1...5 {
             let outcome: LeaseOutcome<T> = try await withConnection { connection in
                 guard !connection.isClosed else {
@@ -108,7 +110,8 @@ extension PostgresClient {
                 outcome.install(continuation)
                 let watch = ClosedConnectionWatch(connection: connection) {
                     logger.warning("the database connection closed under a statement that was never answered; gave up on it")
-                    outcome.resume(with: .failure(MizanError(.storeUnavailable, "The database connection closed during the statement; try again.")))
+                    outcome.resume(
+                        with: .failure(MizanError(.storeUnavailable, "The database connection closed during the statement; try again.")))
                     work.cancel()
                 }
                 Task {

@@ -13,7 +13,8 @@ public enum AccessConformance {
             let hash = Fixture.hash("key")
             let key = try await store.createAPIKey(APIKey(name: "ci", prefix: "mzn_sk_ab", createdAt: Fixture.at(0)), hash: hash)
             try require(key.isActive && key.name == "ci", "a new key is active")
-            let other = try await store.createAPIKey(APIKey(name: "other", prefix: "mzn_sk_cd", createdAt: Fixture.at(1)), hash: Fixture.hash())
+            let other = try await store.createAPIKey(
+                APIKey(name: "other", prefix: "mzn_sk_cd", createdAt: Fixture.at(1)), hash: Fixture.hash())
             try require(try await store.apiKey(hash: hash)?.id == key.id, "the key is found by its hash")
             try require(try await store.apiKey(hash: Fixture.hash()) == nil, "an unknown hash finds nothing")
             try require(try await store.apiKeys().map(\.id) == [key.id, other.id], "keys list oldest first")
@@ -32,8 +33,9 @@ public enum AccessConformance {
         Check("usage sums per key and model") { store in
             func record(_ key: String?, _ model: String, _ usage: TokenUsage?) async throws {
                 try await store.recordUsage(
-                    UsageRecord(requestID: UUID().uuidString, apiKeyID: key, model: model, servedBy: "route-a", status: 200,
-                                latencyMilliseconds: 12.5, usage: usage, createdAt: Fixture.at(1))
+                    UsageRecord(
+                        requestID: UUID().uuidString, apiKeyID: key, model: model, servedBy: "route-a", status: 200,
+                        latencyMilliseconds: 12.5, usage: usage, createdAt: Fixture.at(1))
                 )
             }
             try await record("k1", "m1", TokenUsage(promptTokens: 3, completionTokens: 5))
@@ -52,5 +54,3 @@ public enum AccessConformance {
         },
     ]
 }
-
-

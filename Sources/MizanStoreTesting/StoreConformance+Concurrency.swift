@@ -43,7 +43,10 @@ extension StoreConformance {
                         var idle = 0
                         while idle < 3 {
                             let leased = try await store.lease(nodeID: node.id, limit: 32, now: Fixture.at(2000))
-                            if leased.isEmpty { idle += 1; continue }
+                            if leased.isEmpty {
+                                idle += 1
+                                continue
+                            }
                             idle = 0
                             for job in leased {
                                 let finished = try await store.complete(job.lease, with: Fixture.success, now: Fixture.at(2001))

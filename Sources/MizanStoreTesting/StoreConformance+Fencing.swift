@@ -100,6 +100,6 @@ extension StoreConformance {
             try require(try await store.job(leased[0].jobID)?.usage?.totalTokens == 18, "usage is recorded once")
             let more = try await store.lease(nodeID: node.id, limit: 10, now: Fixture.at(12))
             try require(more.map(\.job.id) == [leased[3].jobID], "completed slots free capacity and the requeued job comes back")
-        },
+        }
     ]
 }

@@ -17,7 +17,8 @@ extension StoreConformance {
             try require(none.isEmpty, "nothing expires before its deadline")
             let first = try await store.timeOutExpired(now: Fixture.at(20))
             try require(Set(first.map(\.id)) == [leasedJob.id, queued.id], "both expired jobs time out: \(first.map(\.id))")
-            try require(first.allSatisfy { $0.state == .timedOut && $0.errorCode == JobErrorCode.deadlineExceeded }, "with code deadline_exceeded")
+            try require(
+                first.allSatisfy { $0.state == .timedOut && $0.errorCode == JobErrorCode.deadlineExceeded }, "with code deadline_exceeded")
             let again = try await store.timeOutExpired(now: Fixture.at(21))
             try require(again.isEmpty, "a timed-out job does not time out twice")
             let still = try await store.job(later.id)

@@ -10,15 +10,20 @@ extension StoreConformance {
             try require(created.status == .pending, "a new node is pending")
             let token = Fixture.hash("tok")
             let report = NodeReport(models: ["llama3", "qwen"], maxConcurrency: 3, health: .healthy, inFlight: 0, labels: ["gpu": "a100"])
-            let active = try await store.registerNode(registrationTokenHash: registration, nodeTokenHash: token, report: report, now: Fixture.at(1))
+            let active = try await store.registerNode(
+                registrationTokenHash: registration, nodeTokenHash: token, report: report, now: Fixture.at(1))
             try require(active.id == created.id && active.status == .active, "registration activates the node")
-            try require(active.models == ["llama3", "qwen"] && active.maxConcurrency == 3 && active.labels == ["gpu": "a100"], "the report is applied")
+            try require(
+                active.models == ["llama3", "qwen"] && active.maxConcurrency == 3 && active.labels == ["gpu": "a100"],
+                "the report is applied")
             try require(active.lastSeen == Fixture.at(1), "registration counts as seen")
             try await requireThrows("the registration token works only once", matching: Fixture.isCode(.invalidNodeToken)) {
-                _ = try await store.registerNode(registrationTokenHash: registration, nodeTokenHash: Fixture.hash(), report: report, now: Fixture.at(2))
+                _ = try await store.registerNode(
+                    registrationTokenHash: registration, nodeTokenHash: Fixture.hash(), report: report, now: Fixture.at(2))
             }
             try await requireThrows("an unknown registration token is refused", matching: Fixture.isCode(.invalidNodeToken)) {
-                _ = try await store.registerNode(registrationTokenHash: Fixture.hash(), nodeTokenHash: Fixture.hash(), report: report, now: Fixture.at(2))
+                _ = try await store.registerNode(
+                    registrationTokenHash: Fixture.hash(), nodeTokenHash: Fixture.hash(), report: report, now: Fixture.at(2))
             }
             let found = try await store.node(tokenHash: token)
             try require(found?.id == created.id, "the node is found by its token hash")
@@ -32,7 +37,9 @@ extension StoreConformance {
                 report: NodeReport(models: ["m1", "m3"], maxConcurrency: 8, health: .unhealthy, inFlight: 2),
                 now: Fixture.at(5)
             )
-            try require(beat.models == ["m1", "m3"] && beat.maxConcurrency == 8 && beat.health == .unhealthy && beat.inFlight == 2, "a heartbeat updates the node: \(beat)")
+            try require(
+                beat.models == ["m1", "m3"] && beat.maxConcurrency == 8 && beat.health == .unhealthy && beat.inFlight == 2,
+                "a heartbeat updates the node: \(beat)")
             try require(beat.lastSeen == Fixture.at(5), "a heartbeat updates last seen")
             let listed = try await store.nodes()
             try require(listed.map(\.id) == [a.id, b.id], "nodes list oldest first")
@@ -53,7 +60,8 @@ extension StoreConformance {
             }
         },
         Check("pending node cannot lease") { store in
-            let pending = try await store.createNode(Node(name: "p", models: ["m1"], maxConcurrency: 2), registrationTokenHash: Fixture.hash())
+            let pending = try await store.createNode(
+                Node(name: "p", models: ["m1"], maxConcurrency: 2), registrationTokenHash: Fixture.hash())
             _ = try await store.insert(Fixture.job())
             let leased = try await store.lease(nodeID: pending.id, limit: 1, now: Fixture.at(1))
             try require(leased.isEmpty, "a node that has not registered gets no jobs")

@@ -49,8 +49,11 @@ extension StoreConformance {
             let node = try await Fixture.node(store)
             _ = try await store.insert(Fixture.job())
             let lease = try await store.lease(nodeID: node.id, limit: 1, now: Fixture.at(1))[0].lease
-            let failed = try await store.complete(lease, with: .failed(code: "bad_output", message: "boom", retryable: false), now: Fixture.at(2))
-            try require(failed.state == .failed && failed.errorCode == "bad_output" && failed.errorMessage == "boom", "the failure is recorded: \(failed)")
+            let failed = try await store.complete(
+                lease, with: .failed(code: "bad_output", message: "boom", retryable: false), now: Fixture.at(2))
+            try require(
+                failed.state == .failed && failed.errorCode == "bad_output" && failed.errorMessage == "boom",
+                "the failure is recorded: \(failed)")
             try require(failed.usage == nil, "a failed job has no usage")
         },
         Check("retryable failure requeues until attempts run out") { store in
@@ -58,11 +61,13 @@ extension StoreConformance {
             let job = Fixture.job(maxAttempts: 2)
             _ = try await store.insert(job)
             let first = try await store.lease(nodeID: node.id, limit: 1, now: Fixture.at(1))[0].lease
-            let requeued = try await store.complete(first, with: .failed(code: "provider_down", message: "x", retryable: true), now: Fixture.at(2))
+            let requeued = try await store.complete(
+                first, with: .failed(code: "provider_down", message: "x", retryable: true), now: Fixture.at(2))
             try require(requeued.state == .accepted && requeued.attempt == 2, "a retryable failure requeues with attempt + 1: \(requeued)")
             let second = try await store.lease(nodeID: node.id, limit: 1, now: Fixture.at(3))
             try require(second.first?.lease.attempt == 2, "the job is leased again as attempt 2")
-            let last = try await store.complete(second[0].lease, with: .failed(code: "provider_down", message: "x", retryable: true), now: Fixture.at(4))
+            let last = try await store.complete(
+                second[0].lease, with: .failed(code: "provider_down", message: "x", retryable: true), now: Fixture.at(4))
             try require(last.state == .failed && last.errorCode == "provider_down", "the last attempt fails for good: \(last)")
         },
         Check("lease only advertised models") { store in

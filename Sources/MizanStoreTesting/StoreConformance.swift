@@ -126,4 +126,3 @@ final class EventRecorder: Sendable {
         throw ConformanceFailure("expected event \(what); got \(all)", location: "EventRecorder")
     }
 }
-

@@ -44,7 +44,9 @@ struct AgentStack: Sendable {
     }
 
     /// A chat completion as a client sends it.
-    func chat(model: String = "mock-model", stream: Bool = false, deadlineMilliseconds: Int? = nil, timeout: TimeAmount = .seconds(30)) async throws -> HTTPAnswer {
+    func chat(model: String = "mock-model", stream: Bool = false, deadlineMilliseconds: Int? = nil, timeout: TimeAmount = .seconds(30))
+        async throws -> HTTPAnswer
+    {
         let body = #"{"model":"\#(model)","messages":[{"role":"user","content":"hi"}],"stream":\#(stream)}"#
         let headers = deadlineMilliseconds.map { [("X-Mizan-Deadline-Ms", String($0))] } ?? []
         return try await sendHTTP(.POST, gatewayURL + "/v1/chat/completions", token: apiKey, body: body, headers: headers, timeout: timeout)

@@ -5,13 +5,17 @@ import Testing
 @Suite("Chat completion request")
 struct ChatCompletionRequestTests {
     @Test func keepsUnknownFieldsVerbatimAndRewritesOnlyModel() throws {
-        let text = #"{ "model" : "public-model", "temperature":0.30000000000000004, "tools":[{"type":"function","function":{"name":"f","parameters":{"model":"inner"}}}], "messages":[{"role":"user","content":"say \"model\""}], "response_format":{"type":"json_object"}, "n":12345678901234567890}"#
+        let text =
+            #"{ "model" : "public-model", "temperature":0.30000000000000004, "tools":[{"type":"function","function":{"name":"f","#
+            + #""parameters":{"model":"inner"}}}], "messages":[{"role":"user","content":"say \"model\""}], "#
+            + #""response_format":{"type":"json_object"}, "n":12345678901234567890}"#
         let request = try ChatCompletionRequest(body: Data(text.utf8))
         #expect(request.model == "public-model")
         #expect(request.messages == [ChatMessage(role: "user", content: "say \"model\"")])
         let rewritten = String(decoding: request.withModel("upstream/model-7b"), as: UTF8.self)
-        #expect(rewritten == text.replacingOccurrences(of: #""public-model""#, with: #""upstream\/model-7b""#)
-            || rewritten == text.replacingOccurrences(of: #""public-model""#, with: #""upstream/model-7b""#))
+        #expect(
+            rewritten == text.replacingOccurrences(of: #""public-model""#, with: #""upstream\/model-7b""#)
+                || rewritten == text.replacingOccurrences(of: #""public-model""#, with: #""upstream/model-7b""#))
         #expect(rewritten.contains(#""parameters":{"model":"inner"}"#))
         #expect(rewritten.contains("0.30000000000000004"))
         #expect(rewritten.contains("12345678901234567890"))
@@ -19,7 +23,10 @@ struct ChatCompletionRequestTests {
     }
 
     @Test func exposesKnownFields() throws {
-        let body = #"{"model":"m","stream":true,"stream_options":{"include_usage":true},"max_tokens":5,"max_completion_tokens":6,"messages":[{"role":"system","content":[{"type":"text","text":"a"},{"type":"text","text":"b"}]},{"role":"assistant","content":null}]}"#
+        let body =
+            #"{"model":"m","stream":true,"stream_options":{"include_usage":true},"max_tokens":5,"max_completion_tokens":6,"#
+            + #""messages":[{"role":"system","content":[{"type":"text","text":"a"},{"type":"text","text":"b"}]},"#
+            + #"{"role":"assistant","content":null}]}"#
         let request = try ChatCompletionRequest(body: Data(body.utf8))
         #expect(request.stream)
         #expect(request.includeUsageInStream)

@@ -35,7 +35,9 @@ struct UntrustedInputTests {
         let body = #"{"model":"a","messages":[{"role":"user","content":"x"},{"role":"user","content":"y"}],"metadata":{"model":"z"}}"#
         let request = try ChatCompletionRequest(body: Data(body.utf8))
         #expect(request.model == "a")
-        #expect(String(decoding: request.withModel("b"), as: UTF8.self) == body.replacingOccurrences(of: #""model":"a""#, with: #""model":"b""#))
+        #expect(
+            String(decoding: request.withModel("b"), as: UTF8.self) == body.replacingOccurrences(of: #""model":"a""#, with: #""model":"b""#)
+        )
     }
 
     @Test func rewritesTheModelKeyEvenWhenEscaped() throws {

@@ -1,10 +1,11 @@
 import Foundation
 import MizanCore
-@testable import MizanDispatch
 import MizanStore
 import MizanStoreTesting
 import MizanTestSupport
 import Testing
+
+@testable import MizanDispatch
 
 /// A registered node and its token, for dispatcher tests.
 struct EnrolledNode {
@@ -94,7 +95,9 @@ struct DispatcherTests {
         )
         #expect(answer.abort == [leased[0].lease])
         await #expect {
-            try await dispatcher.complete(Lease(jobID: leased[0].lease.jobID, attempt: 1, nodeID: agent.node.id), result: answer.node.name.data(using: .utf8)!, usage: nil)
+            try await dispatcher.complete(
+                Lease(jobID: leased[0].lease.jobID, attempt: 1, nodeID: agent.node.id), result: answer.node.name.data(using: .utf8)!,
+                usage: nil)
         } throws: { error in
             (error as? MizanError)?.httpStatus == 409
         }
@@ -133,7 +136,8 @@ struct DispatcherTests {
         async let outcome = dispatcher.submit(DispatchRequest(model: "m1", body: chatBody))
         let leased = try await dispatcher.lease(for: first.node, limit: 1, wait: .seconds(5))
         let requeued = try await dispatcher.fail(
-            Lease(jobID: leased[0].lease.jobID, attempt: 1, nodeID: first.node.id), code: "provider_unreachable", message: "down", retryable: true
+            Lease(jobID: leased[0].lease.jobID, attempt: 1, nodeID: first.node.id), code: "provider_unreachable", message: "down",
+            retryable: true
         )
         #expect(requeued.state == .accepted && requeued.attempt == 2)
         let again = try await dispatcher.lease(for: second.node, limit: 1, wait: .seconds(5))
@@ -153,7 +157,8 @@ struct DispatcherTests {
         )
         #expect(registration.node.id == enrollment.node.id)
         await #expect(throws: MizanError.self) {
-            _ = try await dispatcher.register(registrationToken: enrollment.registrationToken, report: NodeReport(models: ["m1"], maxConcurrency: 2))
+            _ = try await dispatcher.register(
+                registrationToken: enrollment.registrationToken, report: NodeReport(models: ["m1"], maxConcurrency: 2))
         }
         let node = try await dispatcher.authenticateNode(token: registration.nodeToken)
         #expect(node.id == enrollment.node.id)
@@ -192,7 +197,9 @@ struct DispatcherTests {
         let report = NodeReport(models: ["m1"], maxConcurrency: 4)
         for attempts in [3, 3, 1] {
             _ = try await store.insert(
-                Job(requestID: "r", model: "m1", body: chatBody, deadline: clock.date.addingTimeInterval(600), maxAttempts: attempts, now: clock.date)
+                Job(
+                    requestID: "r", model: "m1", body: chatBody, deadline: clock.date.addingTimeInterval(600), maxAttempts: attempts,
+                    now: clock.date)
             )
         }
         // Three leases handed out; the node got (and reports) only the first, the answers of the
@@ -212,7 +219,9 @@ struct DispatcherTests {
         for lost in leased.dropFirst() {
             let job = try #require(try await store.job(lost.job.id))
             if job.maxAttempts == 1 {
-                #expect(job.state == .failed && job.errorCode == JobErrorCode.leaseLost, "no attempt left: failed as lease_lost, not \(job.state)")
+                #expect(
+                    job.state == .failed && job.errorCode == JobErrorCode.leaseLost,
+                    "no attempt left: failed as lease_lost, not \(job.state)")
             } else {
                 #expect(job.state == .accepted && job.attempt == 2, "requeued for another attempt: \(job.state) \(job.attempt)")
             }
@@ -220,7 +229,8 @@ struct DispatcherTests {
         #expect(try await store.jobs(state: .failed, limit: 10).count == 1, "exactly the job on its last attempt failed")
         // The node's late report of a taken-back lease is refused.
         await #expect(throws: MizanError.self) {
-            try await dispatcher.complete(Lease(jobID: leased[1].job.id, attempt: 1, nodeID: node.node.id), result: Data("{}".utf8), usage: nil)
+            try await dispatcher.complete(
+                Lease(jobID: leased[1].job.id, attempt: 1, nodeID: node.node.id), result: Data("{}".utf8), usage: nil)
         }
     }
 

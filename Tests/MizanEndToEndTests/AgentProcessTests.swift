@@ -17,13 +17,16 @@ func createNode(gateway: String, name: String) async throws -> String {
 }
 
 /// Starts `mizan-agent` for a new node and waits until it is connected.
-func startAgent(gateway: String, provider: String, name: String, arguments: [String] = []) async throws -> (ChildProcess, tokenFile: String) {
+func startAgent(gateway: String, provider: String, name: String, arguments: [String] = []) async throws -> (ChildProcess, tokenFile: String)
+{
     let registration = try await createNode(gateway: gateway, name: name)
     let tokenFile = FileManager.default.temporaryDirectory.appendingPathComponent("mizan-agent-\(UUID().uuidString).token").path
     let child = try ChildProcess(
         "mizan-agent",
-        arguments: ["--gateway", gateway, "--registration-token", registration, "--token-file", tokenFile,
-                    "--provider", "\(provider)/v1", "--heartbeat-interval", "0.5", "--name", name] + arguments
+        arguments: [
+            "--gateway", gateway, "--registration-token", registration, "--token-file", tokenFile,
+            "--provider", "\(provider)/v1", "--heartbeat-interval", "0.5", "--name", name,
+        ] + arguments
     )
     _ = try await child.waitForOutput("(agent connected)", timeout: .seconds(30))
     return (child, tokenFile)
@@ -47,17 +50,19 @@ struct AgentProcessTests {
         let answer = try await call(.POST, "\(url)/v1/chat/completions", token: key, body: chatJSON(model: "local-model"))
         #expect(answer.status == 200, "\(answer.text)")
         #expect(try JSONDecoder().decode(ChatCompletionResponse.self, from: answer.body).usage?.completionTokens == 4)
-        let body = #"{"model":"local-model","messages":[{"role":"user","content":"hi"}],"stream":true,"stream_options":{"include_usage":true}}"#
+        let body =
+            #"{"model":"local-model","messages":[{"role":"user","content":"hi"}],"stream":true,"stream_options":{"include_usage":true}}"#
         let stream = try await call(.POST, "\(url)/v1/chat/completions", token: key, body: body)
         #expect(stream.status == 200)
         #expect(stream.text.contains(#""completion_tokens":4"#))
         #expect(stream.text.hasSuffix("data: [DONE]\n\n"))
         // Every job ends succeeded: none stays leased to the node after its stream.
         for _ in 0..<5 { #expect(try await call(.POST, "\(url)/v1/chat/completions", token: key, body: body).status == 200) }
-        #expect(try await eventually {
-            let all = try await jobs(url)
-            return all.count == 7 && all.allSatisfy { $0["state"] as? String == "succeeded" }
-        })
+        #expect(
+            try await eventually {
+                let all = try await jobs(url)
+                return all.count == 7 && all.allSatisfy { $0["state"] as? String == "succeeded" }
+            })
         // The node token sits in the token file, readable by its owner only.
         let attributes = try FileManager.default.attributesOfItem(atPath: tokenFile)
         #expect((attributes[.posixPermissions] as? Int) == 0o600)
@@ -112,7 +117,7 @@ struct AgentProcessTests {
         let token = try String(contentsOfFile: doomedTokenFile, encoding: .utf8)
         let late = try await call(.POST, "\(url)/agent/v1/jobs/\(jobID)/complete", token: token, body: #"{"attempt":1,"result":"e30="}"#)
         #expect(late.status == 409, "\(late.text)")
-        slow.signal(SIGKILL) // it would finish its 20-second answer first
+        slow.signal(SIGKILL)  // it would finish its 20-second answer first
         for child in [rescuer, gateway, fast] { _ = try await child.terminate() }
     }
 
@@ -130,7 +135,7 @@ struct AgentProcessTests {
         #expect(try await answer.status == 200)
         #expect(try await revoked.waitForExit(timeout: .seconds(30)) != 0)
         #expect(revoked.output.contains("revoked"))
-        slow.signal(SIGKILL) // it would finish its 20-second answer first
+        slow.signal(SIGKILL)  // it would finish its 20-second answer first
         for child in [rescuer, gateway, fast] { _ = try await child.terminate() }
     }
 
@@ -140,9 +145,10 @@ struct AgentProcessTests {
         let (agent, _) = try await startAgent(gateway: url, provider: mockURL, name: "streamer")
         let (_, key) = try await createKey(gateway: url)
         try await abandonStream("\(url)/v1/chat/completions", token: key, body: chatJSON(model: "m", stream: true))
-        #expect(try await eventually {
-            try await call(.GET, "\(mockURL)/mock/stats").json["streamsAborted"] as? Int == 1
-        })
+        #expect(
+            try await eventually {
+                try await call(.GET, "\(mockURL)/mock/stats").json["streamsAborted"] as? Int == 1
+            })
         #expect(try await eventually { try await jobs(url, state: "failed").first?["errorCode"] as? String == "cancelled" })
         for child in [agent, gateway, mock] { _ = try await child.terminate() }
     }
@@ -169,10 +175,11 @@ struct AgentProcessTests {
         let (_, key) = try await createKey(gateway: url)
         #expect(try await call(.POST, "\(url)/v1/chat/completions", token: key, body: chatJSON(model: "m")).status == 200)
         _ = try await mock.terminate()
-        #expect(try await eventually {
-            let nodes = (try await call(.GET, "\(url)/admin/v1/nodes", token: e2eAdminToken).json["data"] as? [[String: Any]]) ?? []
-            return nodes.first?["health"] as? String == "unhealthy"
-        })
+        #expect(
+            try await eventually {
+                let nodes = (try await call(.GET, "\(url)/admin/v1/nodes", token: e2eAdminToken).json["data"] as? [[String: Any]]) ?? []
+                return nodes.first?["health"] as? String == "unhealthy"
+            })
         let answer = try await call(.POST, "\(url)/v1/chat/completions", token: key, body: chatJSON(model: "m"))
         #expect(answer.status == 503 && answer.errorCode == "no_healthy_node")
         for child in [agent, gateway] { _ = try await child.terminate() }
@@ -217,9 +224,10 @@ struct AgentProcessTests {
             first.signal(SIGKILL)
             _ = await client.value
             let (second, _) = try await startGateway(["--database-url", databaseURL, "--port", port])
-            #expect(try await eventually(timeout: .seconds(30)) {
-                try await call(.GET, "\(url)/admin/v1/jobs/\(jobID)", token: e2eAdminToken).json["state"] as? String == "succeeded"
-            })
+            #expect(
+                try await eventually(timeout: .seconds(30)) {
+                    try await call(.GET, "\(url)/admin/v1/jobs/\(jobID)", token: e2eAdminToken).json["state"] as? String == "succeeded"
+                })
             for child in [agent, second, mock] { _ = try await child.terminate() }
         }
     }

@@ -21,7 +21,8 @@ final class ChildProcess: @unchecked Sendable {
         guard FileManager.default.isExecutableFile(atPath: binary.path) else {
             throw ChildProcessError(message: "\(binary.path) is missing or not executable (the package executables come from swift build)")
         }
-        outputURL = FileManager.default.temporaryDirectory.appendingPathComponent("mizan-\(binary.lastPathComponent)-\(UUID().uuidString).log")
+        outputURL = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "mizan-\(binary.lastPathComponent)-\(UUID().uuidString).log")
         pid = try Spawn.start(executable: binary.path, arguments: arguments, environment: environment, outputPath: outputURL.path)
     }
 
@@ -47,7 +48,10 @@ final class ChildProcess: @unchecked Sendable {
             exitStatus = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
             return false
         }
-        if result < 0 && errno == ECHILD { exitStatus = -1; return false }
+        if result < 0 && errno == ECHILD {
+            exitStatus = -1
+            return false
+        }
         return true
     }
 

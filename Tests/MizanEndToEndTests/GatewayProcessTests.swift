@@ -14,7 +14,8 @@ struct GatewayProcessTests {
         let (failing, failingURL) = try await startMock(["--fail-status", "500"])
         defer { _ = (live, failing) }
         let deadPort = try freePort()
-        let routes = try writeRoutes("""
+        let routes = try writeRoutes(
+            """
             {"routes":[
               {"model":"chat","baseURL":"http://127.0.0.1:\(deadPort)/v1","upstreamModel":"mock-model","priority":1},
               {"model":"chat","baseURL":"\(failingURL)/v1","upstreamModel":"mock-model","priority":2},
@@ -40,14 +41,17 @@ struct GatewayProcessTests {
         #expect(try await call(.POST, "\(url)/v1/chat/completions", token: key, body: chatJSON(model: "chat")).status == 200)
         let metrics = try await call(.GET, "\(url)/metrics")
         #expect(metrics.status == 200)
-        #expect(metrics.text.contains(#"mizan_gateway_route_cooldowns_total{route="chat@127.0.0.1:\#(deadPort)#1"} 1"#), "\(metrics.text.prefix(3000))")
+        #expect(
+            metrics.text.contains(#"mizan_gateway_route_cooldowns_total{route="chat@127.0.0.1:\#(deadPort)#1"} 1"#),
+            "\(metrics.text.prefix(3000))")
         #expect(metrics.text.contains("mizan_gateway_requests_total"))
 
         let broken = try await call(.POST, "\(url)/v1/chat/completions", token: key, body: chatJSON(model: "broken"))
         #expect(broken.status == 502 && broken.errorCode == "upstream_error")
         let unknown = try await call(.POST, "\(url)/v1/chat/completions", token: key, body: chatJSON(model: "no-such-model"))
         #expect(unknown.status == 404 && unknown.errorCode == "model_not_found")
-        let oversize = try await call(.POST, "\(url)/v1/chat/completions", token: key, body: chatJSON(model: "chat", content: String(repeating: "y", count: 5000)))
+        let oversize = try await call(
+            .POST, "\(url)/v1/chat/completions", token: key, body: chatJSON(model: "chat", content: String(repeating: "y", count: 5000)))
         #expect(oversize.status == 413 && oversize.errorCode == "payload_too_large")
         #expect(try await call(.POST, "\(url)/v1/chat/completions", token: "mzn_sk_wrong", body: chatJSON(model: "chat")).status == 401)
         #expect(try await call(.POST, "\(url)/v1/chat/completions", token: e2eAdminToken, body: chatJSON(model: "chat")).status == 401)
@@ -83,17 +87,19 @@ struct GatewayProcessTests {
         let (gateway, url) = try await startGateway(["--routes", routes])
         let (_, key) = try await createKey(gateway: url)
         try await abandonStream("\(url)/v1/chat/completions", token: key, body: chatJSON(model: "mock-model", stream: true))
-        #expect(try await eventually {
-            let stats = try await call(.GET, "\(mockURL)/mock/stats").json
-            return stats["streamsAborted"] as? Int == 1 && stats["streamsCompleted"] as? Int == 0
-        })
+        #expect(
+            try await eventually {
+                let stats = try await call(.GET, "\(mockURL)/mock/stats").json
+                return stats["streamsAborted"] as? Int == 1 && stats["streamsCompleted"] as? Int == 0
+            })
         _ = try await gateway.terminate()
         _ = try await mock.terminate()
     }
 
     @Test func yamlRoutesAndFlagErrors() async throws {
         let (mock, mockURL) = try await startMock()
-        let routes = try writeRoutes("routes:\n  - model: yaml-model\n    baseURL: \(mockURL)/v1\n    upstreamModel: mock-model\n", ext: "yaml")
+        let routes = try writeRoutes(
+            "routes:\n  - model: yaml-model\n    baseURL: \(mockURL)/v1\n    upstreamModel: mock-model\n", ext: "yaml")
         let (gateway, url) = try await startGateway([], environment: ["MIZAN_ROUTES": routes])
         let (_, key) = try await createKey(gateway: url)
         let models = try await call(.GET, "\(url)/v1/models", token: key)
@@ -123,7 +129,8 @@ struct GatewayProcessTests {
             #expect(try await first.terminate() == 0)
 
             let (second, secondURL) = try await startGateway(["--routes", routes], environment: ["MIZAN_DATABASE_URL": databaseURL])
-            #expect(try await call(.POST, "\(secondURL)/v1/chat/completions", token: key, body: chatJSON(model: "mock-model")).status == 200)
+            #expect(
+                try await call(.POST, "\(secondURL)/v1/chat/completions", token: key, body: chatJSON(model: "mock-model")).status == 200)
             let usage = try await call(.GET, "\(secondURL)/admin/v1/usage", token: e2eAdminToken)
             let rows = (usage.json["data"] as? [[String: Any]]) ?? []
             #expect(rows.first?["requests"] as? Int == 2, "\(usage.text)")

@@ -50,7 +50,8 @@ struct HardeningProcessTests {
         // A finished job is kept in memory by design; a small cap keeps that out of the figure.
         let (gateway, url) = try await startGateway(["--routes", routes, "--memory-finished-jobs", "100"])
         let (_, key) = try await createKey(gateway: url)
-        let (agent, _) = try await startAgent(gateway: url, provider: mockURL, name: "leak-check", arguments: ["--models", "local-model", "--max-concurrency", "16"])
+        let (agent, _) = try await startAgent(
+            gateway: url, provider: mockURL, name: "leak-check", arguments: ["--models", "local-model", "--max-concurrency", "16"])
 
         #expect(try await load(url, key: key, model: "routed", count: 1_000) == 1_000)
         let routeStart = residentKilobytes(gateway.pid)
@@ -66,7 +67,10 @@ struct HardeningProcessTests {
         let gatewayEnd = residentKilobytes(gateway.pid)
         #expect(agentEnd - agentStart < 800, "agent grew from \(agentStart) KB to \(agentEnd) KB over 2,000 jobs")
         #expect(gatewayEnd - gatewayStart < 1_000, "gateway grew from \(gatewayStart) KB to \(gatewayEnd) KB over 2,000 agent jobs")
-        print("retention: route gateway \(routeStart)→\(routeEnd) KB; agent \(agentStart)→\(agentEnd) KB; gateway (agent path) \(gatewayStart)→\(gatewayEnd) KB")
+        print(
+            "retention: route gateway \(routeStart)→\(routeEnd) KB; agent \(agentStart)→\(agentEnd) KB; gateway (agent path) "
+                + "\(gatewayStart)→\(gatewayEnd) KB"
+        )
     }
 
     // Finding 3: made-up model names never reach /metrics, usage or the log as themselves.
@@ -77,7 +81,9 @@ struct HardeningProcessTests {
             let answer = try await call(.POST, "\(url)/v1/chat/completions", token: key, body: chatJSON(model: "invented-\(index)"))
             #expect(answer.status == 404)
         }
-        let injected = try await call(.POST, "\(url)/v1/chat/completions", token: key, body: #"{"model":"x\n2026-01-01T00:00:00+0000 critical forged","messages":[]}"#)
+        let injected = try await call(
+            .POST, "\(url)/v1/chat/completions", token: key, body: #"{"model":"x\n2026-01-01T00:00:00+0000 critical forged","messages":[]}"#
+        )
         #expect(injected.status == 400)
         let metrics = try await call(.GET, "\(url)/metrics").text
         #expect(!metrics.contains("invented-"))
@@ -93,7 +99,12 @@ struct HardeningProcessTests {
         let (mock, mockURL) = try await startMock()
         defer { _ = mock }
         let token = FileManager.default.temporaryDirectory.appendingPathComponent("mizan-\(UUID().uuidString).token").path
-        let orphan = try ChildProcess("mizan-agent", arguments: ["--gateway", "http://127.0.0.1:\(try freePort())", "--registration-token", "nope", "--token-file", token, "--provider", "\(mockURL)/v1"])
+        let orphan = try ChildProcess(
+            "mizan-agent",
+            arguments: [
+                "--gateway", "http://127.0.0.1:\(try freePort())", "--registration-token", "nope", "--token-file", token, "--provider",
+                "\(mockURL)/v1",
+            ])
         _ = try await orphan.waitForOutput("(registration failed; retrying)")
         var started = ContinuousClock.now
         #expect(try await orphan.terminate(timeout: .seconds(5)) == 0)
@@ -102,13 +113,18 @@ struct HardeningProcessTests {
         // A gateway whose database does not answer: it gives up at start with one line, or
         // stops at once on SIGTERM.
         let deadPort = try freePort()
-        let noDatabase = try ChildProcess("mizan-gateway", arguments: ["--port", "0", "--database-url", "postgres://u:p@127.0.0.1:\(deadPort)/x", "--database-timeout", "2"])
+        let noDatabase = try ChildProcess(
+            "mizan-gateway",
+            arguments: ["--port", "0", "--database-url", "postgres://u:p@127.0.0.1:\(deadPort)/x", "--database-timeout", "2"])
         started = ContinuousClock.now
         #expect(try await noDatabase.waitForExit(timeout: .seconds(20)) != 0)
         #expect(ContinuousClock.now - started < .seconds(15))
-        #expect(noDatabase.output.contains("mizan-gateway: The PostgreSQL database at 127.0.0.1:\(deadPort) did not answer within 2.0 seconds"), "\(noDatabase.output)")
+        #expect(
+            noDatabase.output.contains("mizan-gateway: The PostgreSQL database at 127.0.0.1:\(deadPort) did not answer within 2.0 seconds"),
+            "\(noDatabase.output)")
         #expect(noDatabase.output.split(separator: "\n").count <= 4, "\(noDatabase.output)")
-        let waiting = try ChildProcess("mizan-gateway", arguments: ["--port", "0", "--database-url", "postgres://u:p@127.0.0.1:\(deadPort)/x"])
+        let waiting = try ChildProcess(
+            "mizan-gateway", arguments: ["--port", "0", "--database-url", "postgres://u:p@127.0.0.1:\(deadPort)/x"])
         try await Task.sleep(for: .seconds(1))
         started = ContinuousClock.now
         #expect(try await waiting.terminate(timeout: .seconds(5)) == 0)
@@ -128,7 +144,8 @@ struct HardeningProcessTests {
 
     // Finding 8: mistakes at start-up are named, with what to do.
     @Test func startUpMistakesAreNamed() async throws {
-        let typo = try writeRoutes("routes:\n  - model: m\n    baseURL: http://127.0.0.1:9/v1\n    apikeyEnv: OPENAI_API_KEY\n", ext: "yaml")
+        let typo = try writeRoutes(
+            "routes:\n  - model: m\n    baseURL: http://127.0.0.1:9/v1\n    apikeyEnv: OPENAI_API_KEY\n", ext: "yaml")
         let routes = try ChildProcess("mizan-gateway", arguments: ["--port", "0", "--routes", typo])
         #expect(try await routes.waitForExit() != 0)
         #expect(routes.output.contains("\(typo):4: unknown key 'apikeyEnv' in routes[0]; did you mean 'apiKeyEnv'?"), "\(routes.output)")

@@ -17,7 +17,8 @@ func startMock(_ arguments: [String] = []) async throws -> (ChildProcess, String
 
 /// Starts `mizan-gateway` on a free port with the admin token; returns the process and its URL.
 func startGateway(_ arguments: [String] = [], environment: [String: String] = [:]) async throws -> (ChildProcess, String) {
-    let child = try ChildProcess("mizan-gateway", arguments: ["--port", "0", "--admin-token", e2eAdminToken] + arguments, environment: environment)
+    let child = try ChildProcess(
+        "mizan-gateway", arguments: ["--port", "0", "--admin-token", e2eAdminToken] + arguments, environment: environment)
     let port = try await child.waitForOutput(#"mizan-gateway listening on http://127\.0\.0\.1:(\d+)"#, timeout: .seconds(60))
     return (child, "http://127.0.0.1:\(port)")
 }

@@ -24,7 +24,9 @@ struct SchemathesisTests {
         defer { _ = gateway }
         let (_, key) = try await createKey(gateway: url, name: "schemathesis")
         let registration = try await createNode(gateway: url, name: "schemathesis-node")
-        let register = try await call(.POST, "\(url)/agent/v1/register", token: registration, body: #"{"report":{"models":["m"],"maxConcurrency":2,"health":"healthy","inFlight":0,"labels":{}}}"#)
+        let register = try await call(
+            .POST, "\(url)/agent/v1/register", token: registration,
+            body: #"{"report":{"models":["m"],"maxConcurrency":2,"health":"healthy","inFlight":0,"labels":{}}}"#)
         let nodeToken = try #require((register.json["nodeToken"] as? String), "\(register.text)")
         let spare = try await createNode(gateway: url, name: "schemathesis-registration")
 
@@ -35,20 +37,24 @@ struct SchemathesisTests {
             ("registration", "^/agent/v1/register", spare, "examples,coverage,fuzzing"),
         ]
         for run in runs {
-            let child = try ChildProcess(executable: schemathesis, arguments: [
-                "run", "\(url)/openapi.json",
-                "--header", "Authorization: Bearer \(run.token)",
-                "--include-path-regex", run.paths,
-                "--phases", run.phases,
-                "--checks", "all",
-                "--max-examples", Self.examples,
-                "--seed", Self.seed,
-                "--request-timeout", "20",
-                "--generation-database", "none",
-                "--no-color",
-            ], environment: ["SCHEMATHESIS_HOOKS": ""])
+            let child = try ChildProcess(
+                executable: schemathesis,
+                arguments: [
+                    "run", "\(url)/openapi.json",
+                    "--header", "Authorization: Bearer \(run.token)",
+                    "--include-path-regex", run.paths,
+                    "--phases", run.phases,
+                    "--checks", "all",
+                    "--max-examples", Self.examples,
+                    "--seed", Self.seed,
+                    "--request-timeout", "20",
+                    "--generation-database", "none",
+                    "--no-color",
+                ], environment: ["SCHEMATHESIS_HOOKS": ""])
             let status = try await child.waitForExit(timeout: .seconds(300))
-            let summary = child.output.split(separator: "\n").filter { $0.contains("generated") || $0.hasPrefix("=====") && $0.contains(" in ") }
+            let summary = child.output.split(separator: "\n").filter {
+                $0.contains("generated") || $0.hasPrefix("=====") && $0.contains(" in ")
+            }
             print("schemathesis \(run.name): \(summary.joined(separator: " | "))")
             #expect(status == 0, "schemathesis \(run.name) failed:\n\(child.output.suffix(6000))")
             #expect(child.output.contains(" passed"), "\(child.output.suffix(2000))")

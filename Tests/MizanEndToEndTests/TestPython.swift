@@ -5,7 +5,8 @@ import Foundation
 /// `.build/openai-venv`, made here with pip when a module is missing (`.ci/run` makes it first).
 enum TestPython {
     /// The package's root folder.
-    static let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    static let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent()
 
     /// A Python that imports every module in `modules` (the PyPI package of the same name).
     static func python(requiring modules: [String]) async throws -> URL {
@@ -16,7 +17,8 @@ enum TestPython {
         let venv = packageRoot.appendingPathComponent(".build/openai-venv")
         let python = venv.appendingPathComponent("bin/python")
         if !FileManager.default.isExecutableFile(atPath: python.path) {
-            let create = try ChildProcess(executable: URL(fileURLWithPath: "/usr/bin/env"), arguments: ["python3", "-m", "venv", venv.path])
+            let create = try ChildProcess(
+                executable: URL(fileURLWithPath: "/usr/bin/env"), arguments: ["python3", "-m", "venv", venv.path])
             guard try await create.waitForExit() == 0 else { throw ChildProcessError(message: "python3 -m venv failed: \(create.output)") }
         }
         var missing: [String] = []

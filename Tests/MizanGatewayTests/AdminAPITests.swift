@@ -11,7 +11,8 @@ struct AdminAPITests {
 
     @Test func nodesAreCreatedListedAndRevoked() async throws {
         try await withGateway { (gateway: Harness) async throws in
-            let created = try await gateway.send(.POST, "/admin/v1/nodes", token: admin, body: #"{"name":"gpu-box","labels":{"zone":"lab"}}"#)
+            let created = try await gateway.send(
+                .POST, "/admin/v1/nodes", token: admin, body: #"{"name":"gpu-box","labels":{"zone":"lab"}}"#)
             #expect(created.status == 201)
             let id = try #require(created.json["id"] as? String)
             #expect((created.json["registrationToken"] as? String)?.hasPrefix("mzn_reg_") == true)
@@ -72,13 +73,15 @@ struct AdminAPITests {
             let routes = [ProviderRoute(model: "a", baseURL: base), ProviderRoute(model: "b", baseURL: base)]
             try await withGateway(routes: routes) { (gateway: Harness) async throws in
                 for model in ["a", "a", "b"] { #expect(try await gateway.chat(model: model).status == 200) }
-                #expect(try await eventually {
-                    let usage = try await gateway.send(.GET, "/admin/v1/usage", token: admin)
-                    let rows = (usage.json["data"] as? [[String: Any]]) ?? []
-                    let byModel = Dictionary(uniqueKeysWithValues: rows.compactMap { row in (row["model"] as? String).map { ($0, row) } })
-                    return byModel["a"]?["requests"] as? Int == 2 && byModel["a"]?["completionTokens"] as? Int == 4
-                        && byModel["b"]?["requests"] as? Int == 1
-                })
+                #expect(
+                    try await eventually {
+                        let usage = try await gateway.send(.GET, "/admin/v1/usage", token: admin)
+                        let rows = (usage.json["data"] as? [[String: Any]]) ?? []
+                        let byModel = Dictionary(
+                            uniqueKeysWithValues: rows.compactMap { row in (row["model"] as? String).map { ($0, row) } })
+                        return byModel["a"]?["requests"] as? Int == 2 && byModel["a"]?["completionTokens"] as? Int == 4
+                            && byModel["b"]?["requests"] as? Int == 1
+                    })
             }
         }
     }

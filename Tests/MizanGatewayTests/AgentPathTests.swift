@@ -26,10 +26,11 @@ struct AgentPathTests {
             // A second completion of the same attempt is refused, and usage counts once.
             let again = try await gateway.complete(job, token: node.token)
             #expect(again.status == 409)
-            #expect(try await eventually {
-                let summary = try await gateway.store.usageSummary()
-                return summary.first?.requests == 1 && summary.first?.promptTokens == 7 && summary.first?.completionTokens == 3
-            })
+            #expect(
+                try await eventually {
+                    let summary = try await gateway.store.usageSummary()
+                    return summary.first?.requests == 1 && summary.first?.promptTokens == 7 && summary.first?.completionTokens == 3
+                })
         }
     }
 
@@ -40,8 +41,11 @@ struct AgentPathTests {
             async let answer = gateway.chat(model: "m")
             let job = try #require(try await gateway.lease(token: first.token).first)
             // A retryable failure requeues the job; the second node takes attempt 2.
-            let failure = AgentWire.FailRequest(attempt: job.attempt, failure: .init(code: "provider_unreachable", message: "local server down", retryable: true))
-            let failed = try await gateway.send(.POST, "/agent/v1/jobs/\(job.jobID)/fail", token: first.token, body: String(decoding: try AgentWire.encoder().encode(failure), as: UTF8.self))
+            let failure = AgentWire.FailRequest(
+                attempt: job.attempt, failure: .init(code: "provider_unreachable", message: "local server down", retryable: true))
+            let failed = try await gateway.send(
+                .POST, "/agent/v1/jobs/\(job.jobID)/fail", token: first.token,
+                body: String(decoding: try AgentWire.encoder().encode(failure), as: UTF8.self))
             #expect(failed.status == 200)
             #expect(failed.json["state"] as? String == "accepted")
             let retried = try #require(try await gateway.lease(token: second.token).first)
@@ -66,10 +70,13 @@ struct AgentPathTests {
             let result = try JSONEncoder().encode(ChatCompletionResponse(id: "x", created: 0, model: "m", choices: [], usage: nil))
             let batch = AgentWire.ReportBatch(reports: [
                 .succeeded(.init(jobID: jobs[0].jobID, attempt: jobs[0].attempt), result: result, usage: nil),
-                .failed(.init(jobID: jobs[1].jobID, attempt: jobs[1].attempt), .init(code: "bad_output", message: "the model crashed", retryable: false)),
+                .failed(
+                    .init(jobID: jobs[1].jobID, attempt: jobs[1].attempt),
+                    .init(code: "bad_output", message: "the model crashed", retryable: false)),
                 .succeeded(.init(jobID: jobs[0].jobID, attempt: jobs[0].attempt + 5), result: result, usage: nil),
             ])
-            let answer = try await gateway.send(.POST, "/agent/v1/reports", token: node.token, body: String(decoding: try AgentWire.encoder().encode(batch), as: UTF8.self))
+            let answer = try await gateway.send(
+                .POST, "/agent/v1/reports", token: node.token, body: String(decoding: try AgentWire.encoder().encode(batch), as: UTF8.self))
             #expect(answer.status == 200)
             let outcomes = try AgentWire.decoder().decode(AgentWire.ReportBatchResponse.self, from: answer.body).outcomes
             #expect(outcomes.map(\.state) == [.succeeded, .failed, nil])
@@ -86,14 +93,17 @@ struct AgentPathTests {
             let job = try #require(try await gateway.lease(token: node.token).first)
             client.cancel()
             _ = await client.result
-            #expect(try await eventually {
-                try await gateway.store.job(job.jobID)?.errorCode == JobErrorCode.cancelled
-            })
+            #expect(
+                try await eventually {
+                    try await gateway.store.job(job.jobID)?.errorCode == JobErrorCode.cancelled
+                })
             let heartbeat = AgentWire.HeartbeatRequest(
                 report: NodeReport(models: ["m"], maxConcurrency: 4, inFlight: 1),
                 running: [.init(jobID: job.jobID, attempt: job.attempt)]
             )
-            let answer = try await gateway.send(.POST, "/agent/v1/heartbeat", token: node.token, body: String(decoding: try AgentWire.encoder().encode(heartbeat), as: UTF8.self))
+            let answer = try await gateway.send(
+                .POST, "/agent/v1/heartbeat", token: node.token,
+                body: String(decoding: try AgentWire.encoder().encode(heartbeat), as: UTF8.self))
             #expect(answer.status == 200)
             let decoded = try AgentWire.decoder().decode(AgentWire.HeartbeatResponse.self, from: answer.body)
             #expect(decoded.abort == [.init(jobID: job.jobID, attempt: job.attempt)])
@@ -143,12 +153,18 @@ struct AgentPathTests {
             async let answer = gateway.chat(model: "m", stream: true)
             let job = try #require(try await gateway.lease(token: node.token).first)
             #expect(job.stream)
-            let chunk = ChatCompletionChunk(id: "c", created: 0, model: "m", choices: [.init(index: 0, delta: .init(content: "streamed"), finishReason: nil)])
-            let usage = ChatCompletionChunk(id: "c", created: 0, model: "m", choices: [], usage: ChatUsage(promptTokens: 2, completionTokens: 1))
-            let frames = try [chunk, usage].map { "data: \(String(decoding: try JSONEncoder().encode($0), as: UTF8.self))\n\n" }.joined() + "data: [DONE]\n\n"
-            let stale = try await gateway.send(.POST, "/agent/v1/jobs/\(job.jobID)/stream?attempt=\(job.attempt + 1)", token: node.token, body: frames)
+            let chunk = ChatCompletionChunk(
+                id: "c", created: 0, model: "m", choices: [.init(index: 0, delta: .init(content: "streamed"), finishReason: nil)])
+            let usage = ChatCompletionChunk(
+                id: "c", created: 0, model: "m", choices: [], usage: ChatUsage(promptTokens: 2, completionTokens: 1))
+            let frames =
+                try [chunk, usage].map { "data: \(String(decoding: try JSONEncoder().encode($0), as: UTF8.self))\n\n" }.joined()
+                + "data: [DONE]\n\n"
+            let stale = try await gateway.send(
+                .POST, "/agent/v1/jobs/\(job.jobID)/stream?attempt=\(job.attempt + 1)", token: node.token, body: frames)
             #expect(stale.status == 409)
-            let posted = try await gateway.send(.POST, "/agent/v1/jobs/\(job.jobID)/stream?attempt=\(job.attempt)", token: node.token, body: frames)
+            let posted = try await gateway.send(
+                .POST, "/agent/v1/jobs/\(job.jobID)/stream?attempt=\(job.attempt)", token: node.token, body: frames)
             #expect(posted.status == 200)
             #expect(try await gateway.complete(job, token: node.token).status == 200)
             let result = try await answer
@@ -165,8 +181,11 @@ struct AgentPathTests {
             let node = try await gateway.registerNode(models: ["m"])
             async let answer = gateway.chat(model: "m", stream: true)
             let job = try #require(try await gateway.lease(token: node.token).first)
-            let failure = AgentWire.FailRequest(attempt: job.attempt, failure: .init(code: "provider_rejected", message: "bad request", retryable: false))
-            _ = try await gateway.send(.POST, "/agent/v1/jobs/\(job.jobID)/fail", token: node.token, body: String(decoding: try AgentWire.encoder().encode(failure), as: UTF8.self))
+            let failure = AgentWire.FailRequest(
+                attempt: job.attempt, failure: .init(code: "provider_rejected", message: "bad request", retryable: false))
+            _ = try await gateway.send(
+                .POST, "/agent/v1/jobs/\(job.jobID)/fail", token: node.token,
+                body: String(decoding: try AgentWire.encoder().encode(failure), as: UTF8.self))
             let result = try await answer
             #expect(result.status == 502)
             #expect(result.errorCode == "upstream_error")
@@ -181,9 +200,10 @@ struct AgentPathTests {
             #expect(try await eventually { try await !gateway.store.jobs(state: .accepted, limit: 10).isEmpty })
             client.cancel()
             await #expect(throws: (any Error).self) { _ = try await client.value }
-            #expect(try await eventually {
-                try await gateway.store.jobs(state: .failed, limit: 10).first?.errorCode == JobErrorCode.cancelled
-            })
+            #expect(
+                try await eventually {
+                    try await gateway.store.jobs(state: .failed, limit: 10).first?.errorCode == JobErrorCode.cancelled
+                })
             #expect(try await gateway.lease(token: node.token, wait: 0).isEmpty)
         }
     }

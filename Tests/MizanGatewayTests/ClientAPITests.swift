@@ -14,13 +14,16 @@ struct ClientAPITests {
         try await withMock(.init(models: ["mock-model"], tokens: 4)) { base in
             let route = ProviderRoute(model: "public-name", baseURL: base, upstreamModel: "mock-model")
             try await withGateway(routes: [route]) { (gateway: Harness) async throws in
-                let answer = try await gateway.chat(model: "public-name", extra: #","temperature":0.30000000000000004"#, headers: [("X-Request-Id", "trace-me-1")])
+                let answer = try await gateway.chat(
+                    model: "public-name", extra: #","temperature":0.30000000000000004"#, headers: [("X-Request-Id", "trace-me-1")])
                 #expect(answer.status == 200)
                 #expect(answer.headers["X-Request-Id"].first == "trace-me-1")
                 let completion = try JSONDecoder().decode(ChatCompletionResponse.self, from: answer.body)
                 #expect(completion.choices.first?.message.content?.split(separator: " ").count == 4)
                 // Upstream got the client's body byte for byte but for the model's name.
-                let sent = #"{"model":"public-name","messages":[{"role":"user","content":"say two words"}],"stream":false,"temperature":0.30000000000000004}"#
+                let sent =
+                    #"{"model":"public-name","messages":[{"role":"user","content":"say two words"}],"stream":false,"#
+                    + #""temperature":0.30000000000000004}"#
                 let received = try await mockLastRequest(base: base, gateway: gateway)
                 #expect(received == sent.replacingOccurrences(of: #""model":"public-name""#, with: #""model":"mock-model""#))
                 let summary = try await gateway.store.usageSummary()
@@ -41,7 +44,9 @@ struct ClientAPITests {
                 let events = answer.text.components(separatedBy: "\n\n").filter { !$0.isEmpty }
                 #expect(events.allSatisfy { $0.hasPrefix("data: ") })
                 #expect(events.last == "data: [DONE]")
-                let chunks = try events.dropLast().map { try JSONDecoder().decode(ChatCompletionChunk.self, from: Data($0.dropFirst(6).utf8)) }
+                let chunks = try events.dropLast().map {
+                    try JSONDecoder().decode(ChatCompletionChunk.self, from: Data($0.dropFirst(6).utf8))
+                }
                 #expect(chunks.compactMap { $0.choices.first?.delta.content }.joined() == "mizan balances every")
                 #expect(chunks.last?.usage?.completionTokens == 3)
                 #expect(try await eventually { try await gateway.store.usageSummary().first?.completionTokens == 3 })
@@ -67,7 +72,10 @@ struct ClientAPITests {
     @Test func fallsBackFromAFailingRouteAndReportsUpstreamFailure() async throws {
         try await withMock(.init(failureStatus: 500)) { failing in
             try await withMock(.init(tokens: 2)) { live in
-                let routes = [ProviderRoute(model: "mock-model", baseURL: failing, priority: 1), ProviderRoute(model: "mock-model", baseURL: live, priority: 2)]
+                let routes = [
+                    ProviderRoute(model: "mock-model", baseURL: failing, priority: 1),
+                    ProviderRoute(model: "mock-model", baseURL: live, priority: 2),
+                ]
                 try await withGateway(routes: routes) { (gateway: Harness) async throws in
                     #expect(try await gateway.chat().status == 200)
                 }
@@ -85,7 +93,10 @@ struct ClientAPITests {
     @Test func rateLimitedRouteIsRetriedElsewhereAndReported() async throws {
         try await withMock(.init(failureStatus: 429)) { limited in
             try await withMock(.init(tokens: 2)) { live in
-                let routes = [ProviderRoute(model: "mock-model", baseURL: limited, priority: 1), ProviderRoute(model: "mock-model", baseURL: live, priority: 2)]
+                let routes = [
+                    ProviderRoute(model: "mock-model", baseURL: limited, priority: 1),
+                    ProviderRoute(model: "mock-model", baseURL: live, priority: 2),
+                ]
                 try await withGateway(routes: routes) { (gateway: Harness) async throws in
                     let answer = try await gateway.chat()
                     #expect(answer.status == 200, "the next route serves what the first refused with 429")
@@ -105,7 +116,10 @@ struct ClientAPITests {
     @Test func invalidRequestUpstreamIsNotRetried() async throws {
         try await withMock(.init(failureStatus: 400)) { rejecting in
             try await withMock { live in
-                let routes = [ProviderRoute(model: "mock-model", baseURL: rejecting, priority: 1), ProviderRoute(model: "mock-model", baseURL: live, priority: 2)]
+                let routes = [
+                    ProviderRoute(model: "mock-model", baseURL: rejecting, priority: 1),
+                    ProviderRoute(model: "mock-model", baseURL: live, priority: 2),
+                ]
                 try await withGateway(routes: routes) { (gateway: Harness) async throws in
                     let answer = try await gateway.chat()
                     #expect(answer.status == 400)
@@ -142,7 +156,8 @@ struct ClientAPITests {
     }
 
     @Test func clientGoingAwayStopsTheUpstreamStream() async throws {
-        try await withServer({ MockProvider.application(.init(tokens: 200, tokenInterval: .milliseconds(20)), onServerRunning: $0) }) { mockPort in
+        try await withServer({ MockProvider.application(.init(tokens: 200, tokenInterval: .milliseconds(20)), onServerRunning: $0) }) {
+            mockPort in
             let base = "http://127.0.0.1:\(mockPort)/v1"
             try await withGateway(routes: [ProviderRoute(model: "mock-model", baseURL: base)]) { (gateway: Harness) async throws in
                 // The client reads the first chunk of a 4-second stream, then goes away.
@@ -157,7 +172,9 @@ struct ClientAPITests {
     }
 
     @Test func refusesBadInputInOpenAIShape() async throws {
-        try await withGateway(routes: [ProviderRoute(model: "mock-model", baseURL: try deadBaseURL())], configuration: .init(maxBodyBytes: 2048)) { (gateway: Harness) async throws in
+        try await withGateway(
+            routes: [ProviderRoute(model: "mock-model", baseURL: try deadBaseURL())], configuration: .init(maxBodyBytes: 2048)
+        ) { (gateway: Harness) async throws in
             let cases: [(String, Int, String)] = [
                 ("{\"model\":", 400, "bad_request"),
                 ("[1,2]", 400, "bad_request"),
@@ -166,7 +183,10 @@ struct ClientAPITests {
                 (#"{"model":"mock-model","messages":"hi"}"#, 400, "bad_request"),
                 (#"{"model":"mock-model","messages":[],"stream":"yes"}"#, 400, "bad_request"),
                 (#"{"model":"unknown-model","messages":[]}"#, 404, "model_not_found"),
-                (#"{"model":"mock-model","messages":[{"role":"user","content":"\#(String(repeating: "x", count: 4096))"}]}"#, 413, "payload_too_large"),
+                (
+                    #"{"model":"mock-model","messages":[{"role":"user","content":"\#(String(repeating: "x", count: 4096))"}]}"#, 413,
+                    "payload_too_large"
+                ),
             ]
             for (body, status, code) in cases {
                 let answer = try await gateway.send(.POST, "/v1/chat/completions", token: gateway.apiKey, body: body)

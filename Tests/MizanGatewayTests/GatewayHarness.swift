@@ -8,9 +8,9 @@ import MizanGateway
 import MizanMockProvider
 import MizanProvider
 import MizanStore
+import MizanTestSupport
 import NIOCore
 import NIOHTTP1
-import MizanTestSupport
 import Prometheus
 
 /// Runs an application on a free loopback port for the duration of `body`.
@@ -64,7 +64,10 @@ struct Harness: Sendable {
     }
 
     /// A chat completion as a client sends it.
-    func chat(model: String = "mock-model", stream: Bool = false, key: String? = nil, extra: String = "", headers: [(String, String)] = [], timeout: TimeAmount = .seconds(30)) async throws -> HTTPAnswer {
+    func chat(
+        model: String = "mock-model", stream: Bool = false, key: String? = nil, extra: String = "", headers: [(String, String)] = [],
+        timeout: TimeAmount = .seconds(30)
+    ) async throws -> HTTPAnswer {
         let options = stream ? #","stream_options":{"include_usage":true}"# : ""
         let body = #"{"model":"\#(model)","messages":[{"role":"user","content":"say two words"}],"stream":\#(stream)\#(options)\#(extra)}"#
         return try await send(.POST, "/v1/chat/completions", token: key ?? apiKey, body: body, headers: headers, timeout: timeout)
@@ -100,7 +103,9 @@ struct Harness: Sendable {
     }
 
     /// Completes a job through the agent API with a chat completion naming `content`.
-    func complete(_ job: AgentWire.Assignment, token: String, attempt: Int? = nil, content: String = "from the node") async throws -> HTTPAnswer {
+    func complete(_ job: AgentWire.Assignment, token: String, attempt: Int? = nil, content: String = "from the node") async throws
+        -> HTTPAnswer
+    {
         let response = ChatCompletionResponse(
             id: "chatcmpl-node", created: 0, model: job.model,
             choices: [.init(index: 0, message: ChatMessage(role: "assistant", content: content), finishReason: "stop")],

@@ -1,9 +1,9 @@
 import Foundation
 import Hummingbird
 import Logging
-import MizanLogging
 import MizanCore
 import MizanGateway
+import MizanLogging
 import MizanStore
 import MizanTestSupport
 import Testing
@@ -15,7 +15,9 @@ func withFixedUpstream<T: Sendable>(_ body: String, _ work: (String) async throw
         Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: body)))
     }
     return try await withServer({ running in
-        Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)), onServerRunning: { await running($0.localAddress?.port ?? 0) })
+        Application(
+            router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)),
+            onServerRunning: { await running($0.localAddress?.port ?? 0) })
     }) { port in
         try await work("http://127.0.0.1:\(port)/v1")
     }
@@ -30,7 +32,9 @@ struct HardeningTests {
             async let answer = gateway.chat(model: "local")
             let job = try #require(try await gateway.lease(token: node.token).first)
             for bad in ["9223372036854775807", "-5", "1000000001"] {
-                let body = #"{"attempt":\#(job.attempt),"result":"e30=","usage":{"promptTokens":\#(bad),"completionTokens":1,"source":"provider"}}"#
+                let body =
+                    #"{"attempt":\#(job.attempt),"result":"e30=","usage":{"promptTokens":\#(bad),"completionTokens":1,"#
+                    + #""source":"provider"}}"#
                 let refused = try await gateway.send(.POST, "/agent/v1/jobs/\(job.jobID)/complete", token: node.token, body: body)
                 #expect(refused.status == 400, "\(bad): \(refused.text)")
                 #expect(refused.errorMessage?.contains("promptTokens") == true)
@@ -44,7 +48,10 @@ struct HardeningTests {
 
     // Finding 1, through a route: twice Int.max from upstream must not trap, and is not believed.
     @Test func survivesAnUpstreamReportingImpossibleUsage() async throws {
-        let lie = #"{"id":"x","object":"chat.completion","created":0,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":9223372036854775807,"completion_tokens":9223372036854775807,"total_tokens":9223372036854775807}}"#
+        let lie =
+            #"{"id":"x","object":"chat.completion","created":0,"model":"m","choices":[{"index":0,"message":{"role":"assistant","#
+            + #""content":"hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":9223372036854775807,"#
+            + #""completion_tokens":9223372036854775807,"total_tokens":9223372036854775807}}"#
         try await withFixedUpstream(lie) { base in
             try await withGateway(routes: [ProviderRoute(model: "liar", baseURL: base)]) { (gateway: Harness) async throws in
                 for _ in 0..<3 { #expect(try await gateway.chat(model: "liar").status == 200) }
@@ -59,7 +66,8 @@ struct HardeningTests {
     // Finding 2: billing smuggling with a second `model`.
     @Test func refusesDuplicateTopLevelKeys() async throws {
         try await withMock { base in
-            try await withGateway(routes: [ProviderRoute(model: "cheap", baseURL: base, upstreamModel: "mock-model")]) { (gateway: Harness) async throws in
+            try await withGateway(routes: [ProviderRoute(model: "cheap", baseURL: base, upstreamModel: "mock-model")]) {
+                (gateway: Harness) async throws in
                 for body in [
                     #"{"model":"cheap","model":"gpt-4-expensive","messages":[]}"#,
                     #"{"model":"cheap","mod\u0065l":"gpt-4-expensive","messages":[]}"#,
@@ -92,13 +100,19 @@ struct HardeningTests {
         try await withGateway { (gateway: Harness) async throws in
             for size in ["zz", "ffffffffffffffffff"] {
                 let connection = try await RawConnection.open(port: gateway.port)
-                try await connection.send("POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \(gateway.apiKey)\r\nTransfer-Encoding: chunked\r\n\r\n\(size)\r\nabc\r\n")
+                try await connection.send(
+                    "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+                        + "\(gateway.apiKey)\r\nTransfer-Encoding: chunked\r\n\r\n\(size)\r\nabc\r\n"
+                )
                 #expect(await connection.waitFor("HTTP/1.1 4"), "\(size): \(connection.received)")
                 #expect(!connection.received.contains("HTTP/1.1 5"))
                 connection.close()
             }
             let gzip = try await RawConnection.open(port: gateway.port)
-            try await gzip.send("POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \(gateway.apiKey)\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n")
+            try await gzip.send(
+                "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \(gateway.apiKey)\r\nTransfer-Encoding: "
+                    + "gzip, chunked\r\n\r\n0\r\n\r\n"
+            )
             #expect(await gzip.waitFor("HTTP/1.1 501"), "\(gzip.received)")
             gzip.close()
 
@@ -116,11 +130,16 @@ struct HardeningTests {
         let logger = Logger(label: "mizan.gateway") { _ in CapturingLogHandler(sink: sink) }
         try await withGateway(logger: logger) { (gateway: Harness) async throws in
             let connection = try await RawConnection.open(port: gateway.port)
-            try await connection.send("POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \(gateway.apiKey)\r\nContent-Length: 1000\r\n\r\n{\"model\":")
+            try await connection.send(
+                "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \(gateway.apiKey)\r\nContent-Length: "
+                    + "1000\r\n\r\n{\"model\":"
+            )
             try await Task.sleep(for: .milliseconds(100))
             connection.close()
             // The request ends as the client's doing (499), with no error logged.
-            #expect(try await eventually { sink.all.contains { $0.message == "request" && $0.metadata["http.path"] == "/v1/chat/completions" } })
+            #expect(
+                try await eventually { sink.all.contains { $0.message == "request" && $0.metadata["http.path"] == "/v1/chat/completions" } }
+            )
             let line = try #require(sink.all.first { $0.message == "request" && $0.metadata["http.path"] == "/v1/chat/completions" })
             #expect(line.metadata["http.status"] == "499", "\(line.metadata)")
             #expect(!sink.all.contains { $0.level >= .error }, "\(sink.all.filter { $0.level >= .error }.map(\.message))")
@@ -132,7 +151,8 @@ struct HardeningTests {
         let sink = CapturingLogHandler.Sink()
         var logger = Logger(label: "test") { _ in SanitizingLogHandler(CapturingLogHandler(sink: sink)) }
         logger[metadataKey: "who\nami"] = "a\u{0}b"
-        logger.info("model x\n2026-01-01 info forged line", metadata: ["mizan.model": "x\n<fake line>\r\u{7}", "list": .array(["\u{2028}"])])
+        logger.info(
+            "model x\n2026-01-01 info forged line", metadata: ["mizan.model": "x\n<fake line>\r\u{7}", "list": .array(["\u{2028}"])])
         let entry = try #require(sink.all.first)
         #expect(entry.message == "model x\\n2026-01-01 info forged line")
         #expect(entry.metadata["mizan.model"] == "x\\n<fake line>\\r\\u{7}")
@@ -156,7 +176,8 @@ struct ConnectionTests {
             let halfHead = try await RawConnection.open(port: gateway.port)
             try await halfHead.send("POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthor")
             let stalledBody = try await RawConnection.open(port: gateway.port)
-            try await stalledBody.send("POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \(gateway.apiKey)\r\nContent-Length: 100\r\n\r\n{")
+            try await stalledBody.send(
+                "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \(gateway.apiKey)\r\nContent-Length: 100\r\n\r\n{")
             let idle = try await RawConnection.open(port: gateway.port)
             for connection in [idle, halfHead, stalledBody] {
                 #expect(await connection.waitForClose(timeout: .seconds(15)))
@@ -186,7 +207,8 @@ struct ConnectionTests {
         let configuration = Gateway.Configuration(idleTimeout: .seconds(5), bodyTimeout: .seconds(1))
         try await withGateway(configuration: configuration) { (gateway: Harness) async throws in
             let connection = try await RawConnection.open(port: gateway.port)
-            try await connection.send("POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \(gateway.apiKey)\r\nContent-Length: 100\r\n\r\n")
+            try await connection.send(
+                "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \(gateway.apiKey)\r\nContent-Length: 100\r\n\r\n")
             for _ in 0..<40 where !connection.received.contains("HTTP/1.1") {
                 try? await connection.send(" ")
                 try await Task.sleep(for: .milliseconds(100))
@@ -215,7 +237,10 @@ struct ConnectionTests {
     @Test func closesAfterAnEarlyAnswer() async throws {
         try await withGateway { (gateway: Harness) async throws in
             let connection = try await RawConnection.open(port: gateway.port)
-            try await connection.send("POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer wrong\r\nContent-Length: 8388608\r\n\r\n{")
+            try await connection.send(
+                "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer "
+                    + "wrong\r\nContent-Length: 8388608\r\n\r\n{"
+            )
             #expect(await connection.waitFor("HTTP/1.1 401"), "\(connection.received)")
             #expect(await connection.waitForClose(timeout: .seconds(10)))
         }

@@ -1,9 +1,10 @@
 import Foundation
 import HTTPTypes
-@testable import MizanGateway
 import MizanTestSupport
 import NIOHTTP1
 import Testing
+
+@testable import MizanGateway
 
 @Suite("The OpenAPI document and the real router")
 struct OpenAPITests {
@@ -35,9 +36,12 @@ struct OpenAPITests {
                 let path = String(parts[1]).replacingOccurrences(of: "{id}", with: UUID().uuidString.lowercased())
                 let token = path.hasPrefix("/admin/") ? Harness.adminToken : gateway.apiKey
                 let method = HTTPMethod(rawValue: String(parts[0]))
-                let answer = try await gateway.send(method, path + (path.hasSuffix("/stream") ? "?attempt=1" : ""), token: token, body: method == .GET || method == .DELETE ? nil : "{}")
+                let answer = try await gateway.send(
+                    method, path + (path.hasSuffix("/stream") ? "?attempt=1" : ""), token: token,
+                    body: method == .GET || method == .DELETE ? nil : "{}")
                 #expect(answer.status != 405, "\(operation): \(answer.text)")
-                #expect(!(answer.status == 404 && answer.errorMessage?.hasPrefix("Unknown endpoint") == true), "\(operation): \(answer.text)")
+                #expect(
+                    !(answer.status == 404 && answer.errorMessage?.hasPrefix("Unknown endpoint") == true), "\(operation): \(answer.text)")
             }
             // And a method the document does not name on a known path is refused with 405.
             let wrong = try await gateway.send(.DELETE, "/v1/models", token: gateway.apiKey)

@@ -6,7 +6,9 @@ import Testing
 @Suite("Routes file and route table")
 struct RoutesTests {
     @Test func parsesJSONWithDefaults() throws {
-        let json = #"{"routes":[{"model":"gpt-4o-mini","baseURL":"https://api.openai.com/v1","apiKeyEnv":"OPENAI_API_KEY","priority":1,"timeoutSeconds":60},{"model":"gpt-4o-mini","baseURL":"http://127.0.0.1:8000/v1","upstreamModel":"local-7b"}]}"#
+        let json =
+            #"{"routes":[{"model":"gpt-4o-mini","baseURL":"https://api.openai.com/v1","apiKeyEnv":"OPENAI_API_KEY","priority":1,"#
+            + #""timeoutSeconds":60},{"model":"gpt-4o-mini","baseURL":"http://127.0.0.1:8000/v1","upstreamModel":"local-7b"}]}"#
         let file = try RoutesFile.parse(Data(json.utf8), yaml: false)
         #expect(file.routes.count == 2)
         #expect(file.routes[0].upstreamModel == "gpt-4o-mini", "upstreamModel defaults to model")

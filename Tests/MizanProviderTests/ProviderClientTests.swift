@@ -3,8 +3,8 @@ import Hummingbird
 import MizanCore
 import MizanMockProvider
 import MizanProvider
-import Synchronization
 import MizanTestSupport
+import Synchronization
 import Testing
 
 /// Runs a mock provider on a free loopback port for the duration of `body`.

@@ -2,8 +2,8 @@ import MizanCore
 import MizanPostgresTesting
 import MizanStore
 import MizanStorePostgres
-import PostgresNIO
 import MizanTestSupport
+import PostgresNIO
 import Testing
 
 /// The server dropping connections (a restart, an administrator) must never leave a store
@@ -18,14 +18,19 @@ struct ConnectionLossTests {
                 try await PostgresTestDatabase.withClient(url: url, maximumConnections: 1) { admin in
                     for round in 0..<15 {
                         // Several pooled connections (and the listener's) are open and idle…
-                        #expect(try await eventually(poll: .milliseconds(10)) { store.isListening }, "the listener is back before round \(round)")
+                        #expect(
+                            try await eventually(poll: .milliseconds(10)) { store.isListening },
+                            "the listener is back before round \(round)")
                         try await withThrowingTaskGroup(of: Void.self) { group in
                             for _ in 0..<6 { group.addTask { _ = try await Self.retrying { try await store.queueDepth() } } }
                             try await group.waitForAll()
                         }
                         // …when the server ends every one of them.
                         let killed = try await admin.query(
-                            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                            """
+                            SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+                            WHERE datname = current_database() AND pid <> pg_backend_pid()
+                            """
                         ).collectInts()
                         #expect(!killed.isEmpty)
                         let ended = await finishes(within: .seconds(20)) {

@@ -1,8 +1,9 @@
 import Foundation
 import MizanCore
 import MizanStore
-@testable import MizanStorePostgres
 import Testing
+
+@testable import MizanStorePostgres
 
 @Suite("Store notification payloads")
 struct EventPayloadTests {

@@ -1,12 +1,13 @@
 import Foundation
 import MizanCore
-@testable import MizanDispatch
 import MizanPostgresTesting
 import MizanStore
 import MizanStorePostgres
-import PostgresNIO
 import MizanTestSupport
+import PostgresNIO
 import Testing
+
+@testable import MizanDispatch
 
 /// Two gateway instances: two stores (each with its own listener) and two dispatchers on one database.
 @Suite("Two dispatchers on one PostgreSQL database")
@@ -69,7 +70,8 @@ struct TwoInstanceTests {
             submitter.cancel()
             await #expect(throws: MizanError.self) { try await submitter.value }
             let answer = try await b.heartbeat(
-                nodeID: registration.node.id, report: NodeReport(models: ["m1"], maxConcurrency: 1, inFlight: 1), running: leased.map(\.lease)
+                nodeID: registration.node.id, report: NodeReport(models: ["m1"], maxConcurrency: 1, inFlight: 1),
+                running: leased.map(\.lease)
             )
             #expect(answer.abort == leased.map(\.lease))
             let freed = try await b.lease(for: registration.node, limit: 1, wait: .zero)
@@ -82,7 +84,9 @@ struct TwoInstanceTests {
     @Test func sweepersOnBothInstancesRequeueALostNodesJobOnce() async throws {
         try await withTwoInstances { a, b in
             let lost = try await a.createNode(name: "lost")
-            let lostNode = try await a.register(registrationToken: lost.registrationToken, report: NodeReport(models: ["m1"], maxConcurrency: 1)).node
+            let lostNode = try await a.register(
+                registrationToken: lost.registrationToken, report: NodeReport(models: ["m1"], maxConcurrency: 1)
+            ).node
             let job = Job(requestID: "r", model: "m1", body: body, deadline: Date().addingTimeInterval(60))
             _ = try await a.store.insert(job)
             let leased = try await a.store.lease(nodeID: lostNode.id, limit: 1, now: Date())
@@ -110,7 +114,10 @@ struct TwoInstanceTests {
             try await waitUntil("instance B's lease call waits") { b.waitingLeasers > 0 }
             // Drop every listening connection; the stores reconnect on their own.
             _ = try await clientA.query(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE 'LISTEN%' AND datname = current_database() AND pid <> pg_backend_pid()"
+                """
+                SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+                WHERE query LIKE 'LISTEN%' AND datname = current_database() AND pid <> pg_backend_pid()
+                """
             ).collectInts()
             let job = Job(requestID: "r", model: "m1", body: body, deadline: Date().addingTimeInterval(60))
             _ = try await a.store.insert(job)

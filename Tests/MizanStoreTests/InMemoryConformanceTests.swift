@@ -26,7 +26,9 @@ struct InMemoryBoundsTests {
         let store = InMemoryStore(maxFinishedJobs: 3)
         var ids: [JobID] = []
         for index in 0..<6 {
-            let job = Job(requestID: "r\(index)", model: "m", body: Data("{}".utf8), deadline: Date().addingTimeInterval(60), idempotencyKey: "k\(index)")
+            let job = Job(
+                requestID: "r\(index)", model: "m", body: Data("{}".utf8), deadline: Date().addingTimeInterval(60),
+                idempotencyKey: "k\(index)")
             ids.append(try await store.insert(job).job.id)
         }
         let live = Job(requestID: "live", model: "m", body: Data("{}".utf8), deadline: Date().addingTimeInterval(60))
@@ -36,7 +38,8 @@ struct InMemoryBoundsTests {
         // The three newest finished jobs and the live one; the oldest finished went first.
         #expect(Set(kept.map(\.id)) == Set(ids.suffix(3) + [live.id]))
         // An idempotency key of a dropped job names nothing any more.
-        let again = Job(requestID: "again", model: "m", body: Data("{}".utf8), deadline: Date().addingTimeInterval(60), idempotencyKey: "k0")
+        let again = Job(
+            requestID: "again", model: "m", body: Data("{}".utf8), deadline: Date().addingTimeInterval(60), idempotencyKey: "k0")
         #expect(try await store.insert(again).inserted)
     }
 }

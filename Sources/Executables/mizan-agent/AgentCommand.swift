@@ -1,8 +1,8 @@
 import ArgumentParser
 import Foundation
 import Logging
-import MizanLogging
 import MizanAgent
+import MizanLogging
 import NIOCore
 import NIOPosix
 import ServiceLifecycle
@@ -27,7 +27,13 @@ struct AgentCommand: AsyncParsableCommand {
     @Option(name: .customLong("registration-token"), help: "The one-time registration token (env MIZAN_REGISTRATION_TOKEN).")
     var registrationToken: String?
 
-    @Option(name: .customLong("token-file"), help: "Where the node token is kept (written with mode 0600 after registering); keep it outside any repository, e.g. ~/.config/mizan/node.token.")
+    @Option(
+        name: .customLong("token-file"),
+        help: ArgumentHelp(
+            "Where the node token is kept (written with mode 0600 after registering); keep it outside any repository, e.g. "
+                + "~/.config/mizan/node.token."
+        )
+    )
     var tokenFile = "mizan-agent.token"
 
     @Option(help: "The local OpenAI-compatible server's base URL, e.g. http://127.0.0.1:11434/v1.")
@@ -48,7 +54,9 @@ struct AgentCommand: AsyncParsableCommand {
     @Option(name: .customLong("heartbeat-interval"), parsing: .unconditional, help: "Seconds between heartbeats.")
     var heartbeatInterval: Double = 5
 
-    @Option(name: .customLong("health-interval"), parsing: .unconditional, help: "Seconds between checks of the local server (GET /v1/models); while it fails, the node does not lease.")
+    @Option(
+        name: .customLong("health-interval"), parsing: .unconditional,
+        help: "Seconds between checks of the local server (GET /v1/models); while it fails, the node does not lease.")
     var healthInterval: Double = 10
 
     @Option(name: .customLong("shutdown-grace"), parsing: .unconditional, help: "Seconds running jobs may finish after SIGTERM.")
@@ -58,10 +66,16 @@ struct AgentCommand: AsyncParsableCommand {
     var logLevel = "info"
 
     func validate() throws {
-        guard let url = URL(string: gateway), ["http", "https"].contains(url.scheme ?? "") else { throw ValidationError("--gateway must be an http(s) URL.") }
-        guard let url = URL(string: provider), ["http", "https"].contains(url.scheme ?? "") else { throw ValidationError("--provider must be an http(s) URL.") }
+        guard let url = URL(string: gateway), ["http", "https"].contains(url.scheme ?? "") else {
+            throw ValidationError("--gateway must be an http(s) URL.")
+        }
+        guard let url = URL(string: provider), ["http", "https"].contains(url.scheme ?? "") else {
+            throw ValidationError("--provider must be an http(s) URL.")
+        }
         guard maxConcurrency >= 1, maxConcurrency <= 10_000 else { throw ValidationError("--max-concurrency must be 1-10000.") }
-        guard heartbeatInterval > 0, healthInterval > 0, shutdownGrace >= 0 else { throw ValidationError("--heartbeat-interval must be positive, --shutdown-grace not negative.") }
+        guard heartbeatInterval > 0, healthInterval > 0, shutdownGrace >= 0 else {
+            throw ValidationError("--heartbeat-interval must be positive, --shutdown-grace not negative.")
+        }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("Unknown --log-level '\(logLevel)'.") }
     }
 

@@ -2,11 +2,11 @@ import ArgumentParser
 import Foundation
 import Hummingbird
 import Logging
-import MizanLogging
 import Metrics
 import MizanCore
 import MizanDispatch
 import MizanGateway
+import MizanLogging
 import MizanStore
 import MizanStorePostgres
 import NIOCore
@@ -42,13 +42,18 @@ struct GatewayCommand: AsyncParsableCommand {
     @Option(help: "A routes file, JSON or YAML (.yaml/.yml) (env MIZAN_ROUTES).")
     var routes: String?
 
-    @Option(name: .customLong("admin-token"), help: "The admin API's bearer token (env MIZAN_ADMIN_TOKEN). Without one the admin API is off.")
+    @Option(
+        name: .customLong("admin-token"), help: "The admin API's bearer token (env MIZAN_ADMIN_TOKEN). Without one the admin API is off.")
     var adminToken: String?
 
-    @Option(name: .customLong("default-deadline"), parsing: .unconditional, help: "Seconds a request may take when it names no deadline (header X-Mizan-Deadline-Ms).")
+    @Option(
+        name: .customLong("default-deadline"), parsing: .unconditional,
+        help: "Seconds a request may take when it names no deadline (header X-Mizan-Deadline-Ms).")
     var defaultDeadline: Double = 300
 
-    @Option(name: .customLong("max-queue-wait"), parsing: .unconditional, help: "Seconds a request for an agent-served model may wait for a free node before it gets 429.")
+    @Option(
+        name: .customLong("max-queue-wait"), parsing: .unconditional,
+        help: "Seconds a request for an agent-served model may wait for a free node before it gets 429.")
     var maxQueueWait: Double = 120
 
     @Option(name: .customLong("max-body-bytes"), parsing: .unconditional, help: "The largest request body accepted (larger gets 413).")
@@ -57,32 +62,48 @@ struct GatewayCommand: AsyncParsableCommand {
     @Option(name: .customLong("route-cooldown"), parsing: .unconditional, help: "Seconds a provider route that keeps failing is skipped.")
     var routeCooldown: Double = 30
 
-    @Option(name: .customLong("node-stale-after"), parsing: .unconditional, help: "Seconds without a heartbeat after which a node counts as gone (its jobs are requeued).")
+    @Option(
+        name: .customLong("node-stale-after"), parsing: .unconditional,
+        help: "Seconds without a heartbeat after which a node counts as gone (its jobs are requeued).")
     var nodeStaleAfter: Double = 30
 
     @Option(
         name: .customLong("cache-lifetime"),
         parsing: .unconditional,
-        help: "Seconds the gateway trusts what it read about an API key, a node token or the node list before reading the store again; a key or node revoked through another instance is refused within it (0 reads every time)."
+        help: ArgumentHelp(
+            "Seconds the gateway trusts what it read about an API key, a node token or the node list before reading the store "
+                + "again; a key or node revoked through another instance is refused within it (0 reads every time)."
+        )
     )
     var cacheLifetime: Double = 1
 
-    @Option(name: .customLong("idle-timeout"), parsing: .unconditional, help: "Seconds a client connection may send nothing (idle between requests, or mid-head, mid-body) before it is closed.")
+    @Option(
+        name: .customLong("idle-timeout"), parsing: .unconditional,
+        help: "Seconds a client connection may send nothing (idle between requests, or mid-head, mid-body) before it is closed.")
     var idleTimeout: Double = 60
 
-    @Option(name: .customLong("body-timeout"), parsing: .unconditional, help: "Seconds a request body may take to arrive in full (408 after).")
+    @Option(
+        name: .customLong("body-timeout"), parsing: .unconditional, help: "Seconds a request body may take to arrive in full (408 after).")
     var bodyTimeout: Double = 60
 
-    @Option(name: .customLong("max-connections"), parsing: .unconditional, help: "The most client connections open at once; past it new connections are closed at once.")
+    @Option(
+        name: .customLong("max-connections"), parsing: .unconditional,
+        help: "The most client connections open at once; past it new connections are closed at once.")
     var maxConnections = 4096
 
-    @Option(name: .customLong("max-lease-wait"), parsing: .unconditional, help: "The longest seconds an agent's lease call waits for work before it answers with none (agents ask for 25).")
+    @Option(
+        name: .customLong("max-lease-wait"), parsing: .unconditional,
+        help: "The longest seconds an agent's lease call waits for work before it answers with none (agents ask for 25).")
     var maxLeaseWait: Double = 60
 
-    @Option(name: .customLong("database-timeout"), parsing: .unconditional, help: "Seconds the gateway waits at start for the database to answer before it gives up.")
+    @Option(
+        name: .customLong("database-timeout"), parsing: .unconditional,
+        help: "Seconds the gateway waits at start for the database to answer before it gives up.")
     var databaseTimeout: Double = 15
 
-    @Option(name: .customLong("memory-finished-jobs"), parsing: .unconditional, help: "With the in-memory store: the most finished jobs kept (the oldest go first).")
+    @Option(
+        name: .customLong("memory-finished-jobs"), parsing: .unconditional,
+        help: "With the in-memory store: the most finished jobs kept (the oldest go first).")
     var memoryFinishedJobs = 10_000
 
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
@@ -95,14 +116,18 @@ struct GatewayCommand: AsyncParsableCommand {
         }
         guard nodeStaleAfter > 0 else { throw ValidationError("--node-stale-after must be positive.") }
         guard cacheLifetime >= 0, cacheLifetime <= 60 else { throw ValidationError("--cache-lifetime must be 0-60 seconds.") }
-        guard maxBodyBytes >= 1024, maxBodyBytes <= 1 << 30 else { throw ValidationError("--max-body-bytes must be 1024-1073741824 (bytes).") }
+        guard maxBodyBytes >= 1024, maxBodyBytes <= 1 << 30 else {
+            throw ValidationError("--max-body-bytes must be 1024-1073741824 (bytes).")
+        }
         guard idleTimeout > 0, idleTimeout <= 3600, bodyTimeout > 0, bodyTimeout <= 3600 else {
             throw ValidationError("--idle-timeout and --body-timeout must be 0-3600 seconds (more than 0).")
         }
         guard memoryFinishedJobs >= 0 else { throw ValidationError("--memory-finished-jobs must not be negative.") }
         guard maxLeaseWait >= 0, maxLeaseWait <= 3600 else { throw ValidationError("--max-lease-wait must be 0-3600 seconds.") }
         guard maxConnections >= 1, maxConnections <= 1_000_000 else { throw ValidationError("--max-connections must be 1-1000000.") }
-        guard databaseTimeout > 0, databaseTimeout <= 600 else { throw ValidationError("--database-timeout must be 0-600 seconds (more than 0).") }
+        guard databaseTimeout > 0, databaseTimeout <= 600 else {
+            throw ValidationError("--database-timeout must be 0-600 seconds (more than 0).")
+        }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("Unknown --log-level '\(logLevel)'.") }
     }
 
@@ -138,7 +163,9 @@ struct GatewayCommand: AsyncParsableCommand {
         }
         let table = RouteTable(routes: routeList, cooldown: .seconds(routeCooldown))
         for route in routeList where route.apiKeyEnv.map({ environment[$0]?.isEmpty ?? true }) ?? false {
-            logger.warning("route has no upstream key: its apiKeyEnv is not set", metadata: ["mizan.route": "\(route.name)", "mizan.env": "\(route.apiKeyEnv ?? "")"])
+            logger.warning(
+                "route has no upstream key: its apiKeyEnv is not set",
+                metadata: ["mizan.route": "\(route.name)", "mizan.env": "\(route.apiKeyEnv ?? "")"])
         }
         let token = adminToken ?? environment["MIZAN_ADMIN_TOKEN"].flatMap { $0.isEmpty ? nil : $0 }
         if token == nil { logger.notice("no admin token: the admin API is off (set --admin-token or MIZAN_ADMIN_TOKEN)") }
@@ -191,10 +218,11 @@ struct GatewayCommand: AsyncParsableCommand {
                     }
                 } catch let error as StartupError {
                     throw error
-                } catch where Task.isShuttingDownGracefully {
+                } catch  where Task.isShuttingDownGracefully {
                     throw CancellationError()
                 } catch {
-                    throw StartupError("Cannot use the PostgreSQL database at \(address): \(String(reflecting: error).prefix(300)). Check --database-url.")
+                    throw StartupError(
+                        "Cannot use the PostgreSQL database at \(address): \(String(reflecting: error).prefix(300)). Check --database-url.")
                 }
             }
             storeName = "postgresql"
@@ -213,14 +241,16 @@ struct GatewayCommand: AsyncParsableCommand {
             )
         }
         let group = ServiceGroup(
-            configuration: .init(services: services.map { .init(service: $0) }, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+            configuration: .init(
+                services: services.map { .init(service: $0) }, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         )
         do {
             try await group.run()
         } catch let error as StartupError {
             throw error
         } catch let error as IOError where error.errnoCode == EADDRINUSE {
-            throw StartupError("Cannot listen on \(host):\(port): the address is in use (another gateway?). Stop it or choose another --port.")
+            throw StartupError(
+                "Cannot listen on \(host):\(port): the address is in use (another gateway?). Stop it or choose another --port.")
         } catch let error as IOError where error.errnoCode == EADDRNOTAVAIL || error.errnoCode == EACCES {
             throw StartupError("Cannot listen on \(host):\(port): \(error). Choose another --host or --port.")
         } catch is CancellationError {
@@ -236,6 +266,9 @@ struct StartupError: Error, CustomStringConvertible {
     init(_ message: String) { self.message = message }
 
     static func databaseTimeout(address: String, limit: Duration) -> StartupError {
-        StartupError("The PostgreSQL database at \(address) did not answer within \(limit.timeInterval) seconds. Check that it runs and --database-url (or raise --database-timeout).")
+        StartupError(
+            "The PostgreSQL database at \(address) did not answer within \(limit.timeInterval) seconds. Check that it runs and "
+                + "--database-url (or raise --database-timeout)."
+        )
     }
 }

@@ -10,7 +10,8 @@ struct MockProviderCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "mizan-mock-provider",
         abstract: "Serve a synthetic OpenAI-compatible API (chat completions, JSON and streaming, and a model list).",
-        discussion: "Answers POST /v1/chat/completions and GET /v1/models on 127.0.0.1 unless told otherwise; for trials, tests and benchmarks."
+        discussion:
+            "Answers POST /v1/chat/completions and GET /v1/models on 127.0.0.1 unless told otherwise; for trials, tests and benchmarks."
     )
 
     @Option(help: "The address to listen on.")
@@ -41,7 +42,9 @@ struct MockProviderCommand: AsyncParsableCommand {
         guard latencyMs >= 0, tokenIntervalMs >= 0 else { throw ValidationError("Delays must not be negative.") }
         guard tokens >= 0 else { throw ValidationError("--tokens must not be negative.") }
         guard !modelList.isEmpty else { throw ValidationError("--models needs at least one model.") }
-        if let failStatus, !(400...599).contains(failStatus) { throw ValidationError("--fail-status must be an HTTP error status (400-599).") }
+        if let failStatus, !(400...599).contains(failStatus) {
+            throw ValidationError("--fail-status must be an HTTP error status (400-599).")
+        }
     }
 
     var modelList: [String] {

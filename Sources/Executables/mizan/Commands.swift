@@ -159,7 +159,8 @@ struct Jobs: AsyncParsableCommand {
 
         func run() async throws {
             try await runCommand {
-                try Output.json(try await options.client().send(.GET, "/admin/v1/jobs/\(try pathComponent(id))", as: AdminWire.JobSummary.self))
+                try Output.json(
+                    try await options.client().send(.GET, "/admin/v1/jobs/\(try pathComponent(id))", as: AdminWire.JobSummary.self))
             }
         }
     }

@@ -20,7 +20,9 @@ public struct APIKey: Sendable, Equatable, Codable {
     ///   - prefix: The key's first characters.
     ///   - createdAt: When it was created.
     ///   - revokedAt: When it was revoked.
-    public init(id: String = TimeOrderedID.make().uuidString.lowercased(), name: String, prefix: String, createdAt: Date, revokedAt: Date? = nil) {
+    public init(
+        id: String = TimeOrderedID.make().uuidString.lowercased(), name: String, prefix: String, createdAt: Date, revokedAt: Date? = nil
+    ) {
         self.id = id
         self.name = name
         self.prefix = prefix

@@ -174,8 +174,10 @@ public struct TokenUsage: Sendable, Equatable, Codable {
         promptTokens = try container.decode(Int.self, forKey: .promptTokens)
         completionTokens = try container.decode(Int.self, forKey: .completionTokens)
         source = try container.decodeIfPresent(Source.self, forKey: .source) ?? .provider
-        for (key, value) in [(CodingKeys.promptTokens, promptTokens), (.completionTokens, completionTokens)] where !Self.validCounts.contains(value) {
-            throw DecodingError.dataCorruptedError(forKey: key, in: container, debugDescription: "a token count must be 0-\(Self.maximumCount)")
+        for (key, value) in [(CodingKeys.promptTokens, promptTokens), (.completionTokens, completionTokens)]
+        where !Self.validCounts.contains(value) {
+            throw DecodingError.dataCorruptedError(
+                forKey: key, in: container, debugDescription: "a token count must be 0-\(Self.maximumCount)")
         }
     }
 }

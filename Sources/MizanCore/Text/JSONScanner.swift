@@ -52,7 +52,10 @@ enum JSONScanner {
             i = skipSpace(bytes, i)
             guard i < bytes.count else { return nil }
             if bytes[i] == UInt8(ascii: "}") { return members }
-            if bytes[i] == UInt8(ascii: ",") { i += 1; continue }
+            if bytes[i] == UInt8(ascii: ",") {
+                i += 1
+                continue
+            }
             guard bytes[i] == UInt8(ascii: "\""), let keyEnd = skipString(bytes, i) else { return nil }
             guard let key = unescapedString(bytes[i..<keyEnd]) else { return nil }
             i = skipSpace(bytes, keyEnd)

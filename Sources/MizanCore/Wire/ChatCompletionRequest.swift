@@ -62,19 +62,22 @@ public struct ChatCompletionRequest: Sendable {
             let bytes = [UInt8](body)
             let members = JSONScanner.topLevelMembers(in: bytes) ?? []
             if let key = JSONScanner.firstDuplicate(members) {
-                throw MizanError(.badRequest, "The request body names '\(SafeText.excerpt(key))' more than once; each key may appear only once.")
+                throw MizanError(
+                    .badRequest, "The request body names '\(SafeText.excerpt(key))' more than once; each key may appear only once.")
             }
             // `stream_options` is read too (whether a usage chunk is asked for).
             if let range = members.first(where: { $0.key == "stream_options" })?.value,
                 let key = JSONScanner.duplicateTopLevelKey(in: Data(bytes[range]))
             {
-                throw MizanError(.badRequest, "'stream_options' names '\(SafeText.excerpt(key))' more than once; each key may appear only once.")
+                throw MizanError(
+                    .badRequest, "'stream_options' names '\(SafeText.excerpt(key))' more than once; each key may appear only once.")
             }
             known = try JSONDecoder().decode(Known.self, from: body)
         } catch let error as MizanError {
             throw error
         } catch let DecodingError.keyNotFound(key, context) {
-            let path = (context.codingPath.map { $0.intValue.map(String.init) ?? $0.stringValue } + [key.stringValue]).joined(separator: ".")
+            let path = (context.codingPath.map { $0.intValue.map(String.init) ?? $0.stringValue } + [key.stringValue]).joined(
+                separator: ".")
             throw MizanError(.badRequest, "Missing required parameter: '\(path)'.")
         } catch let DecodingError.typeMismatch(type, context) {
             throw MizanError(.badRequest, "Invalid type for '\(Self.path(context))': expected \(Self.describe(type)).")
@@ -176,7 +179,10 @@ public struct ChatMessage: Sendable, Codable, Equatable {
 
     enum CodingKeys: String, CodingKey { case role, content }
 
-    private struct Part: Decodable { var type: String?; var text: String? }
+    private struct Part: Decodable {
+        var type: String?
+        var text: String?
+    }
 
     public init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)

@@ -72,7 +72,8 @@ extension Dispatcher {
         let job = try await store.complete(lease, with: .failed(code: code, message: message, retryable: retryable), now: now())
         waiters.deliver(CollectionOfOne(job))
         if job.state == .accepted {
-            logger.info("job requeued after retryable failure", metadata: ["mizan.job.id": "\(lease.jobID)", "mizan.node.id": "\(lease.nodeID)"])
+            logger.info(
+                "job requeued after retryable failure", metadata: ["mizan.job.id": "\(lease.jobID)", "mizan.node.id": "\(lease.nodeID)"])
         }
         return job
     }

@@ -59,7 +59,8 @@ extension Dispatcher {
             now: now()
         )
         forgetNode(node.id)
-        logger.info("node registered", metadata: ["mizan.node.id": "\(node.id)", "mizan.node.models": "\(node.models.joined(separator: ","))"])
+        logger.info(
+            "node registered", metadata: ["mizan.node.id": "\(node.id)", "mizan.node.models": "\(node.models.joined(separator: ","))"])
         return NodeRegistration(node: node, nodeToken: nodeToken)
     }
 
@@ -120,7 +121,9 @@ extension Dispatcher {
                 waiters.deliver(CollectionOfOne(after))
                 logger.warning(
                     "took back a lease the node never reported",
-                    metadata: ["mizan.node.id": "\(lease.nodeID)", "mizan.job.id": "\(job.id)", "mizan.job.state": "\(after.state.rawValue)"]
+                    metadata: [
+                        "mizan.node.id": "\(lease.nodeID)", "mizan.job.id": "\(job.id)", "mizan.job.state": "\(after.state.rawValue)",
+                    ]
                 )
             } catch let error as MizanError where error.code == .leaseConflict || error.code == .jobNotFound {
                 // Finished or moved on meanwhile: nothing to take back.

@@ -63,7 +63,8 @@ extension Dispatcher {
     /// - Returns: The job in a terminal state.
     public func awaitFinish(_ pending: PendingJob) async throws -> Job {
         if pending.job.state.isTerminal { return pending.job }
-        return try await awaitFinish(of: pending.job.id, deadline: pending.job.deadline, queueUntil: pending.queueUntil, signal: pending.signal)
+        return try await awaitFinish(
+            of: pending.job.id, deadline: pending.job.deadline, queueUntil: pending.queueUntil, signal: pending.signal)
     }
 
     /// Waits for a job to finish, timing it out at `deadline` and cancelling it when the task is cancelled.
@@ -121,8 +122,10 @@ extension Dispatcher {
         let withdrawn = try await store.cancel(id, now: now())
         guard withdrawn.state == .failed, withdrawn.errorCode == JobErrorCode.cancelled else { return withdrawn }
         metrics.finished(withdrawn)
-        logger.info("job withdrawn: no node took it within its queue wait", metadata: ["mizan.job.id": "\(id)", "mizan.model": "\(job.model)"])
-        throw MizanError(.noCapacity, "All capacity for the model '\(job.model)' is busy; no node took the request in time. Try again later.")
+        logger.info(
+            "job withdrawn: no node took it within its queue wait", metadata: ["mizan.job.id": "\(id)", "mizan.model": "\(job.model)"])
+        throw MizanError(
+            .noCapacity, "All capacity for the model '\(job.model)' is busy; no node took the request in time. Try again later.")
     }
 
     /// Cancels a job on behalf of its client: a queued job fails at once as `cancelled`; the

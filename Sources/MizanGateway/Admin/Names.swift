@@ -13,7 +13,8 @@ enum Names {
         guard !trimmed.isEmpty, name.unicodeScalars.count <= maxLength,
             !SafeText.containsControlCharacters(name)
         else {
-            throw MizanError(.badRequest, "A \(what) needs a name of 1 to \(maxLength) characters, not only spaces, with no control characters.")
+            throw MizanError(
+                .badRequest, "A \(what) needs a name of 1 to \(maxLength) characters, not only spaces, with no control characters.")
         }
         return trimmed
     }

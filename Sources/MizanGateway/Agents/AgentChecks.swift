@@ -27,7 +27,9 @@ enum AgentChecks {
             throw MizanError(.badRequest, "'models' must hold at most 1000 non-empty names.")
         }
         for model in report.models { try ChatCompletionRequest.checkModelName(model) }
-        guard report.labels.count <= 64, report.labels.allSatisfy({ $0.key.unicodeScalars.count <= 256 && $0.value.unicodeScalars.count <= 1024 }) else {
+        guard report.labels.count <= 64,
+            report.labels.allSatisfy({ $0.key.unicodeScalars.count <= 256 && $0.value.unicodeScalars.count <= 1024 })
+        else {
             throw MizanError(.badRequest, "'labels' must hold at most 64 labels (names up to 256 characters, values up to 1024).")
         }
         guard report.inFlight >= 0 else { throw MizanError(.badRequest, "'inFlight' must not be negative.") }

@@ -10,7 +10,8 @@ extension AgentController {
     func stream(_ request: Request, context: GatewayRequestContext) async throws -> Response {
         let node = try await authenticateNode(request)
         let id = try context.jobID()
-        guard let attempt = request.uri.queryParameters.get("attempt").flatMap({ Int($0) }), (1...AgentChecks.maxAttempt).contains(attempt) else {
+        guard let attempt = request.uri.queryParameters.get("attempt").flatMap({ Int($0) }), (1...AgentChecks.maxAttempt).contains(attempt)
+        else {
             throw MizanError(.badRequest, "The 'attempt' query parameter is required: an integer from 1 to \(AgentChecks.maxAttempt).")
         }
         var writer = try await dispatcher.openStream(Lease(jobID: id, attempt: attempt, nodeID: node.id))

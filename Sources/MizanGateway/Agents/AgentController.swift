@@ -21,7 +21,8 @@ struct AgentController: Sendable {
             let body = try await BodyReader.decode(AgentWire.RegisterRequest.self, from: request)
             try AgentChecks.check(body.report)
             let registration = try await dispatcher.register(registrationToken: token, report: body.report)
-            return try JSONResponse.json(AgentWire.RegisterResponse(node: registration.node, nodeToken: registration.nodeToken), status: .created)
+            return try JSONResponse.json(
+                AgentWire.RegisterResponse(node: registration.node, nodeToken: registration.nodeToken), status: .created)
         }
         agent.post("/heartbeat") { request, _ in
             let node = try await authenticateNode(request)
@@ -35,7 +36,8 @@ struct AgentController: Sendable {
                 running: body.running.map { Lease(jobID: $0.jobID, attempt: $0.attempt, nodeID: node.id) }
             )
             return try JSONResponse.json(
-                AgentWire.HeartbeatResponse(node: answer.node, abort: answer.abort.map { AgentWire.LeaseRef(jobID: $0.jobID, attempt: $0.attempt) })
+                AgentWire.HeartbeatResponse(
+                    node: answer.node, abort: answer.abort.map { AgentWire.LeaseRef(jobID: $0.jobID, attempt: $0.attempt) })
             )
         }
         agent.post("/lease") { request, context in
@@ -94,10 +96,11 @@ struct AgentController: Sendable {
                 if let failure = report.failure { try AgentChecks.check(failure) }
             }
             for report in body.reports {
-                completions.append(LeaseCompletion(
-                    lease: Lease(jobID: report.jobID, attempt: report.attempt, nodeID: node.id),
-                    completion: try report.completion()
-                ))
+                completions.append(
+                    LeaseCompletion(
+                        lease: Lease(jobID: report.jobID, attempt: report.attempt, nodeID: node.id),
+                        completion: try report.completion()
+                    ))
             }
             let results = try await dispatcher.complete(completions)
             let outcomes = zip(body.reports, results).map { report, result in

@@ -72,7 +72,9 @@ struct ClientController: Sendable {
     }
 
     /// Serves a checked request: provider routes first, then agent nodes.
-    func serve(_ chat: ChatCompletionRequest, apiKeyID: String, until: ContinuousClock.Instant, trace: RequestTrace) async throws -> Response {
+    func serve(_ chat: ChatCompletionRequest, apiKeyID: String, until: ContinuousClock.Instant, trace: RequestTrace) async throws
+        -> Response
+    {
         var routeFailure: MizanError?
         let candidates = routes.routes.candidates(for: chat.model)
         if !candidates.isEmpty {

@@ -44,7 +44,9 @@ enum BodyReader {
         } catch {
             // Foundation reports a number that does not fit its field as invalid JSON.
             if (try? JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed])) != nil {
-                throw MizanError(.badRequest, "The request body has a value of the wrong form (a number out of range, or a fraction where an integer belongs).")
+                throw MizanError(
+                    .badRequest,
+                    "The request body has a value of the wrong form (a number out of range, or a fraction where an integer belongs).")
             }
             throw MizanError(.badRequest, "The request body is not valid JSON.")
         }

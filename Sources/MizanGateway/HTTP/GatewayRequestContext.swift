@@ -1,7 +1,7 @@
 import Foundation
 import Hummingbird
-import NIOCore
 import MizanCore
+import NIOCore
 import Synchronization
 
 /// The request context of the gateway's router: Hummingbird's core storage plus a

@@ -20,7 +20,9 @@ enum JSONResponse {
 
     /// An OpenAI-shaped error response.
     static func error(_ error: MizanError) -> Response {
-        let body = (try? encoder.encode(error.envelope)) ?? Data(#"{"error":{"message":"internal error","type":"server_error","code":"internal_error"}}"#.utf8)
+        let body =
+            (try? encoder.encode(error.envelope))
+            ?? Data(#"{"error":{"message":"internal error","type":"server_error","code":"internal_error"}}"#.utf8)
         return json(bytes: body, status: HTTPResponse.Status(code: error.httpStatus))
     }
 }

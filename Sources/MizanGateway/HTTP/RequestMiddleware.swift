@@ -70,7 +70,9 @@ struct RequestMiddleware: RouterMiddleware {
         guard let coding = request.headers[.transferEncoding] else { return }
         let codings = coding.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
         guard codings == ["chunked"] else {
-            throw MizanError(.notImplemented, "Transfer-Encoding '\(SafeText.excerpt(coding, limit: 64))' is not supported; send the body as is or with 'chunked' alone.")
+            throw MizanError(
+                .notImplemented,
+                "Transfer-Encoding '\(SafeText.excerpt(coding, limit: 64))' is not supported; send the body as is or with 'chunked' alone.")
         }
     }
 
@@ -85,7 +87,9 @@ struct RequestMiddleware: RouterMiddleware {
                 // The router has no such route; a known path with another method is a 405.
                 if let methods = Endpoints.methods(forPath: request.uri.path) {
                     let allowed = methods.map(\.rawValue).joined(separator: ", ")
-                    return MizanError(.methodNotAllowed, "Method \(SafeText.excerpt(request.method.rawValue, limit: 32)) is not allowed on \(path); use \(allowed).")
+                    return MizanError(
+                        .methodNotAllowed,
+                        "Method \(SafeText.excerpt(request.method.rawValue, limit: 32)) is not allowed on \(path); use \(allowed).")
                 }
                 return MizanError(.notFound, "Unknown endpoint: \(SafeText.excerpt(request.method.rawValue, limit: 32)) \(path).")
             case 413: return MizanError(.payloadTooLarge, "The request body is too large.")

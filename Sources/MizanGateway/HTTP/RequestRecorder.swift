@@ -16,7 +16,8 @@ struct RequestRecorder: Sendable {
         let seconds = elapsed.timeInterval
         let fields = trace.fields
         // Agent long-polls, reports and heartbeats would drown the log at info.
-        let level: Logger.Level = fields.model == nil && (path.hasPrefix("/agent/") || path.hasPrefix("/healthz") || path.hasPrefix("/metrics")) ? .debug : .info
+        let level: Logger.Level =
+            fields.model == nil && (path.hasPrefix("/agent/") || path.hasPrefix("/healthz") || path.hasPrefix("/metrics")) ? .debug : .info
         if logger.logLevel <= level {
             var metadata: Logger.Metadata = [
                 "mizan.request.id": "\(fields.requestID)",
@@ -53,7 +54,8 @@ struct RequestRecorder: Sendable {
         do {
             try await access.recordUsage(record)
         } catch {
-            logger.error("usage record could not be stored", metadata: ["mizan.request.id": "\(fields.requestID)", "mizan.error": "\(error)"])
+            logger.error(
+                "usage record could not be stored", metadata: ["mizan.request.id": "\(fields.requestID)", "mizan.error": "\(error)"])
         }
     }
 

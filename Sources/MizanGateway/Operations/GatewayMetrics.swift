@@ -5,9 +5,13 @@ import Metrics
 struct GatewayMetrics: Sendable {
     /// Counts a finished request and records its latency.
     func request(route: String, model: String, status: Int, seconds: Double) {
-        Counter(label: "mizan_gateway_requests_total", dimensions: [("route", route), ("model", model), ("status", String(status))]).increment()
-        Metrics.Timer(label: "mizan_gateway_request_duration_seconds", dimensions: [("route", route), ("model", model)], preferredDisplayUnit: .seconds)
-            .recordNanoseconds(Int64(seconds * 1e9))
+        Counter(label: "mizan_gateway_requests_total", dimensions: [("route", route), ("model", model), ("status", String(status))])
+            .increment()
+        Metrics.Timer(
+            label: "mizan_gateway_request_duration_seconds", dimensions: [("route", route), ("model", model)],
+            preferredDisplayUnit: .seconds
+        )
+        .recordNanoseconds(Int64(seconds * 1e9))
     }
 
     /// Counts an upstream failure of a provider route.

@@ -21,7 +21,10 @@ struct RouteServer: Sendable {
     /// Upstream API keys by route name, from the routes' `apiKeyEnv`.
     let upstreamKeys: [String: String]
 
-    init(routes: RouteTable, provider: ProviderClient, environment: [String: String], configuration: Gateway.Configuration, metrics: GatewayMetrics, logger: Logger) {
+    init(
+        routes: RouteTable, provider: ProviderClient, environment: [String: String], configuration: Gateway.Configuration,
+        metrics: GatewayMetrics, logger: Logger
+    ) {
         self.routes = routes
         self.provider = provider
         self.firstByteTimeout = configuration.firstByteTimeout
@@ -36,7 +39,9 @@ struct RouteServer: Sendable {
 
     /// Tries the routes in order. A retryable failure before any byte went to the client moves
     /// on to the next route; a failing route cools down. A non-retryable failure is the answer.
-    func serve(_ chat: ChatCompletionRequest, candidates: [ProviderRoute], until: ContinuousClock.Instant, trace: RequestTrace) async throws -> RouteOutcome {
+    func serve(_ chat: ChatCompletionRequest, candidates: [ProviderRoute], until: ContinuousClock.Instant, trace: RequestTrace) async throws
+        -> RouteOutcome
+    {
         var lastError = MizanError(.upstreamFailure, "No provider route could serve the request.")
         for route in candidates {
             let remaining = until - .now
@@ -67,7 +72,8 @@ struct RouteServer: Sendable {
                 lastError = error.mizanError
                 if routes.recordFailure(route) {
                     metrics.cooldown(route: route.name)
-                    logger.warning("provider route cooling down", metadata: ["mizan.route": "\(route.name)", "mizan.cooldown": "\(routes.cooldown)"])
+                    logger.warning(
+                        "provider route cooling down", metadata: ["mizan.route": "\(route.name)", "mizan.cooldown": "\(routes.cooldown)"])
                 }
                 logger.info(
                     "provider route failed, trying the next capacity",

@@ -23,7 +23,10 @@ public struct ProviderRoute: Sendable, Equatable, Codable {
     }
 
     /// Creates a route.
-    public init(model: String, baseURL: String, upstreamModel: String? = nil, apiKeyEnv: String? = nil, priority: Int = 100, timeoutSeconds: Double = 300) {
+    public init(
+        model: String, baseURL: String, upstreamModel: String? = nil, apiKeyEnv: String? = nil, priority: Int = 100,
+        timeoutSeconds: Double = 300
+    ) {
         self.model = model
         self.baseURL = baseURL
         self.upstreamModel = upstreamModel ?? model
@@ -107,7 +110,8 @@ public struct RoutesFile: Sendable, Equatable, Codable {
         } catch let DecodingError.dataCorrupted(context) where context.underlyingError is UnknownKeys.Found {
             let found = context.underlyingError as! UnknownKeys.Found
             let line = Self.line(of: found.key, in: data).map { ":\($0)" } ?? ""
-            let suggestion = found.known.first { $0.lowercased() == found.key.lowercased() }.map { "; did you mean '\($0)'?" }
+            let suggestion =
+                found.known.first { $0.lowercased() == found.key.lowercased() }.map { "; did you mean '\($0)'?" }
                 ?? " (known keys: \(found.known.joined(separator: ", ")))."
             let place = context.codingPath.isEmpty ? "at the top level" : "in \(path(context))"
             throw MizanError(.badRequest, "\(source)\(line): unknown key '\(SafeText.excerpt(found.key, limit: 64))' \(place)\(suggestion)")
@@ -115,16 +119,24 @@ public struct RoutesFile: Sendable, Equatable, Codable {
             throw MizanError(.badRequest, "\(source): not valid YAML: \(SafeText.excerpt("\(error)", limit: 300))")
         } catch let DecodingError.dataCorrupted(context) {
             let detail = (context.underlyingError.map { "\($0)" } ?? context.debugDescription)
-            throw MizanError(.badRequest, "\(source): not valid \(yaml ? "YAML" : "JSON") of the form {\"routes\":[…]}: \(SafeText.excerpt(detail, limit: 300))")
+            throw MizanError(
+                .badRequest,
+                "\(source): not valid \(yaml ? "YAML" : "JSON") of the form {\"routes\":[…]}: \(SafeText.excerpt(detail, limit: 300))")
         } catch {
-            throw MizanError(.badRequest, "\(source): not valid \(yaml ? "YAML" : "JSON") of the form {\"routes\":[…]}: \(SafeText.excerpt("\(error)", limit: 300))")
+            throw MizanError(
+                .badRequest,
+                "\(source): not valid \(yaml ? "YAML" : "JSON") of the form {\"routes\":[…]}: "
+                    + SafeText.excerpt("\(error)", limit: 300))
         }
         for (index, route) in file.routes.enumerated() {
             guard !route.model.isEmpty else { throw MizanError(.badRequest, "\(source): routes[\(index)] has an empty model.") }
-            guard let url = URLComponents(string: route.baseURL), ["http", "https"].contains(url.scheme ?? ""), url.host?.isEmpty == false else {
+            guard let url = URLComponents(string: route.baseURL), ["http", "https"].contains(url.scheme ?? ""), url.host?.isEmpty == false
+            else {
                 throw MizanError(.badRequest, "\(source): routes[\(index)].baseURL must be an http(s) URL.")
             }
-            guard route.timeoutSeconds > 0 else { throw MizanError(.badRequest, "\(source): routes[\(index)].timeoutSeconds must be positive.") }
+            guard route.timeoutSeconds > 0 else {
+                throw MizanError(.badRequest, "\(source): routes[\(index)].timeoutSeconds must be positive.")
+            }
         }
         return file
     }
@@ -134,7 +146,9 @@ public struct RoutesFile: Sendable, Equatable, Codable {
         let text = String(decoding: data, as: UTF8.self)
         for (index, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
             let trimmed = line.drop { $0 == " " || $0 == "\t" || $0 == "-" }.drop { $0 == " " }
-            if trimmed.hasPrefix("\(key):") || trimmed.hasPrefix("\"\(key)\"") || line.contains("\"\(key)\"") || line.contains("{\(key):") || line.contains(" \(key):") {
+            if trimmed.hasPrefix("\(key):") || trimmed.hasPrefix("\"\(key)\"") || line.contains("\"\(key)\"") || line.contains("{\(key):")
+                || line.contains(" \(key):")
+            {
                 return index + 1
             }
         }
@@ -168,11 +182,12 @@ enum UnknownKeys {
         let container = try decoder.container(keyedBy: AnyKey.self)
         let names = Keys.allCases.map(\.stringValue)
         for key in container.allKeys where !names.contains(key.stringValue) {
-            throw DecodingError.dataCorrupted(.init(
-                codingPath: decoder.codingPath,
-                debugDescription: "unknown key '\(key.stringValue)'",
-                underlyingError: Found(key: key.stringValue, known: names)
-            ))
+            throw DecodingError.dataCorrupted(
+                .init(
+                    codingPath: decoder.codingPath,
+                    debugDescription: "unknown key '\(key.stringValue)'",
+                    underlyingError: Found(key: key.stringValue, known: names)
+                ))
         }
     }
 }

@@ -7,6 +7,8 @@ enum AnswerUsage {
     /// reported counts that cannot be true).
     static func of(_ reported: ChatUsage?, chat: ChatCompletionRequest, result: Data) -> TokenUsage {
         if let reported, let usage = TokenUsage(reported: reported) { return usage }
-        return TokenUsage(promptTokens: StreamUsageMeter.estimateTokens(chat.body.count), completionTokens: StreamUsageMeter.estimateTokens(result.count), source: .estimated)
+        return TokenUsage(
+            promptTokens: StreamUsageMeter.estimateTokens(chat.body.count), completionTokens: StreamUsageMeter.estimateTokens(result.count),
+            source: .estimated)
     }
 }

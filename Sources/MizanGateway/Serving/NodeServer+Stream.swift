@@ -27,7 +27,8 @@ extension NodeServer {
         case .end, nil:
             events.stop(cancellingJob: true)
             throw Task.isCancelled
-                ? MizanError(.cancelled, "The request was cancelled.") : MizanError(.upstreamFailure, "The node's stream ended without any event.")
+                ? MizanError(.cancelled, "The request was cancelled.")
+                : MizanError(.upstreamFailure, "The node's stream ended without any event.")
         }
     }
 
@@ -52,8 +53,10 @@ extension NodeServer {
                 case .finished(.success(let job)) where job.state == .succeeded:
                     break loop
                 case .finished(.success(let job)):
-                    let error = job.state == .timedOut
-                        ? MizanError(.deadlineExceeded, "The request's deadline passed before the stream ended.") : Self.error(ofFailed: job)
+                    let error =
+                        job.state == .timedOut
+                        ? MizanError(.deadlineExceeded, "The request's deadline passed before the stream ended.")
+                        : Self.error(ofFailed: job)
                     trace.update { $0.streamError = error.message }
                     try await writer.write(StreamRelay.errorFrame(error))
                     break loop

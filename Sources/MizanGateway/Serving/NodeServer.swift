@@ -13,7 +13,9 @@ struct NodeServer: Sendable {
 
     /// Serves a request through agent nodes: a durable dispatch job that a node leases, runs
     /// against its local provider and reports. The request waits for the job's end.
-    func serve(_ chat: ChatCompletionRequest, apiKeyID: String, until: ContinuousClock.Instant, trace: RequestTrace) async throws -> Response {
+    func serve(_ chat: ChatCompletionRequest, apiKeyID: String, until: ContinuousClock.Instant, trace: RequestTrace) async throws
+        -> Response
+    {
         let remaining = until - .now
         guard remaining > .zero else { throw MizanError(.deadlineExceeded, "The request's deadline passed.") }
         let request = DispatchRequest(
@@ -51,7 +53,8 @@ struct NodeServer: Sendable {
         case JobErrorCode.cancelled: MizanError(.cancelled, "The request was cancelled.")
         case JobErrorCode.deadlineExceeded: MizanError(.deadlineExceeded, "The request's deadline passed before a node finished it.")
         case JobErrorCode.nodeLost: MizanError(.upstreamFailure, "The node serving the request went away and no attempt is left.")
-        default: MizanError(.upstreamFailure, "The node serving the request failed: \(job.errorMessage ?? job.errorCode ?? "unknown error").")
+        default:
+            MizanError(.upstreamFailure, "The node serving the request failed: \(job.errorMessage ?? job.errorCode ?? "unknown error").")
         }
     }
 }
