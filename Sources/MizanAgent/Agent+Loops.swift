@@ -217,6 +217,6 @@ struct Backoff {
     mutating func next() -> Duration {
         let cap = min(5000.0, 100.0 * pow(2.0, Double(attempt)))
         attempt = min(attempt + 1, 16)
-        return .milliseconds(Int64(Double.random(in: cap / 2...cap)))
+        return .milliseconds(Double.random(in: cap / 2...cap))
     }
 }

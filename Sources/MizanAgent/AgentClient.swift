@@ -17,7 +17,7 @@ public struct AgentClient: Sendable {
     /// - Parameters:
     ///   - gatewayURL: The gateway's base URL.
     ///   - httpClient: The HTTP client (a refused connection should fail at once, as
-    ///     ``ProviderClient/makeHTTPClient(connectTimeout:idleTimeout:maxConnectionsPerHost:)``'s do,
+    ///     `ProviderClient.makeHTTPClient(connectTimeout:idleTimeout:maxConnectionsPerHost:)`'s do,
     ///     so the caller's own backoff decides when to try again).
     public init(gatewayURL: String, httpClient: HTTPClient = ProviderClient.shared.httpClient) {
         self.gatewayURL = gatewayURL.hasSuffix("/") ? String(gatewayURL.dropLast()) : gatewayURL

@@ -15,7 +15,7 @@ import ServiceLifecycle
 /// operations endpoints.
 ///
 /// Provider routes are tried first in priority order (with fallback before any byte reached the
-/// client, and a cool-down for failing routes); then agent nodes through the ``Dispatcher``.
+/// client, and a cool-down for failing routes); then agent nodes through the `Dispatcher`.
 ///
 /// ```swift
 /// let gateway = Gateway(store: InMemoryStore(), adminToken: token)

@@ -3,12 +3,12 @@ import MizanDispatch
 extension Gateway {
     /// Every setting of a gateway, each in one place: the HTTP limits here, the engine's
     /// (deadlines, caches, node staleness, the sweeper's pace) in ``dispatch``, which the
-    /// gateway hands to the ``Dispatcher`` and ``Sweeper`` it builds.
+    /// gateway hands to the `Dispatcher` and `Sweeper` it builds.
     public struct Configuration: Sendable {
         /// The largest request body accepted (8 MiB); larger bodies get 413.
         public var maxBodyBytes: Int
         /// The longest deadline a request may ask for with the deadline header (1 hour). A
-        /// request that names none gets ``Dispatcher/Configuration/defaultDeadline``.
+        /// request that names none gets `Dispatcher.Configuration.defaultDeadline`.
         public var maxDeadline: Duration
         /// How long a request for an agent-served model may wait in the queue for a free node
         /// before it is answered 429 (2 minutes); the deadline still bounds the whole request.
@@ -25,9 +25,9 @@ extension Gateway {
         /// The most client connections open at once (4,096); past it a new connection is closed
         /// as soon as it is accepted.
         public var maxConnections: Int
-        /// The engine's settings. Its ``Dispatcher/Configuration/cacheLifetime`` also bounds how
+        /// The engine's settings. Its `Dispatcher.Configuration.cacheLifetime` also bounds how
         /// long an API key read from the store is trusted (a key revoked through another
-        /// instance stops working within it), and its ``Dispatcher/Configuration/nodeStaleAfter``
+        /// instance stops working within it), and its `Dispatcher.Configuration.nodeStaleAfter`
         /// decides which nodes count as capacity for a request.
         public var dispatch: Dispatcher.Configuration
 

@@ -19,7 +19,7 @@ public protocol AccessStore: Sendable {
     ///   - id: The key id.
     ///   - now: The current time.
     /// - Returns: The revoked key.
-    /// - Throws: ``MizanError`` `notFound`.
+    /// - Throws: `MizanError` `notFound`.
     func revokeAPIKey(_ id: String, now: Date) async throws -> APIKey
 
     /// Finds the key whose secret hashes to `hash`, revoked or not.

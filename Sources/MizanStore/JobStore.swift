@@ -3,7 +3,7 @@ import MizanCore
 
 /// Durable storage of dispatch jobs.
 ///
-/// Every write is conditional on the job's current state as ``JobStateMachine`` allows, so
+/// Every write is conditional on the job's current state as `JobStateMachine` allows, so
 /// that several gateway instances sharing one store can never both apply a transition.
 /// Times are passed in (`now`) so that stores are deterministic under test.
 public protocol JobStore: Sendable {
@@ -22,7 +22,7 @@ public protocol JobStore: Sendable {
     ///   - limit: The most jobs to hand out.
     ///   - now: The current time.
     /// - Returns: The leased jobs, each with the lease that fences it.
-    /// - Throws: ``MizanError`` `nodeNotFound` or `unauthorized` (revoked).
+    /// - Throws: `MizanError` `nodeNotFound` or `unauthorized` (revoked).
     func lease(nodeID: NodeID, limit: Int, now: Date) async throws -> [LeasedJob]
 
     /// Finishes a leased job. Applied only while `lease` is the job's current lease.
@@ -32,7 +32,7 @@ public protocol JobStore: Sendable {
     ///   - completion: The result or failure.
     ///   - now: The current time.
     /// - Returns: The job after the write.
-    /// - Throws: ``MizanError`` `jobNotFound`, or `leaseConflict` for a stale attempt,
+    /// - Throws: `MizanError` `jobNotFound`, or `leaseConflict` for a stale attempt,
     ///   another node, a job no longer leased or a second completion; nothing is changed then.
     func complete(_ lease: Lease, with completion: JobCompletion, now: Date) async throws -> Job
 
@@ -50,7 +50,7 @@ public protocol JobStore: Sendable {
     ///   - id: The job.
     ///   - now: The current time.
     /// - Returns: The job after the write.
-    /// - Throws: ``MizanError`` `jobNotFound`.
+    /// - Throws: `MizanError` `jobNotFound`.
     func cancel(_ id: JobID, now: Date) async throws -> Job
 
     /// Times out one live job (its submitter's deadline fired). A terminal job is returned unchanged.
@@ -58,7 +58,7 @@ public protocol JobStore: Sendable {
     ///   - id: The job.
     ///   - now: The current time.
     /// - Returns: The job after the write.
-    /// - Throws: ``MizanError`` `jobNotFound`.
+    /// - Throws: `MizanError` `jobNotFound`.
     func timeOut(_ id: JobID, now: Date) async throws -> Job
 
     /// Times out every live job whose deadline is at or before `now`.

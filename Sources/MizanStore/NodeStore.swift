@@ -18,7 +18,7 @@ public protocol NodeStore: Sendable {
     ///   - report: What the node reports about itself.
     ///   - now: The current time.
     /// - Returns: The active node.
-    /// - Throws: ``MizanError`` `unauthorized` when no pending node has that token.
+    /// - Throws: `MizanError` `unauthorized` when no pending node has that token.
     func registerNode(registrationTokenHash: Data, nodeTokenHash: Data, report: NodeReport, now: Date) async throws -> Node
 
     /// Records a heartbeat: models, capacity, health, in-flight count and last-seen time.
@@ -27,7 +27,7 @@ public protocol NodeStore: Sendable {
     ///   - report: Its report.
     ///   - now: The current time.
     /// - Returns: The node after the write.
-    /// - Throws: ``MizanError`` `nodeNotFound`, or `unauthorized` when revoked.
+    /// - Throws: `MizanError` `nodeNotFound`, or `unauthorized` when revoked.
     func heartbeat(_ id: NodeID, report: NodeReport, now: Date) async throws -> Node
 
     /// Revokes a node. Its token stops working; its leases are recovered by the sweeper.
@@ -35,7 +35,7 @@ public protocol NodeStore: Sendable {
     ///   - id: The node.
     ///   - now: The current time.
     /// - Returns: The revoked node.
-    /// - Throws: ``MizanError`` `nodeNotFound`.
+    /// - Throws: `MizanError` `nodeNotFound`.
     func revokeNode(_ id: NodeID, now: Date) async throws -> Node
 
     /// Lists every node, oldest first.

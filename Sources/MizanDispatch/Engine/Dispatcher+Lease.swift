@@ -13,7 +13,7 @@ extension Dispatcher {
     ///   - limit: The most jobs to take (capped by ``Configuration/maxLeaseBatch``).
     ///   - wait: How long to wait for work; `nil` uses the default, capped by the maximum.
     /// - Returns: The leased jobs, possibly none when the wait passed.
-    /// - Throws: ``MizanError`` `unauthorized` for a revoked node, or a store error.
+    /// - Throws: `MizanError` `unauthorized` for a revoked node, or a store error.
     public func lease(for node: Node, limit: Int, wait: Duration? = nil) async throws -> [LeasedJob] {
         let limit = min(max(0, limit), configuration.maxLeaseBatch)
         let waitFor = min(max(.zero, wait ?? configuration.defaultLeaseWait), configuration.maxLeaseWait)
@@ -39,7 +39,7 @@ extension Dispatcher {
     ///   - result: The response body.
     ///   - usage: Token usage, as the local provider reported it (or `nil`).
     /// - Returns: The succeeded job.
-    /// - Throws: ``MizanError`` `leaseConflict` (409) when the lease is not current, `jobNotFound`.
+    /// - Throws: `MizanError` `leaseConflict` (409) when the lease is not current, `jobNotFound`.
     @discardableResult
     public func complete(_ lease: Lease, result: Data, usage: TokenUsage?) async throws -> Job {
         let job = try await store.complete(lease, with: .succeeded(result: result, usage: usage), now: now())
@@ -66,7 +66,7 @@ extension Dispatcher {
     ///   - message: A message for the client.
     ///   - retryable: Whether another node may try.
     /// - Returns: The job after the write (`accepted` again when requeued).
-    /// - Throws: ``MizanError`` `leaseConflict` (409) when the lease is not current, `jobNotFound`.
+    /// - Throws: `MizanError` `leaseConflict` (409) when the lease is not current, `jobNotFound`.
     @discardableResult
     public func fail(_ lease: Lease, code: String, message: String, retryable: Bool) async throws -> Job {
         let job = try await store.complete(lease, with: .failed(code: code, message: message, retryable: retryable), now: now())

@@ -49,7 +49,7 @@ extension Dispatcher {
     ///   - registrationToken: The token from ``createNode(name:labels:)``.
     ///   - report: What the node serves.
     /// - Returns: The active node and its node token.
-    /// - Throws: ``MizanError`` `unauthorized` when the token is unknown or used.
+    /// - Throws: `MizanError` `unauthorized` when the token is unknown or used.
     public func register(registrationToken: String, report: NodeReport) async throws -> NodeRegistration {
         let nodeToken = Secrets.generate(prefix: "mzn_node_")
         let node = try await store.registerNode(
@@ -67,7 +67,7 @@ extension Dispatcher {
     /// Finds the active node a bearer token belongs to.
     /// - Parameter token: The node token.
     /// - Returns: The node.
-    /// - Throws: ``MizanError`` `unauthorized` for an unknown token or a revoked node.
+    /// - Throws: `MizanError` `unauthorized` for an unknown token or a revoked node.
     ///
     /// An active node is remembered for ``Configuration/cacheLifetime`` so that
     /// a node's calls do not each cost a store lookup; its heartbeat and its revocation through
@@ -134,7 +134,7 @@ extension Dispatcher {
     /// Revokes a node: its token stops working and the sweeper requeues its jobs.
     /// - Parameter id: The node.
     /// - Returns: The revoked node.
-    /// - Throws: ``MizanError`` `nodeNotFound`.
+    /// - Throws: `MizanError` `nodeNotFound`.
     @discardableResult
     public func revokeNode(_ id: NodeID) async throws -> Node {
         let node = try await store.revokeNode(id, now: now())

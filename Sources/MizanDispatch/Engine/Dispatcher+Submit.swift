@@ -11,7 +11,7 @@ extension Dispatcher {
     /// the node holding it learns so at its next heartbeat.
     /// - Parameter request: What to run.
     /// - Returns: The job in a terminal state: `succeeded`, `failed` or `timedOut`.
-    /// - Throws: ``MizanError`` `cancelled` when the calling task is cancelled, or a store error.
+    /// - Throws: `MizanError` `cancelled` when the calling task is cancelled, or a store error.
     public func submit(_ request: DispatchRequest) async throws -> Job {
         try await awaitFinish(try await accept(request))
     }
@@ -114,7 +114,7 @@ extension Dispatcher {
 
     /// Withdraws a job that is still waiting for its first lease (its queue wait ran out).
     /// - Returns: The job when it has finished meanwhile, `nil` when it is running (keep waiting).
-    /// - Throws: ``MizanError`` `noCapacity` when it was withdrawn.
+    /// - Throws: `MizanError` `noCapacity` when it was withdrawn.
     private func withdrawIfNeverLeased(_ id: JobID) async throws -> Job? {
         guard let job = try await store.job(id) else { return nil }
         if job.state.isTerminal { return job }
@@ -132,7 +132,7 @@ extension Dispatcher {
     /// node holding a leased one learns so at its next heartbeat (or stream write) and aborts.
     /// - Parameter id: The job.
     /// - Returns: The job after the write (unchanged when it had finished already).
-    /// - Throws: ``MizanError`` `jobNotFound`.
+    /// - Throws: `MizanError` `jobNotFound`.
     @discardableResult
     public func cancel(_ id: JobID) async throws -> Job {
         try await store.cancel(id, now: now())

@@ -48,7 +48,7 @@ extension Dispatcher {
     /// Opens the stream of a job for the node that holds its lease.
     /// - Parameter lease: The lease, built from the authenticated node's id and the attempt it quotes.
     /// - Returns: Where the node writes the job's events.
-    /// - Throws: ``MizanError`` `jobNotFound`, or `leaseConflict` when the lease is not current or
+    /// - Throws: `MizanError` `jobNotFound`, or `leaseConflict` when the lease is not current or
     ///   the job is not a stream.
     public func openStream(_ lease: Lease) async throws -> JobStreamWriter {
         guard let job = try await store.job(lease.jobID) else {
@@ -114,7 +114,7 @@ public struct JobStreamWriter: Sendable {
     /// - Parameters:
     ///   - items: Server-sent events' data, in order.
     ///   - end: Whether the node's stream ends with them.
-    /// - Throws: ``MizanError`` `leaseConflict` when no client waits any more (cancelled) or the
+    /// - Throws: `MizanError` `leaseConflict` when no client waits any more (cancelled) or the
     ///   lease moved on: the node should stop the job.
     public mutating func send(_ items: [String], end: Bool) async throws {
         let id = lease.jobID

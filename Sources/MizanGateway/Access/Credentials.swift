@@ -4,7 +4,7 @@ import MizanDispatch
 import MizanStore
 
 /// Issues and checks the gateway's bearer secrets: client API keys (stored as hashes in an
-/// ``AccessStore``) and the operator's admin token. Secrets are compared in constant time and
+/// `AccessStore`) and the operator's admin token. Secrets are compared in constant time and
 /// never logged.
 public struct Credentials: Sendable {
     /// A new API key, shown once.
@@ -51,7 +51,7 @@ public struct Credentials: Sendable {
     /// Finds the active key a bearer secret belongs to.
     /// - Parameter secret: The presented key.
     /// - Returns: The key.
-    /// - Throws: ``MizanError`` `unauthorized` for a missing, unknown or revoked key.
+    /// - Throws: `MizanError` `unauthorized` for a missing, unknown or revoked key.
     public func authenticateClient(_ secret: String?) async throws -> APIKey {
         guard let secret, !secret.isEmpty else {
             throw MizanError(.unauthorized, "Missing API key. Send it as 'Authorization: Bearer <key>'.")
@@ -78,7 +78,7 @@ public struct Credentials: Sendable {
 
     /// Checks the admin token.
     /// - Parameter token: The presented token.
-    /// - Throws: ``MizanError`` `unauthorized` when it is missing or wrong, or when no admin token is configured.
+    /// - Throws: `MizanError` `unauthorized` when it is missing or wrong, or when no admin token is configured.
     public func authenticateAdmin(_ token: String?) throws {
         guard let expected = adminTokenHash else {
             throw MizanError(.invalidAdminToken, "The admin API is disabled: start the gateway with an admin token.")

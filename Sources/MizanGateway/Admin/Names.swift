@@ -7,7 +7,7 @@ enum Names {
     static let maxLength = 200
 
     /// The name to store.
-    /// - Throws: ``MizanError`` `badRequest` naming the rule.
+    /// - Throws: `MizanError` `badRequest` naming the rule.
     static func checked(_ name: String, of what: String) throws -> String {
         let trimmed = name.trimmingCharacters(in: .whitespacesAndNewlines)
         guard !trimmed.isEmpty, name.unicodeScalars.count <= maxLength,

@@ -74,7 +74,7 @@ public struct RoutesFile: Sendable, Equatable, Codable {
     /// Reads and checks a routes file.
     /// - Parameter path: The file; `.yaml`/`.yml` is read as YAML, anything else as JSON.
     /// - Returns: The routes.
-    /// - Throws: ``MizanError`` `badRequest` naming the file and what is wrong.
+    /// - Throws: `MizanError` `badRequest` naming the file and what is wrong.
     public static func load(path: String) throws -> RoutesFile {
         let data: Data
         do {
@@ -92,7 +92,7 @@ public struct RoutesFile: Sendable, Equatable, Codable {
     ///   - yaml: Whether it is YAML (else JSON).
     ///   - source: A name for error messages.
     /// - Returns: The routes.
-    /// - Throws: ``MizanError`` `badRequest`.
+    /// - Throws: `MizanError` `badRequest`.
     public static func parse(_ data: Data, yaml: Bool, source: String = "routes") throws -> RoutesFile {
         let file: RoutesFile
         do {

@@ -5,7 +5,7 @@ import MizanDispatch
 
 extension NodeServer {
     /// Serves `stream: true` through an agent: the job is queued, the node that leases it
-    /// streams the local provider's events (``Dispatcher/openStream(_:)``), and they reach the
+    /// streams the local provider's events (`Dispatcher.openStream(_:)`), and they reach the
     /// client as they come. Nothing is sent before the first event, so a job that fails before
     /// any output still answers with a proper error status.
     func stream(_ chat: ChatCompletionRequest, request: DispatchRequest, trace: RequestTrace) async throws -> Response {
