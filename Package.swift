@@ -229,6 +229,7 @@ let package = Package(
             name: "MizanTestSupport",
             dependencies: [
                 "MizanProvider",
+                .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

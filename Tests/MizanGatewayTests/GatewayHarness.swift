@@ -13,22 +13,6 @@ import NIOCore
 import NIOHTTP1
 import Prometheus
 
-/// Runs an application on a free loopback port for the duration of `body`.
-func withServer<App: ApplicationProtocol, T: Sendable>(
-    _ make: (@escaping @Sendable (Int) async -> Void) -> App,
-    _ body: (Int) async throws -> T
-) async throws -> T {
-    let (ports, continuation) = AsyncStream<Int>.makeStream()
-    let app = make { port in continuation.yield(port) }
-    return try await withThrowingTaskGroup(of: Void.self) { group in
-        group.addTask { try await app.run() }
-        defer { group.cancelAll() }
-        var iterator = ports.makeAsyncIterator()
-        guard let port = await iterator.next() else { throw CancellationError() }
-        return try await body(port)
-    }
-}
-
 /// Runs a mock provider and hands over its base URL (`http://127.0.0.1:P/v1`).
 func withMock<T: Sendable>(_ configuration: MockProvider.Configuration = .init(), _ body: (String) async throws -> T) async throws -> T {
     try await withServer({ MockProvider.application(configuration, onServerRunning: $0) }) { port in
