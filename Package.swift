@@ -12,6 +12,7 @@ let package = Package(
         .library(name: "MizanCore", targets: ["MizanCore"]),
         .library(name: "MizanStore", targets: ["MizanStore"]),
         .library(name: "MizanStorePostgres", targets: ["MizanStorePostgres"]),
+        .library(name: "MizanStoreSQLite", targets: ["MizanStoreSQLite"]),
         .library(name: "MizanStoreTesting", targets: ["MizanStoreTesting"]),
         .library(name: "MizanDispatch", targets: ["MizanDispatch"]),
         .library(name: "MizanPostgresTesting", targets: ["MizanPostgresTesting"]),
@@ -27,6 +28,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
+        .package(url: "https://github.com/vapor/sqlite-nio.git", from: "1.13.2"),
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.3"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
@@ -60,6 +62,18 @@ let package = Package(
                 "MizanStore",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "MizanStoreSQLite",
+            dependencies: [
+                "MizanStore",
+                .product(name: "SQLiteNIO", package: "sqlite-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
@@ -180,6 +194,7 @@ let package = Package(
                 "MizanGateway",
                 "MizanLogging",
                 "MizanStorePostgres",
+                "MizanStoreSQLite",
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -246,7 +261,7 @@ let package = Package(
         ),
         .testTarget(
             name: "MizanStoreTests",
-            dependencies: ["MizanCore", "MizanStore", "MizanStoreTesting"],
+            dependencies: ["MizanCore", "MizanStore", "MizanStoreSQLite", "MizanStoreTesting"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

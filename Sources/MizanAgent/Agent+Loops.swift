@@ -100,7 +100,7 @@ extension Agent {
                 let answer = try await client.heartbeat(token: token, AgentWire.HeartbeatRequest(report: report(), running: running))
                 for lease in answer.abort { abort(lease) }
             } catch let error as AgentClientError where error.isUnauthorized {
-                logger.error("the gateway refused the node token (revoked?); stopping")
+                logger.error("the gateway refused the node token (the node was revoked, or the gateway no longer knows it); stopping")
                 state.withLock { $0.revoked = true }
                 for lease in state.withLock({ Array($0.running.keys) }) { abort(lease) }
                 slotFreed.yield()
@@ -149,7 +149,7 @@ extension Agent {
                 }
                 backoff.reset()
             } catch let error as AgentClientError where error.isUnauthorized {
-                logger.error("the gateway refused the node token (revoked?); stopping")
+                logger.error("the gateway refused the node token (the node was revoked, or the gateway no longer knows it); stopping")
                 state.withLock { $0.revoked = true }
                 return
             } catch {

@@ -164,7 +164,11 @@ public final class Agent: Service, Sendable {
             group.cancelAll()
         }
         if state.withLock({ $0.revoked }) {
-            throw AgentClientError(.status(401), message: "The gateway revoked this node; create a new node and registration token.")
+            throw AgentClientError(
+                .status(401),
+                message: "The gateway refused this node's token: the node was revoked, or the gateway no longer knows it. "
+                    + "Create a new node (mizan nodes create) and start the agent with its registration token."
+            )
         }
         logger.info("agent stopped")
     }

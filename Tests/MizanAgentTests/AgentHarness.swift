@@ -9,6 +9,7 @@ import MizanStore
 import MizanTestSupport
 import NIOCore
 import ServiceLifecycle
+import Synchronization
 
 /// A gateway (in memory) and a mock local provider on loopback ports, for agents run in this
 /// process against them.
@@ -95,13 +96,22 @@ struct RunningAgent: Sendable {
     let agent: Agent
     let group: ServiceGroup
     let task: Task<Void, any Error>
+    let ended: Flag
 
     /// Starts an agent in a service group of its own.
     static func start(_ configuration: Agent.Configuration, logger: Logger = Logger(label: "mizan.agent")) -> RunningAgent {
         let agent = Agent(configuration: configuration, logger: logger)
         let group = ServiceGroup(configuration: .init(services: [.init(service: agent)], logger: logger))
-        return RunningAgent(agent: agent, group: group, task: Task { try await group.run() })
+        let ended = Flag()
+        let task = Task {
+            defer { ended.value.store(true, ordering: .releasing) }
+            try await group.run()
+        }
+        return RunningAgent(agent: agent, group: group, task: task, ended: ended)
     }
+
+    /// Whether the agent's run has ended (by itself, or after ``stop(within:)``).
+    var hasEnded: Bool { ended.value.load(ordering: .acquiring) }
 
     /// Begins a graceful shutdown and waits (bounded) for the agent to stop.
     /// - Returns: How the agent's run ended.
@@ -119,4 +129,9 @@ func temporaryTokenFile() throws -> String {
     let folder = FileManager.default.temporaryDirectory.appendingPathComponent("mizan-agent-tests-\(UUID().uuidString)")
     try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
     return folder.appendingPathComponent("node.token").path
+}
+
+/// A flag one task sets and others read.
+final class Flag: Sendable {
+    let value = Atomic<Bool>(false)
 }

@@ -76,7 +76,12 @@ struct AgentTests {
                 try await eventually {
                     try await stack.gateway.dispatcher.jobs(state: .failed, limit: 10).first?.errorCode == JobErrorCode.cancelled
                 })
-            #expect(try await eventually { logs.all.contains { $0.message == "report refused: the job moved on" } })
+            let refused = try await eventually(timeout: .seconds(20)) {
+                logs.all.contains { $0.message == "report refused: the job moved on" }
+            }
+            let stats = try await stack.providerStats()
+            let states = try await stack.gateway.dispatcher.jobs(limit: 10).map { "\($0.state) \($0.attempt) \($0.errorCode ?? "-")" }
+            #expect(refused, "\(logs.all.map { "\($0.message) \($0.metadata)" }) provider: \(stats) jobs: \(states)")
             #expect(!logs.all.contains { $0.message == "report lost" || $0.message == "report failed; retrying" })
             // Its one slot is free again.
             #expect(try await stack.chat().status == 200)
@@ -149,6 +154,23 @@ struct AgentTests {
             #expect(try await stack.gateway.dispatcher.nodes().count == 1, "no second node was registered")
             #expect(try await stack.chat().status == 200)
             try await second.stop()
+        }
+    }
+
+    @Test func saysPlainlyWhenTheGatewayRefusesItsToken() async throws {
+        try await withStack { stack in
+            let agent = RunningAgent.start(
+                stack.configuration(tokenFile: try temporaryTokenFile(), registrationToken: try await stack.registrationToken()))
+            try await waitUntil("the agent serves", poll: .milliseconds(20)) { try await stack.serves() }
+            let node = try #require(try await stack.gateway.dispatcher.nodes().first)
+            try await stack.gateway.dispatcher.revokeNode(node.id)
+            // The agent stops by itself at its next heartbeat, and says why without guessing.
+            try await waitUntil("the agent stops", timeout: .seconds(10), poll: .milliseconds(20)) { agent.hasEnded }
+            let outcome = try await agent.stop()
+            #expect(throws: AgentClientError.self) { try outcome.get() }
+            if case .failure(let error) = outcome {
+                #expect("\(error)".contains("the node was revoked, or the gateway no longer knows it"), "\(error)")
+            }
         }
     }
 

@@ -12,18 +12,22 @@ final class ChildProcess: @unchecked Sendable {
     private var exitStatus: Int32?
 
     /// Starts `name` from the build folder that holds the test bundle.
-    convenience init(_ name: String, arguments: [String], environment: [String: String] = [:]) throws {
-        try self.init(executable: Self.buildDirectory().appendingPathComponent(name), arguments: arguments, environment: environment)
+    convenience init(_ name: String, arguments: [String], environment: [String: String] = [:], workingDirectory: String? = nil) throws {
+        try self.init(
+            executable: Self.buildDirectory().appendingPathComponent(name), arguments: arguments, environment: environment,
+            workingDirectory: workingDirectory)
     }
 
     /// Starts any executable.
-    init(executable binary: URL, arguments: [String], environment: [String: String] = [:]) throws {
+    init(executable binary: URL, arguments: [String], environment: [String: String] = [:], workingDirectory: String? = nil) throws {
         guard FileManager.default.isExecutableFile(atPath: binary.path) else {
             throw ChildProcessError(message: "\(binary.path) is missing or not executable (the package executables come from swift build)")
         }
         outputURL = FileManager.default.temporaryDirectory.appendingPathComponent(
             "mizan-\(binary.lastPathComponent)-\(UUID().uuidString).log")
-        pid = try Spawn.start(executable: binary.path, arguments: arguments, environment: environment, outputPath: outputURL.path)
+        pid = try Spawn.start(
+            executable: binary.path, arguments: arguments, environment: environment, outputPath: outputURL.path,
+            workingDirectory: workingDirectory)
     }
 
     static func buildDirectory() -> URL {

@@ -110,7 +110,7 @@ struct GatewayProcessTests {
         _ = try await mock.terminate()
 
         let badRoutes = try writeRoutes(#"{"routes":[{"model":"x"}]}"#)
-        let refused = try ChildProcess("mizan-gateway", arguments: ["--port", "0", "--routes", badRoutes])
+        let refused = try ChildProcess("mizan-gateway", arguments: ["--port", "0", "--database-url", "memory:", "--routes", badRoutes])
         #expect(try await refused.waitForExit() != 0)
         #expect(refused.output.contains("baseURL"))
         let badFlag = try ChildProcess("mizan-gateway", arguments: ["--port", "70000"])

@@ -146,7 +146,7 @@ struct HardeningProcessTests {
     @Test func startUpMistakesAreNamed() async throws {
         let typo = try writeRoutes(
             "routes:\n  - model: m\n    baseURL: http://127.0.0.1:9/v1\n    apikeyEnv: OPENAI_API_KEY\n", ext: "yaml")
-        let routes = try ChildProcess("mizan-gateway", arguments: ["--port", "0", "--routes", typo])
+        let routes = try ChildProcess("mizan-gateway", arguments: ["--port", "0", "--database-url", "memory:", "--routes", typo])
         #expect(try await routes.waitForExit() != 0)
         #expect(routes.output.contains("\(typo):4: unknown key 'apikeyEnv' in routes[0]; did you mean 'apiKeyEnv'?"), "\(routes.output)")
         #expect(!routes.output.contains("bad_request"))
@@ -158,7 +158,7 @@ struct HardeningProcessTests {
         let (first, url) = try await startGateway()
         defer { _ = first }
         let port = url.split(separator: ":").last.map(String.init) ?? ""
-        let second = try ChildProcess("mizan-gateway", arguments: ["--port", port])
+        let second = try ChildProcess("mizan-gateway", arguments: ["--port", port, "--database-url", "memory:"])
         #expect(try await second.waitForExit() != 0)
         #expect(second.output.contains("Cannot listen on 127.0.0.1:\(port): the address is in use"), "\(second.output)")
 

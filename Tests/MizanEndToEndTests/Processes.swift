@@ -16,9 +16,16 @@ func startMock(_ arguments: [String] = []) async throws -> (ChildProcess, String
 }
 
 /// Starts `mizan-gateway` on a free port with the admin token; returns the process and its URL.
-func startGateway(_ arguments: [String] = [], environment: [String: String] = [:]) async throws -> (ChildProcess, String) {
+/// Unless told where (`--database-url`, `MIZAN_DATABASE_URL`, or a working directory of its own
+/// for the default SQLite file), it keeps its state in memory, so that tests never share a file.
+func startGateway(
+    _ arguments: [String] = [], environment: [String: String] = [:], workingDirectory: String? = nil
+) async throws -> (ChildProcess, String) {
+    let told = arguments.contains("--database-url") || environment["MIZAN_DATABASE_URL"] != nil || workingDirectory != nil
+    let store = told ? [] : ["--database-url", "memory:"]
     let child = try ChildProcess(
-        "mizan-gateway", arguments: ["--port", "0", "--admin-token", e2eAdminToken] + arguments, environment: environment)
+        "mizan-gateway", arguments: ["--port", "0", "--admin-token", e2eAdminToken] + store + arguments, environment: environment,
+        workingDirectory: workingDirectory)
     let port = try await child.waitForOutput(#"mizan-gateway listening on http://127\.0\.0\.1:(\d+)"#, timeout: .seconds(60))
     return (child, "http://127.0.0.1:\(port)")
 }

@@ -9,6 +9,7 @@ import MizanGateway
 import MizanLogging
 import MizanStore
 import MizanStorePostgres
+import MizanStoreSQLite
 import NIOCore
 import NIOPosix
 import PostgresNIO
@@ -25,8 +26,9 @@ struct GatewayCommand: AsyncParsableCommand {
             Clients call /v1/chat/completions and /v1/models with an API key (create one with `mizan keys create`). \
             Requests go to the provider routes of --routes first (lower priority number first, falling back on \
             failures), then to agent nodes that serve the model. With no --database-url the gateway keeps its \
-            state in memory (lost on restart); a postgres:// URL stores it in PostgreSQL, which several \
-            gateways can share.
+            state (keys, nodes, jobs, usage) in the SQLite file mizan.sqlite in the working directory, which one \
+            gateway holds at a time; a postgres:// URL stores it in PostgreSQL, which several gateways can share; \
+            memory: keeps nothing across restarts.
             """
     )
 
@@ -36,8 +38,24 @@ struct GatewayCommand: AsyncParsableCommand {
     @Option(parsing: .unconditional, help: "The port to listen on (0 picks a free one; the address is logged at start).")
     var port = 8080
 
-    @Option(name: .customLong("database-url"), help: "A postgres:// URL for the shared store (env MIZAN_DATABASE_URL). Default: in memory.")
+    @Option(
+        name: .customLong("database-url"),
+        help: ArgumentHelp(
+            "Where the gateway keeps its state (env MIZAN_DATABASE_URL): sqlite:PATH, a file relative to the working directory or "
+                + "absolute (one gateway per file); postgres://user:password@host:port/database (several gateways share it); or "
+                + "memory: (nothing kept). Default: sqlite:mizan.sqlite."
+        )
+    )
     var databaseURL: String?
+
+    @Option(
+        name: .customLong("sqlite-durability"),
+        help: ArgumentHelp(
+            "With SQLite: normal (a commit survives a crash of the gateway; a power loss may lose the last commits) or full "
+                + "(a commit survives a power loss too, at the cost of a disk flush per commit)."
+        )
+    )
+    var sqliteDurability = "normal"
 
     @Option(help: "A routes file, JSON or YAML (.yaml/.yml) (env MIZAN_ROUTES).")
     var routes: String?
@@ -122,6 +140,9 @@ struct GatewayCommand: AsyncParsableCommand {
         guard idleTimeout > 0, idleTimeout <= 3600, bodyTimeout > 0, bodyTimeout <= 3600 else {
             throw ValidationError("--idle-timeout and --body-timeout must be 0-3600 seconds (more than 0).")
         }
+        guard SQLiteStore.Durability(rawValue: sqliteDurability) != nil else {
+            throw ValidationError("--sqlite-durability must be normal or full.")
+        }
         guard memoryFinishedJobs >= 0 else { throw ValidationError("--memory-finished-jobs must not be negative.") }
         guard maxLeaseWait >= 0, maxLeaseWait <= 3600 else { throw ValidationError("--max-lease-wait must be 0-3600 seconds.") }
         guard maxConnections >= 1, maxConnections <= 1_000_000 else { throw ValidationError("--max-connections must be 1-1000000.") }
@@ -185,59 +206,16 @@ struct GatewayCommand: AsyncParsableCommand {
             )
         )
 
-        let gateway: Gateway
-        var prepare: (@Sendable () async throws -> Void)?
-        let url = databaseURL ?? environment["MIZAN_DATABASE_URL"].flatMap { $0.isEmpty ? nil : $0 }
-        let storeName: String
-        if let url {
-            let postgresConfiguration: PostgresClient.Configuration
-            do {
-                postgresConfiguration = try PostgresClient.Configuration(url: url)
-            } catch {
-                throw StartupError("--database-url is not a postgres://user:password@host:port/database URL.")
-            }
-            // The pool retries connecting on its own and says so at info on every try; its
-            // warnings and errors are enough here (start-up failure is reported once, below).
-            var clientLogger = Logger(label: "mizan.store.postgres.client")
-            clientLogger.logLevel = max(level, .warning)
-            let client = PostgresClient(configuration: postgresConfiguration, backgroundLogger: clientLogger)
-            let store = PostgresStore(client: client, logger: Logger(label: "mizan.store.postgres"))
-            gateway = Gateway(
-                store: store, storeServices: [client, store], routes: table, adminToken: token, configuration: configuration,
-                environment: environment, metricsRegistry: registry, logger: logger
-            )
-            let address = "\(postgresConfiguration.host ?? "?"):\(postgresConfiguration.port ?? 5432)"
-            let limit = Duration.seconds(databaseTimeout)
-            prepare = {
-                // Bounded, and ended by SIGTERM/SIGINT: an unreachable database must not hold the start.
-                do {
-                    try await cancelWhenGracefulShutdown {
-                        try await withTimeLimit(limit, timeoutError: { StartupError.databaseTimeout(address: address, limit: limit) }) {
-                            try await store.migrate()
-                        }
-                    }
-                } catch let error as StartupError {
-                    throw error
-                } catch  where Task.isShuttingDownGracefully {
-                    throw CancellationError()
-                } catch {
-                    throw StartupError(
-                        "Cannot use the PostgreSQL database at \(address): \(String(reflecting: error).prefix(300)). Check --database-url.")
-                }
-            }
-            storeName = "postgresql"
-        } else {
-            gateway = Gateway(
-                store: InMemoryStore(maxFinishedJobs: memoryFinishedJobs), routes: table, adminToken: token, configuration: configuration,
-                environment: environment, metricsRegistry: registry, logger: logger
-            )
-            storeName = "memory"
-        }
+        let location = try StoreLocation(databaseURL ?? environment["MIZAN_DATABASE_URL"].flatMap { $0.isEmpty ? nil : $0 })
+        let (gateway, prepare, storeMetadata) = try await makeGateway(
+            location, configuration: configuration, routes: table, adminToken: token, environment: environment, registry: registry,
+            logger: logger, level: level
+        )
         let host = host
         let services = gateway.services(host: host, port: port, beforeServerStarts: prepare) { port in
             logger.notice(
                 "mizan-gateway listening on http://\(host):\(port)",
-                metadata: ["mizan.store": "\(storeName)", "mizan.routes": "\(routeList.count)"]
+                metadata: storeMetadata.merging(["mizan.routes": "\(routeList.count)"]) { $1 }
             )
         }
         let group = ServiceGroup(

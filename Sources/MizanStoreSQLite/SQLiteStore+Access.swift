@@ -1,0 +1,76 @@
+import Foundation
+import MizanCore
+import MizanStore
+import SQLiteNIO
+
+extension SQLiteStore: AccessStore {
+    public func createAPIKey(_ key: APIKey, hash: Data) async throws -> APIKey {
+        try await write { transaction in
+            let rows = try await transaction.query(
+                """
+                INSERT INTO mizan_api_keys (id, name, prefix, key_hash, created_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?)
+                ON CONFLICT DO NOTHING
+                RETURNING \(Rows.keyColumns)
+                """,
+                [.text(key.id), .text(key.name), .text(key.prefix), Rows.blob(hash), Rows.date(key.createdAt), Rows.date(key.revokedAt)]
+            )
+            guard let created = try rows.first.map(Rows.apiKey) else { throw MizanError(.conflict, "The API key exists.") }
+            return (created, [])
+        }
+    }
+
+    public func apiKeys() async throws -> [APIKey] {
+        try await read("SELECT \(Rows.keyColumns) FROM mizan_api_keys ORDER BY created_at, id").map(Rows.apiKey)
+    }
+
+    public func revokeAPIKey(_ id: String, now: Date) async throws -> APIKey {
+        try await write { transaction in
+            let rows = try await transaction.query(
+                "UPDATE mizan_api_keys SET revoked_at = coalesce(revoked_at, ?) WHERE id = ? RETURNING \(Rows.keyColumns)",
+                [Rows.date(now), .text(id)]
+            )
+            guard let key = try rows.first.map(Rows.apiKey) else { throw MizanError(.notFound, "No API key with id \(id).") }
+            return (key, [])
+        }
+    }
+
+    public func apiKey(hash: Data) async throws -> APIKey? {
+        try await read("SELECT \(Rows.keyColumns) FROM mizan_api_keys WHERE key_hash = ?", [Rows.blob(hash)]).first.map(Rows.apiKey)
+    }
+
+    public func recordUsage(_ record: UsageRecord) async throws {
+        try await write { transaction in
+            try await transaction.run(
+                """
+                INSERT INTO mizan_usage (request_id, api_key_id, model, served_by, status, latency_ms, prompt_tokens,
+                    completion_tokens, usage_source, created_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """,
+                [
+                    .text(record.requestID), Rows.text(record.apiKeyID), .text(record.model), Rows.text(record.servedBy),
+                    .integer(record.status), .float(record.latencyMilliseconds), Rows.integer(record.usage?.promptTokens),
+                    Rows.integer(record.usage?.completionTokens), Rows.text(record.usage?.source.rawValue), Rows.date(record.createdAt),
+                ]
+            )
+            return ((), [])
+        }
+    }
+
+    public func usageSummary() async throws -> [UsageSummary] {
+        try await read(
+            """
+            SELECT api_key_id, model, count(*) AS requests, coalesce(sum(prompt_tokens), 0) AS prompt,
+                coalesce(sum(completion_tokens), 0) AS completion
+            FROM mizan_usage GROUP BY api_key_id, model ORDER BY coalesce(api_key_id, ''), model
+            """
+        ).map { row in
+            UsageSummary(
+                apiKeyID: row.column("api_key_id")?.string,
+                model: try Rows.string(row, "model"),
+                requests: Int(row.column("requests")?.integer ?? 0),
+                promptTokens: Int(row.column("prompt")?.integer ?? 0),
+                completionTokens: Int(row.column("completion")?.integer ?? 0)
+            )
+        }
+    }
+}

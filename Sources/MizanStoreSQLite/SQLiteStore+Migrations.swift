@@ -1,0 +1,124 @@
+import Foundation
+import MizanCore
+import SQLiteNIO
+
+extension SQLiteStore {
+    /// The schema, as numbered steps. A step is never edited once released; add a new one.
+    /// Times are `timeIntervalSinceReferenceDate` doubles (exact round trips); ids are the
+    /// lowercase text of time-ordered UUIDs, so that text order is time order.
+    static let migrations: [(version: Int, statements: [String])] = [
+        (
+            1,
+            [
+                """
+                CREATE TABLE mizan_nodes (
+                    id TEXT PRIMARY KEY,
+                    name TEXT NOT NULL,
+                    models TEXT NOT NULL DEFAULT '[]',
+                    max_concurrency INTEGER NOT NULL DEFAULT 1,
+                    leased INTEGER NOT NULL DEFAULT 0,
+                    labels TEXT NOT NULL DEFAULT '{}',
+                    status TEXT NOT NULL,
+                    health TEXT NOT NULL,
+                    in_flight INTEGER NOT NULL DEFAULT 0,
+                    registration_token_hash BLOB UNIQUE,
+                    node_token_hash BLOB UNIQUE,
+                    last_seen REAL,
+                    created_at REAL NOT NULL
+                ) STRICT
+                """,
+                """
+                CREATE TABLE mizan_jobs (
+                    id TEXT PRIMARY KEY,
+                    request_id TEXT NOT NULL,
+                    model TEXT NOT NULL,
+                    body BLOB NOT NULL,
+                    stream INTEGER NOT NULL,
+                    state TEXT NOT NULL,
+                    attempt INTEGER NOT NULL,
+                    max_attempts INTEGER NOT NULL,
+                    priority INTEGER NOT NULL DEFAULT 0,
+                    node_id TEXT,
+                    deadline REAL NOT NULL,
+                    created_at REAL NOT NULL,
+                    leased_at REAL,
+                    finished_at REAL,
+                    updated_at REAL NOT NULL,
+                    result BLOB,
+                    error_code TEXT,
+                    error_message TEXT,
+                    prompt_tokens INTEGER,
+                    completion_tokens INTEGER,
+                    usage_source TEXT,
+                    idempotency_key TEXT UNIQUE,
+                    api_key_id TEXT
+                ) STRICT
+                """,
+                // The queue of each model, in lease order: a lease reads a few index entries.
+                "CREATE INDEX mizan_jobs_queue ON mizan_jobs (model, priority DESC, id) WHERE state = 'accepted'",
+                "CREATE INDEX mizan_jobs_live_deadline ON mizan_jobs (deadline) WHERE state IN ('accepted', 'leased')",
+                "CREATE INDEX mizan_jobs_leased_node ON mizan_jobs (node_id) WHERE state = 'leased'",
+                "CREATE INDEX mizan_jobs_finished ON mizan_jobs (finished_at) WHERE finished_at IS NOT NULL",
+                "CREATE INDEX mizan_jobs_state ON mizan_jobs (state, id)",
+                """
+                CREATE TABLE mizan_api_keys (
+                    id TEXT PRIMARY KEY,
+                    name TEXT NOT NULL,
+                    prefix TEXT NOT NULL,
+                    key_hash BLOB NOT NULL UNIQUE,
+                    created_at REAL NOT NULL,
+                    revoked_at REAL
+                ) STRICT
+                """,
+                """
+                CREATE TABLE mizan_usage (
+                    id INTEGER PRIMARY KEY,
+                    request_id TEXT NOT NULL,
+                    api_key_id TEXT,
+                    model TEXT NOT NULL,
+                    served_by TEXT,
+                    status INTEGER NOT NULL,
+                    latency_ms REAL NOT NULL,
+                    prompt_tokens INTEGER,
+                    completion_tokens INTEGER,
+                    usage_source TEXT,
+                    created_at REAL NOT NULL
+                ) STRICT
+                """,
+                "CREATE INDEX mizan_usage_key_model ON mizan_usage (api_key_id, model)",
+                "CREATE INDEX mizan_usage_created ON mizan_usage (created_at)",
+            ]
+        )
+    ]
+
+    /// The newest schema version this build knows.
+    public static var schemaVersion: Int { migrations.map(\.version).max() ?? 0 }
+
+    /// Applies the migrations not yet applied, in one transaction (safe to run twice). A file
+    /// whose schema is newer than this build is refused rather than used.
+    public func migrate() async throws {
+        try await write { transaction in
+            try await transaction.run(
+                "CREATE TABLE IF NOT EXISTS mizan_schema_migrations (version INTEGER PRIMARY KEY, applied_at REAL NOT NULL)"
+            )
+            let applied = Set(
+                try await transaction.query("SELECT version FROM mizan_schema_migrations").compactMap { $0.column("version")?.integer }
+            )
+            if let newest = applied.max(), newest > Self.schemaVersion {
+                throw SQLiteStoreError.cannotOpen(
+                    path: path,
+                    reason: "its schema (version \(newest)) is newer than this mizan-gateway knows (\(Self.schemaVersion)); upgrade"
+                )
+            }
+            for migration in Self.migrations where !applied.contains(migration.version) {
+                for statement in migration.statements { try await transaction.run(statement) }
+                try await transaction.run(
+                    "INSERT INTO mizan_schema_migrations (version, applied_at) VALUES (?, ?)",
+                    [.integer(migration.version), .float(Date().timeIntervalSinceReferenceDate)]
+                )
+                logger.info("applied schema migration", metadata: ["mizan.migration": "\(migration.version)"])
+            }
+            return ((), [])
+        }
+    }
+}

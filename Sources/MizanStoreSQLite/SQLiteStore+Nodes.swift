@@ -1,0 +1,91 @@
+import Foundation
+import MizanCore
+import MizanStore
+import SQLiteNIO
+
+extension SQLiteStore {
+    public func createNode(_ node: Node, registrationTokenHash: Data) async throws -> Node {
+        try await write { transaction in
+            let rows = try await transaction.query(
+                """
+                INSERT INTO mizan_nodes (id, name, models, max_concurrency, labels, status, health, in_flight,
+                    registration_token_hash, last_seen, created_at)
+                VALUES (?, ?, ?, ?, ?, 'pending', ?, 0, ?, ?, ?)
+                ON CONFLICT (id) DO NOTHING
+                RETURNING \(Rows.nodeColumns)
+                """,
+                [
+                    Rows.id(node.id), .text(node.name), Rows.json(node.models), .integer(node.maxConcurrency), Rows.json(node.labels),
+                    .text(node.health.rawValue), Rows.blob(registrationTokenHash), Rows.date(node.lastSeen), Rows.date(node.createdAt),
+                ]
+            )
+            guard let created = try rows.first.map(Rows.node) else { throw MizanError(.conflict, "A node with id \(node.id) exists.") }
+            return (created, [])
+        }
+    }
+
+    public func registerNode(registrationTokenHash: Data, nodeTokenHash: Data, report: NodeReport, now: Date) async throws -> Node {
+        try await write { transaction in
+            let rows = try await transaction.query(
+                """
+                UPDATE mizan_nodes SET status = 'active', registration_token_hash = NULL, node_token_hash = ?,
+                    models = ?, max_concurrency = ?, health = ?, in_flight = ?, labels = ?, last_seen = ?
+                WHERE registration_token_hash = ? AND status = 'pending'
+                RETURNING \(Rows.nodeColumns)
+                """,
+                [
+                    Rows.blob(nodeTokenHash), Rows.json(report.models), .integer(max(1, report.maxConcurrency)),
+                    .text(report.health.rawValue), .integer(report.inFlight), Rows.json(report.labels), Rows.date(now),
+                    Rows.blob(registrationTokenHash),
+                ]
+            )
+            guard let node = try rows.first.map(Rows.node) else {
+                throw MizanError(.invalidNodeToken, "The registration token is invalid or was already used.")
+            }
+            return (node, [])
+        }
+    }
+
+    public func heartbeat(_ id: NodeID, report: NodeReport, now: Date) async throws -> Node {
+        try await write { transaction in
+            let rows = try await transaction.query(
+                """
+                UPDATE mizan_nodes SET models = ?, max_concurrency = ?, health = ?, in_flight = ?, labels = ?, last_seen = ?
+                WHERE id = ? AND status = 'active'
+                RETURNING \(Rows.nodeColumns)
+                """,
+                [
+                    Rows.json(report.models), .integer(max(1, report.maxConcurrency)), .text(report.health.rawValue),
+                    .integer(report.inFlight), Rows.json(report.labels), Rows.date(now), Rows.id(id),
+                ]
+            )
+            if let node = try rows.first.map(Rows.node) { return (node, []) }
+            let exists = try await transaction.query("SELECT 1 FROM mizan_nodes WHERE id = ?", [Rows.id(id)])
+            guard !exists.isEmpty else { throw MizanError(.nodeNotFound, "No node with id \(id).") }
+            throw MizanError(.invalidNodeToken, "The node is not active.")
+        }
+    }
+
+    public func revokeNode(_ id: NodeID, now: Date) async throws -> Node {
+        try await write { transaction in
+            let rows = try await transaction.query(
+                "UPDATE mizan_nodes SET status = 'revoked', registration_token_hash = NULL WHERE id = ? RETURNING \(Rows.nodeColumns)",
+                [Rows.id(id)]
+            )
+            guard let node = try rows.first.map(Rows.node) else { throw MizanError(.nodeNotFound, "No node with id \(id).") }
+            return (node, [])
+        }
+    }
+
+    public func nodes() async throws -> [Node] {
+        try await read("SELECT \(Rows.nodeColumns) FROM mizan_nodes ORDER BY created_at, id").map(Rows.node)
+    }
+
+    public func node(_ id: NodeID) async throws -> Node? {
+        try await read("SELECT \(Rows.nodeColumns) FROM mizan_nodes WHERE id = ?", [Rows.id(id)]).first.map(Rows.node)
+    }
+
+    public func node(tokenHash: Data) async throws -> Node? {
+        try await read("SELECT \(Rows.nodeColumns) FROM mizan_nodes WHERE node_token_hash = ?", [Rows.blob(tokenHash)]).first.map(Rows.node)
+    }
+}

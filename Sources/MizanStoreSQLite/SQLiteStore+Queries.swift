@@ -1,0 +1,45 @@
+import Foundation
+import MizanCore
+import MizanStore
+import SQLiteNIO
+
+extension SQLiteStore {
+    public func job(_ id: JobID) async throws -> Job? {
+        try await read("SELECT \(Rows.jobColumns) FROM mizan_jobs WHERE id = ?", [Rows.id(id)]).first.map(Rows.job)
+    }
+
+    public func jobs(_ ids: [JobID]) async throws -> [Job] {
+        guard !ids.isEmpty else { return [] }
+        var found: [Job] = []
+        for chunk in stride(from: 0, to: ids.count, by: 500) {
+            let slice = ids[chunk..<min(ids.count, chunk + 500)]
+            let marks = Array(repeating: "?", count: slice.count).joined(separator: ", ")
+            found += try await read("SELECT \(Rows.jobColumns) FROM mizan_jobs WHERE id IN (\(marks))", slice.map(Rows.id)).map(Rows.job)
+        }
+        return found
+    }
+
+    public func jobs(state: JobState?, limit: Int) async throws -> [Job] {
+        if let state {
+            return try await read(
+                "SELECT \(Rows.jobColumns) FROM mizan_jobs WHERE state = ? ORDER BY id DESC LIMIT ?",
+                [.text(state.rawValue), .integer(max(0, limit))]
+            ).map(Rows.job)
+        }
+        return try await read("SELECT \(Rows.jobColumns) FROM mizan_jobs ORDER BY id DESC LIMIT ?", [.integer(max(0, limit))]).map(Rows.job)
+    }
+
+    public func queueDepth() async throws -> [String: Int] {
+        var depth: [String: Int] = [:]
+        for row in try await read("SELECT model, count(*) AS n FROM mizan_jobs WHERE state = 'accepted' GROUP BY model") {
+            if let model = row.column("model")?.string, let count = row.column("n")?.integer, count > 0 { depth[model] = Int(count) }
+        }
+        return depth
+    }
+
+    public func leasedJobs(nodeID: NodeID) async throws -> [Job] {
+        try await read(
+            "SELECT \(Rows.jobColumns) FROM mizan_jobs WHERE state = 'leased' AND node_id = ? ORDER BY id", [Rows.id(nodeID)]
+        ).map(Rows.job)
+    }
+}

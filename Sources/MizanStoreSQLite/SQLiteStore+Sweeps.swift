@@ -1,0 +1,97 @@
+import Foundation
+import MizanCore
+import MizanStore
+import SQLiteNIO
+
+extension SQLiteStore {
+    public func timeOutExpired(now: Date) async throws -> [Job] {
+        try await write { transaction in
+            let expired = try await transaction.query(
+                """
+                UPDATE mizan_jobs SET state = ?, error_code = ?, error_message = ?, finished_at = ?, updated_at = ?
+                WHERE state IN (\(Rows.sources(.timeOut))) AND deadline <= ?
+                RETURNING \(Rows.jobColumns)
+                """,
+                [
+                    .text(JobState.timedOut.rawValue), .text(JobErrorCode.deadlineExceeded), .text("The job's deadline passed."),
+                    Rows.date(now), Rows.date(now), Rows.date(now),
+                ]
+            ).map(Rows.job)
+            try await recountLeases(of: Set(expired.compactMap(\.nodeID)), in: transaction)
+            return (expired, expired.map { .jobFinished(id: $0.id, state: $0.state) })
+        }
+    }
+
+    public func recoverLeases(staleBefore: Date, now: Date) async throws -> [Job] {
+        try await write { transaction in
+            let lost = """
+                SELECT j.id FROM mizan_jobs j LEFT JOIN mizan_nodes n ON n.id = j.node_id
+                WHERE j.state = 'leased' AND (n.id IS NULL OR n.status = 'revoked' OR coalesce(n.last_seen, -1e300) < ?1)
+                """
+            // Requeued while attempts and time are left (`requeue`), else failed as node_lost (`fail`).
+            let requeued = try await transaction.query(
+                """
+                UPDATE mizan_jobs SET state = 'accepted', attempt = attempt + 1, node_id = NULL, updated_at = ?2
+                WHERE id IN (\(lost)) AND state IN (\(Rows.sources(.requeue))) AND attempt < max_attempts AND deadline > ?2
+                RETURNING \(Rows.jobColumns)
+                """,
+                [Rows.date(staleBefore), Rows.date(now)]
+            ).map(Rows.job)
+            let failed = try await transaction.query(
+                """
+                UPDATE mizan_jobs SET state = 'failed', error_code = ?3, error_message = ?4, finished_at = ?2, updated_at = ?2
+                WHERE id IN (\(lost)) AND state IN (\(Rows.sources(.fail)))
+                RETURNING \(Rows.jobColumns)
+                """,
+                [
+                    Rows.date(staleBefore), Rows.date(now), .text(JobErrorCode.nodeLost),
+                    .text("The node running the job was lost and no attempt is left."),
+                ]
+            ).map(Rows.job)
+            let changed = requeued + failed
+            if !changed.isEmpty {
+                try await transaction.run(
+                    """
+                    UPDATE mizan_nodes SET leased = (SELECT count(*) FROM mizan_jobs j WHERE j.state = 'leased' AND j.node_id = mizan_nodes.id)
+                    WHERE leased <> 0
+                    """
+                )
+            }
+            return (changed, StoreEvent.describing(changed))
+        }
+    }
+
+    /// Deletes finished jobs older than `finishedBefore`, and usage records older than it by the
+    /// usage retention, so that the file does not grow without bound.
+    public func prune(finishedBefore: Date) async throws -> Int {
+        let pruned: Int = try await write { transaction in
+            let deleted = try await transaction.query(
+                """
+                DELETE FROM mizan_jobs WHERE id IN (
+                    SELECT id FROM mizan_jobs INDEXED BY mizan_jobs_finished
+                    WHERE finished_at IS NOT NULL AND finished_at < ? AND state IN ('succeeded', 'failed', 'timed_out') LIMIT 10000
+                ) RETURNING id
+                """,
+                [Rows.date(finishedBefore)]
+            )
+            try await transaction.run(
+                "DELETE FROM mizan_usage WHERE created_at < ?",
+                [Rows.date(finishedBefore.addingTimeInterval(-usageRetention.timeInterval))]
+            )
+            return (deleted.count, [])
+        }
+        // Give the pages back to the checkpointed WAL, so that it stays small.
+        if pruned > 0 { _ = try? await writer.query("PRAGMA wal_checkpoint(PASSIVE)", []) }
+        return pruned
+    }
+
+    /// Recomputes the lease count of `nodes` from their leased jobs.
+    func recountLeases(of nodes: Set<NodeID>, in transaction: Transaction) async throws {
+        for node in nodes {
+            try await transaction.run(
+                "UPDATE mizan_nodes SET leased = (SELECT count(*) FROM mizan_jobs WHERE state = 'leased' AND node_id = ?1) WHERE id = ?1",
+                [Rows.id(node)]
+            )
+        }
+    }
+}

@@ -1,0 +1,106 @@
+import Foundation
+import MizanCore
+import MizanStore
+import MizanStoreSQLite
+import MizanStoreTesting
+import Testing
+
+/// A new SQLite store in a fresh temporary folder, closed and deleted after `body`.
+func withSQLiteStore<T: Sendable>(
+    durability: SQLiteStore.Durability = .normal,
+    _ body: (SQLiteStore, _ path: String) async throws -> T
+) async throws -> T {
+    let folder = FileManager.default.temporaryDirectory.appendingPathComponent("mizan-sqlite-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: folder) }
+    let path = folder.appendingPathComponent("mizan.sqlite").path
+    let store = try await SQLiteStore.open(path: path, durability: durability)
+    do {
+        let value = try await body(store, path)
+        await store.close()
+        return value
+    } catch {
+        await store.close()
+        throw error
+    }
+}
+
+@Suite("SQLite store conformance")
+struct SQLiteConformanceTests {
+    @Test(arguments: StoreConformance.checks)
+    func conformance(_ check: StoreConformance.Check) async throws {
+        try await withSQLiteStore { store, _ in try await check.run(on: store) }
+    }
+
+    @Test(arguments: AccessConformance.checks)
+    func accessConformance(_ check: AccessConformance.Check) async throws {
+        try await withSQLiteStore { store, _ in try await check.run(on: store) }
+    }
+}
+
+@Suite("SQLite store: the file")
+struct SQLiteFileTests {
+    @Test func keepsEverythingAcrossAReopenAndMigratesOnce() async throws {
+        try await withSQLiteStore { store, path in
+            let job = Job(requestID: "r", model: "m1", body: Data(#"{"model":"m1"}"#.utf8), deadline: Date().addingTimeInterval(600))
+            _ = try await store.insert(job)
+            let key = try await store.createAPIKey(APIKey(name: "k", prefix: "mzn_sk_abcde", createdAt: Date()), hash: Data([1, 2, 3]))
+            await store.close()
+            let again = try await SQLiteStore.open(path: path)
+            #expect(try await again.job(job.id)?.body == job.body)
+            #expect(try await again.apiKey(hash: Data([1, 2, 3])) == key)
+            try await again.migrate()
+            try await again.migrate()
+            await again.close()
+            // The folder's store is reopened by withSQLiteStore's close as a no-op.
+            _ = try await SQLiteStore.open(path: path).close()
+        }
+    }
+
+    @Test func aSecondStoreOnTheSameFileIsRefused() async throws {
+        try await withSQLiteStore { _, path in
+            await #expect {
+                _ = try await SQLiteStore.open(path: path)
+            } throws: { error in
+                guard case SQLiteStoreError.locked = error else { return false }
+                return "\(error)".contains("PostgreSQL")
+            }
+        }
+    }
+
+    @Test func aFileThatIsNotADatabaseIsRefusedClearly() async throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("mizan-sqlite-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let path = folder.appendingPathComponent("garbage.sqlite").path
+        try Data(repeating: 0x42, count: 8192).write(to: URL(fileURLWithPath: path))
+        await #expect {
+            _ = try await SQLiteStore.open(path: path)
+        } throws: { error in
+            guard case SQLiteStoreError.cannotOpen = error else { return false }
+            return true
+        }
+        // And a folder that does not exist.
+        await #expect(throws: SQLiteStoreError.self) {
+            _ = try await SQLiteStore.open(path: folder.appendingPathComponent("missing/dir/mizan.sqlite").path)
+        }
+    }
+
+    @Test func pruningDeletesOldJobsAndUsage() async throws {
+        try await withSQLiteStore { store, _ in
+            let old = Date().addingTimeInterval(-10 * 86_400)
+            let job = Job(requestID: "r", model: "m1", body: Data("{}".utf8), deadline: old.addingTimeInterval(60), now: old)
+            _ = try await store.insert(job)
+            _ = try await store.cancel(job.id, now: old)
+            let record = UsageRecord(
+                requestID: "r", apiKeyID: nil, model: "m1", servedBy: nil, status: 200, latencyMilliseconds: 1, usage: nil,
+                createdAt: old.addingTimeInterval(-100 * 86_400)
+            )
+            try await store.recordUsage(record)
+            #expect(try await store.usageSummary().count == 1)
+            #expect(try await store.prune(finishedBefore: Date().addingTimeInterval(-86_400)) == 1)
+            #expect(try await store.job(job.id) == nil)
+            #expect(try await store.usageSummary().isEmpty, "usage older than its retention is gone")
+        }
+    }
+}
