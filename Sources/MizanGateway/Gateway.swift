@@ -25,6 +25,9 @@ import ServiceLifecycle
 public final class Gateway: Sendable {
     /// The header a client may send to set its request's deadline, in milliseconds.
     public static let deadlineHeader = HTTPField.Name("X-Mizan-Deadline-Ms")!
+    /// The header with which a client makes a request safe to retry: a retry with the same key
+    /// (and body) attaches to the first request's job instead of running it again.
+    public static let idempotencyKeyHeader = HTTPField.Name("Idempotency-Key")!
     /// The request id header, echoed or created.
     public static let requestIDHeader = HTTPField.Name("X-Request-Id")!
 

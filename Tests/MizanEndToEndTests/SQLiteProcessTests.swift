@@ -64,6 +64,46 @@ struct SQLiteProcessTests {
         #expect(!FileManager.default.fileExists(atPath: "\(folder)/mizan.sqlite-wal"))
     }
 
+    @Test func anIdempotentRetryAfterARestartGetsTheOneJobsAnswer() async throws {
+        let folder = try temporaryFolder()
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let (mock, mockURL) = try await startMock(["--models", "local-model", "--latency-ms", "3000"])
+        var (gateway, url) = try await startGateway(workingDirectory: folder)
+        let port = String(url.split(separator: ":").last!)
+        let (agent, _) = try await startAgent(gateway: url, provider: mockURL, name: "box", arguments: ["--models", "local-model"])
+        let (_, key) = try await createKey(gateway: url)
+        let body = chatJSON(model: "local-model")
+        let header = [("Idempotency-Key", "retry-me-1")]
+
+        let firstURL = url
+        let first = Task { try? await sendHTTP(.POST, "\(firstURL)/v1/chat/completions", token: key, body: body, headers: header) }
+        #expect(try await eventually { try await jobs(url, state: "leased").count == 1 })
+        gateway.signal(SIGKILL)
+        _ = try await gateway.waitForExit()
+        _ = await first.value
+
+        // The client retries with the same key against the restarted gateway: it gets the answer
+        // of the job that kept running on the node, and nothing ran twice.
+        (gateway, url) = try await startGateway(["--port", port], workingDirectory: folder)
+        let retry = try await sendHTTP(.POST, "\(url)/v1/chat/completions", token: key, body: body, headers: header, timeout: .seconds(30))
+        #expect(retry.status == 200, "\(retry.text)")
+        #expect(try JSONDecoder().decode(ChatCompletionResponse.self, from: retry.body).choices.first?.message.content?.isEmpty == false)
+        let all = try await jobs(url)
+        #expect(all.count == 1 && all.first?["state"] as? String == "succeeded", "\(all)")
+        let stats = try await call(.GET, "\(mockURL)/mock/stats").json
+        #expect(stats["requests"] as? Int == 1, "the local server ran the request once: \(stats)")
+        let usage = try await call(.GET, "\(url)/admin/v1/usage", token: e2eAdminToken).json["data"] as? [[String: Any]] ?? []
+        #expect(usage.first?["requests"] as? Int == 1, "usage counted once: \(usage)")
+        // The same key with another body is refused.
+        let other = try await sendHTTP(
+            .POST, "\(url)/v1/chat/completions", token: key, body: chatJSON(model: "local-model", content: "else"), headers: header)
+        #expect(other.status == 400, "\(other.text)")
+
+        #expect(try await agent.terminate() == 0)
+        _ = try await gateway.terminate()
+        _ = try await mock.terminate()
+    }
+
     @Test func aCorruptOrUnwritableDatabaseIsOneClearLine() async throws {
         let folder = try temporaryFolder()
         defer { try? FileManager.default.removeItem(atPath: folder) }

@@ -96,6 +96,15 @@ struct GatewayCommand: AsyncParsableCommand {
     var cacheLifetime: Double = 1
 
     @Option(
+        name: .customLong("idempotency-grace"), parsing: .unconditional,
+        help: ArgumentHelp(
+            "Seconds an agent-served request sent with an Idempotency-Key keeps running after its client went away, for a retry "
+                + "with the same key to attach to it."
+        )
+    )
+    var idempotencyGrace: Double = 60
+
+    @Option(
         name: .customLong("idle-timeout"), parsing: .unconditional,
         help: "Seconds a client connection may send nothing (idle between requests, or mid-head, mid-body) before it is closed.")
     var idleTimeout: Double = 60
@@ -132,6 +141,7 @@ struct GatewayCommand: AsyncParsableCommand {
         guard defaultDeadline > 0, maxQueueWait > 0, routeCooldown >= 0 else {
             throw ValidationError("--default-deadline and --max-queue-wait must be positive, --route-cooldown not negative.")
         }
+        guard idempotencyGrace >= 0, idempotencyGrace <= 3600 else { throw ValidationError("--idempotency-grace must be 0-3600 seconds.") }
         guard nodeStaleAfter > 0 else { throw ValidationError("--node-stale-after must be positive.") }
         guard cacheLifetime >= 0, cacheLifetime <= 60 else { throw ValidationError("--cache-lifetime must be 0-60 seconds.") }
         guard maxBodyBytes >= 1024, maxBodyBytes <= 1 << 30 else {
@@ -202,6 +212,7 @@ struct GatewayCommand: AsyncParsableCommand {
                 defaultLeaseWait: min(.seconds(25), leaseWait),
                 maxLeaseWait: leaseWait,
                 cacheLifetime: .seconds(cacheLifetime),
+                idempotentRetryGrace: .seconds(idempotencyGrace),
                 nodeStaleAfter: .seconds(nodeStaleAfter)
             )
         )

@@ -48,6 +48,10 @@ extension Dispatcher {
         }
         if !insertion.inserted {
             waiters.stopWaitingForFinish(of: job.id, signal)
+            guard insertion.job.model == job.model, insertion.job.body == job.body else {
+                throw MizanError(
+                    .badRequest, "This idempotency key was already used for a different request; use a new key for a new request.")
+            }
             if !insertion.job.state.isTerminal { waiters.waitForFinish(of: insertion.job.id, signal) }
         } else {
             metrics.accepted()
@@ -64,11 +68,12 @@ extension Dispatcher {
     public func awaitFinish(_ pending: PendingJob) async throws -> Job {
         if pending.job.state.isTerminal { return pending.job }
         return try await awaitFinish(
-            of: pending.job.id, deadline: pending.job.deadline, queueUntil: pending.queueUntil, signal: pending.signal)
+            of: pending.job.id, deadline: pending.job.deadline, queueUntil: pending.queueUntil, signal: pending.signal,
+            idempotent: pending.job.idempotencyKey != nil)
     }
 
     /// Waits for a job to finish, timing it out at `deadline` and cancelling it when the task is cancelled.
-    func awaitFinish(of id: JobID, deadline: Date, queueUntil: Date? = nil, signal: Signal) async throws -> Job {
+    func awaitFinish(of id: JobID, deadline: Date, queueUntil: Date? = nil, signal: Signal, idempotent: Bool = false) async throws -> Job {
         var current = signal
         var queueUntil = queueUntil
         defer { waiters.stopWaitingForFinish(of: id, current) }
@@ -76,6 +81,11 @@ extension Dispatcher {
             let remaining = min(deadline, queueUntil ?? deadline).timeIntervalSince(now())
             let until = ContinuousClock.now.advanced(by: .seconds(max(0, remaining)))
             _ = await current.wait(until: until)
+            if Task.isCancelled, idempotent, configuration.idempotentRetryGrace > .zero {
+                // Left running for a retry with the same key; cancelled later if none came.
+                cancelLater(id)
+                throw MizanError(.cancelled, "The client went away; the job keeps running for a retry with its idempotency key.")
+            }
             if Task.isCancelled {
                 // An unstructured task does not inherit the cancellation, so the write still happens.
                 let job = try await Task { [store, now] in try await store.cancel(id, now: now()) }.value
@@ -126,6 +136,20 @@ extension Dispatcher {
             "job withdrawn: no node took it within its queue wait", metadata: ["mizan.job.id": "\(id)", "mizan.model": "\(job.model)"])
         throw MizanError(
             .noCapacity, "All capacity for the model '\(job.model)' is busy; no node took the request in time. Try again later.")
+    }
+
+    /// Cancels an idempotent job once its retry grace has passed with nobody waiting for it here.
+    private func cancelLater(_ id: JobID) {
+        let grace = configuration.idempotentRetryGrace
+        Task { [waiters, store, now, metrics, logger] in
+            try? await Task.sleep(for: grace)
+            guard !waiters.isWaitedFor(id) else { return }
+            guard let job = try? await store.cancel(id, now: now()), job.state == .failed, job.errorCode == JobErrorCode.cancelled else {
+                return
+            }
+            metrics.finished(job)
+            logger.info("job cancelled: no retry came for its idempotency key", metadata: ["mizan.job.id": "\(id)"])
+        }
     }
 
     /// Cancels a job on behalf of its client: a queued job fails at once as `cancelled`; the

@@ -33,6 +33,10 @@ public final class Dispatcher: Sendable {
         /// How long a lease may go unreported in the node's heartbeats before it counts as lost
         /// on its way to the node and the job is taken back (see ``Dispatcher/heartbeat(nodeID:report:running:)``).
         public var unreportedLeaseGrace: Duration
+        /// How long a job with an idempotency key keeps running after its submitter went away,
+        /// for a retry with the same key to attach to it (60 seconds); past it, with nobody
+        /// waiting, it is cancelled. `.zero` cancels at once, as for other jobs.
+        public var idempotentRetryGrace: Duration
         /// A node not heard from for this long is not capacity: requests do not count on it
         /// (``Dispatcher/isHealthy(_:now:)``) and the ``Sweeper`` requeues its jobs.
         public var nodeStaleAfter: Duration
@@ -65,6 +69,7 @@ public final class Dispatcher: Sendable {
         ///   - maxLeaseBatch: Most jobs per lease call (64).
         ///   - cacheLifetime: How long an authenticated node and the node list are remembered (1 second).
         ///   - unreportedLeaseGrace: How long a lease may go unreported before it is taken back (30 seconds).
+        ///   - idempotentRetryGrace: How long an idempotent job outlives its gone submitter (60 seconds).
         ///   - nodeStaleAfter: When a silent node stops counting as capacity and its jobs are requeued (30 seconds).
         ///   - sweeping: The sweeper's pace.
         public init(
@@ -75,6 +80,7 @@ public final class Dispatcher: Sendable {
             maxLeaseBatch: Int = 64,
             cacheLifetime: Duration = .seconds(1),
             unreportedLeaseGrace: Duration = .seconds(30),
+            idempotentRetryGrace: Duration = .seconds(60),
             nodeStaleAfter: Duration = .seconds(30),
             sweeping: Sweeping = .init()
         ) {
@@ -86,6 +92,7 @@ public final class Dispatcher: Sendable {
             self.maxLeaseWait = maxLeaseWait
             self.maxLeaseBatch = maxLeaseBatch
             self.nodeStaleAfter = nodeStaleAfter
+            self.idempotentRetryGrace = idempotentRetryGrace
             self.sweeping = sweeping
         }
     }
@@ -153,7 +160,9 @@ public struct DispatchRequest: Sendable {
     public var deadline: Duration?
     /// Higher runs first.
     public var priority: Int
-    /// Submitting the same key again returns the first job's outcome.
+    /// Submitting the same key again (with the same model and body) attaches to the first job
+    /// and returns its outcome; the same key with another body is refused. A job with a key
+    /// outlives a submitter that went away by ``Dispatcher/Configuration/idempotentRetryGrace``.
     public var idempotencyKey: String?
     /// The submitting API key.
     public var apiKeyID: String?

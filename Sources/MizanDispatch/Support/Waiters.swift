@@ -73,6 +73,11 @@ final class Waiters: Sendable {
         }
     }
 
+    /// Whether anyone in this process waits for the job's end.
+    func isWaitedFor(_ id: JobID) -> Bool {
+        state.withLock { !($0.finish[id]?.isEmpty ?? true) }
+    }
+
     var waitingSubmitters: Int { state.withLock { $0.finish.values.reduce(0) { $0 + $1.count } } }
     var waitingLeasers: Int { state.withLock { Set($0.available.values.flatMap(\.keys)).count } }
 }

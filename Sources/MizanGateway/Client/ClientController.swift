@@ -50,6 +50,7 @@ struct ClientController: Sendable {
     func chatCompletions(_ request: Request, context: GatewayRequestContext) async throws -> Response {
         let key = try await authenticate(request, trace: context.trace)
         let deadline = try requestDeadline(request.headers[Gateway.deadlineHeader])
+        let idempotencyKey = try Self.idempotencyKey(request.headers[Gateway.idempotencyKeyHeader])
         let until = ContinuousClock.now.advanced(by: deadline)
         let bytes = try await BodyReader.collect(request.body, limit: maxBodyBytes, timeout: bodyTimeout)
         let chat = try ChatCompletionRequest(body: bytes)
@@ -58,8 +59,18 @@ struct ClientController: Sendable {
             $0.stream = chat.stream
         }
         return try await context.cancellingOnDisconnect {
-            try await serve(chat, apiKeyID: key.id, until: until, trace: context.trace)
+            try await serve(
+                chat, apiKeyID: key.id, idempotencyKey: idempotencyKey.map { "\(key.id):\($0)" }, until: until, trace: context.trace)
         }
+    }
+
+    /// A client's `Idempotency-Key`: 1 to 255 printable ASCII characters.
+    static func idempotencyKey(_ header: String?) throws -> String? {
+        guard let header else { return nil }
+        guard (1...255).contains(header.utf8.count), header.utf8.allSatisfy({ $0 > 32 && $0 < 127 }) else {
+            throw MizanError(.badRequest, "The Idempotency-Key header must be 1 to 255 printable ASCII characters without spaces.")
+        }
+        return header
     }
 
     /// The deadline a request asks for, bounded by the configuration.
@@ -72,9 +83,9 @@ struct ClientController: Sendable {
     }
 
     /// Serves a checked request: provider routes first, then agent nodes.
-    func serve(_ chat: ChatCompletionRequest, apiKeyID: String, until: ContinuousClock.Instant, trace: RequestTrace) async throws
-        -> Response
-    {
+    func serve(
+        _ chat: ChatCompletionRequest, apiKeyID: String, idempotencyKey: String? = nil, until: ContinuousClock.Instant, trace: RequestTrace
+    ) async throws -> Response {
         var routeFailure: MizanError?
         let candidates = routes.routes.candidates(for: chat.model)
         if !candidates.isEmpty {
@@ -88,12 +99,12 @@ struct ClientController: Sendable {
         let serves = { (node: Node) in dispatcher.isHealthy(node) && node.models.contains(chat.model) }
         if try await dispatcher.recentNodes().contains(where: serves) {
             trace.update { $0.modelKnown = true }
-            return try await nodes.serve(chat, apiKeyID: apiKeyID, until: until, trace: trace)
+            return try await nodes.serve(chat, apiKeyID: apiKeyID, idempotencyKey: idempotencyKey, until: until, trace: trace)
         }
         let known = try await dispatcher.nodes()
         if known.contains(where: serves) {
             trace.update { $0.modelKnown = true }
-            return try await nodes.serve(chat, apiKeyID: apiKeyID, until: until, trace: trace)
+            return try await nodes.serve(chat, apiKeyID: apiKeyID, idempotencyKey: idempotencyKey, until: until, trace: trace)
         }
         if let routeFailure { throw routeFailure }
         if known.contains(where: { $0.status != .pending && $0.models.contains(chat.model) }) {

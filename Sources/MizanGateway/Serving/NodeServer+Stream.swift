@@ -10,6 +10,14 @@ extension NodeServer {
     /// any output still answers with a proper error status.
     func stream(_ chat: ChatCompletionRequest, request: DispatchRequest, trace: RequestTrace) async throws -> Response {
         let events = try await dispatcher.submitStreaming(request)
+        guard events.job.id == request.jobID else {
+            // The idempotency key names an earlier stream: its events went to that request.
+            events.stop(cancellingJob: false)
+            throw MizanError(
+                .conflict,
+                "A streamed request with this Idempotency-Key already ran (job \(events.job.id), \(events.job.state)); streamed answers "
+                    + "are not replayed. Send a new key for a new request.")
+        }
         switch await events.next() {
         case .data(let data):
             return streamResponse(first: data, rest: events, chat: chat, trace: trace)
