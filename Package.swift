@@ -233,6 +233,8 @@ let package = Package(
             dependencies: [
                 "MizanDispatch",
                 "MizanStorePostgres",
+                "MizanStoreSQLite",
+                .product(name: "SQLiteNIO", package: "sqlite-nio"),
                 "MizanStoreTesting",
                 "MizanPostgresTesting",
                 .product(name: "PostgresNIO", package: "postgres-nio"),

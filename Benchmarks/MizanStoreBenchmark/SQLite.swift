@@ -1,0 +1,196 @@
+import Foundation
+import MizanCore
+import MizanDispatch
+import MizanStore
+import MizanStoreSQLite
+import SQLiteNIO
+import Synchronization
+
+// MARK: - SQLite baselines
+
+/// A new folder for a benchmark's SQLite files.
+func sqliteFolder() throws -> String {
+    let folder = FileManager.default.temporaryDirectory.appendingPathComponent("mizan-bench-sqlite-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+    return folder.path
+}
+
+/// One statement round trip on an SQLite connection (through sqlite-nio's thread pool).
+func sqliteRoundTrips(_ connection: SQLiteConnection, samples: Int) async throws -> [Duration] {
+    var latencies: [Duration] = []
+    latencies.reserveCapacity(samples)
+    for _ in 0..<samples {
+        let start = ContinuousClock.now
+        _ = try await connection.query("SELECT 1", [])
+        latencies.append(ContinuousClock.now - start)
+    }
+    return latencies.sorted()
+}
+
+/// One writer at a time for the reference queue, as the store has (without blocking threads).
+final class WriterTurn: Sendable {
+    private let state = Mutex<(busy: Bool, waiting: [CheckedContinuation<Void, Never>])>((false, []))
+
+    func take() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let now = state.withLock { state -> Bool in
+                if state.busy {
+                    state.waiting.append(continuation)
+                    return false
+                }
+                state.busy = true
+                return true
+            }
+            if now { continuation.resume() }
+        }
+    }
+
+    func give() {
+        let next = state.withLock { state -> CheckedContinuation<Void, Never>? in
+            if state.waiting.isEmpty {
+                state.busy = false
+                return nil
+            }
+            return state.waiting.removeFirst()
+        }
+        next?.resume()
+    }
+}
+
+/// The reference: a plain SQLite queue table in WAL mode, `workers` tasks each leasing up to
+/// `batchSize` rows (one transaction: select, mark) and completing them (one transaction), on
+/// one writer connection taken in turn — the same shape of work as the store's, nothing else.
+func sqliteReferenceCycles(path: String, workers: Int, jobs: Int) async throws -> Double {
+    let connection = try await SQLiteConnection.open(storage: .file(path: path))
+    _ = try await connection.query("PRAGMA journal_mode = WAL", [])
+    _ = try await connection.query("PRAGMA synchronous = NORMAL", [])
+    _ = try await connection.query("CREATE TABLE q (id INTEGER PRIMARY KEY, body BLOB NOT NULL, state TEXT NOT NULL, result BLOB)", [])
+    _ = try await connection.query("CREATE INDEX q_queued ON q (id) WHERE state = 'queued'", [])
+    _ = try await connection.query(
+        "WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < ?) INSERT INTO q (body, state) SELECT ?, 'queued' FROM n",
+        [.integer(jobs), .blob(.init(bytes: body))]
+    )
+    let turn = WriterTurn()
+    func transaction<T: Sendable>(_ work: () async throws -> T) async throws -> T {
+        await turn.take()
+        defer { turn.give() }
+        _ = try await connection.query("BEGIN IMMEDIATE", [])
+        do {
+            let value = try await work()
+            _ = try await connection.query("COMMIT", [])
+            return value
+        } catch {
+            _ = try? await connection.query("ROLLBACK", [])
+            throw error
+        }
+    }
+    let start = ContinuousClock.now
+    let done = try await withThrowingTaskGroup(of: Int.self) { group in
+        for _ in 0..<workers {
+            group.addTask {
+                var count = 0
+                while true {
+                    let ids: [Int] = try await transaction {
+                        let rows = try await connection.query(
+                            "SELECT id FROM q WHERE state = 'queued' ORDER BY id LIMIT ?", [.integer(batchSize)])
+                        let ids = rows.compactMap { $0.column("id")?.integer }.map { Int($0) }
+                        guard !ids.isEmpty else { return ids }
+                        let marks = Array(repeating: "?", count: ids.count).joined(separator: ", ")
+                        _ = try await connection.query(
+                            "UPDATE q SET state = 'leased' WHERE id IN (\(marks)) AND state = 'queued'", ids.map { .integer($0) })
+                        return ids
+                    }
+                    if ids.isEmpty { return count }
+                    count += try await transaction {
+                        let marks = Array(repeating: "?", count: ids.count).joined(separator: ", ")
+                        return try await connection.query(
+                            "UPDATE q SET state = 'done', result = ? WHERE id IN (\(marks)) AND state = 'leased' RETURNING id",
+                            [.blob(.init(bytes: result))] + ids.map { .integer($0) }
+                        ).count
+                    }
+                }
+            }
+        }
+        return try await group.reduce(0, +)
+    }
+    let elapsed = ContinuousClock.now - start
+    try await connection.close()
+    precondition(done == jobs, "every reference row completed once (\(done) of \(jobs))")
+    return Double(jobs) / seconds(elapsed)
+}
+
+/// Queues `count` accepted jobs of a model no worker serves, in bulk, through a second
+/// connection to the store's file.
+func sqliteBacklog(path: String, count: Int) async throws {
+    guard count > 0 else { return }
+    let connection = try await SQLiteConnection.open(storage: .file(path: path))
+    _ = try await connection.query("PRAGMA busy_timeout = 10000", [])
+    let now = Date().timeIntervalSinceReferenceDate
+    _ = try await connection.query(
+        """
+        WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < ?1)
+        INSERT INTO mizan_jobs (id, request_id, model, body, stream, state, attempt, max_attempts, priority, deadline, created_at, updated_at)
+        SELECT lower(printf('%s-%s-%s-%s-%s', hex(randomblob(4)), hex(randomblob(2)), hex(randomblob(2)), hex(randomblob(2)),
+            hex(randomblob(6)))), 'backlog', 'backlog-model', ?2, 0, 'accepted', 1, 3, 0, ?3, ?4, ?4
+        FROM n
+        """,
+        [.integer(count), .blob(.init(bytes: body)), .float(now + 86_400), .float(now)]
+    )
+    _ = try await connection.query("ANALYZE", [])
+    try await connection.close()
+}
+
+// MARK: - SQLite figures
+
+func sqliteFigures() async throws {
+    let folder = try sqliteFolder()
+    defer { try? FileManager.default.removeItem(atPath: folder) }
+    let path = folder + "/store.sqlite"
+    let store = try await SQLiteStore.open(path: path)
+    let dispatcher = Dispatcher(store: store)
+    let probe = try await SQLiteConnection.open(storage: .file(path: folder + "/probe.sqlite"))
+    let trips = try await sqliteRoundTrips(probe, samples: samples)
+    try await probe.close()
+    if options.only.contains("sqlite") {
+        let latencies = try await pickup(dispatcher, store, samples: samples)
+        add(
+            "store", "sqlite pickup p50", "ms", percentile(latencies, 0.5), baseline: percentile(trips, 0.5), "SELECT 1 round trip",
+            target: ("value", "<", 1))
+        add("store", "sqlite pickup p99", "ms", percentile(latencies, 0.99), baseline: percentile(trips, 0.99), "SELECT 1 round trip")
+        for workers in [1, 4, 16] {
+            let jobs = options.quick ? 4_000 : 40_000
+            let reference = try await sqliteReferenceCycles(path: folder + "/reference-\(workers).sqlite", workers: workers, jobs: jobs)
+            let rate = try await cycles(dispatcher, store, workers: workers, jobs: jobs)
+            add(
+                "store", "sqlite lease+complete, \(workers) worker(s)", "/s", rate, baseline: reference, "plain SQLite queue table",
+                target: workers == 4 ? ("value", ">=", 5000) : nil)
+            if workers == 4 {
+                add(
+                    "store", "sqlite lease+complete, 4 workers, against the plain table", "/s", rate, baseline: reference,
+                    "plain SQLite queue table", target: ("ratio", ">=", 0.5))
+            }
+        }
+    }
+    if options.only.contains("sqlite-growth") {
+        let jobs = options.quick ? 4_000 : 20_000
+        var zeroPickup = 0.0
+        var zeroCycles = 0.0
+        var queued = 0
+        for depth in [0, 1_000, 100_000] {
+            try await sqliteBacklog(path: path, count: depth - queued)
+            queued = depth
+            let latencies = try await pickup(dispatcher, store, samples: samples / 2)
+            let rate = try await cycles(dispatcher, store, workers: 4, jobs: jobs)
+            let p50 = percentile(latencies, 0.5)
+            if depth == 0 {
+                zeroPickup = p50
+                zeroCycles = rate
+            }
+            add("growth", "sqlite pickup p50, \(depth) queued", "ms", p50, baseline: zeroPickup, "0 queued", target: ("ratio", "<", 2))
+            add(
+                "growth", "sqlite lease+complete 4 workers, \(depth) queued", "/s", rate, baseline: zeroCycles, "0 queued",
+                target: ("ratio", ">=", 0.5))
+        }
+    }
+    await store.close()
+}
