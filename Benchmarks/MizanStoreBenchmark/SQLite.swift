@@ -129,7 +129,9 @@ func sqliteBacklog(path: String, count: Int) async throws {
     _ = try await connection.query(
         """
         WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < ?1)
-        INSERT INTO mizan_jobs (id, request_id, model, body, stream, state, attempt, max_attempts, priority, deadline, created_at, updated_at)
+        INSERT INTO mizan_jobs (
+            id, request_id, model, body, stream, state, attempt, max_attempts, priority, deadline, created_at, updated_at
+        )
         SELECT lower(printf('%s-%s-%s-%s-%s', hex(randomblob(4)), hex(randomblob(2)), hex(randomblob(2)), hex(randomblob(2)),
             hex(randomblob(6)))), 'backlog', 'backlog-model', ?2, 0, 'accepted', 1, 3, 0, ?3, ?4, ?4
         FROM n
