@@ -48,7 +48,9 @@ extension Agent {
         let (frames, continuation) = AsyncStream<ByteBuffer>.makeStream()
         let client = client
         do {
-            let usage = try await withThrowingTaskGroup(of: TokenUsage?.self) { group in
+            // The events go to the gateway as they come; the answer they amount to is kept as the
+            // job's result (an idempotent retry of the request gets it again).
+            let (usage, transcript) = try await withThrowingTaskGroup(of: (TokenUsage?, Data)?.self) { group in
                 group.addTask {
                     try await client.stream(token: token, lease: lease, frames: frames, timeout: remaining)
                     return nil
@@ -56,17 +58,19 @@ extension Agent {
                 group.addTask {
                     defer { continuation.finish() }
                     var meter = StreamUsageMeter(requestBytes: job.body.count)
+                    var transcript = StreamTranscript()
                     for try await data in events {
                         meter.observe(data)
+                        transcript.observe(data)
                         continuation.yield(ByteBuffer(string: "data: \(data)\n\n"))
                     }
-                    return meter.usage
+                    return (meter.usage, transcript.completion())
                 }
-                var usage: TokenUsage?
-                for try await result in group { if let result { usage = result } }
-                return usage
+                var outcome: (TokenUsage?, Data) = (nil, Data())
+                for try await result in group { if let result { outcome = result } }
+                return outcome
             }
-            return .succeeded(lease, result: Data(), usage: usage)
+            return .succeeded(lease, result: transcript, usage: usage)
         } catch let error as AgentClientError where error.kind == .status(409) || error.kind == .status(404) {
             // Usually the job is over (client gone): the report below is then refused and
             // dropped. If the job still stands, it must not stay leased to this node.

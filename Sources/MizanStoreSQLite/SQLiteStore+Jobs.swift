@@ -9,7 +9,8 @@ extension SQLiteStore {
         let placeholders = Array(repeating: "?", count: 23).joined(separator: ", ")
         return try await write { transaction in
             let rows = try await transaction.query(
-                "INSERT INTO mizan_jobs (\(Rows.jobColumns)) VALUES (\(placeholders)) ON CONFLICT (idempotency_key) DO NOTHING RETURNING id",
+                "INSERT INTO mizan_jobs (\(Rows.jobColumns)) VALUES (\(placeholders)) ON CONFLICT (idempotency_key) DO NOTHING "
+                    + "RETURNING id",
                 Rows.binds(job)
             )
             if !rows.isEmpty {

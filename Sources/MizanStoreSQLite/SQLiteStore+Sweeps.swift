@@ -52,7 +52,9 @@ extension SQLiteStore {
             if !changed.isEmpty {
                 try await transaction.run(
                     """
-                    UPDATE mizan_nodes SET leased = (SELECT count(*) FROM mizan_jobs j WHERE j.state = 'leased' AND j.node_id = mizan_nodes.id)
+                    UPDATE mizan_nodes SET leased = (
+                        SELECT count(*) FROM mizan_jobs j WHERE j.state = 'leased' AND j.node_id = mizan_nodes.id
+                    )
                     WHERE leased <> 0
                     """
                 )

@@ -73,3 +73,38 @@ struct ChatCompletionRequestTests {
         #expect(earlier.description.dropFirst(14).first == "7")
     }
 }
+
+@Suite("Stream transcript")
+struct StreamTranscriptTests {
+    @Test func foldsContentToolCallsAndUsageAndReplaysThem() throws {
+        var transcript = StreamTranscript()
+        let events = [
+            #"{"id":"c1","object":"chat.completion.chunk","created":7,"model":"m","choices":[{"index":0,"#
+                + #""delta":{"role":"assistant","content":"Hel"}}]}"#,
+            #"{"id":"c1","choices":[{"index":0,"delta":{"content":"lo"}}]}"#,
+            #"{"id":"c1","choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"t1","type":"function","#
+                + #""function":{"name":"get","arguments":"{\"a\""}}]}}]}"#,
+            #"{"id":"c1","choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":":1}"}}]},"#
+                + #""finish_reason":"tool_calls"}]}"#,
+            #"{"id":"c1","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":2,"total_tokens":5}}"#,
+            "not json", "[DONE]",
+        ]
+        for event in events { transcript.observe(event) }
+        let completion = try JSONDecoder().decode(ChatCompletionResponse.self, from: transcript.completion())
+        #expect(completion.id == "c1" && completion.model == "m" && completion.created == 7)
+        #expect(completion.choices.first?.message.content == "Hello")
+        #expect(completion.choices.first?.finishReason == "tool_calls")
+        #expect(completion.usage?.completionTokens == 2)
+        let object = try JSONSerialization.jsonObject(with: transcript.completion()) as? [String: Any]
+        let call = ((((object?["choices"] as? [[String: Any]])?.first?["message"] as? [String: Any])?["tool_calls"]) as? [[String: Any]])?
+            .first
+        #expect((call?["function"] as? [String: Any])?["arguments"] as? String == #"{"a":1}"#)
+
+        let replay = try #require(StreamTranscript.replay(transcript.completion()))
+        #expect(replay.last == "[DONE]" && replay.count == 3)
+        let chunk = try JSONDecoder().decode(ChatCompletionChunk.self, from: Data(replay[0].utf8))
+        #expect(chunk.choices.first?.delta.content == "Hello")
+        #expect(StreamTranscript().completion().isEmpty)
+        #expect(StreamTranscript.replay(Data("nope".utf8)) == nil)
+    }
+}

@@ -98,6 +98,23 @@ struct SQLiteProcessTests {
         let other = try await sendHTTP(
             .POST, "\(url)/v1/chat/completions", token: key, body: chatJSON(model: "local-model", content: "else"), headers: header)
         #expect(other.status == 400, "\(other.text)")
+        // A streamed request's retry, once its job has succeeded, gets the kept answer as one chunk and [DONE].
+        let streamBody = #"{"model":"local-model","messages":[{"role":"user","content":"hi"}],"stream":true}"#
+        let streamKey = [("Idempotency-Key", "stream-me-1")]
+        let streamed = try await sendHTTP(.POST, "\(url)/v1/chat/completions", token: key, body: streamBody, headers: streamKey)
+        #expect(streamed.status == 200 && streamed.text.hasSuffix("data: [DONE]\n\n"), "\(streamed.text)")
+        let text = streamed.text.components(separatedBy: "\n\n").compactMap { event -> String? in
+            guard event.hasPrefix("data: {"),
+                let chunk = try? JSONDecoder().decode(ChatCompletionChunk.self, from: Data(event.dropFirst(6).utf8))
+            else { return nil }
+            return chunk.choices.first?.delta.content
+        }.joined()
+        #expect(!text.isEmpty)
+        #expect(try await eventually { try await jobs(url, state: "succeeded").count == 2 })
+        let replayed = try await sendHTTP(.POST, "\(url)/v1/chat/completions", token: key, body: streamBody, headers: streamKey)
+        #expect(replayed.status == 200 && replayed.text.hasSuffix("data: [DONE]\n\n"), "\(replayed.text)")
+        #expect(replayed.text.contains(#""content":"\#(text)""#), "the whole answer again: \(replayed.text)")
+        #expect(try await jobs(url).count == 2, "the retry ran nothing")
 
         #expect(try await agent.terminate() == 0)
         _ = try await gateway.terminate()

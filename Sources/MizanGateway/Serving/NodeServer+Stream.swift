@@ -2,6 +2,7 @@ import Foundation
 import Hummingbird
 import MizanCore
 import MizanDispatch
+import NIOCore
 
 extension NodeServer {
     /// Serves `stream: true` through an agent: the job is queued, the node that leases it
@@ -11,12 +12,9 @@ extension NodeServer {
     func stream(_ chat: ChatCompletionRequest, request: DispatchRequest, trace: RequestTrace) async throws -> Response {
         let events = try await dispatcher.submitStreaming(request)
         guard events.job.id == request.jobID else {
-            // The idempotency key names an earlier stream: its events went to that request.
+            // The idempotency key names an earlier stream, whose events went to that request.
             events.stop(cancellingJob: false)
-            throw MizanError(
-                .conflict,
-                "A streamed request with this Idempotency-Key already ran (job \(events.job.id), \(events.job.state)); streamed answers "
-                    + "are not replayed. Send a new key for a new request.")
+            return try await replay(events.job, chat: chat, trace: trace)
         }
         switch await events.next() {
         case .data(let data):
@@ -37,6 +35,33 @@ extension NodeServer {
             throw Task.isCancelled
                 ? MizanError(.cancelled, "The request was cancelled.")
                 : MizanError(.upstreamFailure, "The node's stream ended without any event.")
+        }
+    }
+
+    /// A retry of a streamed request (same Idempotency-Key): once its job has succeeded, the
+    /// answer it kept is streamed again as one chunk (and usage) and `[DONE]`; while it still
+    /// runs the retry is refused (its events go to the first request).
+    private func replay(_ job: Job, chat: ChatCompletionRequest, trace: RequestTrace) async throws -> Response {
+        let current = try await dispatcher.job(job.id) ?? job
+        trace.update {
+            $0.servedBy = current.nodeID.map { "node/\($0)" }
+            $0.usage = current.usage
+        }
+        switch current.state {
+        case .succeeded:
+            guard let result = current.result, let events = StreamTranscript.replay(result) else {
+                throw MizanError(.conflict, "The streamed answer for this Idempotency-Key was not kept; send a new key for a new request.")
+            }
+            var headers = HTTPFields()
+            headers[.contentType] = "text/event-stream"
+            headers[.cacheControl] = "no-cache"
+            let body = events.map { "data: \($0)\n\n" }.joined()
+            return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(string: body)))
+        case .failed: throw Self.error(ofFailed: current)
+        case .timedOut: throw MizanError(.deadlineExceeded, "The request's deadline passed before a node finished it.")
+        case .accepted, .leased:
+            throw MizanError(
+                .conflict, "A streamed request with this Idempotency-Key is still running; retry once it has finished to get its answer.")
         }
     }
 
