@@ -39,21 +39,18 @@ extension SQLiteStore: AccessStore {
     }
 
     public func recordUsage(_ record: UsageRecord) async throws {
-        try await write { transaction in
-            try await transaction.run(
-                """
-                INSERT INTO mizan_usage (request_id, api_key_id, model, served_by, status, latency_ms, prompt_tokens,
-                    completion_tokens, usage_source, created_at)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                """,
-                [
-                    .text(record.requestID), Rows.text(record.apiKeyID), .text(record.model), Rows.text(record.servedBy),
-                    .integer(record.status), .float(record.latencyMilliseconds), Rows.integer(record.usage?.promptTokens),
-                    Rows.integer(record.usage?.completionTokens), Rows.text(record.usage?.source.rawValue), Rows.date(record.createdAt),
-                ]
-            )
-            return ((), [])
-        }
+        _ = try await writeOne(
+            """
+            INSERT INTO mizan_usage (request_id, api_key_id, model, served_by, status, latency_ms, prompt_tokens,
+                completion_tokens, usage_source, created_at)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            """,
+            [
+                .text(record.requestID), Rows.text(record.apiKeyID), .text(record.model), Rows.text(record.servedBy),
+                .integer(record.status), .float(record.latencyMilliseconds), Rows.integer(record.usage?.promptTokens),
+                Rows.integer(record.usage?.completionTokens), Rows.text(record.usage?.source.rawValue), Rows.date(record.createdAt),
+            ]
+        )
     }
 
     public func usageSummary() async throws -> [UsageSummary] {

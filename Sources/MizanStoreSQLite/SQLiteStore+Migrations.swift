@@ -16,7 +16,6 @@ extension SQLiteStore {
                     name TEXT NOT NULL,
                     models TEXT NOT NULL DEFAULT '[]',
                     max_concurrency INTEGER NOT NULL DEFAULT 1,
-                    leased INTEGER NOT NULL DEFAULT 0,
                     labels TEXT NOT NULL DEFAULT '{}',
                     status TEXT NOT NULL,
                     health TEXT NOT NULL,

@@ -47,23 +47,20 @@ extension SQLiteStore {
     }
 
     public func heartbeat(_ id: NodeID, report: NodeReport, now: Date) async throws -> Node {
-        try await write { transaction in
-            let rows = try await transaction.query(
-                """
-                UPDATE mizan_nodes SET models = ?, max_concurrency = ?, health = ?, in_flight = ?, labels = ?, last_seen = ?
-                WHERE id = ? AND status = 'active'
-                RETURNING \(Rows.nodeColumns)
-                """,
-                [
-                    Rows.json(report.models), .integer(max(1, report.maxConcurrency)), .text(report.health.rawValue),
-                    .integer(report.inFlight), Rows.json(report.labels), Rows.date(now), Rows.id(id),
-                ]
-            )
-            if let node = try rows.first.map(Rows.node) { return (node, []) }
-            let exists = try await transaction.query("SELECT 1 FROM mizan_nodes WHERE id = ?", [Rows.id(id)])
-            guard !exists.isEmpty else { throw MizanError(.nodeNotFound, "No node with id \(id).") }
-            throw MizanError(.invalidNodeToken, "The node is not active.")
-        }
+        let rows = try await writeOne(
+            """
+            UPDATE mizan_nodes SET models = ?, max_concurrency = ?, health = ?, in_flight = ?, labels = ?, last_seen = ?
+            WHERE id = ? AND status = 'active'
+            RETURNING \(Rows.nodeColumns)
+            """,
+            [
+                Rows.json(report.models), .integer(max(1, report.maxConcurrency)), .text(report.health.rawValue),
+                .integer(report.inFlight), Rows.json(report.labels), Rows.date(now), Rows.id(id),
+            ]
+        )
+        if let node = try rows.first.map(Rows.node) { return node }
+        guard try await node(id) != nil else { throw MizanError(.nodeNotFound, "No node with id \(id).") }
+        throw MizanError(.invalidNodeToken, "The node is not active.")
     }
 
     public func revokeNode(_ id: NodeID, now: Date) async throws -> Node {

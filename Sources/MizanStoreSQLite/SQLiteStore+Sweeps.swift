@@ -17,7 +17,6 @@ extension SQLiteStore {
                     Rows.date(now), Rows.date(now), Rows.date(now),
                 ]
             ).map(Rows.job)
-            try await recountLeases(of: Set(expired.compactMap(\.nodeID)), in: transaction)
             return (expired, expired.map { .jobFinished(id: $0.id, state: $0.state) })
         }
     }
@@ -49,16 +48,6 @@ extension SQLiteStore {
                 ]
             ).map(Rows.job)
             let changed = requeued + failed
-            if !changed.isEmpty {
-                try await transaction.run(
-                    """
-                    UPDATE mizan_nodes SET leased = (
-                        SELECT count(*) FROM mizan_jobs j WHERE j.state = 'leased' AND j.node_id = mizan_nodes.id
-                    )
-                    WHERE leased <> 0
-                    """
-                )
-            }
             return (changed, StoreEvent.describing(changed))
         }
     }
@@ -83,17 +72,7 @@ extension SQLiteStore {
             return (deleted.count, [])
         }
         // Give the pages back to the checkpointed WAL, so that it stays small.
-        if pruned > 0 { _ = try? await writer.query("PRAGMA wal_checkpoint(PASSIVE)", []) }
+        if pruned > 0 { _ = try? await writeOne("PRAGMA wal_checkpoint(PASSIVE)", []) }
         return pruned
-    }
-
-    /// Recomputes the lease count of `nodes` from their leased jobs.
-    func recountLeases(of nodes: Set<NodeID>, in transaction: Transaction) async throws {
-        for node in nodes {
-            try await transaction.run(
-                "UPDATE mizan_nodes SET leased = (SELECT count(*) FROM mizan_jobs WHERE state = 'leased' AND node_id = ?1) WHERE id = ?1",
-                [Rows.id(node)]
-            )
-        }
     }
 }

@@ -186,6 +186,24 @@ public final class SQLiteStore: DispatchStore, Sendable {
         return value
     }
 
+    /// Runs one statement on the writer, with the writer to itself, outside an explicit
+    /// transaction: one statement is atomic on its own, and this saves the BEGIN and COMMIT round
+    /// trips. Publishes `events(rows)` once it has run.
+    func writeOne(_ sql: String, _ binds: [SQLiteData], events: ([SQLiteRow]) -> [StoreEvent] = { _ in [] }) async throws -> [SQLiteRow] {
+        await writeLock.lock()
+        let rows: [SQLiteRow]
+        do {
+            defer { writeLock.unlock() }
+            do {
+                rows = try await writer.query(sql, binds)
+            } catch {
+                throw storeError(error)
+            }
+        }
+        hub.publish(events(rows))
+        return rows
+    }
+
     func storeError(_ error: any Error) -> any Error {
         if let error = error as? MizanError { return error }
         logger.error("SQLite statement failed", metadata: ["mizan.error": "\(String(reflecting: error).prefix(300))"])
