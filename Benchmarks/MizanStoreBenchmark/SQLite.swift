@@ -154,6 +154,23 @@ func sqliteFigures() async throws {
     let trips = try await sqliteRoundTrips(probe, samples: samples)
     try await probe.close()
     if options.only.contains("sqlite") {
+        // Where a pickup's time goes: one insert, and one lease of a node with nothing queued.
+        var inserts: [Duration] = []
+        var leases: [Duration] = []
+        let idle = try await enroll(dispatcher, models: ["sqlite-idle"], capacity: 1)
+        for _ in 0..<samples {
+            let job = Job(requestID: "r", model: "sqlite-unserved", body: body, deadline: Date().addingTimeInterval(60))
+            var start = ContinuousClock.now
+            _ = try await store.insert(job)
+            inserts.append(ContinuousClock.now - start)
+            start = ContinuousClock.now
+            _ = try await store.lease(nodeID: idle.id, limit: 1, now: Date())
+            leases.append(ContinuousClock.now - start)
+        }
+        add("store", "sqlite insert p50", "ms", percentile(inserts.sorted(), 0.5), baseline: percentile(trips, 0.5), "SELECT 1 round trip")
+        add(
+            "store", "sqlite empty lease p50", "ms", percentile(leases.sorted(), 0.5), baseline: percentile(trips, 0.5),
+            "SELECT 1 round trip")
         let latencies = try await pickup(dispatcher, store, samples: samples)
         add(
             "store", "sqlite pickup p50", "ms", percentile(latencies, 0.5), baseline: percentile(trips, 0.5), "SELECT 1 round trip",
