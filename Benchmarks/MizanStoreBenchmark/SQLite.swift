@@ -191,25 +191,7 @@ func sqliteFigures() async throws {
         }
     }
     if options.only.contains("sqlite-growth") {
-        let jobs = options.quick ? 4_000 : 20_000
-        var zeroPickup = 0.0
-        var zeroCycles = 0.0
-        var queued = 0
-        for depth in [0, 1_000, 100_000] {
-            try await sqliteBacklog(path: path, count: depth - queued)
-            queued = depth
-            let latencies = try await pickup(dispatcher, store, samples: samples / 2)
-            let rate = try await cycles(dispatcher, store, workers: 4, jobs: jobs)
-            let p50 = percentile(latencies, 0.5)
-            if depth == 0 {
-                zeroPickup = p50
-                zeroCycles = rate
-            }
-            add("growth", "sqlite pickup p50, \(depth) queued", "ms", p50, baseline: zeroPickup, "0 queued", target: ("ratio", "<", 2))
-            add(
-                "growth", "sqlite lease+complete 4 workers, \(depth) queued", "/s", rate, baseline: zeroCycles, "0 queued",
-                target: ("ratio", ">=", 0.5))
-        }
+        try await growthFigures("sqlite", dispatcher, store) { try await sqliteBacklog(path: path, count: $0) }
     }
     await store.close()
 }

@@ -317,6 +317,32 @@ func backlog(_ client: PostgresClient, count: Int) async throws {
     try await client.query("ANALYZE mizan_jobs")
 }
 
+/// Pickup and 4-worker lease+complete with 0, 1,000 and 100,000 other jobs queued (`backlog`
+/// queues that many more), each against the figure with nothing queued.
+func growthFigures(
+    _ name: String, _ dispatcher: Dispatcher, _ store: any DispatchStore, backlog: (Int) async throws -> Void
+) async throws {
+    let jobs = options.quick ? 4_000 : 20_000
+    var zeroPickup = 0.0
+    var zeroCycles = 0.0
+    var queued = 0
+    for depth in [0, 1_000, 100_000] {
+        try await backlog(depth - queued)
+        queued = depth
+        let latencies = try await pickup(dispatcher, store, samples: samples / 2)
+        let rate = try await cycles(dispatcher, store, workers: 4, jobs: jobs)
+        let p50 = percentile(latencies, 0.5)
+        if depth == 0 {
+            zeroPickup = p50
+            zeroCycles = rate
+        }
+        add("growth", "\(name) pickup p50, \(depth) queued", "ms", p50, baseline: zeroPickup, "0 queued", target: ("ratio", "<", 2))
+        add(
+            "growth", "\(name) lease+complete 4 workers, \(depth) queued", "/s", rate, baseline: zeroCycles, "0 queued",
+            target: ("ratio", ">=", 0.5))
+    }
+}
+
 // MARK: - Runs
 
 let collected = Mutex<[Figure]>([])
@@ -374,27 +400,7 @@ if options.only.contains("postgres") || options.only.contains("growth") {
                 }
             }
             if options.only.contains("growth") {
-                let jobs = options.quick ? 4_000 : 20_000
-                var zeroPickup = 0.0
-                var zeroCycles = 0.0
-                var queued = 0
-                for depth in [0, 1_000, 100_000] {
-                    try await backlog(client, count: depth - queued)
-                    queued = depth
-                    let latencies = try await pickup(dispatcher, store, samples: samples / 2)
-                    let rate = try await cycles(dispatcher, store, workers: 4, jobs: jobs)
-                    let p50 = percentile(latencies, 0.5)
-                    if depth == 0 {
-                        zeroPickup = p50
-                        zeroCycles = rate
-                    }
-                    add(
-                        "growth", "postgres pickup p50, \(depth) queued", "ms", p50, baseline: zeroPickup, "0 queued",
-                        target: ("ratio", "<", 2))
-                    add(
-                        "growth", "postgres lease+complete 4 workers, \(depth) queued", "/s", rate, baseline: zeroCycles, "0 queued",
-                        target: ("ratio", ">=", 0.5))
-                }
+                try await growthFigures("postgres", dispatcher, store) { try await backlog(client, count: $0) }
             }
         }
     }
