@@ -13,17 +13,8 @@ func withMockProvider<T: Sendable>(
     _ configuration: MockProvider.Configuration = .init(),
     _ body: @Sendable (ProviderEndpoint) async throws -> T
 ) async throws -> T {
-    let (ports, continuation) = AsyncStream<Int>.makeStream()
-    let app = MockProvider.application(configuration) { port in continuation.yield(port) }
-    return try await withThrowingTaskGroup(of: T?.self) { group in
-        group.addTask {
-            try await app.run()
-            return nil
-        }
-        defer { group.cancelAll() }
-        var iterator = ports.makeAsyncIterator()
-        guard let port = await iterator.next() else { throw CancellationError() }
-        return try await body(ProviderEndpoint(baseURL: "http://127.0.0.1:\(port)/v1", apiKey: configuration.apiKey))
+    try await withServer({ MockProvider.application(configuration, onServerRunning: $0) }) { port in
+        try await body(ProviderEndpoint(baseURL: "http://127.0.0.1:\(port)/v1", apiKey: configuration.apiKey))
     }
 }
 
