@@ -12,13 +12,15 @@ import Testing
 @Suite("Agent, in process against a gateway and a mock provider")
 struct AgentTests {
     @Test func runsNoMoreJobsAtOnceThanItsSlots() async throws {
-        try await withStack(.init(latency: .milliseconds(300))) { stack in
+        try await withStack(.init(latency: .milliseconds(1500))) { stack in
             let agent = RunningAgent.start(
                 stack.configuration(
                     tokenFile: try temporaryTokenFile(), registrationToken: try await stack.registrationToken(), maxConcurrency: 2))
             try await waitUntil("the agent serves", poll: .milliseconds(20)) { try await stack.serves() }
             let statuses = try await withThrowingTaskGroup(of: Int.self) { group in
                 for _ in 0..<6 { group.addTask { try await stack.chat().status } }
+                // Both slots fill while the first jobs run (1.5 s each).
+                #expect(try await eventually(poll: .milliseconds(10)) { try await stack.providerStats()["inFlight"] == 2 })
                 return try await group.reduce(into: []) { $0.append($1) }
             }
             #expect(statuses == Array(repeating: 200, count: 6))
