@@ -32,11 +32,27 @@ func fuzzChatRequest(_ data: Data) {
     {
         before["model"] = nil
         after["model"] = nil
-        // Compared in a canonical form (NSDictionary's equality is not reliable on Linux).
-        let canonical = { (value: [String: Any]) in
-            try? JSONSerialization.data(withJSONObject: value, options: [.sortedKeys, .fragmentsAllowed])
-        }
+        // Compared in a canonical form of our own: NSDictionary's equality is not reliable on
+        // Linux, and neither is the key order of JSONSerialization's `.sortedKeys` (it sorts with
+        // Foundation's string comparison, which can tie distinct keys, so equal dictionaries
+        // were seen to serialize differently).
         guard canonical(before) == canonical(after) else { fatalError("the rewrite changed another member") }
+    }
+}
+
+/// A JSON value as text with object keys in Swift's (total) string order.
+func canonical(_ value: Any) -> String {
+    switch value {
+    case let object as [String: Any]:
+        return "{" + object.keys.sorted().map { "\($0.debugDescription):\(canonical(object[$0]!))" }.joined(separator: ",") + "}"
+    case let array as [Any]:
+        return "[" + array.map(canonical).joined(separator: ",") + "]"
+    case let string as String:
+        return string.debugDescription
+    case is NSNull:
+        return "null"
+    default:
+        return "\(value)"
     }
 }
 
