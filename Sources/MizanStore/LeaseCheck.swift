@@ -24,3 +24,11 @@ public enum LeaseCheck {
         return nil
     }
 }
+
+extension JobStateMachine {
+    /// The states from which `transition` is allowed, as a SQL list (`'accepted', 'leased'`):
+    /// the guard of every conditional write in the SQL stores, taken from the one table.
+    public static func sqlSources(of transition: JobTransition) -> String {
+        sources(of: transition).map { "'\($0.rawValue)'" }.joined(separator: ", ")
+    }
+}

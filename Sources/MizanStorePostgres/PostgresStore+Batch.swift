@@ -33,7 +33,7 @@ extension PostgresStore {
                         usage_source = NULLIF(i.source, ''), finished_at = \(now), updated_at = \(now)
                     FROM input i
                     WHERE j.id = i.id AND j.attempt = i.attempt AND j.node_id = i.node_id
-                        AND j.state IN (\(unescaped: Self.sources(.succeed)))
+                        AND j.state IN (\(unescaped: JobStateMachine.sqlSources(of: .succeed)))
                     RETURNING \(unescaped: Rows.jobColumns("j")), j.origin
                 ), dec AS (
                     UPDATE mizan_nodes n SET leased = n.leased - c.count

@@ -4,11 +4,6 @@ import MizanStore
 import PostgresNIO
 
 extension PostgresStore {
-    /// The states from which `transition` is allowed, as a SQL list; taken from the one
-    /// transition table so that every conditional write guards with it.
-    static func sources(_ transition: JobTransition) -> String {
-        JobStateMachine.sources(of: transition).map { "'\($0.rawValue)'" }.joined(separator: ", ")
-    }
 
     public func insert(_ job: Job) async throws -> JobInsertion {
         precondition(job.state == .accepted, "only accepted jobs are inserted")
@@ -72,7 +67,7 @@ extension PostgresStore {
                 SELECT id FROM candidates ORDER BY priority DESC, id LIMIT (SELECT free FROM node)
             ), upd AS (
                 UPDATE mizan_jobs j SET state = 'leased', node_id = \(nodeID.uuid), leased_at = \(now), updated_at = \(now)
-                FROM picked WHERE j.id = picked.id AND j.state IN (\(unescaped: Self.sources(.lease)))
+                FROM picked WHERE j.id = picked.id AND j.state IN (\(unescaped: JobStateMachine.sqlSources(of: .lease)))
                 RETURNING \(unescaped: Rows.jobColumns("j"))
             ), bump AS (
                 UPDATE mizan_nodes SET leased = leased + (SELECT count(*) FROM upd), last_seen = \(now)
@@ -105,7 +100,7 @@ extension PostgresStore {
                         prompt_tokens = \(usage?.promptTokens), completion_tokens = \(usage?.completionTokens),
                         usage_source = \(usage?.source.rawValue), finished_at = \(now), updated_at = \(now)
                     WHERE id = \(lease.jobID.uuid) AND attempt = \(lease.attempt) AND node_id = \(lease.nodeID.uuid)
-                        AND state IN (\(unescaped: Self.sources(.succeed)))
+                        AND state IN (\(unescaped: JobStateMachine.sqlSources(of: .succeed)))
                     RETURNING \(unescaped: Rows.jobColumns), origin
                 ), dec AS (
                     UPDATE mizan_nodes SET leased = leased - 1 WHERE id = \(lease.nodeID.uuid) AND EXISTS (SELECT 1 FROM upd)
@@ -127,7 +122,7 @@ extension PostgresStore {
                     SELECT id, model, (\(retryable) AND attempt < max_attempts AND deadline > \(now)) AS again
                     FROM mizan_jobs
                     WHERE id = \(lease.jobID.uuid) AND attempt = \(lease.attempt) AND node_id = \(lease.nodeID.uuid)
-                        AND state IN (\(unescaped: Self.sources(.fail)))
+                        AND state IN (\(unescaped: JobStateMachine.sqlSources(of: .fail)))
                     FOR UPDATE
                 ), upd AS (
                     UPDATE mizan_jobs j SET
@@ -187,7 +182,7 @@ extension PostgresStore {
             """
             WITH cur AS (
                 SELECT id, state AS prev_state, node_id AS prev_node FROM mizan_jobs
-                WHERE id = \(id.uuid) AND state IN (\(unescaped: Self.sources(transition))) FOR UPDATE
+                WHERE id = \(id.uuid) AND state IN (\(unescaped: JobStateMachine.sqlSources(of: transition))) FOR UPDATE
             ), upd AS (
                 UPDATE mizan_jobs j SET state = \(target.rawValue), error_code = \(code), error_message = \(message),
                     finished_at = \(now), updated_at = \(now)

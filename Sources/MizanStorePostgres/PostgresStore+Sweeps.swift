@@ -13,7 +13,7 @@ extension PostgresStore {
                 """
                 WITH cur AS (
                     SELECT id, state AS prev_state, node_id AS prev_node FROM mizan_jobs
-                    WHERE state IN (\(unescaped: Self.sources(.timeOut))) AND deadline <= \(now)
+                    WHERE state IN (\(unescaped: JobStateMachine.sqlSources(of: .timeOut))) AND deadline <= \(now)
                     ORDER BY deadline LIMIT 2000
                     FOR UPDATE SKIP LOCKED
                 ), upd AS (

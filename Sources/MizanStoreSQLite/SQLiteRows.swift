@@ -17,12 +17,6 @@ enum Rows {
 
     static let keyColumns = "id, name, prefix, created_at, revoked_at"
 
-    /// The states from which `transition` is allowed, as a SQL list; taken from the one
-    /// transition table so that every conditional write guards with it.
-    static func sources(_ transition: JobTransition) -> String {
-        JobStateMachine.sources(of: transition).map { "'\($0.rawValue)'" }.joined(separator: ", ")
-    }
-
     // MARK: Binds
 
     static func text(_ value: String?) -> SQLiteData { value.map { .text($0) } ?? .null }

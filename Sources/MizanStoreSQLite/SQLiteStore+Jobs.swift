@@ -54,7 +54,8 @@ extension SQLiteStore {
             let leased = try await transaction.query(
                 """
                 UPDATE mizan_jobs SET state = 'leased', node_id = ?1, leased_at = ?2, updated_at = ?2
-                WHERE id IN (SELECT id FROM (\(queues)) ORDER BY priority DESC, id LIMIT ?3) AND state IN (\(Rows.sources(.lease)))
+                WHERE id IN (SELECT id FROM (\(queues)) ORDER BY priority DESC, id LIMIT ?3)
+                    AND state IN (\(JobStateMachine.sqlSources(of: .lease)))
                 RETURNING \(Rows.jobColumns)
                 """,
                 [Rows.id(nodeID), Rows.date(now), .integer(free), .null] + models.map { .text($0) }
@@ -110,7 +111,7 @@ extension SQLiteStore {
                 """
                 UPDATE mizan_jobs SET state = 'succeeded', result = ?, prompt_tokens = ?, completion_tokens = ?, usage_source = ?,
                     finished_at = ?, updated_at = ?
-                WHERE id = ? AND attempt = ? AND node_id = ? AND state IN (\(Rows.sources(.succeed)))
+                WHERE id = ? AND attempt = ? AND node_id = ? AND state IN (\(JobStateMachine.sqlSources(of: .succeed)))
                 RETURNING \(Rows.jobColumns)
                 """,
                 [
@@ -130,8 +131,8 @@ extension SQLiteStore {
                     error_message = CASE WHEN \(again) THEN NULL ELSE ?4 END,
                     attempt = attempt + CASE WHEN \(again) THEN 1 ELSE 0 END,
                     updated_at = ?2
-                WHERE id = ?5 AND attempt = ?6 AND node_id = ?7 AND state IN (\(Rows.sources(.fail)))
-                    AND state IN (\(Rows.sources(.requeue)))
+                WHERE id = ?5 AND attempt = ?6 AND node_id = ?7 AND state IN (\(JobStateMachine.sqlSources(of: .fail)))
+                    AND state IN (\(JobStateMachine.sqlSources(of: .requeue)))
                 RETURNING \(Rows.jobColumns)
                 """,
                 [.integer(retryable ? 1 : 0), Rows.date(now), .text(code), .text(message)] + fence
@@ -179,7 +180,7 @@ extension SQLiteStore {
                     usage_source = v.column7, finished_at = ?1, updated_at = ?1
                 FROM (VALUES \(rows.joined(separator: ", "))) AS v
                 WHERE mizan_jobs.id = v.column1 AND mizan_jobs.attempt = v.column2 AND mizan_jobs.node_id = v.column3
-                    AND mizan_jobs.state IN (\(Rows.sources(.succeed)))
+                    AND mizan_jobs.state IN (\(JobStateMachine.sqlSources(of: .succeed)))
                 RETURNING \(Rows.jobColumns)
                 """,
                 binds
@@ -207,7 +208,7 @@ extension SQLiteStore {
         let rows = try await writeOne(
             """
             UPDATE mizan_jobs SET state = ?, error_code = ?, error_message = ?, finished_at = ?, updated_at = ?
-            WHERE id = ? AND state IN (\(Rows.sources(transition)))
+            WHERE id = ? AND state IN (\(JobStateMachine.sqlSources(of: transition)))
             RETURNING \(Rows.jobColumns)
             """,
             [.text(target.rawValue), .text(code), .text(message), Rows.date(now), Rows.date(now), Rows.id(id)],

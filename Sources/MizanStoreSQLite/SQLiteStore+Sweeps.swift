@@ -9,7 +9,7 @@ extension SQLiteStore {
             let expired = try await transaction.query(
                 """
                 UPDATE mizan_jobs SET state = ?, error_code = ?, error_message = ?, finished_at = ?, updated_at = ?
-                WHERE state IN (\(Rows.sources(.timeOut))) AND deadline <= ?
+                WHERE state IN (\(JobStateMachine.sqlSources(of: .timeOut))) AND deadline <= ?
                 RETURNING \(Rows.jobColumns)
                 """,
                 [
@@ -31,7 +31,8 @@ extension SQLiteStore {
             let requeued = try await transaction.query(
                 """
                 UPDATE mizan_jobs SET state = 'accepted', attempt = attempt + 1, node_id = NULL, updated_at = ?2
-                WHERE id IN (\(lost)) AND state IN (\(Rows.sources(.requeue))) AND attempt < max_attempts AND deadline > ?2
+                WHERE id IN (\(lost)) AND state IN (\(JobStateMachine.sqlSources(of: .requeue)))
+                    AND attempt < max_attempts AND deadline > ?2
                 RETURNING \(Rows.jobColumns)
                 """,
                 [Rows.date(staleBefore), Rows.date(now)]
@@ -39,7 +40,7 @@ extension SQLiteStore {
             let failed = try await transaction.query(
                 """
                 UPDATE mizan_jobs SET state = 'failed', error_code = ?3, error_message = ?4, finished_at = ?2, updated_at = ?2
-                WHERE id IN (\(lost)) AND state IN (\(Rows.sources(.fail)))
+                WHERE id IN (\(lost)) AND state IN (\(JobStateMachine.sqlSources(of: .fail)))
                 RETURNING \(Rows.jobColumns)
                 """,
                 [
