@@ -49,9 +49,27 @@ public func sendHTTP(
         request.headers.add(name: "Content-Type", value: "application/json")
         request.body = .bytes(ByteBuffer(string: body))
     }
-    let response = try await ProviderClient.shared.httpClient.execute(request, timeout: timeout)
-    let buffer = try await response.body.collect(upTo: 64 << 20)
-    return HTTPAnswer(status: Int(response.status.code), headers: response.headers, body: Data(buffer.readableBytesView))
+    // An answer sent before the body was read closes the connection (by design, so that an
+    // oversized or unauthorized upload is not read); a client still writing its body can see
+    // the close instead of the answer. Ask again, a bounded number of times, only then.
+    var attempt = 0
+    while true {
+        do {
+            let response = try await ProviderClient.shared.httpClient.execute(request, timeout: timeout)
+            let buffer = try await response.body.collect(upTo: 64 << 20)
+            return HTTPAnswer(status: Int(response.status.code), headers: response.headers, body: Data(buffer.readableBytesView))
+        } catch  where body != nil && attempt < 4 && isEarlyClose(error) {
+            attempt += 1
+        }
+    }
+}
+
+/// Whether an error is the server closing a connection while the client still wrote to it.
+private func isEarlyClose(_ error: any Error) -> Bool {
+    if let error = error as? ChannelError, error == .ioOnClosedChannel || error == .outputClosed || error == .eof { return true }
+    if let error = error as? HTTPClientError, error == .remoteConnectionClosed { return true }
+    if let error = error as? IOError, error.errnoCode == EPIPE || error.errnoCode == ECONNRESET { return true }
+    return false
 }
 
 /// A loopback port that was free a moment ago.
