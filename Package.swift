@@ -71,8 +71,8 @@ let package = Package(
             name: "MizanStoreSQLite",
             dependencies: [
                 "MizanStore",
+                // Its bundled SQLite (the VaporCSQLite module) is what the store runs on.
                 .product(name: "SQLiteNIO", package: "sqlite-nio"),
-                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -234,7 +234,6 @@ let package = Package(
                 "MizanDispatch",
                 "MizanStorePostgres",
                 "MizanStoreSQLite",
-                .product(name: "SQLiteNIO", package: "sqlite-nio"),
                 "MizanStoreTesting",
                 "MizanPostgresTesting",
                 .product(name: "PostgresNIO", package: "postgres-nio"),

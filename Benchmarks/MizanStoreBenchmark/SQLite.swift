@@ -3,7 +3,7 @@ import MizanCore
 import MizanDispatch
 import MizanStore
 import MizanStoreSQLite
-import SQLiteNIO
+import NIOPosix
 import Synchronization
 
 // MARK: - SQLite baselines
@@ -15,74 +15,40 @@ func sqliteFolder() throws -> String {
     return folder.path
 }
 
-/// One statement round trip on an SQLite connection (through sqlite-nio's thread pool).
-func sqliteRoundTrips(_ connection: SQLiteConnection, samples: Int) async throws -> [Duration] {
+/// One statement round trip on an SQLite connection, as the store makes one: a work item on
+/// the I/O thread pool.
+func sqliteRoundTrips(path: String, samples: Int) async throws -> [Duration] {
+    let connection = try Database.open(path: path)
+    defer { connection.close() }
     var latencies: [Duration] = []
     latencies.reserveCapacity(samples)
     for _ in 0..<samples {
         let start = ContinuousClock.now
-        _ = try await connection.query("SELECT 1", [])
+        _ = try await NIOThreadPool.singleton.runIfActive { try connection.query("SELECT 1") }
         latencies.append(ContinuousClock.now - start)
     }
     return latencies.sorted()
 }
 
-/// One writer at a time for the reference queue, as the store has (without blocking threads).
-final class WriterTurn: Sendable {
-    private let state = Mutex<(busy: Bool, waiting: [CheckedContinuation<Void, Never>])>((false, []))
-
-    func take() async {
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let now = state.withLock { state -> Bool in
-                if state.busy {
-                    state.waiting.append(continuation)
-                    return false
-                }
-                state.busy = true
-                return true
-            }
-            if now { continuation.resume() }
-        }
-    }
-
-    func give() {
-        let next = state.withLock { state -> CheckedContinuation<Void, Never>? in
-            if state.waiting.isEmpty {
-                state.busy = false
-                return nil
-            }
-            return state.waiting.removeFirst()
-        }
-        next?.resume()
-    }
-}
-
 /// The reference: a plain SQLite queue table in WAL mode, `workers` tasks each leasing up to
 /// `batchSize` rows (one transaction: select, mark) and completing them (one transaction), on
-/// one writer connection taken in turn — the same shape of work as the store's, nothing else.
+/// one writer connection taken in turn (the store's connection pool), each transaction one work
+/// item on the I/O thread pool —
+/// the same shape of work, on the same connection layer, as the store's, nothing else.
 func sqliteReferenceCycles(path: String, workers: Int, jobs: Int) async throws -> Double {
-    let connection = try await SQLiteConnection.open(storage: .file(path: path))
-    _ = try await connection.query("PRAGMA journal_mode = WAL", [])
-    _ = try await connection.query("PRAGMA synchronous = NORMAL", [])
-    _ = try await connection.query("CREATE TABLE q (id INTEGER PRIMARY KEY, body BLOB NOT NULL, state TEXT NOT NULL, result BLOB)", [])
-    _ = try await connection.query("CREATE INDEX q_queued ON q (id) WHERE state = 'queued'", [])
-    _ = try await connection.query(
+    let connection = try Database.open(path: path)
+    defer { connection.close() }
+    try connection.execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL")
+    try connection.execute("CREATE TABLE q (id INTEGER PRIMARY KEY, body BLOB NOT NULL, state TEXT NOT NULL, result BLOB)")
+    try connection.execute("CREATE INDEX q_queued ON q (id) WHERE state = 'queued'")
+    try connection.query(
         "WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < ?) INSERT INTO q (body, state) SELECT ?, 'queued' FROM n",
-        [.integer(jobs), .blob(.init(bytes: body))]
+        [.integer(jobs), .blob(body)]
     )
-    let turn = WriterTurn()
-    func transaction<T: Sendable>(_ work: () async throws -> T) async throws -> T {
-        await turn.take()
-        defer { turn.give() }
-        _ = try await connection.query("BEGIN IMMEDIATE", [])
-        do {
-            let value = try await work()
-            _ = try await connection.query("COMMIT", [])
-            return value
-        } catch {
-            _ = try? await connection.query("ROLLBACK", [])
-            throw error
-        }
+    let writer = ConnectionPool([connection])
+    let resultBytes = result
+    func transaction<T: Sendable>(_ work: @escaping @Sendable (Database) throws -> T) async throws -> T {
+        try await writer.run { try $0.transaction(work) }
     }
     let start = ContinuousClock.now
     let done = try await withThrowingTaskGroup(of: Int.self) { group in
@@ -90,22 +56,22 @@ func sqliteReferenceCycles(path: String, workers: Int, jobs: Int) async throws -
             group.addTask {
                 var count = 0
                 while true {
-                    let ids: [Int] = try await transaction {
-                        let rows = try await connection.query(
+                    let ids: [Int] = try await transaction { connection in
+                        let rows = try connection.query(
                             "SELECT id FROM q WHERE state = 'queued' ORDER BY id LIMIT ?", [.integer(batchSize)])
-                        let ids = rows.compactMap { $0.column("id")?.integer }.map { Int($0) }
+                        let ids = rows.compactMap { $0.column("id")?.integer }
                         guard !ids.isEmpty else { return ids }
                         let marks = Array(repeating: "?", count: ids.count).joined(separator: ", ")
-                        _ = try await connection.query(
+                        try connection.query(
                             "UPDATE q SET state = 'leased' WHERE id IN (\(marks)) AND state = 'queued'", ids.map { .integer($0) })
                         return ids
                     }
                     if ids.isEmpty { return count }
-                    count += try await transaction {
+                    count += try await transaction { connection in
                         let marks = Array(repeating: "?", count: ids.count).joined(separator: ", ")
-                        return try await connection.query(
+                        return try connection.query(
                             "UPDATE q SET state = 'done', result = ? WHERE id IN (\(marks)) AND state = 'leased' RETURNING id",
-                            [.blob(.init(bytes: result))] + ids.map { .integer($0) }
+                            [.blob(resultBytes)] + ids.map { .integer($0) }
                         ).count
                     }
                 }
@@ -114,7 +80,6 @@ func sqliteReferenceCycles(path: String, workers: Int, jobs: Int) async throws -
         return try await group.reduce(0, +)
     }
     let elapsed = ContinuousClock.now - start
-    try await connection.close()
     precondition(done == jobs, "every reference row completed once (\(done) of \(jobs))")
     return Double(jobs) / seconds(elapsed)
 }
@@ -123,10 +88,10 @@ func sqliteReferenceCycles(path: String, workers: Int, jobs: Int) async throws -
 /// connection to the store's file.
 func sqliteBacklog(path: String, count: Int) async throws {
     guard count > 0 else { return }
-    let connection = try await SQLiteConnection.open(storage: .file(path: path))
-    _ = try await connection.query("PRAGMA busy_timeout = 10000", [])
+    let connection = try Database.open(path: path, busyTimeout: .seconds(10))
+    defer { connection.close() }
     let now = Date().timeIntervalSinceReferenceDate
-    _ = try await connection.query(
+    try connection.query(
         """
         WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < ?1)
         INSERT INTO mizan_jobs (
@@ -136,10 +101,9 @@ func sqliteBacklog(path: String, count: Int) async throws {
             hex(randomblob(6)))), 'backlog', 'backlog-model', ?2, 0, 'accepted', 1, 3, 0, ?3, ?4, ?4
         FROM n
         """,
-        [.integer(count), .blob(.init(bytes: body)), .float(now + 86_400), .float(now)]
+        [.integer(count), .blob(body), .float(now + 86_400), .float(now)]
     )
-    _ = try await connection.query("ANALYZE", [])
-    try await connection.close()
+    try connection.execute("ANALYZE")
 }
 
 // MARK: - SQLite figures
@@ -150,9 +114,7 @@ func sqliteFigures() async throws {
     let path = folder + "/store.sqlite"
     let store = try await SQLiteStore.open(path: path)
     let dispatcher = Dispatcher(store: store)
-    let probe = try await SQLiteConnection.open(storage: .file(path: folder + "/probe.sqlite"))
-    let trips = try await sqliteRoundTrips(probe, samples: samples)
-    try await probe.close()
+    let trips = try await sqliteRoundTrips(path: folder + "/probe.sqlite", samples: samples)
     if options.only.contains("sqlite") {
         // Where a pickup's time goes: one insert, and one lease of a node with nothing queued.
         var inserts: [Duration] = []

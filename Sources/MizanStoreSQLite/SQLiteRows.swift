@@ -1,8 +1,6 @@
 import Foundation
 import MizanCore
 import MizanStore
-import NIOCore
-import SQLiteNIO
 
 /// How Mizan's values are written to and read from SQLite.
 enum Rows {
@@ -19,14 +17,14 @@ enum Rows {
 
     // MARK: Binds
 
-    static func text(_ value: String?) -> SQLiteData { value.map { .text($0) } ?? .null }
-    static func integer(_ value: Int?) -> SQLiteData { value.map { .integer($0) } ?? .null }
-    static func date(_ value: Date?) -> SQLiteData { value.map { .float($0.timeIntervalSinceReferenceDate) } ?? .null }
-    static func blob(_ value: Data?) -> SQLiteData { value.map { .blob(ByteBuffer(bytes: $0)) } ?? .null }
-    static func id(_ value: JobID) -> SQLiteData { .text(value.description) }
-    static func id(_ value: NodeID?) -> SQLiteData { value.map { .text($0.description) } ?? .null }
+    static func text(_ value: String?) -> SQLValue { value.map { .text($0) } ?? .null }
+    static func integer(_ value: Int?) -> SQLValue { value.map { .integer($0) } ?? .null }
+    static func date(_ value: Date?) -> SQLValue { value.map { .float($0.timeIntervalSinceReferenceDate) } ?? .null }
+    static func blob(_ value: Data?) -> SQLValue { value.map { .blob($0) } ?? .null }
+    static func id(_ value: JobID) -> SQLValue { .text(value.description) }
+    static func id(_ value: NodeID?) -> SQLValue { value.map { .text($0.description) } ?? .null }
 
-    static func json(_ value: some Encodable) -> SQLiteData {
+    static func json(_ value: some Encodable) -> SQLValue {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         let data = (try? encoder.encode(value)) ?? Data("null".utf8)
@@ -34,7 +32,7 @@ enum Rows {
     }
 
     /// The binds of a new job's columns, in ``jobColumns`` order.
-    static func binds(_ job: Job) -> [SQLiteData] {
+    static func binds(_ job: Job) -> [SQLValue] {
         [
             id(job.id), .text(job.requestID), .text(job.model), blob(job.body), .integer(job.stream ? 1 : 0), .text(job.state.rawValue),
             .integer(job.attempt), .integer(job.maxAttempts), .integer(job.priority), id(job.nodeID), date(job.deadline),
@@ -46,7 +44,7 @@ enum Rows {
 
     // MARK: Rows
 
-    static func job(_ row: SQLiteRow) throws -> Job {
+    static func job(_ row: SQLRow) throws -> Job {
         var job = Job(
             id: try jobID(row, "id"),
             requestID: try string(row, "request_id"),
@@ -77,7 +75,7 @@ enum Rows {
         return job
     }
 
-    static func node(_ row: SQLiteRow) throws -> Node {
+    static func node(_ row: SQLRow) throws -> Node {
         guard let id = row.column("id")?.string.flatMap(NodeID.init) else { throw corrupt("node id") }
         let models = (try? JSONDecoder().decode([String].self, from: Data(try string(row, "models").utf8))) ?? []
         let labels = (try? JSONDecoder().decode([String: String].self, from: Data(try string(row, "labels").utf8))) ?? [:]
@@ -95,7 +93,7 @@ enum Rows {
         )
     }
 
-    static func apiKey(_ row: SQLiteRow) throws -> APIKey {
+    static func apiKey(_ row: SQLRow) throws -> APIKey {
         APIKey(
             id: try string(row, "id"),
             name: try string(row, "name"),
@@ -107,28 +105,28 @@ enum Rows {
 
     // MARK: Columns
 
-    static func string(_ row: SQLiteRow, _ name: String) throws -> String {
+    static func string(_ row: SQLRow, _ name: String) throws -> String {
         guard let value = row.column(name)?.string else { throw corrupt(name) }
         return value
     }
 
-    static func jobID(_ row: SQLiteRow, _ name: String) throws -> JobID {
+    static func jobID(_ row: SQLRow, _ name: String) throws -> JobID {
         guard let id = row.column(name)?.string.flatMap(JobID.init) else { throw corrupt(name) }
         return id
     }
 
-    static func date(_ row: SQLiteRow, _ name: String) -> Date? {
+    static func date(_ row: SQLRow, _ name: String) -> Date? {
         row.column(name)?.double.map { Date(timeIntervalSinceReferenceDate: $0) }
     }
 
-    static func requiredDate(_ row: SQLiteRow, _ name: String) throws -> Date {
+    static func requiredDate(_ row: SQLRow, _ name: String) throws -> Date {
         guard let date = date(row, name) else { throw corrupt(name) }
         return date
     }
 
-    static func data(_ row: SQLiteRow, _ name: String) -> Data? {
+    static func data(_ row: SQLRow, _ name: String) -> Data? {
         guard let value = row.column(name), !value.isNull else { return nil }
-        if let buffer = value.blob { return Data(buffer.readableBytesView) }
+        if let data = value.blob { return data }
         return value.string.map { Data($0.utf8) }
     }
 

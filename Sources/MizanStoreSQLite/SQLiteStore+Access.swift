@@ -1,12 +1,11 @@
 import Foundation
 import MizanCore
 import MizanStore
-import SQLiteNIO
 
 extension SQLiteStore: AccessStore {
     public func createAPIKey(_ key: APIKey, hash: Data) async throws -> APIKey {
-        try await write { transaction in
-            let rows = try await transaction.query(
+        try await write { db in
+            let rows = try db.query(
                 """
                 INSERT INTO mizan_api_keys (id, name, prefix, key_hash, created_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?)
                 ON CONFLICT DO NOTHING
@@ -24,8 +23,8 @@ extension SQLiteStore: AccessStore {
     }
 
     public func revokeAPIKey(_ id: String, now: Date) async throws -> APIKey {
-        try await write { transaction in
-            let rows = try await transaction.query(
+        try await write { db in
+            let rows = try db.query(
                 "UPDATE mizan_api_keys SET revoked_at = coalesce(revoked_at, ?) WHERE id = ? RETURNING \(Rows.keyColumns)",
                 [Rows.date(now), .text(id)]
             )

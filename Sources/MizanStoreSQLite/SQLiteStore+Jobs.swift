@@ -1,7 +1,6 @@
 import Foundation
 import MizanCore
 import MizanStore
-import SQLiteNIO
 
 extension SQLiteStore {
     public func insert(_ job: Job) async throws -> JobInsertion {
@@ -22,8 +21,8 @@ extension SQLiteStore {
     }
 
     public func lease(nodeID: NodeID, limit: Int, now: Date) async throws -> [LeasedJob] {
-        try await write { transaction in
-            let nodes = try await transaction.query(
+        try await write { db in
+            let nodes = try db.query(
                 """
                 UPDATE mizan_nodes SET last_seen = ?1 WHERE id = ?2 AND status <> 'revoked'
                 RETURNING models, max_concurrency, status, health,
@@ -32,7 +31,7 @@ extension SQLiteStore {
                 [Rows.date(now), Rows.id(nodeID)]
             )
             guard let node = nodes.first else {
-                let exists = try await transaction.query("SELECT status FROM mizan_nodes WHERE id = ?", [Rows.id(nodeID)])
+                let exists = try db.query("SELECT status FROM mizan_nodes WHERE id = ?", [Rows.id(nodeID)])
                 guard exists.isEmpty else { throw MizanError(.invalidNodeToken, "The node was revoked.") }
                 throw MizanError(.nodeNotFound, "No node with id \(nodeID).")
             }
@@ -51,7 +50,7 @@ extension SQLiteStore {
                     WHERE model = ?\(index + 5) AND state = 'accepted' AND deadline > ?2 ORDER BY priority DESC, id LIMIT ?3)
                 """
             }.joined(separator: " UNION ALL ")
-            let leased = try await transaction.query(
+            let leased = try db.query(
                 """
                 UPDATE mizan_jobs SET state = 'leased', node_id = ?1, leased_at = ?2, updated_at = ?2
                 WHERE id IN (SELECT id FROM (\(queues)) ORDER BY priority DESC, id LIMIT ?3)
@@ -77,8 +76,8 @@ extension SQLiteStore {
 
     public func complete(_ completions: [LeaseCompletion], now: Date) async throws -> [Result<Job, MizanError>] {
         guard !completions.isEmpty else { return [] }
-        return try await write { transaction in
-            var done = try await applySucceeded(completions, now: now, in: transaction)
+        return try await write { db in
+            var done = try self.applySucceeded(completions, now: now, in: db)
             var results: [Result<Job, MizanError>] = []
             results.reserveCapacity(completions.count)
             for item in completions {
@@ -89,7 +88,7 @@ extension SQLiteStore {
                     done[item.lease.jobID] = nil
                     results.append(.success(job))
                 } else {
-                    results.append(try await apply(item.lease, item.completion, now: now, in: transaction))
+                    results.append(try self.apply(item.lease, item.completion, now: now, in: db))
                 }
             }
             return (results, StoreEvent.describing(results.compactMap { try? $0.get() }))
@@ -103,8 +102,8 @@ extension SQLiteStore {
 
     /// The one conditional update that applies a completion under its lease, guarded by the
     /// transition table: `succeed`, or `fail` — requeued (`requeue`) while attempts and time are left.
-    static func statement(for lease: Lease, _ completion: JobCompletion, now: Date) -> (String, [SQLiteData]) {
-        let fence: [SQLiteData] = [Rows.id(lease.jobID), .integer(lease.attempt), Rows.id(lease.nodeID)]
+    static func statement(for lease: Lease, _ completion: JobCompletion, now: Date) -> (String, [SQLValue]) {
+        let fence: [SQLValue] = [Rows.id(lease.jobID), .integer(lease.attempt), Rows.id(lease.nodeID)]
         switch completion {
         case .succeeded(let result, let usage):
             return (
@@ -141,12 +140,12 @@ extension SQLiteStore {
     }
 
     /// Applies one completion inside a transaction, or says why it was refused.
-    private func apply(_ lease: Lease, _ completion: JobCompletion, now: Date, in transaction: Transaction) async throws -> Result<
+    private func apply(_ lease: Lease, _ completion: JobCompletion, now: Date, in db: Database) throws -> Result<
         Job, MizanError
     > {
         let (sql, binds) = Self.statement(for: lease, completion, now: now)
-        if let row = try await transaction.query(sql, binds).first { return .success(try Rows.job(row)) }
-        let current = try await transaction.query("SELECT \(Rows.jobColumns) FROM mizan_jobs WHERE id = ?", [Rows.id(lease.jobID)])
+        if let row = try db.query(sql, binds).first { return .success(try Rows.job(row)) }
+        let current = try db.query("SELECT \(Rows.jobColumns) FROM mizan_jobs WHERE id = ?", [Rows.id(lease.jobID)])
         guard let job = try current.first.map(Rows.job) else {
             return .failure(MizanError(.jobNotFound, "No job with id \(lease.jobID)."))
         }
@@ -158,11 +157,11 @@ extension SQLiteStore {
 
     /// Applies the succeeded completions of a batch in one statement per 500 (an update joined
     /// to the reported values); returns the jobs it completed by id.
-    private func applySucceeded(_ completions: [LeaseCompletion], now: Date, in transaction: Transaction) async throws -> [JobID: Job] {
+    private func applySucceeded(_ completions: [LeaseCompletion], now: Date, in db: Database) throws -> [JobID: Job] {
         var done: [JobID: Job] = [:]
         for start in stride(from: 0, to: completions.count, by: 500) {
             let chunk = completions[start..<min(completions.count, start + 500)]
-            var binds: [SQLiteData] = [Rows.date(now)]
+            var binds: [SQLValue] = [Rows.date(now)]
             var rows: [String] = []
             for item in chunk {
                 guard case .succeeded(let result, let usage) = item.completion else { continue }
@@ -174,7 +173,7 @@ extension SQLiteStore {
                 ]
             }
             guard !rows.isEmpty else { continue }
-            let updated = try await transaction.query(
+            let updated = try db.query(
                 """
                 UPDATE mizan_jobs SET state = 'succeeded', result = v.column4, prompt_tokens = v.column5, completion_tokens = v.column6,
                     usage_source = v.column7, finished_at = ?1, updated_at = ?1

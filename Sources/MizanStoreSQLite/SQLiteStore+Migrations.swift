@@ -1,6 +1,5 @@
 import Foundation
 import MizanCore
-import SQLiteNIO
 
 extension SQLiteStore {
     /// The schema, as numbered steps. A step is never edited once released; add a new one.
@@ -96,26 +95,26 @@ extension SQLiteStore {
     /// Applies the migrations not yet applied, in one transaction (safe to run twice). A file
     /// whose schema is newer than this build is refused rather than used.
     public func migrate() async throws {
-        try await write { transaction in
-            try await transaction.run(
+        try await write { db in
+            try db.execute(
                 "CREATE TABLE IF NOT EXISTS mizan_schema_migrations (version INTEGER PRIMARY KEY, applied_at REAL NOT NULL)"
             )
             let applied = Set(
-                try await transaction.query("SELECT version FROM mizan_schema_migrations").compactMap { $0.column("version")?.integer }
+                try db.query("SELECT version FROM mizan_schema_migrations").compactMap { $0.column("version")?.integer }
             )
             if let newest = applied.max(), newest > Self.schemaVersion {
                 throw SQLiteStoreError.cannotOpen(
-                    path: path,
+                    path: self.path,
                     reason: "its schema (version \(newest)) is newer than this mizan-gateway knows (\(Self.schemaVersion)); upgrade"
                 )
             }
             for migration in Self.migrations where !applied.contains(migration.version) {
-                for statement in migration.statements { try await transaction.run(statement) }
-                try await transaction.run(
+                for statement in migration.statements { try db.execute(statement) }
+                try db.query(
                     "INSERT INTO mizan_schema_migrations (version, applied_at) VALUES (?, ?)",
                     [.integer(migration.version), .float(Date().timeIntervalSinceReferenceDate)]
                 )
-                logger.info("applied schema migration", metadata: ["mizan.migration": "\(migration.version)"])
+                self.logger.info("applied schema migration", metadata: ["mizan.migration": "\(migration.version)"])
             }
             return ((), [])
         }

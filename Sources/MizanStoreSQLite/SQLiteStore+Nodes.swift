@@ -1,12 +1,11 @@
 import Foundation
 import MizanCore
 import MizanStore
-import SQLiteNIO
 
 extension SQLiteStore {
     public func createNode(_ node: Node, registrationTokenHash: Data) async throws -> Node {
-        try await write { transaction in
-            let rows = try await transaction.query(
+        try await write { db in
+            let rows = try db.query(
                 """
                 INSERT INTO mizan_nodes (id, name, models, max_concurrency, labels, status, health, in_flight,
                     registration_token_hash, last_seen, created_at)
@@ -25,8 +24,8 @@ extension SQLiteStore {
     }
 
     public func registerNode(registrationTokenHash: Data, nodeTokenHash: Data, report: NodeReport, now: Date) async throws -> Node {
-        try await write { transaction in
-            let rows = try await transaction.query(
+        try await write { db in
+            let rows = try db.query(
                 """
                 UPDATE mizan_nodes SET status = 'active', registration_token_hash = NULL, node_token_hash = ?,
                     models = ?, max_concurrency = ?, health = ?, in_flight = ?, labels = ?, last_seen = ?
@@ -64,8 +63,8 @@ extension SQLiteStore {
     }
 
     public func revokeNode(_ id: NodeID, now: Date) async throws -> Node {
-        try await write { transaction in
-            let rows = try await transaction.query(
+        try await write { db in
+            let rows = try db.query(
                 "UPDATE mizan_nodes SET status = 'revoked', registration_token_hash = NULL WHERE id = ? RETURNING \(Rows.nodeColumns)",
                 [Rows.id(id)]
             )

@@ -1,7 +1,6 @@
 import Foundation
 import MizanCore
 import MizanStore
-import SQLiteNIO
 
 extension SQLiteStore {
     public func job(_ id: JobID) async throws -> Job? {

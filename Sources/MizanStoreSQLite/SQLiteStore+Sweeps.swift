@@ -1,12 +1,11 @@
 import Foundation
 import MizanCore
 import MizanStore
-import SQLiteNIO
 
 extension SQLiteStore {
     public func timeOutExpired(now: Date) async throws -> [Job] {
-        try await write { transaction in
-            let expired = try await transaction.query(
+        try await write { db in
+            let expired = try db.query(
                 """
                 UPDATE mizan_jobs SET state = ?, error_code = ?, error_message = ?, finished_at = ?, updated_at = ?
                 WHERE state IN (\(JobStateMachine.sqlSources(of: .timeOut))) AND deadline <= ?
@@ -22,13 +21,13 @@ extension SQLiteStore {
     }
 
     public func recoverLeases(staleBefore: Date, now: Date) async throws -> [Job] {
-        try await write { transaction in
+        try await write { db in
             let lost = """
                 SELECT j.id FROM mizan_jobs j LEFT JOIN mizan_nodes n ON n.id = j.node_id
                 WHERE j.state = 'leased' AND (n.id IS NULL OR n.status = 'revoked' OR coalesce(n.last_seen, -1e300) < ?1)
                 """
             // Requeued while attempts and time are left (`requeue`), else failed as node_lost (`fail`).
-            let requeued = try await transaction.query(
+            let requeued = try db.query(
                 """
                 UPDATE mizan_jobs SET state = 'accepted', attempt = attempt + 1, node_id = NULL, updated_at = ?2
                 WHERE id IN (\(lost)) AND state IN (\(JobStateMachine.sqlSources(of: .requeue)))
@@ -37,7 +36,7 @@ extension SQLiteStore {
                 """,
                 [Rows.date(staleBefore), Rows.date(now)]
             ).map(Rows.job)
-            let failed = try await transaction.query(
+            let failed = try db.query(
                 """
                 UPDATE mizan_jobs SET state = 'failed', error_code = ?3, error_message = ?4, finished_at = ?2, updated_at = ?2
                 WHERE id IN (\(lost)) AND state IN (\(JobStateMachine.sqlSources(of: .fail)))
@@ -56,8 +55,8 @@ extension SQLiteStore {
     /// Deletes finished jobs older than `finishedBefore`, and usage records older than it by the
     /// usage retention, so that the file does not grow without bound.
     public func prune(finishedBefore: Date) async throws -> Int {
-        let pruned: Int = try await write { transaction in
-            let deleted = try await transaction.query(
+        let pruned: Int = try await write { db in
+            let deleted = try db.query(
                 """
                 DELETE FROM mizan_jobs WHERE id IN (
                     SELECT id FROM mizan_jobs INDEXED BY mizan_jobs_finished
@@ -66,9 +65,9 @@ extension SQLiteStore {
                 """,
                 [Rows.date(finishedBefore)]
             )
-            try await transaction.run(
+            try db.query(
                 "DELETE FROM mizan_usage WHERE created_at < ?",
-                [Rows.date(finishedBefore.addingTimeInterval(-usageRetention.timeInterval))]
+                [Rows.date(finishedBefore.addingTimeInterval(-self.usageRetention.timeInterval))]
             )
             return (deleted.count, [])
         }

@@ -2,9 +2,7 @@ import Foundation
 import Logging
 import MizanCore
 import MizanStore
-import NIOCore
 import NIOPosix
-import SQLiteNIO
 
 /// A ``DispatchStore`` and `AccessStore` in one SQLite file: the durable store of a single
 /// gateway (PostgreSQL serves several).
@@ -37,23 +35,22 @@ public final class SQLiteStore: DispatchStore, Sendable {
     public let durability: Durability
     /// How long usage records are kept beyond the finished jobs' retention (90 days).
     public let usageRetention: Duration
-    let writer: SQLiteConnection
-    let readers: [SQLiteConnection]
-    let writeLock = AsyncLock()
-    let nextReader = ReaderIndex()
+    let writer: ConnectionPool
+    let readers: ConnectionPool
+    static let readerCount = 2
     let fileLock: FileLock?
     let logger: Logger
     let hub = StoreEventHub()
 
     private init(
-        path: String, durability: Durability, usageRetention: Duration, writer: SQLiteConnection, readers: [SQLiteConnection],
-        fileLock: FileLock?, logger: Logger
+        path: String, durability: Durability, usageRetention: Duration, writer: Database, readers: [Database], fileLock: FileLock?,
+        logger: Logger
     ) {
         self.path = path
         self.durability = durability
         self.usageRetention = usageRetention
-        self.writer = writer
-        self.readers = readers
+        self.writer = ConnectionPool([writer])
+        self.readers = ConnectionPool(readers)
         self.fileLock = fileLock
         self.logger = logger
     }
@@ -78,66 +75,51 @@ public final class SQLiteStore: DispatchStore, Sendable {
     ) async throws -> SQLiteStore {
         let lock = try FileLock(path: path + ".lock")
         do {
-            return try await open(
-                storage: .file(path: path), path: path, durability: durability, busyTimeout: busyTimeout, usageRetention: usageRetention,
-                fileLock: lock, logger: logger
+            let (writer, readers) = try await NIOThreadPool.singleton.runIfActive {
+                try connect(path: path, durability: durability, busyTimeout: busyTimeout)
+            }
+            let store = SQLiteStore(
+                path: path, durability: durability, usageRetention: usageRetention, writer: writer, readers: readers, fileLock: lock,
+                logger: logger
             )
+            do {
+                try await store.migrate()
+            } catch {
+                await store.close()
+                throw error
+            }
+            return store
         } catch {
             lock.release()
-            throw error
-        }
-    }
-
-    private static func open(
-        storage: SQLiteConnection.Storage, path: String, durability: Durability, busyTimeout: Duration, usageRetention: Duration,
-        fileLock: FileLock?, logger: Logger
-    ) async throws -> SQLiteStore {
-        let writer: SQLiteConnection
-        do {
-            writer = try await SQLiteConnection.open(storage: storage, logger: logger)
-        } catch {
-            throw SQLiteStoreError.cannotOpen(path: path, reason: "\(error)")
-        }
-        var readers: [SQLiteConnection] = []
-        do {
-            let milliseconds = Int(busyTimeout.timeInterval * 1000)
-            let mode = try await writer.query("PRAGMA journal_mode = WAL", []).first?.column("journal_mode")?.string
-            guard mode?.lowercased() == "wal" else {
-                throw SQLiteStoreError.cannotOpen(path: path, reason: "the file cannot be put in WAL mode (it is in \(mode ?? "no") mode)")
-            }
-            try await writer.execute("PRAGMA busy_timeout = \(milliseconds)")
-            try await writer.execute("PRAGMA synchronous = \(durability == .full ? "FULL" : "NORMAL")")
-            try await writer.execute("PRAGMA foreign_keys = ON")
-            let store0 = SQLiteStore(
-                path: path, durability: durability, usageRetention: usageRetention, writer: writer, readers: [], fileLock: fileLock,
-                logger: logger
-            )
-            try await store0.migrate()
-            for _ in 0..<2 {
-                let reader = try await SQLiteConnection.open(storage: storage, logger: logger)
-                try await reader.execute("PRAGMA busy_timeout = \(milliseconds)")
-                readers.append(reader)
-            }
-            return SQLiteStore(
-                path: path, durability: durability, usageRetention: usageRetention, writer: writer, readers: readers, fileLock: fileLock,
-                logger: logger
-            )
-        } catch {
-            for reader in readers { try? await reader.close() }
-            try? await writer.close()
             if let error = error as? SQLiteStoreError { throw error }
             throw SQLiteStoreError.cannotOpen(path: path, reason: "\(error)")
         }
     }
 
-    /// Closes the connections and releases the file's lock.
+    /// Opens the writer (WAL mode, the durability's `synchronous`) and the readers.
+    private static func connect(path: String, durability: Durability, busyTimeout: Duration) throws -> (Database, [Database]) {
+        let writer = try Database.open(path: path, busyTimeout: busyTimeout)
+        do {
+            let mode = try writer.query("PRAGMA journal_mode = WAL").first?.column("journal_mode")?.string
+            guard mode?.lowercased() == "wal" else {
+                throw SQLiteStoreError.cannotOpen(path: path, reason: "the file cannot be put in WAL mode (it is in \(mode ?? "no") mode)")
+            }
+            try writer.execute("PRAGMA synchronous = \(durability == .full ? "FULL" : "NORMAL"); PRAGMA foreign_keys = ON")
+            var readers: [Database] = []
+            for _ in 0..<readerCount { readers.append(try Database.open(path: path, busyTimeout: busyTimeout)) }
+            return (writer, readers)
+        } catch {
+            writer.close()
+            throw error
+        }
+    }
+
+    /// Closes the connections (checkpointing the WAL into the file) once the statements running
+    /// have finished, and releases the file's lock; later calls fail. Closing twice is a no-op.
     public func close() async {
-        await writeLock.lock()
-        for reader in readers { try? await reader.close() }
-        try? await writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        try? await writer.close()
+        await readers.close()
+        await writer.close { try? $0.execute("PRAGMA wal_checkpoint(TRUNCATE)") }
         fileLock?.release()
-        writeLock.unlock()
     }
 
     public func addEventHandler(_ handler: @escaping @Sendable (StoreEvent) -> Void) {
@@ -151,81 +133,43 @@ public final class SQLiteStore: DispatchStore, Sendable {
     // MARK: Running statements
 
     /// Runs a read on one of the reader connections.
-    func read(_ sql: String, _ binds: [SQLiteData] = []) async throws -> [SQLiteRow] {
-        let reader = readers.isEmpty ? writer : readers[nextReader.next() % readers.count]
+    func read(_ sql: String, _ binds: [SQLValue] = []) async throws -> [SQLRow] {
         do {
-            return try await reader.query(sql, binds)
+            return try await readers.run { try $0.query(sql, binds) }
         } catch {
             throw storeError(error)
         }
     }
 
     /// Runs `body` in one write transaction (`BEGIN IMMEDIATE` … `COMMIT`, rolled back when it
-    /// throws), with the writer to itself; then publishes the events it returned.
-    func write<T: Sendable>(_ body: (Transaction) async throws -> (T, [StoreEvent])) async throws -> T {
-        await writeLock.lock()
+    /// throws) on the writer, in one work item; then publishes the events it returned.
+    func write<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> (T, [StoreEvent])) async throws -> T {
         let (value, events): (T, [StoreEvent])
         do {
-            defer { writeLock.unlock() }
-            let transaction = Transaction(connection: writer)
-            do {
-                try await writer.execute("BEGIN IMMEDIATE")
-            } catch {
-                throw storeError(error)
-            }
-            do {
-                (value, events) = try await body(transaction)
-                try await writer.execute("COMMIT")
-            } catch {
-                try? await writer.execute("ROLLBACK")
-                if error is MizanError || error is SQLiteStoreError { throw error }
-                throw storeError(error)
-            }
+            (value, events) = try await writer.run { try $0.transaction(body) }
+        } catch {
+            throw storeError(error)
         }
         hub.publish(events)
         return value
     }
 
-    /// Runs one statement on the writer, with the writer to itself, outside an explicit
-    /// transaction: one statement is atomic on its own, and this saves the BEGIN and COMMIT round
-    /// trips. Publishes `events(rows)` once it has run.
-    func writeOne(_ sql: String, _ binds: [SQLiteData], events: ([SQLiteRow]) -> [StoreEvent] = { _ in [] }) async throws -> [SQLiteRow] {
-        await writeLock.lock()
-        let rows: [SQLiteRow]
+    /// Runs one statement on the writer outside an explicit transaction (one statement is
+    /// atomic on its own). Publishes `events(rows)` once it has run.
+    func writeOne(_ sql: String, _ binds: [SQLValue], events: ([SQLRow]) -> [StoreEvent] = { _ in [] }) async throws -> [SQLRow] {
+        let rows: [SQLRow]
         do {
-            defer { writeLock.unlock() }
-            do {
-                rows = try await writer.query(sql, binds)
-            } catch {
-                throw storeError(error)
-            }
+            rows = try await writer.run { try $0.query(sql, binds) }
+        } catch {
+            throw storeError(error)
         }
         hub.publish(events(rows))
         return rows
     }
 
     func storeError(_ error: any Error) -> any Error {
-        if let error = error as? MizanError { return error }
+        if error is MizanError || error is SQLiteStoreError { return error }
         logger.error("SQLite statement failed", metadata: ["mizan.error": "\(String(reflecting: error).prefix(300))"])
         return MizanError(.storeUnavailable, "The SQLite store failed: \(SafeText.excerpt("\(error)", limit: 200)).")
-    }
-}
-
-/// The writer inside a write transaction.
-struct Transaction: Sendable {
-    let connection: SQLiteConnection
-
-    func query(_ sql: String, _ binds: [SQLiteData] = []) async throws -> [SQLiteRow] {
-        try await connection.query(sql, binds)
-    }
-
-    func run(_ sql: String, _ binds: [SQLiteData] = []) async throws {
-        _ = try await connection.query(sql, binds)
-    }
-}
-
-extension SQLiteConnection {
-    func execute(_ sql: String) async throws {
-        _ = try await query(sql, [])
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import NIOPosix
 import Synchronization
 
 #if canImport(Glibc)
@@ -63,45 +64,85 @@ final class FileLock: Sendable {
     deinit { release() }
 }
 
-/// A first-come, first-served lock for async code: the writer connection is held by one
-/// transaction at a time, without blocking a thread while others wait.
-final class AsyncLock: Sendable {
+/// Connections handed to one task at a time, first come first served, without blocking a
+/// thread while a task waits for one. A task's work on its connection runs in one work item of
+/// a thread pool (SQLite's calls block), so that a transaction of several statements costs one
+/// hop, not one per statement.
+package final class ConnectionPool: Sendable {
     private struct State {
-        var locked = false
-        var waiters: [CheckedContinuation<Void, Never>] = []
+        var idle: [Database]
+        let total: Int
+        var waiters: [CheckedContinuation<Database?, Never>] = []
+        var closed = false
+        var closer: CheckedContinuation<[Database], Never>?
     }
 
-    private let state = Mutex(State())
+    private let state: Mutex<State>
+    private let threadPool: NIOThreadPool
 
-    func lock() async {
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let acquired = state.withLock { state -> Bool in
-                if state.locked {
-                    state.waiters.append(continuation)
-                    return false
+    package init(_ connections: [Database], threadPool: NIOThreadPool = .singleton) {
+        state = Mutex(State(idle: connections, total: connections.count))
+        self.threadPool = threadPool
+    }
+
+    /// Runs `body` with a connection to itself.
+    /// - Throws: ``SQLiteFailure`` when the pool is closed, or what `body` throws.
+    package func run<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
+        guard let connection = await take() else { throw SQLiteFailure(code: 21, message: "the store is closed") }
+        defer { give(connection) }
+        return try await threadPool.runIfActive { try body(connection) }
+    }
+
+    /// Refuses new work, waits for the connections in use, and closes them all (`last` runs on
+    /// each first). Closing twice is a no-op.
+    func close(last: @escaping @Sendable (Database) -> Void = { _ in }) async {
+        let connections = await withCheckedContinuation { (continuation: CheckedContinuation<[Database], Never>) in
+            let ready = state.withLock { state -> [Database]? in
+                guard !state.closed else { return [] }
+                state.closed = true
+                for waiter in state.waiters { waiter.resume(returning: nil) }
+                state.waiters = []
+                guard state.idle.count == state.total else {
+                    state.closer = continuation
+                    return nil
                 }
-                state.locked = true
-                return true
+                defer { state.idle = [] }
+                return state.idle
             }
-            if acquired { continuation.resume() }
+            if let ready { continuation.resume(returning: ready) }
+        }
+        guard !connections.isEmpty else { return }
+        _ = try? await threadPool.runIfActive {
+            for connection in connections {
+                last(connection)
+                connection.close()
+            }
         }
     }
 
-    func unlock() {
-        let next = state.withLock { state -> CheckedContinuation<Void, Never>? in
-            if state.waiters.isEmpty {
-                state.locked = false
-                return nil
+    private func take() async -> Database? {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Database?, Never>) in
+            let (connection, now) = state.withLock { state -> (Database?, Bool) in
+                if state.closed { return (nil, true) }
+                if let connection = state.idle.popLast() { return (connection, true) }
+                state.waiters.append(continuation)
+                return (nil, false)
             }
-            return state.waiters.removeFirst()
+            if now { continuation.resume(returning: connection) }
         }
-        next?.resume()
     }
-}
 
-/// Round-robin over the reader connections.
-final class ReaderIndex: Sendable {
-    private let value = Atomic<Int>(0)
-
-    func next() -> Int { value.wrappingAdd(1, ordering: .relaxed).oldValue & Int.max }
+    private func give(_ connection: Database) {
+        let (waiter, closer, all) = state.withLock {
+            state -> (CheckedContinuation<Database?, Never>?, CheckedContinuation<[Database], Never>?, [Database]) in
+            if !state.waiters.isEmpty { return (state.waiters.removeFirst(), nil, []) }
+            state.idle.append(connection)
+            guard state.closed, state.idle.count == state.total, let closer = state.closer else { return (nil, nil, []) }
+            state.closer = nil
+            defer { state.idle = [] }
+            return (nil, closer, state.idle)
+        }
+        waiter?.resume(returning: connection)
+        closer?.resume(returning: all)
+    }
 }
