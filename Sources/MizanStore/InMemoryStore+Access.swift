@@ -38,8 +38,9 @@ extension InMemoryStore: AccessStore {
                 ?? UsageSummary(apiKeyID: record.apiKeyID, model: record.model, requests: 0, promptTokens: 0, completionTokens: 0)
             // Sums saturate: a count is bounded when it is read, but sums run for the process's life.
             summary.requests = summary.requests.addingSaturated(1)
-            summary.promptTokens = summary.promptTokens.addingSaturated(max(0, record.usage?.promptTokens ?? 0))
-            summary.completionTokens = summary.completionTokens.addingSaturated(max(0, record.usage?.completionTokens ?? 0))
+            let usage = access.counts(record) ? record.usage : nil
+            summary.promptTokens = summary.promptTokens.addingSaturated(max(0, usage?.promptTokens ?? 0))
+            summary.completionTokens = summary.completionTokens.addingSaturated(max(0, usage?.completionTokens ?? 0))
             access.usage[key] = summary
             access.records += 1
         }
@@ -63,4 +64,19 @@ struct AccessState {
     var keyHashes: [Data: String] = [:]
     var usage: [UsageKey: UsageSummary] = [:]
     var records = 0
+    /// The idempotent jobs whose tokens were counted, oldest first, at most 100,000.
+    var countedJobs: Set<JobID> = []
+    var countedOrder: [JobID] = []
+
+    /// Whether a record's tokens count: not when its job's were counted already.
+    mutating func counts(_ record: UsageRecord) -> Bool {
+        guard let job = record.jobID else { return true }
+        guard countedJobs.insert(job).inserted else { return false }
+        countedOrder.append(job)
+        if countedOrder.count > 100_000 {
+            for old in countedOrder.prefix(10_000) { countedJobs.remove(old) }
+            countedOrder.removeFirst(10_000)
+        }
+        return true
+    }
 }

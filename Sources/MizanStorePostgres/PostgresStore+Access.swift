@@ -54,14 +54,28 @@ extension PostgresStore: AccessStore {
     }
 
     public func recordUsage(_ record: UsageRecord) async throws {
-        _ = try await client.prepared(
+        // An idempotent job's tokens count on the first record of it only (its unique
+        // `tokens_of_job`); a retry that got the same answer is recorded without them.
+        let counted = try await client.prepared(
             RecordUsage.self,
             """
             INSERT INTO mizan_usage (request_id, api_key_id, model, served_by, status, latency_ms,
-                prompt_tokens, completion_tokens, usage_source, created_at)
+                prompt_tokens, completion_tokens, usage_source, created_at, tokens_of_job)
             VALUES (\(record.requestID), \(record.apiKeyID), \(record.model), \(record.servedBy), \(record.status),
                 \(record.latencyMilliseconds), \(record.usage?.promptTokens), \(record.usage?.completionTokens),
-                \(record.usage?.source.rawValue), \(record.createdAt))
+                \(record.usage?.source.rawValue), \(record.createdAt), \(record.jobID?.description))
+            ON CONFLICT (tokens_of_job) DO NOTHING
+            RETURNING id
+            """,
+            logger: logger
+        ) { $0 }
+        guard counted.isEmpty else { return }
+        _ = try await client.prepared(
+            RecordRetryUsage.self,
+            """
+            INSERT INTO mizan_usage (request_id, api_key_id, model, served_by, status, latency_ms, created_at)
+            VALUES (\(record.requestID), \(record.apiKeyID), \(record.model), \(record.servedBy), \(record.status),
+                \(record.latencyMilliseconds), \(record.createdAt))
             """,
             logger: logger
         ) { $0 }
@@ -87,4 +101,5 @@ private enum ListKeys {}
 private enum RevokeKey {}
 private enum KeyByHash {}
 private enum RecordUsage {}
+private enum RecordRetryUsage {}
 private enum Summary {}

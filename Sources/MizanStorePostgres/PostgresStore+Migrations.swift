@@ -92,6 +92,14 @@ extension PostgresStore {
                 "CREATE INDEX mizan_usage_key_model ON mizan_usage (api_key_id, model)",
             ]
         ),
+        (
+            3,
+            [
+                // The idempotent job whose tokens this row counts: one row per job at most.
+                "ALTER TABLE mizan_usage ADD COLUMN tokens_of_job text",
+                "CREATE UNIQUE INDEX mizan_usage_tokens_of_job ON mizan_usage (tokens_of_job)",
+            ]
+        ),
     ]
 
     /// The schema version this build migrates to.

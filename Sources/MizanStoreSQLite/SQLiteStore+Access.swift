@@ -38,18 +38,39 @@ extension SQLiteStore: AccessStore {
     }
 
     public func recordUsage(_ record: UsageRecord) async throws {
-        _ = try await writeOne(
-            """
-            INSERT INTO mizan_usage (request_id, api_key_id, model, served_by, status, latency_ms, prompt_tokens,
-                completion_tokens, usage_source, created_at)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-            """,
-            [
-                .text(record.requestID), Rows.text(record.apiKeyID), .text(record.model), Rows.text(record.servedBy),
-                .integer(record.status), .float(record.latencyMilliseconds), Rows.integer(record.usage?.promptTokens),
-                Rows.integer(record.usage?.completionTokens), Rows.text(record.usage?.source.rawValue), Rows.date(record.createdAt),
-            ]
-        )
+        let binds: [SQLValue] = [
+            .text(record.requestID), Rows.text(record.apiKeyID), .text(record.model), Rows.text(record.servedBy),
+            .integer(record.status), .float(record.latencyMilliseconds), Rows.date(record.createdAt),
+        ]
+        let tokens: [SQLValue] = [
+            Rows.integer(record.usage?.promptTokens), Rows.integer(record.usage?.completionTokens),
+            Rows.text(record.usage?.source.rawValue),
+            Rows.text(record.jobID?.description),
+        ]
+        try await write { db in
+            // An idempotent job's tokens count on the first record of it only (its unique
+            // `tokens_of_job`); a retry that got the same answer is recorded without them.
+            let counted = try db.query(
+                """
+                INSERT INTO mizan_usage (request_id, api_key_id, model, served_by, status, latency_ms, created_at, prompt_tokens,
+                    completion_tokens, usage_source, tokens_of_job)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                ON CONFLICT (tokens_of_job) DO NOTHING
+                RETURNING id
+                """,
+                binds + tokens
+            )
+            if counted.isEmpty {
+                try db.query(
+                    """
+                    INSERT INTO mizan_usage (request_id, api_key_id, model, served_by, status, latency_ms, created_at)
+                    VALUES (?, ?, ?, ?, ?, ?, ?)
+                    """,
+                    binds
+                )
+            }
+            return ((), [])
+        }
     }
 
     public func usageSummary() async throws -> [UsageSummary] {

@@ -86,7 +86,15 @@ extension SQLiteStore {
                 "CREATE INDEX mizan_usage_key_model ON mizan_usage (api_key_id, model)",
                 "CREATE INDEX mizan_usage_created ON mizan_usage (created_at)",
             ]
-        )
+        ),
+        (
+            2,
+            [
+                // The idempotent job whose tokens this row counts: one row per job at most.
+                "ALTER TABLE mizan_usage ADD COLUMN tokens_of_job TEXT",
+                "CREATE UNIQUE INDEX mizan_usage_tokens_of_job ON mizan_usage (tokens_of_job)",
+            ]
+        ),
     ]
 
     /// The newest schema version this build knows.

@@ -52,5 +52,27 @@ public enum AccessConformance {
                 "usage is summed per key and model: \(summary)"
             )
         },
+        Check("an idempotent job's tokens count once however many requests it answered") { store in
+            let job = JobID()
+            func record(_ jobID: JobID?, tokens: Int) async throws {
+                try await store.recordUsage(
+                    UsageRecord(
+                        requestID: UUID().uuidString, apiKeyID: "k1", model: "m1", servedBy: "node/n", status: 200,
+                        latencyMilliseconds: 3, usage: TokenUsage(promptTokens: tokens, completionTokens: tokens), createdAt: Fixture.at(1),
+                        jobID: jobID)
+                )
+            }
+            try await record(job, tokens: 10)
+            try await record(job, tokens: 10)
+            try await record(job, tokens: 10)
+            try await record(JobID(), tokens: 1)
+            try await record(nil, tokens: 2)
+            try await record(nil, tokens: 2)
+            let summary = try await store.usageSummary()
+            try require(
+                summary == [UsageSummary(apiKeyID: "k1", model: "m1", requests: 6, promptTokens: 15, completionTokens: 15)],
+                "each request is counted, the retried job's tokens once: \(summary)"
+            )
+        },
     ]
 }

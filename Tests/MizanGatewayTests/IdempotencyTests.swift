@@ -35,9 +35,17 @@ struct IdempotencyTests {
             #expect(answer.text.contains("the one answer"))
             #expect(try await gateway.store.jobs(state: nil, limit: 10).count == 1)
 
-            // A later retry gets the same outcome at once; the same key with another body is refused.
+            // Usage: both requests are counted (the first as cancelled), the job's tokens once.
+            func usage() async throws -> UsageSummary? { try await gateway.store.usageSummary().first { $0.model == "local" } }
+            #expect(try await eventually { try await usage()?.requests == 2 })
+            #expect(try await usage()?.completionTokens == 3)
+
+            // A later retry gets the same outcome at once, its tokens not counted again; the same
+            // key with another body is refused.
             let again = try await gateway.chat(model: "local", headers: Self.key)
             #expect(again.status == 200 && again.text.contains("the one answer"))
+            #expect(try await eventually { try await usage()?.requests == 3 })
+            #expect(try await usage()?.completionTokens == 3, "the job's tokens count once")
             let other = try await gateway.chat(model: "local", extra: #","temperature":1"#, headers: Self.key)
             #expect(other.status == 400 && other.errorMessage?.contains("different request") == true, "\(other.text)")
             // Keys are per API key: another client's same key is another job.

@@ -18,6 +18,9 @@ public struct UsageRecord: Sendable, Equatable {
     public var usage: TokenUsage?
     /// When it finished.
     public var createdAt: Date
+    /// The job that answered, for a request with an `Idempotency-Key`: several requests can
+    /// get one job's answer (retries), and its tokens are counted for the first of them only.
+    public var jobID: JobID?
 
     /// Creates a record.
     /// - Parameters:
@@ -29,6 +32,7 @@ public struct UsageRecord: Sendable, Equatable {
     ///   - latencyMilliseconds: The latency.
     ///   - usage: Token counts.
     ///   - createdAt: When it finished.
+    ///   - jobID: The job that answered an idempotent request (its tokens count once).
     public init(
         requestID: String,
         apiKeyID: String?,
@@ -37,7 +41,8 @@ public struct UsageRecord: Sendable, Equatable {
         status: Int,
         latencyMilliseconds: Double,
         usage: TokenUsage?,
-        createdAt: Date
+        createdAt: Date,
+        jobID: JobID? = nil
     ) {
         self.requestID = requestID
         self.apiKeyID = apiKeyID
@@ -47,6 +52,7 @@ public struct UsageRecord: Sendable, Equatable {
         self.latencyMilliseconds = latencyMilliseconds
         self.usage = usage
         self.createdAt = createdAt
+        self.jobID = jobID
     }
 }
 

@@ -43,6 +43,9 @@ public final class RequestTrace: Sendable {
         public var servedBy: String?
         /// Token usage of the answer.
         public var usage: TokenUsage?
+        /// The job that answered a request with an `Idempotency-Key` (its tokens count once
+        /// however many retries get its answer).
+        public var jobID: JobID?
         /// Whether the request asked for a stream.
         public var stream = false
         /// Set when a stream broke after its head was sent.

@@ -49,7 +49,8 @@ struct RequestRecorder: Sendable {
             status: status,
             latencyMilliseconds: seconds * 1000,
             usage: fields.usage,
-            createdAt: Date()
+            createdAt: Date(),
+            jobID: fields.jobID
         )
         do {
             try await access.recordUsage(record)

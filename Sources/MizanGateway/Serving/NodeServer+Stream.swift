@@ -11,6 +11,7 @@ extension NodeServer {
     /// any output still answers with a proper error status.
     func stream(_ chat: ChatCompletionRequest, request: DispatchRequest, trace: RequestTrace) async throws -> Response {
         let events = try await dispatcher.submitStreaming(request)
+        if events.job.idempotencyKey != nil { trace.update { $0.jobID = events.job.id } }
         guard events.job.id == request.jobID else {
             // The idempotency key names an earlier stream, whose events went to that request.
             events.stop(cancellingJob: false)

@@ -33,6 +33,7 @@ struct NodeServer: Sendable {
         trace.update {
             $0.servedBy = job.nodeID.map { "node/\($0)" }
             $0.usage = job.usage
+            if job.idempotencyKey != nil { $0.jobID = job.id }
         }
         switch job.state {
         case .succeeded:
