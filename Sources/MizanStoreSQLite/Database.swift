@@ -36,6 +36,15 @@ package enum SQLValue: Sendable, Equatable {
     }
 
     package var isNull: Bool { self == .null }
+
+    /// A blob, or a text longer than an id or a name: what a statement should not keep a copy of.
+    var isLarge: Bool {
+        switch self {
+        case .blob: true
+        case .text(let value): value.utf8.count > 128
+        default: false
+        }
+    }
 }
 
 /// One result row: its values by column name.
@@ -136,7 +145,13 @@ package final class Database: @unchecked Sendable {
         let statement = try prepared(sql)
         defer {
             sqlite_nio_sqlite3_reset(statement.raw)
-            sqlite_nio_sqlite3_clear_bindings(statement.raw)
+            // Not `sqlite3_clear_bindings`: it marks a statement whose plan looked at a bound
+            // value (a `LIMIT ?`, a partial index) as expired, and the next run prepares it
+            // again — most of a lease's time. Only the copies of bodies are dropped, so that a
+            // cached statement does not hold a prompt; those binds never steer a plan.
+            for (offset, value) in binds.enumerated() where value.isLarge {
+                sqlite_nio_sqlite3_bind_null(statement.raw, Int32(offset + 1))
+            }
         }
         for (offset, value) in binds.enumerated() { try bind(value, at: Int32(offset + 1), in: statement.raw) }
         var rows: [SQLRow] = []

@@ -44,16 +44,18 @@ extension SQLiteStore {
             else { return ([], []) }
             // Each model's queue read in index order (at most `free` entries), then the best
             // `free` of them leased in the same statement: the cost does not grow with the queues.
+            // `LIMIT ?3 + 0`, not `LIMIT ?3`: a bare bound limit ties the plan to its value, and
+            // SQLite would prepare the statement again whenever a lease of 1 is followed by another.
             let queues = models.indices.map { index in
                 """
                 SELECT * FROM (SELECT id, priority FROM mizan_jobs INDEXED BY mizan_jobs_queue
-                    WHERE model = ?\(index + 5) AND state = 'accepted' AND deadline > ?2 ORDER BY priority DESC, id LIMIT ?3)
+                    WHERE model = ?\(index + 5) AND state = 'accepted' AND deadline > ?2 ORDER BY priority DESC, id LIMIT ?3 + 0)
                 """
             }.joined(separator: " UNION ALL ")
             let leased = try db.query(
                 """
                 UPDATE mizan_jobs SET state = 'leased', node_id = ?1, leased_at = ?2, updated_at = ?2
-                WHERE id IN (SELECT id FROM (\(queues)) ORDER BY priority DESC, id LIMIT ?3)
+                WHERE id IN (SELECT id FROM (\(queues)) ORDER BY priority DESC, id LIMIT ?3 + 0)
                     AND state IN (\(JobStateMachine.sqlSources(of: .lease)))
                 RETURNING \(Rows.jobColumns)
                 """,

@@ -20,9 +20,20 @@ extension SQLiteStore {
 
     public func jobs(state: JobState?, limit: Int) async throws -> [Job] {
         if let state {
+            // The state is written into the text (one of five statements) so that the planner
+            // can use the partial index of that state: the finished ones are indexed by state
+            // and id; a queued job is found through its model's queue, a leased one through its node.
+            // (SQLite proves that a query may use a partial index only from the index's own condition.)
+            let (index, condition) =
+                switch state {
+                case .accepted: ("mizan_jobs_queue", "state = 'accepted'")
+                case .leased: ("mizan_jobs_leased_node", "state = 'leased'")
+                case .succeeded, .failed, .timedOut:
+                    ("mizan_jobs_finished_state", "state IN ('succeeded', 'failed', 'timed_out') AND state = '\(state.rawValue)'")
+                }
             return try await read(
-                "SELECT \(Rows.jobColumns) FROM mizan_jobs WHERE state = ? ORDER BY id DESC LIMIT ?",
-                [.text(state.rawValue), .integer(max(0, limit))]
+                "SELECT \(Rows.jobColumns) FROM mizan_jobs INDEXED BY \(index) WHERE \(condition) ORDER BY id DESC LIMIT ?",
+                [.integer(max(0, limit))]
             ).map(Rows.job)
         }
         return try await read("SELECT \(Rows.jobColumns) FROM mizan_jobs ORDER BY id DESC LIMIT ?", [.integer(max(0, limit))]).map(Rows.job)

@@ -21,7 +21,7 @@ public struct APIKey: Sendable, Equatable, Codable {
     ///   - createdAt: When it was created.
     ///   - revokedAt: When it was revoked.
     public init(
-        id: String = TimeOrderedID.make().uuidString.lowercased(), name: String, prefix: String, createdAt: Date, revokedAt: Date? = nil
+        id: String = TimeOrderedID.text(TimeOrderedID.make()), name: String, prefix: String, createdAt: Date, revokedAt: Date? = nil
     ) {
         self.id = id
         self.name = name

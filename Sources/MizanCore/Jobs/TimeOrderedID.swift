@@ -23,6 +23,76 @@ public enum TimeOrderedID {
                 bytes[8], bytes[9], bytes[10], bytes[11], bytes[12], bytes[13], bytes[14], bytes[15]
             ))
     }
+
+    /// The canonical lowercase text of a UUID (`0193…-7…`), as `uuidString.lowercased()` gives
+    /// it, written directly: ids are formatted for every row, bind and log line, and Foundation's
+    /// formatting goes through `printf`.
+    /// - Parameter uuid: The UUID.
+    /// - Returns: Its 36-character lowercase text.
+    public static func text(_ uuid: UUID) -> String {
+        withUnsafeBytes(of: uuid.uuid) { bytes in
+            String(unsafeUninitializedCapacity: 36) { buffer in
+                var out = 0
+                for (index, byte) in bytes.enumerated() {
+                    if index == 4 || index == 6 || index == 8 || index == 10 {
+                        buffer[out] = UInt8(ascii: "-")
+                        out += 1
+                    }
+                    buffer[out] = hexDigit(byte >> 4)
+                    buffer[out + 1] = hexDigit(byte & 0x0F)
+                    out += 2
+                }
+                return out
+            }
+        }
+    }
+
+    /// Parses the canonical text of a UUID (8-4-4-4-12 hexadecimal digits, either case), as
+    /// `UUID(uuidString:)` does.
+    /// - Parameter text: The text.
+    /// - Returns: The UUID, or `nil` when the text is not one.
+    public static func parse(_ text: String) -> UUID? {
+        var text = text
+        return text.withUTF8 { utf8 -> UUID? in
+            guard utf8.count == 36 else { return nil }
+            var bytes: uuid_t = (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+            let parsed = withUnsafeMutableBytes(of: &bytes) { out -> Bool in
+                var position = 0
+                for index in 0..<16 {
+                    if index == 4 || index == 6 || index == 8 || index == 10 {
+                        guard utf8[position] == UInt8(ascii: "-") else { return false }
+                        position += 1
+                    }
+                    guard let high = hexValue(utf8[position]), let low = hexValue(utf8[position + 1]) else { return false }
+                    out[index] = high << 4 | low
+                    position += 2
+                }
+                return true
+            }
+            return parsed ? UUID(uuid: bytes) : nil
+        }
+    }
+
+    /// Whether `lhs` sorts before `rhs` in their canonical text, compared by bytes (each byte
+    /// is two hexadecimal digits, and digits sort as their values do).
+    static func precedes(_ lhs: UUID, _ rhs: UUID) -> Bool {
+        withUnsafeBytes(of: lhs.uuid) { left in
+            withUnsafeBytes(of: rhs.uuid) { right in left.lexicographicallyPrecedes(right) }
+        }
+    }
+
+    private static func hexDigit(_ value: UInt8) -> UInt8 {
+        value < 10 ? UInt8(ascii: "0") + value : UInt8(ascii: "a") + value - 10
+    }
+
+    private static func hexValue(_ character: UInt8) -> UInt8? {
+        switch character {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): character - UInt8(ascii: "0")
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): character - UInt8(ascii: "a") + 10
+        case UInt8(ascii: "A")...UInt8(ascii: "F"): character - UInt8(ascii: "A") + 10
+        default: nil
+        }
+    }
 }
 
 /// The identifier of a dispatch job: a time-ordered UUID.
@@ -41,13 +111,14 @@ public struct JobID: Hashable, Sendable, Codable, Comparable, CustomStringConver
     /// Parses the canonical text form of a UUID.
     /// - Parameter string: A UUID string such as `0193…-7…`.
     public init?(_ string: String) {
-        guard let uuid = UUID(uuidString: string) else { return nil }
+        guard let uuid = TimeOrderedID.parse(string) else { return nil }
         self.uuid = uuid
     }
 
-    public var description: String { uuid.uuidString.lowercased() }
+    public var description: String { TimeOrderedID.text(uuid) }
 
-    public static func < (lhs: JobID, rhs: JobID) -> Bool { lhs.description < rhs.description }
+    /// Text order, which is creation order for time-ordered ids.
+    public static func < (lhs: JobID, rhs: JobID) -> Bool { TimeOrderedID.precedes(lhs.uuid, rhs.uuid) }
 
     public init(from decoder: any Decoder) throws {
         let text = try decoder.singleValueContainer().decode(String.self)
@@ -79,11 +150,11 @@ public struct NodeID: Hashable, Sendable, Codable, CustomStringConvertible {
     /// Parses the canonical text form of a UUID.
     /// - Parameter string: A UUID string.
     public init?(_ string: String) {
-        guard let uuid = UUID(uuidString: string) else { return nil }
+        guard let uuid = TimeOrderedID.parse(string) else { return nil }
         self.uuid = uuid
     }
 
-    public var description: String { uuid.uuidString.lowercased() }
+    public var description: String { TimeOrderedID.text(uuid) }
 
     public init(from decoder: any Decoder) throws {
         let text = try decoder.singleValueContainer().decode(String.self)

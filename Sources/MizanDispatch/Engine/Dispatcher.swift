@@ -190,7 +190,7 @@ public struct DispatchRequest: Sendable {
         model: String,
         body: Data,
         stream: Bool = false,
-        requestID: String = UUID().uuidString.lowercased(),
+        requestID: String = TimeOrderedID.text(UUID()),
         deadline: Duration? = nil,
         priority: Int = 0,
         idempotencyKey: String? = nil,

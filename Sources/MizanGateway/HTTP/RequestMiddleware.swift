@@ -62,7 +62,7 @@ struct RequestMiddleware: RouterMiddleware {
         {
             return header
         }
-        return UUID().uuidString.lowercased()
+        return TimeOrderedID.text(UUID())
     }
 
     /// Refuses transfer codings other than `chunked` (a body the gateway cannot read as sent).
