@@ -72,7 +72,8 @@ extension SQLiteStore {
             return (deleted.count, [])
         }
         // Give the pages back to the checkpointed WAL, so that it stays small.
-        if pruned > 0 { _ = try? await writeOne("PRAGMA wal_checkpoint(PASSIVE)", []) }
+        // (On the writer, outside any transaction: a checkpoint cannot run inside one.)
+        if pruned > 0 { _ = try? await writer.run { try $0.query("PRAGMA wal_checkpoint(PASSIVE)") } }
         return pruned
     }
 }

@@ -9,7 +9,7 @@ import NIOPosix
 ///
 /// The file is in WAL mode: one writer connection applies every change in a short
 /// `BEGIN IMMEDIATE` transaction (writes are serialized in process, so no statement waits on
-/// SQLite's busy handler), while two reader connections answer queries concurrently from the
+/// SQLite's busy handler; those that queue meanwhile share the next commit), while two reader connections answer queries concurrently from the
 /// last committed state. Every job transition is a conditional statement guarded by
 /// `JobStateMachine`, as on PostgreSQL. Events are published in process once a change has
 /// committed. The store holds a lock on `PATH.lock` for as long as it is open, so that a second
@@ -36,6 +36,7 @@ public final class SQLiteStore: DispatchStore, Sendable {
     /// How long usage records are kept beyond the finished jobs' retention (90 days).
     public let usageRetention: Duration
     let writer: ConnectionPool
+    let writes: GroupCommit
     let readers: ConnectionPool
     static let readerCount = 2
     let fileLock: FileLock?
@@ -50,6 +51,7 @@ public final class SQLiteStore: DispatchStore, Sendable {
         self.durability = durability
         self.usageRetention = usageRetention
         self.writer = ConnectionPool([writer])
+        writes = GroupCommit(writer: self.writer)
         self.readers = ConnectionPool(readers)
         self.fileLock = fileLock
         self.logger = logger
@@ -141,12 +143,13 @@ public final class SQLiteStore: DispatchStore, Sendable {
         }
     }
 
-    /// Runs `body` in one write transaction (`BEGIN IMMEDIATE` … `COMMIT`, rolled back when it
-    /// throws) on the writer, in one work item; then publishes the events it returned.
+    /// Runs `body` in one write transaction on the writer (rolled back when it throws),
+    /// committed together with the writes of other tasks queued meanwhile (``GroupCommit``);
+    /// then publishes the events it returned.
     func write<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> (T, [StoreEvent])) async throws -> T {
         let (value, events): (T, [StoreEvent])
         do {
-            (value, events) = try await writer.run { try $0.transaction(body) }
+            (value, events) = try await writes.write(body)
         } catch {
             throw storeError(error)
         }
@@ -154,12 +157,12 @@ public final class SQLiteStore: DispatchStore, Sendable {
         return value
     }
 
-    /// Runs one statement on the writer outside an explicit transaction (one statement is
-    /// atomic on its own). Publishes `events(rows)` once it has run.
+    /// Runs one statement on the writer (in a transaction only when other writes share its
+    /// commit: one statement is atomic on its own). Publishes `events(rows)` once it has committed.
     func writeOne(_ sql: String, _ binds: [SQLValue], events: ([SQLRow]) -> [StoreEvent] = { _ in [] }) async throws -> [SQLRow] {
         let rows: [SQLRow]
         do {
-            rows = try await writer.run { try $0.query(sql, binds) }
+            rows = try await writes.write(single: true) { try $0.query(sql, binds) }
         } catch {
             throw storeError(error)
         }

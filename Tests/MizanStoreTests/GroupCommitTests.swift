@@ -1,0 +1,109 @@
+import Foundation
+import MizanStoreSQLite
+import Synchronization
+import Testing
+
+@Suite("SQLite group commit")
+struct GroupCommitTests {
+    struct Refused: Error, Equatable {
+        let value: Int
+    }
+
+    /// A writer connection on a fresh file with one table, `t(x)`, closed and deleted after `body`.
+    func withWriter(_ body: (GroupCommit, Database) async throws -> Void) async throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("mizan-group-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let path = folder.appendingPathComponent("t.sqlite").path
+        let connection = try Database.open(path: path)
+        try connection.execute("PRAGMA journal_mode = WAL; CREATE TABLE t (x INTEGER PRIMARY KEY)")
+        let reader = try Database.open(path: path)
+        defer { reader.close() }
+        let pool = ConnectionPool([connection])
+        try await body(GroupCommit(writer: pool), reader)
+    }
+
+    /// Waits (at most 10 s) until `condition` holds.
+    func until(_ condition: () -> Bool) async throws {
+        let deadline = ContinuousClock.now + .seconds(10)
+        while !condition() {
+            guard ContinuousClock.now < deadline else { throw Refused(value: -1) }
+            try await Task.sleep(for: .milliseconds(2))
+        }
+    }
+
+    @Test("writes queued behind a running one commit together; one that throws rolls back alone")
+    func batchWithAFailure() async throws {
+        try await withWriter { writes, reader in
+            let started = Atomic<Bool>(false)
+            let release = DispatchSemaphore(value: 0)
+            let first = Task {
+                try await writes.write { db in
+                    try db.query("INSERT INTO t (x) VALUES (0)")
+                    started.store(true, ordering: .sequentiallyConsistent)
+                    _ = release.wait(timeout: .now() + 10)
+                    return 0
+                }
+            }
+            try await until { started.load(ordering: .sequentiallyConsistent) }
+            let others = (1...10).map { value in
+                Task {
+                    try await writes.write { db in
+                        try db.query("INSERT INTO t (x) VALUES (?)", [.integer(value)])
+                        if value.isMultiple(of: 3) { throw Refused(value: value) }
+                        return value
+                    }
+                }
+            }
+            try await until { writes.queued == 10 }
+            release.signal()
+            #expect(try await first.value == 0)
+            for (offset, task) in others.enumerated() {
+                let value = offset + 1
+                if value.isMultiple(of: 3) {
+                    await #expect(throws: Refused(value: value)) { try await task.value }
+                } else {
+                    #expect(try await task.value == value)
+                }
+            }
+            #expect(writes.batches == 2, "the ten queued writes shared one commit")
+            let rows = try reader.query("SELECT x FROM t ORDER BY x").compactMap { $0.column("x")?.integer }
+            #expect(rows == [0, 1, 2, 4, 5, 7, 8, 10])
+        }
+    }
+
+    @Test("a lone single-statement write that fails throws SQLite's error and changes nothing")
+    func loneFailure() async throws {
+        try await withWriter { writes, reader in
+            _ = try await writes.write(single: true) { try $0.query("INSERT INTO t (x) VALUES (1)") }
+            await #expect(throws: SQLiteFailure.self) {
+                try await writes.write(single: true) { try $0.query("INSERT INTO t (x) VALUES (1)") }
+            }
+            await #expect(throws: Refused.self) {
+                try await writes.write { db in
+                    try db.query("INSERT INTO t (x) VALUES (2)")
+                    throw Refused(value: 2)
+                }
+            }
+            let rows = try reader.query("SELECT x FROM t").compactMap { $0.column("x")?.integer }
+            #expect(rows == [1])
+        }
+    }
+
+    @Test("many concurrent writes all commit, each once")
+    func concurrentWrites() async throws {
+        try await withWriter { writes, reader in
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for value in 0..<500 {
+                    group.addTask {
+                        _ = try await writes.write(single: true) { try $0.query("INSERT INTO t (x) VALUES (?)", [.integer(value)]) }
+                    }
+                }
+                try await group.waitForAll()
+            }
+            let count = try reader.query("SELECT count(*) AS n FROM t").first?.column("n")?.integer
+            #expect(count == 500)
+            #expect(writes.queued == 0)
+        }
+    }
+}
