@@ -173,6 +173,7 @@ let package = Package(
             name: "MizanMockProvider",
             dependencies: [
                 "MizanCore",
+                .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -259,6 +260,8 @@ let package = Package(
         .testTarget(
             name: "MizanCoreTests",
             dependencies: ["MizanCore"],
+            // What real local servers answer, read by the tests from the source tree.
+            exclude: ["Fixtures"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -17,7 +17,7 @@ extension Agent {
                 await Task { await self.deliver(report, token: token, retryFor: Self.retryWindow(job)) }.value
                 return
             }
-            let response = try await provider.chatCompletion(job.body, endpoint: endpoint(remaining: remaining))
+            let response = try await provider.call(job.endpoint, job.body, endpoint: endpoint(remaining: remaining))
             let usage =
                 response.usage.flatMap { TokenUsage(reported: $0) }
                 ?? TokenUsage(
@@ -44,7 +44,7 @@ extension Agent {
     /// - Returns: The report to deliver.
     func stream(_ job: AgentWire.Assignment, lease: AgentWire.LeaseRef, token: String, remaining: Duration) async throws -> AgentWire.Report
     {
-        let events = try await provider.streamChatCompletion(job.body, endpoint: endpoint(remaining: remaining))
+        let events = try await provider.stream(job.endpoint, job.body, endpoint: endpoint(remaining: remaining))
         let (frames, continuation) = AsyncStream<ByteBuffer>.makeStream()
         let client = client
         do {
@@ -59,10 +59,10 @@ extension Agent {
                     defer { continuation.finish() }
                     var meter = StreamUsageMeter(requestBytes: job.body.count)
                     var transcript = StreamTranscript()
-                    for try await data in events {
-                        meter.observe(data)
-                        transcript.observe(data)
-                        continuation.yield(ByteBuffer(string: "data: \(data)\n\n"))
+                    for try await event in events {
+                        meter.observe(event)
+                        transcript.observe(event)
+                        continuation.yield(ByteBuffer(string: SSEEvent.frame(event)))
                     }
                     return (meter.usage, transcript.completion())
                 }

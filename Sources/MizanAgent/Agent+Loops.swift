@@ -64,8 +64,21 @@ extension Agent {
             if configuration.models == nil, state.withLock({ $0.models.isEmpty }) {
                 throw AgentClientError(
                     .unreachable,
-                    message: "The provider at \(configuration.providerURL) does not answer GET /models, and no --models were given.")
+                    message:
+                        "The provider at \(configuration.providerURL) gave no model list (GET /models: \(Self.describe(error))), "
+                        + "and no --models were given.")
             }
+        }
+    }
+
+    /// What went wrong with a call to the local server, in a few words.
+    static func describe(_ error: any Error) -> String {
+        guard let error = error as? ProviderError else { return "\(error)" }
+        switch error.kind {
+        case .connect: return "it does not answer (\(SafeText.excerpt(error.detail, limit: 160)))"
+        case .timeout: return "it did not answer in time"
+        case .status(let status): return "it answered HTTP \(status)"
+        case .invalidResponse: return "its answer is not a model list: \(SafeText.excerpt(error.detail, limit: 160))"
         }
     }
 

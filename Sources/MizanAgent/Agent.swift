@@ -28,6 +28,10 @@ public final class Agent: Service, Sendable {
         public var providerAPIKey: String?
         /// The models to serve; `nil` serves what the provider lists.
         public var models: [String]?
+        /// The endpoints the local server serves (all of them by default: chat, completions,
+        /// embeddings, Responses and Anthropic Messages); the gateway sends this node only jobs
+        /// of these. Name fewer when the local server lacks some (llama.cpp's has no Responses).
+        public var endpoints: [Endpoint]
         /// Jobs run at once (4).
         public var maxConcurrency: Int
         /// Free-form labels reported to the gateway.
@@ -49,6 +53,7 @@ public final class Agent: Service, Sendable {
             providerURL: String,
             providerAPIKey: String? = nil,
             models: [String]? = nil,
+            endpoints: [Endpoint] = Endpoint.all,
             maxConcurrency: Int = 4,
             labels: [String: String] = [:],
             heartbeatInterval: Duration = .seconds(5),
@@ -62,6 +67,7 @@ public final class Agent: Service, Sendable {
             self.providerURL = providerURL
             self.providerAPIKey = providerAPIKey
             self.models = models
+            self.endpoints = Endpoint.normalized(endpoints)
             self.maxConcurrency = max(1, maxConcurrency)
             self.labels = labels
             self.heartbeatInterval = heartbeatInterval
@@ -125,6 +131,7 @@ public final class Agent: Service, Sendable {
         state.withLock { state in
             NodeReport(
                 models: state.models,
+                endpoints: configuration.endpoints,
                 maxConcurrency: configuration.maxConcurrency,
                 health: state.healthy ? .healthy : .unhealthy,
                 inFlight: state.running.count,

@@ -145,7 +145,42 @@ public struct MizanError: Error, Sendable, Equatable, CustomStringConvertible {
         OpenAIErrorEnvelope(error: .init(message: message, type: openAIType, code: code.rawValue))
     }
 
+    /// Anthropic's `error.type` for this error (the `/v1/messages` endpoint answers in its shape).
+    public var anthropicType: String {
+        switch code.base {
+        case .badRequest, .methodNotAllowed, .leaseConflict, .conflict, .notImplemented, .requestTimeout: "invalid_request_error"
+        case .unauthorized, .invalidNodeToken, .invalidAdminToken: "authentication_error"
+        case .forbidden: "permission_error"
+        case .notFound, .modelNotFound, .jobNotFound, .nodeNotFound: "not_found_error"
+        case .payloadTooLarge: "request_too_large"
+        case .noCapacity, .rateLimited: "rate_limit_error"
+        case .noHealthyNode, .storeUnavailable: "overloaded_error"
+        case .upstreamFailure, .deadlineExceeded, .cancelled, .internalError: "api_error"
+        }
+    }
+
+    /// The error in Anthropic's shape, `{"type":"error","error":{"type","message"}}`.
+    public var anthropicEnvelope: AnthropicErrorEnvelope {
+        AnthropicErrorEnvelope(error: .init(type: anthropicType, message: message))
+    }
+
     public static func == (lhs: MizanError, rhs: MizanError) -> Bool {
         lhs.code == rhs.code && lhs.message == rhs.message
     }
+}
+
+/// Anthropic's error body: `{"type":"error","error":{"type","message"}}`.
+public struct AnthropicErrorEnvelope: Sendable, Codable, Equatable {
+    /// The error object.
+    public struct Body: Sendable, Codable, Equatable {
+        /// The error family, e.g. `invalid_request_error`.
+        public var type: String
+        /// A human-readable message.
+        public var message: String
+    }
+
+    /// Always `error`.
+    public var type = "error"
+    /// The error.
+    public var error: Body
 }

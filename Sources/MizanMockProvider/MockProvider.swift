@@ -4,8 +4,10 @@ import Logging
 import MizanCore
 
 /// A synthetic OpenAI-compatible server for trials, tests and benchmarks: it answers
-/// `POST /v1/chat/completions` (JSON, or server-sent events when `stream` is set, with usage)
-/// and `GET /v1/models`, after a configurable latency.
+/// `POST /v1/chat/completions` (JSON, or server-sent events when `stream` is set, with usage),
+/// `/v1/completions`, `/v1/embeddings`, `/v1/responses` and `/v1/messages` (each in its own
+/// shape, with usage; Responses and Messages streams with named events), and `GET /v1/models`,
+/// after a configurable latency.
 public enum MockProvider {
     /// How the mock behaves.
     public struct Configuration: Sendable {
@@ -55,6 +57,9 @@ public enum MockProvider {
         let responder = MockResponder(configuration: configuration)
         router.get("/v1/models") { request, _ in try responder.models(request) }
         router.post("/v1/chat/completions") { request, context in try await responder.chat(request, context: context) }
+        for endpoint in Endpoint.allCases where endpoint != .chatCompletions {
+            router.post(RouterPath("/v1" + endpoint.path)) { request, _ in try await responder.serve(endpoint, request) }
+        }
         router.get("/mock/stats") { _, _ in responder.statsResponse() }
         router.get("/mock/last-request") { _, _ in responder.lastRequestResponse() }
         router.get("/healthz") { _, _ in Response(status: .ok, body: .init(byteBuffer: ByteBuffer(string: "ok"))) }

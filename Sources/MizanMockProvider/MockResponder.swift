@@ -1,4 +1,5 @@
 import Foundation
+import HTTPTypes
 import Hummingbird
 import MizanCore
 import Synchronization
@@ -169,13 +170,17 @@ struct MockResponder: Sendable {
         try await writer.finish(nil)
     }
 
-    private func authorize(_ request: Request) -> Response? {
+    /// Refuses a request without the configured key (`Authorization: Bearer`, or `x-api-key` on
+    /// Anthropic's endpoint).
+    func authorize(_ request: Request, anthropic: Bool = false) -> Response? {
         guard let key = configuration.apiKey else { return nil }
-        guard request.headers[.authorization] == "Bearer \(key)" else {
-            return failure(MizanError(.unauthorized, "Incorrect API key provided."))
-        }
-        return nil
+        if request.headers[.authorization] == "Bearer \(key)" { return nil }
+        if anthropic, let name = HTTPField.Name("x-api-key"), request.headers[name] == key { return nil }
+        return failure(MizanError(.unauthorized, "Incorrect API key provided."), anthropic: anthropic)
     }
+
+    /// The next answer's number.
+    func counterNext() -> Int { counter.next() }
 
     private func json(_ value: some Encodable) -> Response {
         let data = (try? JSONEncoder().encode(value)) ?? Data()
@@ -184,8 +189,8 @@ struct MockResponder: Sendable {
         return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: data)))
     }
 
-    private func failure(_ error: MizanError, status: Int? = nil) -> Response {
-        let data = (try? JSONEncoder().encode(error.envelope)) ?? Data()
+    func failure(_ error: MizanError, status: Int? = nil, anthropic: Bool = false) -> Response {
+        let data = (anthropic ? try? JSONEncoder().encode(error.anthropicEnvelope) : try? JSONEncoder().encode(error.envelope)) ?? Data()
         var headers = HTTPFields()
         headers[.contentType] = "application/json"
         return Response(status: .init(code: status ?? error.httpStatus), headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: data)))

@@ -5,7 +5,8 @@ import MizanCore
 import NIOCore
 import NIOHTTP1
 
-/// A client of OpenAI-compatible servers: chat completions (JSON and server-sent events)
+/// A client of OpenAI-compatible servers: every inference endpoint (``MizanCore/Endpoint``:
+/// chat, completions, embeddings, Responses, Anthropic Messages; JSON and server-sent events)
 /// and the model list, with errors mapped to ``ProviderError``.
 ///
 /// Time limits: the connect timeout and the idle gap between body bytes come from the
@@ -63,14 +64,24 @@ public struct ProviderClient: Sendable {
     /// - Returns: The response body and the usage it reports.
     /// - Throws: ``ProviderError``.
     public func chatCompletion(_ body: Data, endpoint: ProviderEndpoint) async throws -> ProviderResponse {
+        try await call(.chatCompletions, body, endpoint: endpoint)
+    }
+
+    /// Sends a non-streamed request to one of the server's inference endpoints and returns its body.
+    /// - Parameters:
+    ///   - path: The endpoint (`/chat/completions`, `/embeddings`, `/messages`…).
+    ///   - body: The request body, sent as is.
+    ///   - endpoint: The server.
+    /// - Returns: The response body and the usage it reports, read in the endpoint's shape.
+    /// - Throws: ``ProviderError``.
+    public func call(_ path: Endpoint, _ body: Data, endpoint: ProviderEndpoint) async throws -> ProviderResponse {
         try await withTotalTimeout(endpoint.totalTimeout) {
-            let response = try await send(path: "/chat/completions", method: .POST, body: body, endpoint: endpoint)
+            let response = try await send(path: path.path, method: .POST, body: body, endpoint: endpoint)
             let data = try await collect(response)
             guard response.status == .ok else {
                 throw ProviderError(.status(Int(response.status.code)), detail: Self.excerpt(data))
             }
-            let usage = (try? JSONDecoder().decode(UsageOnly.self, from: data))?.usage
-            return ProviderResponse(body: data, usage: usage)
+            return ProviderResponse(body: data, usage: ReportedUsage.of(answer: data, endpoint: path))
         }
     }
 
@@ -82,7 +93,19 @@ public struct ProviderClient: Sendable {
     /// - Returns: The stream of event data (`data:` payloads, `[DONE]` included).
     /// - Throws: ``ProviderError`` for a failure before the first event.
     public func streamChatCompletion(_ body: Data, endpoint: ProviderEndpoint) async throws -> ServerSentEvents {
-        let response = try await send(path: "/chat/completions", method: .POST, body: body, endpoint: endpoint)
+        try await stream(.chatCompletions, body, endpoint: endpoint)
+    }
+
+    /// Starts a streamed request on one of the server's inference endpoints. Returns once the
+    /// server answered 200 with its head; the events then arrive as the server sends them.
+    /// - Parameters:
+    ///   - path: The endpoint.
+    ///   - body: The request body (with `"stream": true`), sent as is.
+    ///   - endpoint: The server.
+    /// - Returns: The stream of events (``SSEEvent``'s carried form: named events keep their names).
+    /// - Throws: ``ProviderError`` for a failure before the first event.
+    public func stream(_ path: Endpoint, _ body: Data, endpoint: ProviderEndpoint) async throws -> ServerSentEvents {
+        let response = try await send(path: path.path, method: .POST, body: body, endpoint: endpoint)
         guard response.status == .ok else {
             let data = (try? await collect(response)) ?? Data()
             throw ProviderError(.status(Int(response.status.code)), detail: Self.excerpt(data))
@@ -112,7 +135,15 @@ public struct ProviderClient: Sendable {
         var request = HTTPClientRequest(url: endpoint.url(path))
         request.method = method
         request.headers.add(name: "Accept", value: "application/json, text/event-stream")
-        if let key = endpoint.apiKey { request.headers.add(name: "Authorization", value: "Bearer \(key)") }
+        if let key = endpoint.apiKey {
+            request.headers.add(name: "Authorization", value: "Bearer \(key)")
+            // Anthropic's own API reads its key from x-api-key and wants a version; local servers
+            // that serve /messages read the bearer and ignore these.
+            if path == Endpoint.messages.path {
+                request.headers.add(name: "x-api-key", value: key)
+                request.headers.add(name: "anthropic-version", value: "2023-06-01")
+            }
+        }
         if let body {
             request.headers.add(name: "Content-Type", value: "application/json")
             request.body = .bytes(ByteBuffer(bytes: body))
@@ -151,10 +182,6 @@ public struct ProviderClient: Sendable {
 
     static func excerpt(_ data: Data) -> String {
         String(decoding: data.prefix(512), as: UTF8.self)
-    }
-
-    private struct UsageOnly: Decodable {
-        var usage: ChatUsage?
     }
 }
 

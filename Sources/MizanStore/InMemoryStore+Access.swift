@@ -32,10 +32,12 @@ extension InMemoryStore: AccessStore {
 
     public func recordUsage(_ record: UsageRecord) async throws {
         access.withLock { access in
-            let key = UsageKey(apiKeyID: record.apiKeyID, model: record.model)
+            let key = UsageKey(apiKeyID: record.apiKeyID, model: record.model, endpoint: record.endpoint)
             var summary =
                 access.usage[key]
-                ?? UsageSummary(apiKeyID: record.apiKeyID, model: record.model, requests: 0, promptTokens: 0, completionTokens: 0)
+                ?? UsageSummary(
+                    apiKeyID: record.apiKeyID, model: record.model, endpoint: record.endpoint, requests: 0, promptTokens: 0,
+                    completionTokens: 0)
             // Sums saturate: a count is bounded when it is read, but sums run for the process's life.
             summary.requests = summary.requests.addingSaturated(1)
             let usage = access.counts(record) ? record.usage : nil
@@ -48,7 +50,7 @@ extension InMemoryStore: AccessStore {
 
     public func usageSummary() async throws -> [UsageSummary] {
         access.withLock { access in
-            access.usage.values.sorted { ($0.apiKeyID ?? "", $0.model) < ($1.apiKeyID ?? "", $1.model) }
+            access.usage.values.sorted(by: UsageSummary.precedes)
         }
     }
 }
@@ -56,6 +58,7 @@ extension InMemoryStore: AccessStore {
 struct UsageKey: Hashable {
     var apiKeyID: String?
     var model: String
+    var endpoint: Endpoint
 }
 
 /// API keys and usage sums of an ``InMemoryStore``.

@@ -73,6 +73,7 @@ extension Node {
     /// Applies a node's self-report.
     public mutating func apply(_ report: NodeReport, now: Date) {
         models = report.models
+        endpoints = report.endpoints
         maxConcurrency = max(1, report.maxConcurrency)
         health = report.health
         inFlight = report.inFlight

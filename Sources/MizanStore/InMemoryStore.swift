@@ -8,7 +8,8 @@ public final class InMemoryStore: DispatchStore {
     struct State {
         var jobs: [JobID: Job] = [:]
         var live: Set<JobID> = []
-        var queues: [String: JobQueueHeap] = [:]
+        /// The queue of each model on each endpoint.
+        var queues: [QueueKey: JobQueueHeap] = [:]
         var queued: [String: Int] = [:]
         var leasedByNode: [NodeID: Set<JobID>] = [:]
         var idempotency: [String: JobID] = [:]
@@ -67,7 +68,7 @@ public final class InMemoryStore: DispatchStore {
             let held = state.leasedByNode[nodeID]?.count ?? 0
             var wanted = min(limit, node.maxConcurrency - held)
             var leased: [LeasedJob] = []
-            while wanted > 0, let id = state.popBest(models: node.models, now: now) {
+            while wanted > 0, let id = state.popBest(models: node.models, endpoints: node.endpoints, now: now) {
                 guard var job = state.jobs[id] else { continue }
                 job.state = .leased
                 job.nodeID = nodeID
@@ -216,9 +217,15 @@ public final class InMemoryStore: DispatchStore {
     }
 }
 
+/// A queue: one model's jobs on one endpoint.
+struct QueueKey: Hashable, Sendable {
+    var model: String
+    var endpoint: Endpoint
+}
+
 extension InMemoryStore.State {
     mutating func enqueue(_ job: Job) {
-        queues[job.model, default: JobQueueHeap()].push(.init(priority: job.priority, id: job.id))
+        queues[QueueKey(model: job.model, endpoint: job.endpoint), default: JobQueueHeap()].push(.init(priority: job.priority, id: job.id))
         queued[job.model, default: 0] += 1
     }
 
@@ -253,19 +260,23 @@ extension InMemoryStore.State {
     }
 
     /// Pops the best accepted, unexpired job among `models`, dropping stale heap entries.
-    mutating func popBest(models: [String], now: Date) -> JobID? {
+    mutating func popBest(models: [String], endpoints: [Endpoint], now: Date) -> JobID? {
         while true {
-            var bestModel: String?
+            var bestKey: QueueKey?
             var best: JobQueueHeap.Entry?
             for model in models {
-                guard let top = queues[model]?.first else { continue }
-                if best == nil || top.precedes(best!) {
-                    best = top
-                    bestModel = model
+                for endpoint in endpoints {
+                    let key = QueueKey(model: model, endpoint: endpoint)
+                    guard let top = queues[key]?.first else { continue }
+                    if best == nil || top.precedes(best!) {
+                        best = top
+                        bestKey = key
+                    }
                 }
             }
-            guard let model = bestModel else { return nil }
-            let entry = queues[model]!.popFirst()!
+            guard let key = bestKey else { return nil }
+            let model = key.model
+            let entry = queues[key]!.popFirst()!
             guard let job = jobs[entry.id], job.state == .accepted else { continue }
             if job.deadline <= now {
                 // Left for the sweeper to time out; it no longer competes for nodes.

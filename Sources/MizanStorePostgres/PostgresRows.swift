@@ -8,7 +8,7 @@ enum Rows {
     static let jobColumns = """
         id, request_id, model, body, stream, state, attempt, max_attempts, priority, node_id, deadline, \
         created_at, leased_at, finished_at, updated_at, result, error_code, error_message, \
-        prompt_tokens, completion_tokens, usage_source, idempotency_key, api_key_id
+        prompt_tokens, completion_tokens, usage_source, idempotency_key, api_key_id, endpoint
         """
 
     /// `jobColumns` qualified by a table alias (built once per alias: statements ask on every call).
@@ -21,18 +21,18 @@ enum Rows {
 
     private static let qualified = Mutex<[String: String]>([:])
 
-    static let nodeColumns = "id, name, models, max_concurrency, labels, status, health, in_flight, last_seen, created_at"
+    static let nodeColumns = "id, name, models, endpoints, max_concurrency, labels, status, health, in_flight, last_seen, created_at"
 
     static func job(_ row: PostgresRow) throws -> Job {
         let (
             id, requestID, model, body, stream, state, attempt, maxAttempts, priority, nodeID, deadline,
             createdAt, leasedAt, finishedAt, updatedAt, result, errorCode, errorMessage,
-            promptTokens, completionTokens, usageSource, idempotencyKey, apiKeyID
+            promptTokens, completionTokens, usageSource, idempotencyKey, apiKeyID, endpoint
         ) = try row.decode(
             (
                 UUID, String, String, Data, Bool, String, Int, Int, Int, UUID?, Date,
                 Date, Date?, Date?, Date, Data?, String?, String?,
-                Int?, Int?, String?, String?, String?
+                Int?, Int?, String?, String?, String?, String
             ).self
         )
         guard let parsed = JobState(rawValue: state) else {
@@ -42,6 +42,7 @@ enum Rows {
             id: JobID(id),
             requestID: requestID,
             model: model,
+            endpoint: Endpoint(rawValue: endpoint) ?? .chatCompletions,
             body: body,
             stream: stream,
             deadline: deadline,
@@ -68,12 +69,13 @@ enum Rows {
     }
 
     static func node(_ row: PostgresRow) throws -> Node {
-        let (id, name, models, maxConcurrency, labels, status, health, inFlight, lastSeen, createdAt) =
-            try row.decode((UUID, String, [String], Int, String, String, String, Int, Date?, Date).self)
+        let (id, name, models, endpoints, maxConcurrency, labels, status, health, inFlight, lastSeen, createdAt) =
+            try row.decode((UUID, String, [String], [String], Int, String, String, String, Int, Date?, Date).self)
         return Node(
             id: NodeID(id),
             name: name,
             models: models,
+            endpoints: endpoints.compactMap(Endpoint.init(rawValue:)),
             maxConcurrency: maxConcurrency,
             labels: (try? JSONDecoder().decode([String: String].self, from: Data(labels.utf8))) ?? [:],
             status: Node.Status(rawValue: status) ?? .revoked,

@@ -60,10 +60,10 @@ extension PostgresStore: AccessStore {
             RecordUsage.self,
             """
             INSERT INTO mizan_usage (request_id, api_key_id, model, served_by, status, latency_ms,
-                prompt_tokens, completion_tokens, usage_source, created_at, tokens_of_job)
+                prompt_tokens, completion_tokens, usage_source, created_at, tokens_of_job, endpoint)
             VALUES (\(record.requestID), \(record.apiKeyID), \(record.model), \(record.servedBy), \(record.status),
                 \(record.latencyMilliseconds), \(record.usage?.promptTokens), \(record.usage?.completionTokens),
-                \(record.usage?.source.rawValue), \(record.createdAt), \(record.jobID?.description))
+                \(record.usage?.source.rawValue), \(record.createdAt), \(record.jobID?.description), \(record.endpoint.rawValue))
             ON CONFLICT (tokens_of_job) DO NOTHING
             RETURNING id
             """,
@@ -73,9 +73,9 @@ extension PostgresStore: AccessStore {
         _ = try await client.prepared(
             RecordRetryUsage.self,
             """
-            INSERT INTO mizan_usage (request_id, api_key_id, model, served_by, status, latency_ms, created_at)
+            INSERT INTO mizan_usage (request_id, api_key_id, model, served_by, status, latency_ms, created_at, endpoint)
             VALUES (\(record.requestID), \(record.apiKeyID), \(record.model), \(record.servedBy), \(record.status),
-                \(record.latencyMilliseconds), \(record.createdAt))
+                \(record.latencyMilliseconds), \(record.createdAt), \(record.endpoint.rawValue))
             """,
             logger: logger
         ) { $0 }
@@ -85,14 +85,17 @@ extension PostgresStore: AccessStore {
         try await client.prepared(
             Summary.self,
             """
-            SELECT api_key_id, model, count(*), COALESCE(sum(prompt_tokens), 0)::bigint, COALESCE(sum(completion_tokens), 0)::bigint
-            FROM mizan_usage GROUP BY api_key_id, model ORDER BY COALESCE(api_key_id, ''), model
+            SELECT api_key_id, model, endpoint, count(*), COALESCE(sum(prompt_tokens), 0)::bigint,
+                COALESCE(sum(completion_tokens), 0)::bigint
+            FROM mizan_usage GROUP BY api_key_id, model, endpoint
             """,
             logger: logger
         ) { row in
-            let (key, model, requests, prompt, completion) = try row.decode((String?, String, Int, Int, Int).self)
-            return UsageSummary(apiKeyID: key, model: model, requests: requests, promptTokens: prompt, completionTokens: completion)
-        }
+            let (key, model, endpoint, requests, prompt, completion) = try row.decode((String?, String, String, Int, Int, Int).self)
+            return UsageSummary(
+                apiKeyID: key, model: model, endpoint: Endpoint(rawValue: endpoint) ?? .chatCompletions, requests: requests,
+                promptTokens: prompt, completionTokens: completion)
+        }.sorted(by: UsageSummary.precedes)
     }
 }
 

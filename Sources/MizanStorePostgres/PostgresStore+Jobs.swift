@@ -17,7 +17,7 @@ extension PostgresStore {
                     \(job.id.uuid), \(job.requestID), \(job.model), \(job.body), \(job.stream), 'accepted',
                     \(job.attempt), \(job.maxAttempts), \(job.priority), NULL, \(job.deadline), \(job.createdAt),
                     NULL, NULL, \(job.updatedAt), NULL, NULL, NULL, NULL, NULL, NULL, \(job.idempotencyKey), \(job.apiKeyID),
-                    \(origin)
+                    \(job.endpoint.rawValue), \(origin)
                 )
                 ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
                 RETURNING \(unescaped: Rows.jobColumns)
@@ -49,7 +49,7 @@ extension PostgresStore {
         let leased = try await client.rows(
             """
             WITH node AS (
-                SELECT models, GREATEST(0, LEAST(\(limit), max_concurrency - leased)) AS free,
+                SELECT models, endpoints, GREATEST(0, LEAST(\(limit), max_concurrency - leased)) AS free,
                     (status = 'active' AND health <> 'unhealthy') AS ok
                 FROM mizan_nodes WHERE id = \(nodeID.uuid) FOR UPDATE
             ), candidates AS (
@@ -57,7 +57,7 @@ extension PostgresStore {
                 SELECT c.id, c.priority FROM node, unnest(node.models) AS m(model),
                     LATERAL (
                         SELECT j.id, j.priority FROM mizan_jobs j
-                        WHERE j.state = 'accepted' AND j.model = m.model AND j.deadline > \(now)
+                        WHERE j.state = 'accepted' AND j.model = m.model AND j.deadline > \(now) AND j.endpoint = ANY(node.endpoints)
                         ORDER BY j.priority DESC, j.id
                         LIMIT \(limit)
                         FOR UPDATE SKIP LOCKED

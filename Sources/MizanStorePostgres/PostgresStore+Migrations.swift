@@ -100,6 +100,16 @@ extension PostgresStore {
                 "CREATE UNIQUE INDEX mizan_usage_tokens_of_job ON mizan_usage (tokens_of_job)",
             ]
         ),
+        (
+            4,
+            [
+                // Every endpoint, not only chat: the one a job was called on, those a node serves
+                // (a node recorded before reported none: chat completions only).
+                "ALTER TABLE mizan_jobs ADD COLUMN endpoint text NOT NULL DEFAULT 'chat/completions'",
+                "ALTER TABLE mizan_nodes ADD COLUMN endpoints text[] NOT NULL DEFAULT ARRAY['chat/completions']",
+                "ALTER TABLE mizan_usage ADD COLUMN endpoint text NOT NULL DEFAULT 'chat/completions'",
+            ]
+        ),
     ]
 
     /// The schema version this build migrates to.

@@ -9,9 +9,10 @@ extension PostgresStore {
             Key1.self,
             """
             INSERT INTO mizan_nodes (id, name, models, max_concurrency, labels, status, health, in_flight,
-                registration_token_hash, last_seen, created_at)
+                registration_token_hash, last_seen, created_at, endpoints)
             VALUES (\(node.id.uuid), \(node.name), \(node.models), \(node.maxConcurrency), \(Rows.labels(node.labels)),
-                'pending', \(node.health.rawValue), 0, \(registrationTokenHash), \(node.lastSeen), \(node.createdAt))
+                'pending', \(node.health.rawValue), 0, \(registrationTokenHash), \(node.lastSeen), \(node.createdAt),
+                \(node.endpoints.map(\.rawValue)))
             ON CONFLICT (id) DO NOTHING
             RETURNING \(unescaped: Rows.nodeColumns)
             """,
@@ -32,7 +33,8 @@ extension PostgresStore {
             """
             UPDATE mizan_nodes SET status = 'active', registration_token_hash = NULL, node_token_hash = \(nodeTokenHash),
                 models = \(report.models), max_concurrency = \(max(1, report.maxConcurrency)), health = \(report.health.rawValue),
-                in_flight = \(report.inFlight), labels = \(Rows.labels(report.labels)), last_seen = \(now)
+                in_flight = \(report.inFlight), labels = \(Rows.labels(report.labels)), last_seen = \(now),
+                endpoints = \(report.endpoints.map(\.rawValue))
             WHERE registration_token_hash = \(registrationTokenHash) AND status = 'pending'
             RETURNING \(unescaped: Rows.nodeColumns)
             """,
@@ -50,7 +52,7 @@ extension PostgresStore {
             """
             UPDATE mizan_nodes SET models = \(report.models), max_concurrency = \(max(1, report.maxConcurrency)),
                 health = \(report.health.rawValue), in_flight = \(report.inFlight), labels = \(Rows.labels(report.labels)),
-                last_seen = \(now)
+                last_seen = \(now), endpoints = \(report.endpoints.map(\.rawValue))
             WHERE id = \(id.uuid) AND status = 'active'
             RETURNING \(unescaped: Rows.nodeColumns)
             """,

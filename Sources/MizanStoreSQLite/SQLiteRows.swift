@@ -7,11 +7,11 @@ enum Rows {
     static let jobColumns = """
         id, request_id, model, body, stream, state, attempt, max_attempts, priority, node_id, deadline, created_at, \
         leased_at, finished_at, updated_at, result, error_code, error_message, prompt_tokens, completion_tokens, usage_source, \
-        idempotency_key, api_key_id
+        idempotency_key, api_key_id, endpoint
         """
 
     static let nodeColumns =
-        "id, name, models, max_concurrency, labels, status, health, in_flight, last_seen, created_at"
+        "id, name, models, endpoints, max_concurrency, labels, status, health, in_flight, last_seen, created_at"
 
     static let keyColumns = "id, name, prefix, created_at, revoked_at"
 
@@ -38,7 +38,7 @@ enum Rows {
             .integer(job.attempt), .integer(job.maxAttempts), .integer(job.priority), id(job.nodeID), date(job.deadline),
             date(job.createdAt), date(job.leasedAt), date(job.finishedAt), date(job.updatedAt), blob(job.result), text(job.errorCode),
             text(job.errorMessage), integer(job.usage?.promptTokens), integer(job.usage?.completionTokens),
-            text(job.usage?.source.rawValue), text(job.idempotencyKey), text(job.apiKeyID),
+            text(job.usage?.source.rawValue), text(job.idempotencyKey), text(job.apiKeyID), .text(job.endpoint.rawValue),
         ]
     }
 
@@ -49,6 +49,7 @@ enum Rows {
             id: try jobID(row, "id"),
             requestID: try string(row, "request_id"),
             model: try string(row, "model"),
+            endpoint: row.column("endpoint")?.string.flatMap(Endpoint.init(rawValue:)) ?? .chatCompletions,
             body: data(row, "body") ?? Data(),
             stream: (row.column("stream")?.integer ?? 0) != 0,
             deadline: try requiredDate(row, "deadline"),
@@ -83,6 +84,7 @@ enum Rows {
             id: id,
             name: try string(row, "name"),
             models: models,
+            endpoints: endpoints(row.column("endpoints")?.string),
             maxConcurrency: Int(row.column("max_concurrency")?.integer ?? 1),
             labels: labels,
             status: Node.Status(rawValue: try string(row, "status")) ?? .revoked,
@@ -92,6 +94,15 @@ enum Rows {
             createdAt: try requiredDate(row, "created_at")
         )
     }
+
+    /// A node's endpoints from their JSON list (names this build does not know are left out).
+    static func endpoints(_ json: String?) -> [Endpoint] {
+        guard let json, let names = try? JSONDecoder().decode([String].self, from: Data(json.utf8)) else { return [.chatCompletions] }
+        return names.compactMap(Endpoint.init(rawValue:))
+    }
+
+    /// A node's endpoints as their JSON list.
+    static func endpoints(_ endpoints: [Endpoint]) -> SQLValue { json(endpoints.map(\.rawValue)) }
 
     static func apiKey(_ row: SQLRow) throws -> APIKey {
         APIKey(

@@ -40,7 +40,7 @@ extension SQLiteStore: AccessStore {
     public func recordUsage(_ record: UsageRecord) async throws {
         let binds: [SQLValue] = [
             .text(record.requestID), Rows.text(record.apiKeyID), .text(record.model), Rows.text(record.servedBy),
-            .integer(record.status), .float(record.latencyMilliseconds), Rows.date(record.createdAt),
+            .integer(record.status), .float(record.latencyMilliseconds), Rows.date(record.createdAt), .text(record.endpoint.rawValue),
         ]
         let tokens: [SQLValue] = [
             Rows.integer(record.usage?.promptTokens), Rows.integer(record.usage?.completionTokens),
@@ -52,9 +52,9 @@ extension SQLiteStore: AccessStore {
             // `tokens_of_job`); a retry that got the same answer is recorded without them.
             let counted = try db.query(
                 """
-                INSERT INTO mizan_usage (request_id, api_key_id, model, served_by, status, latency_ms, created_at, prompt_tokens,
-                    completion_tokens, usage_source, tokens_of_job)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                INSERT INTO mizan_usage (request_id, api_key_id, model, served_by, status, latency_ms, created_at, endpoint,
+                    prompt_tokens, completion_tokens, usage_source, tokens_of_job)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 ON CONFLICT (tokens_of_job) DO NOTHING
                 RETURNING id
                 """,
@@ -63,8 +63,8 @@ extension SQLiteStore: AccessStore {
             if counted.isEmpty {
                 try db.query(
                     """
-                    INSERT INTO mizan_usage (request_id, api_key_id, model, served_by, status, latency_ms, created_at)
-                    VALUES (?, ?, ?, ?, ?, ?, ?)
+                    INSERT INTO mizan_usage (request_id, api_key_id, model, served_by, status, latency_ms, created_at, endpoint)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?)
                     """,
                     binds
                 )
@@ -76,18 +76,19 @@ extension SQLiteStore: AccessStore {
     public func usageSummary() async throws -> [UsageSummary] {
         try await read(
             """
-            SELECT api_key_id, model, count(*) AS requests, coalesce(sum(prompt_tokens), 0) AS prompt,
+            SELECT api_key_id, model, endpoint, count(*) AS requests, coalesce(sum(prompt_tokens), 0) AS prompt,
                 coalesce(sum(completion_tokens), 0) AS completion
-            FROM mizan_usage GROUP BY api_key_id, model ORDER BY coalesce(api_key_id, ''), model
+            FROM mizan_usage GROUP BY api_key_id, model, endpoint
             """
         ).map { row in
             UsageSummary(
                 apiKeyID: row.column("api_key_id")?.string,
                 model: try Rows.string(row, "model"),
+                endpoint: row.column("endpoint")?.string.flatMap(Endpoint.init(rawValue:)) ?? .chatCompletions,
                 requests: Int(row.column("requests")?.integer ?? 0),
                 promptTokens: Int(row.column("prompt")?.integer ?? 0),
                 completionTokens: Int(row.column("completion")?.integer ?? 0)
             )
-        }
+        }.sorted(by: UsageSummary.precedes)
     }
 }

@@ -5,7 +5,7 @@ import MizanStore
 extension SQLiteStore {
     public func insert(_ job: Job) async throws -> JobInsertion {
         precondition(job.state == .accepted, "only accepted jobs are inserted")
-        let placeholders = Array(repeating: "?", count: 23).joined(separator: ", ")
+        let placeholders = Array(repeating: "?", count: 24).joined(separator: ", ")
         let rows = try await writeOne(
             "INSERT INTO mizan_jobs (\(Rows.jobColumns)) VALUES (\(placeholders)) ON CONFLICT (idempotency_key) DO NOTHING RETURNING id",
             Rows.binds(job),
@@ -25,7 +25,7 @@ extension SQLiteStore {
             let nodes = try db.query(
                 """
                 UPDATE mizan_nodes SET last_seen = ?1 WHERE id = ?2 AND status <> 'revoked'
-                RETURNING models, max_concurrency, status, health,
+                RETURNING models, endpoints, max_concurrency, status, health,
                     (SELECT count(*) FROM mizan_jobs WHERE state = 'leased' AND node_id = ?2) AS held
                 """,
                 [Rows.date(now), Rows.id(nodeID)]
@@ -37,10 +37,14 @@ extension SQLiteStore {
             }
             let models = Array(
                 Set((try? JSONDecoder().decode([String].self, from: Data((node.column("models")?.string ?? "[]").utf8))) ?? []))
+            let endpoints = Rows.endpoints(node.column("endpoints")?.string)
+            // A node that serves every endpoint takes any job of its models; another only those of its endpoints.
+            let endpointFilter =
+                endpoints == Endpoint.all ? "" : " AND endpoint IN (\(endpoints.map { "'\($0.rawValue)'" }.joined(separator: ", ")))"
             let free = min(limit, Int(node.column("max_concurrency")?.integer ?? 0) - Int(node.column("held")?.integer ?? 0))
             guard node.column("status")?.string == Node.Status.active.rawValue,
                 node.column("health")?.string != Node.Health.unhealthy.rawValue,
-                free > 0, !models.isEmpty
+                free > 0, !models.isEmpty, !endpoints.isEmpty
             else { return ([], []) }
             // Each model's queue read in index order (at most `free` entries), then the best
             // `free` of them leased in the same statement: the cost does not grow with the queues.
@@ -49,7 +53,7 @@ extension SQLiteStore {
             let queues = models.indices.map { index in
                 """
                 SELECT * FROM (SELECT id, priority FROM mizan_jobs INDEXED BY mizan_jobs_queue
-                    WHERE model = ?\(index + 5) AND state = 'accepted' AND deadline > ?2 ORDER BY priority DESC, id LIMIT ?3 + 0)
+                    WHERE model = ?\(index + 5) AND state = 'accepted' AND deadline > ?2\(endpointFilter) ORDER BY priority DESC, id LIMIT ?3 + 0)
                 """
             }.joined(separator: " UNION ALL ")
             let leased = try db.query(

@@ -108,6 +108,16 @@ extension SQLiteStore {
                 """,
             ]
         ),
+        (
+            4,
+            [
+                // Every endpoint, not only chat: the one a job was called on, those a node serves
+                // (a node recorded before reported none: chat completions only).
+                "ALTER TABLE mizan_jobs ADD COLUMN endpoint TEXT NOT NULL DEFAULT 'chat/completions'",
+                #"ALTER TABLE mizan_nodes ADD COLUMN endpoints TEXT NOT NULL DEFAULT '["chat/completions"]'"#,
+                "ALTER TABLE mizan_usage ADD COLUMN endpoint TEXT NOT NULL DEFAULT 'chat/completions'",
+            ]
+        ),
     ]
 
     /// The newest schema version this build knows.

@@ -8,14 +8,15 @@ extension SQLiteStore {
             let rows = try db.query(
                 """
                 INSERT INTO mizan_nodes (id, name, models, max_concurrency, labels, status, health, in_flight,
-                    registration_token_hash, last_seen, created_at)
-                VALUES (?, ?, ?, ?, ?, 'pending', ?, 0, ?, ?, ?)
+                    registration_token_hash, last_seen, created_at, endpoints)
+                VALUES (?, ?, ?, ?, ?, 'pending', ?, 0, ?, ?, ?, ?)
                 ON CONFLICT (id) DO NOTHING
                 RETURNING \(Rows.nodeColumns)
                 """,
                 [
                     Rows.id(node.id), .text(node.name), Rows.json(node.models), .integer(node.maxConcurrency), Rows.json(node.labels),
                     .text(node.health.rawValue), Rows.blob(registrationTokenHash), Rows.date(node.lastSeen), Rows.date(node.createdAt),
+                    Rows.endpoints(node.endpoints),
                 ]
             )
             guard let created = try rows.first.map(Rows.node) else { throw MizanError(.conflict, "A node with id \(node.id) exists.") }
@@ -28,14 +29,14 @@ extension SQLiteStore {
             let rows = try db.query(
                 """
                 UPDATE mizan_nodes SET status = 'active', registration_token_hash = NULL, node_token_hash = ?,
-                    models = ?, max_concurrency = ?, health = ?, in_flight = ?, labels = ?, last_seen = ?
+                    models = ?, max_concurrency = ?, health = ?, in_flight = ?, labels = ?, last_seen = ?, endpoints = ?
                 WHERE registration_token_hash = ? AND status = 'pending'
                 RETURNING \(Rows.nodeColumns)
                 """,
                 [
                     Rows.blob(nodeTokenHash), Rows.json(report.models), .integer(max(1, report.maxConcurrency)),
                     .text(report.health.rawValue), .integer(report.inFlight), Rows.json(report.labels), Rows.date(now),
-                    Rows.blob(registrationTokenHash),
+                    Rows.endpoints(report.endpoints), Rows.blob(registrationTokenHash),
                 ]
             )
             guard let node = try rows.first.map(Rows.node) else {
@@ -48,13 +49,13 @@ extension SQLiteStore {
     public func heartbeat(_ id: NodeID, report: NodeReport, now: Date) async throws -> Node {
         let rows = try await writeOne(
             """
-            UPDATE mizan_nodes SET models = ?, max_concurrency = ?, health = ?, in_flight = ?, labels = ?, last_seen = ?
+            UPDATE mizan_nodes SET models = ?, max_concurrency = ?, health = ?, in_flight = ?, labels = ?, last_seen = ?, endpoints = ?
             WHERE id = ? AND status = 'active'
             RETURNING \(Rows.nodeColumns)
             """,
             [
                 Rows.json(report.models), .integer(max(1, report.maxConcurrency)), .text(report.health.rawValue),
-                .integer(report.inFlight), Rows.json(report.labels), Rows.date(now), Rows.id(id),
+                .integer(report.inFlight), Rows.json(report.labels), Rows.date(now), Rows.endpoints(report.endpoints), Rows.id(id),
             ]
         )
         if let node = try rows.first.map(Rows.node) { return node }

@@ -58,7 +58,7 @@ struct SQLiteFileTests {
     }
 
     @Test func aSecondStoreOnTheSameFileIsRefused() async throws {
-        try await withSQLiteStore { _, path in
+        _ = try await withSQLiteStore { _, path in
             await #expect {
                 _ = try await SQLiteStore.open(path: path)
             } throws: { error in

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Logging
 import MizanAgent
+import MizanCore
 import MizanLogging
 import NIOCore
 import NIOPosix
@@ -44,6 +45,13 @@ struct AgentCommand: AsyncParsableCommand {
 
     @Option(help: "Comma-separated models to serve (default: what the provider's /v1/models lists).")
     var models: String?
+
+    @Option(
+        help: """
+            Comma-separated endpoints the local server serves (default: all — \(Endpoint.allCases.map(\.rawValue).joined(separator: ", "))). \
+            The gateway sends this node only jobs of these; name fewer when the local server lacks some.
+            """)
+    var endpoints: String?
 
     @Option(name: .customLong("max-concurrency"), parsing: .unconditional, help: "Jobs run at once.")
     var maxConcurrency = 4
@@ -91,6 +99,18 @@ struct AgentCommand: AsyncParsableCommand {
         var logger = Logger(label: "mizan.agent")
         if let name { logger[metadataKey: "mizan.agent.name"] = "\(name)" }
         let modelList = models.map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty } }
+        var endpointList = Endpoint.all
+        if let endpoints {
+            endpointList = []
+            for name in endpoints.split(separator: ",") where !name.trimmingCharacters(in: .whitespaces).isEmpty {
+                guard let endpoint = Endpoint(configured: String(name)) else {
+                    throw ValidationError(
+                        "Unknown endpoint '\(name)' in --endpoints (known: \(Endpoint.allCases.map(\.rawValue).joined(separator: ", "))).")
+                }
+                endpointList.append(endpoint)
+            }
+            guard !endpointList.isEmpty else { throw ValidationError("--endpoints names no endpoint.") }
+        }
         let agent = Agent(
             configuration: .init(
                 gatewayURL: gateway,
@@ -99,6 +119,7 @@ struct AgentCommand: AsyncParsableCommand {
                 providerURL: provider,
                 providerAPIKey: providerAPIKeyEnv.flatMap { environment[$0] },
                 models: modelList,
+                endpoints: endpointList,
                 maxConcurrency: maxConcurrency,
                 heartbeatInterval: .seconds(heartbeatInterval),
                 healthInterval: .seconds(healthInterval),

@@ -21,6 +21,8 @@ public struct UsageRecord: Sendable, Equatable {
     /// The job that answered, for a request with an `Idempotency-Key`: several requests can
     /// get one job's answer (retries), and its tokens are counted for the first of them only.
     public var jobID: JobID?
+    /// The endpoint called.
+    public var endpoint: Endpoint
 
     /// Creates a record.
     /// - Parameters:
@@ -33,6 +35,7 @@ public struct UsageRecord: Sendable, Equatable {
     ///   - usage: Token counts.
     ///   - createdAt: When it finished.
     ///   - jobID: The job that answered an idempotent request (its tokens count once).
+    ///   - endpoint: The endpoint called (chat completions by default).
     public init(
         requestID: String,
         apiKeyID: String?,
@@ -42,8 +45,10 @@ public struct UsageRecord: Sendable, Equatable {
         latencyMilliseconds: Double,
         usage: TokenUsage?,
         createdAt: Date,
-        jobID: JobID? = nil
+        jobID: JobID? = nil,
+        endpoint: Endpoint = .chatCompletions
     ) {
+        self.endpoint = endpoint
         self.requestID = requestID
         self.apiKeyID = apiKeyID
         self.model = model
@@ -56,12 +61,14 @@ public struct UsageRecord: Sendable, Equatable {
     }
 }
 
-/// Usage summed per API key and model.
+/// Usage summed per API key, model and endpoint.
 public struct UsageSummary: Sendable, Equatable, Codable {
     /// The API key (nil for requests without one).
     public var apiKeyID: String?
     /// The public model.
     public var model: String
+    /// The endpoint called.
+    public var endpoint: Endpoint
     /// How many requests.
     public var requests: Int
     /// Prompt tokens in all.
@@ -70,11 +77,34 @@ public struct UsageSummary: Sendable, Equatable, Codable {
     public var completionTokens: Int
 
     /// Creates a summary row.
-    public init(apiKeyID: String?, model: String, requests: Int, promptTokens: Int, completionTokens: Int) {
+    public init(
+        apiKeyID: String?, model: String, endpoint: Endpoint = .chatCompletions, requests: Int, promptTokens: Int, completionTokens: Int
+    ) {
         self.apiKeyID = apiKeyID
         self.model = model
+        self.endpoint = endpoint
         self.requests = requests
         self.promptTokens = promptTokens
         self.completionTokens = completionTokens
+    }
+}
+
+extension UsageSummary {
+    enum CodingKeys: String, CodingKey { case apiKeyID, model, endpoint, requests, promptTokens, completionTokens }
+
+    /// Decodes a row; one from a gateway that did not group by endpoint counts as chat completions.
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        apiKeyID = try container.decodeIfPresent(String.self, forKey: .apiKeyID)
+        model = try container.decode(String.self, forKey: .model)
+        endpoint = (try? container.decodeIfPresent(Endpoint.self, forKey: .endpoint)) ?? .chatCompletions
+        requests = try container.decode(Int.self, forKey: .requests)
+        promptTokens = try container.decode(Int.self, forKey: .promptTokens)
+        completionTokens = try container.decode(Int.self, forKey: .completionTokens)
+    }
+
+    /// The order of a summary: by key, model, then endpoint.
+    public static func precedes(_ lhs: UsageSummary, _ rhs: UsageSummary) -> Bool {
+        (lhs.apiKeyID ?? "", lhs.model, lhs.endpoint) < (rhs.apiKeyID ?? "", rhs.model, rhs.endpoint)
     }
 }

@@ -8,6 +8,8 @@ public struct Job: Sendable, Equatable, Codable {
     public var requestID: String
     /// The public model the client asked for; nodes lease by it.
     public var model: String
+    /// The endpoint the client called; the node calls the same one on its local server.
+    public var endpoint: Endpoint
     /// The client's request body, verbatim.
     public var body: Data
     /// Whether the client asked for a stream.
@@ -50,6 +52,7 @@ public struct Job: Sendable, Equatable, Codable {
     ///   - id: The job id; defaults to a new time-ordered id.
     ///   - requestID: The gateway request id.
     ///   - model: The public model.
+    ///   - endpoint: The endpoint called (chat completions by default).
     ///   - body: The client's body, verbatim.
     ///   - stream: Whether the client asked for a stream.
     ///   - deadline: When the job must be finished.
@@ -62,6 +65,7 @@ public struct Job: Sendable, Equatable, Codable {
         id: JobID = JobID(),
         requestID: String,
         model: String,
+        endpoint: Endpoint = .chatCompletions,
         body: Data,
         stream: Bool = false,
         deadline: Date,
@@ -74,6 +78,7 @@ public struct Job: Sendable, Equatable, Codable {
         self.id = id
         self.requestID = requestID
         self.model = model
+        self.endpoint = endpoint
         self.body = body
         self.stream = stream
         self.state = .accepted

@@ -28,6 +28,10 @@ public struct Node: Sendable, Equatable, Codable {
     public var name: String
     /// The public models it serves.
     public var models: [String]
+    /// The endpoints its local server serves, for every one of its models (in
+    /// ``Endpoint``'s order). A node that reports none (an agent older than endpoints) serves
+    /// chat completions only.
+    public var endpoints: [Endpoint]
     /// How many jobs it may hold at once; the gateway enforces it.
     public var maxConcurrency: Int
     /// Free-form labels.
@@ -48,6 +52,7 @@ public struct Node: Sendable, Equatable, Codable {
     ///   - id: The node id.
     ///   - name: A human name.
     ///   - models: The models it serves.
+    ///   - endpoints: The endpoints it serves (all of them by default).
     ///   - maxConcurrency: Its concurrency limit.
     ///   - labels: Free-form labels.
     ///   - status: Its status.
@@ -59,6 +64,7 @@ public struct Node: Sendable, Equatable, Codable {
         id: NodeID = NodeID(),
         name: String,
         models: [String] = [],
+        endpoints: [Endpoint] = Endpoint.all,
         maxConcurrency: Int = 1,
         labels: [String: String] = [:],
         status: Status = .pending,
@@ -70,6 +76,7 @@ public struct Node: Sendable, Equatable, Codable {
         self.id = id
         self.name = name
         self.models = models
+        self.endpoints = Endpoint.normalized(endpoints)
         self.maxConcurrency = maxConcurrency
         self.labels = labels
         self.status = status
@@ -81,12 +88,40 @@ public struct Node: Sendable, Equatable, Codable {
 
     /// Whether the node may be handed jobs now.
     public var canLease: Bool { status == .active && health != .unhealthy }
+
+    /// Whether the node serves `model` on `endpoint`.
+    public func serves(_ model: String, on endpoint: Endpoint) -> Bool {
+        endpoints.contains(endpoint) && models.contains(model)
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case id, name, models, endpoints, maxConcurrency, labels, status, health, inFlight, lastSeen, createdAt
+    }
+
+    /// Decodes a node; one recorded without endpoints serves chat completions only.
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        id = try container.decode(NodeID.self, forKey: .id)
+        name = try container.decode(String.self, forKey: .name)
+        models = try container.decode([String].self, forKey: .models)
+        endpoints = Endpoint.normalized(try container.decodeIfPresent([Endpoint].self, forKey: .endpoints) ?? [.chatCompletions])
+        maxConcurrency = try container.decode(Int.self, forKey: .maxConcurrency)
+        labels = try container.decode([String: String].self, forKey: .labels)
+        status = try container.decode(Status.self, forKey: .status)
+        health = try container.decode(Health.self, forKey: .health)
+        inFlight = try container.decode(Int.self, forKey: .inFlight)
+        lastSeen = try container.decodeIfPresent(Date.self, forKey: .lastSeen)
+        createdAt = try container.decode(Date.self, forKey: .createdAt)
+    }
 }
 
 /// What a node reports about itself at registration and in every heartbeat.
 public struct NodeReport: Sendable, Equatable, Codable {
     /// The models it serves.
     public var models: [String]
+    /// The endpoints its local server serves (an agent that names none serves chat
+    /// completions only).
+    public var endpoints: [Endpoint]
     /// How many jobs it can run at once.
     public var maxConcurrency: Int
     /// Its local provider's health.
@@ -99,21 +134,39 @@ public struct NodeReport: Sendable, Equatable, Codable {
     /// Creates a report.
     /// - Parameters:
     ///   - models: The models it serves.
+    ///   - endpoints: The endpoints it serves (all of them by default).
     ///   - maxConcurrency: Its concurrency limit (at least 1).
     ///   - health: Its local provider's health.
     ///   - inFlight: Jobs running now.
     ///   - labels: Free-form labels.
     public init(
         models: [String],
+        endpoints: [Endpoint] = Endpoint.all,
         maxConcurrency: Int,
         health: Node.Health = .healthy,
         inFlight: Int = 0,
         labels: [String: String] = [:]
     ) {
         self.models = models
+        self.endpoints = Endpoint.normalized(endpoints)
         self.maxConcurrency = max(1, maxConcurrency)
         self.health = health
         self.inFlight = inFlight
         self.labels = labels
+    }
+
+    enum CodingKeys: String, CodingKey { case models, endpoints, maxConcurrency, health, inFlight, labels }
+
+    /// Decodes a report; one without endpoints (an older agent) serves chat completions only.
+    /// Endpoint names this gateway does not know are left out.
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        models = try container.decode([String].self, forKey: .models)
+        let names = try container.decodeIfPresent([String].self, forKey: .endpoints)
+        endpoints = Endpoint.normalized(names.map { $0.compactMap(Endpoint.init(rawValue:)) } ?? [.chatCompletions])
+        maxConcurrency = try container.decode(Int.self, forKey: .maxConcurrency)
+        health = try container.decode(Node.Health.self, forKey: .health)
+        inFlight = try container.decode(Int.self, forKey: .inFlight)
+        labels = try container.decode([String: String].self, forKey: .labels)
     }
 }

@@ -1,13 +1,17 @@
-/// Splits a `text/event-stream` byte stream into event data, as OpenAI-compatible servers
-/// send it: `data: {chunk}` lines, events ended by a blank line, `data: [DONE]` last.
+/// Splits a `text/event-stream` byte stream into events, as OpenAI-compatible and Anthropic
+/// servers send them: `event: name` (optional) and `data: {chunk}` lines, events ended by a
+/// blank line, `data: [DONE]` last on OpenAI's chat and completions streams.
 ///
-/// Feed bytes as they arrive, in pieces of any size; complete events come out in order.
-/// Comment lines (`:`) and fields other than `data` are ignored; several `data` lines of one
-/// event are joined with a newline.
+/// Feed bytes as they arrive, in pieces of any size; complete events come out in order, each in
+/// ``SSEEvent``'s carried form (its data, behind its name when it has one other than the
+/// default, `message`). Comment lines (`:`)
+/// and fields other than `event` and `data` are ignored; several `data` lines of one event are
+/// joined with a newline; an event without data is not dispatched.
 public struct ServerSentEventParser: Sendable {
     private var line: [UInt8] = []
     private var data: [UInt8] = []
     private var hasData = false
+    private var name: [UInt8] = []
     private var lastWasCR = false
 
     /// Creates a parser.
@@ -43,17 +47,28 @@ public struct ServerSentEventParser: Sendable {
     private mutating func endLine() -> String? {
         defer { line.removeAll(keepingCapacity: true) }
         if line.isEmpty {
-            guard hasData else { return nil }
-            let event = String(decoding: data, as: UTF8.self)
+            guard hasData else {
+                name.removeAll(keepingCapacity: true)
+                return nil
+            }
+            // `message` is the type of an event without a name (the SSE standard's default).
+            let named = name.isEmpty || name.elementsEqual("message".utf8) ? nil : String(decoding: name, as: UTF8.self)
+            let event = SSEEvent.pack(name: named, data: String(decoding: data, as: UTF8.self))
             data.removeAll(keepingCapacity: true)
+            name.removeAll(keepingCapacity: true)
             hasData = false
             return event
         }
         if line.first == UInt8(ascii: ":") { return nil }
         let colon = line.firstIndex(of: UInt8(ascii: ":")) ?? line.endIndex
-        guard line[..<colon].elementsEqual("data".utf8) else { return nil }
         var value = colon < line.endIndex ? line[(colon + 1)...] : []
         if value.first == UInt8(ascii: " ") { value = value.dropFirst() }
+        if line[..<colon].elementsEqual("event".utf8) {
+            // A name is bounded and printable: it reaches logs and the store's relay.
+            name = Array(value.prefix(128).filter { $0 >= 0x20 && $0 != 0x7F })
+            return nil
+        }
+        guard line[..<colon].elementsEqual("data".utf8) else { return nil }
         if hasData { data.append(UInt8(ascii: "\n")) }
         data.append(contentsOf: value)
         hasData = true

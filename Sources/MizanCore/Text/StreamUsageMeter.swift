@@ -1,29 +1,36 @@
 import Foundation
 
-/// Watches a stream's event data for the provider's usage chunk; without one, estimates
-/// usage from the sizes of the request and of the streamed chunks. The gateway (streams from a
+/// Watches a stream's events for the usage the provider reports; without it, estimates usage
+/// from the sizes of the request and of the streamed events. The gateway (streams from a
 /// provider route) and the agent (streams from its local server) count the same way.
+///
+/// Reported usage is read where each endpoint puts it (``ReportedUsage``): a final chunk's
+/// `usage` (chat, completions), `response.completed` (Responses), `message_start` for the input
+/// and `message_delta` for the output (Anthropic Messages); a later count replaces an earlier one.
 public struct StreamUsageMeter: Sendable {
     /// The request body's size in bytes.
     public let requestBytes: Int
-    /// The usage the provider reported in the stream, if any.
-    public private(set) var reported: ChatUsage?
+    private var promptTokens: Int?
+    private var completionTokens: Int?
     private var bytes = 0
-
-    private struct Probe: Decodable { var usage: ChatUsage? }
 
     /// Starts a meter for a request of `requestBytes` bytes.
     public init(requestBytes: Int) { self.requestBytes = requestBytes }
 
-    /// Counts one event's data (`[DONE]` is ignored).
-    public mutating func observe(_ data: String) {
+    /// The usage the provider reported in the stream, if it reported both counts.
+    public var reported: ChatUsage? {
+        guard let promptTokens, let completionTokens else { return nil }
+        return ChatUsage(promptTokens: promptTokens, completionTokens: completionTokens)
+    }
+
+    /// Counts one event (in ``SSEEvent``'s carried form; `[DONE]` is ignored).
+    public mutating func observe(_ event: String) {
+        let data = SSEEvent.data(of: event)
         guard data != "[DONE]" else { return }
         bytes += data.utf8.count
-        if data.contains("\"usage\":{") || data.contains("\"usage\": {"),
-            let probe = try? JSONDecoder().decode(Probe.self, from: Data(data.utf8)), let usage = probe.usage
-        {
-            reported = usage
-        }
+        guard data.contains("\"usage\""), let counts = ReportedUsage.counts(in: Data(data.utf8)) else { return }
+        if let prompt = counts.prompt { promptTokens = prompt }
+        if let completion = counts.completion { completionTokens = completion }
     }
 
     /// The usage so far: the provider's (when its counts are plausible), or an estimate (about four bytes per prompt token;

@@ -69,6 +69,8 @@ public enum AdminWire {
         public var id: JobID
         public var requestID: String
         public var model: String
+        /// The endpoint called (absent from gateways that served chat completions only).
+        public var endpoint: Endpoint?
         public var state: JobState
         public var stream: Bool
         public var attempt: Int
@@ -93,6 +95,7 @@ public enum AdminWire {
             id = job.id
             requestID = job.requestID
             model = job.model
+            endpoint = job.endpoint
             state = job.state
             stream = job.stream
             attempt = job.attempt

@@ -94,6 +94,8 @@ public enum AgentWire {
         public var requestID: String
         /// The public model.
         public var model: String
+        /// The endpoint to call on the local server (chat completions when the gateway names none).
+        public var endpoint: Endpoint
         /// The client's request body, verbatim.
         public var body: Data
         /// Whether the client asked for a stream.
@@ -102,11 +104,15 @@ public enum AgentWire {
         public var deadline: Date
 
         /// Creates an assignment.
-        public init(jobID: JobID, attempt: Int, requestID: String, model: String, body: Data, stream: Bool, deadline: Date) {
+        public init(
+            jobID: JobID, attempt: Int, requestID: String, model: String, endpoint: Endpoint = .chatCompletions, body: Data, stream: Bool,
+            deadline: Date
+        ) {
             self.jobID = jobID
             self.attempt = attempt
             self.requestID = requestID
             self.model = model
+            self.endpoint = endpoint
             self.body = body
             self.stream = stream
             self.deadline = deadline
@@ -116,8 +122,23 @@ public enum AgentWire {
         public init(_ leased: MizanCore.LeasedJob) {
             self.init(
                 jobID: leased.job.id, attempt: leased.lease.attempt, requestID: leased.job.requestID,
-                model: leased.job.model, body: leased.job.body, stream: leased.job.stream, deadline: leased.job.deadline
+                model: leased.job.model, endpoint: leased.job.endpoint, body: leased.job.body, stream: leased.job.stream,
+                deadline: leased.job.deadline
             )
+        }
+
+        enum CodingKeys: String, CodingKey { case jobID, attempt, requestID, model, endpoint, body, stream, deadline }
+
+        public init(from decoder: any Decoder) throws {
+            let container = try decoder.container(keyedBy: CodingKeys.self)
+            jobID = try container.decode(JobID.self, forKey: .jobID)
+            attempt = try container.decode(Int.self, forKey: .attempt)
+            requestID = try container.decode(String.self, forKey: .requestID)
+            model = try container.decode(String.self, forKey: .model)
+            endpoint = try container.decodeIfPresent(Endpoint.self, forKey: .endpoint) ?? .chatCompletions
+            body = try container.decode(Data.self, forKey: .body)
+            stream = try container.decode(Bool.self, forKey: .stream)
+            deadline = try container.decode(Date.self, forKey: .deadline)
         }
     }
 

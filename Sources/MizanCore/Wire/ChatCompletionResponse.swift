@@ -188,6 +188,41 @@ public struct ModelList: Sendable, Codable, Equatable {
             case id, object, created
             case ownedBy = "owned_by"
         }
+
+        /// Reads an entry as real servers send it: only `id` is required; a missing or
+        /// odd `object`, `created` or `owned_by` (llama.cpp's server sends no `created`)
+        /// takes a default, and other fields are ignored.
+        public init(from decoder: any Decoder) throws {
+            let container = try decoder.container(keyedBy: CodingKeys.self)
+            id = try container.decode(String.self, forKey: .id)
+            object = (try? container.decode(String.self, forKey: .object)) ?? "model"
+            if let seconds = try? container.decode(Int.self, forKey: .created) {
+                created = seconds
+            } else if let seconds = try? container.decode(Double.self, forKey: .created), let whole = Int(exactly: seconds.rounded()) {
+                created = whole
+            } else {
+                created = 0
+            }
+            ownedBy = (try? container.decode(String.self, forKey: .ownedBy)) ?? ""
+        }
+    }
+
+    private struct Entry: Decodable {
+        var model: Model?
+
+        init(from decoder: any Decoder) throws {
+            model = try? Model(from: decoder)
+        }
+    }
+
+    enum CodingKeys: String, CodingKey { case object, data }
+
+    /// Reads a list as real servers send it: entries without a string `id` are skipped, a
+    /// missing `object` is `list`, and anything else in the body is ignored.
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        object = (try? container.decode(String.self, forKey: .object)) ?? "list"
+        data = try container.decode([Entry].self, forKey: .data).compactMap(\.model)
     }
 
     /// Always `list`.

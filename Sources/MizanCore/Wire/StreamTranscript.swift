@@ -30,8 +30,11 @@ public struct StreamTranscript: Sendable {
     public init() {}
 
     /// Takes in one event's data (`[DONE]` and unreadable events are skipped).
-    public mutating func observe(_ data: String) {
-        guard data != "[DONE]", let object = try? JSONSerialization.jsonObject(with: Data(data.utf8)) as? [String: Any] else { return }
+    public mutating func observe(_ event: String) {
+        let (name, data) = SSEEvent.unpack(event)
+        guard name == nil, data != "[DONE]", let object = try? JSONSerialization.jsonObject(with: Data(data.utf8)) as? [String: Any] else {
+            return
+        }
         if id.isEmpty, let value = object["id"] as? String { id = value }
         if model.isEmpty, let value = object["model"] as? String { model = value }
         if created == 0, let value = object["created"] as? Int { created = value }

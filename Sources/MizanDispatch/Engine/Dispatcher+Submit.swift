@@ -28,6 +28,7 @@ extension Dispatcher {
             id: request.jobID,
             requestID: request.requestID,
             model: request.model,
+            endpoint: request.endpoint,
             body: request.body,
             stream: request.stream,
             deadline: deadline,
@@ -48,7 +49,7 @@ extension Dispatcher {
         }
         if !insertion.inserted {
             waiters.stopWaitingForFinish(of: job.id, signal)
-            guard insertion.job.model == job.model, insertion.job.body == job.body else {
+            guard insertion.job.model == job.model, insertion.job.endpoint == job.endpoint, insertion.job.body == job.body else {
                 throw MizanError(
                     .badRequest, "This idempotency key was already used for a different request; use a new key for a new request.")
             }

@@ -150,6 +150,8 @@ public final class Dispatcher: Sendable {
 public struct DispatchRequest: Sendable {
     /// The public model; nodes advertising it may lease the job.
     public var model: String
+    /// The endpoint called; only nodes that serve it lease the job.
+    public var endpoint: Endpoint
     /// The client's body, verbatim.
     public var body: Data
     /// Whether the client wants a stream.
@@ -177,6 +179,7 @@ public struct DispatchRequest: Sendable {
     /// Creates a request.
     /// - Parameters:
     ///   - model: The public model.
+    ///   - endpoint: The endpoint called (chat completions by default).
     ///   - body: The client's body.
     ///   - stream: Whether the client wants a stream.
     ///   - requestID: The gateway request id (a new one by default).
@@ -188,6 +191,7 @@ public struct DispatchRequest: Sendable {
     ///   - jobID: The job's id (new by default).
     public init(
         model: String,
+        endpoint: Endpoint = .chatCompletions,
         body: Data,
         stream: Bool = false,
         requestID: String = TimeOrderedID.text(UUID()),
@@ -199,6 +203,7 @@ public struct DispatchRequest: Sendable {
         jobID: JobID = JobID()
     ) {
         self.model = model
+        self.endpoint = endpoint
         self.body = body
         self.stream = stream
         self.requestID = requestID

@@ -1,4 +1,5 @@
 import Foundation
+import HTTPTypes
 import Hummingbird
 import MizanCore
 import MizanDispatch
@@ -29,8 +30,10 @@ struct ClientController: Sendable {
     }
 
     func addRoutes(to router: RouterGroup<GatewayRequestContext>) {
-        router.post("/v1/chat/completions") { request, context in
-            try await chatCompletions(request, context: context)
+        for endpoint in Endpoint.allCases {
+            router.post(RouterPath("/v1" + endpoint.path)) { request, context in
+                try await infer(endpoint, request, context: context)
+            }
         }
         router.get("/v1/models") { request, context in
             _ = try await authenticate(request, trace: context.trace)
@@ -39,24 +42,37 @@ struct ClientController: Sendable {
         }
     }
 
-    func authenticate(_ request: Request, trace: RequestTrace) async throws -> APIKey {
-        let key = try await credentials.authenticateClient(Credentials.bearer(request.headers[.authorization]))
+    /// The API key of a request: `Authorization: Bearer KEY`, or on Anthropic's endpoint also
+    /// `x-api-key: KEY` (what the official Anthropic SDKs send).
+    func authenticate(_ request: Request, trace: RequestTrace, endpoint: Endpoint? = nil) async throws -> APIKey {
+        var presented = Credentials.bearer(request.headers[.authorization])
+        if presented == nil, endpoint == .messages, let header = request.headers[Self.anthropicKeyHeader] {
+            presented = header.trimmingCharacters(in: .whitespaces)
+        }
+        if presented == nil, endpoint == .messages {
+            throw MizanError(.unauthorized, "Missing API key. Send it as 'x-api-key: <key>' or 'Authorization: Bearer <key>'.")
+        }
+        let key = try await credentials.authenticateClient(presented)
         trace.update { $0.apiKeyID = key.id }
         return key
     }
 
-    /// `POST /v1/chat/completions`: authenticate, read and check the body, then serve it by a
-    /// provider route or an agent. A client that goes away cancels the work.
-    func chatCompletions(_ request: Request, context: GatewayRequestContext) async throws -> Response {
-        let key = try await authenticate(request, trace: context.trace)
+    static let anthropicKeyHeader = HTTPField.Name("x-api-key")!
+
+    /// `POST /v1/{endpoint}`: authenticate, read and check the body, then serve it by a
+    /// provider route or an agent that serves its model on that endpoint. A client that goes
+    /// away cancels the work.
+    func infer(_ endpoint: Endpoint, _ request: Request, context: GatewayRequestContext) async throws -> Response {
+        let key = try await authenticate(request, trace: context.trace, endpoint: endpoint)
         let deadline = try requestDeadline(request.headers[Gateway.deadlineHeader])
         let idempotencyKey = try Self.idempotencyKey(request.headers[Gateway.idempotencyKeyHeader])
         let until = ContinuousClock.now.advanced(by: deadline)
         let bytes = try await BodyReader.collect(request.body, limit: maxBodyBytes, timeout: bodyTimeout)
-        let chat = try ChatCompletionRequest(body: bytes)
+        let chat = try ClientRequest(endpoint: endpoint, body: bytes)
         context.trace.update {
             $0.model = chat.model
             $0.stream = chat.stream
+            $0.endpoint = endpoint
         }
         return try await context.cancellingOnDisconnect {
             try await serve(
@@ -82,12 +98,13 @@ struct ClientController: Sendable {
         return min(.milliseconds(milliseconds), maxDeadline)
     }
 
-    /// Serves a checked request: provider routes first, then agent nodes.
+    /// Serves a checked request: provider routes first, then agent nodes — those that serve its
+    /// model on its endpoint.
     func serve(
-        _ chat: ChatCompletionRequest, apiKeyID: String, idempotencyKey: String? = nil, until: ContinuousClock.Instant, trace: RequestTrace
+        _ chat: ClientRequest, apiKeyID: String, idempotencyKey: String? = nil, until: ContinuousClock.Instant, trace: RequestTrace
     ) async throws -> Response {
         var routeFailure: MizanError?
-        let candidates = routes.routes.candidates(for: chat.model)
+        let candidates = routes.routes.candidates(for: chat.model, endpoint: chat.endpoint)
         if !candidates.isEmpty {
             trace.update { $0.modelKnown = true }
             switch try await routes.serve(chat, candidates: candidates, until: until, trace: trace) {
@@ -96,7 +113,7 @@ struct ClientController: Sendable {
             }
         }
         // The recent list answers almost every request; a miss reads the store before refusing.
-        let serves = { (node: Node) in dispatcher.isHealthy(node) && node.models.contains(chat.model) }
+        let serves = { (node: Node) in dispatcher.isHealthy(node) && node.serves(chat.model, on: chat.endpoint) }
         if try await dispatcher.recentNodes().contains(where: serves) {
             trace.update { $0.modelKnown = true }
             return try await nodes.serve(chat, apiKeyID: apiKeyID, idempotencyKey: idempotencyKey, until: until, trace: trace)
@@ -107,9 +124,19 @@ struct ClientController: Sendable {
             return try await nodes.serve(chat, apiKeyID: apiKeyID, idempotencyKey: idempotencyKey, until: until, trace: trace)
         }
         if let routeFailure { throw routeFailure }
-        if known.contains(where: { $0.status != .pending && $0.models.contains(chat.model) }) {
+        if known.contains(where: { $0.status != .pending && $0.serves(chat.model, on: chat.endpoint) }) {
             trace.update { $0.modelKnown = true }
             throw MizanError(.noHealthyNode, "No healthy node serves the model '\(SafeText.escaped(chat.model))' right now.")
+        }
+        let elsewhere =
+            routes.routes.candidates(for: chat.model, endpoint: nil).contains { !$0.serves(chat.endpoint) }
+            || known.contains { $0.status != .pending && $0.models.contains(chat.model) }
+        if elsewhere {
+            trace.update { $0.modelKnown = true }
+            throw MizanError(
+                .notFound,
+                "The model '\(SafeText.escaped(chat.model))' is not served on /v1/\(chat.endpoint.rawValue); no route or node offers that endpoint for it."
+            )
         }
         throw MizanError(.modelNotFound, "The model '\(SafeText.escaped(chat.model))' does not exist or you do not have access to it.")
     }

@@ -8,6 +8,10 @@ enum Endpoints {
     /// Paths (Hummingbird's `{parameter}` syntax) and the methods each serves.
     static let all: [(path: String, methods: [HTTPRequest.Method])] = [
         ("/v1/chat/completions", [.post]),
+        ("/v1/completions", [.post]),
+        ("/v1/embeddings", [.post]),
+        ("/v1/responses", [.post]),
+        ("/v1/messages", [.post]),
         ("/v1/models", [.get]),
         ("/agent/v1/register", [.post]),
         ("/agent/v1/heartbeat", [.post]),

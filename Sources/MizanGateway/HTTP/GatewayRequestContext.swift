@@ -48,6 +48,8 @@ public final class RequestTrace: Sendable {
         public var jobID: JobID?
         /// Whether the request asked for a stream.
         public var stream = false
+        /// The inference endpoint called, for the inference endpoints.
+        public var endpoint: Endpoint?
         /// Set when a stream broke after its head was sent.
         public var streamError: String?
     }

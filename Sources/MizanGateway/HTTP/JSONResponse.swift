@@ -18,10 +18,10 @@ enum JSONResponse {
         json(bytes: try encoder.encode(value), status: status)
     }
 
-    /// An OpenAI-shaped error response.
-    static func error(_ error: MizanError) -> Response {
+    /// An error response in OpenAI's shape, or in Anthropic's (`anthropic`, on `/v1/messages`).
+    static func error(_ error: MizanError, anthropic: Bool = false) -> Response {
         let body =
-            (try? encoder.encode(error.envelope))
+            (anthropic ? try? encoder.encode(error.anthropicEnvelope) : try? encoder.encode(error.envelope))
             ?? Data(#"{"error":{"message":"internal error","type":"server_error","code":"internal_error"}}"#.utf8)
         return json(bytes: body, status: HTTPResponse.Status(code: error.httpStatus))
     }

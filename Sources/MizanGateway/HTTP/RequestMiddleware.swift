@@ -24,7 +24,7 @@ struct RequestMiddleware: RouterMiddleware {
             response = try await next(request, context)
         } catch {
             let refusal = mizanError(for: error, request: request, requestID: requestID)
-            response = JSONResponse.error(refusal)
+            response = JSONResponse.error(refusal, anthropic: request.uri.path == "/v1" + Endpoint.messages.path)
             if refusal.code == .methodNotAllowed, let methods = Endpoints.methods(forPath: request.uri.path) {
                 response.headers[.allow] = methods.map(\.rawValue).joined(separator: ", ")
             }

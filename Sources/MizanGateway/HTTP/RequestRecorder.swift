@@ -27,6 +27,7 @@ struct RequestRecorder: Sendable {
                 "mizan.latency_ms": "\(Self.milliseconds(seconds))",
             ]
             if let model = fields.model { metadata["mizan.model"] = "\(model)" }
+            if let endpoint = fields.endpoint { metadata["mizan.endpoint"] = "\(endpoint.rawValue)" }
             if let servedBy = fields.servedBy { metadata["mizan.served_by"] = "\(servedBy)" }
             if let error = fields.streamError { metadata["mizan.stream_error"] = "\(error)" }
             if let usage = fields.usage {
@@ -50,7 +51,8 @@ struct RequestRecorder: Sendable {
             latencyMilliseconds: seconds * 1000,
             usage: fields.usage,
             createdAt: Date(),
-            jobID: fields.jobID
+            jobID: fields.jobID,
+            endpoint: fields.endpoint ?? .chatCompletions
         )
         do {
             try await access.recordUsage(record)

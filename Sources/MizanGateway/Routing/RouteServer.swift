@@ -39,7 +39,7 @@ struct RouteServer: Sendable {
 
     /// Tries the routes in order. A retryable failure before any byte went to the client moves
     /// on to the next route; a failing route cools down. A non-retryable failure is the answer.
-    func serve(_ chat: ChatCompletionRequest, candidates: [ProviderRoute], until: ContinuousClock.Instant, trace: RequestTrace) async throws
+    func serve(_ chat: ClientRequest, candidates: [ProviderRoute], until: ContinuousClock.Instant, trace: RequestTrace) async throws
         -> RouteOutcome
     {
         var lastError = MizanError(.upstreamFailure, "No provider route could serve the request.")
@@ -56,10 +56,10 @@ struct RouteServer: Sendable {
             do {
                 let response: Response
                 if chat.stream {
-                    let events = try await provider.streamChatCompletion(body, endpoint: endpoint)
+                    let events = try await provider.stream(chat.endpoint, body, endpoint: endpoint)
                     response = streamResponse(events, chat: chat, totalTimeout: endpoint.totalTimeout, trace: trace)
                 } else {
-                    let answer = try await provider.chatCompletion(body, endpoint: endpoint)
+                    let answer = try await provider.call(chat.endpoint, body, endpoint: endpoint)
                     trace.update { $0.usage = AnswerUsage.of(answer.usage, chat: chat, result: answer.body) }
                     response = JSONResponse.json(bytes: answer.body)
                 }
@@ -86,7 +86,7 @@ struct RouteServer: Sendable {
 
     /// Relays a provider's event stream to the client as it arrives, bounded by the route's
     /// total time; usage comes from the final usage chunk, or is estimated.
-    func streamResponse(_ events: ServerSentEvents, chat: ChatCompletionRequest, totalTimeout: Duration, trace: RequestTrace) -> Response {
+    func streamResponse(_ events: ServerSentEvents, chat: ClientRequest, totalTimeout: Duration, trace: RequestTrace) -> Response {
         var headers = HTTPFields()
         headers[.contentType] = "text/event-stream"
         headers[.cacheControl] = "no-cache"
@@ -99,7 +99,7 @@ struct RouteServer: Sendable {
                 }
             } catch let error as ProviderError {
                 trace.update { $0.streamError = "\(error)" }
-                try await writer.write(StreamRelay.errorFrame(error.mizanError))
+                try await writer.write(StreamRelay.errorFrame(error.mizanError, endpoint: chat.endpoint))
             }
             trace.update { $0.usage = relay.usage }
             try await writer.finish(nil)

@@ -1,4 +1,5 @@
 import Foundation
+import MizanCore
 import Synchronization
 
 /// The provider routes per model, tried in priority order, with a cool-down for routes that
@@ -40,10 +41,15 @@ public final class RouteTable: Sendable {
     /// (as a last resort) those cooling down.
     /// - Parameters:
     ///   - model: The public model.
+    ///   - endpoint: The endpoint called (only routes that serve it), or `nil` for every route of the model.
     ///   - now: The current instant.
     /// - Returns: The routes; empty when none serves the model.
-    public func candidates(for model: String, now: ContinuousClock.Instant = .now) -> [ProviderRoute] {
-        guard let routes = routesByModel[model] else { return [] }
+    public func candidates(for model: String, endpoint: Endpoint? = .chatCompletions, now: ContinuousClock.Instant = .now)
+        -> [ProviderRoute]
+    {
+        guard var routes = routesByModel[model] else { return [] }
+        if let endpoint { routes = routes.filter { $0.serves(endpoint) } }
+        guard !routes.isEmpty else { return [] }
         let cooling: Set<String> = health.withLock { health in
             Set(routes.map(\.name).filter { name in (health[name]?.coolingUntil).map { $0 > now } ?? false })
         }

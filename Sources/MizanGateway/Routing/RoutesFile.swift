@@ -17,16 +17,23 @@ public struct ProviderRoute: Sendable, Equatable, Codable {
     public var priority: Int
     /// The overall time limit of a call on this route.
     public var timeoutSeconds: Double
+    /// The endpoints the upstream serves for this model (all of them by default), e.g.
+    /// `[chat/completions, embeddings]`; a request on another endpoint skips the route.
+    public var endpoints: [Endpoint]
 
     enum CodingKeys: String, CodingKey, CaseIterable {
-        case model, baseURL, upstreamModel, apiKeyEnv, priority, timeoutSeconds
+        case model, baseURL, upstreamModel, apiKeyEnv, priority, timeoutSeconds, endpoints
     }
+
+    /// Whether the route serves `endpoint`.
+    public func serves(_ endpoint: Endpoint) -> Bool { endpoints.contains(endpoint) }
 
     /// Creates a route.
     public init(
         model: String, baseURL: String, upstreamModel: String? = nil, apiKeyEnv: String? = nil, priority: Int = 100,
-        timeoutSeconds: Double = 300
+        timeoutSeconds: Double = 300, endpoints: [Endpoint] = Endpoint.all
     ) {
+        self.endpoints = Endpoint.normalized(endpoints)
         self.model = model
         self.baseURL = baseURL
         self.upstreamModel = upstreamModel ?? model
@@ -44,6 +51,25 @@ public struct ProviderRoute: Sendable, Equatable, Codable {
         apiKeyEnv = try container.decodeIfPresent(String.self, forKey: .apiKeyEnv)
         priority = try container.decodeIfPresent(Int.self, forKey: .priority) ?? 100
         timeoutSeconds = try container.decodeIfPresent(Double.self, forKey: .timeoutSeconds) ?? 300
+        if let names = try container.decodeIfPresent([String].self, forKey: .endpoints) {
+            var endpoints: [Endpoint] = []
+            for name in names {
+                guard let endpoint = Endpoint(configured: name) else {
+                    throw DecodingError.dataCorruptedError(
+                        forKey: .endpoints, in: container,
+                        debugDescription:
+                            "unknown endpoint '\(SafeText.excerpt(name, limit: 64))' (known: \(Endpoint.allCases.map(\.rawValue).joined(separator: ", ")))"
+                    )
+                }
+                endpoints.append(endpoint)
+            }
+            guard !endpoints.isEmpty else {
+                throw DecodingError.dataCorruptedError(forKey: .endpoints, in: container, debugDescription: "an empty endpoint list")
+            }
+            self.endpoints = Endpoint.normalized(endpoints)
+        } else {
+            endpoints = Endpoint.all
+        }
     }
 
     /// A name for logs, metrics and usage records: the model, the host (and port) and the
@@ -115,6 +141,8 @@ public struct RoutesFile: Sendable, Equatable, Codable {
                 ?? " (known keys: \(found.known.joined(separator: ", ")))."
             let place = context.codingPath.isEmpty ? "at the top level" : "in \(path(context))"
             throw MizanError(.badRequest, "\(source)\(line): unknown key '\(SafeText.excerpt(found.key, limit: 64))' \(place)\(suggestion)")
+        } catch let DecodingError.dataCorrupted(context) where context.codingPath.last?.stringValue == "endpoints" {
+            throw MizanError(.badRequest, "\(source): \(path(context)): \(context.debugDescription).")
         } catch let error as YamlError {
             throw MizanError(.badRequest, "\(source): not valid YAML: \(SafeText.excerpt("\(error)", limit: 300))")
         } catch let DecodingError.dataCorrupted(context) {

@@ -9,7 +9,7 @@ extension NodeServer {
     /// streams the local provider's events (`Dispatcher.openStream(_:)`), and they reach the
     /// client as they come. Nothing is sent before the first event, so a job that fails before
     /// any output still answers with a proper error status.
-    func stream(_ chat: ChatCompletionRequest, request: DispatchRequest, trace: RequestTrace) async throws -> Response {
+    func stream(_ chat: ClientRequest, request: DispatchRequest, trace: RequestTrace) async throws -> Response {
         let events = try await dispatcher.submitStreaming(request)
         if events.job.idempotencyKey != nil { trace.update { $0.jobID = events.job.id } }
         guard events.job.id == request.jobID else {
@@ -42,7 +42,7 @@ extension NodeServer {
     /// A retry of a streamed request (same Idempotency-Key): once its job has succeeded, the
     /// answer it kept is streamed again as one chunk (and usage) and `[DONE]`; while it still
     /// runs the retry is refused (its events go to the first request).
-    private func replay(_ job: Job, chat: ChatCompletionRequest, trace: RequestTrace) async throws -> Response {
+    private func replay(_ job: Job, chat: ClientRequest, trace: RequestTrace) async throws -> Response {
         let current = try await dispatcher.job(job.id) ?? job
         trace.update {
             $0.servedBy = current.nodeID.map { "node/\($0)" }
@@ -50,7 +50,7 @@ extension NodeServer {
         }
         switch current.state {
         case .succeeded:
-            guard let result = current.result, let events = StreamTranscript.replay(result) else {
+            guard chat.endpoint == .chatCompletions, let result = current.result, let events = StreamTranscript.replay(result) else {
                 throw MizanError(.conflict, "The streamed answer for this Idempotency-Key was not kept; send a new key for a new request.")
             }
             var headers = HTTPFields()
@@ -66,7 +66,7 @@ extension NodeServer {
         }
     }
 
-    private func streamResponse(first: String, rest events: JobEvents, chat: ChatCompletionRequest, trace: RequestTrace) -> Response {
+    private func streamResponse(first: String, rest events: JobEvents, chat: ClientRequest, trace: RequestTrace) -> Response {
         var headers = HTTPFields()
         headers[.contentType] = "text/event-stream"
         headers[.cacheControl] = "no-cache"
@@ -75,6 +75,8 @@ extension NodeServer {
             var complete = false
             defer { events.stop(cancellingJob: !complete) }
             var relay = StreamRelay(chat: chat)
+            // Chat and completions streams end with [DONE]; the others with their own last event.
+            let endsWithDone = chat.endpoint.endsWithDone
             var sawDone = first == "[DONE]"
             try await writer.write(relay.frame(first))
             loop: while !sawDone, let event = await events.next() {
@@ -92,14 +94,14 @@ extension NodeServer {
                         ? MizanError(.deadlineExceeded, "The request's deadline passed before the stream ended.")
                         : Self.error(ofFailed: job)
                     trace.update { $0.streamError = error.message }
-                    try await writer.write(StreamRelay.errorFrame(error))
+                    try await writer.write(StreamRelay.errorFrame(error, endpoint: chat.endpoint))
                     break loop
                 case .finished(.failure(let error)):
                     trace.update { $0.streamError = "\(error)" }
                     break loop
                 }
             }
-            if !sawDone { try await writer.write(relay.frame("[DONE]")) }
+            if endsWithDone, !sawDone { try await writer.write(relay.frame("[DONE]")) }
             complete = true
             trace.update { $0.usage = relay.usage }
             try await writer.finish(nil)

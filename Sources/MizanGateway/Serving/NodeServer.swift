@@ -14,12 +14,13 @@ struct NodeServer: Sendable {
     /// Serves a request through agent nodes: a durable dispatch job that a node leases, runs
     /// against its local provider and reports. The request waits for the job's end.
     func serve(
-        _ chat: ChatCompletionRequest, apiKeyID: String, idempotencyKey: String? = nil, until: ContinuousClock.Instant, trace: RequestTrace
+        _ chat: ClientRequest, apiKeyID: String, idempotencyKey: String? = nil, until: ContinuousClock.Instant, trace: RequestTrace
     ) async throws -> Response {
         let remaining = until - .now
         guard remaining > .zero else { throw MizanError(.deadlineExceeded, "The request's deadline passed.") }
         let request = DispatchRequest(
             model: chat.model,
+            endpoint: chat.endpoint,
             body: chat.body,
             stream: chat.stream,
             requestID: trace.fields.requestID,

@@ -2,30 +2,46 @@ import Foundation
 import Hummingbird
 import MizanCore
 
-/// Turns upstream event data back into SSE frames and keeps what usage accounting needs: the
-/// provider's usage chunk if one comes, else an estimate from the streamed content.
+/// Turns upstream events back into SSE frames (named ones keep their `event:` name) and keeps
+/// what usage accounting needs: the usage the provider reports in the stream, else an estimate
+/// from the streamed events.
 struct StreamRelay {
     private var meter: StreamUsageMeter
 
-    init(chat: ChatCompletionRequest) { meter = StreamUsageMeter(requestBytes: chat.body.count) }
+    init(chat: ClientRequest) { meter = StreamUsageMeter(requestBytes: chat.body.count) }
 
-    /// The SSE frame carrying `data`.
-    mutating func frame(_ data: String) -> ByteBuffer {
-        meter.observe(data)
-        var buffer = ByteBuffer()
-        buffer.reserveCapacity(data.utf8.count + 8)
-        buffer.writeString("data: ")
-        buffer.writeString(data)
-        buffer.writeString("\n\n")
-        return buffer
+    /// The SSE frame carrying an event (``SSEEvent``'s carried form).
+    mutating func frame(_ event: String) -> ByteBuffer {
+        meter.observe(event)
+        return ByteBuffer(string: SSEEvent.frame(event))
     }
 
     /// The usage of the stream so far.
     var usage: TokenUsage { meter.usage }
 
-    /// An error event in OpenAI's shape, sent when a stream breaks after its head went out.
-    static func errorFrame(_ error: MizanError) -> ByteBuffer {
-        let json = (try? JSONEncoder().encode(error.envelope)).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
-        return ByteBuffer(string: "data: \(json)\n\n")
+    /// An error event, sent when a stream breaks after its head went out: OpenAI's error
+    /// object on chat and completions, an `error` event in the endpoint's own shape on
+    /// Responses (`{"type":"error","code","message"}`) and Anthropic Messages
+    /// (`{"type":"error","error":{"type","message"}}`).
+    static func errorFrame(_ error: MizanError, endpoint: Endpoint = .chatCompletions) -> ByteBuffer {
+        let encoder = JSONEncoder()
+        let json: Data?
+        switch endpoint {
+        case .messages:
+            json = try? encoder.encode(error.anthropicEnvelope)
+        case .responses:
+            json = try? encoder.encode(ResponsesError(code: error.code.rawValue, message: error.message))
+        default:
+            json = try? encoder.encode(error.envelope)
+        }
+        let data = json.map { String(decoding: $0, as: UTF8.self) } ?? "{}"
+        return ByteBuffer(string: SSEEvent.frame(SSEEvent.pack(name: endpoint.endsWithDone ? nil : "error", data: data)))
+    }
+
+    /// The Responses API's stream error event.
+    private struct ResponsesError: Encodable {
+        var type = "error"
+        var code: String
+        var message: String
     }
 }

@@ -1,0 +1,99 @@
+import Foundation
+
+/// A client's request to one of the inference endpoints, as it sent it: the body is kept
+/// verbatim (fields Mizan does not know pass through); only `model` may be rewritten, in
+/// place, by ``withModel(_:)``.
+///
+/// Mizan reads what it routes by and nothing more: `model`, `stream`, and that the field the
+/// endpoint cannot do without is there (`messages` for chat, `prompt` for completions, `input`
+/// for embeddings and Responses, `messages` and `max_tokens` for Anthropic Messages). A
+/// chat completion is checked as ``ChatCompletionRequest`` checks it.
+public struct ClientRequest: Sendable {
+    /// The endpoint called.
+    public let endpoint: Endpoint
+    /// The client's JSON body, byte for byte.
+    public let body: Data
+    /// The requested model.
+    public let model: String
+    /// Whether the client asked for server-sent events.
+    public let stream: Bool
+
+    /// The fields each endpoint requires (besides `model`).
+    static func required(for endpoint: Endpoint) -> [String] {
+        switch endpoint {
+        case .chatCompletions: ["messages"]
+        case .completions: ["prompt"]
+        case .embeddings: ["input"]
+        case .responses: ["input"]
+        case .messages: ["messages", "max_tokens"]
+        }
+    }
+
+    private struct Known: Decodable {
+        var model: String?
+        var stream: Bool?
+    }
+
+    /// Parses and checks a client body for an endpoint.
+    /// - Parameters:
+    ///   - endpoint: The endpoint called.
+    ///   - body: The JSON body.
+    /// - Throws: ``MizanError`` `badRequest` for malformed JSON, a key named twice, a missing
+    ///   `model` or required field, a `model` or `stream` of the wrong type, or `stream: true`
+    ///   on embeddings.
+    public init(endpoint: Endpoint, body: Data) throws {
+        if endpoint == .chatCompletions {
+            let chat = try ChatCompletionRequest(body: body)
+            self.init(endpoint: endpoint, body: body, model: chat.model, stream: chat.stream)
+            return
+        }
+        guard JSONScanner.isObject(body) else { throw MizanError(.badRequest, "The request body must be a JSON object.") }
+        let bytes = [UInt8](body)
+        let members = JSONScanner.topLevelMembers(in: bytes) ?? []
+        if let key = JSONScanner.firstDuplicate(members) {
+            throw MizanError(
+                .badRequest, "The request body names '\(SafeText.excerpt(key))' more than once; each key may appear only once.")
+        }
+        let known: Known
+        do {
+            known = try JSONDecoder().decode(Known.self, from: body)
+        } catch let DecodingError.typeMismatch(_, context), let DecodingError.valueNotFound(_, context) {
+            let field = context.codingPath.first?.stringValue ?? "model"
+            throw MizanError(.badRequest, "Invalid type for '\(field)': expected \(field == "stream" ? "a boolean" : "a string").")
+        } catch {
+            throw MizanError(.badRequest, "The request body is not valid JSON.")
+        }
+        guard let model = known.model, !model.isEmpty else { throw MizanError(.badRequest, "Missing required parameter: 'model'.") }
+        try ChatCompletionRequest.checkModelName(model)
+        let present = Set(members.map(\.key))
+        for field in Self.required(for: endpoint) where !present.contains(field) {
+            throw MizanError(.badRequest, "Missing required parameter: '\(field)'.")
+        }
+        let stream = known.stream ?? false
+        if stream, !endpoint.streams {
+            throw MizanError(.badRequest, "'stream' is not supported on /v1/\(endpoint.rawValue).")
+        }
+        self.init(endpoint: endpoint, body: body, model: model, stream: stream)
+    }
+
+    /// A request already checked (a job's, replayed).
+    /// - Parameters:
+    ///   - endpoint: The endpoint.
+    ///   - body: The body.
+    ///   - model: Its model.
+    ///   - stream: Whether it streams.
+    public init(endpoint: Endpoint, body: Data, model: String, stream: Bool) {
+        self.endpoint = endpoint
+        self.body = body
+        self.model = model
+        self.stream = stream
+    }
+
+    /// The body with `model` replaced and every other byte unchanged.
+    /// - Parameter model: The model to send upstream.
+    /// - Returns: The rewritten body (the original when `model` is unchanged).
+    public func withModel(_ model: String) -> Data {
+        guard model != self.model else { return body }
+        return JSONScanner.replacingTopLevelString(in: body, key: "model", with: model) ?? body
+    }
+}

@@ -1,0 +1,130 @@
+import Foundation
+import MizanPostgresTesting
+import MizanTestSupport
+import Testing
+
+/// Embeddings, legacy completions, Responses and Anthropic Messages with real processes: the
+/// official SDKs as clients, through a provider route, through an agent, and across two gateway
+/// instances on PostgreSQL.
+@Suite("Every endpoint, through routes and agents, with the official SDKs", .serialized)
+struct EndpointsProcessTests {
+    static let endpoints = ["embeddings", "completions", "responses", "messages"]
+
+    /// Runs `Tests/sdk/endpoints_check.py` against a gateway for each model (one Python process).
+    func runSDKCheck(gateway: String, key: String, models: [String]) async throws {
+        let model = models.joined(separator: ",")
+        let python = try await TestPython.python(requiring: ["openai", "anthropic"])
+        let script = TestPython.packageRoot.appendingPathComponent("Tests/sdk/endpoints_check.py")
+        let run = try ChildProcess(
+            executable: python, arguments: [script.path],
+            environment: ["MIZAN_BASE_URL": gateway, "MIZAN_API_KEY": key, "MIZAN_MODELS": model, "MIZAN_TOKENS": "4"])
+        let status = try await run.waitForExit(timeout: .seconds(120))
+        #expect(status == 0, "\(model): \(run.output)")
+        #expect(run.output.contains("endpoints sdk check passed"), "\(model): \(run.output)")
+    }
+
+    /// The usage summary rows of a model, by endpoint.
+    func usage(_ gateway: String, model: String) async throws -> [String: [String: Any]] {
+        let rows = (try await call(.GET, "\(gateway)/admin/v1/usage", token: e2eAdminToken).json["data"] as? [[String: Any]]) ?? []
+        var byEndpoint: [String: [String: Any]] = [:]
+        for row in rows where row["model"] as? String == model { byEndpoint[row["endpoint"] as? String ?? "?"] = row }
+        return byEndpoint
+    }
+
+    @Test func theSDKsThroughARouteAndThroughAnAgentWithUsagePerEndpoint() async throws {
+        let (mock, mockURL) = try await startMock(["--models", "local", "--tokens", "4"])
+        let routes = try writeRoutes(#"{"routes":[{"model":"routed","baseURL":"\#(mockURL)/v1","upstreamModel":"local"}]}"#)
+        let (gateway, url) = try await startGateway(["--routes", routes])
+        let (agent, _) = try await startAgent(gateway: url, provider: mockURL, name: "all-endpoints")
+        let (_, key) = try await createKey(gateway: url)
+        try await runSDKCheck(gateway: url, key: key, models: ["routed", "local"])
+        for model in ["routed", "local"] {
+            // One record per request, with the endpoint; the provider's counts (4 words each).
+            let rows = try await usage(url, model: model)
+            let expected: [String: (requests: Int, completion: Int)] = [
+                "embeddings": (3, 0), "completions": (2, 8), "responses": (3, 12), "messages": (2, 8),
+            ]
+            for (endpoint, counts) in expected {
+                let row = rows[endpoint] ?? [:]
+                #expect(row["requests"] as? Int == counts.requests, "\(model) \(endpoint): \(row)")
+                #expect(row["completionTokens"] as? Int == counts.completion, "\(model) \(endpoint): \(row)")
+                #expect((row["promptTokens"] as? Int ?? 0) > 0, "\(model) \(endpoint): \(row)")
+            }
+        }
+        let served = try await jobs(url, state: "succeeded").compactMap { $0["endpoint"] as? String }
+        #expect(Set(served) == Set(Self.endpoints), "the agent's jobs record their endpoints: \(served)")
+        for child in [agent, gateway, mock] { _ = try await child.terminate() }
+    }
+
+    @Test func bodiesGoUpstreamByteForByteButTheModel() async throws {
+        let (mock, mockURL) = try await startMock(["--models", "local", "--tokens", "2"])
+        let routes = try writeRoutes(#"{"routes":[{"model":"routed","baseURL":"\#(mockURL)/v1","upstreamModel":"local"}]}"#)
+        let (gateway, url) = try await startGateway(["--routes", routes])
+        let (agent, _) = try await startAgent(gateway: url, provider: mockURL, name: "verbatim")
+        let (_, key) = try await createKey(gateway: url)
+        let fields: [String: String] = [
+            "embeddings": #""input" : ["x",  "y"], "dimensions":8"#,
+            "completions": #""prompt":"p", "echo" :false, "x_unknown":{"a":[1,2]}"#,
+            "responses": #""input":[{"role":"user","content":"hi"}],"reasoning":{"effort":"low"}, "store":false"#,
+            "messages": #""max_tokens":2, "messages":[{"role":"user","content":"hi"}], "system":"be brief","thinking":null"#,
+        ]
+        for endpoint in Self.endpoints {
+            for model in ["routed", "local"] {
+                let body = #"{ "model" : "\#(model)", \#(fields[endpoint]!) }"#
+                let answer = try await call(.POST, "\(url)/v1/\(endpoint)", token: key, body: body)
+                #expect(answer.status == 200, "\(endpoint) \(model): \(answer.text)")
+                let received = try await call(.GET, "\(mockURL)/mock/last-request")
+                #expect(received.text == #"{ "model" : "local", \#(fields[endpoint]!) }"#, "\(endpoint) \(model)")
+            }
+        }
+        for child in [agent, gateway, mock] { _ = try await child.terminate() }
+    }
+
+    @Test func aModelServedForChatOnlyAnswersOtherEndpointsClearly() async throws {
+        let (mock, mockURL) = try await startMock(["--models", "local"])
+        let routes = try writeRoutes(
+            #"{"routes":[{"model":"routed","baseURL":"\#(mockURL)/v1","upstreamModel":"local","endpoints":["chat/completions"]}]}"#)
+        let (gateway, url) = try await startGateway(["--routes", routes])
+        let (agent, _) = try await startAgent(
+            gateway: url, provider: mockURL, name: "chat-only", arguments: ["--endpoints", "chat/completions,completions"])
+        let (_, key) = try await createKey(gateway: url)
+        for model in ["routed", "local"] {
+            let answer = try await call(.POST, "\(url)/v1/embeddings", token: key, body: #"{"model":"\#(model)","input":"x"}"#)
+            #expect(answer.status == 404, "\(model): \(answer.text)")
+            #expect(answer.errorMessage?.contains("not served on /v1/embeddings") == true, "\(model): \(answer.text)")
+            let messages = try await call(
+                .POST, "\(url)/v1/messages", token: key, body: #"{"model":"\#(model)","max_tokens":2,"messages":[]}"#)
+            #expect(messages.status == 404 && messages.json["type"] as? String == "error", "\(model): \(messages.text)")
+            let chat = try await call(.POST, "\(url)/v1/chat/completions", token: key, body: chatJSON(model: model))
+            #expect(chat.status == 200, "\(model): \(chat.text)")
+        }
+        let completion = try await call(.POST, "\(url)/v1/completions", token: key, body: #"{"model":"local","prompt":"p"}"#)
+        #expect(completion.status == 200, "\(completion.text)")
+        #expect(try await jobs(url).allSatisfy { ["chat/completions", "completions"].contains($0["endpoint"] as? String ?? "") })
+        for child in [agent, gateway, mock] { _ = try await child.terminate() }
+    }
+
+    @Test func clientLeavingAResponsesStreamStopsTheAgentsLocalCall() async throws {
+        let (mock, mockURL) = try await startMock(["--models", "m", "--tokens", "300", "--token-interval-ms", "20"])
+        let (gateway, url) = try await startGateway()
+        let (agent, _) = try await startAgent(gateway: url, provider: mockURL, name: "responder")
+        let (_, key) = try await createKey(gateway: url)
+        try await abandonStream("\(url)/v1/responses", token: key, body: #"{"model":"m","input":"hi","stream":true}"#)
+        #expect(try await eventually { try await call(.GET, "\(mockURL)/mock/stats").json["streamsAborted"] as? Int == 1 })
+        #expect(try await eventually { try await jobs(url, state: "failed").first?["errorCode"] as? String == "cancelled" })
+        for child in [agent, gateway, mock] { _ = try await child.terminate() }
+    }
+
+    @Test func theSDKsAcrossTwoGatewaysOnOnePostgres() async throws {
+        try await PostgresTestDatabase.withDatabase(maximumConnections: 2) { _, databaseURL in
+            let (mock, mockURL) = try await startMock(["--models", "local", "--tokens", "4"])
+            let (gatewayA, urlA) = try await startGateway(["--database-url", databaseURL])
+            let (gatewayB, urlB) = try await startGateway(["--database-url", databaseURL])
+            let (agent, _) = try await startAgent(gateway: urlB, provider: mockURL, name: "on-b")
+            let (_, key) = try await createKey(gateway: urlA)
+            // The client talks to A; the node leases from B; streams are relayed through PostgreSQL.
+            try await runSDKCheck(gateway: urlA, key: key, models: ["local"])
+            for child in [agent, gatewayA, gatewayB, mock] { _ = try await child.terminate() }
+        }
+    }
+}
