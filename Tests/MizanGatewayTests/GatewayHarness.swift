@@ -66,12 +66,14 @@ struct Harness: Sendable {
     }
 
     /// Creates a node through the admin API and registers it through the agent API.
-    func registerNode(models: [String], maxConcurrency: Int = 4, name: String = "node") async throws -> (id: String, token: String) {
+    func registerNode(
+        models: [String], endpoints: [Endpoint] = Endpoint.all, maxConcurrency: Int = 4, name: String = "node"
+    ) async throws -> (id: String, token: String) {
         let created = try await send(.POST, "/admin/v1/nodes", token: Self.adminToken, body: #"{"name":"\#(name)"}"#)
         guard created.status == 201, let registration = created.json["registrationToken"] as? String else {
             throw HarnessError("node creation failed: \(created.status) \(created.text)")
         }
-        let report = NodeReport(models: models, maxConcurrency: maxConcurrency)
+        let report = NodeReport(models: models, endpoints: endpoints, maxConcurrency: maxConcurrency)
         let body = String(decoding: try AgentWire.encoder().encode(AgentWire.RegisterRequest(report: report)), as: UTF8.self)
         let registered = try await send(.POST, "/agent/v1/register", token: registration, body: body)
         guard registered.status == 201 else { throw HarnessError("registration failed: \(registered.status) \(registered.text)") }

@@ -163,6 +163,11 @@ public struct NodeReport: Sendable, Equatable, Codable {
         let container = try decoder.container(keyedBy: CodingKeys.self)
         models = try container.decode([String].self, forKey: .models)
         let names = try container.decodeIfPresent([String].self, forKey: .endpoints)
+        // Bounded like every other field of a report: at most 64 names of at most 64 bytes.
+        if let names, names.count > 64 || names.contains(where: { $0.utf8.count > 64 }) {
+            throw DecodingError.dataCorruptedError(
+                forKey: .endpoints, in: container, debugDescription: "at most 64 endpoints, each at most 64 bytes")
+        }
         endpoints = Endpoint.normalized(names.map { $0.compactMap(Endpoint.init(rawValue:)) } ?? [.chatCompletions])
         maxConcurrency = try container.decode(Int.self, forKey: .maxConcurrency)
         health = try container.decode(Node.Health.self, forKey: .health)
