@@ -21,6 +21,8 @@ struct LoadCommand {
         var warmup = 200
         var stream = false
         var label = ""
+        /// `chat/completions` (the default) or `embeddings`.
+        var endpoint = "chat/completions"
     }
 
     static func parse(_ arguments: [String]) -> Options {
@@ -40,9 +42,14 @@ struct LoadCommand {
             case "--warmup": options.warmup = Int(value()) ?? 0
             case "--stream": options.stream = true
             case "--label": options.label = value()
+            case "--endpoint":
+                options.endpoint = value()
+                guard ["chat/completions", "embeddings"].contains(options.endpoint) else {
+                    fail("--endpoint is chat/completions or embeddings")
+                }
             case "--help", "-h":
                 print(
-                    "usage: MizanLoad --url URL [--key K] [--model M] [--concurrency N] [--requests N] [--warmup N] [--stream] [--label L]")
+                    "usage: MizanLoad --url URL [--key K] [--model M] [--concurrency N] [--requests N] [--warmup N] [--stream] [--label L] [--endpoint chat/completions|embeddings]")
                 exit(0)
             default: fail("unknown flag \(flag)")
             }
@@ -61,8 +68,11 @@ struct LoadCommand {
         configuration.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = max(8, options.concurrency * 2)
         configuration.decompression = .disabled
         let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
-        let body = #"{"model":"\#(options.model)","messages":[{"role":"user","content":"benchmark request"}],"stream":\#(options.stream)}"#
-        var request = HTTPClientRequest(url: options.url + "/v1/chat/completions")
+        let body =
+            options.endpoint == "embeddings"
+            ? #"{"model":"\#(options.model)","input":"benchmark request"}"#
+            : #"{"model":"\#(options.model)","messages":[{"role":"user","content":"benchmark request"}],"stream":\#(options.stream)}"#
+        var request = HTTPClientRequest(url: options.url + "/v1/" + options.endpoint)
         request.method = .POST
         request.headers.add(name: "Content-Type", value: "application/json")
         if let key = options.key { request.headers.add(name: "Authorization", value: "Bearer \(key)") }
