@@ -49,7 +49,8 @@ struct LoadCommand {
                 }
             case "--help", "-h":
                 print(
-                    "usage: MizanLoad --url URL [--key K] [--model M] [--concurrency N] [--requests N] [--warmup N] [--stream] [--label L] [--endpoint chat/completions|embeddings]")
+                    "usage: MizanLoad --url URL [--key K] [--model M] [--concurrency N] [--requests N] [--warmup N] [--stream] [--label L] [--endpoint chat/completions|embeddings]"
+                )
                 exit(0)
             default: fail("unknown flag \(flag)")
             }
