@@ -31,7 +31,7 @@ func sqliteRoundTrips(path: String, samples: Int) async throws -> [Duration] {
 }
 
 /// The reference: a plain SQLite queue table in WAL mode, `workers` tasks each leasing up to
-/// `batchSize` rows (one transaction: select, mark) and completing them (one transaction), on
+/// `batchSize` rows (one transaction: select, mark, returning their bodies) and completing them (one transaction), on
 /// one writer connection taken in turn (the store's connection pool), each transaction one work
 /// item on the I/O thread pool —
 /// the same shape of work, on the same connection layer, as the store's, nothing else.
@@ -62,9 +62,11 @@ func sqliteReferenceCycles(path: String, workers: Int, jobs: Int) async throws -
                         let ids = rows.compactMap { $0.column("id")?.integer }
                         guard !ids.isEmpty else { return ids }
                         let marks = Array(repeating: "?", count: ids.count).joined(separator: ", ")
-                        try connection.query(
-                            "UPDATE q SET state = 'leased' WHERE id IN (\(marks)) AND state = 'queued'", ids.map { .integer($0) })
-                        return ids
+                        // The worker is handed each job's body, as a queue's worker must be.
+                        let leased = try connection.query(
+                            "UPDATE q SET state = 'leased' WHERE id IN (\(marks)) AND state = 'queued' RETURNING id, body",
+                            ids.map { .integer($0) })
+                        return leased.compactMap { $0.column("body")?.blob == nil ? nil : $0.column("id")?.integer }
                     }
                     if ids.isEmpty { return count }
                     count += try await transaction { connection in
@@ -72,6 +74,77 @@ func sqliteReferenceCycles(path: String, workers: Int, jobs: Int) async throws -
                         return try connection.query(
                             "UPDATE q SET state = 'done', result = ? WHERE id IN (\(marks)) AND state = 'leased' RETURNING id",
                             [.blob(resultBytes)] + ids.map { .integer($0) }
+                        ).count
+                    }
+                }
+            }
+        }
+        return try await group.reduce(0, +)
+    }
+    let elapsed = ContinuousClock.now - start
+    precondition(done == jobs, "every reference row completed once (\(done) of \(jobs))")
+    return Double(jobs) / seconds(elapsed)
+}
+
+/// The second reference: the same plain cycles on the store's own schema (its columns and
+/// indexes, made by opening a store on the file): one transaction leasing up to `batchSize`
+/// rows by the queue index and returning their bodies, one completing them — no node check, no
+/// fencing, no rows read back, no group commit. What the store costs beyond its schema's SQLite
+/// work is the distance to this figure; the distance from it to the plain table is the schema's.
+func sqliteSchemaReferenceCycles(path: String, workers: Int, jobs: Int) async throws -> Double {
+    await (try SQLiteStore.open(path: path)).close()
+    let connection = try Database.open(path: path)
+    defer { connection.close() }
+    try connection.execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL")
+    let now = Date().timeIntervalSinceReferenceDate
+    let fill: [SQLValue] = [.integer(jobs), .blob(body), .float(now + 86_400), .float(now)]
+    try connection.query(
+        """
+        WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < ?1)
+        INSERT INTO mizan_jobs (
+            id, request_id, model, body, stream, state, attempt, max_attempts, priority, deadline, created_at, updated_at
+        )
+        SELECT printf('%08x-0000-7000-8000-000000000000', x), 'r', 'reference', ?2, 0, 'accepted', 1, 3, 0, ?3, ?4, ?4 FROM n
+        """,
+        fill
+    )
+    let writer = ConnectionPool([connection])
+    let resultBytes = result
+    func transaction<T: Sendable>(_ work: @escaping @Sendable (Database) throws -> T) async throws -> T {
+        try await writer.run { try $0.transaction(work) }
+    }
+    let start = ContinuousClock.now
+    let done = try await withThrowingTaskGroup(of: Int.self) { group in
+        for worker in 0..<workers {
+            group.addTask {
+                let node = SQLValue.text(UUID(uuidString: String(format: "00000000-0000-4000-8000-%012x", worker))!.uuidString.lowercased())
+                var count = 0
+                while true {
+                    let ids: [String] = try await transaction { connection in
+                        let at = SQLValue.float(Date().timeIntervalSinceReferenceDate)
+                        return try connection.query(
+                            """
+                            UPDATE mizan_jobs SET state = 'leased', node_id = ?1, leased_at = ?2, updated_at = ?2
+                            WHERE id IN (
+                                SELECT id FROM mizan_jobs INDEXED BY mizan_jobs_queue
+                                WHERE model = 'reference' AND state = 'accepted' ORDER BY priority DESC, id LIMIT ?3
+                            ) AND state = 'accepted'
+                            RETURNING id, body
+                            """,
+                            [node, at, .integer(batchSize)]
+                        ).compactMap { $0.column("body")?.blob == nil ? nil : $0.column("id")?.string }
+                    }
+                    if ids.isEmpty { return count }
+                    count += try await transaction { connection in
+                        let at = SQLValue.float(Date().timeIntervalSinceReferenceDate)
+                        let marks = (0..<ids.count).map { "?\($0 + 3)" }.joined(separator: ", ")
+                        return try connection.query(
+                            """
+                            UPDATE mizan_jobs SET state = 'succeeded', result = ?1, finished_at = ?2, updated_at = ?2
+                            WHERE id IN (\(marks)) AND state = 'leased'
+                            RETURNING id
+                            """,
+                            [.blob(resultBytes), at] + ids.map { .text($0) }
                         ).count
                     }
                 }
@@ -149,6 +222,11 @@ func sqliteFigures() async throws {
                 add(
                     "store", "sqlite lease+complete, 4 workers, against the plain table", "/s", rate, baseline: reference,
                     "plain SQLite queue table", target: ("ratio", ">=", 0.5))
+                let schema = try await sqliteSchemaReferenceCycles(path: folder + "/schema-\(workers).sqlite", workers: workers, jobs: jobs)
+                add(
+                    "store", "sqlite lease+complete, 4 workers, against its schema", "/s", rate, baseline: schema,
+                    "plain statements on the store's schema")
+                add("store", "sqlite plain statements on the store's schema", "/s", schema, baseline: reference, "plain SQLite queue table")
             }
         }
     }

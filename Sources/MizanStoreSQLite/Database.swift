@@ -56,13 +56,21 @@ package struct SQLRow: Sendable {
     package func column(_ name: String) -> SQLValue? {
         columns.index[name].map { values[$0] }
     }
+
+    /// The value at a position of the statement's columns.
+    package subscript(position position: Int) -> SQLValue { values[position] }
+
+    /// The names of the statement's columns, in order (shared by the statement's rows).
+    package var columnNames: [String] { columns.names }
 }
 
 /// A statement's column names, shared by its rows.
 final class SQLColumns: Sendable {
+    let names: [String]
     let index: [String: Int]
 
     init(_ names: [String]) {
+        self.names = names
         var index: [String: Int] = [:]
         for (position, name) in names.enumerated() where index[name] == nil { index[name] = position }
         self.index = index

@@ -44,33 +44,64 @@ enum Rows {
 
     // MARK: Rows
 
+    /// ``jobColumns`` as a list, in order.
+    static let jobNames = jobColumns.split(separator: ",").map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }
+
+    /// The jobs of rows of one statement: read by position when the statement selected
+    /// ``jobColumns`` (checked once, not per row), else by name.
+    static func jobs(_ rows: [SQLRow]) throws -> [Job] {
+        guard let first = rows.first else { return [] }
+        if first.columnNames == jobNames { return try rows.map { row in try job { row[position: $0] } } }
+        return try rows.map(job)
+    }
+
     static func job(_ row: SQLRow) throws -> Job {
+        if row.columnNames == jobNames { return try job { row[position: $0] } }
+        return try job { row.column(jobNames[$0]) }
+    }
+
+    /// A job from the values of ``jobColumns``, each asked for by its position in that list.
+    private static func job(_ value: (Int) -> SQLValue?) throws -> Job {
+        func text(_ position: Int) throws -> String {
+            guard let text = value(position)?.string else { throw corrupt(jobNames[position]) }
+            return text
+        }
+        func date(_ position: Int) -> Date? { value(position)?.double.map { Date(timeIntervalSinceReferenceDate: $0) } }
+        func requiredDate(_ position: Int) throws -> Date {
+            guard let date = date(position) else { throw corrupt(jobNames[position]) }
+            return date
+        }
+        func data(_ position: Int) -> Data? {
+            guard let found = value(position), !found.isNull else { return nil }
+            return found.blob ?? found.string.map { Data($0.utf8) }
+        }
+        guard let id = value(0)?.string.flatMap(JobID.init) else { throw corrupt("id") }
         var job = Job(
-            id: try jobID(row, "id"),
-            requestID: try string(row, "request_id"),
-            model: try string(row, "model"),
-            endpoint: row.column("endpoint")?.string.flatMap(Endpoint.init(rawValue:)) ?? .chatCompletions,
-            body: data(row, "body") ?? Data(),
-            stream: (row.column("stream")?.integer ?? 0) != 0,
-            deadline: try requiredDate(row, "deadline"),
-            maxAttempts: Int(row.column("max_attempts")?.integer ?? 1),
-            priority: Int(row.column("priority")?.integer ?? 0),
-            idempotencyKey: row.column("idempotency_key")?.string,
-            apiKeyID: row.column("api_key_id")?.string,
-            now: try requiredDate(row, "created_at")
+            id: id,
+            requestID: try text(1),
+            model: try text(2),
+            endpoint: value(23)?.string.flatMap(Endpoint.init(rawValue:)) ?? .chatCompletions,
+            body: data(3) ?? Data(),
+            stream: (value(4)?.integer ?? 0) != 0,
+            deadline: try requiredDate(10),
+            maxAttempts: Int(value(7)?.integer ?? 1),
+            priority: Int(value(8)?.integer ?? 0),
+            idempotencyKey: value(21)?.string,
+            apiKeyID: value(22)?.string,
+            now: try requiredDate(11)
         )
-        guard let state = JobState(rawValue: try string(row, "state")) else { throw corrupt("state") }
+        guard let state = JobState(rawValue: try text(5)) else { throw corrupt("state") }
         job.state = state
-        job.attempt = Int(row.column("attempt")?.integer ?? 1)
-        job.nodeID = row.column("node_id")?.string.flatMap(NodeID.init)
-        job.leasedAt = date(row, "leased_at")
-        job.finishedAt = date(row, "finished_at")
-        job.updatedAt = try requiredDate(row, "updated_at")
-        job.result = data(row, "result")
-        job.errorCode = row.column("error_code")?.string
-        job.errorMessage = row.column("error_message")?.string
-        if let prompt = row.column("prompt_tokens")?.integer, let completion = row.column("completion_tokens")?.integer {
-            let source = row.column("usage_source")?.string.flatMap(TokenUsage.Source.init) ?? .provider
+        job.attempt = Int(value(6)?.integer ?? 1)
+        job.nodeID = value(9)?.string.flatMap(NodeID.init)
+        job.leasedAt = date(12)
+        job.finishedAt = date(13)
+        job.updatedAt = try requiredDate(14)
+        job.result = data(15)
+        job.errorCode = value(16)?.string
+        job.errorMessage = value(17)?.string
+        if let prompt = value(18)?.integer, let completion = value(19)?.integer {
+            let source = value(20)?.string.flatMap(TokenUsage.Source.init) ?? .provider
             job.usage = TokenUsage(promptTokens: Int(prompt), completionTokens: Int(completion), source: source)
         }
         return job

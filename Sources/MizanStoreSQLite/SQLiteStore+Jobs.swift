@@ -21,7 +21,8 @@ extension SQLiteStore {
     }
 
     public func lease(nodeID: NodeID, limit: Int, now: Date) async throws -> [LeasedJob] {
-        try await write { db in
+        // The rows are read into jobs after the write, so that the writer is not held for it.
+        let rows: [SQLRow] = try await write { db in
             let nodes = try db.query(
                 """
                 UPDATE mizan_nodes SET last_seen = ?1 WHERE id = ?2 AND status <> 'revoked'
@@ -64,10 +65,11 @@ extension SQLiteStore {
                 RETURNING \(Rows.jobColumns)
                 """,
                 [Rows.id(nodeID), Rows.date(now), .integer(free), .null] + models.map { .text($0) }
-            ).map(Rows.job)
-            let ordered = leased.sorted { $0.priority != $1.priority ? $0.priority > $1.priority : $0.id < $1.id }
-            return (ordered.map { LeasedJob(job: $0, lease: $0.lease!) }, [])
+            )
+            return (leased, [])
         }
+        let ordered = try Rows.jobs(rows).sorted { $0.priority != $1.priority ? $0.priority > $1.priority : $0.id < $1.id }
+        return ordered.map { LeasedJob(job: $0, lease: $0.lease!) }
     }
 
     public func complete(_ lease: Lease, with completion: JobCompletion, now: Date) async throws -> Job {
@@ -82,23 +84,33 @@ extension SQLiteStore {
 
     public func complete(_ completions: [LeaseCompletion], now: Date) async throws -> [Result<Job, MizanError>] {
         guard !completions.isEmpty else { return [] }
-        return try await write { db in
+        // The writer returns rows; they are read into jobs after the write, off the writer.
+        let outcomes: [Result<SQLRow, MizanError>] = try await write { db in
             var done = try self.applySucceeded(completions, now: now, in: db)
-            var results: [Result<Job, MizanError>] = []
-            results.reserveCapacity(completions.count)
+            var outcomes: [Result<SQLRow, MizanError>] = []
+            outcomes.reserveCapacity(completions.count)
             for item in completions {
                 // Taken once: the same lease twice in a batch is refused the second time.
-                if case .succeeded = item.completion, let job = done[item.lease.jobID], job.attempt == item.lease.attempt,
-                    job.nodeID == item.lease.nodeID
+                let key = item.lease.jobID.description
+                if case .succeeded = item.completion, let row = done[key], row[position: 6].integer == item.lease.attempt,
+                    row[position: 9].string == item.lease.nodeID.description
                 {
-                    done[item.lease.jobID] = nil
-                    results.append(.success(job))
+                    done[key] = nil
+                    outcomes.append(.success(row))
                 } else {
-                    results.append(try self.apply(item.lease, item.completion, now: now, in: db))
+                    outcomes.append(try self.apply(item.lease, item.completion, now: now, in: db))
                 }
             }
-            return (results, StoreEvent.describing(results.compactMap { try? $0.get() }))
+            return (outcomes, [])
         }
+        let results: [Result<Job, MizanError>] = try outcomes.map { outcome in
+            switch outcome {
+            case .success(let row): .success(try Rows.job(row))
+            case .failure(let refusal): .failure(refusal)
+            }
+        }
+        hub.publish(StoreEvent.describing(results.compactMap { try? $0.get() }))
+        return results
     }
 
     /// The event that tells waiters about a job after a completion.
@@ -147,10 +159,10 @@ extension SQLiteStore {
 
     /// Applies one completion inside a transaction, or says why it was refused.
     private func apply(_ lease: Lease, _ completion: JobCompletion, now: Date, in db: Database) throws -> Result<
-        Job, MizanError
+        SQLRow, MizanError
     > {
         let (sql, binds) = Self.statement(for: lease, completion, now: now)
-        if let row = try db.query(sql, binds).first { return .success(try Rows.job(row)) }
+        if let row = try db.query(sql, binds).first { return .success(row) }
         let current = try db.query("SELECT \(Rows.jobColumns) FROM mizan_jobs WHERE id = ?", [Rows.id(lease.jobID)])
         guard let job = try current.first.map(Rows.job) else {
             return .failure(MizanError(.jobNotFound, "No job with id \(lease.jobID)."))
@@ -162,9 +174,9 @@ extension SQLiteStore {
     }
 
     /// Applies the succeeded completions of a batch in one statement per 500 (an update joined
-    /// to the reported values); returns the jobs it completed by id.
-    private func applySucceeded(_ completions: [LeaseCompletion], now: Date, in db: Database) throws -> [JobID: Job] {
-        var done: [JobID: Job] = [:]
+    /// to the reported values); returns the rows (``Rows/jobColumns``) it completed by job id.
+    private func applySucceeded(_ completions: [LeaseCompletion], now: Date, in db: Database) throws -> [String: SQLRow] {
+        var done: [String: SQLRow] = [:]
         for start in stride(from: 0, to: completions.count, by: 500) {
             let chunk = completions[start..<min(completions.count, start + 500)]
             var binds: [SQLValue] = [Rows.date(now)]
@@ -191,8 +203,8 @@ extension SQLiteStore {
                 binds
             )
             for row in updated {
-                let job = try Rows.job(row)
-                done[job.id] = job
+                guard let id = row[position: 0].string else { throw Rows.corrupt("id") }
+                done[id] = row
             }
         }
         return done

@@ -118,6 +118,15 @@ extension SQLiteStore {
                 "ALTER TABLE mizan_usage ADD COLUMN endpoint TEXT NOT NULL DEFAULT 'chat/completions'",
             ]
         ),
+        (
+            5,
+            [
+                // Live jobs by deadline, indexed by what a lease does not change (a job is live
+                // until it finishes): a lease no longer rewrites this index, only a finish does.
+                "DROP INDEX mizan_jobs_live_deadline",
+                "CREATE INDEX mizan_jobs_unfinished_deadline ON mizan_jobs (deadline) WHERE finished_at IS NULL",
+            ]
+        ),
     ]
 
     /// The newest schema version this build knows.

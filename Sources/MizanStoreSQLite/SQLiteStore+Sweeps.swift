@@ -8,7 +8,7 @@ extension SQLiteStore {
             let expired = try db.query(
                 """
                 UPDATE mizan_jobs SET state = ?, error_code = ?, error_message = ?, finished_at = ?, updated_at = ?
-                WHERE state IN (\(JobStateMachine.sqlSources(of: .timeOut))) AND deadline <= ?
+                WHERE finished_at IS NULL AND deadline <= ? AND state IN (\(JobStateMachine.sqlSources(of: .timeOut)))
                 RETURNING \(Rows.jobColumns)
                 """,
                 [
