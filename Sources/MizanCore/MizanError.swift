@@ -24,6 +24,7 @@ public struct MizanError: Error, Sendable, Equatable, CustomStringConvertible {
             case deadlineExceeded = "deadline_exceeded"
             case noCapacity = "no_capacity"
             case rateLimited = "rate_limit_exceeded"
+            case quotaExceeded = "insufficient_quota"
             case upstreamFailure = "upstream_error"
             case noHealthyNode = "no_healthy_node"
             case cancelled = "cancelled"
@@ -68,6 +69,8 @@ public struct MizanError: Error, Sendable, Equatable, CustomStringConvertible {
         public static let noCapacity = Code(base: .noCapacity)
         /// A rate limit was hit (429).
         public static let rateLimited = Code(base: .rateLimited)
+        /// A key's token budget is spent (429, OpenAI's `insufficient_quota`).
+        public static let quotaExceeded = Code(base: .quotaExceeded)
         /// The upstream provider or node failed (502).
         public static let upstreamFailure = Code(base: .upstreamFailure)
         /// The model is known but nothing healthy serves it (503).
@@ -92,6 +95,10 @@ public struct MizanError: Error, Sendable, Equatable, CustomStringConvertible {
     public var message: String
     /// Details for operators (never sent to clients); may hold upstream text.
     public var debugDetail: String?
+    /// OpenAI's `error.type` when it is not the code's own (a rate limit's `requests` or `tokens`).
+    public var openAITypeOverride: String?
+    /// Seconds after which trying again may succeed, sent as `Retry-After`.
+    public var retryAfter: Double?
 
     /// Creates an error.
     /// - Parameters:
@@ -117,7 +124,7 @@ public struct MizanError: Error, Sendable, Equatable, CustomStringConvertible {
         case .requestTimeout: 408
         case .leaseConflict, .conflict: 409
         case .payloadTooLarge: 413
-        case .noCapacity, .rateLimited: 429
+        case .noCapacity, .rateLimited, .quotaExceeded: 429
         case .cancelled: 499
         case .internalError: 500
         case .notImplemented: 501
@@ -129,12 +136,14 @@ public struct MizanError: Error, Sendable, Equatable, CustomStringConvertible {
 
     /// OpenAI's `error.type` for this error.
     public var openAIType: String {
-        switch code.base {
+        if let openAITypeOverride { return openAITypeOverride }
+        return switch code.base {
         case .badRequest, .payloadTooLarge, .modelNotFound, .notFound, .methodNotAllowed, .jobNotFound, .nodeNotFound,
             .leaseConflict, .conflict, .notImplemented:
             "invalid_request_error"
         case .unauthorized, .invalidNodeToken, .invalidAdminToken, .forbidden: "authentication_error"
         case .noCapacity, .rateLimited: "rate_limit_error"
+        case .quotaExceeded: "insufficient_quota"
         case .requestTimeout, .deadlineExceeded: "timeout_error"
         case .upstreamFailure, .noHealthyNode, .storeUnavailable, .cancelled, .internalError: "server_error"
         }
@@ -153,7 +162,7 @@ public struct MizanError: Error, Sendable, Equatable, CustomStringConvertible {
         case .forbidden: "permission_error"
         case .notFound, .modelNotFound, .jobNotFound, .nodeNotFound: "not_found_error"
         case .payloadTooLarge: "request_too_large"
-        case .noCapacity, .rateLimited: "rate_limit_error"
+        case .noCapacity, .rateLimited, .quotaExceeded: "rate_limit_error"
         case .noHealthyNode, .storeUnavailable: "overloaded_error"
         case .upstreamFailure, .deadlineExceeded, .cancelled, .internalError: "api_error"
         }

@@ -34,4 +34,57 @@ public protocol AccessStore: Sendable {
     /// Sums usage per API key and model.
     /// - Returns: One row per (key, model), ordered by key then model.
     func usageSummary() async throws -> [UsageSummary]
+
+    /// Changes a key's name and policy (its id, secret and counters stay).
+    /// - Parameters:
+    ///   - id: The key id.
+    ///   - name: The new name.
+    ///   - policy: The new policy.
+    /// - Returns: The changed key.
+    /// - Throws: `MizanError` `notFound`.
+    func updateAPIKey(_ id: String, name: String, policy: KeyPolicy) async throws -> APIKey
+
+    /// Changes a key's counters in one atomic step: no change of another task or gateway
+    /// instance sharing the store comes between reading and writing them. `change` may run more
+    /// than once (a store that retries a step another instance raced) and must depend on its
+    /// argument alone.
+    /// - Parameters:
+    ///   - keyID: The key id.
+    ///   - change: The change; what it returns is returned.
+    /// - Throws: `MizanError` `notFound` for an unknown key.
+    func changeKeyCounters<T: Sendable>(_ keyID: String, _ change: @escaping @Sendable (inout KeyCounters) -> T) async throws -> T
+
+    /// A key's counters as they stand.
+    /// - Parameter keyID: The key id.
+    /// - Throws: `MizanError` `notFound` for an unknown key.
+    func keyCounters(_ keyID: String) async throws -> KeyCounters
+}
+
+extension AccessStore {
+    /// Admits a request of a counted key against its policy, or says why not: one atomic step
+    /// of the key's counters, exact however many gateway instances share the store.
+    /// - Parameters:
+    ///   - key: The key (its policy as the caller knows it).
+    ///   - holdID: The id of the request's hold on a concurrency slot.
+    ///   - holdUntil: When the hold lapses if the request is never finished (its deadline).
+    ///   - now: The current time.
+    public func admit(_ key: APIKey, holdID: String, holdUntil: Date, now: Date) async throws -> KeyAdmission {
+        let policy = key.policy
+        return try await changeKeyCounters(key.id) { counters in
+            KeyLimiter.admit(&counters, policy: policy, holdID: holdID, holdUntil: holdUntil, now: now)
+        }
+    }
+
+    /// Ends an admitted request: releases its hold and counts its tokens.
+    /// - Parameters:
+    ///   - key: The key.
+    ///   - holdID: The request's hold.
+    ///   - tokens: The tokens it used (the figure of its usage record).
+    ///   - now: The current time.
+    public func finish(_ key: APIKey, holdID: String?, tokens: Int, now: Date) async throws {
+        let policy = key.policy
+        try await changeKeyCounters(key.id) { counters in
+            KeyLimiter.finish(&counters, policy: policy, holdID: holdID, tokens: tokens, now: now)
+        }
+    }
 }

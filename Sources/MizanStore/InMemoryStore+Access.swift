@@ -26,6 +26,30 @@ extension InMemoryStore: AccessStore {
         }
     }
 
+    public func updateAPIKey(_ id: String, name: String, policy: KeyPolicy) async throws -> APIKey {
+        try access.withLock { access in
+            guard var key = access.keys[id] else { throw MizanError(.notFound, "No API key with id \(id).") }
+            key.name = name
+            key.policy = policy
+            access.keys[id] = key
+            return key
+        }
+    }
+
+    public func changeKeyCounters<T: Sendable>(_ keyID: String, _ change: @escaping @Sendable (inout KeyCounters) -> T) async throws -> T {
+        try access.withLock { access in
+            guard access.keys[keyID] != nil else { throw MizanError(.notFound, "No API key with id \(keyID).") }
+            return change(&access.counters[keyID, default: KeyCounters()])
+        }
+    }
+
+    public func keyCounters(_ keyID: String) async throws -> KeyCounters {
+        try access.withLock { access in
+            guard access.keys[keyID] != nil else { throw MizanError(.notFound, "No API key with id \(keyID).") }
+            return access.counters[keyID] ?? KeyCounters()
+        }
+    }
+
     public func apiKey(hash: Data) async throws -> APIKey? {
         access.withLock { access in access.keyHashes[hash].flatMap { access.keys[$0] } }
     }
@@ -64,6 +88,7 @@ struct UsageKey: Hashable {
 /// API keys and usage sums of an ``InMemoryStore``.
 struct AccessState {
     var keys: [String: APIKey] = [:]
+    var counters: [String: KeyCounters] = [:]
     var keyHashes: [Data: String] = [:]
     var usage: [UsageKey: UsageSummary] = [:]
     var records = 0

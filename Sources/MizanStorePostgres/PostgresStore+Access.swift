@@ -4,19 +4,38 @@ import MizanStore
 import PostgresNIO
 
 extension PostgresStore: AccessStore {
-    static let keyColumns = "id, name, prefix, created_at, revoked_at"
+    static let keyColumns = "id, name, prefix, created_at, revoked_at, policy"
 
     static func apiKey(_ row: PostgresRow) throws -> APIKey {
-        let (id, name, prefix, createdAt, revokedAt) = try row.decode((String, String, String, Date, Date?).self)
-        return APIKey(id: id, name: name, prefix: prefix, createdAt: createdAt, revokedAt: revokedAt)
+        let (id, name, prefix, createdAt, revokedAt, policy) = try row.decode((String, String, String, Date, Date?, String).self)
+        return APIKey(id: id, name: name, prefix: prefix, createdAt: createdAt, revokedAt: revokedAt, policy: try Self.policy(policy))
+    }
+
+    /// A key's policy from its stored JSON.
+    static func policy(_ json: String) throws -> KeyPolicy {
+        let decoder = JSONDecoder()
+        decoder.dateDecodingStrategy = .iso8601
+        do {
+            return try decoder.decode(KeyPolicy.self, from: Data(json.utf8))
+        } catch {
+            throw MizanError(.storeUnavailable, "The database holds a key policy it cannot read.")
+        }
+    }
+
+    /// A key's policy as its stored JSON.
+    static func policyText(_ policy: KeyPolicy) -> String {
+        let encoder = JSONEncoder()
+        encoder.dateEncodingStrategy = .iso8601
+        encoder.outputFormatting = [.sortedKeys]
+        return String(decoding: (try? encoder.encode(policy)) ?? Data("{}".utf8), as: UTF8.self)
     }
 
     public func createAPIKey(_ key: APIKey, hash: Data) async throws -> APIKey {
         let rows = try await client.prepared(
             CreateKey.self,
             """
-            INSERT INTO mizan_api_keys (id, name, prefix, key_hash, created_at, revoked_at)
-            VALUES (\(key.id), \(key.name), \(key.prefix), \(hash), \(key.createdAt), \(key.revokedAt))
+            INSERT INTO mizan_api_keys (id, name, prefix, key_hash, created_at, revoked_at, policy)
+            VALUES (\(key.id), \(key.name), \(key.prefix), \(hash), \(key.createdAt), \(key.revokedAt), \(Self.policyText(key.policy)))
             ON CONFLICT DO NOTHING
             RETURNING \(unescaped: Self.keyColumns)
             """,
@@ -44,6 +63,78 @@ extension PostgresStore: AccessStore {
         )
         guard let key = rows.first else { throw MizanError(.notFound, "No API key with id \(id).") }
         return key
+    }
+
+    public func updateAPIKey(_ id: String, name: String, policy: KeyPolicy) async throws -> APIKey {
+        let rows = try await client.prepared(
+            UpdateKey.self,
+            "UPDATE mizan_api_keys SET name = \(name), policy = \(Self.policyText(policy)) WHERE id = \(id) RETURNING \(unescaped: Self.keyColumns)",
+            logger: logger, Self.apiKey
+        )
+        guard let key = rows.first else { throw MizanError(.notFound, "No API key with id \(id).") }
+        return key
+    }
+
+    /// A compare-and-swap of a key's counters: written only when their version is still the one
+    /// the change started from; either way the statement answers the version and counters it
+    /// found, so that a change that lost a race starts again from them — one statement per
+    /// attempt, and one attempt when no other instance came between.
+    public func changeKeyCounters<T: Sendable>(_ keyID: String, _ change: @escaping @Sendable (inout KeyCounters) -> T) async throws -> T {
+        var known = keyCounterCache.withLock { $0[keyID] }
+        var fresh = false
+        for _ in 0..<64 {
+            guard let (version, start) = known else {
+                let rows = try await client.prepared(
+                    ReadCounters.self, "SELECT counters_version, counters FROM mizan_api_keys WHERE id = \(keyID)", logger: logger
+                ) { try $0.decode((Int64, String?).self) }
+                guard let row = rows.first else { throw MizanError(.notFound, "No API key with id \(keyID).") }
+                known = (row.0, KeyCounters.decoded(row.1))
+                fresh = true
+                continue
+            }
+            var counters = start
+            let value = change(&counters)
+            if counters == start {
+                // Nothing to write (a refusal): answered on counters just read, never on a copy
+                // another instance may have changed since.
+                if fresh { return value }
+                known = nil
+                continue
+            }
+            let rows = try await client.prepared(
+                SwapCounters.self,
+                """
+                WITH swapped AS (
+                    UPDATE mizan_api_keys SET counters = \(counters.encoded()), counters_version = counters_version + 1
+                    WHERE id = \(keyID) AND counters_version = \(version)
+                    RETURNING counters_version
+                )
+                SELECT (SELECT counters_version FROM swapped), k.counters_version, k.counters FROM mizan_api_keys k WHERE k.id = \(keyID)
+                """,
+                logger: logger
+            ) { try $0.decode((Int64?, Int64, String?).self) }
+            guard let row = rows.first else {
+                keyCounterCache.withLock { $0[keyID] = nil }
+                throw MizanError(.notFound, "No API key with id \(keyID).")
+            }
+            if let swapped = row.0 {
+                keyCounterCache.withLock { $0[keyID] = (swapped, counters) }
+                return value
+            }
+            // Another instance changed them first: start again from what the statement saw (or,
+            // when its snapshot predates that change, from a fresh read).
+            known = row.1 == version ? nil : (row.1, KeyCounters.decoded(row.2))
+            fresh = known != nil
+        }
+        throw MizanError(.storeUnavailable, "The key's counters kept changing under this gateway; try again.")
+    }
+
+    public func keyCounters(_ keyID: String) async throws -> KeyCounters {
+        let rows = try await client.prepared(
+            ReadCounters.self, "SELECT counters_version, counters FROM mizan_api_keys WHERE id = \(keyID)", logger: logger
+        ) { try $0.decode((Int64, String?).self) }
+        guard let row = rows.first else { throw MizanError(.notFound, "No API key with id \(keyID).") }
+        return KeyCounters.decoded(row.1)
     }
 
     public func apiKey(hash: Data) async throws -> APIKey? {
@@ -100,6 +191,9 @@ extension PostgresStore: AccessStore {
 }
 
 private enum CreateKey {}
+private enum UpdateKey {}
+private enum ReadCounters {}
+private enum SwapCounters {}
 private enum ListKeys {}
 private enum RevokeKey {}
 private enum KeyByHash {}

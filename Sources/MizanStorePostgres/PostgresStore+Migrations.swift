@@ -110,6 +110,16 @@ extension PostgresStore {
                 "ALTER TABLE mizan_usage ADD COLUMN endpoint text NOT NULL DEFAULT 'chat/completions'",
             ]
         ),
+        (
+            5,
+            [
+                // What a key may do (its KeyPolicy as JSON), and its counters (KeyCounters as
+                // JSON) with a version that each change moves on (a compare-and-swap across instances).
+                "ALTER TABLE mizan_api_keys ADD COLUMN policy text NOT NULL DEFAULT '{}'",
+                "ALTER TABLE mizan_api_keys ADD COLUMN counters text",
+                "ALTER TABLE mizan_api_keys ADD COLUMN counters_version bigint NOT NULL DEFAULT 0",
+            ]
+        ),
     ]
 
     /// The schema version this build migrates to.

@@ -36,6 +36,9 @@ public final class PostgresStore: DispatchStore, Service {
     let migrated = Atomic<Bool>(false)
     /// The migration under way, shared by the statements that wait for it.
     let migration = Mutex<Task<Void, any Error>?>(nil)
+    /// The counters of keys as this instance last read or wrote them, with their version: a
+    /// change starts from them and costs one statement when no other instance came between.
+    let keyCounterCache = Mutex<[String: (version: Int64, counters: KeyCounters)]>([:])
 
     /// Creates a store over a client. The schema is migrated before the first statement (and
     /// when the store runs as a service); ``migrate()`` does it up front, e.g. to bound start-up.

@@ -13,7 +13,7 @@ enum Rows {
     static let nodeColumns =
         "id, name, models, endpoints, max_concurrency, labels, status, health, in_flight, last_seen, created_at"
 
-    static let keyColumns = "id, name, prefix, created_at, revoked_at"
+    static let keyColumns = "id, name, prefix, created_at, revoked_at, policy"
 
     // MARK: Binds
 
@@ -141,8 +141,24 @@ enum Rows {
             name: try string(row, "name"),
             prefix: try string(row, "prefix"),
             createdAt: try requiredDate(row, "created_at"),
-            revokedAt: date(row, "revoked_at")
+            revokedAt: date(row, "revoked_at"),
+            policy: try policy(row.column("policy")?.string)
         )
+    }
+
+    /// A key's policy from its stored JSON.
+    static func policy(_ json: String?) throws -> KeyPolicy {
+        guard let json else { return KeyPolicy() }
+        do {
+            return try JSONDecoder.iso8601.decode(KeyPolicy.self, from: Data(json.utf8))
+        } catch {
+            throw corrupt("policy")
+        }
+    }
+
+    /// A key's policy as its stored JSON.
+    static func policy(_ policy: KeyPolicy) -> SQLValue {
+        .text(String(decoding: (try? JSONEncoder.iso8601.encode(policy)) ?? Data("{}".utf8), as: UTF8.self))
     }
 
     // MARK: Columns
@@ -174,5 +190,24 @@ enum Rows {
 
     static func corrupt(_ column: String) -> MizanError {
         MizanError(.storeUnavailable, "The SQLite store holds a row it cannot read (column \(column)).")
+    }
+}
+
+extension JSONEncoder {
+    /// Dates as ISO 8601 text, keys sorted: how policies are stored.
+    static var iso8601: JSONEncoder {
+        let encoder = JSONEncoder()
+        encoder.dateEncodingStrategy = .iso8601
+        encoder.outputFormatting = [.sortedKeys]
+        return encoder
+    }
+}
+
+extension JSONDecoder {
+    /// Dates as ISO 8601 text: how policies are stored.
+    static var iso8601: JSONDecoder {
+        let decoder = JSONDecoder()
+        decoder.dateDecodingStrategy = .iso8601
+        return decoder
     }
 }

@@ -7,11 +7,14 @@ extension SQLiteStore: AccessStore {
         try await write { db in
             let rows = try db.query(
                 """
-                INSERT INTO mizan_api_keys (id, name, prefix, key_hash, created_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?)
+                INSERT INTO mizan_api_keys (id, name, prefix, key_hash, created_at, revoked_at, policy) VALUES (?, ?, ?, ?, ?, ?, ?)
                 ON CONFLICT DO NOTHING
                 RETURNING \(Rows.keyColumns)
                 """,
-                [.text(key.id), .text(key.name), .text(key.prefix), Rows.blob(hash), Rows.date(key.createdAt), Rows.date(key.revokedAt)]
+                [
+                    .text(key.id), .text(key.name), .text(key.prefix), Rows.blob(hash), Rows.date(key.createdAt), Rows.date(key.revokedAt),
+                    Rows.policy(key.policy),
+                ]
             )
             guard let created = try rows.first.map(Rows.apiKey) else { throw MizanError(.conflict, "The API key exists.") }
             return (created, [])
@@ -31,6 +34,38 @@ extension SQLiteStore: AccessStore {
             guard let key = try rows.first.map(Rows.apiKey) else { throw MizanError(.notFound, "No API key with id \(id).") }
             return (key, [])
         }
+    }
+
+    public func updateAPIKey(_ id: String, name: String, policy: KeyPolicy) async throws -> APIKey {
+        try await write { db in
+            let rows = try db.query(
+                "UPDATE mizan_api_keys SET name = ?, policy = ? WHERE id = ? RETURNING \(Rows.keyColumns)",
+                [.text(name), Rows.policy(policy), .text(id)]
+            )
+            guard let key = try rows.first.map(Rows.apiKey) else { throw MizanError(.notFound, "No API key with id \(id).") }
+            return (key, [])
+        }
+    }
+
+    public func changeKeyCounters<T: Sendable>(_ keyID: String, _ change: @escaping @Sendable (inout KeyCounters) -> T) async throws -> T {
+        // One transaction on the one writer: nothing comes between the read and the write.
+        try await write { db in
+            let rows = try db.query("SELECT counters FROM mizan_api_keys WHERE id = ?", [.text(keyID)])
+            guard let row = rows.first else { throw MizanError(.notFound, "No API key with id \(keyID).") }
+            var counters = KeyCounters.decoded(row.column("counters")?.string)
+            let before = counters
+            let value = change(&counters)
+            if counters != before {
+                try db.query("UPDATE mizan_api_keys SET counters = ? WHERE id = ?", [.text(counters.encoded()), .text(keyID)])
+            }
+            return (value, [])
+        }
+    }
+
+    public func keyCounters(_ keyID: String) async throws -> KeyCounters {
+        let rows = try await read("SELECT counters FROM mizan_api_keys WHERE id = ?", [.text(keyID)])
+        guard let row = rows.first else { throw MizanError(.notFound, "No API key with id \(keyID).") }
+        return KeyCounters.decoded(row.column("counters")?.string)
     }
 
     public func apiKey(hash: Data) async throws -> APIKey? {

@@ -127,6 +127,14 @@ extension SQLiteStore {
                 "CREATE INDEX mizan_jobs_unfinished_deadline ON mizan_jobs (deadline) WHERE finished_at IS NULL",
             ]
         ),
+        (
+            6,
+            [
+                // What a key may do (its KeyPolicy as JSON), and its counters (KeyCounters as JSON).
+                "ALTER TABLE mizan_api_keys ADD COLUMN policy TEXT NOT NULL DEFAULT '{}'",
+                "ALTER TABLE mizan_api_keys ADD COLUMN counters TEXT",
+            ]
+        ),
     ]
 
     /// The newest schema version this build knows.

@@ -8,7 +8,10 @@ public enum AccessConformance {
     public typealias Check = ConformanceCheck<any AccessStore>
 
     /// Every check.
-    public static let checks: [Check] = [
+    public static var checks: [Check] { baseChecks + limitChecks }
+
+    /// The checks of keys and usage.
+    static let baseChecks: [Check] = [
         Check("API keys are found by hash and revoked") { store in
             let hash = Fixture.hash("key")
             let key = try await store.createAPIKey(APIKey(name: "ci", prefix: "mzn_sk_ab", createdAt: Fixture.at(0)), hash: hash)

@@ -31,6 +31,21 @@ public func require(
     if !condition { throw ConformanceFailure(message(), location: "\(fileID):\(line)") }
 }
 
+/// Returns `value`, or throws a ``ConformanceFailure`` when it is `nil`.
+/// - Parameters:
+///   - value: The value.
+///   - message: What was expected.
+/// - Throws: ``ConformanceFailure``.
+public func require<T>(
+    _ value: T?,
+    _ message: @autoclosure () -> String,
+    fileID: StaticString = #fileID,
+    line: UInt = #line
+) throws -> T {
+    guard let value else { throw ConformanceFailure(message(), location: "\(fileID):\(line)") }
+    return value
+}
+
 /// Runs `body` and requires it to throw an error for which `matches` holds.
 /// - Parameters:
 ///   - message: What was expected.

@@ -62,3 +62,34 @@ struct PostgresFirstUseTests {
         }
     }
 }
+
+@Suite("PostgreSQL key limits across instances")
+struct PostgresKeyLimitTests {
+    @Test func twoInstancesTogetherAdmitExactlyTheLimit() async throws {
+        try await PostgresTestDatabase.withDatabase { client, _ in
+            // Two stores as two gateway instances would hold them: each its own cache of counters.
+            let first = PostgresStore(client: client)
+            try await first.migrate()
+            let second = PostgresStore(client: client)
+            let policy = KeyPolicy(limits: .init(requestsPerMinute: 10, concurrentRequests: 25))
+            let key = try await first.createAPIKey(
+                APIKey(name: "shared", prefix: "mzn_sk_sh", createdAt: Date(), policy: policy), hash: Data(UUID().uuidString.utf8))
+            let now = Date()
+            let admitted = try await withThrowingTaskGroup(of: Bool.self) { group in
+                for index in 0..<40 {
+                    let store = index.isMultiple(of: 2) ? first : second
+                    group.addTask {
+                        let admission = try await store.admit(
+                            key, holdID: UUID().uuidString, holdUntil: now.addingTimeInterval(60), now: now)
+                        if case .admitted = admission { return true }
+                        return false
+                    }
+                }
+                return try await group.reduce(0) { $0 + ($1 ? 1 : 0) }
+            }
+            #expect(admitted == 10, "two instances together admit exactly 10 of 40")
+            let counters = try await second.keyCounters(key.id)
+            #expect(counters.holds.count == 10, "and hold exactly 10 slots")
+        }
+    }
+}

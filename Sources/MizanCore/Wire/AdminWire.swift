@@ -35,13 +35,111 @@ public enum AdminWire {
         }
     }
 
-    /// `POST /admin/v1/keys`: a client API key to issue.
+    /// `POST /admin/v1/keys`: a client API key to issue, with what it may do beside its name:
+    /// `{"name", "models", "limits", "budget", "expiresAt"}` (all but the name optional).
     public struct CreateKeyRequest: Sendable, Codable, Equatable {
         /// A human name (1 to 128 printable characters).
         public var name: String
+        /// What the key may do.
+        public var policy: KeyPolicy
 
         /// Creates a request.
-        public init(name: String) { self.name = name }
+        public init(name: String, policy: KeyPolicy = KeyPolicy()) {
+            self.name = name
+            self.policy = policy
+        }
+
+        private enum CodingKeys: String, CodingKey { case name }
+
+        public init(from decoder: any Decoder) throws {
+            name = try decoder.container(keyedBy: CodingKeys.self).decode(String.self, forKey: .name)
+            policy = try KeyPolicy(from: decoder)
+        }
+
+        public func encode(to encoder: any Encoder) throws {
+            var container = encoder.container(keyedBy: CodingKeys.self)
+            try container.encode(name, forKey: .name)
+            try policy.encode(to: encoder)
+        }
+    }
+
+    /// A key as `GET /admin/v1/keys[/{id}]` shows it: its record and settings, and for a key
+    /// with limits or a budget where it stands now.
+    public struct KeyView: Sendable, Codable, Equatable {
+        /// Where a counted key stands.
+        public struct Consumption: Sendable, Codable, Equatable {
+            /// Requests per minute: the limit, what is left, seconds until the bucket is full.
+            public var requests: Window?
+            /// Tokens per minute: the same.
+            public var tokens: Window?
+            /// Requests in flight.
+            public var inFlight: Int
+            /// Tokens used in the budget's current period.
+            public var budgetTokensUsed: Int?
+            /// When that period began (absent for a `total` budget).
+            public var budgetPeriodStart: Date?
+
+            public init(requests: Window?, tokens: Window?, inFlight: Int, budgetTokensUsed: Int?, budgetPeriodStart: Date?) {
+                self.requests = requests
+                self.tokens = tokens
+                self.inFlight = inFlight
+                self.budgetTokensUsed = budgetTokensUsed
+                self.budgetPeriodStart = budgetPeriodStart
+            }
+        }
+
+        /// A rate's standing.
+        public struct Window: Sendable, Codable, Equatable {
+            public var limit: Int
+            public var remaining: Int
+            public var resetSeconds: Double
+
+            public init(limit: Int, remaining: Int, resetSeconds: Double) {
+                self.limit = limit
+                self.remaining = remaining
+                self.resetSeconds = resetSeconds
+            }
+        }
+
+        /// The key.
+        public var key: APIKey
+        /// Where it stands (keys with limits or a budget only).
+        public var consumption: Consumption?
+
+        public init(key: APIKey, consumption: Consumption?) {
+            self.key = key
+            self.consumption = consumption
+        }
+
+        private enum CodingKeys: String, CodingKey { case consumption }
+
+        public init(from decoder: any Decoder) throws {
+            key = try APIKey(from: decoder)
+            consumption = try decoder.container(keyedBy: CodingKeys.self).decodeIfPresent(Consumption.self, forKey: .consumption)
+        }
+
+        public func encode(to encoder: any Encoder) throws {
+            try key.encode(to: encoder)
+            var container = encoder.container(keyedBy: CodingKeys.self)
+            try container.encodeIfPresent(consumption, forKey: .consumption)
+        }
+
+        /// The view of a key and its counters at `now`.
+        public static func of(_ key: APIKey, counters: KeyCounters?, now: Date) -> KeyView {
+            guard key.policy.isCounted, let counters else { return KeyView(key: key, consumption: nil) }
+            let status = KeyLimiter.status(counters, policy: key.policy, now: now.timeIntervalSinceReferenceDate)
+            let window = { (value: RateLimitStatus.Window?) in
+                value.map { Window(limit: $0.limit, remaining: $0.remaining, resetSeconds: ($0.reset * 1000).rounded() / 1000) }
+            }
+            let start = key.policy.budget.flatMap { $0.period == .total ? nil : $0.periodStart(of: now) }
+            return KeyView(
+                key: key,
+                consumption: Consumption(
+                    requests: window(status.requests), tokens: window(status.tokens),
+                    inFlight: counters.holds.values.filter { $0 > now.timeIntervalSinceReferenceDate }.count,
+                    budgetTokensUsed: key.policy.budget.map { _ in KeyLimiter.periodTokens(counters, policy: key.policy, now: now) },
+                    budgetPeriodStart: start))
+        }
     }
 
     /// `POST /admin/v1/keys`' answer: the key's record and its secret, shown once.
@@ -54,13 +152,36 @@ public enum AdminWire {
         public var prefix: String
         /// The secret; it cannot be shown again.
         public var key: String
+        /// What the key may do (its fields beside the others on the wire).
+        public var policy: KeyPolicy
 
         /// Creates an answer.
-        public init(id: String, name: String, prefix: String, key: String) {
+        public init(id: String, name: String, prefix: String, key: String, policy: KeyPolicy = KeyPolicy()) {
             self.id = id
             self.name = name
             self.prefix = prefix
             self.key = key
+            self.policy = policy
+        }
+
+        private enum CodingKeys: String, CodingKey { case id, name, prefix, key }
+
+        public init(from decoder: any Decoder) throws {
+            let container = try decoder.container(keyedBy: CodingKeys.self)
+            id = try container.decode(String.self, forKey: .id)
+            name = try container.decode(String.self, forKey: .name)
+            prefix = try container.decode(String.self, forKey: .prefix)
+            key = try container.decode(String.self, forKey: .key)
+            policy = try KeyPolicy(from: decoder)
+        }
+
+        public func encode(to encoder: any Encoder) throws {
+            var container = encoder.container(keyedBy: CodingKeys.self)
+            try container.encode(id, forKey: .id)
+            try container.encode(name, forKey: .name)
+            try container.encode(prefix, forKey: .prefix)
+            try container.encode(key, forKey: .key)
+            try policy.encode(to: encoder)
         }
     }
 

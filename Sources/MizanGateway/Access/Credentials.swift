@@ -38,14 +38,35 @@ public struct Credentials: Sendable {
     ///   - name: A human name.
     ///   - now: The current time.
     /// - Returns: The record and the secret (shown once).
-    public func issueKey(name: String, now: Date = Date()) async throws -> IssuedKey {
+    public func issueKey(name: String, policy: KeyPolicy = KeyPolicy(), now: Date = Date()) async throws -> IssuedKey {
         let trimmed = try Names.checked(name, of: "key")
+        try policy.validate()
         let secret = Secrets.generate(prefix: "mzn_sk_")
         let key = try await store.createAPIKey(
-            APIKey(name: trimmed, prefix: String(secret.prefix(12)), createdAt: now),
+            APIKey(name: trimmed, prefix: String(secret.prefix(12)), createdAt: now, policy: policy),
             hash: Secrets.hash(secret)
         )
         return IssuedKey(key: key, secret: secret)
+    }
+
+    /// Changes a key's name or policy; the change takes effect on this instance at once and
+    /// on others within the key cache's lifetime.
+    /// - Parameters:
+    ///   - id: The key's id.
+    ///   - patch: The fields to change (`null` removes one).
+    ///   - now: The current time.
+    /// - Returns: The changed key.
+    public func updateKey(_ id: String, _ patch: KeyPolicyPatch, now: Date = Date()) async throws -> APIKey {
+        guard let current = try await store.apiKeys().first(where: { $0.id == id }) else {
+            throw MizanError(.notFound, "No API key with id \(SafeText.excerpt(id, limit: 64)).")
+        }
+        var name = current.name
+        if case .set(let new) = patch.name { name = try Names.checked(new, of: "key") }
+        let policy = patch.applied(to: current.policy)
+        try policy.validate()
+        let key = try await store.updateAPIKey(id, name: name, policy: policy)
+        activeKeys.removeAll { $0.id == id }
+        return key
     }
 
     /// Finds the active key a bearer secret belongs to.
@@ -57,11 +78,17 @@ public struct Credentials: Sendable {
             throw MizanError(.unauthorized, "Missing API key. Send it as 'Authorization: Bearer <key>'.")
         }
         let hash = Secrets.hash(secret)
-        if let key = activeKeys.value(for: hash) { return key }
-        guard let key = try await store.apiKey(hash: hash), key.isActive else {
-            throw MizanError(.unauthorized, "Incorrect API key provided.")
+        let key: APIKey
+        if let cached = activeKeys.value(for: hash) {
+            key = cached
+        } else {
+            guard let found = try await store.apiKey(hash: hash), found.isActive else {
+                throw MizanError(.unauthorized, "Incorrect API key provided.")
+            }
+            activeKeys.set(found, for: hash)
+            key = found
         }
-        activeKeys.set(key, for: hash)
+        if key.policy.hasExpired(at: Date()) { throw MizanError(.unauthorized, "This API key has expired.") }
         return key
     }
 

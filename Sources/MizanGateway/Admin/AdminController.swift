@@ -33,14 +33,34 @@ struct AdminController: Sendable {
         }
         admin.post("/keys") { request, _ in
             let body = try await BodyReader.decode(AdminWire.CreateKeyRequest.self, from: request)
-            let issued = try await credentials.issueKey(name: body.name)
+            let issued = try await credentials.issueKey(name: body.name, policy: body.policy)
             return try JSONResponse.json(
-                AdminWire.CreatedKey(id: issued.key.id, name: issued.key.name, prefix: issued.key.prefix, key: issued.secret),
+                AdminWire.CreatedKey(
+                    id: issued.key.id, name: issued.key.name, prefix: issued.key.prefix, key: issued.secret, policy: issued.key.policy),
                 status: .created
             )
         }
         admin.get("/keys") { _, _ in
-            try JSONResponse.json(AdminWire.List(data: try await access.apiKeys()))
+            var views: [AdminWire.KeyView] = []
+            for key in try await access.apiKeys() {
+                views.append(.of(key, counters: key.policy.isCounted ? try await access.keyCounters(key.id) : nil, now: Date()))
+            }
+            return try JSONResponse.json(AdminWire.List(data: views))
+        }
+        admin.get("/keys/{id}") { _, context in
+            let id = try Self.keyID(context)
+            guard let key = try await access.apiKeys().first(where: { $0.id == id }) else {
+                throw MizanError(.notFound, "No API key with id \(SafeText.excerpt(id, limit: 64)).")
+            }
+            let counters = key.policy.isCounted ? try await access.keyCounters(key.id) : nil
+            return try JSONResponse.json(AdminWire.KeyView.of(key, counters: counters, now: Date()))
+        }
+        admin.patch("/keys/{id}") { request, context in
+            let id = try Self.keyID(context)
+            let patch = try await BodyReader.decode(KeyPolicyPatch.self, from: request)
+            let key = try await credentials.updateKey(id, patch)
+            let counters = key.policy.isCounted ? try await access.keyCounters(key.id) : nil
+            return try JSONResponse.json(AdminWire.KeyView.of(key, counters: counters, now: Date()))
         }
         admin.delete("/keys/{id}") { _, context in
             guard let id = context.parameters.get("id"), !id.isEmpty else {
@@ -77,5 +97,11 @@ struct AdminController: Sendable {
         admin.get("/usage") { _, _ in
             try JSONResponse.json(AdminWire.List(data: try await access.usageSummary()))
         }
+    }
+
+    /// The key id of a `/keys/{id}` path.
+    static func keyID(_ context: GatewayRequestContext) throws -> String {
+        guard let id = context.parameters.get("id"), !id.isEmpty else { throw MizanError(.badRequest, "The key id is missing.") }
+        return id
     }
 }

@@ -36,8 +36,10 @@ struct ClientController: Sendable {
             }
         }
         router.get("/v1/models") { request, context in
-            _ = try await authenticate(request, trace: context.trace)
-            let list = ModelCatalog.list(routes: routes.routes, nodes: try await dispatcher.healthyNodes())
+            let key = try await authenticate(request, trace: context.trace)
+            var list = ModelCatalog.list(routes: routes.routes, nodes: try await dispatcher.healthyNodes())
+            // A key with an allow-list sees its models only.
+            list.data.removeAll { !key.policy.allows($0.id) }
             return try JSONResponse.json(list)
         }
     }
@@ -74,10 +76,37 @@ struct ClientController: Sendable {
             $0.stream = chat.stream
             $0.endpoint = endpoint
         }
+        // A model outside the key's allow-list answers as a model that does not exist.
+        guard key.policy.allows(chat.model) else { throw Self.unknownModel(chat.model) }
+        if key.policy.isCounted {
+            try await admit(key, deadline: deadline, trace: context.trace)
+        }
         return try await context.cancellingOnDisconnect {
             try await serve(
                 chat, apiKeyID: key.id, idempotencyKey: idempotencyKey.map { "\(key.id):\($0)" }, until: until, trace: context.trace)
         }
+    }
+
+    /// Admits a request of a counted key in the store (exact across instances), before any byte
+    /// of the answer: the hold is released when the request ends (``RequestRecorder``).
+    func admit(_ key: APIKey, deadline: Duration, trace: RequestTrace) async throws {
+        let holdID = TimeOrderedID.text(UUID())
+        // A hold lapses a little after the request's deadline, should this gateway die first.
+        let holdUntil = Date().addingTimeInterval(deadline.timeInterval + 30)
+        switch try await credentials.store.admit(key, holdID: holdID, holdUntil: holdUntil, now: Date()) {
+        case .admitted(let holdID, let status):
+            trace.update {
+                $0.admission = (key, holdID)
+                $0.rateLimitHeaders = status.headers
+            }
+        case .refused(let refusal):
+            trace.update { $0.rateLimitHeaders = refusal.status.headers }
+            throw refusal.error
+        }
+    }
+
+    static func unknownModel(_ model: String) -> MizanError {
+        MizanError(.modelNotFound, "The model '\(SafeText.escaped(model))' does not exist or you do not have access to it.")
     }
 
     /// A client's `Idempotency-Key`: 1 to 255 printable ASCII characters.
@@ -138,6 +167,6 @@ struct ClientController: Sendable {
                 "The model '\(SafeText.escaped(chat.model))' is not served on /v1/\(chat.endpoint.rawValue); no route or node offers that endpoint for it."
             )
         }
-        throw MizanError(.modelNotFound, "The model '\(SafeText.escaped(chat.model))' does not exist or you do not have access to it.")
+        throw Self.unknownModel(chat.model)
     }
 }

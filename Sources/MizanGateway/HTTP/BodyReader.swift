@@ -35,6 +35,8 @@ enum BodyReader {
     static func decode<T: Decodable>(_ type: T.Type, from data: Data) throws -> T {
         do {
             return try decoder.decode(type, from: data)
+        } catch let error as MizanError {
+            throw error
         } catch let DecodingError.keyNotFound(key, _) {
             throw MizanError(.badRequest, "Missing required parameter: '\(key.stringValue)'.")
         } catch let DecodingError.typeMismatch(_, context), let DecodingError.valueNotFound(_, context) {

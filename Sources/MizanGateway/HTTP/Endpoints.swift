@@ -23,7 +23,7 @@ enum Endpoints {
         ("/admin/v1/nodes", [.get, .post]),
         ("/admin/v1/nodes/{id}", [.delete]),
         ("/admin/v1/keys", [.get, .post]),
-        ("/admin/v1/keys/{id}", [.delete]),
+        ("/admin/v1/keys/{id}", [.get, .patch, .delete]),
         ("/admin/v1/jobs", [.get]),
         ("/admin/v1/jobs/{id}", [.get]),
         ("/admin/v1/usage", [.get]),

@@ -52,6 +52,10 @@ public final class RequestTrace: Sendable {
         public var endpoint: Endpoint?
         /// Set when a stream broke after its head was sent.
         public var streamError: String?
+        /// A counted key's admission: the key and its hold, released when the request ends.
+        public var admission: (key: APIKey, holdID: String)?
+        /// The `x-ratelimit-*` headers every answer to a limited key carries.
+        public var rateLimitHeaders: [(String, String)] = []
     }
 
     private let state = Mutex(Fields())

@@ -23,6 +23,11 @@ enum JSONResponse {
         let body =
             (anthropic ? try? encoder.encode(error.anthropicEnvelope) : try? encoder.encode(error.envelope))
             ?? Data(#"{"error":{"message":"internal error","type":"server_error","code":"internal_error"}}"#.utf8)
-        return json(bytes: body, status: HTTPResponse.Status(code: error.httpStatus))
+        var response = json(bytes: body, status: HTTPResponse.Status(code: error.httpStatus))
+        if let retryAfter = error.retryAfter {
+            // Whole seconds, rounded up: a client that waits this long finds the limit open.
+            response.headers[.retryAfter] = "\(max(1, Int(retryAfter.rounded(.up))))"
+        }
+        return response
     }
 }

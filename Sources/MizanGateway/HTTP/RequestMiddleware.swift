@@ -1,4 +1,5 @@
 import Foundation
+import HTTPTypes
 import Hummingbird
 import Logging
 import MizanCore
@@ -30,6 +31,9 @@ struct RequestMiddleware: RouterMiddleware {
             }
         }
         response.headers[Gateway.requestIDHeader] = requestID
+        for (name, value) in context.trace.fields.rateLimitHeaders {
+            if let name = HTTPField.Name(name) { response.headers[name] = value }
+        }
         let status = Int(response.status.code)
         let body = response.body
         let recorder = recorder

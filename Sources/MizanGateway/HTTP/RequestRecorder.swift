@@ -36,6 +36,17 @@ struct RequestRecorder: Sendable {
             }
             logger.log(level: level, "request", metadata: metadata)
         }
+        if let admission = fields.admission {
+            // The hold is released and the tokens counted: the figure of the usage record.
+            let tokens = (fields.usage?.promptTokens ?? 0) + (fields.usage?.completionTokens ?? 0)
+            do {
+                try await access.finish(admission.key, holdID: admission.holdID, tokens: tokens, now: Date())
+            } catch {
+                logger.error(
+                    "a limited key's request could not be counted",
+                    metadata: ["mizan.request.id": "\(fields.requestID)", "mizan.error": "\(error)"])
+            }
+        }
         guard let model = fields.model else { return }
         let route = fields.servedBy.map { $0.hasPrefix("node/") ? "agents" : $0 } ?? "none"
         // Labels and usage rows carry known models only: a client's made-up names would

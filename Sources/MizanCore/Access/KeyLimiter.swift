@@ -1,0 +1,246 @@
+import Foundation
+
+/// What the store keeps per counted key between requests: the state of its request and token
+/// buckets, its budget period's tokens, and the requests in flight. Times are seconds since
+/// the reference date.
+public struct KeyCounters: Sendable, Equatable, Codable {
+    /// The request bucket's theoretical arrival time (a generic cell rate algorithm): the bucket
+    /// is full when it is at or before now, and each request moves it 60 / limit seconds on.
+    public var requestsTAT: Double?
+    /// The same for tokens: each finished request moves it `tokens × 60 / limit` seconds on;
+    /// requests are refused while it is a minute or more ahead of now.
+    public var tokensTAT: Double?
+    /// When the budget's period that ``periodTokens`` counts began.
+    public var periodStart: Double?
+    /// Tokens used in that period.
+    public var periodTokens: Int
+    /// Requests in flight: a hold's id and when it expires (a gateway that died cannot leak it).
+    public var holds: [String: Double]
+
+    /// Empty counters.
+    public init(
+        requestsTAT: Double? = nil, tokensTAT: Double? = nil, periodStart: Double? = nil, periodTokens: Int = 0,
+        holds: [String: Double] = [:]
+    ) {
+        self.requestsTAT = requestsTAT
+        self.tokensTAT = tokensTAT
+        self.periodStart = periodStart
+        self.periodTokens = periodTokens
+        self.holds = holds
+    }
+
+    private enum CodingKeys: String, CodingKey {
+        case requestsTAT = "r"
+        case tokensTAT = "t"
+        case periodStart = "ps"
+        case periodTokens = "pt"
+        case holds = "h"
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        requestsTAT = try container.decodeIfPresent(Double.self, forKey: .requestsTAT)
+        tokensTAT = try container.decodeIfPresent(Double.self, forKey: .tokensTAT)
+        periodStart = try container.decodeIfPresent(Double.self, forKey: .periodStart)
+        periodTokens = try container.decodeIfPresent(Int.self, forKey: .periodTokens) ?? 0
+        holds = try container.decodeIfPresent([String: Double].self, forKey: .holds) ?? [:]
+    }
+
+    /// The counters as the compact JSON the stores keep.
+    public func encoded() -> String {
+        String(decoding: (try? JSONEncoder().encode(self)) ?? Data("{}".utf8), as: UTF8.self)
+    }
+
+    /// Counters from their stored JSON (empty when there is none or it cannot be read).
+    public static func decoded(_ text: String?) -> KeyCounters {
+        guard let text, let counters = try? JSONDecoder().decode(KeyCounters.self, from: Data(text.utf8)) else { return KeyCounters() }
+        return counters
+    }
+}
+
+/// Where a key stands against its limits, as OpenAI's `x-ratelimit-*` headers say it.
+public struct RateLimitStatus: Sendable, Equatable {
+    /// One limit: its size, what is left of it, and in how many seconds it is whole again.
+    public struct Window: Sendable, Equatable {
+        public var limit: Int
+        public var remaining: Int
+        public var reset: Double
+
+        public init(limit: Int, remaining: Int, reset: Double) {
+            self.limit = limit
+            self.remaining = remaining
+            self.reset = reset
+        }
+    }
+
+    /// Requests per minute.
+    public var requests: Window?
+    /// Tokens per minute.
+    public var tokens: Window?
+
+    public init(requests: Window? = nil, tokens: Window? = nil) {
+        self.requests = requests
+        self.tokens = tokens
+    }
+
+    /// The headers, by name: `x-ratelimit-limit-requests`, `x-ratelimit-remaining-requests`,
+    /// `x-ratelimit-reset-requests` and the same for tokens, for the limits that are set.
+    public var headers: [(String, String)] {
+        var headers: [(String, String)] = []
+        for (kind, value) in [("requests", requests), ("tokens", tokens)] {
+            guard let value else { continue }
+            headers.append(("x-ratelimit-limit-\(kind)", "\(value.limit)"))
+            headers.append(("x-ratelimit-remaining-\(kind)", "\(value.remaining)"))
+            headers.append(("x-ratelimit-reset-\(kind)", Self.duration(value.reset)))
+        }
+        return headers
+    }
+
+    /// A duration as OpenAI writes it: `20ms`, `6s`, `1m30s`.
+    public static func duration(_ seconds: Double) -> String {
+        let seconds = max(0, seconds)
+        if seconds < 1 { return "\(Int((seconds * 1000).rounded(.up)))ms" }
+        let whole = Int(seconds.rounded(.up))
+        if whole < 60 { return "\(whole)s" }
+        return "\(whole / 60)m\(whole % 60)s"
+    }
+}
+
+/// Why a counted key's request was refused.
+public struct KeyRefusal: Sendable, Equatable {
+    /// What was over.
+    public enum Reason: String, Sendable, Equatable {
+        case requests, tokens, concurrency, budget
+    }
+
+    public var reason: Reason
+    /// When to try again, in seconds (`nil` when waiting would not help: a total budget spent).
+    public var retryAfter: Double?
+    /// Where the key stands.
+    public var status: RateLimitStatus
+
+    public init(reason: Reason, retryAfter: Double?, status: RateLimitStatus) {
+        self.reason = reason
+        self.retryAfter = retryAfter
+        self.status = status
+    }
+
+    /// The answer a client gets: 429 `rate_limit_exceeded` (type `requests` or `tokens`), or 429
+    /// `insufficient_quota` for a spent budget.
+    public var error: MizanError {
+        var error: MizanError
+        switch reason {
+        case .requests:
+            error = MizanError(.rateLimited, "Rate limit reached for requests per minute on this API key. Try again later.")
+            error.openAITypeOverride = "requests"
+        case .tokens:
+            error = MizanError(.rateLimited, "Rate limit reached for tokens per minute on this API key. Try again later.")
+            error.openAITypeOverride = "tokens"
+        case .concurrency:
+            error = MizanError(.rateLimited, "Too many requests in flight on this API key at once. Try again when one has finished.")
+            error.openAITypeOverride = "requests"
+        case .budget:
+            error = MizanError(.quotaExceeded, "You exceeded this API key's token budget for its period.")
+        }
+        error.retryAfter = retryAfter
+        return error
+    }
+}
+
+/// A counted request's admission: the hold it keeps until it ends, or why it was refused.
+public enum KeyAdmission: Sendable, Equatable {
+    case admitted(holdID: String, status: RateLimitStatus)
+    case refused(KeyRefusal)
+}
+
+/// The arithmetic of per-key limits, the same on every store: a store runs ``admit(_:policy:holdID:holdUntil:now:)``
+/// and ``finish(_:policy:holdID:tokens:now:)`` as one atomic change of a key's counters.
+///
+/// Requests per minute are a token bucket of the limit's size refilled evenly over a minute
+/// (a generic cell rate algorithm): at most the limit at once, then one every 60 / limit
+/// seconds — never a fixed window that allows twice the limit across its boundary. Tokens are
+/// counted when a request ends (the figure of its usage record); a request is refused while
+/// the last minute's tokens are at or over the limit, so that one request in flight may
+/// overrun it. A budget counts tokens the same way over its period.
+public enum KeyLimiter {
+    /// Admits a request or says why not, changing the counters only when it is admitted.
+    public static func admit(_ counters: inout KeyCounters, policy: KeyPolicy, holdID: String, holdUntil: Date, now: Date) -> KeyAdmission {
+        let now = now.timeIntervalSinceReferenceDate
+        counters.holds = counters.holds.filter { $0.value > now }
+        if let budget = policy.budget {
+            let start = budget.periodStart(of: Date(timeIntervalSinceReferenceDate: now)).timeIntervalSinceReferenceDate
+            if counters.periodStart == start, counters.periodTokens >= budget.tokens {
+                let end = budget.periodEnd(of: Date(timeIntervalSinceReferenceDate: now)).map { $0.timeIntervalSinceReferenceDate - now }
+                return .refused(KeyRefusal(reason: .budget, retryAfter: end, status: status(counters, policy: policy, now: now)))
+            }
+        }
+        if policy.limits?.tokensPerMinute != nil, let tat = counters.tokensTAT, tat - now >= 60 {
+            // Refused until the minute's tokens are under the limit again.
+            return .refused(KeyRefusal(reason: .tokens, retryAfter: tat - now - 60, status: status(counters, policy: policy, now: now)))
+        }
+        var next = counters
+        if let limit = policy.limits?.requestsPerMinute {
+            let interval = 60 / Double(limit)
+            let tat = max(counters.requestsTAT ?? now, now)
+            // Full bucket: `limit` requests at once; the tolerance is the rest of the minute.
+            guard tat - now <= 60 - interval + 1e-9 else {
+                return .refused(
+                    KeyRefusal(
+                        reason: .requests, retryAfter: tat - (60 - interval) - now, status: status(counters, policy: policy, now: now)))
+            }
+            next.requestsTAT = tat + interval
+        }
+        if let limit = policy.limits?.concurrentRequests, counters.holds.count >= limit {
+            let soonest = counters.holds.values.min().map { $0 - now } ?? 1
+            return .refused(
+                KeyRefusal(reason: .concurrency, retryAfter: min(1, soonest), status: status(counters, policy: policy, now: now)))
+        }
+        next.holds[holdID] = holdUntil.timeIntervalSinceReferenceDate
+        counters = next
+        return .admitted(holdID: holdID, status: status(counters, policy: policy, now: now))
+    }
+
+    /// Ends a request: its hold is released and its tokens counted in the minute and the budget's period.
+    public static func finish(_ counters: inout KeyCounters, policy: KeyPolicy, holdID: String?, tokens: Int, now: Date) {
+        let seconds = now.timeIntervalSinceReferenceDate
+        if let holdID { counters.holds[holdID] = nil }
+        counters.holds = counters.holds.filter { $0.value > seconds }
+        let tokens = max(0, tokens)
+        if let limit = policy.limits?.tokensPerMinute {
+            counters.tokensTAT = max(counters.tokensTAT ?? seconds, seconds) + Double(tokens) * 60 / Double(limit)
+        }
+        if let budget = policy.budget {
+            let start = budget.periodStart(of: now).timeIntervalSinceReferenceDate
+            if counters.periodStart != start {
+                counters.periodStart = start
+                counters.periodTokens = 0
+            }
+            counters.periodTokens += tokens
+        }
+    }
+
+    /// Where the counters stand at `now` against the policy's rates.
+    public static func status(_ counters: KeyCounters, policy: KeyPolicy, now: Double) -> RateLimitStatus {
+        var status = RateLimitStatus()
+        if let limit = policy.limits?.requestsPerMinute {
+            let interval = 60 / Double(limit)
+            let ahead = max(0, (counters.requestsTAT ?? now) - now)
+            let remaining = max(0, min(limit, Int(((60 - ahead) / interval + 1e-9).rounded(.down))))
+            status.requests = .init(limit: limit, remaining: remaining, reset: ahead)
+        }
+        if let limit = policy.limits?.tokensPerMinute {
+            let ahead = max(0, (counters.tokensTAT ?? now) - now)
+            let used = Int((ahead * Double(limit) / 60).rounded(.up))
+            status.tokens = .init(limit: limit, remaining: max(0, limit - used), reset: ahead)
+        }
+        return status
+    }
+
+    /// Tokens used in the budget's current period at `now`.
+    public static func periodTokens(_ counters: KeyCounters, policy: KeyPolicy, now: Date) -> Int {
+        guard let budget = policy.budget, counters.periodStart == budget.periodStart(of: now).timeIntervalSinceReferenceDate else {
+            return 0
+        }
+        return counters.periodTokens
+    }
+}

@@ -1,0 +1,188 @@
+import Foundation
+
+/// What a client API key may do: which models, how much per minute, how many at once, how many
+/// tokens per period, until when. Every part is optional; a key with none behaves as an
+/// unlimited key.
+public struct KeyPolicy: Sendable, Equatable, Codable {
+    /// Rates and concurrency.
+    public struct Limits: Sendable, Equatable, Codable {
+        /// Requests admitted per minute (a token bucket of this size, refilled evenly over a minute).
+        public var requestsPerMinute: Int?
+        /// Tokens per minute, counted when requests end; a request is refused while the minute's
+        /// tokens are at or over it.
+        public var tokensPerMinute: Int?
+        /// Requests in flight at once.
+        public var concurrentRequests: Int?
+
+        /// Creates limits.
+        public init(requestsPerMinute: Int? = nil, tokensPerMinute: Int? = nil, concurrentRequests: Int? = nil) {
+            self.requestsPerMinute = requestsPerMinute
+            self.tokensPerMinute = tokensPerMinute
+            self.concurrentRequests = concurrentRequests
+        }
+
+        /// Whether no limit is set.
+        public var isEmpty: Bool { requestsPerMinute == nil && tokensPerMinute == nil && concurrentRequests == nil }
+    }
+
+    /// A token budget per period.
+    public struct Budget: Sendable, Equatable, Codable {
+        /// The period a budget counts over: a UTC day, a UTC calendar month, or the key's life.
+        public enum Period: String, Sendable, Equatable, Codable, CaseIterable {
+            case day, month, total
+        }
+
+        /// The tokens allowed per period.
+        public var tokens: Int
+        /// The period.
+        public var period: Period
+
+        /// Creates a budget.
+        public init(tokens: Int, period: Period) {
+            self.tokens = tokens
+            self.period = period
+        }
+
+        /// When the period holding `date` began (the distant past for `total`).
+        public func periodStart(of date: Date) -> Date {
+            var calendar = Calendar(identifier: .gregorian)
+            calendar.timeZone = TimeZone(identifier: "UTC")!
+            switch period {
+            case .total: return Date(timeIntervalSinceReferenceDate: 0)
+            case .day: return calendar.startOfDay(for: date)
+            case .month: return calendar.date(from: calendar.dateComponents([.year, .month], from: date)) ?? calendar.startOfDay(for: date)
+            }
+        }
+
+        /// When the period holding `date` ends (`nil` for `total`).
+        public func periodEnd(of date: Date) -> Date? {
+            var calendar = Calendar(identifier: .gregorian)
+            calendar.timeZone = TimeZone(identifier: "UTC")!
+            switch period {
+            case .total: return nil
+            case .day: return calendar.date(byAdding: .day, value: 1, to: periodStart(of: date))
+            case .month: return calendar.date(byAdding: .month, value: 1, to: periodStart(of: date))
+            }
+        }
+    }
+
+    /// The models the key may use (`nil`: every model). Others answer as unknown models.
+    public var models: [String]?
+    /// Rates and concurrency.
+    public var limits: Limits?
+    /// A token budget.
+    public var budget: Budget?
+    /// When the key stops working.
+    public var expiresAt: Date?
+
+    /// Creates a policy.
+    public init(models: [String]? = nil, limits: Limits? = nil, budget: Budget? = nil, expiresAt: Date? = nil) {
+        self.models = models
+        self.limits = limits.flatMap { $0.isEmpty ? nil : $0 }
+        self.budget = budget
+        self.expiresAt = expiresAt
+    }
+
+    private enum CodingKeys: String, CodingKey {
+        case models, limits, budget, expiresAt
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(
+            models: try container.decodeIfPresent([String].self, forKey: .models),
+            limits: try container.decodeIfPresent(Limits.self, forKey: .limits),
+            budget: try container.decodeIfPresent(Budget.self, forKey: .budget),
+            expiresAt: try container.decodeIfPresent(Date.self, forKey: .expiresAt))
+    }
+
+    /// Whether requests of the key are counted by the store (a rate, concurrency or budget is set).
+    public var isCounted: Bool { limits != nil || budget != nil }
+
+    /// Whether the key may use `model`.
+    public func allows(_ model: String) -> Bool { models?.contains(model) ?? true }
+
+    /// Whether the key has expired at `now`.
+    public func hasExpired(at now: Date) -> Bool { expiresAt.map { $0 <= now } ?? false }
+
+    /// The most models an allow-list holds, and the longest name.
+    public static let maxModels = 256
+    public static let maxModelName = 256
+    /// The largest rate, concurrency or budget accepted (beyond it, leave the limit unset).
+    public static let maxLimit = 1_000_000_000_000
+
+    /// Checks the values (an expiry may be in the past: the key is expired at once).
+    /// - Throws: `MizanError` `badRequest` naming the field.
+    public func validate() throws {
+        if let models {
+            guard !models.isEmpty, models.count <= Self.maxModels else {
+                throw MizanError(.badRequest, "models must list 1 to \(Self.maxModels) model names (leave it out to allow every model).")
+            }
+            for model in models where model.isEmpty || model.unicodeScalars.count > Self.maxModelName {
+                throw MizanError(.badRequest, "Each name in models must be 1 to \(Self.maxModelName) characters.")
+            }
+        }
+        let values: [(String, Int?)] = [
+            ("limits.requestsPerMinute", limits?.requestsPerMinute), ("limits.tokensPerMinute", limits?.tokensPerMinute),
+            ("limits.concurrentRequests", limits?.concurrentRequests), ("budget.tokens", budget?.tokens),
+        ]
+        for (name, value) in values {
+            if let value, !(1...Self.maxLimit).contains(value) {
+                throw MizanError(.badRequest, "\(name) must be a whole number from 1 to \(Self.maxLimit).")
+            }
+        }
+    }
+}
+
+/// A change to a key's policy: each field left out stays as it is, each `null` removes it.
+public struct KeyPolicyPatch: Sendable, Equatable, Decodable {
+    /// A field's change: left alone, removed, or set.
+    public enum Change<Value: Sendable & Equatable>: Sendable, Equatable {
+        case keep
+        case remove
+        case set(Value)
+
+        func applied(to value: Value?) -> Value? {
+            switch self {
+            case .keep: value
+            case .remove: nil
+            case .set(let new): new
+            }
+        }
+    }
+
+    public var name: Change<String> = .keep
+    public var models: Change<[String]> = .keep
+    public var limits: Change<KeyPolicy.Limits> = .keep
+    public var budget: Change<KeyPolicy.Budget> = .keep
+    public var expiresAt: Change<Date> = .keep
+
+    /// Creates a patch that changes nothing.
+    public init() {}
+
+    private enum Keys: String, CodingKey {
+        case name, models, limits, budget, expiresAt
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: Keys.self)
+        func change<T: Decodable & Sendable & Equatable>(_ key: Keys, _ type: T.Type) throws -> Change<T> {
+            guard container.contains(key) else { return .keep }
+            if try container.decodeNil(forKey: key) { return .remove }
+            return .set(try container.decode(T.self, forKey: key))
+        }
+        name = try change(.name, String.self)
+        models = try change(.models, [String].self)
+        limits = try change(.limits, KeyPolicy.Limits.self)
+        budget = try change(.budget, KeyPolicy.Budget.self)
+        expiresAt = try change(.expiresAt, Date.self)
+        if name == .remove { throw MizanError(.badRequest, "name cannot be removed.") }
+    }
+
+    /// The policy after this patch.
+    public func applied(to policy: KeyPolicy) -> KeyPolicy {
+        KeyPolicy(
+            models: models.applied(to: policy.models), limits: limits.applied(to: policy.limits), budget: budget.applied(to: policy.budget),
+            expiresAt: expiresAt.applied(to: policy.expiresAt))
+    }
+}
