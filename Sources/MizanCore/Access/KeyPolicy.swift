@@ -93,7 +93,33 @@ public struct KeyPolicy: Sendable, Equatable, Codable {
             models: try container.decodeIfPresent([String].self, forKey: .models),
             limits: try container.decodeIfPresent(Limits.self, forKey: .limits),
             budget: try container.decodeIfPresent(Budget.self, forKey: .budget),
-            expiresAt: try container.decodeIfPresent(Date.self, forKey: .expiresAt))
+            expiresAt: try container.decodeIfPresent(String.self, forKey: .expiresAt).map(Self.date))
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encodeIfPresent(models, forKey: .models)
+        try container.encodeIfPresent(limits, forKey: .limits)
+        try container.encodeIfPresent(budget, forKey: .budget)
+        try container.encodeIfPresent(expiresAt.map(Self.text), forKey: .expiresAt)
+    }
+
+    /// An expiry from its ISO 8601 text (`2027-01-01T00:00:00Z`, fractions of a second allowed),
+    /// whatever the decoder's date strategy: a policy reads the same from the admin API and a store.
+    static func date(_ text: String) throws -> Date {
+        let plain = ISO8601DateFormatter()
+        let fractional = ISO8601DateFormatter()
+        fractional.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        guard let date = plain.date(from: text) ?? fractional.date(from: text) else {
+            throw MizanError(.badRequest, "expiresAt must be an ISO 8601 date and time, e.g. 2027-01-01T00:00:00Z.")
+        }
+        return date
+    }
+
+    static func text(_ date: Date) -> String {
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        return formatter.string(from: date)
     }
 
     /// Whether requests of the key are counted by the store (a rate, concurrency or budget is set).
@@ -142,6 +168,14 @@ public struct KeyPolicyPatch: Sendable, Equatable, Decodable {
         case remove
         case set(Value)
 
+        func mapped<New>(_ transform: (Value) throws -> New) rethrows -> Change<New> {
+            switch self {
+            case .keep: .keep
+            case .remove: .remove
+            case .set(let value): .set(try transform(value))
+            }
+        }
+
         func applied(to value: Value?) -> Value? {
             switch self {
             case .keep: value
@@ -175,7 +209,7 @@ public struct KeyPolicyPatch: Sendable, Equatable, Decodable {
         models = try change(.models, [String].self)
         limits = try change(.limits, KeyPolicy.Limits.self)
         budget = try change(.budget, KeyPolicy.Budget.self)
-        expiresAt = try change(.expiresAt, Date.self)
+        expiresAt = try change(.expiresAt, String.self).mapped(KeyPolicy.date)
         if name == .remove { throw MizanError(.badRequest, "name cannot be removed.") }
     }
 

@@ -57,8 +57,8 @@ public struct Credentials: Sendable {
     ///   - now: The current time.
     /// - Returns: The changed key.
     public func updateKey(_ id: String, _ patch: KeyPolicyPatch, now: Date = Date()) async throws -> APIKey {
-        guard let current = try await store.apiKeys().first(where: { $0.id == id }) else {
-            throw MizanError(.notFound, "No API key with id \(SafeText.excerpt(id, limit: 64)).")
+        guard let current = try await store.apiKeys().first(where: { $0.id == id && $0.isActive }) else {
+            throw MizanError(.notFound, "No API key with id \(SafeText.excerpt(id, limit: 64)) (a revoked key is gone).")
         }
         var name = current.name
         if case .set(let new) = patch.name { name = try Names.checked(new, of: "key") }
@@ -88,7 +88,7 @@ public struct Credentials: Sendable {
             activeKeys.set(found, for: hash)
             key = found
         }
-        if key.policy.hasExpired(at: Date()) { throw MizanError(.unauthorized, "This API key has expired.") }
+        if key.policy.hasExpired(at: Date()) { throw MizanError(.unauthorized, Self.expiredMessage) }
         return key
     }
 
@@ -102,6 +102,9 @@ public struct Credentials: Sendable {
         activeKeys.removeAll { $0.id == id }
         return key
     }
+
+    /// What an expired key is told (401).
+    public static let expiredMessage = "This API key has expired."
 
     /// Checks the admin token.
     /// - Parameter token: The presented token.

@@ -49,8 +49,8 @@ struct AdminController: Sendable {
         }
         admin.get("/keys/{id}") { _, context in
             let id = try Self.keyID(context)
-            guard let key = try await access.apiKeys().first(where: { $0.id == id }) else {
-                throw MizanError(.notFound, "No API key with id \(SafeText.excerpt(id, limit: 64)).")
+            guard let key = try await access.apiKeys().first(where: { $0.id == id && $0.isActive }) else {
+                throw MizanError(.notFound, "No API key with id \(SafeText.excerpt(id, limit: 64)) (a revoked key is gone).")
             }
             let counters = key.policy.isCounted ? try await access.keyCounters(key.id) : nil
             return try JSONResponse.json(AdminWire.KeyView.of(key, counters: counters, now: Date()))

@@ -54,7 +54,13 @@ struct ClientController: Sendable {
         if presented == nil, endpoint == .messages {
             throw MizanError(.unauthorized, "Missing API key. Send it as 'x-api-key: <key>' or 'Authorization: Bearer <key>'.")
         }
-        let key = try await credentials.authenticateClient(presented)
+        let key: APIKey
+        do {
+            key = try await credentials.authenticateClient(presented)
+        } catch let error as MizanError where error.message == Credentials.expiredMessage {
+            routes.metrics.refusal(reason: "expired")
+            throw error
+        }
         trace.update { $0.apiKeyID = key.id }
         return key
     }
@@ -77,7 +83,10 @@ struct ClientController: Sendable {
             $0.endpoint = endpoint
         }
         // A model outside the key's allow-list answers as a model that does not exist.
-        guard key.policy.allows(chat.model) else { throw Self.unknownModel(chat.model) }
+        guard key.policy.allows(chat.model) else {
+            routes.metrics.refusal(reason: "model")
+            throw Self.unknownModel(chat.model)
+        }
         if key.policy.isCounted {
             try await admit(key, deadline: deadline, trace: context.trace)
         }
@@ -100,6 +109,7 @@ struct ClientController: Sendable {
                 $0.rateLimitHeaders = status.headers
             }
         case .refused(let refusal):
+            routes.metrics.refusal(reason: refusal.reason.rawValue)
             trace.update { $0.rateLimitHeaders = refusal.status.headers }
             throw refusal.error
         }

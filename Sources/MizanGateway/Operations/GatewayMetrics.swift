@@ -19,6 +19,12 @@ struct GatewayMetrics: Sendable {
         Counter(label: "mizan_gateway_upstream_failures_total", dimensions: [("route", route), ("kind", kind)]).increment()
     }
 
+    /// Counts a request a key's policy refused: `requests`, `tokens`, `concurrency`, `budget`
+    /// (its limits), `model` (outside its allow-list) or `expired`.
+    func refusal(reason: String) {
+        Counter(label: "mizan_gateway_refusals_total", dimensions: [("reason", reason)]).increment()
+    }
+
     /// Counts a route entering its cool-down.
     func cooldown(route: String) {
         Counter(label: "mizan_gateway_route_cooldowns_total", dimensions: [("route", route)]).increment()

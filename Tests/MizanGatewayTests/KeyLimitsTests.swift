@@ -1,0 +1,164 @@
+import Foundation
+import MizanCore
+import MizanGateway
+import MizanStore
+import MizanTestSupport
+import Testing
+
+@Suite("Per-key limits over loopback: admin API, answers and headers")
+struct KeyLimitsTests {
+    /// Creates a key through the admin API with `settings` (JSON members beside the name).
+    func createKey(_ gateway: Harness, _ settings: String) async throws -> (id: String, secret: String, answer: HTTPAnswer) {
+        let answer = try await gateway.send(.POST, "/admin/v1/keys", token: Harness.adminToken, body: #"{"name":"limited",\#(settings)}"#)
+        guard answer.status == 201, let id = answer.json["id"] as? String, let secret = answer.json["key"] as? String else {
+            throw HarnessError("key creation failed: \(answer.status) \(answer.text)")
+        }
+        return (id, secret, answer)
+    }
+
+    @Test func aRequestsPerMinuteLimitAdmitsItsBurstThenAnswers429WithRetryAfter() async throws {
+        try await withMock(.init(tokens: 2)) { base in
+            try await withGateway(routes: [ProviderRoute(model: "mock-model", baseURL: base)]) { (gateway: Harness) async throws in
+                let key = try await createKey(gateway, #""limits":{"requestsPerMinute":3,"tokensPerMinute":100000}"#)
+                #expect((key.answer.json["limits"] as? [String: Any])?["requestsPerMinute"] as? Int == 3, "\(key.answer.text)")
+                var remaining: [String] = []
+                for _ in 0..<3 {
+                    let answer = try await gateway.chat(key: key.secret)
+                    #expect(answer.status == 200, "\(answer.text)")
+                    #expect(answer.headers["x-ratelimit-limit-requests"].first == "3")
+                    #expect(answer.headers["x-ratelimit-limit-tokens"].first == "100000")
+                    #expect(answer.headers["x-ratelimit-reset-requests"].first?.hasSuffix("s") == true)
+                    remaining.append(answer.headers["x-ratelimit-remaining-requests"].first ?? "")
+                }
+                #expect(remaining == ["2", "1", "0"])
+                let refused = try await gateway.chat(key: key.secret)
+                #expect(refused.status == 429)
+                let error = refused.json["error"] as? [String: Any]
+                #expect(error?["code"] as? String == "rate_limit_exceeded")
+                #expect(error?["type"] as? String == "requests")
+                #expect(Int(refused.headers["Retry-After"].first ?? "") == 20, "one request is back 20 s after the burst")
+                #expect(refused.headers["x-ratelimit-remaining-requests"].first == "0")
+                // A stream is refused before its first byte, as JSON.
+                let stream = try await gateway.chat(stream: true, key: key.secret)
+                #expect(stream.status == 429)
+                #expect(stream.headers["Content-Type"].first?.hasPrefix("application/json") == true)
+                // The default key is not limited and carries no rate-limit headers.
+                let other = try await gateway.chat()
+                #expect(other.status == 200)
+                #expect(other.headers["x-ratelimit-limit-requests"].isEmpty)
+            }
+        }
+    }
+
+    @Test func aSpentBudgetAnswersInsufficientQuotaAndTokensAreCountedAsRequestsEnd() async throws {
+        try await withMock(.init(tokens: 4)) { base in
+            try await withGateway(routes: [ProviderRoute(model: "mock-model", baseURL: base)]) { (gateway: Harness) async throws in
+                let key = try await createKey(gateway, #""budget":{"tokens":5,"period":"day"}"#)
+                let first = try await gateway.chat(key: key.secret)
+                #expect(first.status == 200, "\(first.text)")
+                // The tokens are counted once the answer is written; the next request sees them.
+                #expect(
+                    try await eventually {
+                        let view = try await gateway.send(.GET, "/admin/v1/keys/\(key.id)", token: Harness.adminToken)
+                        return ((view.json["consumption"] as? [String: Any])?["budgetTokensUsed"] as? Int ?? 0) > 0
+                    })
+                let view = try await gateway.send(.GET, "/admin/v1/keys/\(key.id)", token: Harness.adminToken)
+                let used = (view.json["consumption"] as? [String: Any])?["budgetTokensUsed"] as? Int
+                let usage = try await gateway.store.usageSummary().first { $0.apiKeyID == key.id }
+                #expect(used == (usage?.promptTokens ?? -1) + (usage?.completionTokens ?? -1), "the usage record's figure: \(view.text)")
+                // Under the budget still (an in-flight overrun is allowed), then spent.
+                var answer = try await gateway.chat(key: key.secret)
+                if answer.status == 200 {
+                    _ = try await eventually {
+                        let view = try await gateway.send(.GET, "/admin/v1/keys/\(key.id)", token: Harness.adminToken)
+                        return ((view.json["consumption"] as? [String: Any])?["budgetTokensUsed"] as? Int ?? 0) >= 5
+                    }
+                    answer = try await gateway.chat(key: key.secret)
+                }
+                #expect(answer.status == 429)
+                let error = answer.json["error"] as? [String: Any]
+                #expect(error?["code"] as? String == "insufficient_quota", "\(answer.text)")
+                #expect(error?["type"] as? String == "insufficient_quota")
+                #expect(Int(answer.headers["Retry-After"].first ?? "") ?? 0 > 0, "until the next UTC day")
+            }
+        }
+    }
+
+    @Test func anAllowListHidesOtherModelsAndAnExpiredKeyIsRefused() async throws {
+        try await withMock(.init(models: ["mock-model", "other-model"])) { base in
+            let routes = [ProviderRoute(model: "mock-model", baseURL: base), ProviderRoute(model: "other-model", baseURL: base)]
+            try await withGateway(routes: routes) { (gateway: Harness) async throws in
+                let key = try await createKey(gateway, #""models":["mock-model"]"#)
+                #expect(try await gateway.chat(model: "mock-model", key: key.secret).status == 200)
+                let hidden = try await gateway.chat(model: "other-model", key: key.secret)
+                let unknown = try await gateway.chat(model: "no-such-model", key: key.secret)
+                #expect(hidden.status == 404)
+                let hiddenError = hidden.json["error"] as? [String: String]
+                let unknownError = (unknown.json["error"] as? [String: String])?.mapValues {
+                    $0.replacingOccurrences(of: "no-such-model", with: "other-model")
+                }
+                #expect(hiddenError != nil && hiddenError == unknownError, "no leak: \(hidden.text)")
+                let models = try await gateway.send(.GET, "/v1/models", token: key.secret)
+                let ids = (models.json["data"] as? [[String: Any]])?.compactMap { $0["id"] as? String }
+                #expect(ids == ["mock-model"], "\(models.text)")
+                // Expired: an expiry in the past, set by PATCH, takes effect at once on this instance.
+                let patched = try await gateway.send(
+                    .PATCH, "/admin/v1/keys/\(key.id)", token: Harness.adminToken, body: #"{"expiresAt":"2020-01-01T00:00:00Z"}"#)
+                #expect(patched.status == 200, "\(patched.text)")
+                let expired = try await gateway.chat(model: "mock-model", key: key.secret)
+                #expect(expired.status == 401)
+                #expect((expired.json["error"] as? [String: Any])?["message"] as? String == "This API key has expired.")
+                // null removes a setting.
+                let cleared = try await gateway.send(
+                    .PATCH, "/admin/v1/keys/\(key.id)", token: Harness.adminToken, body: #"{"expiresAt":null,"models":null}"#)
+                #expect(cleared.status == 200)
+                #expect(cleared.json["models"] == nil && cleared.json["expiresAt"] == nil, "\(cleared.text)")
+                #expect(try await gateway.chat(model: "other-model", key: key.secret).status == 200)
+            }
+        }
+    }
+
+    @Test func badSettingsAreRefusedNamingTheField() async throws {
+        try await withGateway { (gateway: Harness) async throws in
+            let cases: [(String, String)] = [
+                (#""limits":{"requestsPerMinute":0}"#, "limits.requestsPerMinute"),
+                (#""models":[]"#, "models"),
+                (#""budget":{"tokens":10,"period":"week"}"#, "budget.period"),
+                (#""budget":{"tokens":10}"#, "period"),
+                (#""expiresAt":"tomorrow""#, "expiresAt"),
+            ]
+            for (settings, field) in cases {
+                let answer = try await gateway.send(
+                    .POST, "/admin/v1/keys", token: Harness.adminToken, body: #"{"name":"bad",\#(settings)}"#)
+                #expect(answer.status == 400, "\(settings): \(answer.text)")
+                let message = (answer.json["error"] as? [String: Any])?["message"] as? String ?? ""
+                #expect(message.contains(field), "\(settings): \(message)")
+            }
+            let missing = try await gateway.send(.PATCH, "/admin/v1/keys/missing", token: Harness.adminToken, body: #"{"name":"x"}"#)
+            #expect(missing.status == 404)
+            let noName = try await gateway.send(.PATCH, "/admin/v1/keys/missing", token: Harness.adminToken, body: #"{"name":null}"#)
+            #expect(noName.status == 400)
+        }
+    }
+
+    @Test func concurrentRequestsBeyondTheLimitAreRefusedAndSlotsComeBack() async throws {
+        try await withMock(.init(latency: .milliseconds(400))) { base in
+            try await withGateway(routes: [ProviderRoute(model: "mock-model", baseURL: base)]) { (gateway: Harness) async throws in
+                let key = try await createKey(gateway, #""limits":{"concurrentRequests":2}"#)
+                let statuses = try await withThrowingTaskGroup(of: Int.self) { group in
+                    for _ in 0..<5 { group.addTask { try await gateway.chat(key: key.secret).status } }
+                    return try await group.reduce(into: [Int]()) { $0.append($1) }
+                }
+                #expect(statuses.filter { $0 == 200 }.count == 2, "\(statuses)")
+                #expect(statuses.filter { $0 == 429 }.count == 3, "\(statuses)")
+                // Their slots are released as they end.
+                #expect(
+                    try await eventually {
+                        let view = try await gateway.send(.GET, "/admin/v1/keys/\(key.id)", token: Harness.adminToken)
+                        return (view.json["consumption"] as? [String: Any])?["inFlight"] as? Int == 0
+                    })
+                #expect(try await gateway.chat(key: key.secret).status == 200)
+            }
+        }
+    }
+}
