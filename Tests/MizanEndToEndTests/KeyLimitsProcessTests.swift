@@ -30,6 +30,8 @@ struct KeyLimitsProcessTests {
             let rated = try await createLimitedKey(gateway: urlA, ["--rpm", "10"])
             var answered = 0
             var refused = 0
+            var refusedByA = 0
+            let started = ContinuousClock.now
             for index in 0..<24 {
                 let answer = try await call(
                     .POST, "\(urls[index % 2])/v1/chat/completions", token: rated.key, body: chatJSON(model: "local"))
@@ -40,11 +42,17 @@ struct KeyLimitsProcessTests {
                     #expect((answer.json["error"] as? [String: Any])?["code"] as? String == "rate_limit_exceeded")
                     #expect(Int(answer.headers["Retry-After"].first ?? "") ?? 0 >= 1, "a refusal says when to come back")
                     refused += 1
+                    if index.isMultiple(of: 2) { refusedByA += 1 }
                 }
             }
-            #expect(answered == 10 && refused == 14, "exactly 10 answered across both instances: \(answered) / \(refused)")
+            // The bucket refills one request every 6 s: within that, exactly 10; on a machine so
+            // slow that the loop took longer, one more per 6 s and never another.
+            let elapsed = (ContinuousClock.now - started).timeInterval
+            let refills = Int(elapsed / 6)
+            #expect(answered >= 10 && answered <= 10 + refills, "exactly the limit across both instances: \(answered) in \(elapsed) s")
+            if refills == 0 { #expect(answered == 10 && refused == 14, "exactly 10 of 24: \(answered) / \(refused)") }
             let metrics = try await call(.GET, "\(urlA)/metrics").text
-            #expect(metrics.contains(#"mizan_gateway_refusals_total{reason="requests"} 7"#), "A refused its 7")
+            #expect(metrics.contains(#"mizan_gateway_refusals_total{reason="requests"} \#(refusedByA)"#), "A counted its refusals")
 
             // A token budget spent through one instance is spent on the other.
             let budgeted = try await createLimitedKey(gateway: urlB, ["--budget-tokens", "12", "--budget-period", "month"])
