@@ -35,6 +35,11 @@ public protocol AccessStore: Sendable {
     /// - Returns: One row per (key, model), ordered by key then model.
     func usageSummary() async throws -> [UsageSummary]
 
+    /// Sums usage records by the query's grouping, within its filters.
+    /// - Parameter query: The filters and grouping (checked by the caller).
+    /// - Returns: One row per group, ordered by period, key, model and endpoint.
+    func usage(_ query: UsageQuery) async throws -> [UsageRow]
+
     /// Changes a key's name and policy (its id, secret and counters stay).
     /// - Parameters:
     ///   - id: The key id.

@@ -69,7 +69,20 @@ extension InMemoryStore: AccessStore {
             summary.completionTokens = summary.completionTokens.addingSaturated(max(0, usage?.completionTokens ?? 0))
             access.usage[key] = summary
             access.records += 1
+            access.recent.append(
+                (
+                    record.apiKeyID, record.model, record.endpoint, record.createdAt, max(0, usage?.promptTokens ?? 0),
+                    max(0, usage?.completionTokens ?? 0)
+                ))
+            if access.recent.count > AccessState.recentLimit { access.recent.removeFirst(access.recent.count / 10) }
         }
+    }
+
+    /// Sums the store's most recent records (at most ``AccessState/recentLimit``; the store
+    /// is ephemeral, and its totals in ``usageSummary()`` cover every record).
+    public func usage(_ query: UsageQuery) async throws -> [UsageRow] {
+        let recent = access.withLock { $0.recent }
+        return UsageRow.summing(recent, query)
     }
 
     public func usageSummary() async throws -> [UsageSummary] {
@@ -92,6 +105,10 @@ struct AccessState {
     var keyHashes: [Data: String] = [:]
     var usage: [UsageKey: UsageSummary] = [:]
     var records = 0
+    /// The most recent records, for queries by time (at most ``recentLimit``; a tenth of the
+    /// oldest is dropped when it is reached).
+    var recent: [(apiKeyID: String?, model: String, endpoint: Endpoint, at: Date, prompt: Int, completion: Int)] = []
+    static let recentLimit = 200_000
     /// The idempotent jobs whose tokens were counted, oldest first, at most 100,000.
     var countedJobs: Set<JobID> = []
     var countedOrder: [JobID] = []

@@ -172,6 +172,60 @@ extension PostgresStore: AccessStore {
         ) { $0 }
     }
 
+    public func usage(_ query: UsageQuery) async throws -> [UsageRow] {
+        // Built from the query's fixed parts (the values are binds), so unprepared: an admin call.
+        var sql = ""
+        var binds = PostgresBindings()
+        var filters: [String] = []
+        if let since = query.since {
+            binds.append(since)
+            filters.append("created_at >= $\(binds.count)")
+        }
+        if let until = query.until {
+            binds.append(until)
+            filters.append("created_at < $\(binds.count)")
+        }
+        if let key = query.apiKeyID {
+            binds.append(key)
+            filters.append("api_key_id = $\(binds.count)")
+        }
+        if let model = query.model {
+            binds.append(model)
+            filters.append("model = $\(binds.count)")
+        }
+        var columns = [
+            query.groupBy.contains(.key) ? "api_key_id" : "NULL::text", query.groupBy.contains(.model) ? "model" : "NULL::text",
+            query.groupBy.contains(.endpoint) ? "endpoint" : "NULL::text",
+        ]
+        let bucket = query.groupBy.contains(.hour) ? "hour" : query.groupBy.contains(.day) ? "day" : nil
+        columns.append(bucket.map { "date_trunc('\($0)', created_at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'" } ?? "NULL::timestamptz")
+        let grouped = (1...4).filter { index in
+            [query.groupBy.contains(.key), query.groupBy.contains(.model), query.groupBy.contains(.endpoint), bucket != nil][index - 1]
+        }
+        sql = """
+            SELECT \(columns.joined(separator: ", ")), count(*), COALESCE(sum(prompt_tokens), 0)::bigint,
+                COALESCE(sum(completion_tokens), 0)::bigint
+            FROM mizan_usage \(filters.isEmpty ? "" : "WHERE " + filters.joined(separator: " AND "))
+            \(grouped.isEmpty ? "" : "GROUP BY " + grouped.map(String.init).joined(separator: ", "))
+            """
+        let statement = PostgresQuery(unsafeSQL: sql, binds: binds)
+        let logger = logger
+        let rows = try await client.withOpenConnection(logger: logger) { connection in
+            var rows: [UsageRow] = []
+            for try await row in try await connection.query(statement, logger: logger) {
+                let (key, model, endpoint, period, requests, prompt, completion) = try row.decode(
+                    (String?, String?, String?, Date?, Int, Int, Int).self)
+                rows.append(
+                    UsageRow(
+                        apiKeyID: key, model: model, endpoint: endpoint.flatMap(Endpoint.init(rawValue:)), period: period,
+                        requests: requests,
+                        promptTokens: prompt, completionTokens: completion))
+            }
+            return rows
+        }
+        return rows.filter { $0.requests > 0 }.sorted(by: UsageRow.precedes)  // no grouping and no match: no row
+    }
+
     public func usageSummary() async throws -> [UsageSummary] {
         try await client.prepared(
             Summary.self,

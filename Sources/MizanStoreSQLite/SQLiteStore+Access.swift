@@ -108,6 +108,50 @@ extension SQLiteStore: AccessStore {
         }
     }
 
+    public func usage(_ query: UsageQuery) async throws -> [UsageRow] {
+        var filters: [String] = []
+        var binds: [SQLValue] = []
+        if let since = query.since {
+            filters.append("created_at >= ?")
+            binds.append(Rows.date(since))
+        }
+        if let until = query.until {
+            filters.append("created_at < ?")
+            binds.append(Rows.date(until))
+        }
+        if let key = query.apiKeyID {
+            filters.append("api_key_id = ?")
+            binds.append(.text(key))
+        }
+        if let model = query.model {
+            filters.append("model = ?")
+            binds.append(.text(model))
+        }
+        // Times are seconds since the reference date, a UTC midnight: a bucket is a floor.
+        var columns: [String] = []
+        if query.groupBy.contains(.key) { columns.append("api_key_id") }
+        if query.groupBy.contains(.model) { columns.append("model") }
+        if query.groupBy.contains(.endpoint) { columns.append("endpoint") }
+        if let bucket = query.bucketSeconds { columns.append("CAST(created_at / \(Int(bucket)) AS INTEGER) * \(Int(bucket)) AS period") }
+        let groups = columns.map { $0.components(separatedBy: " AS ").last! }
+        let sql = """
+            SELECT \((columns + ["count(*) AS requests", "coalesce(sum(prompt_tokens), 0) AS prompt", "coalesce(sum(completion_tokens), 0) AS completion"]).joined(separator: ", "))
+            FROM mizan_usage \(filters.isEmpty ? "" : "WHERE " + filters.joined(separator: " AND "))
+            \(groups.isEmpty ? "" : "GROUP BY " + groups.joined(separator: ", "))
+            """
+        return try await read(sql, binds).map { row in
+            UsageRow(
+                apiKeyID: row.column("api_key_id")?.string,
+                model: row.column("model")?.string,
+                endpoint: row.column("endpoint")?.string.flatMap(Endpoint.init(rawValue:)),
+                period: row.column("period")?.double.map { Date(timeIntervalSinceReferenceDate: $0) },
+                requests: Int(row.column("requests")?.integer ?? 0),
+                promptTokens: Int(row.column("prompt")?.integer ?? 0),
+                completionTokens: Int(row.column("completion")?.integer ?? 0)
+            )
+        }.filter { $0.requests > 0 }.sorted(by: UsageRow.precedes)  // no grouping and no match: no row
+    }
+
     public func usageSummary() async throws -> [UsageSummary] {
         try await read(
             """

@@ -8,7 +8,7 @@ public enum AccessConformance {
     public typealias Check = ConformanceCheck<any AccessStore>
 
     /// Every check.
-    public static var checks: [Check] { baseChecks + limitChecks }
+    public static var checks: [Check] { baseChecks + limitChecks + usageChecks }
 
     /// The checks of keys and usage.
     static let baseChecks: [Check] = [

@@ -166,4 +166,31 @@ struct KeyLimitsTests {
             }
         }
     }
+
+    @Test func usageIsQueriedByTimeKeyAndModelAndGroupedAsAsked() async throws {
+        try await withMock(.init(tokens: 3)) { base in
+            try await withGateway(routes: [ProviderRoute(model: "mock-model", baseURL: base)]) { (gateway: Harness) async throws in
+                let key = try await createKey(gateway, #""models":["mock-model"]"#)
+                for secret in [key.secret, key.secret, gateway.apiKey] { #expect(try await gateway.chat(key: secret).status == 200) }
+                func rows(_ query: String) async throws -> [[String: Any]] {
+                    let answer = try await gateway.send(.GET, "/admin/v1/usage?\(query)", token: Harness.adminToken)
+                    #expect(answer.status == 200, "\(query): \(answer.text)")
+                    return answer.json["data"] as? [[String: Any]] ?? []
+                }
+                #expect(
+                    try await eventually { try await rows("groupBy=").first?["requests"] as? Int == 3 }, "every request is recorded")
+                let byKey = try await rows("groupBy=key")
+                #expect(Set(byKey.compactMap { $0["requests"] as? Int }) == [1, 2], "\(byKey)")
+                let oneKey = try await rows("key=\(key.id)&groupBy=day,model")
+                #expect(oneKey.count == 1 && oneKey.first?["requests"] as? Int == 2 && oneKey.first?["model"] as? String == "mock-model")
+                #expect(oneKey.first?["completionTokens"] as? Int == 6 && oneKey.first?["period"] as? String != nil, "\(oneKey)")
+                #expect(try await rows("since=2099-01-01").isEmpty, "nothing after a future date")
+                #expect(try await rows("until=2001-01-01T00:00:00Z").isEmpty, "nothing before 2001")
+                for bad in ["groupBy=week", "since=yesterday"] {
+                    let answer = try await gateway.send(.GET, "/admin/v1/usage?\(bad)", token: Harness.adminToken)
+                    #expect(answer.status == 400, "\(bad): \(answer.text)")
+                }
+            }
+        }
+    }
 }

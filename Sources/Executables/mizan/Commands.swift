@@ -320,17 +320,45 @@ struct Jobs: AsyncParsableCommand {
 }
 
 struct Usage: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Requests and tokens per API key and model.")
+    static let configuration = CommandConfiguration(
+        abstract: "Requests and tokens per API key, model and endpoint; filtered by time, key or model, grouped as asked.")
     @OptionGroup var options: GlobalOptions
+    @Option(help: "Records at or after this time or UTC date (2027-01-01, 2027-01-01T12:00:00Z).") var since: String?
+    @Option(help: "Records before this time or UTC date.") var until: String?
+    @Option(help: "One API key's records (its id).") var key: String?
+    @Option(help: "One model's records.") var model: String?
+    @Option(help: "Group by these, comma-separated: key, model, endpoint, day, hour (UTC).") var groupBy: String?
 
     func run() async throws {
         try await runCommand {
-            let answer = try await options.client().send(.GET, "/admin/v1/usage", as: AdminWire.List<UsageSummary>.self)
+            var query: [(String, String)] = []
+            for (name, value) in [("since", since), ("until", until), ("key", key), ("model", model), ("groupBy", groupBy)] {
+                if let value { query.append((name, value)) }
+            }
+            let path =
+                "/admin/v1/usage"
+                + (query.isEmpty
+                    ? ""
+                    : "?"
+                        + query.map { "\($0.0)=\($0.1.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? "")" }.joined(
+                            separator: "&"))
+            let answer = try await options.client().send(.GET, path, as: AdminWire.List<UsageRow>.self)
             if options.json { return try Output.json(answer) }
+            let grouping = groupBy.map { $0.split(separator: ",").map(String.init) } ?? ["key", "model", "endpoint"]
+            var header: [String] = []
+            if grouping.contains("hour") || grouping.contains("day") { header.append("PERIOD") }
+            if grouping.contains("key") { header.append("KEY") }
+            if grouping.contains("model") { header.append("MODEL") }
+            if grouping.contains("endpoint") { header.append("ENDPOINT") }
             Output.table(
-                ["KEY", "MODEL", "REQUESTS", "PROMPT TOKENS", "COMPLETION TOKENS"],
+                header + ["REQUESTS", "PROMPT TOKENS", "COMPLETION TOKENS"],
                 answer.data.map { row in
-                    [Output.cell(row.apiKeyID), row.model, String(row.requests), String(row.promptTokens), String(row.completionTokens)]
+                    var cells: [String] = []
+                    if header.contains("PERIOD") { cells.append(Output.cell(row.period)) }
+                    if header.contains("KEY") { cells.append(Output.cell(row.apiKeyID)) }
+                    if header.contains("MODEL") { cells.append(Output.cell(row.model)) }
+                    if header.contains("ENDPOINT") { cells.append(Output.cell(row.endpoint?.rawValue)) }
+                    return cells + [String(row.requests), String(row.promptTokens), String(row.completionTokens)]
                 }
             )
         }

@@ -107,20 +107,13 @@ public struct KeyPolicy: Sendable, Equatable, Codable {
     /// An expiry from its ISO 8601 text (`2027-01-01T00:00:00Z`, fractions of a second allowed),
     /// whatever the decoder's date strategy: a policy reads the same from the admin API and a store.
     static func date(_ text: String) throws -> Date {
-        let plain = ISO8601DateFormatter()
-        let fractional = ISO8601DateFormatter()
-        fractional.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        guard let date = plain.date(from: text) ?? fractional.date(from: text) else {
+        guard let date = ISO8601Text.date(from: text) else {
             throw MizanError(.badRequest, "expiresAt must be an ISO 8601 date and time, e.g. 2027-01-01T00:00:00Z.")
         }
         return date
     }
 
-    static func text(_ date: Date) -> String {
-        let formatter = ISO8601DateFormatter()
-        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        return formatter.string(from: date)
-    }
+    static func text(_ date: Date) -> String { ISO8601Text.text(date) }
 
     /// Whether requests of the key are counted by the store (a rate, concurrency or budget is set).
     public var isCounted: Bool { limits != nil || budget != nil }

@@ -94,9 +94,41 @@ struct AdminController: Sendable {
             }
             return try JSONResponse.json(AdminWire.JobSummary(job))
         }
-        admin.get("/usage") { _, _ in
-            try JSONResponse.json(AdminWire.List(data: try await access.usageSummary()))
+        admin.get("/usage") { request, _ in
+            let parameters = request.uri.queryParameters
+            guard ["since", "until", "key", "model", "groupBy"].contains(where: { parameters.get($0) != nil }) else {
+                // Every record's totals per key, model and endpoint.
+                return try JSONResponse.json(AdminWire.List(data: try await access.usageSummary()))
+            }
+            return try JSONResponse.json(AdminWire.List(data: try await access.usage(try Self.usageQuery { parameters.get($0) })))
         }
+    }
+
+    /// A usage query from `since`, `until` (ISO 8601 times or dates, UTC), `key`, `model` and
+    /// `groupBy` (a comma-separated list of key, model, endpoint, day, hour).
+    static func usageQuery(_ parameter: (String) -> String?) throws -> UsageQuery {
+        func time(_ name: String) throws -> Date? {
+            guard let raw = parameter(name) else { return nil }
+            guard let date = ISO8601Text.date(from: raw, allowingDate: true) else {
+                throw MizanError(.badRequest, "'\(name)' must be an ISO 8601 time (2027-01-01T00:00:00Z) or date (2027-01-01).")
+            }
+            return date
+        }
+        var query = UsageQuery(
+            since: try time("since"), until: try time("until"), apiKeyID: parameter("key"), model: parameter("model"))
+        if let raw = parameter("groupBy") {
+            var dimensions: [UsageQuery.Dimension] = []
+            // `groupBy=` (an empty list): no grouping, one row of everything.
+            for name in raw.isEmpty ? [] : raw.split(separator: ",", omittingEmptySubsequences: false) {
+                guard let dimension = UsageQuery.Dimension(rawValue: String(name).trimmingCharacters(in: .whitespaces)) else {
+                    let known = UsageQuery.Dimension.allCases.map(\.rawValue).joined(separator: ", ")
+                    throw MizanError(.badRequest, "Unknown groupBy '\(SafeText.excerpt(String(name), limit: 32))'; use \(known).")
+                }
+                if !dimensions.contains(dimension) { dimensions.append(dimension) }
+            }
+            query.groupBy = dimensions
+        }
+        return query
     }
 
     /// The key id of a `/keys/{id}` path.
