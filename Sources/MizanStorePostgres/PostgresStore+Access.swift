@@ -75,11 +75,16 @@ extension PostgresStore: AccessStore {
         return key
     }
 
-    /// A compare-and-swap of a key's counters: written only when their version is still the one
-    /// the change started from; either way the statement answers the version and counters it
-    /// found, so that a change that lost a race starts again from them — one statement per
-    /// attempt, and one attempt when no other instance came between.
     public func changeKeyCounters<T: Sendable>(_ keyID: String, _ change: @escaping @Sendable (inout KeyCounters) -> T) async throws -> T {
+        try await keyCounterBatcher.change(keyID, apply: { try await self.swapKeyCounters($0, $1) }, change)
+    }
+
+    /// Applies a batch of changes to a key's counters by a compare-and-swap: written only when
+    /// their version is still the one the batch started from; either way the statement answers
+    /// the version and counters it found, so that a batch that lost a race to another instance
+    /// starts again from them — one statement per attempt, one attempt when no other instance
+    /// came between (the counters this instance last wrote are kept with their version).
+    func swapKeyCounters(_ keyID: String, _ changes: @escaping @Sendable (inout KeyCounters) -> Void) async throws {
         var known = keyCounterCache.withLock { $0[keyID] }
         var fresh = false
         for _ in 0..<64 {
@@ -93,11 +98,11 @@ extension PostgresStore: AccessStore {
                 continue
             }
             var counters = start
-            let value = change(&counters)
+            changes(&counters)
             if counters == start {
-                // Nothing to write (a refusal): answered on counters just read, never on a copy
+                // Nothing to write (refusals): answered on counters just read, never on a copy
                 // another instance may have changed since.
-                if fresh { return value }
+                if fresh { return }
                 known = nil
                 continue
             }
@@ -119,7 +124,7 @@ extension PostgresStore: AccessStore {
             }
             if let swapped = row.0 {
                 keyCounterCache.withLock { $0[keyID] = (swapped, counters) }
-                return value
+                return
             }
             // Another instance changed them first: start again from what the statement saw (or,
             // when its snapshot predates that change, from a fresh read).

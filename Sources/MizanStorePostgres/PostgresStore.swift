@@ -39,6 +39,8 @@ public final class PostgresStore: DispatchStore, Service {
     /// The counters of keys as this instance last read or wrote them, with their version: a
     /// change starts from them and costs one statement when no other instance came between.
     let keyCounterCache = Mutex<[String: (version: Int64, counters: KeyCounters)]>([:])
+    /// The changes of a key's counters that arrive together, written together.
+    let keyCounterBatcher = KeyCounterBatcher()
 
     /// Creates a store over a client. The schema is migrated before the first statement (and
     /// when the store runs as a service); ``migrate()`` does it up front, e.g. to bound start-up.

@@ -48,17 +48,22 @@ extension SQLiteStore: AccessStore {
     }
 
     public func changeKeyCounters<T: Sendable>(_ keyID: String, _ change: @escaping @Sendable (inout KeyCounters) -> T) async throws -> T {
-        // One transaction on the one writer: nothing comes between the read and the write.
+        try await keyCounterBatcher.change(keyID, apply: { try await self.applyKeyCounters($0, $1) }, change)
+    }
+
+    /// Applies a batch of changes to a key's counters in one transaction on the one writer:
+    /// nothing comes between the read and the write.
+    func applyKeyCounters(_ keyID: String, _ changes: @escaping @Sendable (inout KeyCounters) -> Void) async throws {
         try await write { db in
             let rows = try db.query("SELECT counters FROM mizan_api_keys WHERE id = ?", [.text(keyID)])
             guard let row = rows.first else { throw MizanError(.notFound, "No API key with id \(keyID).") }
             var counters = KeyCounters.decoded(row.column("counters")?.string)
             let before = counters
-            let value = change(&counters)
+            changes(&counters)
             if counters != before {
                 try db.query("UPDATE mizan_api_keys SET counters = ? WHERE id = ?", [.text(counters.encoded()), .text(keyID)])
             }
-            return (value, [])
+            return ((), [])
         }
     }
 

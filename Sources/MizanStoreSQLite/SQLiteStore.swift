@@ -42,6 +42,8 @@ public final class SQLiteStore: DispatchStore, Sendable {
     let fileLock: FileLock?
     let logger: Logger
     let hub = StoreEventHub()
+    /// The changes of a key's counters that arrive together, written together.
+    let keyCounterBatcher = KeyCounterBatcher()
 
     private init(
         path: String, durability: Durability, usageRetention: Duration, writer: Database, readers: [Database], fileLock: FileLock?,
