@@ -71,7 +71,10 @@ struct AgentTests {
             // The client goes away while the node runs its job: the job is cancelled, and the
             // node's result, refused (409) under the old lease, is dropped rather than retried.
             let client = Task { try await stack.chat() }
-            try await waitUntil("the job runs on the node", poll: .milliseconds(10)) { try await stack.providerStats()["inFlight"] == 1 }
+            // Generous: on a loaded machine the first lease may take a while.
+            try await waitUntil("the job runs on the node", timeout: .seconds(30), poll: .milliseconds(10)) {
+                try await stack.providerStats()["inFlight"] == 1
+            }
             client.cancel()
             _ = await client.result
             #expect(
