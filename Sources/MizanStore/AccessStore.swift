@@ -29,7 +29,10 @@ public protocol AccessStore: Sendable {
 
     /// Records what one request used.
     /// - Parameter record: The record.
-    func recordUsage(_ record: UsageRecord) async throws
+    /// - Returns: Whether its tokens were counted: not for a retry of an idempotent job whose
+    ///   tokens a record counted already.
+    @discardableResult
+    func recordUsage(_ record: UsageRecord) async throws -> Bool
 
     /// Sums usage per API key and model.
     /// - Returns: One row per (key, model), ordered by key then model.

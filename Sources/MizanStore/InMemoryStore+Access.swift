@@ -54,7 +54,8 @@ extension InMemoryStore: AccessStore {
         access.withLock { access in access.keyHashes[hash].flatMap { access.keys[$0] } }
     }
 
-    public func recordUsage(_ record: UsageRecord) async throws {
+    @discardableResult
+    public func recordUsage(_ record: UsageRecord) async throws -> Bool {
         access.withLock { access in
             let key = UsageKey(apiKeyID: record.apiKeyID, model: record.model, endpoint: record.endpoint)
             var summary =
@@ -64,7 +65,8 @@ extension InMemoryStore: AccessStore {
                     completionTokens: 0)
             // Sums saturate: a count is bounded when it is read, but sums run for the process's life.
             summary.requests = summary.requests.addingSaturated(1)
-            let usage = access.counts(record) ? record.usage : nil
+            let counted = access.counts(record)
+            let usage = counted ? record.usage : nil
             summary.promptTokens = summary.promptTokens.addingSaturated(max(0, usage?.promptTokens ?? 0))
             summary.completionTokens = summary.completionTokens.addingSaturated(max(0, usage?.completionTokens ?? 0))
             access.usage[key] = summary
@@ -75,6 +77,7 @@ extension InMemoryStore: AccessStore {
                     max(0, usage?.completionTokens ?? 0)
                 ))
             if access.recent.count > AccessState.recentLimit { access.recent.removeFirst(access.recent.count / 10) }
+            return counted
         }
     }
 

@@ -149,7 +149,8 @@ extension PostgresStore: AccessStore {
         ).first
     }
 
-    public func recordUsage(_ record: UsageRecord) async throws {
+    @discardableResult
+    public func recordUsage(_ record: UsageRecord) async throws -> Bool {
         // An idempotent job's tokens count on the first record of it only (its unique
         // `tokens_of_job`); a retry that got the same answer is recorded without them.
         let counted = try await client.prepared(
@@ -165,7 +166,7 @@ extension PostgresStore: AccessStore {
             """,
             logger: logger
         ) { $0 }
-        guard counted.isEmpty else { return }
+        guard counted.isEmpty else { return true }
         _ = try await client.prepared(
             RecordRetryUsage.self,
             """
@@ -175,6 +176,7 @@ extension PostgresStore: AccessStore {
             """,
             logger: logger
         ) { $0 }
+        return false
     }
 
     public func usage(_ query: UsageQuery) async throws -> [UsageRow] {

@@ -77,7 +77,8 @@ extension SQLiteStore: AccessStore {
         try await read("SELECT \(Rows.keyColumns) FROM mizan_api_keys WHERE key_hash = ?", [Rows.blob(hash)]).first.map(Rows.apiKey)
     }
 
-    public func recordUsage(_ record: UsageRecord) async throws {
+    @discardableResult
+    public func recordUsage(_ record: UsageRecord) async throws -> Bool {
         let binds: [SQLValue] = [
             .text(record.requestID), Rows.text(record.apiKeyID), .text(record.model), Rows.text(record.servedBy),
             .integer(record.status), .float(record.latencyMilliseconds), Rows.date(record.createdAt), .text(record.endpoint.rawValue),
@@ -87,7 +88,7 @@ extension SQLiteStore: AccessStore {
             Rows.text(record.usage?.source.rawValue),
             Rows.text(record.jobID?.description),
         ]
-        try await write { db in
+        return try await write { db in
             // An idempotent job's tokens count on the first record of it only (its unique
             // `tokens_of_job`); a retry that got the same answer is recorded without them.
             let counted = try db.query(
@@ -109,7 +110,7 @@ extension SQLiteStore: AccessStore {
                     binds
                 )
             }
-            return ((), [])
+            return (!counted.isEmpty, [])
         }
     }
 

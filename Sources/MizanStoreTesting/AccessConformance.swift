@@ -57,7 +57,7 @@ public enum AccessConformance {
         },
         Check("an idempotent job's tokens count once however many requests it answered") { store in
             let job = JobID()
-            func record(_ jobID: JobID?, tokens: Int) async throws {
+            func record(_ jobID: JobID?, tokens: Int) async throws -> Bool {
                 try await store.recordUsage(
                     UsageRecord(
                         requestID: UUID().uuidString, apiKeyID: "k1", model: "m1", servedBy: "node/n", status: 200,
@@ -65,12 +65,11 @@ public enum AccessConformance {
                         jobID: jobID)
                 )
             }
-            try await record(job, tokens: 10)
-            try await record(job, tokens: 10)
-            try await record(job, tokens: 10)
-            try await record(JobID(), tokens: 1)
-            try await record(nil, tokens: 2)
-            try await record(nil, tokens: 2)
+            let counted = [
+                try await record(job, tokens: 10), try await record(job, tokens: 10), try await record(job, tokens: 10),
+                try await record(JobID(), tokens: 1), try await record(nil, tokens: 2), try await record(nil, tokens: 2),
+            ]
+            try require(counted == [true, false, false, true, true, true], "each record says whether it counted its tokens: \(counted)")
             let summary = try await store.usageSummary()
             try require(
                 summary == [UsageSummary(apiKeyID: "k1", model: "m1", requests: 6, promptTokens: 15, completionTokens: 15)],

@@ -193,4 +193,26 @@ struct KeyLimitsTests {
             }
         }
     }
+
+    @Test func anIdempotentReplaySpendsTheBudgetOnce() async throws {
+        try await withGateway { (gateway: Harness) async throws in
+            let node = try await gateway.registerNode(models: ["local"])
+            let key = try await createKey(gateway, #""budget":{"tokens":1000,"period":"total"}"#)
+            let headers = [("Idempotency-Key", "once-only")]
+            let first = Task { try await gateway.chat(model: "local", key: key.secret, headers: headers) }
+            let leased = try await gateway.lease(token: node.token)
+            #expect(try await gateway.complete(leased[0], token: node.token).status == 200)
+            #expect(try await first.value.status == 200)
+            func used() async throws -> Int? {
+                let view = try await gateway.send(.GET, "/admin/v1/keys/\(key.id)", token: Harness.adminToken)
+                return (view.json["consumption"] as? [String: Any])?["budgetTokensUsed"] as? Int
+            }
+            // The node reported 7 + 3 tokens.
+            #expect(try await eventually { try await used() == 10 })
+            let replay = try await gateway.chat(model: "local", key: key.secret, headers: headers)
+            #expect(replay.status == 200)
+            #expect(try await eventually { try await gateway.store.usageSummary().first { $0.apiKeyID == key.id }?.requests == 2 })
+            #expect(try await used() == 10, "the replay got the one job's answer and spent nothing")
+        }
+    }
 }

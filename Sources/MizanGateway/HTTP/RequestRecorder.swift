@@ -36,23 +36,24 @@ struct RequestRecorder: Sendable {
             }
             logger.log(level: level, "request", metadata: metadata)
         }
+        let counted = await record(fields, status: status, seconds: seconds)
         if let admission = fields.admission {
-            // The hold is released and the tokens counted: the figure of the usage record.
-            let tokens = (fields.usage?.promptTokens ?? 0) + (fields.usage?.completionTokens ?? 0)
-            do {
-                try await access.finish(admission.key, holdID: admission.holdID, tokens: tokens, now: Date())
-            } catch {
-                logger.error(
-                    "a limited key's request could not be counted",
-                    metadata: ["mizan.request.id": "\(fields.requestID)", "mizan.error": "\(error)"])
-            }
+            // The hold is released and the tokens counted: the usage record's figure (none for a
+            // retry of an idempotent job whose tokens were counted).
+            let tokens = counted ? (fields.usage?.promptTokens ?? 0) + (fields.usage?.completionTokens ?? 0) : 0
+            await release(admission, tokens: tokens, requestID: fields.requestID)
         }
-        guard let model = fields.model else { return }
+    }
+
+    /// Counts a finished request in the metrics and, for a known model, records its usage.
+    /// - Returns: Whether the record counted its tokens.
+    func record(_ fields: RequestTrace.Fields, status: Int, seconds: Double) async -> Bool {
+        guard let model = fields.model else { return false }
         let route = fields.servedBy.map { $0.hasPrefix("node/") ? "agents" : $0 } ?? "none"
         // Labels and usage rows carry known models only: a client's made-up names would
         // otherwise grow them without bound.
         metrics.request(route: route, model: fields.modelKnown ? model : "unknown", status: status, seconds: seconds)
-        guard fields.modelKnown else { return }
+        guard fields.modelKnown else { return false }
         let record = UsageRecord(
             requestID: fields.requestID,
             apiKeyID: fields.apiKeyID,
@@ -66,10 +67,22 @@ struct RequestRecorder: Sendable {
             endpoint: fields.endpoint ?? .chatCompletions
         )
         do {
-            try await access.recordUsage(record)
+            return try await access.recordUsage(record)
         } catch {
             logger.error(
                 "usage record could not be stored", metadata: ["mizan.request.id": "\(fields.requestID)", "mizan.error": "\(error)"])
+            return false
+        }
+    }
+
+    /// Releases a counted key's hold and counts its tokens, before the connection reads its next
+    /// request (so that a client's next request finds the slot free).
+    func release(_ admission: (key: APIKey, holdID: String), tokens: Int, requestID: String) async {
+        do {
+            try await access.finish(admission.key, holdID: admission.holdID, tokens: tokens, now: Date())
+        } catch {
+            logger.error(
+                "a limited key's request could not be counted", metadata: ["mizan.request.id": "\(requestID)", "mizan.error": "\(error)"])
         }
     }
 
