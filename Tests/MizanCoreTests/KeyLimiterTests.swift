@@ -103,4 +103,18 @@ struct KeyLimiterTests {
         #expect(throws: MizanError.self) { try KeyPolicy(limits: .init(requestsPerMinute: 0)).validate() }
         #expect(throws: MizanError.self) { try KeyPolicy(models: []).validate() }
     }
+
+    @Test func countersSurviveTheirStoredForm() {
+        let counters = KeyCounters(
+            requestsTAT: 818_000_000.123456789, tokensTAT: nil, periodStart: 817_948_800, periodTokens: 42,
+            holds: ["01a2-hold": 818_000_030.5, "01a3-hold": 818_000_031.25])
+        #expect(KeyCounters.decoded(counters.encoded()) == counters, "\(counters.encoded())")
+        #expect(KeyCounters.decoded(KeyCounters().encoded()) == KeyCounters())
+        #expect(KeyCounters.decoded(counters.encodedAsJSON()) == counters, "the JSON form is read too")
+        #expect(KeyCounters.decoded("garbage") == KeyCounters() && KeyCounters.decoded(nil) == KeyCounters())
+    }
+}
+
+extension KeyCounters {
+    func encodedAsJSON() -> String { String(decoding: try! JSONEncoder().encode(self), as: UTF8.self) }
 }

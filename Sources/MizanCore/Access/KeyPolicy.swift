@@ -49,7 +49,8 @@ public struct KeyPolicy: Sendable, Equatable, Codable {
             calendar.timeZone = TimeZone(identifier: "UTC")!
             switch period {
             case .total: return Date(timeIntervalSinceReferenceDate: 0)
-            case .day: return calendar.startOfDay(for: date)
+            // The reference date is a UTC midnight: a day's start is a floor (no calendar on the hot path).
+            case .day: return Date(timeIntervalSinceReferenceDate: (date.timeIntervalSinceReferenceDate / 86_400).rounded(.down) * 86_400)
             case .month: return calendar.date(from: calendar.dateComponents([.year, .month], from: date)) ?? calendar.startOfDay(for: date)
             }
         }

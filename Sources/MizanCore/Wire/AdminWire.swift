@@ -72,14 +72,14 @@ public enum AdminWire {
             public var requests: Window?
             /// Tokens per minute: the same.
             public var tokens: Window?
-            /// Requests in flight.
-            public var inFlight: Int
+            /// Requests in flight (keys with a concurrency limit: others do not count them).
+            public var inFlight: Int?
             /// Tokens used in the budget's current period.
             public var budgetTokensUsed: Int?
             /// When that period began (absent for a `total` budget).
             public var budgetPeriodStart: Date?
 
-            public init(requests: Window?, tokens: Window?, inFlight: Int, budgetTokensUsed: Int?, budgetPeriodStart: Date?) {
+            public init(requests: Window?, tokens: Window?, inFlight: Int?, budgetTokensUsed: Int?, budgetPeriodStart: Date?) {
                 self.requests = requests
                 self.tokens = tokens
                 self.inFlight = inFlight
@@ -136,7 +136,9 @@ public enum AdminWire {
                 key: key,
                 consumption: Consumption(
                     requests: window(status.requests), tokens: window(status.tokens),
-                    inFlight: counters.holds.values.filter { $0 > now.timeIntervalSinceReferenceDate }.count,
+                    inFlight: key.policy.limits?.concurrentRequests.map { _ in
+                        counters.holds.values.filter { $0 > now.timeIntervalSinceReferenceDate }.count
+                    },
                     budgetTokensUsed: key.policy.budget.map { _ in KeyLimiter.periodTokens(counters, policy: key.policy, now: now) },
                     budgetPeriodStart: start))
         }

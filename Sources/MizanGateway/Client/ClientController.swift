@@ -99,7 +99,9 @@ struct ClientController: Sendable {
     /// Admits a request of a counted key in the store (exact across instances), before any byte
     /// of the answer: the hold is released when the request ends (``RequestRecorder``).
     func admit(_ key: APIKey, deadline: Duration, trace: RequestTrace) async throws {
-        let holdID = TimeOrderedID.text(UUID())
+        // Short: a key's holds are written on every change of its counters (unique enough
+        // among one key's requests in flight).
+        let holdID = String(UInt64.random(in: 0...UInt64.max), radix: 36)
         // A hold lapses a little after the request's deadline, should this gateway die first.
         let holdUntil = Date().addingTimeInterval(deadline.timeInterval + 30)
         switch try await credentials.store.admit(key, holdID: holdID, holdUntil: holdUntil, now: Date()) {
