@@ -154,15 +154,16 @@ struct AgentProcessTests {
     }
 
     @Test func clientLeavingAJSONRequestAbortsTheNodesCall() async throws {
-        let (mock, mockURL) = try await startMock(["--models", "m", "--latency-ms", "5000"])
+        // Generous for a loaded machine: the node must have leased the job before the client leaves.
+        let (mock, mockURL) = try await startMock(["--models", "m", "--latency-ms", "30000"])
         let (gateway, url) = try await startGateway()
         let (agent, _) = try await startAgent(gateway: url, provider: mockURL, name: "aborter")
         let (_, key) = try await createKey(gateway: url)
-        // The client gives up after 500 ms (no response head comes before the node answers).
+        // The client gives up after 2 s (no response head comes before the node answers).
         await #expect(throws: (any Error).self) {
-            _ = try await sendHTTP(.POST, "\(url)/v1/chat/completions", token: key, body: chatJSON(model: "m"), timeout: .milliseconds(500))
+            _ = try await sendHTTP(.POST, "\(url)/v1/chat/completions", token: key, body: chatJSON(model: "m"), timeout: .seconds(2))
         }
-        _ = try await agent.waitForOutput("(aborting job the gateway cancelled)", timeout: .seconds(10))
+        _ = try await agent.waitForOutput("(aborting job the gateway cancelled)", timeout: .seconds(30))
         #expect(try await jobs(url, state: "failed").first?["errorCode"] as? String == "cancelled")
         mock.signal(SIGKILL)
         for child in [agent, gateway] { _ = try await child.terminate() }
