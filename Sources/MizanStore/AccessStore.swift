@@ -34,6 +34,16 @@ public protocol AccessStore: Sendable {
     @discardableResult
     func recordUsage(_ record: UsageRecord) async throws -> Bool
 
+    /// Records what one request used and ends its key's admission: its hold released and, when
+    /// the record counted them, its tokens counted (``finish(_:holdID:tokens:now:)``) — in one
+    /// step where the store can. The admission ends even when the record cannot be stored.
+    /// - Parameters:
+    ///   - record: The record.
+    ///   - admission: The request's admission, when its key is counted.
+    /// - Returns: Whether the record counted its tokens.
+    @discardableResult
+    func recordUsage(_ record: UsageRecord, ending admission: KeyAdmissionEnd?) async throws -> Bool
+
     /// Sums usage per API key and model.
     /// - Returns: One row per (key, model), ordered by key then model.
     func usageSummary() async throws -> [UsageSummary]
@@ -68,7 +78,43 @@ public protocol AccessStore: Sendable {
     func keyCounters(_ keyID: String) async throws -> KeyCounters
 }
 
+/// What ends a counted key's admitted request: the key (its policy as the caller knows it)
+/// and the request's hold.
+public struct KeyAdmissionEnd: Sendable {
+    /// The key.
+    public var key: APIKey
+    /// The request's hold on a concurrency slot.
+    public var holdID: String?
+
+    public init(key: APIKey, holdID: String?) {
+        self.key = key
+        self.holdID = holdID
+    }
+}
+
 extension AccessStore {
+    /// Records the usage, then ends the admission: two steps, for a store that cannot make them one.
+    @discardableResult
+    public func recordUsage(_ record: UsageRecord, ending admission: KeyAdmissionEnd?) async throws -> Bool {
+        try await recordUsageThenEnd(record, ending: admission)
+    }
+
+    /// Records the usage, then ends the admission (with the record's tokens when it counted them).
+    @discardableResult
+    public func recordUsageThenEnd(_ record: UsageRecord, ending admission: KeyAdmissionEnd?) async throws -> Bool {
+        guard let admission else { return try await recordUsage(record) }
+        let counted: Bool
+        do {
+            counted = try await recordUsage(record)
+        } catch {
+            // The tokens were used whether or not their record could be kept.
+            try? await finish(admission.key, holdID: admission.holdID, tokens: record.tokens, now: Date())
+            throw error
+        }
+        try await finish(admission.key, holdID: admission.holdID, tokens: counted ? record.tokens : 0, now: Date())
+        return counted
+    }
+
     /// Admits a request of a counted key against its policy, or says why not: one atomic step
     /// of the key's counters, exact however many gateway instances share the store.
     /// - Parameters:

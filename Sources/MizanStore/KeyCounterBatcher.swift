@@ -8,23 +8,29 @@ import Synchronization
 /// batch atomically (``ApplyBatch``); each change's result is what it returned in the
 /// application that was written (a store that retries a lost race applies them all again).
 ///
-/// Without it, every request of a busy key would read and write the key's row on its own: on
-/// PostgreSQL, concurrent requests of one key race for its row (and lose, and retry); on
-/// SQLite, each is two statements on the one writer.
-package final class KeyCounterBatcher: Sendable {
-    /// Applies `changes` in order to a key's counters, atomically, and writes the result once.
-    /// Runs `changes` on each attempt it makes (they are pure); throws when it cannot.
+/// A change may carry an attachment for the store to write with the batch (PostgreSQL's usage
+/// records: a request's record and the end of its admission, one statement for the batch).
+///
+/// Without it, every request of a busy key would read and write the key's row on its own:
+/// concurrent requests of one key race for its row (and lose, and retry).
+package final class KeyCounterBatcher<Attachment: Sendable>: Sendable {
+    /// Applies `changes` in order to a key's counters, atomically, and writes the result once;
+    /// writes the attachments once, whatever number of attempts it takes. Runs `changes` on
+    /// each attempt it makes (they are pure); throws when it cannot.
     package typealias ApplyBatch =
-        @Sendable (_ keyID: String, _ changes: @escaping @Sendable (inout KeyCounters) -> Void) async throws -> Void
+        @Sendable (_ keyID: String, _ attachments: [Attachment], _ changes: @escaping @Sendable (inout KeyCounters) -> Void) async throws ->
+        Void
 
     private final class Item: @unchecked Sendable {
         // Written by the leader only, read by the change's task after it resumes.
         let change: (inout KeyCounters) -> any Sendable
+        let attachment: Attachment?
         var result: (any Sendable)?
         var failure: (any Error)?
         var continuation: CheckedContinuation<Bool, Never>?
 
-        init(_ change: @escaping (inout KeyCounters) -> any Sendable) {
+        init(_ attachment: Attachment?, _ change: @escaping (inout KeyCounters) -> any Sendable) {
+            self.attachment = attachment
             self.change = change
         }
     }
@@ -35,7 +41,7 @@ package final class KeyCounterBatcher: Sendable {
     }
 
     /// The most changes applied in one batch.
-    package static let batchLimit = 256
+    package static var batchLimit: Int { 256 }
 
     private let queues = Mutex<[String: Queue]>([:])
 
@@ -44,12 +50,13 @@ package final class KeyCounterBatcher: Sendable {
     /// Runs `change` on the key's counters with the other changes queued for the key.
     /// - Parameters:
     ///   - keyID: The key.
+    ///   - attachment: What to write with the change's batch.
     ///   - apply: How the store applies a batch (the same for every call on a store).
     ///   - change: The change.
     package func change<T: Sendable>(
-        _ keyID: String, apply: ApplyBatch, _ change: @escaping @Sendable (inout KeyCounters) -> T
+        _ keyID: String, attachment: Attachment? = nil, apply: ApplyBatch, _ change: @escaping @Sendable (inout KeyCounters) -> T
     ) async throws -> T {
-        let item = Item { change(&$0) }
+        let item = Item(attachment) { change(&$0) }
         let leads = await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
             item.continuation = continuation
             let leads = queues.withLock { queues in
@@ -80,7 +87,7 @@ package final class KeyCounterBatcher: Sendable {
         }
         let changes = UnsafeItems(batch)
         do {
-            try await apply(keyID) { counters in
+            try await apply(keyID, batch.compactMap(\.attachment)) { counters in
                 for item in changes.items { item.result = item.change(&counters) }
             }
         } catch {

@@ -76,17 +76,40 @@ extension PostgresStore: AccessStore {
     }
 
     public func changeKeyCounters<T: Sendable>(_ keyID: String, _ change: @escaping @Sendable (inout KeyCounters) -> T) async throws -> T {
-        try await keyCounterBatcher.change(keyID, apply: { try await self.swapKeyCounters($0, $1) }, change)
+        try await keyCounterBatcher.change(keyID, apply: { try await self.swapKeyCounters($0, recording: $1, $2) }, change)
+    }
+
+    /// Records the usage with the end of the admission in the key's next batch of counter
+    /// changes: one statement writes the batch's records and counters. A record of an
+    /// idempotent job (whose tokens may have been counted already) goes in two steps.
+    @discardableResult
+    public func recordUsage(_ record: UsageRecord, ending admission: KeyAdmissionEnd?) async throws -> Bool {
+        guard let admission, record.jobID == nil, record.apiKeyID == admission.key.id else {
+            return try await recordUsageThenEnd(record, ending: admission)
+        }
+        let policy = admission.key.policy
+        let now = Date()
+        try await keyCounterBatcher.change(
+            admission.key.id, attachment: record, apply: { try await self.swapKeyCounters($0, recording: $1, $2) }
+        ) { counters in
+            KeyLimiter.finish(&counters, policy: policy, holdID: admission.holdID, tokens: record.tokens, now: now)
+        }
+        return true
     }
 
     /// Applies a batch of changes to a key's counters by a compare-and-swap: written only when
     /// their version is still the one the batch started from; either way the statement answers
     /// the version and counters it found, so that a batch that lost a race to another instance
     /// starts again from them — one statement per attempt, one attempt when no other instance
-    /// came between (the counters this instance last wrote are kept with their version).
-    func swapKeyCounters(_ keyID: String, _ changes: @escaping @Sendable (inout KeyCounters) -> Void) async throws {
+    /// came between (the counters this instance last wrote are kept with their version). The
+    /// batch's usage records are inserted by its first swap, won or lost.
+    func swapKeyCounters(
+        _ keyID: String, recording records: [UsageRecord], _ changes: @escaping @Sendable (inout KeyCounters) -> Void
+    ) async throws {
         var known = keyCounterCache.withLock { $0[keyID] }
         var fresh = false
+        // The usage records go with the first swap (whether it wins or not).
+        var unrecorded = records
         for _ in 0..<64 {
             guard let (version, start) = known else {
                 let rows = try await client.prepared(
@@ -99,7 +122,7 @@ extension PostgresStore: AccessStore {
             }
             var counters = start
             changes(&counters)
-            if counters == start {
+            if counters == start, unrecorded.isEmpty {
                 // Nothing to write (refusals): answered on counters just read, never on a copy
                 // another instance may have changed since.
                 if fresh { return }
@@ -109,7 +132,19 @@ extension PostgresStore: AccessStore {
             let rows = try await client.prepared(
                 SwapCounters.self,
                 """
-                WITH swapped AS (
+                WITH recorded AS (
+                    INSERT INTO mizan_usage (request_id, api_key_id, model, served_by, status, latency_ms,
+                        prompt_tokens, completion_tokens, usage_source, created_at, endpoint)
+                    SELECT r, \(keyID), m, NULLIF(s, ''), st, l, NULLIF(p, -1), NULLIF(c, -1), NULLIF(src, ''), t, e
+                    FROM unnest(
+                        \(unrecorded.map(\.requestID))::text[], \(unrecorded.map(\.model))::text[],
+                        \(unrecorded.map { $0.servedBy ?? "" })::text[], \(unrecorded.map(\.status))::bigint[],
+                        \(unrecorded.map(\.latencyMilliseconds))::float8[], \(unrecorded.map { $0.usage?.promptTokens ?? -1 })::bigint[],
+                        \(unrecorded.map { $0.usage?.completionTokens ?? -1 })::bigint[],
+                        \(unrecorded.map { $0.usage?.source.rawValue ?? "" })::text[], \(unrecorded.map(\.createdAt))::timestamptz[],
+                        \(unrecorded.map(\.endpoint.rawValue))::text[]
+                    ) AS u(r, m, s, st, l, p, c, src, t, e)
+                ), swapped AS (
                     UPDATE mizan_api_keys SET counters = \(counters.encoded()), counters_version = counters_version + 1
                     WHERE id = \(keyID) AND counters_version = \(version)
                     RETURNING counters_version
@@ -118,6 +153,7 @@ extension PostgresStore: AccessStore {
                 """,
                 logger: logger
             ) { try $0.decode((Int64?, Int64, String?).self) }
+            unrecorded = []
             guard let row = rows.first else {
                 keyCounterCache.withLock { $0[keyID] = nil }
                 throw MizanError(.notFound, "No API key with id \(keyID).")

@@ -40,7 +40,7 @@ public final class PostgresStore: DispatchStore, Service {
     /// change starts from them and costs one statement when no other instance came between.
     let keyCounterCache = Mutex<[String: (version: Int64, counters: KeyCounters)]>([:])
     /// The changes of a key's counters that arrive together, written together.
-    let keyCounterBatcher = KeyCounterBatcher()
+    let keyCounterBatcher = KeyCounterBatcher<UsageRecord>()
 
     /// Creates a store over a client. The schema is migrated before the first statement (and
     /// when the store runs as a service); ``migrate()`` does it up front, e.g. to bound start-up.

@@ -1,6 +1,7 @@
 import Foundation
 import MizanCore
 import MizanStore
+import Synchronization
 
 extension SQLiteStore: AccessStore {
     public func createAPIKey(_ key: APIKey, hash: Data) async throws -> APIKey {
@@ -48,29 +49,46 @@ extension SQLiteStore: AccessStore {
     }
 
     public func changeKeyCounters<T: Sendable>(_ keyID: String, _ change: @escaping @Sendable (inout KeyCounters) -> T) async throws -> T {
-        try await keyCounterBatcher.change(keyID, apply: { try await self.applyKeyCounters($0, $1) }, change)
-    }
-
-    /// Applies a batch of changes to a key's counters in one transaction on the one writer:
-    /// nothing comes between the read and the write.
-    func applyKeyCounters(_ keyID: String, _ changes: @escaping @Sendable (inout KeyCounters) -> Void) async throws {
-        try await write { db in
-            let rows = try db.query("SELECT counters FROM mizan_api_keys WHERE id = ?", [.text(keyID)])
-            guard let row = rows.first else { throw MizanError(.notFound, "No API key with id \(keyID).") }
-            var counters = KeyCounters.decoded(row.column("counters")?.string)
-            let before = counters
-            changes(&counters)
-            if counters != before {
-                try db.query("UPDATE mizan_api_keys SET counters = ? WHERE id = ?", [.text(counters.encoded()), .text(keyID)])
-            }
-            return ((), [])
-        }
+        try await loadKeyCounters(keyID)
+        guard let (result, _) = counterTable.change(keyID, change) else { preconditionFailure("loaded counters stay") }
+        return result
     }
 
     public func keyCounters(_ keyID: String) async throws -> KeyCounters {
+        try await loadKeyCounters(keyID)
+        guard let counters = counterTable.counters(keyID) else { preconditionFailure("loaded counters stay") }
+        return counters
+    }
+
+    /// Reads a key's counters from the file the first time they are needed.
+    /// - Throws: `MizanError` `notFound` for an unknown key.
+    func loadKeyCounters(_ keyID: String) async throws {
+        guard !counterTable.contains(keyID) else { return }
+        let rows = try await read("SELECT counters FROM mizan_api_keys WHERE id = ?", [.text(keyID)])
+        guard let row = rows.first else { throw MizanError(.notFound, "No API key with id \(keyID).") }
+        counterTable.load(keyID, stored: row.column("counters")?.string)
+    }
+
+    /// A key's counters as the file holds them (for tests: the store answers from memory).
+    package func storedKeyCounters(_ keyID: String) async throws -> KeyCounters {
         let rows = try await read("SELECT counters FROM mizan_api_keys WHERE id = ?", [.text(keyID)])
         guard let row = rows.first else { throw MizanError(.notFound, "No API key with id \(keyID).") }
         return KeyCounters.decoded(row.column("counters")?.string)
+    }
+
+    /// Writes the counters changed since they were last written (those that no usage record
+    /// carried to the file).
+    func storeKeyCounters() async throws {
+        guard counterTable.hasUnstored else { return }
+        // Taken on the writer: no snapshot of a usage record's transaction is newer.
+        let snapshots = try await write { db in
+            let snapshots = self.counterTable.unstored()
+            for snapshot in snapshots {
+                try db.query("UPDATE mizan_api_keys SET counters = ? WHERE id = ?", [.text(snapshot.text), .text(snapshot.keyID)])
+            }
+            return (snapshots, [])
+        }
+        for snapshot in snapshots { counterTable.stored(snapshot) }
     }
 
     public func apiKey(hash: Data) async throws -> APIKey? {
@@ -79,6 +97,46 @@ extension SQLiteStore: AccessStore {
 
     @discardableResult
     public func recordUsage(_ record: UsageRecord) async throws -> Bool {
+        try await write { db in (try Self.insertUsage(record, db), []) }
+    }
+
+    /// Records the usage and, in the same transaction, writes the key's counters with the
+    /// admission ended (they change here first: nothing waits for the file to admit).
+    @discardableResult
+    public func recordUsage(_ record: UsageRecord, ending admission: KeyAdmissionEnd?) async throws -> Bool {
+        guard let admission else { return try await recordUsage(record) }
+        let key = admission.key
+        try? await loadKeyCounters(key.id)  // a key unknown here has no counters to end
+        let ended = Mutex(false)
+        let end: @Sendable (Bool) -> KeyCounterTable.Snapshot? = { counted in
+            ended.withLock { $0 = true }
+            return self.counterTable.change(key.id, snapshot: true) { counters in
+                KeyLimiter.finish(&counters, policy: key.policy, holdID: admission.holdID, tokens: counted ? record.tokens : 0, now: Date())
+            }?.1
+        }
+        do {
+            let (counted, snapshot) = try await write { db in
+                let counted = try Self.insertUsage(record, db)
+                let snapshot = end(counted)
+                if let snapshot {
+                    try db.query("UPDATE mizan_api_keys SET counters = ? WHERE id = ?", [.text(snapshot.text), .text(key.id)])
+                }
+                return ((counted, snapshot), [])
+            }
+            if let snapshot { counterTable.stored(snapshot) }
+            return counted
+        } catch {
+            // The tokens were used whether or not their record could be kept; the service
+            // writes the counters later.
+            if !ended.withLock({ $0 }) { _ = end(true) }
+            throw error
+        }
+    }
+
+    /// Inserts a usage record; an idempotent job's tokens count on the first record of it
+    /// only (its unique `tokens_of_job`), a retry that got the same answer is recorded without them.
+    /// - Returns: Whether the record counted its tokens.
+    static func insertUsage(_ record: UsageRecord, _ db: Database) throws -> Bool {
         let binds: [SQLValue] = [
             .text(record.requestID), Rows.text(record.apiKeyID), .text(record.model), Rows.text(record.servedBy),
             .integer(record.status), .float(record.latencyMilliseconds), Rows.date(record.createdAt), .text(record.endpoint.rawValue),
@@ -88,30 +146,25 @@ extension SQLiteStore: AccessStore {
             Rows.text(record.usage?.source.rawValue),
             Rows.text(record.jobID?.description),
         ]
-        return try await write { db in
-            // An idempotent job's tokens count on the first record of it only (its unique
-            // `tokens_of_job`); a retry that got the same answer is recorded without them.
-            let counted = try db.query(
-                """
-                INSERT INTO mizan_usage (request_id, api_key_id, model, served_by, status, latency_ms, created_at, endpoint,
-                    prompt_tokens, completion_tokens, usage_source, tokens_of_job)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                ON CONFLICT (tokens_of_job) DO NOTHING
-                RETURNING id
-                """,
-                binds + tokens
-            )
-            if counted.isEmpty {
-                try db.query(
-                    """
-                    INSERT INTO mizan_usage (request_id, api_key_id, model, served_by, status, latency_ms, created_at, endpoint)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-                    """,
-                    binds
-                )
-            }
-            return (!counted.isEmpty, [])
-        }
+        let counted = try db.query(
+            """
+            INSERT INTO mizan_usage (request_id, api_key_id, model, served_by, status, latency_ms, created_at, endpoint,
+                prompt_tokens, completion_tokens, usage_source, tokens_of_job)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            ON CONFLICT (tokens_of_job) DO NOTHING
+            RETURNING id
+            """,
+            binds + tokens
+        )
+        guard counted.isEmpty else { return true }
+        try db.query(
+            """
+            INSERT INTO mizan_usage (request_id, api_key_id, model, served_by, status, latency_ms, created_at, endpoint)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+            """,
+            binds
+        )
+        return false
     }
 
     public func usage(_ query: UsageQuery) async throws -> [UsageRow] {

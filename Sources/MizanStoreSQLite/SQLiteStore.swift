@@ -42,8 +42,8 @@ public final class SQLiteStore: DispatchStore, Sendable {
     let fileLock: FileLock?
     let logger: Logger
     let hub = StoreEventHub()
-    /// The changes of a key's counters that arrive together, written together.
-    let keyCounterBatcher = KeyCounterBatcher()
+    /// The counters of the keys in use (written to the file behind them).
+    let counterTable = KeyCounterTable()
 
     private init(
         path: String, durability: Durability, usageRetention: Duration, writer: Database, readers: [Database], fileLock: FileLock?,
@@ -121,6 +121,7 @@ public final class SQLiteStore: DispatchStore, Sendable {
     /// Closes the connections (checkpointing the WAL into the file) once the statements running
     /// have finished, and releases the file's lock; later calls fail. Closing twice is a no-op.
     public func close() async {
+        try? await storeKeyCounters()
         await readers.close()
         await writer.close { try? $0.execute("PRAGMA wal_checkpoint(TRUNCATE)") }
         fileLock?.release()

@@ -108,6 +108,43 @@ extension AccessConformance {
             try require(refused.status.tokens?.remaining == 0, "no tokens remaining: \(refused.status)")
             try require(refusal(try await admit(store, key, at: 31.5)) == nil, "admitted once the count is under the limit")
         },
+        Check("a usage record ends its request's admission: the hold released, the tokens counted once") { store in
+            let key = try await limitedKey(
+                store, KeyPolicy(limits: .init(concurrentRequests: 1), budget: .init(tokens: 100, period: .total)))
+            func admitNow() async throws -> String? {
+                let admission = try await store.admit(
+                    key, holdID: UUID().uuidString, holdUntil: Date().addingTimeInterval(300), now: Date())
+                if case .admitted(let hold, _) = admission { return hold }
+                return nil
+            }
+            let job = JobID()
+            func record(_ request: String, of jobID: JobID? = job) -> UsageRecord {
+                UsageRecord(
+                    requestID: request, apiKeyID: key.id, model: "m1", servedBy: "node/a", status: 200, latencyMilliseconds: 1,
+                    usage: TokenUsage(promptTokens: 20, completionTokens: 40, source: .provider), createdAt: Date(),
+                    jobID: jobID)
+            }
+            let first = try require(try await admitNow(), "the first request is admitted")
+            try require(try await admitNow() == nil, "its one slot is held")
+            let counted = try await store.recordUsage(record("r1"), ending: KeyAdmissionEnd(key: key, holdID: first))
+            try require(counted, "the first record of the job counts its tokens")
+            let second = try require(try await admitNow(), "the slot is free once the record is made")
+            let again = try await store.recordUsage(record("r2"), ending: KeyAdmissionEnd(key: key, holdID: second))
+            try require(!again, "a retry answered by the same job counts no tokens")
+            let counters = try await store.keyCounters(key.id)
+            try require(counters.periodTokens == 60, "60 tokens counted once: \(counters.periodTokens)")
+            try require(counters.holds.isEmpty, "both holds released: \(counters.holds.count)")
+            let third = try require(try await admitNow(), "a third request, of no idempotent job")
+            let plain = try await store.recordUsage(record("r3", of: nil), ending: KeyAdmissionEnd(key: key, holdID: third))
+            try require(plain, "its record counts its tokens")
+            let after = try await store.keyCounters(key.id)
+            try require(after.periodTokens == 120 && after.holds.isEmpty, "120 tokens, no hold: \(after)")
+            let summary = try await store.usage(UsageQuery(apiKeyID: key.id))
+            try require(
+                summary.map { [$0.requests, $0.promptTokens, $0.completionTokens] } == [[3, 40, 80]],
+                "three records, the retry's without tokens: \(summary)")
+            try require(try await admitNow() == nil, "120 tokens of a budget of 100: the next is refused")
+        },
         Check("a token budget is spent, refused, and rolls over with its period") { store in
             // Fixture.t0 is 08:00 UTC; 16 hours on is the next UTC day.
             let key = try await limitedKey(store, KeyPolicy(budget: .init(tokens: 1000, period: .day)))

@@ -104,3 +104,40 @@ struct SQLiteFileTests {
         }
     }
 }
+
+@Suite("SQLite store: key counters")
+struct SQLiteKeyCounterTests {
+    @Test func countersReachTheFileWithUsageRecordsAndOnCloseButHoldsDoNot() async throws {
+        try await withSQLiteStore { store, path in
+            let policy = KeyPolicy(limits: .init(requestsPerMinute: 10, concurrentRequests: 5), budget: .init(tokens: 1000, period: .total))
+            let key = try await store.createAPIKey(
+                APIKey(name: "k", prefix: "mzn_sk_cnt", createdAt: Date(), policy: policy), hash: Data([7]))
+            func admit() async throws -> String? {
+                let admission = try await store.admit(
+                    key, holdID: UUID().uuidString, holdUntil: Date().addingTimeInterval(300), now: Date())
+                if case .admitted(let hold, _) = admission { return hold }
+                return nil
+            }
+            let first = try #require(try await admit())
+            _ = try #require(try await admit(), "a second request, still in flight when the store closes")
+            let record = UsageRecord(
+                requestID: "r1", apiKeyID: key.id, model: "m1", servedBy: "node/a", status: 200, latencyMilliseconds: 1,
+                usage: TokenUsage(promptTokens: 100, completionTokens: 23), createdAt: Date())
+            try await store.recordUsage(record, ending: KeyAdmissionEnd(key: key, holdID: first))
+            // The tokens are in the file once the record is: read it as another connection would.
+            let written = try await store.storedKeyCounters(key.id)
+            #expect(written.periodTokens == 123, "the record's transaction wrote the counters: \(written)")
+            #expect(written.holds.isEmpty, "holds are never written")
+            await store.close()
+
+            let again = try await SQLiteStore.open(path: path)
+            let counters = try await again.keyCounters(key.id)
+            #expect(counters.periodTokens == 123)
+            #expect(counters.holds.isEmpty, "the holds of a process that ended are gone")
+            let requests = KeyLimiter.status(counters, policy: policy, now: Date().timeIntervalSinceReferenceDate).requests
+            #expect(requests?.remaining == 8, "both admissions were written on close: \(String(describing: requests))")
+            await again.close()
+            _ = try await SQLiteStore.open(path: path).close()
+        }
+    }
+}

@@ -59,6 +59,9 @@ public struct UsageRecord: Sendable, Equatable {
         self.createdAt = createdAt
         self.jobID = jobID
     }
+
+    /// Prompt and completion tokens together (0 when unknown): what a key's limits count.
+    public var tokens: Int { (usage?.promptTokens ?? 0) + (usage?.completionTokens ?? 0) }
 }
 
 /// Usage summed per API key, model and endpoint.

@@ -36,18 +36,18 @@ struct RequestRecorder: Sendable {
             }
             logger.log(level: level, "request", metadata: metadata)
         }
-        let counted = await record(fields, status: status, seconds: seconds)
-        if let admission = fields.admission {
-            // The hold is released and the tokens counted: the usage record's figure (none for a
-            // retry of an idempotent job whose tokens were counted).
-            let tokens = counted ? (fields.usage?.promptTokens ?? 0) + (fields.usage?.completionTokens ?? 0) : 0
-            await release(admission, tokens: tokens, requestID: fields.requestID)
+        let ending = fields.admission.map { KeyAdmissionEnd(key: $0.key, holdID: $0.holdID) }
+        if await !record(fields, status: status, seconds: seconds, ending: ending), let ending {
+            await release(ending, requestID: fields.requestID)
         }
     }
 
-    /// Counts a finished request in the metrics and, for a known model, records its usage.
-    /// - Returns: Whether the record counted its tokens.
-    func record(_ fields: RequestTrace.Fields, status: Int, seconds: Double) async -> Bool {
+    /// Counts a finished request in the metrics and, for a known model, records its usage and
+    /// ends its key's admission (its hold released, its tokens counted: the record's figure)
+    /// before the connection reads its next request, so that a client's next request finds
+    /// the slot free.
+    /// - Returns: Whether a usage record was made (and the admission ended with it).
+    func record(_ fields: RequestTrace.Fields, status: Int, seconds: Double, ending: KeyAdmissionEnd?) async -> Bool {
         guard let model = fields.model else { return false }
         let route = fields.servedBy.map { $0.hasPrefix("node/") ? "agents" : $0 } ?? "none"
         // Labels and usage rows carry known models only: a client's made-up names would
@@ -67,19 +67,18 @@ struct RequestRecorder: Sendable {
             endpoint: fields.endpoint ?? .chatCompletions
         )
         do {
-            return try await access.recordUsage(record)
+            try await access.recordUsage(record, ending: ending)
         } catch {
             logger.error(
                 "usage record could not be stored", metadata: ["mizan.request.id": "\(fields.requestID)", "mizan.error": "\(error)"])
-            return false
         }
+        return true
     }
 
-    /// Releases a counted key's hold and counts its tokens, before the connection reads its next
-    /// request (so that a client's next request finds the slot free).
-    func release(_ admission: (key: APIKey, holdID: String), tokens: Int, requestID: String) async {
+    /// Ends a counted key's admission that no usage record ends.
+    func release(_ ending: KeyAdmissionEnd, requestID: String) async {
         do {
-            try await access.finish(admission.key, holdID: admission.holdID, tokens: tokens, now: Date())
+            try await access.finish(ending.key, holdID: ending.holdID, tokens: 0, now: Date())
         } catch {
             logger.error(
                 "a limited key's request could not be counted", metadata: ["mizan.request.id": "\(requestID)", "mizan.error": "\(error)"])
