@@ -129,28 +129,22 @@ extension PostgresStore: AccessStore {
                 known = nil
                 continue
             }
+            var binds = Self.usageArrays(unrecorded)
+            binds.append(counters.encoded())
+            binds.append(keyID)
+            binds.append(version)
             let rows = try await client.prepared(
                 SwapCounters.self,
-                """
-                WITH recorded AS (
-                    INSERT INTO mizan_usage (request_id, api_key_id, model, served_by, status, latency_ms,
-                        prompt_tokens, completion_tokens, usage_source, created_at, endpoint)
-                    SELECT r, \(keyID), m, NULLIF(s, ''), st, l, NULLIF(p, -1), NULLIF(c, -1), NULLIF(src, ''), t, e
-                    FROM unnest(
-                        \(unrecorded.map(\.requestID))::text[], \(unrecorded.map(\.model))::text[],
-                        \(unrecorded.map { $0.servedBy ?? "" })::text[], \(unrecorded.map(\.status))::bigint[],
-                        \(unrecorded.map(\.latencyMilliseconds))::float8[], \(unrecorded.map { $0.usage?.promptTokens ?? -1 })::bigint[],
-                        \(unrecorded.map { $0.usage?.completionTokens ?? -1 })::bigint[],
-                        \(unrecorded.map { $0.usage?.source.rawValue ?? "" })::text[], \(unrecorded.map(\.createdAt))::timestamptz[],
-                        \(unrecorded.map(\.endpoint.rawValue))::text[]
-                    ) AS u(r, m, s, st, l, p, c, src, t, e)
-                ), swapped AS (
-                    UPDATE mizan_api_keys SET counters = \(counters.encoded()), counters_version = counters_version + 1
-                    WHERE id = \(keyID) AND counters_version = \(version)
-                    RETURNING counters_version
-                )
-                SELECT (SELECT counters_version FROM swapped), k.counters_version, k.counters FROM mizan_api_keys k WHERE k.id = \(keyID)
-                """,
+                PostgresQuery(
+                    unsafeSQL: """
+                        WITH recorded AS (\(Self.insertUsageArrays)), swapped AS (
+                            UPDATE mizan_api_keys SET counters = $12, counters_version = counters_version + 1
+                            WHERE id = $13 AND counters_version = $14
+                            RETURNING counters_version
+                        )
+                        SELECT (SELECT counters_version FROM swapped), k.counters_version, k.counters FROM mizan_api_keys k WHERE k.id = $13
+                        """,
+                    binds: binds),
                 logger: logger
             ) { try $0.decode((Int64?, Int64, String?).self) }
             unrecorded = []
@@ -185,8 +179,45 @@ extension PostgresStore: AccessStore {
         ).first
     }
 
+    /// Usage records as the arrays of an `unnest`: binds `$1` to `$11` of ``insertUsageArrays``.
+    static func usageArrays(_ records: [UsageRecord]) -> PostgresBindings {
+        var binds = PostgresBindings(capacity: 14)
+        binds.append(records.map(\.requestID))
+        binds.append(records.map { $0.apiKeyID ?? "" })
+        binds.append(records.map(\.model))
+        binds.append(records.map { $0.servedBy ?? "" })
+        binds.append(records.map(\.status))
+        binds.append(records.map(\.latencyMilliseconds))
+        binds.append(records.map { $0.usage?.promptTokens ?? -1 })
+        binds.append(records.map { $0.usage?.completionTokens ?? -1 })
+        binds.append(records.map { $0.usage?.source.rawValue ?? "" })
+        binds.append(records.map(\.createdAt))
+        binds.append(records.map(\.endpoint.rawValue))
+        return binds
+    }
+
+    /// Inserts the usage records of ``usageArrays(_:)`` (none of an idempotent job: their
+    /// tokens always count), one statement text for any number of them.
+    static let insertUsageArrays = """
+        INSERT INTO mizan_usage (request_id, api_key_id, model, served_by, status, latency_ms,
+            prompt_tokens, completion_tokens, usage_source, created_at, endpoint)
+        SELECT r, NULLIF(k, ''), m, NULLIF(s, ''), st, l, NULLIF(p, -1), NULLIF(c, -1), NULLIF(src, ''), t, e
+        FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::float8[], $7::bigint[], $8::bigint[],
+            $9::text[], $10::timestamptz[], $11::text[]) AS u(r, k, m, s, st, l, p, c, src, t, e)
+        """
+
     @discardableResult
     public func recordUsage(_ record: UsageRecord) async throws -> Bool {
+        guard record.jobID != nil else {
+            // Records that arrive together share one statement.
+            try await usageBatches.submit(record) { _, records in
+                _ = try await self.client.prepared(
+                    RecordUsageBatch.self, PostgresQuery(unsafeSQL: Self.insertUsageArrays, binds: Self.usageArrays(records)),
+                    logger: self.logger
+                ) { $0 }
+            }
+            return true
+        }
         // An idempotent job's tokens count on the first record of it only (its unique
         // `tokens_of_job`); a retry that got the same answer is recorded without them.
         let counted = try await client.prepared(
@@ -291,6 +322,7 @@ private enum CreateKey {}
 private enum UpdateKey {}
 private enum ReadCounters {}
 private enum SwapCounters {}
+private enum RecordUsageBatch {}
 private enum ListKeys {}
 private enum RevokeKey {}
 private enum KeyByHash {}

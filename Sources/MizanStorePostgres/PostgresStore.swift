@@ -41,6 +41,8 @@ public final class PostgresStore: DispatchStore, Service {
     let keyCounterCache = Mutex<[String: (version: Int64, counters: KeyCounters)]>([:])
     /// The changes of a key's counters that arrive together, written together.
     let keyCounterBatcher = KeyCounterBatcher<UsageRecord>()
+    /// Usage records that arrive together, inserted together.
+    let usageBatches = BatchQueue<UsageRecord>(limit: 256)
 
     /// Creates a store over a client. The schema is migrated before the first statement (and
     /// when the store runs as a service); ``migrate()`` does it up front, e.g. to bound start-up.

@@ -1,4 +1,4 @@
-import Synchronization
+import MizanStore
 
 /// Write transactions of concurrent tasks committed together: while the writer commits one
 /// batch, the writes that arrive queue up, and the next batch takes them all (up to
@@ -8,21 +8,18 @@ import Synchronization
 /// and fails alone) and has committed before its caller resumes; what the writes of a batch
 /// share is the commit, whose WAL frames (the pages they all touch: index and table pages) are
 /// written once instead of once per write. A lone write costs what it did: no task waits to
-/// fill a batch. There is no extra thread: the task whose write finds the writer idle leads —
-/// it commits the batch with its own write in it — and hands the lead to the first write that
-/// queued meanwhile, so no write waits behind more than one batch of others.
+/// fill a batch (a ``BatchQueue``: the task whose write finds the writer idle leads).
 package final class GroupCommit: Sendable {
     /// The most writes committed together.
     package static let batchLimit = 64
 
     /// One queued write: its statements, and where its outcome goes.
     private final class Item: @unchecked Sendable {
-        // Set before the item is queued, read by the leader under the queue's lock's ordering.
+        // Set before the item is queued; `failure` by the leader, read by the writer's task after it resumes.
         let work: (Database) throws -> Void
         /// A write that is one statement runs without a transaction when it is alone in its batch.
         let single: Bool
         var failure: (any Error)?
-        var continuation: CheckedContinuation<Bool, Never>?
 
         init(single: Bool, work: @escaping (Database) throws -> Void) {
             self.single = single
@@ -35,13 +32,12 @@ package final class GroupCommit: Sendable {
         var value: T?
     }
 
-    private struct State {
-        var queue: [Item] = []
-        var leading = false
-        var batches = 0
+    /// A batch handed to the writer's thread.
+    private struct UnsafeItems: @unchecked Sendable {
+        let items: [Item]
     }
 
-    private let state = Mutex(State())
+    private let queue = BatchQueue<Item>(limit: GroupCommit.batchLimit)
     private let writer: ConnectionPool
 
     package init(writer: ConnectionPool) {
@@ -49,10 +45,10 @@ package final class GroupCommit: Sendable {
     }
 
     /// How many writes are queued for the next batch.
-    package var queued: Int { state.withLock { $0.queue.count } }
+    package var queued: Int { queue.queued() }
 
     /// How many batches have been run (committed or not).
-    package var batches: Int { state.withLock { $0.batches } }
+    package var batches: Int { queue.batches }
 
     /// Runs `body` in a write transaction, committed with the writes queued beside it.
     /// - Parameters:
@@ -63,54 +59,13 @@ package final class GroupCommit: Sendable {
     package func write<T: Sendable>(single: Bool = false, _ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
         let box = Box<T>()
         let item = Item(single: single) { box.value = try body($0) }
-        let leads = await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
-            item.continuation = continuation
-            let leads = state.withLock { state in
-                state.queue.append(item)
-                if state.leading { return false }
-                state.leading = true
-                return true
-            }
-            if leads {
-                item.continuation = nil
-                continuation.resume(returning: true)
-            }
+        try await queue.submit(item) { [writer] _, items in
+            let batch = UnsafeItems(items: items)
+            try await writer.run { db in try Self.commit(batch.items, on: db) }
         }
-        if leads { await lead() }
         if let failure = item.failure { throw failure }
         guard let value = box.value else { preconditionFailure("a write that did not fail returned its value") }
         return value
-    }
-
-    /// Commits one batch (the leader's own write is its first), wakes its writers, and hands the
-    /// lead to the next queued write, or gives it up when none is queued.
-    private func lead() async {
-        let batch = state.withLock { state in
-            let count = min(state.queue.count, Self.batchLimit)
-            state.batches += 1
-            defer { state.queue.removeFirst(count) }
-            return Array(state.queue.prefix(count))
-        }
-        do {
-            try await writer.run { db in try Self.commit(batch, on: db) }
-        } catch {
-            for item in batch { item.failure = error }
-        }
-        let next = state.withLock { state -> Item? in
-            guard let next = state.queue.first else {
-                state.leading = false
-                return nil
-            }
-            return next
-        }
-        for item in batch {
-            item.continuation?.resume(returning: false)
-            item.continuation = nil
-        }
-        if let next, let continuation = next.continuation {
-            next.continuation = nil
-            continuation.resume(returning: true)
-        }
     }
 
     /// Runs a batch in one transaction; a write that throws rolls back to its savepoint.
