@@ -129,24 +129,7 @@ extension PostgresStore: AccessStore {
                 known = nil
                 continue
             }
-            var binds = Self.usageArrays(unrecorded)
-            binds.append(counters.encoded())
-            binds.append(keyID)
-            binds.append(version)
-            let rows = try await client.prepared(
-                SwapCounters.self,
-                PostgresQuery(
-                    unsafeSQL: """
-                        WITH recorded AS (\(Self.insertUsageArrays)), swapped AS (
-                            UPDATE mizan_api_keys SET counters = $12, counters_version = counters_version + 1
-                            WHERE id = $13 AND counters_version = $14
-                            RETURNING counters_version
-                        )
-                        SELECT (SELECT counters_version FROM swapped), k.counters_version, k.counters FROM mizan_api_keys k WHERE k.id = $13
-                        """,
-                    binds: binds),
-                logger: logger
-            ) { try $0.decode((Int64?, Int64, String?).self) }
+            let rows = try await swap(keyID, from: version, to: counters, recording: unrecorded)
             unrecorded = []
             guard let row = rows.first else {
                 keyCounterCache.withLock { $0[keyID] = nil }
@@ -164,6 +147,37 @@ extension PostgresStore: AccessStore {
         throw MizanError(.storeUnavailable, "The key's counters kept changing under this gateway; try again.")
     }
 
+    /// One compare-and-swap of a key's counters, inserting `records` in the same statement: the
+    /// version written (`nil` when another instance's change came first), then the version and
+    /// counters the statement found; no row for an unknown key. A batch without records (the
+    /// admissions) runs the statement without the insert, the cheaper for the server.
+    private func swap(
+        _ keyID: String, from version: Int64, to counters: KeyCounters, recording records: [UsageRecord]
+    ) async throws -> [(Int64?, Int64, String?)] {
+        let swap = """
+            UPDATE mizan_api_keys SET counters = $1, counters_version = counters_version + 1
+            WHERE id = $2 AND counters_version = $3
+            RETURNING counters_version
+            """
+        let answer = "SELECT (SELECT counters_version FROM swapped), k.counters_version, k.counters FROM mizan_api_keys k WHERE k.id = $2"
+        var binds = PostgresBindings(capacity: 14)
+        binds.append(counters.encoded())
+        binds.append(keyID)
+        binds.append(version)
+        let decode = { (row: PostgresRow) in try row.decode((Int64?, Int64, String?).self) }
+        guard !records.isEmpty else {
+            return try await client.prepared(
+                SwapCounters.self, PostgresQuery(unsafeSQL: "WITH swapped AS (\(swap)) \(answer)", binds: binds), logger: logger, decode)
+        }
+        // The records' arrays are $4 to $14.
+        Self.appendUsageArrays(records, to: &binds)
+        return try await client.prepared(
+            SwapCountersRecording.self,
+            PostgresQuery(
+                unsafeSQL: "WITH swapped AS (\(swap)), recorded AS (\(Self.insertUsageArrays(from: 4))) \(answer)", binds: binds),
+            logger: logger, decode)
+    }
+
     public func keyCounters(_ keyID: String) async throws -> KeyCounters {
         let rows = try await client.prepared(
             ReadCounters.self, "SELECT counters_version, counters FROM mizan_api_keys WHERE id = \(keyID)", logger: logger
@@ -179,9 +193,8 @@ extension PostgresStore: AccessStore {
         ).first
     }
 
-    /// Usage records as the arrays of an `unnest`: binds `$1` to `$11` of ``insertUsageArrays``.
-    static func usageArrays(_ records: [UsageRecord]) -> PostgresBindings {
-        var binds = PostgresBindings(capacity: 14)
+    /// Appends usage records as the eleven arrays of ``insertUsageArrays(from:)``.
+    static func appendUsageArrays(_ records: [UsageRecord], to binds: inout PostgresBindings) {
         binds.append(records.map(\.requestID))
         binds.append(records.map { $0.apiKeyID ?? "" })
         binds.append(records.map(\.model))
@@ -193,27 +206,31 @@ extension PostgresStore: AccessStore {
         binds.append(records.map { $0.usage?.source.rawValue ?? "" })
         binds.append(records.map(\.createdAt))
         binds.append(records.map(\.endpoint.rawValue))
-        return binds
     }
 
-    /// Inserts the usage records of ``usageArrays(_:)`` (none of an idempotent job: their
-    /// tokens always count), one statement text for any number of them.
-    static let insertUsageArrays = """
-        INSERT INTO mizan_usage (request_id, api_key_id, model, served_by, status, latency_ms,
-            prompt_tokens, completion_tokens, usage_source, created_at, endpoint)
-        SELECT r, NULLIF(k, ''), m, NULLIF(s, ''), st, l, NULLIF(p, -1), NULLIF(c, -1), NULLIF(src, ''), t, e
-        FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::float8[], $7::bigint[], $8::bigint[],
-            $9::text[], $10::timestamptz[], $11::text[]) AS u(r, k, m, s, st, l, p, c, src, t, e)
-        """
+    /// Inserts usage records (none of an idempotent job: their tokens always count) from the
+    /// arrays of ``appendUsageArrays(_:to:)``, bound from `$first` on: one statement text for
+    /// any number of records.
+    static func insertUsageArrays(from first: Int) -> String {
+        let types = ["text", "text", "text", "text", "bigint", "float8", "bigint", "bigint", "text", "timestamptz", "text"]
+        let arrays = types.enumerated().map { "$\(first + $0.offset)::\($0.element)[]" }.joined(separator: ", ")
+        return """
+            INSERT INTO mizan_usage (request_id, api_key_id, model, served_by, status, latency_ms,
+                prompt_tokens, completion_tokens, usage_source, created_at, endpoint)
+            SELECT r, NULLIF(k, ''), m, NULLIF(s, ''), st, l, NULLIF(p, -1), NULLIF(c, -1), NULLIF(src, ''), t, e
+            FROM unnest(\(arrays)) AS u(r, k, m, s, st, l, p, c, src, t, e)
+            """
+    }
 
     @discardableResult
     public func recordUsage(_ record: UsageRecord) async throws -> Bool {
         guard record.jobID != nil else {
             // Records that arrive together share one statement.
             try await usageBatches.submit(record) { _, records in
+                var binds = PostgresBindings(capacity: 11)
+                Self.appendUsageArrays(records, to: &binds)
                 _ = try await self.client.prepared(
-                    RecordUsageBatch.self, PostgresQuery(unsafeSQL: Self.insertUsageArrays, binds: Self.usageArrays(records)),
-                    logger: self.logger
+                    RecordUsageBatch.self, PostgresQuery(unsafeSQL: Self.insertUsageArrays(from: 1), binds: binds), logger: self.logger
                 ) { $0 }
             }
             return true
@@ -322,6 +339,7 @@ private enum CreateKey {}
 private enum UpdateKey {}
 private enum ReadCounters {}
 private enum SwapCounters {}
+private enum SwapCountersRecording {}
 private enum RecordUsageBatch {}
 private enum ListKeys {}
 private enum RevokeKey {}

@@ -55,6 +55,12 @@ public struct KeyCounters: Sendable, Equatable, Codable {
         return "2|\(number(requestsTAT))|\(number(tokensTAT))|\(number(periodStart))|\(periodTokens)|\(holds)"
     }
 
+    /// Drops the holds that lapsed by `now` (without copying the holds when none did: the usual case).
+    mutating func dropLapsedHolds(at now: Double) {
+        guard holds.values.contains(where: { $0 <= now }) else { return }
+        holds = holds.filter { $0.value > now }
+    }
+
     /// Counters from their stored form (empty when there is none or it cannot be read; JSON,
     /// an earlier form, is read too).
     public static func decoded(_ text: String?) -> KeyCounters {
@@ -183,7 +189,7 @@ public enum KeyLimiter {
     /// Admits a request or says why not, changing the counters only when it is admitted.
     public static func admit(_ counters: inout KeyCounters, policy: KeyPolicy, holdID: String, holdUntil: Date, now: Date) -> KeyAdmission {
         let now = now.timeIntervalSinceReferenceDate
-        counters.holds = counters.holds.filter { $0.value > now }
+        counters.dropLapsedHolds(at: now)
         if let budget = policy.budget {
             let start = budget.periodStart(of: Date(timeIntervalSinceReferenceDate: now)).timeIntervalSinceReferenceDate
             if counters.periodStart == start, counters.periodTokens >= budget.tokens {
@@ -223,7 +229,7 @@ public enum KeyLimiter {
     public static func finish(_ counters: inout KeyCounters, policy: KeyPolicy, holdID: String?, tokens: Int, now: Date) {
         let seconds = now.timeIntervalSinceReferenceDate
         if let holdID { counters.holds[holdID] = nil }
-        counters.holds = counters.holds.filter { $0.value > seconds }
+        counters.dropLapsedHolds(at: seconds)
         let tokens = max(0, tokens)
         if let limit = policy.limits?.tokensPerMinute {
             counters.tokensTAT = max(counters.tokensTAT ?? seconds, seconds) + Double(tokens) * 60 / Double(limit)
