@@ -40,14 +40,20 @@ extension Agent {
         return answer.nodeToken
     }
 
-    /// Asks the provider for its models: sets health, and the models when none are configured.
-    func checkProvider() async throws {
+    /// Asks the handler for its catalog: sets health, models and endpoints (the configured
+    /// models, when given, instead of the catalog's).
+    func checkHandler() async throws {
         do {
-            let list = try await provider.models(endpoint: endpoint(remaining: .seconds(10)))
-            state.withLock { state in
-                state.healthy = true
-                state.models = configuration.models ?? list.data.map(\.id)
+            let catalog = try await handler.catalog()
+            let wasHealthy = state.withLock { state in
+                defer {
+                    state.healthy = catalog.healthy
+                    state.models = configuration.models ?? catalog.models
+                    state.endpoints = catalog.endpoints
+                }
+                return state.healthy
             }
+            if wasHealthy && !catalog.healthy { logger.warning("the node's handler is unhealthy; not leasing") }
         } catch {
             let wasHealthy = state.withLock { state in
                 defer {
@@ -57,38 +63,21 @@ extension Agent {
                 return state.healthy
             }
             if wasHealthy {
-                logger.warning(
-                    "local provider unhealthy; not leasing",
-                    metadata: ["mizan.provider": "\(configuration.providerURL)", "mizan.error": "\(error)"])
+                logger.warning("the node's handler is unhealthy; not leasing", metadata: ["mizan.error": "\(error)"])
             }
-            if configuration.models == nil, state.withLock({ $0.models.isEmpty }) {
-                throw AgentClientError(
-                    .unreachable,
-                    message:
-                        "The provider at \(configuration.providerURL) gave no model list (GET /models: \(Self.describe(error))), "
-                        + "and no --models were given.")
+            if state.withLock({ $0.models.isEmpty }) {
+                throw AgentClientError(.unreachable, message: "\(error)")
             }
         }
     }
 
-    /// What went wrong with a call to the local server, in a few words.
-    static func describe(_ error: any Error) -> String {
-        guard let error = error as? ProviderError else { return "\(error)" }
-        switch error.kind {
-        case .connect: return "it does not answer (\(SafeText.excerpt(error.detail, limit: 160)))"
-        case .timeout: return "it did not answer in time"
-        case .status(let status): return "it answered HTTP \(status)"
-        case .invalidResponse: return "its answer is not a model list: \(SafeText.excerpt(error.detail, limit: 160))"
-        }
-    }
-
-    /// Checks the provider until it answers (when the models come from it): a local server
-    /// started at the same time as the agent may not listen yet.
-    func waitForProvider() async throws {
+    /// Checks the handler until it answers with models: a local server started at the same
+    /// time as the agent may not listen yet.
+    func waitForHandler() async throws {
         var backoff = Backoff()
         while true {
             do {
-                return try await checkProvider()
+                return try await checkHandler()
             } catch let error as AgentClientError {
                 logger.warning("waiting for the local provider", metadata: ["mizan.error": "\(error.message)"])
                 try await Task.sleep(for: backoff.next())
@@ -96,12 +85,12 @@ extension Agent {
         }
     }
 
-    /// Checks the provider periodically.
+    /// Checks the handler periodically.
     func healthLoop() async {
         while !Task.isCancelled {
             try? await Task.sleep(for: configuration.healthInterval)
             if Task.isCancelled { return }
-            try? await checkProvider()
+            try? await checkHandler()
         }
     }
 
@@ -139,7 +128,7 @@ extension Agent {
         }
     }
 
-    /// Leases while there are free slots and the provider is healthy, until shutdown.
+    /// Leases while there are free slots and the handler is healthy, until shutdown.
     func leaseLoop(token: String) async throws {
         var backoff = Backoff()
         var slotIterator = slots.makeAsyncIterator()

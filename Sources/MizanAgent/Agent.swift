@@ -6,8 +6,15 @@ import ServiceLifecycle
 import Synchronization
 
 /// An agent node: a `Service` that connects out to the gateway, leases dispatch jobs for the
-/// models of a local OpenAI-compatible server (Ollama, vLLM, llama.cpp), runs them there and
-/// reports the results.
+/// models its ``JobHandler`` serves — a local OpenAI-compatible server (Ollama, vLLM, llama.cpp)
+/// by default, several by model, or a Swift function — runs them and reports the results.
+///
+/// ```swift
+/// let echo = FunctionHandler(models: ["echo"]) { job in
+///     JobResult(body: try ChatAnswer.text("You said: …", model: job.model))
+/// }
+/// let agent = Agent(configuration: configuration, handler: .byModel(["echo": echo, "llama3": .provider("http://127.0.0.1:11434/v1")]))
+/// ```
 ///
 /// It heartbeats on its own task whatever its jobs do, leases (long-poll) only while it has free
 /// slots and its provider is healthy, runs up to `maxConcurrency` jobs at once, retries reports
@@ -22,15 +29,17 @@ public final class Agent: Service, Sendable {
         public var registrationToken: String?
         /// Where the node token is kept (mode 0600).
         public var tokenFile: String
-        /// The local provider's base URL, e.g. `http://127.0.0.1:11434/v1`.
+        /// The local provider's base URL, e.g. `http://127.0.0.1:11434/v1` (for the default
+        /// handler, a ``ProviderHandler``; unused with a handler of your own).
         public var providerURL: String
         /// The local provider's API key, if it needs one.
         public var providerAPIKey: String?
-        /// The models to serve; `nil` serves what the provider lists.
+        /// The models to serve; `nil` serves what the handler lists (the provider's `GET /models`).
         public var models: [String]?
         /// The endpoints the local server serves (all of them by default: chat, completions,
         /// embeddings, Responses and Anthropic Messages); the gateway sends this node only jobs
         /// of these. Name fewer when the local server lacks some (llama.cpp's has no Responses).
+        /// For the default handler; a handler of your own says its endpoints in its catalog.
         public var endpoints: [Endpoint]
         /// Jobs run at once (4).
         public var maxConcurrency: Int
@@ -38,7 +47,7 @@ public final class Agent: Service, Sendable {
         public var labels: [String: String]
         /// Time between heartbeats (5 seconds).
         public var heartbeatInterval: Duration
-        /// Time between provider health checks (10 seconds).
+        /// Time between health checks of the handler (its catalog; 10 seconds).
         public var healthInterval: Duration
         /// How long one lease call may wait for work (25 seconds).
         public var leaseWait: Duration
@@ -79,8 +88,9 @@ public final class Agent: Service, Sendable {
 
     /// The configuration.
     public let configuration: Configuration
+    /// What serves the jobs.
+    public let handler: any JobHandler
     let client: AgentClient
-    let provider: ProviderClient
     let logger: Logger
     let state = Mutex(State())
     let slots: AsyncStream<Void>
@@ -89,6 +99,7 @@ public final class Agent: Service, Sendable {
     struct State {
         var token: String?
         var models: [String] = []
+        var endpoints: [Endpoint] = []
         var healthy = false
         var revoked = false
         var running: [AgentWire.LeaseRef: RunningJob] = [:]
@@ -99,31 +110,37 @@ public final class Agent: Service, Sendable {
         var aborted = false
     }
 
-    /// Creates an agent.
+    /// Creates an agent whose jobs go to the local provider of its configuration (a ``ProviderHandler``).
     /// - Parameters:
     ///   - configuration: What to connect to.
     ///   - client: The gateway client (one for `configuration.gatewayURL` by default).
     ///   - provider: The local provider's client.
     ///   - logger: Where the agent logs (never tokens or message contents).
-    public init(
+    public convenience init(
         configuration: Configuration, client: AgentClient? = nil, provider: ProviderClient = .shared,
         logger: Logger = Logger(label: "mizan.agent")
     ) {
-        self.configuration = configuration
-        self.client = client ?? AgentClient(gatewayURL: configuration.gatewayURL)
-        self.provider = provider
-        self.logger = logger
-        (slots, slotFreed) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
+        let handler = ProviderHandler(
+            baseURL: configuration.providerURL, apiKey: configuration.providerAPIKey, models: configuration.models,
+            endpoints: configuration.endpoints, client: provider)
+        self.init(configuration: configuration, handler: handler, client: client, logger: logger)
     }
 
-    /// The local provider's endpoint for a call with `remaining` time.
-    func endpoint(remaining: Duration = .seconds(300)) -> ProviderEndpoint {
-        ProviderEndpoint(
-            baseURL: configuration.providerURL,
-            apiKey: configuration.providerAPIKey,
-            firstByteTimeout: min(.seconds(60), remaining),
-            totalTimeout: remaining
-        )
+    /// Creates an agent whose jobs go to `handler`.
+    /// - Parameters:
+    ///   - configuration: What to connect to (its provider fields are not used).
+    ///   - handler: What serves the jobs: its catalog says the models and endpoints the node
+    ///     reports (``Configuration/models``, when given, names the models instead).
+    ///   - client: The gateway client (one for `configuration.gatewayURL` by default).
+    ///   - logger: Where the agent logs (never tokens or message contents).
+    public init(
+        configuration: Configuration, handler: any JobHandler, client: AgentClient? = nil, logger: Logger = Logger(label: "mizan.agent")
+    ) {
+        self.configuration = configuration
+        self.handler = handler
+        self.client = client ?? AgentClient(gatewayURL: configuration.gatewayURL)
+        self.logger = logger
+        (slots, slotFreed) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
     }
 
     /// The node's report for heartbeats and registration.
@@ -131,7 +148,7 @@ public final class Agent: Service, Sendable {
         state.withLock { state in
             NodeReport(
                 models: state.models,
-                endpoints: configuration.endpoints,
+                endpoints: state.endpoints.isEmpty ? configuration.endpoints : state.endpoints,
                 maxConcurrency: configuration.maxConcurrency,
                 health: state.healthy ? .healthy : .unhealthy,
                 inFlight: state.running.count,
@@ -142,12 +159,12 @@ public final class Agent: Service, Sendable {
 
     /// Runs the agent until graceful shutdown (or until the gateway revokes the node).
     public func run() async throws {
-        // Start-up (the provider check, registration and its retries) ends on the first
+        // Start-up (the handler's first catalog, registration and its retries) ends on the first
         // SIGTERM/SIGINT too; an agent that never connected has nothing to drain.
         let token: String
         do {
             token = try await cancelWhenGracefulShutdown {
-                try await self.waitForProvider()
+                try await self.waitForHandler()
                 return try await self.obtainToken()
             }
         } catch  where Task.isShuttingDownGracefully {

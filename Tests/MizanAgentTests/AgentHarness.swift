@@ -99,8 +99,12 @@ struct RunningAgent: Sendable {
     let ended: Flag
 
     /// Starts an agent in a service group of its own.
-    static func start(_ configuration: Agent.Configuration, logger: Logger = Logger(label: "mizan.agent")) -> RunningAgent {
-        let agent = Agent(configuration: configuration, logger: logger)
+    static func start(
+        _ configuration: Agent.Configuration, handler: (any JobHandler)? = nil, logger: Logger = Logger(label: "mizan.agent")
+    ) -> RunningAgent {
+        let agent =
+            handler.map { Agent(configuration: configuration, handler: $0, logger: logger) }
+            ?? Agent(configuration: configuration, logger: logger)
         let group = ServiceGroup(configuration: .init(services: [.init(service: agent)], logger: logger))
         let ended = Flag()
         let task = Task {

@@ -46,7 +46,7 @@ struct AgentTests {
                 ),
                 logger: Logger(label: "mizan.agent") { _ in CapturingLogHandler(sink: logs) }
             )
-            try await waitUntil("the agent retries", poll: .milliseconds(20)) {
+            try await waitUntil("the agent retries", timeout: .seconds(30), poll: .milliseconds(20)) {
                 logs.all.filter { $0.message == "registration failed; retrying" }.count >= 2
             }
             try await withServer({ gateway.application(port: port, onServerRunning: $0) }) { _ in
