@@ -147,6 +147,27 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // The examples (Examples/): built with the package, on its public API only.
+        .executableTarget(
+            name: "custom-agent",
+            dependencies: [
+                "MizanAgent", "MizanCore",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "Examples/custom-agent",
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "multi-backend-agent",
+            dependencies: [
+                "MizanAgent",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "Examples/multi-backend-agent",
+            swiftSettings: swiftSettings
+        ),
         .executableTarget(
             name: "mizan-agent",
             dependencies: [
