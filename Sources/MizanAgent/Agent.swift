@@ -10,10 +10,9 @@ import Synchronization
 /// by default, several by model, or a Swift function — runs them and reports the results.
 ///
 /// ```swift
-/// let echo = FunctionHandler(models: ["echo"]) { job in
-///     JobResult(body: try ChatAnswer.text("You said: …", model: job.model))
-/// }
-/// let agent = Agent(configuration: configuration, handler: .byModel(["echo": echo, "llama3": .provider("http://127.0.0.1:11434/v1")]))
+/// let rules = FunctionHandler(models: ["rules"]) { job in JobResult(body: try answer(job)) }
+/// let agent = Agent(configuration: configuration, handler: .byModel(["rules": rules, "llama3": .provider("http://127.0.0.1:11434/v1")]))
+/// ```
 /// ```
 ///
 /// It heartbeats on its own task whatever its jobs do, leases (long-poll) only while it has free
