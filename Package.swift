@@ -169,6 +169,17 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .executableTarget(
+            name: "embedded-dispatch",
+            dependencies: [
+                "MizanDispatch", "MizanStoreSQLite", "MizanCore",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "Examples/embedded-dispatch",
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
             name: "mizan-agent",
             dependencies: [
                 .product(name: "NIOCore", package: "swift-nio"),

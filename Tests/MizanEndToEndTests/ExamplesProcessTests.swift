@@ -57,4 +57,19 @@ struct ExamplesProcessTests {
         _ = try await first.terminate()
         _ = try await second.terminate()
     }
+
+    @Test func theEmbeddedDispatcherAnswersItsOwnRouteThroughAJob() async throws {
+        let database = FileManager.default.temporaryDirectory.appendingPathComponent("mizan-embedded-\(UUID().uuidString).sqlite").path
+        let app = try ChildProcess("embedded-dispatch", arguments: ["--port", "0", "--database", database])
+        let port = try await app.waitForOutput(#"embedded-dispatch listening on http://127\.0\.0\.1:(\d+)"#, timeout: .seconds(30))
+        let answers = try await withThrowingTaskGroup(of: String.self) { group in
+            for word in ["one", "two", "three", "four", "five", "six"] {
+                group.addTask { try await sendHTTP(.POST, "http://127.0.0.1:\(port)/shout", body: word).text }
+            }
+            return try await group.reduce(into: Set<String>()) { $0.insert($1) }
+        }
+        #expect(answers == ["ONE", "TWO", "THREE", "FOUR", "FIVE", "SIX"])
+        #expect(try await app.terminate() == 0, "it stops on SIGTERM: \(app.output)")
+        #expect(FileManager.default.fileExists(atPath: database), "the jobs were kept in the SQLite file")
+    }
 }
