@@ -54,7 +54,6 @@ let agent = Agent(
         gatewayURL: environment["MIZAN_GATEWAY"] ?? "http://127.0.0.1:8080",
         registrationToken: environment["MIZAN_REGISTRATION_TOKEN"],
         tokenFile: environment["MIZAN_TOKEN_FILE"] ?? "custom-agent.token",
-        providerURL: "",
         heartbeatInterval: .seconds(2)
     ),
     handler: rules,

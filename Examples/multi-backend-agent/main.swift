@@ -27,7 +27,6 @@ let agent = Agent(
         gatewayURL: environment["MIZAN_GATEWAY"] ?? "http://127.0.0.1:8080",
         registrationToken: environment["MIZAN_REGISTRATION_TOKEN"],
         tokenFile: environment["MIZAN_TOKEN_FILE"] ?? "multi-backend-agent.token",
-        providerURL: "",
         maxConcurrency: 8
     ),
     handler: .byModel(backends),

@@ -28,8 +28,8 @@ public final class Agent: Service, Sendable {
         public var registrationToken: String?
         /// Where the node token is kept (mode 0600).
         public var tokenFile: String
-        /// The local provider's base URL, e.g. `http://127.0.0.1:11434/v1` (for the default
-        /// handler, a ``ProviderHandler``; unused with a handler of your own).
+        /// The local provider's base URL, e.g. `http://127.0.0.1:11434/v1`: what the default
+        /// handler (a ``ProviderHandler``) forwards to; leave it out with a handler of your own.
         public var providerURL: String
         /// The local provider's API key, if it needs one.
         public var providerAPIKey: String?
@@ -58,7 +58,7 @@ public final class Agent: Service, Sendable {
             gatewayURL: String,
             registrationToken: String? = nil,
             tokenFile: String,
-            providerURL: String,
+            providerURL: String = "",
             providerAPIKey: String? = nil,
             models: [String]? = nil,
             endpoints: [Endpoint] = Endpoint.all,
