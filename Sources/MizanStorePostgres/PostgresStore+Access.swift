@@ -159,7 +159,11 @@ extension PostgresStore: AccessStore {
             WHERE id = $2 AND counters_version = $3
             RETURNING counters_version
             """
-        let answer = "SELECT (SELECT counters_version FROM swapped), k.counters_version, k.counters FROM mizan_api_keys k WHERE k.id = $2"
+        // The counters found are needed only by a swap that lost (they are the next attempt's start).
+        let answer = """
+            SELECT s.counters_version, k.counters_version, CASE WHEN s.counters_version IS NULL THEN k.counters END
+            FROM mizan_api_keys k LEFT JOIN swapped s ON true WHERE k.id = $2
+            """
         var binds = PostgresBindings(capacity: 14)
         binds.append(counters.encoded())
         binds.append(keyID)
