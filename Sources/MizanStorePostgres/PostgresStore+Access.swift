@@ -75,121 +75,6 @@ extension PostgresStore: AccessStore {
         return key
     }
 
-    public func changeKeyCounters<T: Sendable>(_ keyID: String, _ change: @escaping @Sendable (inout KeyCounters) -> T) async throws -> T {
-        try await keyCounterBatcher.change(keyID, apply: { try await self.swapKeyCounters($0, recording: $1, $2) }, change)
-    }
-
-    /// Records the usage with the end of the admission in the key's next batch of counter
-    /// changes: one statement writes the batch's records and counters. A record of an
-    /// idempotent job (whose tokens may have been counted already) goes in two steps.
-    @discardableResult
-    public func recordUsage(_ record: UsageRecord, ending admission: KeyAdmissionEnd?) async throws -> Bool {
-        guard let admission, record.jobID == nil, record.apiKeyID == admission.key.id else {
-            return try await recordUsageThenEnd(record, ending: admission)
-        }
-        let policy = admission.key.policy
-        let now = Date()
-        try await keyCounterBatcher.change(
-            admission.key.id, attachment: record, apply: { try await self.swapKeyCounters($0, recording: $1, $2) }
-        ) { counters in
-            KeyLimiter.finish(&counters, policy: policy, holdID: admission.holdID, tokens: record.tokens, now: now)
-        }
-        return true
-    }
-
-    /// Applies a batch of changes to a key's counters by a compare-and-swap: written only when
-    /// their version is still the one the batch started from; either way the statement answers
-    /// the version and counters it found, so that a batch that lost a race to another instance
-    /// starts again from them — one statement per attempt, one attempt when no other instance
-    /// came between (the counters this instance last wrote are kept with their version). The
-    /// batch's usage records are inserted by its first swap, won or lost.
-    func swapKeyCounters(
-        _ keyID: String, recording records: [UsageRecord], _ changes: @escaping @Sendable (inout KeyCounters) -> Void
-    ) async throws {
-        var known = keyCounterCache.withLock { $0[keyID] }
-        var fresh = false
-        // The usage records go with the first swap (whether it wins or not).
-        var unrecorded = records
-        for _ in 0..<64 {
-            guard let (version, start) = known else {
-                let rows = try await client.prepared(
-                    ReadCounters.self, "SELECT counters_version, counters FROM mizan_api_keys WHERE id = \(keyID)", logger: logger
-                ) { try $0.decode((Int64, String?).self) }
-                guard let row = rows.first else { throw MizanError(.notFound, "No API key with id \(keyID).") }
-                known = (row.0, KeyCounters.decoded(row.1))
-                fresh = true
-                continue
-            }
-            var counters = start
-            changes(&counters)
-            if counters == start, unrecorded.isEmpty {
-                // Nothing to write (refusals): answered on counters just read, never on a copy
-                // another instance may have changed since.
-                if fresh { return }
-                known = nil
-                continue
-            }
-            let rows = try await swap(keyID, from: version, to: counters, recording: unrecorded)
-            unrecorded = []
-            guard let row = rows.first else {
-                keyCounterCache.withLock { $0[keyID] = nil }
-                throw MizanError(.notFound, "No API key with id \(keyID).")
-            }
-            if let swapped = row.0 {
-                keyCounterCache.withLock { $0[keyID] = (swapped, counters) }
-                return
-            }
-            // Another instance changed them first: start again from what the statement saw (or,
-            // when its snapshot predates that change, from a fresh read).
-            known = row.1 == version ? nil : (row.1, KeyCounters.decoded(row.2))
-            fresh = known != nil
-        }
-        throw MizanError(.storeUnavailable, "The key's counters kept changing under this gateway; try again.")
-    }
-
-    /// One compare-and-swap of a key's counters, inserting `records` in the same statement: the
-    /// version written (`nil` when another instance's change came first), then the version and
-    /// counters the statement found; no row for an unknown key. A batch without records (the
-    /// admissions) runs the statement without the insert, the cheaper for the server.
-    private func swap(
-        _ keyID: String, from version: Int64, to counters: KeyCounters, recording records: [UsageRecord]
-    ) async throws -> [(Int64?, Int64, String?)] {
-        let swap = """
-            UPDATE mizan_api_keys SET counters = $1, counters_version = counters_version + 1
-            WHERE id = $2 AND counters_version = $3
-            RETURNING counters_version
-            """
-        // The counters found are needed only by a swap that lost (they are the next attempt's start).
-        let answer = """
-            SELECT s.counters_version, k.counters_version, CASE WHEN s.counters_version IS NULL THEN k.counters END
-            FROM mizan_api_keys k LEFT JOIN swapped s ON true WHERE k.id = $2
-            """
-        var binds = PostgresBindings(capacity: 14)
-        binds.append(counters.encoded())
-        binds.append(keyID)
-        binds.append(version)
-        let decode = { (row: PostgresRow) in try row.decode((Int64?, Int64, String?).self) }
-        guard !records.isEmpty else {
-            return try await client.prepared(
-                SwapCounters.self, PostgresQuery(unsafeSQL: "WITH swapped AS (\(swap)) \(answer)", binds: binds), logger: logger, decode)
-        }
-        // The records' arrays are $4 to $14.
-        Self.appendUsageArrays(records, to: &binds)
-        return try await client.prepared(
-            SwapCountersRecording.self,
-            PostgresQuery(
-                unsafeSQL: "WITH swapped AS (\(swap)), recorded AS (\(Self.insertUsageArrays(from: 4))) \(answer)", binds: binds),
-            logger: logger, decode)
-    }
-
-    public func keyCounters(_ keyID: String) async throws -> KeyCounters {
-        let rows = try await client.prepared(
-            ReadCounters.self, "SELECT counters_version, counters FROM mizan_api_keys WHERE id = \(keyID)", logger: logger
-        ) { try $0.decode((Int64, String?).self) }
-        guard let row = rows.first else { throw MizanError(.notFound, "No API key with id \(keyID).") }
-        return KeyCounters.decoded(row.1)
-    }
-
     public func apiKey(hash: Data) async throws -> APIKey? {
         try await client.prepared(
             KeyByHash.self, "SELECT \(unescaped: Self.keyColumns) FROM mizan_api_keys WHERE key_hash = \(hash)",
@@ -341,9 +226,6 @@ extension PostgresStore: AccessStore {
 
 private enum CreateKey {}
 private enum UpdateKey {}
-private enum ReadCounters {}
-private enum SwapCounters {}
-private enum SwapCountersRecording {}
 private enum RecordUsageBatch {}
 private enum ListKeys {}
 private enum RevokeKey {}
