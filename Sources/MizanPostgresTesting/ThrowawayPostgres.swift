@@ -92,23 +92,54 @@ public final class ThrowawayPostgres: Sendable {
         if isRoot {
             try Self.capture(["/bin/chown", "postgres:postgres", directory.path])
         }
-        port = try Self.freePort()
         let data = directory.appendingPathComponent("data").path
         try Self.capture(
             runAs + [
                 bin.appendingPathComponent("initdb").path, "-D", data, "-U", user, "--auth=trust", "-E", "UTF8", "--no-sync",
                 "--no-instructions",
             ])
-        let options = [
-            "-p \(port)", "-k \(directory.path)", "-c listen_addresses=127.0.0.1",
-            "-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off", "-c max_connections=300",
-            "-c shared_buffers=128MB",
-        ].joined(separator: " ")
-        try Self.capture(
-            runAs + [
-                bin.appendingPathComponent("pg_ctl").path, "start", "-D", data, "-w", "-t", "60", "-o", options, "-l",
-                directory.appendingPathComponent("log").path,
-            ])
+        port = try Self.startServer(
+            pgctl: bin.appendingPathComponent("pg_ctl").path, data: data, socketDirectory: directory.path, runAs: runAs)
+    }
+
+    /// Starts the server on a free port and answers the port.
+    ///
+    /// A port is free when chosen but can be taken before the server binds it (by another
+    /// listener, or by a client connection's local port on a busy test machine): a server that
+    /// did not start is tried again on another port, and the last failure carries the server's
+    /// own log.
+    private static func startServer(pgctl: String, data: String, socketDirectory: String, runAs: [String]) throws -> Int {
+        let log = socketDirectory + "/log"
+        var attempt = 0
+        while true {
+            attempt += 1
+            let port = try freePort()
+            let options = [
+                "-p \(port)", "-k \(socketDirectory)", "-c listen_addresses=127.0.0.1",
+                "-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off", "-c max_connections=300",
+                "-c shared_buffers=128MB",
+            ].joined(separator: " ")
+            do {
+                try capture(runAs + [pgctl, "start", "-D", data, "-w", "-t", "60", "-o", options, "-l", log])
+                return port
+            } catch let error as StartError {
+                let lastLines = tail(ofFile: log, lines: 20)
+                // A server that timed out may still be starting: stop it before trying again.
+                _ = try? capture(runAs + [pgctl, "stop", "-D", data, "-m", "immediate", "-w"])
+                if attempt >= startAttempts {
+                    throw StartError(message: "\(error.message)\nThe server's log (\(log)), last lines:\n\(lastLines)")
+                }
+            }
+        }
+    }
+
+    /// How many ports a server is tried on before giving up.
+    static let startAttempts = 4
+
+    /// The last `lines` lines of a text file (empty when it cannot be read).
+    static func tail(ofFile path: String, lines: Int) -> String {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return "" }
+        return text.split(separator: "\n", omittingEmptySubsequences: false).suffix(lines).joined(separator: "\n")
     }
 
     /// Stops the server and removes its directory.
@@ -153,13 +184,30 @@ public final class ThrowawayPostgres: Sendable {
         return nil
     }
 
+    /// A loopback port nothing listens on, chosen below the kernel's ephemeral range when it
+    /// can be (client connections take their local ports from that range, so a port there can
+    /// be taken by any connection between this check and the server's bind).
     static func freePort() throws -> Int {
+        let ephemeralStart =
+            (try? String(contentsOfFile: "/proc/sys/net/ipv4/ip_local_port_range", encoding: .utf8))
+            .flatMap { $0.split(whereSeparator: \.isWhitespace).first.flatMap { Int($0) } } ?? 32768
+        if ephemeralStart > 20000 {
+            for _ in 0..<64 {
+                let port = Int.random(in: 15000..<ephemeralStart)
+                if (try? bindLoopback(port: port)) != nil { return port }
+            }
+        }
+        return try bindLoopback(port: 0)
+    }
+
+    /// Binds a loopback socket to `port` (0: any), closes it and answers the port it had.
+    private static func bindLoopback(port: Int) throws -> Int {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw StartError(message: "socket() failed") }
         defer { close(fd) }
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = 0
+        address.sin_port = UInt16(port).bigEndian
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
         let bound = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }

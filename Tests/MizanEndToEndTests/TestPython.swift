@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// The Python the end-to-end tests drive real clients with (the official `openai` SDK,
 /// schemathesis): `MIZAN_TEST_PYTHON` (or `MIZAN_OPENAI_PYTHON`), else a virtual environment in
@@ -8,12 +9,31 @@ enum TestPython {
     static let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .deletingLastPathComponent()
 
+    /// Every module a test asks for, installed together on first use.
+    static let modules = ["openai", "anthropic", "schemathesis"]
+
+    /// The one preparation of the environment: tests run in parallel, and a second test must
+    /// not find the folder half made (a `python` before its `pip`) or install beside the first.
+    private static let prepared = Mutex<Task<URL, any Error>?>(nil)
+
     /// A Python that imports every module in `modules` (the PyPI package of the same name).
     static func python(requiring modules: [String]) async throws -> URL {
+        precondition(Set(modules).isSubset(of: Self.modules), "add \(modules) to TestPython.modules")
         let environment = ProcessInfo.processInfo.environment
         if let path = environment["MIZAN_TEST_PYTHON"] ?? environment["MIZAN_OPENAI_PYTHON"], !path.isEmpty {
             return URL(fileURLWithPath: path)
         }
+        let task = prepared.withLock { task in
+            if let task { return task }
+            let made = Task { try await prepare() }
+            task = made
+            return made
+        }
+        return try await task.value
+    }
+
+    /// Makes `.build/openai-venv` when missing and installs what it lacks of ``modules``.
+    private static func prepare() async throws -> URL {
         let venv = packageRoot.appendingPathComponent(".build/openai-venv")
         let python = venv.appendingPathComponent("bin/python")
         if !FileManager.default.isExecutableFile(atPath: python.path) {

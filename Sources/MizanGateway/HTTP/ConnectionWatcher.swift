@@ -30,6 +30,15 @@ final class ConnectionWatcher: ChannelDuplexHandler, RemovableChannelHandler, Se
         var responsesEnded = 0
         /// The number of the first request that asked for `Connection: close`.
         var closeAfterResponse: Int?
+        /// The number of the response whose head said `Connection: close`.
+        var closingResponse: Int?
+
+        /// Whether the next response ends the connection: its request's body was not read
+        /// (yet) or the request asked to close.
+        var nextResponseCloses: Bool {
+            let request = responsesEnded + 1
+            return endsRead < request || closeAfterResponse == request || closingResponse == request
+        }
     }
 
     private let state = NIOLockedValueBox(State())
@@ -57,14 +66,32 @@ final class ConnectionWatcher: ChannelDuplexHandler, RemovableChannelHandler, Se
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        switch unwrapOutboundIn(data) {
+        case .head(var head) where head.status.kind != .informational:
+            // A response that will end the connection says so in its head, so that the client
+            // does not send its next request on a connection about to close.
+            let closes = state.withLockedValue { state in
+                guard state.nextResponseCloses else { return false }
+                state.closingResponse = state.responsesEnded + 1
+                return true
+            }
+            guard closes else { break }
+            head.headerFields[.connection] = "close"
+            context.write(wrapOutboundOut(.head(head)), promise: promise)
+            return
+        case .end:
+            break
+        default:
+            context.write(data, promise: promise)
+            return
+        }
         guard case .end = unwrapOutboundIn(data) else {
             context.write(data, promise: promise)
             return
         }
         let closeAfter = state.withLockedValue { state in
-            state.responsesEnded += 1
-            let request = state.responsesEnded
-            return state.endsRead < request || state.closeAfterResponse == request
+            defer { state.responsesEnded += 1 }
+            return state.nextResponseCloses
         }
         guard closeAfter else {
             context.write(data, promise: promise)
