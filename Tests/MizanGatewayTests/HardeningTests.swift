@@ -245,4 +245,26 @@ struct ConnectionTests {
             #expect(await connection.waitForClose(timeout: .seconds(10)))
         }
     }
+
+    // An early answer says in its head that the connection ends, so that a keep-alive client
+    // does not send its next request on it; an answer to a whole request keeps it open.
+    @Test func anEarlyAnswerSaysConnectionClose() async throws {
+        try await withGateway { (gateway: Harness) async throws in
+            let early = try await RawConnection.open(port: gateway.port)
+            try await early.send(
+                "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer wrong\r\nContent-Length: 100000\r\n\r\n{")
+            #expect(await early.waitFor("\r\n\r\n"), "\(early.received)")
+            #expect(early.received.hasPrefix("HTTP/1.1 401"), "\(early.received)")
+            #expect(early.received.lowercased().contains("\r\nconnection: close\r\n"), "\(early.received)")
+            #expect(await early.waitForClose(timeout: .seconds(10)))
+
+            let whole = try await RawConnection.open(port: gateway.port)
+            try await whole.send(
+                "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer wrong\r\nContent-Length: 2\r\n\r\n{}")
+            #expect(await whole.waitFor("\r\n\r\n"), "\(whole.received)")
+            #expect(whole.received.hasPrefix("HTTP/1.1 401"), "\(whole.received)")
+            #expect(!whole.received.lowercased().contains("connection: close"), "\(whole.received)")
+            whole.close()
+        }
+    }
 }
