@@ -130,8 +130,14 @@ let package = Package(
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Yams", package: "Yams"),
+                .product(name: "Crypto", package: "swift-crypto"),
             ],
-            resources: [.embedInCode("Resources/openapi.yaml")],
+            resources: [
+                .embedInCode("Resources/openapi.yaml"),
+                // The console's stylesheet and script, in the binary: nothing to install or fetch.
+                .embedInCode("Resources/console/console.css"),
+                .embedInCode("Resources/console/console.js"),
+            ],
             swiftSettings: swiftSettings
         ),
         .target(

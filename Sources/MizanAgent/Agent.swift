@@ -151,7 +151,7 @@ public final class Agent: Service, Sendable {
                 maxConcurrency: configuration.maxConcurrency,
                 health: state.healthy ? .healthy : .unhealthy,
                 inFlight: state.running.count,
-                labels: configuration.labels
+                labels: configuration.labels.merging([MizanVersion.labelName: MizanVersion.current]) { mine, _ in mine }
             )
         }
     }

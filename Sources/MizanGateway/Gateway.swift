@@ -11,8 +11,8 @@ import ServiceLifecycle
 
 /// Mizan's OpenAI-compatible gateway, built from one store and one ``Configuration``: the
 /// dispatch engine and its sweeper, and a Hummingbird router whose controllers serve the
-/// client API (`/v1/…`), the agent API (`/agent/v1/…`), the admin API (`/admin/v1/…`) and the
-/// operations endpoints.
+/// client API (`/v1/…`), the agent API (`/agent/v1/…`), the admin API (`/admin/v1/…`), the
+/// operations endpoints and, with an admin token, the operator's console (`/console`).
 ///
 /// Provider routes are tried first in priority order (with fallback before any byte reached the
 /// client, and a cool-down for failing routes); then agent nodes through the `Dispatcher`.
@@ -51,6 +51,8 @@ public final class Gateway: Sendable {
     let agents: AgentController
     let admin: AdminController
     let operations: OperationsController
+    /// The operator's web console, when there is an admin token to sign in with.
+    let console: ConsoleController?
     let recorder: RequestRecorder
 
     /// Creates a gateway and the engine behind it.
@@ -101,7 +103,14 @@ public final class Gateway: Sendable {
         self.agents = AgentController(dispatcher: dispatcher, maxBodyBytes: configuration.maxBodyBytes)
         self.admin = AdminController(dispatcher: dispatcher, credentials: credentials, access: store)
         self.operations = OperationsController(dispatcher: dispatcher, metricsRegistry: metricsRegistry, logger: logger)
-        self.recorder = RequestRecorder(access: store, metrics: metrics, logger: logger)
+        let activity = RecentActivity()
+        self.recorder = RequestRecorder(access: store, metrics: metrics, activity: activity, logger: logger)
+        self.console = credentials.adminTokenHash.map { hash in
+            ConsoleController(
+                dispatcher: dispatcher, credentials: credentials, access: store, routes: routes, activity: activity,
+                sessions: ConsoleSessions(adminTokenHash: hash, lifetime: configuration.consoleSessionLifetime.timeInterval),
+                logger: logger)
+        }
     }
 
     /// The gateway's router: every controller's routes, behind the request middleware
@@ -113,6 +122,7 @@ public final class Gateway: Sendable {
         agents.addRoutes(to: router.group("/agent/v1"))
         admin.addRoutes(to: router.group("/admin/v1"))
         operations.addRoutes(to: router.group())
+        console?.addRoutes(to: router)
         return router
     }
 

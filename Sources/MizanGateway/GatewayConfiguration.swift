@@ -25,6 +25,8 @@ extension Gateway {
         /// The most client connections open at once (4,096); past it a new connection is closed
         /// as soon as it is accepted.
         public var maxConnections: Int
+        /// How long a console sign-in lasts (8 hours).
+        public var consoleSessionLifetime: Duration
         /// The engine's settings. Its `Dispatcher.Configuration.cacheLifetime` also bounds how
         /// long an API key read from the store is trusted (a key revoked through another
         /// instance stops working within it), and its `Dispatcher.Configuration.nodeStaleAfter`
@@ -40,6 +42,7 @@ extension Gateway {
             idleTimeout: Duration = .seconds(60),
             bodyTimeout: Duration = .seconds(60),
             maxConnections: Int = 4096,
+            consoleSessionLifetime: Duration = .seconds(8 * 3600),
             dispatch: Dispatcher.Configuration = .init()
         ) {
             self.maxBodyBytes = maxBodyBytes
@@ -49,6 +52,7 @@ extension Gateway {
             self.idleTimeout = idleTimeout
             self.bodyTimeout = bodyTimeout
             self.maxConnections = maxConnections
+            self.consoleSessionLifetime = consoleSessionLifetime
             self.dispatch = dispatch
         }
     }

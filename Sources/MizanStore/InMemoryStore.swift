@@ -201,10 +201,9 @@ public final class InMemoryStore: DispatchStore {
         state.withLock { state in ids.compactMap { state.jobs[$0] } }
     }
 
-    public func jobs(state wanted: JobState?, limit: Int) async throws -> [Job] {
+    public func jobs(matching filter: JobFilter, limit: Int) async throws -> [Job] {
         state.withLock { state in
-            let all = wanted.map { wanted in state.jobs.values.filter { $0.state == wanted } } ?? Array(state.jobs.values)
-            return Array(all.sorted { $0.id > $1.id }.prefix(max(0, limit)))
+            Array(state.jobs.values.filter(filter.matches).sorted { $0.id > $1.id }.prefix(max(0, limit)))
         }
     }
 

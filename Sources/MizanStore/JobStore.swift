@@ -91,10 +91,10 @@ public protocol JobStore: Sendable {
 
     /// Lists jobs, newest first.
     /// - Parameters:
-    ///   - state: Only jobs in this state, or all when `nil`.
+    ///   - filter: Which jobs: a state, a model, older than a job (a page after it).
     ///   - limit: The most jobs to return.
     /// - Returns: The jobs.
-    func jobs(state: JobState?, limit: Int) async throws -> [Job]
+    func jobs(matching filter: JobFilter, limit: Int) async throws -> [Job]
 
     /// The number of accepted jobs per model.
     /// - Returns: Model to queued count; models with none are left out.
@@ -132,7 +132,43 @@ public struct LeaseCompletion: Sendable, Equatable {
     }
 }
 
+/// Which jobs a listing returns (every condition that is set holds).
+public struct JobFilter: Sendable, Equatable {
+    /// Only jobs in this state.
+    public var state: JobState?
+    /// Only jobs of this public model.
+    public var model: String?
+    /// Only jobs older than this one (ids are time-ordered): the page after a listing that
+    /// ended with it.
+    public var before: JobID?
+
+    /// Creates a filter; with no arguments it matches every job.
+    /// - Parameters:
+    ///   - state: Only jobs in this state.
+    ///   - model: Only jobs of this model.
+    ///   - before: Only jobs older than this one.
+    public init(state: JobState? = nil, model: String? = nil, before: JobID? = nil) {
+        self.state = state
+        self.model = model
+        self.before = before
+    }
+
+    /// Whether `job` matches.
+    public func matches(_ job: Job) -> Bool {
+        (state.map { job.state == $0 } ?? true) && (model.map { job.model == $0 } ?? true) && (before.map { job.id < $0 } ?? true)
+    }
+}
+
 extension JobStore {
+    /// Lists jobs, newest first.
+    /// - Parameters:
+    ///   - state: Only jobs in this state, or all when `nil`.
+    ///   - limit: The most jobs to return.
+    /// - Returns: The jobs.
+    public func jobs(state: JobState?, limit: Int) async throws -> [Job] {
+        try await jobs(matching: JobFilter(state: state), limit: limit)
+    }
+
     /// Filters every leased job (a store with an index by node should do better).
     public func leasedJobs(nodeID: NodeID) async throws -> [Job] {
         try await jobs(state: .leased, limit: 100_000).filter { $0.nodeID == nodeID }

@@ -17,16 +17,24 @@ extension PostgresStore {
             Key10.self, "SELECT \(unescaped: Rows.jobColumns) FROM mizan_jobs WHERE id = ANY(\(ids.map(\.uuid)))", logger: logger, Rows.job)
     }
 
-    public func jobs(state: JobState?, limit: Int) async throws -> [Job] {
+    public func jobs(matching filter: JobFilter, limit: Int) async throws -> [Job] {
         let limit = max(0, limit)
-        if let state {
+        let state = filter.state?.rawValue
+        let model = filter.model
+        let before = filter.before?.uuid
+        if state == nil, model == nil, before == nil {
             return try await client.prepared(
-                Key11.self,
-                "SELECT \(unescaped: Rows.jobColumns) FROM mizan_jobs WHERE state = \(state.rawValue) ORDER BY id DESC LIMIT \(limit)",
-                logger: logger, Rows.job)
+                Key12.self, "SELECT \(unescaped: Rows.jobColumns) FROM mizan_jobs ORDER BY id DESC LIMIT \(limit)", logger: logger, Rows.job)
         }
         return try await client.prepared(
-            Key12.self, "SELECT \(unescaped: Rows.jobColumns) FROM mizan_jobs ORDER BY id DESC LIMIT \(limit)", logger: logger, Rows.job)
+            Key11.self,
+            """
+            SELECT \(unescaped: Rows.jobColumns) FROM mizan_jobs
+            WHERE (\(state)::text IS NULL OR state = \(state)) AND (\(model)::text IS NULL OR model = \(model))
+              AND (\(before)::uuid IS NULL OR id < \(before))
+            ORDER BY id DESC LIMIT \(limit)
+            """,
+            logger: logger, Rows.job)
     }
 
     public func leasedJobs(nodeID: NodeID) async throws -> [Job] {

@@ -18,8 +18,11 @@ extension SQLiteStore {
         return found
     }
 
-    public func jobs(state: JobState?, limit: Int) async throws -> [Job] {
-        if let state {
+    public func jobs(matching filter: JobFilter, limit: Int) async throws -> [Job] {
+        var conditions: [String] = []
+        var bindings: [SQLValue] = []
+        var indexed = ""
+        if let state = filter.state {
             // The state is written into the text (one of five statements) so that the planner
             // can use the partial index of that state: the finished ones are indexed by state
             // and id; a queued job is found through its model's queue, a leased one through its node.
@@ -31,12 +34,22 @@ extension SQLiteStore {
                 case .succeeded, .failed, .timedOut:
                     ("mizan_jobs_finished_state", "state IN ('succeeded', 'failed', 'timed_out') AND state = '\(state.rawValue)'")
                 }
-            return try await read(
-                "SELECT \(Rows.jobColumns) FROM mizan_jobs INDEXED BY \(index) WHERE \(condition) ORDER BY id DESC LIMIT ?",
-                [.integer(max(0, limit))]
-            ).map(Rows.job)
+            indexed = " INDEXED BY \(index)"
+            conditions.append(condition)
         }
-        return try await read("SELECT \(Rows.jobColumns) FROM mizan_jobs ORDER BY id DESC LIMIT ?", [.integer(max(0, limit))]).map(Rows.job)
+        if let model = filter.model {
+            conditions.append("model = ?")
+            bindings.append(.text(model))
+        }
+        if let before = filter.before {
+            conditions.append("id < ?")
+            bindings.append(Rows.id(before))
+        }
+        let whereClause = conditions.isEmpty ? "" : " WHERE " + conditions.joined(separator: " AND ")
+        bindings.append(.integer(max(0, limit)))
+        return try await read(
+            "SELECT \(Rows.jobColumns) FROM mizan_jobs\(indexed)\(whereClause) ORDER BY id DESC LIMIT ?", bindings
+        ).map(Rows.job)
     }
 
     public func queueDepth() async throws -> [String: Int] {

@@ -147,5 +147,30 @@ extension StoreConformance {
             let some = try await store.jobs([leased[0].job.id, JobID()])
             try require(some.map(\.id) == [leased[0].job.id], "reading by ids skips unknown ones")
         },
+        Check("list by model and state, in pages") { store in
+            var ids: [JobID] = []
+            for i in 0..<7 {
+                ids.append(try await store.insert(Fixture.job(model: i % 2 == 0 ? "even" : "odd", createdAt: Double(i))).job.id)
+            }
+            let node = try await Fixture.node(store, models: ["odd"])
+            let leased = try await store.lease(nodeID: node.id, limit: 1, now: Fixture.at(10))
+            let even = try await store.jobs(matching: JobFilter(model: "even"), limit: 10)
+            try require(even.map(\.id) == [ids[6], ids[4], ids[2], ids[0]], "a model's jobs, newest first: \(even.map(\.id))")
+            let firstPage = try await store.jobs(matching: JobFilter(), limit: 3)
+            try require(firstPage.map(\.id) == [ids[6], ids[5], ids[4]], "the first page is the newest")
+            let secondPage = try await store.jobs(matching: JobFilter(before: firstPage.last?.id), limit: 3)
+            try require(secondPage.map(\.id) == [ids[3], ids[2], ids[1]], "the next page starts after the last one shown")
+            let lastPage = try await store.jobs(matching: JobFilter(before: secondPage.last?.id), limit: 3)
+            try require(lastPage.map(\.id) == [ids[0]], "the last page holds the oldest")
+            let oddQueued = try await store.jobs(matching: JobFilter(state: .accepted, model: "odd"), limit: 10)
+            try require(
+                oddQueued.map(\.id) == [ids[5], ids[3], ids[1]].filter { $0 != leased.first?.job.id },
+                "a state and a model together: \(oddQueued.map(\.id))")
+            let oddLeasedBefore = try await store.jobs(
+                matching: JobFilter(state: .leased, model: "odd", before: leased.first?.job.id), limit: 10)
+            try require(oddLeasedBefore.isEmpty, "nothing leased is older than the one leased job")
+            let none = try await store.jobs(matching: JobFilter(model: "no-such-model"), limit: 10)
+            try require(none.isEmpty, "an unknown model lists nothing")
+        },
     ]
 }

@@ -22,7 +22,22 @@ extension Dispatcher {
     ///   - limit: The most to return.
     /// - Returns: The jobs.
     public func jobs(state: JobState? = nil, limit: Int) async throws -> [Job] {
-        try await store.jobs(state: state, limit: limit)
+        try await store.jobs(matching: JobFilter(state: state), limit: limit)
+    }
+
+    /// Jobs that match a filter (a state, a model, older than a job), newest first.
+    /// - Parameters:
+    ///   - filter: Which jobs.
+    ///   - limit: The most to return.
+    /// - Returns: The jobs.
+    public func jobs(matching filter: JobFilter, limit: Int) async throws -> [Job] {
+        try await store.jobs(matching: filter, limit: limit)
+    }
+
+    /// The number of jobs waiting for a node, per model (models with none are left out).
+    /// - Returns: Model to queued count.
+    public func queueDepth() async throws -> [String: Int] {
+        try await store.queueDepth()
     }
 
     /// Whether a node counts as capacity now: active, not unhealthy, and heard from within

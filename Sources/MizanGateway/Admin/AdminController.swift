@@ -69,22 +69,8 @@ struct AdminController: Sendable {
             return try JSONResponse.json(try await credentials.revokeKey(id))
         }
         admin.get("/jobs") { request, _ in
-            var state: JobState?
-            if let raw = request.uri.queryParameters.get("state") {
-                guard let parsed = JobState(rawValue: raw) else {
-                    let known = JobState.allCases.map(\.rawValue).joined(separator: ", ")
-                    throw MizanError(.badRequest, "Unknown job state '\(raw)'; use one of \(known).")
-                }
-                state = parsed
-            }
-            var limit = 100
-            if let raw = request.uri.queryParameters.get("limit") {
-                guard let parsed = Int(raw), (1...1000).contains(parsed) else {
-                    throw MizanError(.badRequest, "'limit' must be a number from 1 to 1000.")
-                }
-                limit = parsed
-            }
-            let jobs = try await dispatcher.jobs(state: state, limit: limit)
+            let (filter, limit) = try Self.jobListing { request.uri.queryParameters.get($0) }
+            let jobs = try await dispatcher.jobs(matching: filter, limit: limit)
             return try JSONResponse.json(AdminWire.List(data: jobs.map(AdminWire.JobSummary.init)))
         }
         admin.get("/jobs/{id}") { _, context in
@@ -129,6 +115,37 @@ struct AdminController: Sendable {
             query.groupBy = dimensions
         }
         return query
+    }
+
+    /// A job listing from `state`, `model`, `before` (a job id: the page after it) and `limit`
+    /// (1–1000, 100 by default).
+    static func jobListing(_ parameter: (String) -> String?) throws -> (JobFilter, limit: Int) {
+        var filter = JobFilter()
+        if let raw = parameter("state"), !raw.isEmpty {
+            guard let parsed = JobState(rawValue: raw) else {
+                let known = JobState.allCases.map(\.rawValue).joined(separator: ", ")
+                throw MizanError(.badRequest, "Unknown job state '\(SafeText.excerpt(raw, limit: 32))'; use one of \(known).")
+            }
+            filter.state = parsed
+        }
+        if let model = parameter("model"), !model.isEmpty {
+            guard model.utf8.count <= KeyPolicy.maxModelName else {
+                throw MizanError(.badRequest, "'model' is longer than \(KeyPolicy.maxModelName) bytes.")
+            }
+            filter.model = model
+        }
+        if let raw = parameter("before"), !raw.isEmpty {
+            guard let id = JobID(raw) else { throw MizanError(.badRequest, "'before' must be a job id.") }
+            filter.before = id
+        }
+        var limit = 100
+        if let raw = parameter("limit") {
+            guard let parsed = Int(raw), (1...1000).contains(parsed) else {
+                throw MizanError(.badRequest, "'limit' must be a number from 1 to 1000.")
+            }
+            limit = parsed
+        }
+        return (filter, limit)
     }
 
     /// The key id of a `/keys/{id}` path.
