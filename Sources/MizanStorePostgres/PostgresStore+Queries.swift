@@ -24,7 +24,8 @@ extension PostgresStore {
         let before = filter.before?.uuid
         if state == nil, model == nil, before == nil {
             return try await client.prepared(
-                Key12.self, "SELECT \(unescaped: Rows.jobColumns) FROM mizan_jobs ORDER BY id DESC LIMIT \(limit)", logger: logger, Rows.job)
+                Key12.self, "SELECT \(unescaped: Rows.jobColumns) FROM mizan_jobs ORDER BY id DESC LIMIT \(limit)", logger: logger, Rows.job
+            )
         }
         return try await client.prepared(
             Key11.self,

@@ -10,7 +10,7 @@ enum TestPython {
         .deletingLastPathComponent()
 
     /// Every module a test asks for, installed together on first use.
-    static let modules = ["openai", "anthropic", "schemathesis"]
+    static let modules = ["openai", "anthropic", "schemathesis", "selenium"]
 
     /// The one preparation of the environment: tests run in parallel, and a second test must
     /// not find the folder half made (a `python` before its `pip`) or install beside the first.

@@ -120,13 +120,14 @@ func withGateway<T: Sendable>(
     metricsRegistry: PrometheusCollectorRegistry? = nil,
     environment: [String: String] = [:],
     logger: Logger = Logger(label: "mizan.gateway"),
+    adminToken: String? = Harness.adminToken,
     _ body: (Harness) async throws -> T
 ) async throws -> T {
     let store = InMemoryStore()
     let gateway = Gateway(
         store: store,
         routes: RouteTable(routes: routes, cooldown: .seconds(60), failuresBeforeCooldown: failuresBeforeCooldown),
-        adminToken: Harness.adminToken,
+        adminToken: adminToken,
         configuration: configuration,
         environment: environment,
         metricsRegistry: metricsRegistry,

@@ -27,10 +27,14 @@ enum ConsoleCharts {
         for (index, bar) in bars.enumerated() where bar.value > 0 {
             let height = max(1.5, bar.value * scale)
             let x = index * 10 + 1
-            shapes.append("<rect class=\"bar\" x=\"\(x)\" y=\"\(format(100 - height))\" width=\"8\" height=\"\(format(height))\"><title>\(bar.title)</title></rect>")
+            shapes.append(
+                "<rect class=\"bar\" x=\"\(x)\" y=\"\(format(100 - height))\" width=\"8\" height=\"\(format(height))\"><title>\(bar.title)</title></rect>"
+            )
             if bar.highlighted > 0 {
                 let part = max(1.5, bar.highlighted * scale)
-                shapes.append("<rect class=\"bar bad\" x=\"\(x)\" y=\"\(format(100 - part))\" width=\"8\" height=\"\(format(part))\"><title>\(bar.title)</title></rect>")
+                shapes.append(
+                    "<rect class=\"bar bad\" x=\"\(x)\" y=\"\(format(100 - part))\" width=\"8\" height=\"\(format(part))\"><title>\(bar.title)</title></rect>"
+                )
             }
         }
         return """
@@ -70,7 +74,8 @@ enum ConsoleCharts {
         }
         // Invisible columns carry each point's figures as a tooltip.
         for (index, title) in titles.enumerated() {
-            shapes.append("<rect x=\"\(index * 10)\" y=\"0\" width=\"10\" height=\"100\" fill=\"transparent\"><title>\(title)</title></rect>")
+            shapes.append(
+                "<rect x=\"\(index * 10)\" y=\"0\" width=\"10\" height=\"100\" fill=\"transparent\"><title>\(title)</title></rect>")
         }
         return """
             <svg viewBox="0 0 \(width) 100" preserveAspectRatio="none" role="img" aria-label="\(label)">\

@@ -17,9 +17,11 @@ extension ConsoleController {
         let nodeNames = Dictionary(nodes.map { ($0.id, $0.name) }, uniquingKeysWith: { first, _ in first })
         let models = Set(routes.models + nodes.flatMap(\.models)).sorted()
 
-        let stateOptions = ([HTML("<option value=\"\">any state</option>")] + JobState.allCases.map { state -> HTML in
-            "<option value=\"\(state.rawValue)\"\(filter.state == state ? " selected" as HTML : .empty)>\(Self.stateText(state))</option>"
-        })
+        let stateOptions =
+            ([HTML("<option value=\"\">any state</option>")]
+                + JobState.allCases.map { state -> HTML in
+                    "<option value=\"\(state.rawValue)\"\(filter.state == state ? " selected" as HTML : .empty)>\(Self.stateText(state))</option>"
+                })
         let modelOptions = models.map { model -> HTML in "<option value=\"\(model)\"></option>" }
         let rows = jobs.map { job -> HTML in
             """
@@ -78,10 +80,13 @@ extension ConsoleController {
             throw ConsoleRefusal(status: .notFound, message: "No such job (finished jobs are pruned after the retention period).")
         }
         let node = try await job.nodeID.asyncMap { id in try await dispatcher.nodes().first { $0.id == id } } ?? nil
-        let nodeText: HTML = job.nodeID.map { id in
-            "\(node?.name ?? "a node no longer listed") <span class=\"muted mono\">\(id.description)</span>"
-        } ?? "—"
-        var steps: [HTML] = ["<li><strong>Accepted</strong> — \(ConsoleLayout.time(job.createdAt)); queued for a node serving \(job.model)</li>"]
+        let nodeText: HTML =
+            job.nodeID.map { id in
+                "\(node?.name ?? "a node no longer listed") <span class=\"muted mono\">\(id.description)</span>"
+            } ?? "—"
+        var steps: [HTML] = [
+            "<li><strong>Accepted</strong> — \(ConsoleLayout.time(job.createdAt)); queued for a node serving \(job.model)</li>"
+        ]
         if job.attempt > 1 {
             steps.append(
                 "<li class=\"bad\"><strong>Handed back \(job.attempt - 1) time\(job.attempt == 2 ? "" : "s")</strong> — a node was lost or reported a retryable failure; the job went back to the queue (earlier attempts' times are not kept)</li>"
@@ -89,7 +94,9 @@ extension ConsoleController {
         }
         if let leasedAt = job.leasedAt {
             let wait = ConsoleLayout.milliseconds(leasedAt.timeIntervalSince(job.createdAt) * 1000)
-            steps.append("<li><strong>Leased</strong> (attempt \(job.attempt)) — \(ConsoleLayout.time(leasedAt)) by \(node?.name ?? "a node"), after \(wait) in the queue</li>")
+            steps.append(
+                "<li><strong>Leased</strong> (attempt \(job.attempt)) — \(ConsoleLayout.time(leasedAt)) by \(node?.name ?? "a node"), after \(wait) in the queue</li>"
+            )
         }
         if let finishedAt = job.finishedAt {
             let total = ConsoleLayout.milliseconds(finishedAt.timeIntervalSince(job.createdAt) * 1000)
@@ -98,14 +105,18 @@ extension ConsoleController {
                 "<li\(job.state == .succeeded ? "" as HTML : " class=\"bad\"")><strong>\(Self.stateText(job.state).capitalized)</strong> — \(ConsoleLayout.time(finishedAt)), \(total) after it was accepted\(running)</li>"
             )
         } else {
-            steps.append("<li><strong>\(job.state == .leased ? "Running" : "Waiting")</strong> — its deadline is \(ConsoleLayout.time(job.deadline))</li>")
+            steps.append(
+                "<li><strong>\(job.state == .leased ? "Running" : "Waiting")</strong> — its deadline is \(ConsoleLayout.time(job.deadline))</li>"
+            )
         }
-        let usage: HTML = job.usage.map { usage in
-            "\(ConsoleLayout.number(usage.promptTokens)) prompt + \(ConsoleLayout.number(usage.completionTokens)) completion tokens"
-        } ?? "—"
-        let error: HTML = job.errorCode.map { code in
-            "<dt>Error</dt><dd><code>\(code)</code>\(job.errorMessage.map { " — \($0)" } ?? "")</dd>"
-        } ?? .empty
+        let usage: HTML =
+            job.usage.map { usage in
+                "\(ConsoleLayout.number(usage.promptTokens)) prompt + \(ConsoleLayout.number(usage.completionTokens)) completion tokens"
+            } ?? "—"
+        let error: HTML =
+            job.errorCode.map { code in
+                "<dt>Error</dt><dd><code>\(code)</code>\(job.errorMessage.map { " — \($0)" } ?? "")</dd>"
+            } ?? .empty
         let body: HTML = """
             <p><a href="/console/jobs">← All jobs</a></p>
             <h1>Job <span class="mono">\(job.id.description)</span></h1>

@@ -78,7 +78,10 @@ extension ConsoleController {
         return layout("Keys", .keys, session, body)
     }
 
-    func keyPage(_ context: GatewayRequestContext, _ session: ConsoleSessions.Session, error: String? = nil, notice: String? = nil, form: [String: String]? = nil)
+    func keyPage(
+        _ context: GatewayRequestContext, _ session: ConsoleSessions.Session, error: String? = nil, notice: String? = nil,
+        form: [String: String]? = nil
+    )
         async throws -> Response
     {
         let key = try await activeKey(context)
@@ -266,8 +269,12 @@ extension ConsoleController {
     static func consumptionText(_ consumption: AdminWire.KeyView.Consumption?, policy: KeyPolicy) -> String {
         guard let consumption else { return policy.isCounted ? "nothing yet" : "not counted" }
         var parts: [String] = []
-        if let window = consumption.requests { parts.append("\(ConsoleLayout.number(window.remaining)) of \(ConsoleLayout.number(window.limit)) requests left") }
-        if let window = consumption.tokens { parts.append("\(ConsoleLayout.number(window.remaining)) of \(ConsoleLayout.number(window.limit)) tokens/min left") }
+        if let window = consumption.requests {
+            parts.append("\(ConsoleLayout.number(window.remaining)) of \(ConsoleLayout.number(window.limit)) requests left")
+        }
+        if let window = consumption.tokens {
+            parts.append("\(ConsoleLayout.number(window.remaining)) of \(ConsoleLayout.number(window.limit)) tokens/min left")
+        }
         if let inFlight = consumption.inFlight { parts.append("\(inFlight) running") }
         if let used = consumption.budgetTokensUsed, let budget = policy.budget {
             parts.append("\(ConsoleLayout.number(used)) of \(ConsoleLayout.number(budget.tokens)) budget tokens used")

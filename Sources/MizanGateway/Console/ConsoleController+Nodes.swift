@@ -14,7 +14,10 @@ extension ConsoleController {
         "key-saved": "The key's settings were saved.",
     ]
 
-    func nodesPage(_ session: ConsoleSessions.Session, created: (name: String, token: String, command: String)? = nil, error: String? = nil, notice: String? = nil)
+    func nodesPage(
+        _ session: ConsoleSessions.Session, created: (name: String, token: String, command: String)? = nil, error: String? = nil,
+        notice: String? = nil
+    )
         async throws -> Response
     {
         let nodes = try await dispatcher.nodes()
@@ -116,7 +119,8 @@ extension ConsoleController {
             let node = try await dispatcher.nodes().first { $0.id == id }
             guard let node else { throw ConsoleRefusal(status: .notFound, message: "No such node.") }
             return confirmation(
-                session, title: "Revoke node", question: "Revoke the node “\(node.name)”? Its agent stops at once and cannot come back with the same token.",
+                session, title: "Revoke node",
+                question: "Revoke the node “\(node.name)”? Its agent stops at once and cannot come back with the same token.",
                 action: "/console/nodes/\(id.description)/revoke", button: "Revoke node", back: "/console/nodes", section: .nodes)
         }
         _ = try await dispatcher.revokeNode(id)

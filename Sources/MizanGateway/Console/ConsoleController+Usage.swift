@@ -60,7 +60,9 @@ extension ConsoleController {
             let row = perDay[day]
             let tokens = (row?.promptTokens ?? 0) + (row?.completionTokens ?? 0)
             bars.append(
-                .init(value: Double(tokens), title: "\(String(ISO8601Text.text(day).prefix(10))): \(tokens) tokens, \(row?.requests ?? 0) requests"))
+                .init(
+                    value: Double(tokens),
+                    title: "\(String(ISO8601Text.text(day).prefix(10))): \(tokens) tokens, \(row?.requests ?? 0) requests"))
             day = day.addingTimeInterval(86_400)
         }
         let sinceText = String(ISO8601Text.text(since).prefix(10))
@@ -104,16 +106,20 @@ extension ConsoleController {
         let (rows, keys) = try await (rowsRead, keysRead)
         let names = Dictionary(keys.map { ($0.id, $0.name) }, uniquingKeysWith: { first, _ in first })
         var csv = "day,key_id,key_name,model,requests,prompt_tokens,completion_tokens\r\n"
-        for row in rows.sorted(by: { ($0.period ?? .distantPast, $0.apiKeyID ?? "", $0.model ?? "") < ($1.period ?? .distantPast, $1.apiKeyID ?? "", $1.model ?? "") }) {
+        for row in rows.sorted(by: {
+            ($0.period ?? .distantPast, $0.apiKeyID ?? "", $0.model ?? "") < ($1.period ?? .distantPast, $1.apiKeyID ?? "", $1.model ?? "")
+        }) {
             let fields = [
-                row.period.map { String(ISO8601Text.text($0).prefix(10)) } ?? "", row.apiKeyID ?? "", row.apiKeyID.flatMap { names[$0] } ?? "",
+                row.period.map { String(ISO8601Text.text($0).prefix(10)) } ?? "", row.apiKeyID ?? "",
+                row.apiKeyID.flatMap { names[$0] } ?? "",
                 row.model ?? "", String(row.requests), String(row.promptTokens), String(row.completionTokens),
             ]
             csv += fields.map(Self.csvField).joined(separator: ",") + "\r\n"
         }
         var headers = HTTPFields()
         headers[.contentType] = "text/csv; charset=utf-8"
-        let name = "mizan-usage-\(String(ISO8601Text.text(since).prefix(10)))-to-\(String(ISO8601Text.text(until.addingTimeInterval(-86_400)).prefix(10))).csv"
+        let name =
+            "mizan-usage-\(String(ISO8601Text.text(since).prefix(10)))-to-\(String(ISO8601Text.text(until.addingTimeInterval(-86_400)).prefix(10))).csv"
         headers[.contentDisposition] = "attachment; filename=\"\(name)\""
         return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(string: csv)))
     }

@@ -34,7 +34,9 @@ struct ConsoleController: Sendable {
         console.get("/assets/console.css") { _, _ in Self.asset(ConsoleAssets.css, type: "text/css; charset=utf-8") }
         console.get("/assets/console.js") { _, _ in Self.asset(ConsoleAssets.javascript, type: "text/javascript; charset=utf-8") }
         console.get("/sign-in") { request, context in await page(request, context, signedIn: false) { _ in signInPage(request) } }
-        console.post("/sign-in") { request, context in await page(request, context, signedIn: false) { _ in try await signIn(request, context) } }
+        console.post("/sign-in") { request, context in
+            await page(request, context, signedIn: false) { _ in try await signIn(request, context) }
+        }
         console.post("/sign-out") { request, context in
             await page(request, context) { session in
                 _ = try await checkedForm(request, session)
@@ -89,7 +91,9 @@ struct ConsoleController: Sendable {
             if signedIn {
                 guard let session else {
                     // A page's own live refresh learns that it must reload; a person goes to the form.
-                    response = request.headers[.init("X-Mizan-Console")!] == "refresh" ? Self.status(.unauthorized) : Self.redirect(to: "/console/sign-in")
+                    response =
+                        request.headers[.init("X-Mizan-Console")!] == "refresh"
+                        ? Self.status(.unauthorized) : Self.redirect(to: "/console/sign-in")
                     return Self.secured(response)
                 }
                 response = try await handler(session)
@@ -103,7 +107,9 @@ struct ConsoleController: Sendable {
             response = Self.html(errorPage(error.message, status: status, session: session), status: status)
         } catch {
             logger.error("console page failed", metadata: ["http.path": "\(request.uri.path)", "mizan.error": "\(error)"])
-            response = Self.html(errorPage("Something went wrong on the gateway; its log has the details.", status: .internalServerError, session: session), status: .internalServerError)
+            response = Self.html(
+                errorPage("Something went wrong on the gateway; its log has the details.", status: .internalServerError, session: session),
+                status: .internalServerError)
         }
         return Self.secured(response)
     }

@@ -51,7 +51,8 @@ struct RequestRecorder: Sendable {
     /// - Returns: Whether a usage record was made (and the admission ended with it).
     func record(_ fields: RequestTrace.Fields, status: Int, seconds: Double, ending: KeyAdmissionEnd?) async -> Bool {
         guard let model = fields.model else { return false }
-        activity.record(status: status, milliseconds: seconds * 1000, tokens: fields.usage.map { $0.promptTokens + $0.completionTokens } ?? 0)
+        activity.record(
+            status: status, milliseconds: seconds * 1000, tokens: fields.usage.map { $0.promptTokens + $0.completionTokens } ?? 0)
         let route = fields.servedBy.map { $0.hasPrefix("node/") ? "agents" : $0 } ?? "none"
         // Labels and usage rows carry known models only: a client's made-up names would
         // otherwise grow them without bound.

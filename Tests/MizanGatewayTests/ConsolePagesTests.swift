@@ -1,0 +1,208 @@
+import Foundation
+import MizanCore
+import MizanGateway
+import MizanProvider
+import MizanStore
+import MizanTestSupport
+import NIOHTTP1
+import Testing
+
+@Suite("Console pages and their actions")
+struct ConsolePagesTests {
+    @Test func emptyPagesSaySoAndNamesAreEscaped() async throws {
+        try await withGateway { (gateway: Harness) async throws in
+            let browser = ConsoleClient(port: gateway.port)
+            try await browser.signIn(Harness.adminToken)
+            #expect(try await browser.send(.GET, "/console/nodes").text.contains("No nodes yet — create one"))
+            #expect(try await browser.send(.GET, "/console/jobs").text.contains("No jobs yet"))
+            #expect(try await browser.send(.GET, "/console/usage").text.contains("No requests in this range."))
+            #expect(try await browser.send(.GET, "/console").text.contains("No job is waiting for a node."))
+
+            let hostile = "<script>alert('x')</script>\"&"
+            let created = try await browser.submit("/console/keys", from: "/console/keys", ["name": hostile])
+            #expect(created.status == 201)
+            #expect(!created.text.contains("<script>alert"))
+            #expect(created.text.contains("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;&quot;&amp;"))
+        }
+    }
+
+    @Test func aKeyIsShownOnceAndItsSettingsAreEditedAndRevoked() async throws {
+        try await withGateway { (gateway: Harness) async throws in
+            let browser = ConsoleClient(port: gateway.port)
+            try await browser.signIn(Harness.adminToken)
+            let created = try await browser.submit(
+                "/console/keys", from: "/console/keys",
+                [
+                    "name": "team-a", "models": "mock-model, other", "rpm": "60", "budgetTokens": "1000", "budgetPeriod": "day",
+                    "expires": "2099-01-01",
+                ])
+            #expect(created.status == 201)
+            let secret = try #require(created.value(ofID: "new-key-secret"))
+            #expect(secret.hasPrefix("mzn_sk_"))
+            let key = try #require(try await gateway.store.apiKeys().first { $0.name == "team-a" })
+            #expect(key.policy.models == ["mock-model", "other"] && key.policy.limits?.requestsPerMinute == 60)
+            #expect(key.policy.budget == KeyPolicy.Budget(tokens: 1000, period: .day))
+            #expect(key.policy.expiresAt == ISO8601Text.date(from: "2099-01-01", allowingDate: true))
+            let list = try await browser.send(.GET, "/console/keys")
+            #expect(!list.text.contains(secret), "the key is shown once")
+            #expect(list.text.contains("team-a") && list.text.contains("60 requests/min") && list.text.contains("1,000 tokens a day"))
+            #expect(list.text.contains("60 of 60 requests left"), "consumption is shown")
+
+            // Bad settings are refused in the page, naming the field, and nothing changes.
+            let bad = try await browser.submit("/console/keys", from: "/console/keys", ["name": "team-b", "rpm": "-3"])
+            #expect(bad.status == 400 && bad.text.contains("Requests per minute must be a whole number"))
+            #expect(bad.value(ofID: "key-name") == "team-b", "the form keeps what was typed")
+            #expect(try await gateway.store.apiKeys().count == 2)
+
+            // Edit: the page shows the settings; an emptied field removes its setting.
+            let page = try await browser.send(.GET, "/console/keys/\(key.id)")
+            #expect(page.status == 200 && page.value(ofID: "key-rpm") == "60" && page.value(ofID: "key-models") == "mock-model, other")
+            let saved = try await browser.submit(
+                "/console/keys/\(key.id)", from: "/console/keys/\(key.id)",
+                ["name": "team-a2", "rpm": "", "tpm": "5000", "budgetPeriod": "month"])
+            #expect(saved.status == 303 && saved.location == "/console/keys/\(key.id)?notice=key-saved")
+            let changed = try #require(try await gateway.store.apiKeys().first { $0.id == key.id })
+            #expect(changed.name == "team-a2" && changed.policy.limits == KeyPolicy.Limits(tokensPerMinute: 5000))
+            #expect(changed.policy.models == nil && changed.policy.budget == nil && changed.policy.expiresAt == nil)
+            #expect(try await browser.send(.GET, saved.location!).text.contains("The key&#39;s settings were saved."))
+
+            // Revoke: without the script's confirmation the console asks on a page of its own.
+            let asked = try await browser.submit("/console/keys/\(key.id)/revoke", from: "/console/keys", [:])
+            #expect(
+                asked.status == 200 && asked.text.contains("Revoke the key “team-a2”?")
+                    && asked.text.contains("name=\"confirmed\" value=\"1\""))
+            #expect(try await gateway.store.apiKeys().first { $0.id == key.id }?.isActive == true)
+            let revoked = try await browser.submit("/console/keys/\(key.id)/revoke", from: "/console/keys", ["confirmed": "1"])
+            #expect(revoked.status == 303 && revoked.location == "/console/keys?notice=key-revoked")
+            #expect(try await gateway.store.apiKeys().first { $0.id == key.id }?.isActive == false)
+            #expect(try await gateway.chat(key: secret).status == 401)
+            #expect(try await browser.send(.GET, "/console/keys/\(key.id)").status == 404)
+        }
+    }
+
+    @Test func aNodeIsCreatedWithItsCommandShownOnceAndRevoked() async throws {
+        try await withGateway { (gateway: Harness) async throws in
+            let browser = ConsoleClient(port: gateway.port)
+            try await browser.signIn(Harness.adminToken)
+            let created = try await browser.submit("/console/nodes", from: "/console/nodes", ["name": "GPU Box 1"])
+            #expect(created.status == 201)
+            let token = try #require(created.value(ofID: "registration-token"))
+            #expect(created.text.contains("export MIZAN_REGISTRATION_TOKEN=&#39;\(token)&#39;"))
+            #expect(
+                created.text.contains("mizan-agent --gateway http://127.0.0.1:\(gateway.port) --token-file ~/.config/mizan/gpu-box-1.token")
+            )
+            let list = try await browser.send(.GET, "/console/nodes")
+            #expect(!list.text.contains(token) && list.text.contains("GPU Box 1") && list.text.contains(">pending<"))
+            #expect(try await browser.submit("/console/nodes", from: "/console/nodes", ["name": "   "]).status == 400)
+
+            // A registered node shows its models, slots, version and health.
+            let (id, _) = try await gateway.registerNode(models: ["llama3"], maxConcurrency: 3, name: "worker")
+            let live = try await browser.send(.GET, "/console/nodes")
+            #expect(
+                live.text.contains("worker") && live.text.contains("llama3") && live.text.contains("0 / 3")
+                    && live.text.contains(">healthy<"))
+
+            let asked = try await browser.submit("/console/nodes/\(id)/revoke", from: "/console/nodes", [:])
+            #expect(asked.status == 200 && asked.text.contains("Revoke the node “worker”?"))
+            let revoked = try await browser.submit("/console/nodes/\(id)/revoke", from: "/console/nodes", ["confirmed": "1"])
+            #expect(revoked.status == 303 && revoked.location == "/console/nodes?notice=node-revoked")
+            let after = try await browser.send(.GET, revoked.location!)
+            #expect(!after.text.contains("<strong>worker</strong>") && after.text.contains("1 revoked node is not shown."))
+            #expect(after.text.contains("The node was revoked"))
+            #expect(try await browser.submit("/console/nodes/not-an-id/revoke", from: "/console/nodes", ["confirmed": "1"]).status == 404)
+        }
+    }
+
+    @Test func jobsAreFilteredPagedAndShownWithoutTheirContents() async throws {
+        try await withGateway { (gateway: Harness) async throws in
+            let browser = ConsoleClient(port: gateway.port)
+            try await browser.signIn(Harness.adminToken)
+            let start = Date().addingTimeInterval(-600)
+            var ids: [JobID] = []
+            for index in 0..<55 {
+                let job = Job(
+                    id: JobID(at: start.addingTimeInterval(Double(index))), requestID: "r\(index)",
+                    model: index % 5 == 0 ? "rare" : "common",
+                    body: Data(#"{"model":"common","messages":[{"role":"user","content":"secret-words-\#(index)"}]}"#.utf8),
+                    deadline: Date().addingTimeInterval(600), now: start.addingTimeInterval(Double(index)))
+                ids.append(try await gateway.store.insert(job).job.id)
+            }
+            let first = try await browser.send(.GET, "/console/jobs")
+            #expect(first.status == 200 && !first.text.contains("secret-words"))
+            #expect(first.text.contains(ids[54].description) && !first.text.contains(ids[4].description), "newest first, 50 a page")
+            let older = try #require(first.text.range(of: "href=\"/console/jobs?before=")).upperBound
+            let cursor = String(first.text[older...].prefix { $0 != "\"" })
+            #expect(cursor == ids[5].description)
+            let second = try await browser.send(.GET, "/console/jobs?before=\(cursor)")
+            #expect(
+                second.text.contains(ids[4].description) && second.text.contains(ids[0].description) && !second.text.contains("Older →"))
+            #expect(second.text.contains("← Newest"))
+
+            let rare = try await browser.send(.GET, "/console/jobs?state=accepted&model=rare")
+            let rareCount = rare.text.components(separatedBy: "href=\"/console/jobs/").count - 1
+            #expect(rareCount == 11, "the 11 rare jobs")
+            #expect(try await browser.send(.GET, "/console/jobs?state=succeeded").text.contains("No job matches these filters."))
+            #expect(try await browser.send(.GET, "/console/jobs?state=bogus").status == 400)
+            #expect(try await browser.send(.GET, "/console/jobs?before=nope").status == 400)
+
+            let detail = try await browser.send(.GET, "/console/jobs/\(ids[54])")
+            #expect(detail.status == 200 && detail.text.contains("Accepted") && detail.text.contains("Waiting"))
+            #expect(!detail.text.contains("secret-words"), "never the messages")
+            #expect(try await browser.send(.GET, "/console/jobs/\(JobID())").status == 404)
+        }
+    }
+
+    @Test func usageIsShownByKeyAndModelAndAsCSV() async throws {
+        try await withGateway { (gateway: Harness) async throws in
+            let browser = ConsoleClient(port: gateway.port)
+            try await browser.signIn(Harness.adminToken)
+            let key = try await gateway.gateway.credentials.issueKey(name: "=HYPERLINK(\"x\")")
+            let today = Date()
+            for (index, day) in ([0, -86_400, -3 * 86_400] as [Double]).enumerated() {
+                _ = try await gateway.store.recordUsage(
+                    UsageRecord(
+                        requestID: "u\(index)", apiKeyID: key.key.id, model: "llama3", servedBy: "node/x", status: 200,
+                        latencyMilliseconds: 5,
+                        usage: TokenUsage(promptTokens: 100, completionTokens: 10 * (index + 1)), createdAt: today.addingTimeInterval(day)))
+            }
+            let page = try await browser.send(.GET, "/console/usage")
+            #expect(page.status == 200 && page.text.contains("llama3") && page.text.contains("=HYPERLINK(&quot;x&quot;)"))
+            #expect(page.text.contains(">360<"), "300 prompt + 60 completion tokens in the last 7 days")
+            let narrow = try await browser.send(.GET, "/console/usage?since=\(Self.day(today))&until=\(Self.day(today))")
+            #expect(narrow.text.contains(">110<") && !narrow.text.contains(">360<"), "one day's usage")
+
+            let csv = try await browser.send(.GET, "/console/usage.csv")
+            #expect(csv.status == 200 && csv.headers["Content-Type"].first?.hasPrefix("text/csv") == true)
+            #expect(csv.headers["Content-Disposition"].first?.hasPrefix("attachment; filename=\"mizan-usage-") == true)
+            let lines = csv.text.split(separator: "\r\n").map(String.init)
+            #expect(lines.first == "day,key_id,key_name,model,requests,prompt_tokens,completion_tokens")
+            #expect(lines.count == 4, "\(lines)")
+            #expect(
+                lines.contains("\(Self.day(today)),\(key.key.id),\"'=HYPERLINK(\"\"x\"\")\",llama3,1,100,10"),
+                "a formula is defused: \(lines)")
+
+            #expect(try await browser.send(.GET, "/console/usage?since=yesterday").status == 400)
+            #expect(try await browser.send(.GET, "/console/usage?since=2026-02-01&until=2026-01-01").status == 400)
+            #expect(try await browser.send(.GET, "/console/usage?since=2000-01-01&until=2026-01-01").status == 400)
+        }
+    }
+
+    @Test func theOverviewCountsTheLastHour() async throws {
+        try await withMock(.init(models: ["mock-model"], tokens: 4)) { base in
+            let route = ProviderRoute(model: "mock-model", baseURL: base, upstreamModel: "mock-model")
+            try await withGateway(routes: [route]) { (gateway: Harness) async throws in
+                for _ in 0..<3 { #expect(try await gateway.chat().status == 200) }
+                #expect(try await gateway.chat(model: "no-such-model").status == 404)
+                let browser = ConsoleClient(port: gateway.port)
+                try await browser.signIn(Harness.adminToken)
+                let page = try await browser.send(.GET, "/console")
+                #expect(page.text.contains("<div class=\"label\">Requests, last hour</div><div class=\"value\">4</div>"), "\(page.text)")
+                #expect(page.text.contains("0 failed (5xx) · 1 refused (4xx)"))
+                #expect(page.text.contains("4 requests, 0 failed, 1 refused"), "the minute's bar says what it counts")
+                #expect(page.text.contains("data-live=\"5\""))
+            }
+        }
+    }
+
+    static func day(_ date: Date) -> String { String(ISO8601Text.text(date).prefix(10)) }
+}
