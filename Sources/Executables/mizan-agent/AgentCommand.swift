@@ -19,7 +19,8 @@ struct AgentCommand: AsyncParsableCommand {
             token from `mizan nodes create` and keeps its node token in --token-file; later starts need only \
             the token file. It leases jobs for its models, runs them against --provider and reports the results. \
             SIGTERM stops leasing and lets running jobs finish (--shutdown-grace seconds).
-            """
+            """,
+        version: MizanVersion.current
     )
 
     @Option(help: "The gateway's base URL, e.g. http://gateway:8080.")

@@ -21,15 +21,17 @@ import ServiceLifecycle
 struct GatewayCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "mizan-gateway",
-        abstract: "Run Mizan's OpenAI-compatible gateway (client, agent and admin APIs).",
+        abstract: "Run Mizan's OpenAI-compatible gateway (client, agent and admin APIs, and the web console).",
         discussion: """
             Clients call /v1/chat/completions and /v1/models with an API key (create one with `mizan keys create`). \
             Requests go to the provider routes of --routes first (lower priority number first, falling back on \
             failures), then to agent nodes that serve the model. With no --database-url the gateway keeps its \
             state (keys, nodes, jobs, usage) in the SQLite file mizan.sqlite in the working directory, which one \
             gateway holds at a time; a postgres:// URL stores it in PostgreSQL, which several gateways can share; \
-            memory: keeps nothing across restarts.
-            """
+            memory: keeps nothing across restarts. With an admin token the operator's web console is at /console \
+            (sign in with the token).
+            """,
+        version: MizanVersion.current
     )
 
     @Option(help: "The address to listen on.")
@@ -56,6 +58,11 @@ struct GatewayCommand: AsyncParsableCommand {
         )
     )
     var sqliteDurability = "normal"
+
+    @Option(
+        name: .customLong("console-session-hours"), parsing: .unconditional,
+        help: "How long a sign-in to the web console lasts, in hours (1-720).")
+    var consoleSessionHours: Double = 8
 
     @Option(help: "A routes file, JSON or YAML (.yaml/.yml) (env MIZAN_ROUTES).")
     var routes: String?
@@ -153,6 +160,9 @@ struct GatewayCommand: AsyncParsableCommand {
         guard SQLiteStore.Durability(rawValue: sqliteDurability) != nil else {
             throw ValidationError("--sqlite-durability must be normal or full.")
         }
+        guard consoleSessionHours >= 1, consoleSessionHours <= 720 else {
+            throw ValidationError("--console-session-hours must be 1-720.")
+        }
         guard memoryFinishedJobs >= 0 else { throw ValidationError("--memory-finished-jobs must not be negative.") }
         guard maxLeaseWait >= 0, maxLeaseWait <= 3600 else { throw ValidationError("--max-lease-wait must be 0-3600 seconds.") }
         guard maxConnections >= 1, maxConnections <= 1_000_000 else { throw ValidationError("--max-connections must be 1-1000000.") }
@@ -199,7 +209,9 @@ struct GatewayCommand: AsyncParsableCommand {
                 metadata: ["mizan.route": "\(route.name)", "mizan.env": "\(route.apiKeyEnv ?? "")"])
         }
         let token = adminToken ?? environment["MIZAN_ADMIN_TOKEN"].flatMap { $0.isEmpty ? nil : $0 }
-        if token == nil { logger.notice("no admin token: the admin API is off (set --admin-token or MIZAN_ADMIN_TOKEN)") }
+        if token == nil {
+            logger.notice("no admin token: the admin API and the console are off (set --admin-token or MIZAN_ADMIN_TOKEN)")
+        }
         let leaseWait = Duration.seconds(maxLeaseWait)
         let configuration = Gateway.Configuration(
             maxBodyBytes: maxBodyBytes,
@@ -207,6 +219,7 @@ struct GatewayCommand: AsyncParsableCommand {
             idleTimeout: .seconds(idleTimeout),
             bodyTimeout: .seconds(bodyTimeout),
             maxConnections: maxConnections,
+            consoleSessionLifetime: .seconds(consoleSessionHours * 3600),
             dispatch: Dispatcher.Configuration(
                 defaultDeadline: .seconds(defaultDeadline),
                 defaultLeaseWait: min(.seconds(25), leaseWait),
@@ -226,7 +239,9 @@ struct GatewayCommand: AsyncParsableCommand {
         let services = gateway.services(host: host, port: port, beforeServerStarts: prepare) { port in
             logger.notice(
                 "mizan-gateway listening on http://\(host):\(port)",
-                metadata: storeMetadata.merging(["mizan.routes": "\(routeList.count)"]) { $1 }
+                metadata: storeMetadata.merging(
+                    ["mizan.routes": "\(routeList.count)", "mizan.console": "\(token == nil ? "off" : "http://\(host):\(port)/console")"]
+                ) { $1 }
             )
         }
         let group = ServiceGroup(

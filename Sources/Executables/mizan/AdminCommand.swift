@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import MizanCore
 
 /// `mizan`: the admin CLI, a client of the gateway's admin API.
 @main
@@ -8,6 +9,7 @@ struct AdminCommand: AsyncParsableCommand {
         commandName: "mizan",
         abstract: "Administer a Mizan gateway: agent nodes, API keys, jobs and usage.",
         discussion: "Talks to the gateway's admin API with the admin token. Lists print a table, or JSON with --json.",
+        version: MizanVersion.current,
         subcommands: [Nodes.self, Keys.self, Jobs.self, Usage.self]
     )
 

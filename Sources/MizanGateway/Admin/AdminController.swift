@@ -118,23 +118,28 @@ struct AdminController: Sendable {
     }
 
     /// A job listing from `state`, `model`, `before` (a job id: the page after it) and `limit`
-    /// (1–1000, 100 by default).
-    static func jobListing(_ parameter: (String) -> String?) throws -> (JobFilter, limit: Int) {
+    /// (1–1000, 100 by default). An empty value is refused, or, with `emptyMeansAny` (a form's
+    /// unset field), ignored.
+    static func jobListing(emptyMeansAny: Bool = false, _ given: (String) -> String?) throws -> (JobFilter, limit: Int) {
+        func parameter(_ name: String) -> String? {
+            guard let value = given(name) else { return nil }
+            return value.isEmpty && emptyMeansAny ? nil : value
+        }
         var filter = JobFilter()
-        if let raw = parameter("state"), !raw.isEmpty {
+        if let raw = parameter("state") {
             guard let parsed = JobState(rawValue: raw) else {
                 let known = JobState.allCases.map(\.rawValue).joined(separator: ", ")
                 throw MizanError(.badRequest, "Unknown job state '\(SafeText.excerpt(raw, limit: 32))'; use one of \(known).")
             }
             filter.state = parsed
         }
-        if let model = parameter("model"), !model.isEmpty {
-            guard model.utf8.count <= KeyPolicy.maxModelName else {
-                throw MizanError(.badRequest, "'model' is longer than \(KeyPolicy.maxModelName) bytes.")
+        if let model = parameter("model") {
+            guard !model.isEmpty, model.utf8.count <= KeyPolicy.maxModelName else {
+                throw MizanError(.badRequest, "'model' must be 1 to \(KeyPolicy.maxModelName) bytes.")
             }
             filter.model = model
         }
-        if let raw = parameter("before"), !raw.isEmpty {
+        if let raw = parameter("before") {
             guard let id = JobID(raw) else { throw MizanError(.badRequest, "'before' must be a job id.") }
             filter.before = id
         }

@@ -150,7 +150,7 @@ extension ConsoleController {
     /// The jobs page's filter from its query; a bad value is refused as the admin API refuses it.
     static func consoleJobFilter(_ parameter: (String) -> String?) throws -> (JobFilter, limit: Int) {
         do {
-            return try AdminController.jobListing { name in name == "limit" ? nil : parameter(name) }
+            return try AdminController.jobListing(emptyMeansAny: true) { name in name == "limit" ? nil : parameter(name) }
         } catch let error as MizanError {
             throw ConsoleRefusal(status: .badRequest, message: error.message)
         }
