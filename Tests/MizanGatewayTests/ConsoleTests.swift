@@ -70,6 +70,8 @@ struct ConsoleTests {
             let overview = try await browser.send(.GET, "/console")
             #expect(overview.status == 200 && overview.text.contains("<h1>Overview</h1>"))
             #expect(!overview.text.contains(Harness.adminToken))
+            let again = try await browser.send(.GET, "/console/sign-in")
+            #expect(again.status == 303 && again.location == "/console", "signed in, the form leads to the console")
 
             // Behind a TLS proxy the cookie is Secure.
             let proxied = ConsoleClient(port: gateway.port)
@@ -132,8 +134,10 @@ struct ConsoleTests {
         try await withGateway { (gateway: Harness) async throws in
             let browser = ConsoleClient(port: gateway.port)
             try await browser.signIn(Harness.adminToken)
+            // The sign-in form as a signed-out browser sees it; the pages signed in.
+            let signedOut = ConsoleClient(port: gateway.port)
             for path in Self.pages + ["/console/sign-in"] {
-                let answer = try await browser.send(.GET, path)
+                let answer = try await (path == "/console/sign-in" ? signedOut : browser).send(.GET, path)
                 #expect(answer.status == 200, "\(path)")
                 let policy = answer.headers["Content-Security-Policy"].first ?? ""
                 #expect(

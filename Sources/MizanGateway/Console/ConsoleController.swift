@@ -33,7 +33,12 @@ struct ConsoleController: Sendable {
         let console = router.group("/console")
         console.get("/assets/console.css") { _, _ in Self.asset(ConsoleAssets.css, type: "text/css; charset=utf-8") }
         console.get("/assets/console.js") { _, _ in Self.asset(ConsoleAssets.javascript, type: "text/javascript; charset=utf-8") }
-        console.get("/sign-in") { request, context in await page(request, context, signedIn: false) { _ in signInPage(request) } }
+        console.get("/sign-in") { request, context in
+            await page(request, context, signedIn: false) { session in
+                // Signed in already: the console itself.
+                session.expires > Date() ? Self.redirect(to: "/console") : signInPage(request)
+            }
+        }
         console.post("/sign-in") { request, context in
             await page(request, context, signedIn: false) { _ in try await signIn(request, context) }
         }
