@@ -52,6 +52,9 @@ public final class Agent: Service, Sendable {
         public var leaseWait: Duration
         /// How long in-flight jobs may run on after shutdown begins (30 seconds).
         public var shutdownGrace: Duration
+        /// How calls reach the gateway: the persistent channel (the default; it falls back to
+        /// HTTP by itself where the gateway or a proxy has none) or an HTTP exchange per call.
+        public var transport: AgentClient.Transport
 
         /// Creates a configuration; the other fields have the defaults their documentation names.
         public init(
@@ -67,7 +70,8 @@ public final class Agent: Service, Sendable {
             heartbeatInterval: Duration = .seconds(5),
             healthInterval: Duration = .seconds(10),
             leaseWait: Duration = .seconds(25),
-            shutdownGrace: Duration = .seconds(30)
+            shutdownGrace: Duration = .seconds(30),
+            transport: AgentClient.Transport = .channel
         ) {
             self.gatewayURL = gatewayURL
             self.registrationToken = registrationToken
@@ -82,6 +86,7 @@ public final class Agent: Service, Sendable {
             self.healthInterval = healthInterval
             self.leaseWait = leaseWait
             self.shutdownGrace = shutdownGrace
+            self.transport = transport
         }
     }
 
@@ -137,7 +142,7 @@ public final class Agent: Service, Sendable {
     ) {
         self.configuration = configuration
         self.handler = handler
-        self.client = client ?? AgentClient(gatewayURL: configuration.gatewayURL)
+        self.client = client ?? AgentClient(gatewayURL: configuration.gatewayURL, transport: configuration.transport, logger: logger)
         self.logger = logger
         (slots, slotFreed) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
     }
@@ -186,6 +191,8 @@ public final class Agent: Service, Sendable {
             await self.drain()
             group.cancelAll()
         }
+        // The gateway ends what it still waits on for this node (its lease calls).
+        client.close()
         if state.withLock({ $0.revoked }) {
             throw AgentClientError(
                 .status(401),

@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import Foundation
+import Logging
 import MizanCore
 import MizanProvider
 import NIOCore
@@ -8,10 +9,25 @@ import NIOHTTP1
 /// A typed client of the gateway's agent API (`/agent/v1/…`).
 ///
 /// Every call but ``register(registrationToken:report:)`` authenticates with the node token.
+/// With the ``Transport/channel`` transport the calls travel over one persistent channel
+/// (`POST /agent/v1/channel`) instead of an HTTP exchange each; where the gateway or the way to
+/// it has no channel, the client says so once in its log and uses the HTTP calls.
 public struct AgentClient: Sendable {
+    /// How calls reach the gateway.
+    public enum Transport: String, Sendable, CaseIterable {
+        /// One persistent channel for every call (falls back to ``http`` where it cannot be had).
+        case channel
+        /// An HTTP exchange per call: the agent API of `Docs/AGENT_PROTOCOL.md`.
+        case http
+    }
+
     /// The gateway's base URL, e.g. `http://gateway:8080`.
     public let gatewayURL: String
+    /// The transport asked for.
+    public let transport: Transport
     let http: HTTPClient
+    let channel: AgentChannel?
+    let logger: Logger
 
     /// Creates a client.
     /// - Parameters:
@@ -19,9 +35,47 @@ public struct AgentClient: Sendable {
     ///   - httpClient: The HTTP client (a refused connection should fail at once, as
     ///     `ProviderClient.makeHTTPClient(connectTimeout:idleTimeout:maxConnectionsPerHost:)`'s do,
     ///     so the caller's own backoff decides when to try again).
-    public init(gatewayURL: String, httpClient: HTTPClient = ProviderClient.shared.httpClient) {
-        self.gatewayURL = gatewayURL.hasSuffix("/") ? String(gatewayURL.dropLast()) : gatewayURL
+    ///   - transport: How calls reach the gateway (the persistent channel by default).
+    ///   - logger: Where the transport's changes are logged.
+    public init(
+        gatewayURL: String, httpClient: HTTPClient = ProviderClient.shared.httpClient, transport: Transport = .channel,
+        logger: Logger = Logger(label: "mizan.agent")
+    ) {
+        let base = gatewayURL.hasSuffix("/") ? String(gatewayURL.dropLast()) : gatewayURL
+        self.gatewayURL = base
         self.http = httpClient
+        self.transport = transport
+        self.logger = logger
+        self.channel = transport == .channel ? AgentChannel(gatewayURL: base, http: httpClient, logger: logger) : nil
+    }
+
+    /// Closes the persistent channel, if one is open (the next call opens it again): an agent
+    /// that stops closes it, so that the gateway ends the calls it still waits on.
+    public func close() {
+        channel?.close()
+    }
+
+    /// Whether calls travel over the persistent channel now (`false` before it is first
+    /// needed, and for good once it was found unavailable).
+    public var usesChannel: Bool { channel.map { !$0.isUnavailable } ?? false }
+
+    /// Runs a call over the channel when there is one, else (or once it turns out unavailable) over HTTP.
+    private func route<Answer>(
+        _ frame: AgentWire.ChannelFrame, token: String, answer: (AgentWire.ChannelFrame) throws -> Answer?,
+        http: () async throws -> Answer
+    ) async throws -> Answer {
+        if let channel, !channel.isUnavailable {
+            do {
+                let reply = try await channel.call(frame, token: token)
+                guard let value = try answer(reply) else {
+                    throw AgentClientError(.invalidAnswer, message: "the gateway sent a reply that could not be read")
+                }
+                return value
+            } catch let unavailable as AgentChannel.Unavailable {
+                logger.warning("the agent channel is unavailable; using the HTTP agent API", metadata: ["mizan.reason": "\(unavailable)"])
+            }
+        }
+        return try await http()
     }
 
     /// Exchanges a one-time registration token for a node token.
@@ -31,7 +85,11 @@ public struct AgentClient: Sendable {
 
     /// Reports the node's state and running leases; the answer names leases to abort.
     public func heartbeat(token: String, _ request: AgentWire.HeartbeatRequest) async throws -> AgentWire.HeartbeatResponse {
-        try await call("/agent/v1/heartbeat", token: token, body: request)
+        var frame = AgentWire.ChannelFrame(.heartbeat, id: 0)
+        frame.heartbeat = request
+        return try await route(frame, token: token, answer: \.heartbeatReply) {
+            try await call("/agent/v1/heartbeat", token: token, body: request)
+        }
     }
 
     /// Waits (long-poll) for up to `limit` jobs.
@@ -41,21 +99,35 @@ public struct AgentClient: Sendable {
     ///   - wait: How long the gateway may hold the call without work.
     public func lease(token: String, limit: Int, wait: Duration) async throws -> [AgentWire.Assignment] {
         let seconds = Double(wait.components.seconds) + Double(wait.components.attoseconds) / 1e18
-        let answer: AgentWire.LeaseResponse = try await call(
-            "/agent/v1/lease", token: token, body: AgentWire.LeaseRequest(limit: limit, waitSeconds: seconds),
-            timeout: wait + .seconds(15)
-        )
-        return answer.jobs
+        var frame = AgentWire.ChannelFrame(.lease, id: 0)
+        frame.lease = AgentWire.LeaseRequest(limit: limit, waitSeconds: seconds)
+        return try await route(frame, token: token, answer: { $0.leased?.jobs }) {
+            let answer: AgentWire.LeaseResponse = try await call(
+                "/agent/v1/lease", token: token, body: AgentWire.LeaseRequest(limit: limit, waitSeconds: seconds),
+                timeout: wait + .seconds(15)
+            )
+            return answer.jobs
+        }
     }
 
     /// Reports a job's result.
     public func complete(token: String, jobID: JobID, _ request: AgentWire.CompleteRequest) async throws -> AgentWire.ReportOutcome {
-        try await call("/agent/v1/jobs/\(jobID)/complete", token: token, body: request)
+        var frame = AgentWire.ChannelFrame(.complete, id: 0)
+        frame.jobID = jobID
+        frame.complete = request
+        return try await route(frame, token: token, answer: \.outcome) {
+            try await call("/agent/v1/jobs/\(jobID)/complete", token: token, body: request)
+        }
     }
 
     /// Reports a job's failure.
     public func fail(token: String, jobID: JobID, _ request: AgentWire.FailRequest) async throws -> AgentWire.ReportOutcome {
-        try await call("/agent/v1/jobs/\(jobID)/fail", token: token, body: request)
+        var frame = AgentWire.ChannelFrame(.fail, id: 0)
+        frame.jobID = jobID
+        frame.fail = request
+        return try await route(frame, token: token, answer: \.outcome) {
+            try await call("/agent/v1/jobs/\(jobID)/fail", token: token, body: request)
+        }
     }
 
     /// Streams a job's server-sent events to the gateway as they are produced: `frames` are
@@ -67,6 +139,18 @@ public struct AgentClient: Sendable {
     ///   - frames: The event bytes, finished when the local stream ends.
     ///   - timeout: Limit for the whole upload.
     public func stream(token: String, lease: AgentWire.LeaseRef, frames: AsyncStream<ByteBuffer>, timeout: Duration) async throws {
+        if let channel, !channel.isUnavailable {
+            do {
+                // The channel is open by now (the job was leased over it), so an unavailable one
+                // is found before any event was taken from `frames`.
+                try await withTimeLimit(timeout, timeoutError: { AgentClientError(.unreachable, message: "the stream took too long") }) {
+                    try await channel.stream(lease: lease, frames: frames, token: token)
+                }
+                return
+            } catch let unavailable as AgentChannel.Unavailable {
+                logger.warning("the agent channel is unavailable; using the HTTP agent API", metadata: ["mizan.reason": "\(unavailable)"])
+            }
+        }
         var request = HTTPClientRequest(url: gatewayURL + "/agent/v1/jobs/\(lease.jobID)/stream?attempt=\(lease.attempt)")
         request.method = .POST
         request.headers.add(name: "Authorization", value: "Bearer \(token)")

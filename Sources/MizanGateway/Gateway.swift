@@ -100,7 +100,8 @@ public final class Gateway: Sendable {
             nodes: NodeServer(dispatcher: dispatcher, maxQueueWait: configuration.maxQueueWait),
             configuration: configuration
         )
-        self.agents = AgentController(dispatcher: dispatcher, maxBodyBytes: configuration.maxBodyBytes)
+        self.agents = AgentController(
+            dispatcher: dispatcher, maxBodyBytes: configuration.maxBodyBytes, channelEnabled: configuration.agentChannel)
         self.admin = AdminController(dispatcher: dispatcher, credentials: credentials, access: store)
         self.operations = OperationsController(dispatcher: dispatcher, metricsRegistry: metricsRegistry, logger: logger)
         let activity = RecentActivity()

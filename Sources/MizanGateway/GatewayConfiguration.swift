@@ -27,6 +27,9 @@ extension Gateway {
         public var maxConnections: Int
         /// How long a console sign-in lasts (8 hours).
         public var consoleSessionLifetime: Duration
+        /// Whether agents may open the persistent channel, `POST /agent/v1/channel` (true);
+        /// without it they use the HTTP agent API (the channel answers 404 and they fall back).
+        public var agentChannel: Bool
         /// The engine's settings. Its `Dispatcher.Configuration.cacheLifetime` also bounds how
         /// long an API key read from the store is trusted (a key revoked through another
         /// instance stops working within it), and its `Dispatcher.Configuration.nodeStaleAfter`
@@ -43,6 +46,7 @@ extension Gateway {
             bodyTimeout: Duration = .seconds(60),
             maxConnections: Int = 4096,
             consoleSessionLifetime: Duration = .seconds(8 * 3600),
+            agentChannel: Bool = true,
             dispatch: Dispatcher.Configuration = .init()
         ) {
             self.maxBodyBytes = maxBodyBytes
@@ -53,6 +57,7 @@ extension Gateway {
             self.bodyTimeout = bodyTimeout
             self.maxConnections = maxConnections
             self.consoleSessionLifetime = consoleSessionLifetime
+            self.agentChannel = agentChannel
             self.dispatch = dispatch
         }
     }

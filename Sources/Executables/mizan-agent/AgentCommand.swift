@@ -71,6 +71,12 @@ struct AgentCommand: AsyncParsableCommand {
     @Option(name: .customLong("shutdown-grace"), parsing: .unconditional, help: "Seconds running jobs may finish after SIGTERM.")
     var shutdownGrace: Double = 30
 
+    @Option(
+        help: ArgumentHelp(
+            "How the agent talks to the gateway: channel (one persistent connection carries leases, results, streams and "
+                + "heartbeats; falls back to http by itself where the gateway or a proxy has none) or http (an HTTP call each)."))
+    var transport = "channel"
+
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel = "info"
 
@@ -86,6 +92,7 @@ struct AgentCommand: AsyncParsableCommand {
             throw ValidationError("--heartbeat-interval must be positive, --shutdown-grace not negative.")
         }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("Unknown --log-level '\(logLevel)'.") }
+        guard AgentClient.Transport(rawValue: transport) != nil else { throw ValidationError("--transport must be channel or http.") }
     }
 
     func run() async throws {
@@ -124,7 +131,8 @@ struct AgentCommand: AsyncParsableCommand {
                 maxConcurrency: maxConcurrency,
                 heartbeatInterval: .seconds(heartbeatInterval),
                 healthInterval: .seconds(healthInterval),
-                shutdownGrace: .seconds(shutdownGrace)
+                shutdownGrace: .seconds(shutdownGrace),
+                transport: AgentClient.Transport(rawValue: transport) ?? .channel
             ),
             logger: logger
         )

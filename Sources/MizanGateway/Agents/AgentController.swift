@@ -12,6 +12,8 @@ struct AgentController: Sendable {
     let dispatcher: Dispatcher
     /// The client body limit; a node's result may be larger (a few times, for reports).
     let maxBodyBytes: Int
+    /// Whether nodes may open the persistent channel (`POST /agent/v1/channel`).
+    var channelEnabled = true
 
     func addRoutes(to agent: RouterGroup<GatewayRequestContext>) {
         agent.post("/register") { request, _ in
@@ -27,63 +29,34 @@ struct AgentController: Sendable {
         agent.post("/heartbeat") { request, _ in
             let node = try await authenticateNode(request)
             let body = try await BodyReader.decode(AgentWire.HeartbeatRequest.self, from: request)
-            try AgentChecks.check(body.report)
-            guard body.running.count <= 10_000 else { throw MizanError(.badRequest, "'running' must list at most 10000 jobs.") }
-            for lease in body.running { try AgentChecks.checkAttempt(lease.attempt) }
-            let answer = try await dispatcher.heartbeat(
-                nodeID: node.id,
-                report: body.report,
-                running: body.running.map { Lease(jobID: $0.jobID, attempt: $0.attempt, nodeID: node.id) }
-            )
-            return try JSONResponse.json(
-                AgentWire.HeartbeatResponse(
-                    node: answer.node, abort: answer.abort.map { AgentWire.LeaseRef(jobID: $0.jobID, attempt: $0.attempt) })
-            )
+            return try JSONResponse.json(try await heartbeat(node, body))
         }
         agent.post("/lease") { request, context in
             let node = try await authenticateNode(request)
             // A node that goes away while waiting stops its lease call (nothing is leased to nobody).
             let body = try await BodyReader.decode(AgentWire.LeaseRequest.self, from: request)
-            guard body.limit >= 0 else { throw MizanError(.badRequest, "'limit' must not be negative.") }
-            if let wait = body.waitSeconds, !(wait >= 0 && wait.isFinite) {
-                throw MizanError(.badRequest, "'waitSeconds' must be a non-negative number.")
-            }
-            // A waiting lease ends (empty) when the gateway shuts down, so the drain does not
-            // wait out the long-poll.
-            let jobs = try await context.cancellingOnDisconnect {
-                try await cancelWhenGracefulShutdown {
-                    try await dispatcher.lease(
-                        for: node,
-                        limit: body.limit,
-                        wait: body.waitSeconds.map { .seconds(min($0, 3600)) }
-                    )
-                }
-            }
-            return try JSONResponse.json(AgentWire.LeaseResponse(jobs: jobs.map(AgentWire.Assignment.init)))
+            let answer = try await context.cancellingOnDisconnect { try await lease(node, body) }
+            return try JSONResponse.json(answer)
         }
         agent.post("/jobs/{id}/complete") { request, context in
             let node = try await authenticateNode(request)
             let id = try context.jobID()
             let body = try await BodyReader.decode(AgentWire.CompleteRequest.self, from: request, limit: maxBodyBytes * 4)
-            try AgentChecks.checkAttempt(body.attempt)
-            let lease = Lease(jobID: id, attempt: body.attempt, nodeID: node.id)
-            let job = try await dispatcher.complete(lease, result: body.result, usage: body.usage)
-            return try JSONResponse.json(AgentWire.ReportOutcome(jobID: id, state: job.state, error: nil))
+            return try JSONResponse.json(try await complete(node, id, body))
         }
         agent.post("/jobs/{id}/fail") { request, context in
             let node = try await authenticateNode(request)
             let id = try context.jobID()
             let body = try await BodyReader.decode(AgentWire.FailRequest.self, from: request)
-            try AgentChecks.checkAttempt(body.attempt)
-            try AgentChecks.check(body.failure)
-            let job = try await dispatcher.fail(
-                Lease(jobID: id, attempt: body.attempt, nodeID: node.id),
-                code: body.failure.code, message: body.failure.message, retryable: body.failure.retryable
-            )
-            return try JSONResponse.json(AgentWire.ReportOutcome(jobID: id, state: job.state, error: nil))
+            return try JSONResponse.json(try await fail(node, id, body))
         }
         agent.post("/jobs/{id}/stream") { request, context in
             try await stream(request, context: context)
+        }
+        if channelEnabled {
+            agent.post("/channel") { request, context in
+                try await channel(request, context: context)
+            }
         }
         agent.post("/reports") { request, _ in
             let node = try await authenticateNode(request)
@@ -111,6 +84,54 @@ struct AgentController: Sendable {
             }
             return try JSONResponse.json(AgentWire.ReportBatchResponse(outcomes: outcomes))
         }
+    }
+
+    // MARK: - The calls, shared by the HTTP API and the channel
+
+    /// A heartbeat: the node's report stored, the leases to abort answered.
+    func heartbeat(_ node: Node, _ body: AgentWire.HeartbeatRequest) async throws -> AgentWire.HeartbeatResponse {
+        try AgentChecks.check(body.report)
+        guard body.running.count <= 10_000 else { throw MizanError(.badRequest, "'running' must list at most 10000 jobs.") }
+        for lease in body.running { try AgentChecks.checkAttempt(lease.attempt) }
+        let answer = try await dispatcher.heartbeat(
+            nodeID: node.id,
+            report: body.report,
+            running: body.running.map { Lease(jobID: $0.jobID, attempt: $0.attempt, nodeID: node.id) }
+        )
+        return AgentWire.HeartbeatResponse(
+            node: answer.node, abort: answer.abort.map { AgentWire.LeaseRef(jobID: $0.jobID, attempt: $0.attempt) })
+    }
+
+    /// A lease long-poll; a waiting one ends (empty) when the gateway shuts down, so that the
+    /// drain does not wait it out.
+    func lease(_ node: Node, _ body: AgentWire.LeaseRequest) async throws -> AgentWire.LeaseResponse {
+        guard body.limit >= 0 else { throw MizanError(.badRequest, "'limit' must not be negative.") }
+        if let wait = body.waitSeconds, !(wait >= 0 && wait.isFinite) {
+            throw MizanError(.badRequest, "'waitSeconds' must be a non-negative number.")
+        }
+        let jobs = try await cancelWhenGracefulShutdown {
+            try await dispatcher.lease(for: node, limit: body.limit, wait: body.waitSeconds.map { .seconds(min($0, 3600)) })
+        }
+        return AgentWire.LeaseResponse(jobs: jobs.map(AgentWire.Assignment.init))
+    }
+
+    /// A job's result under the node's lease.
+    func complete(_ node: Node, _ id: JobID, _ body: AgentWire.CompleteRequest) async throws -> AgentWire.ReportOutcome {
+        try AgentChecks.checkAttempt(body.attempt)
+        let job = try await dispatcher.complete(
+            Lease(jobID: id, attempt: body.attempt, nodeID: node.id), result: body.result, usage: body.usage)
+        return AgentWire.ReportOutcome(jobID: id, state: job.state, error: nil)
+    }
+
+    /// A job's failure under the node's lease.
+    func fail(_ node: Node, _ id: JobID, _ body: AgentWire.FailRequest) async throws -> AgentWire.ReportOutcome {
+        try AgentChecks.checkAttempt(body.attempt)
+        try AgentChecks.check(body.failure)
+        let job = try await dispatcher.fail(
+            Lease(jobID: id, attempt: body.attempt, nodeID: node.id),
+            code: body.failure.code, message: body.failure.message, retryable: body.failure.retryable
+        )
+        return AgentWire.ReportOutcome(jobID: id, state: job.state, error: nil)
     }
 
     func authenticateNode(_ request: Request) async throws -> Node {

@@ -20,6 +20,7 @@ enum Endpoints {
         ("/agent/v1/jobs/{id}/fail", [.post]),
         ("/agent/v1/jobs/{id}/stream", [.post]),
         ("/agent/v1/reports", [.post]),
+        ("/agent/v1/channel", [.post]),
         ("/admin/v1/nodes", [.get, .post]),
         ("/admin/v1/nodes/{id}", [.delete]),
         ("/admin/v1/keys", [.get, .post]),

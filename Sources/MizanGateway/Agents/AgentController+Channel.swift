@@ -1,0 +1,287 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+import MizanCore
+import MizanDispatch
+import NIOCore
+import ServiceLifecycle
+import Synchronization
+
+extension AgentController {
+    /// `POST /agent/v1/channel`: a node's persistent channel. The node's calls arrive as
+    /// newline-delimited JSON in the request body and the replies leave in the response body
+    /// while both stay open, so that a job costs no HTTP exchange of its own: a standing `lease`
+    /// call is answered the moment a job is queued, and results, failures, streamed events and
+    /// heartbeats are frames (``AgentWire/ChannelFrame``). Each call is checked and answered
+    /// exactly as its HTTP endpoint would; the node's token is checked again for every call, so
+    /// that a revoked node is refused on its open channel too.
+    func channel(_ request: Request, context: GatewayRequestContext) async throws -> Response {
+        guard let token = Credentials.bearer(request.headers[.authorization]) else {
+            throw MizanError(.invalidNodeToken, "Missing node token. Send it as 'Authorization: Bearer <token>'.")
+        }
+        let node = try await dispatcher.authenticateNode(token: token)
+        let session = ChannelSession(controller: self, token: token, node: node)
+        var headers = HTTPFields()
+        headers[.contentType] = "application/x-ndjson"
+        headers[.cacheControl] = "no-store"
+        // Proxies that buffer responses (nginx) are told not to.
+        headers[HTTPField.Name("X-Accel-Buffering")!] = "no"
+        return Response(
+            status: .ok, headers: headers,
+            body: ResponseBody { writer in
+                let (replies, output) = AsyncStream<ByteBuffer>.makeStream()
+                let reading = Task { await session.read(request.body, replying: output) }
+                // The gateway's shutdown ends the channel: the node reconnects elsewhere (or to
+                // the restarted gateway) and delivers what it still holds there.
+                await withGracefulShutdownHandler {
+                    do {
+                        for await buffer in replies { try await writer.write(buffer) }
+                    } catch {
+                        // The node went away: stop reading its calls.
+                        reading.cancel()
+                    }
+                } onGracefulShutdown: {
+                    reading.cancel()
+                }
+                await reading.value
+                try await writer.finish(nil)
+            })
+    }
+}
+
+/// One node's open channel: its calls, read line by line, each run as its HTTP endpoint runs it.
+struct ChannelSession: Sendable {
+    let controller: AgentController
+    let token: String
+    let node: Node
+
+    /// The longest line read (a `complete` carries the node's result, up to four client bodies).
+    var maxLineBytes: Int { controller.maxBodyBytes * 4 + 64 * 1024 }
+    /// Calls answered at once, at most (a node with more in flight waits for its replies).
+    static let maxCallsInFlight = 1024
+
+    /// What the calls in flight share.
+    final class Shared: Sendable {
+        /// Streams open on this channel, by call id: where their frames go, in order.
+        let streams = Mutex<[Int: AsyncStream<AgentWire.ChannelFrame>.Continuation]>([:])
+        /// Waiting leases by call id (cancelled by a `cancel` frame, or when reading stops).
+        let leases = Mutex<[Int: Task<Void, Never>]>([:])
+        /// Calls other than leases in flight (they finish even after reading stops).
+        let pending = Mutex(0)
+        let drained = Mutex<CheckedContinuation<Void, Never>?>(nil)
+
+        func started() { pending.withLock { $0 += 1 } }
+
+        func finished() {
+            let waiter: CheckedContinuation<Void, Never>? = pending.withLock { count in
+                count -= 1
+                return count == 0
+                    ? drained.withLock { waiter in
+                        defer { waiter = nil }
+                        return waiter
+                    } : nil
+            }
+            waiter?.resume()
+        }
+
+        /// Waits until no call is in flight.
+        func waitUntilDrained() async {
+            await withCheckedContinuation { continuation in
+                let now: Bool = pending.withLock { count in
+                    if count == 0 { return true }
+                    drained.withLock { $0 = continuation }
+                    return false
+                }
+                if now { continuation.resume() }
+            }
+        }
+    }
+
+    /// Reads the node's calls until its request body ends (or the task is cancelled), runs
+    /// them, and finishes `replying` once every call that was not a lease has been answered.
+    func read(_ body: RequestBody, replying output: AsyncStream<ByteBuffer>.Continuation) async {
+        let shared = Shared()
+        let encoder = AgentWire.encoder()
+        let send: @Sendable (AgentWire.ChannelFrame) -> Void = { frame in
+            guard var data = try? encoder.encode(frame) else { return }
+            data.append(0x0A)
+            output.yield(ByteBuffer(bytes: data))
+        }
+        var line = ByteBuffer()
+        do {
+            reading: for try await buffer in body {
+                var buffer = buffer
+                while let newline = buffer.readableBytesView.firstIndex(of: 0x0A) {
+                    var part = buffer.readSlice(length: newline - buffer.readerIndex)!
+                    buffer.moveReaderIndex(forwardBy: 1)
+                    line.writeBuffer(&part)
+                    if line.readableBytes > 0 { dispatch(Data(line.readableBytesView), shared: shared, send: send) }
+                    line.clear()
+                }
+                line.writeBuffer(&buffer)
+                guard line.readableBytes <= maxLineBytes else {
+                    var refusal = AgentWire.ChannelFrame.reply(to: 0, status: 413)
+                    refusal.error = MizanError(.payloadTooLarge, "A channel frame is larger than \(maxLineBytes) bytes.").envelope.error
+                    send(refusal)
+                    break reading
+                }
+            }
+        } catch {
+            // The node's connection ended.
+        }
+        // Waiting leases end now: nobody would receive their jobs (a job leased in this very
+        // moment is taken back by the node's next heartbeat, as with a lost HTTP answer).
+        let leases = shared.leases.withLock { leases in
+            defer { leases = [:] }
+            return Array(leases.values)
+        }
+        for lease in leases { lease.cancel() }
+        for lease in leases { await lease.value }
+        for continuation in shared.streams.withLock({ streams in
+            defer { streams = [:] }
+            return Array(streams.values)
+        }) {
+            continuation.finish()
+        }
+        await shared.waitUntilDrained()
+        output.finish()
+    }
+
+    /// Runs one call.
+    private func dispatch(_ line: Data, shared: Shared, send: @escaping @Sendable (AgentWire.ChannelFrame) -> Void) {
+        let frame: AgentWire.ChannelFrame
+        do {
+            frame = try BodyReader.decode(AgentWire.ChannelFrame.self, from: line)
+        } catch {
+            let id = (try? JSONSerialization.jsonObject(with: line) as? [String: Any])?["id"] as? Int ?? 0
+            send(Self.refusal(id, error))
+            return
+        }
+        switch frame.operation {
+        case .reply:
+            send(Self.refusal(frame.id, MizanError(.badRequest, "A node does not send replies.")))
+        case .lease:
+            guard shared.leases.withLock({ $0.count < 16 }) else {
+                send(Self.refusal(frame.id, MizanError(.rateLimited, "At most 16 lease calls wait at once on a channel.")))
+                return
+            }
+            shared.leases.withLock { leases in
+                leases[frame.id] = Task {
+                    let reply = await self.answer(frame)
+                    // A cancelled lease's caller has gone and wants no answer.
+                    if shared.leases.withLock({ $0.removeValue(forKey: frame.id) }) != nil { send(reply) }
+                }
+            }
+        case .cancel:
+            shared.leases.withLock { $0.removeValue(forKey: frame.id) }?.cancel()
+        case .stream:
+            stream(frame, shared: shared, send: send)
+        case .ping, .heartbeat, .complete, .fail:
+            guard shared.pending.withLock({ $0 < Self.maxCallsInFlight }) else {
+                send(Self.refusal(frame.id, MizanError(.rateLimited, "Too many calls in flight on this channel; wait for replies.")))
+                return
+            }
+            shared.started()
+            // Not a child of the reading task: a result being stored finishes even when the
+            // node's connection drops meanwhile.
+            Task {
+                send(await self.answer(frame))
+                shared.finished()
+            }
+        }
+    }
+
+    /// A call's reply.
+    private func answer(_ frame: AgentWire.ChannelFrame) async -> AgentWire.ChannelFrame {
+        var reply = AgentWire.ChannelFrame.reply(to: frame.id)
+        do {
+            let node = try await controller.dispatcher.authenticateNode(token: token)
+            switch frame.operation {
+            case .ping:
+                break
+            case .lease:
+                reply.leased = try await controller.lease(node, try Self.required(frame.lease, "lease"))
+            case .heartbeat:
+                reply.heartbeatReply = try await controller.heartbeat(node, try Self.required(frame.heartbeat, "heartbeat"))
+            case .complete:
+                reply.outcome = try await controller.complete(
+                    node, try Self.required(frame.jobID, "jobID"), try Self.required(frame.complete, "complete"))
+            case .fail:
+                reply.outcome = try await controller.fail(
+                    node, try Self.required(frame.jobID, "jobID"), try Self.required(frame.fail, "fail"))
+            case .stream, .cancel, .reply:
+                break
+            }
+        } catch {
+            return Self.refusal(frame.id, error)
+        }
+        return reply
+    }
+
+    /// Routes a stream's frame to its stream, opening it on its first frame.
+    private func stream(_ frame: AgentWire.ChannelFrame, shared: Shared, send: @escaping @Sendable (AgentWire.ChannelFrame) -> Void) {
+        if let continuation = shared.streams.withLock({ $0[frame.id] }) {
+            continuation.yield(frame)
+            if frame.end == true { _ = shared.streams.withLock { $0.removeValue(forKey: frame.id) }?.finish() }
+            return
+        }
+        guard shared.pending.withLock({ $0 < Self.maxCallsInFlight }) else {
+            send(Self.refusal(frame.id, MizanError(.rateLimited, "Too many calls in flight on this channel; wait for replies.")))
+            return
+        }
+        let (frames, continuation) = AsyncStream<AgentWire.ChannelFrame>.makeStream()
+        continuation.yield(frame)
+        if frame.end == true { continuation.finish() } else { shared.streams.withLock { $0[frame.id] = continuation } }
+        shared.started()
+        Task {
+            send(await self.relay(frames, first: frame))
+            // A stream refused early: later frames of it are dropped.
+            _ = shared.streams.withLock { $0.removeValue(forKey: frame.id) }?.finish()
+            shared.finished()
+        }
+    }
+
+    /// Relays a stream's events to the job's client, as `POST /agent/v1/jobs/{id}/stream` does.
+    private func relay(_ frames: AsyncStream<AgentWire.ChannelFrame>, first: AgentWire.ChannelFrame) async -> AgentWire.ChannelFrame {
+        do {
+            let jobID = try Self.required(first.jobID, "jobID")
+            let attempt = try Self.required(first.attempt, "attempt")
+            try AgentChecks.checkAttempt(attempt)
+            let node = try await controller.dispatcher.authenticateNode(token: token)
+            var writer = try await controller.dispatcher.openStream(Lease(jobID: jobID, attempt: attempt, nodeID: node.id))
+            var parser = ServerSentEventParser()
+            var ended = false
+            for await frame in frames {
+                let items = parser.feed(Array((frame.data ?? "").utf8))
+                if frame.end == true {
+                    try await writer.send(items + (parser.finish().map { [$0] } ?? []), end: true)
+                    ended = true
+                    break
+                }
+                if !items.isEmpty { try await writer.send(items, end: false) }
+            }
+            guard ended else {
+                throw MizanError(.badRequest, "The channel closed before the stream's last frame.")
+            }
+            var reply = AgentWire.ChannelFrame.reply(to: first.id)
+            reply.outcome = AgentWire.ReportOutcome(jobID: jobID, state: .leased, error: nil)
+            return reply
+        } catch {
+            return Self.refusal(first.id, error)
+        }
+    }
+
+    static func required<T>(_ value: T?, _ name: String) throws -> T {
+        guard let value else { throw MizanError(.badRequest, "Missing required parameter: '\(name)'.") }
+        return value
+    }
+
+    /// A refusal with the status and error body the HTTP API would answer.
+    static func refusal(_ id: Int, _ error: any Error) -> AgentWire.ChannelFrame {
+        let refusal = (error as? MizanError) ?? MizanError(.storeUnavailable, "The gateway could not answer the call; try again.")
+        var reply = AgentWire.ChannelFrame.reply(to: id, status: refusal.httpStatus)
+        reply.error = refusal.envelope.error
+        return reply
+    }
+}
