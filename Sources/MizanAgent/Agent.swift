@@ -94,7 +94,8 @@ public final class Agent: Service, Sendable {
     public let configuration: Configuration
     /// What serves the jobs.
     public let handler: any JobHandler
-    let client: AgentClient
+    /// The gateway client (its ``AgentClient/usesChannel`` says how calls travel now).
+    public let client: AgentClient
     let logger: Logger
     let state = Mutex(State())
     let slots: AsyncStream<Void>

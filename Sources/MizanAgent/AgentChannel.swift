@@ -217,9 +217,15 @@ final class AgentChannel: Sendable {
                 }
                 return connection
             } catch {
-                state.withLock { state in
+                let first = state.withLock { state in
                     if state.opening == opening { state.opening = nil }
-                    if let unavailable = error as? Unavailable { state.unavailable = unavailable }
+                    guard let unavailable = error as? Unavailable, state.unavailable == nil else { return false }
+                    state.unavailable = unavailable
+                    return true
+                }
+                if first, let unavailable = error as? Unavailable {
+                    logger.warning(
+                        "the agent channel is unavailable; using the HTTP agent API", metadata: ["mizan.reason": "\(unavailable)"])
                 }
                 throw error
             }

@@ -71,8 +71,8 @@ public struct AgentClient: Sendable {
                     throw AgentClientError(.invalidAnswer, message: "the gateway sent a reply that could not be read")
                 }
                 return value
-            } catch let unavailable as AgentChannel.Unavailable {
-                logger.warning("the agent channel is unavailable; using the HTTP agent API", metadata: ["mizan.reason": "\(unavailable)"])
+            } catch is AgentChannel.Unavailable {
+                // Said once in the log by the channel; HTTP from now on.
             }
         }
         return try await http()
@@ -147,8 +147,8 @@ public struct AgentClient: Sendable {
                     try await channel.stream(lease: lease, frames: frames, token: token)
                 }
                 return
-            } catch let unavailable as AgentChannel.Unavailable {
-                logger.warning("the agent channel is unavailable; using the HTTP agent API", metadata: ["mizan.reason": "\(unavailable)"])
+            } catch is AgentChannel.Unavailable {
+                // Said once in the log by the channel; HTTP from now on.
             }
         }
         var request = HTTPClientRequest(url: gatewayURL + "/agent/v1/jobs/\(lease.jobID)/stream?attempt=\(lease.attempt)")

@@ -29,7 +29,8 @@ struct AgentStack: Sendable {
         tokenFile: String,
         registrationToken: String?,
         maxConcurrency: Int = 2,
-        shutdownGrace: Duration = .seconds(5)
+        shutdownGrace: Duration = .seconds(5),
+        transport: AgentClient.Transport = .channel
     ) -> Agent.Configuration {
         Agent.Configuration(
             gatewayURL: gatewayURL,
@@ -40,7 +41,8 @@ struct AgentStack: Sendable {
             heartbeatInterval: .milliseconds(200),
             healthInterval: .seconds(1),
             leaseWait: .seconds(2),
-            shutdownGrace: shutdownGrace
+            shutdownGrace: shutdownGrace,
+            transport: transport
         )
     }
 
@@ -69,10 +71,13 @@ struct AgentStack: Sendable {
 func withStack<T: Sendable>(
     _ mock: MockProvider.Configuration = .init(),
     gatewayPort: Int = 0,
+    gatewayConfiguration: Gateway.Configuration = .init(),
+    store: InMemoryStore = InMemoryStore(),
     _ body: (AgentStack) async throws -> T
 ) async throws -> T {
     try await withServer({ MockProvider.application(mock, onServerRunning: $0) }) { providerPort in
-        let gateway = Gateway(store: InMemoryStore(), adminToken: "admin-token-for-agent-tests", environment: [:])
+        let gateway = Gateway(
+            store: store, adminToken: "admin-token-for-agent-tests", configuration: gatewayConfiguration, environment: [:])
         let key = try await gateway.credentials.issueKey(name: "agent-tests")
         return try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await gateway.sweeper.run() }

@@ -59,6 +59,11 @@ struct GatewayCommand: AsyncParsableCommand {
     )
     var sqliteDurability = "normal"
 
+    @Flag(
+        name: .customLong("no-agent-channel"),
+        help: "Refuse agents' persistent channel (POST /agent/v1/channel answers 404); agents then use the HTTP agent API.")
+    var noAgentChannel = false
+
     @Option(
         name: .customLong("console-session-hours"), parsing: .unconditional,
         help: "How long a sign-in to the web console lasts, in hours (1-720).")
@@ -220,6 +225,7 @@ struct GatewayCommand: AsyncParsableCommand {
             bodyTimeout: .seconds(bodyTimeout),
             maxConnections: maxConnections,
             consoleSessionLifetime: .seconds(consoleSessionHours * 3600),
+            agentChannel: !noAgentChannel,
             dispatch: Dispatcher.Configuration(
                 defaultDeadline: .seconds(defaultDeadline),
                 defaultLeaseWait: min(.seconds(25), leaseWait),

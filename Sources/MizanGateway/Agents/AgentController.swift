@@ -53,10 +53,11 @@ struct AgentController: Sendable {
         agent.post("/jobs/{id}/stream") { request, context in
             try await stream(request, context: context)
         }
-        if channelEnabled {
-            agent.post("/channel") { request, context in
-                try await channel(request, context: context)
+        agent.post("/channel") { request, context in
+            guard channelEnabled else {
+                throw MizanError(.notFound, "The agent channel is off on this gateway (--no-agent-channel); use the HTTP agent API.")
             }
+            return try await channel(request, context: context)
         }
         agent.post("/reports") { request, _ in
             let node = try await authenticateNode(request)
