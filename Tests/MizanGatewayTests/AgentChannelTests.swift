@@ -168,8 +168,9 @@ struct AgentChannelTests {
             #expect(await second.waitForEnd())
             // Neither the cancelled lease nor the closed channel's takes the job.
             let client = Task { try await gateway.chat(model: "local", timeout: .seconds(20)) }
-            try await Task.sleep(for: .milliseconds(500))
-            #expect(try await gateway.gateway.dispatcher.jobs(state: .accepted, limit: 10).count == 1)
+            #expect(try await eventually { try await gateway.gateway.dispatcher.jobs(state: .accepted, limit: 10).count == 1 })
+            try await Task.sleep(for: .milliseconds(300))
+            #expect(try await gateway.gateway.dispatcher.jobs(state: .accepted, limit: 10).count == 1, "nobody took it")
             #expect(!first.hasReply(1))
             try first.send(Self.lease(2))
             let job = try #require(try await first.reply(2).leased?.jobs.first)
