@@ -30,6 +30,9 @@ public final class Gateway: Sendable {
     public static let idempotencyKeyHeader = HTTPField.Name("Idempotency-Key")!
     /// The request id header, echoed or created.
     public static let requestIDHeader = HTTPField.Name("X-Request-Id")!
+    /// The header on every answer with the gateway's own time until the answer's head, in
+    /// milliseconds: the whole time less the waits on a provider route or a node.
+    public static let overheadHeader = HTTPField.Name("X-Mizan-Overhead-Ms")!
 
     /// The dispatch engine (agent-served models, node registry), built from ``Configuration/dispatch``.
     public let dispatcher: Dispatcher

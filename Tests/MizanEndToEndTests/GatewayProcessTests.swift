@@ -31,6 +31,7 @@ struct GatewayProcessTests {
         #expect(answer.status == 200, "\(answer.text)")
         #expect(try JSONDecoder().decode(ChatCompletionResponse.self, from: answer.body).usage?.completionTokens == 3)
         #expect(answer.headers["X-Request-Id"].first?.isEmpty == false)
+        #expect(answer.headers["X-Mizan-Overhead-Ms"].first.flatMap(Double.init).map { $0 >= 0 } == true)
 
         let stream = try await call(.POST, "\(url)/v1/chat/completions", token: key, body: chatJSON(model: "chat", stream: true))
         #expect(stream.status == 200)
@@ -45,6 +46,7 @@ struct GatewayProcessTests {
             metrics.text.contains(#"mizan_gateway_route_cooldowns_total{route="chat@127.0.0.1:\#(deadPort)#1"} 1"#),
             "\(metrics.text.prefix(3000))")
         #expect(metrics.text.contains("mizan_gateway_requests_total"))
+        #expect(metrics.text.contains(#"mizan_gateway_overhead_seconds_count{route="chat@"#), "the overhead histogram")
 
         let broken = try await call(.POST, "\(url)/v1/chat/completions", token: key, body: chatJSON(model: "broken"))
         #expect(broken.status == 502 && broken.errorCode == "upstream_error")

@@ -56,6 +56,12 @@ public final class RequestTrace: Sendable {
         public var admission: (key: APIKey, holdID: String)?
         /// The `x-ratelimit-*` headers every answer to a limited key carries.
         public var rateLimitHeaders: [(String, String)] = []
+        /// Time spent waiting on upstream work before the answer's head: a provider route's
+        /// answer, or a node's result (the first event of a stream) — what the gateway's own
+        /// time (`X-Mizan-Overhead-Ms`) leaves out.
+        public var upstream: Duration = .zero
+        /// The gateway's own time until the answer's head (set when the head is ready).
+        public var overhead: Duration?
     }
 
     private let state = Mutex(Fields())
@@ -69,5 +75,15 @@ public final class RequestTrace: Sendable {
     /// Changes fields.
     public func update(_ change: (inout Fields) -> Void) {
         state.withLock { change(&$0) }
+    }
+
+    /// Runs `work` (a wait on an upstream) and counts its time as upstream time.
+    public func upstream<T>(_ work: () async throws -> T) async rethrows -> T {
+        let started = ContinuousClock.now
+        defer {
+            let spent = ContinuousClock.now - started
+            state.withLock { $0.upstream += spent }
+        }
+        return try await work()
     }
 }

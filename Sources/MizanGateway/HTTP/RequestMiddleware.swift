@@ -31,6 +31,10 @@ struct RequestMiddleware: RouterMiddleware {
             }
         }
         response.headers[Gateway.requestIDHeader] = requestID
+        // The gateway's own time until the head: all of it but the waits on an upstream.
+        let overhead = max(.zero, ContinuousClock.now - started - context.trace.fields.upstream)
+        context.trace.update { $0.overhead = overhead }
+        response.headers[Gateway.overheadHeader] = RequestRecorder.milliseconds(overhead.timeInterval)
         for (name, value) in context.trace.fields.rateLimitHeaders {
             if let name = HTTPField.Name(name) { response.headers[name] = value }
         }

@@ -57,6 +57,7 @@ struct RequestRecorder: Sendable {
         // Labels and usage rows carry known models only: a client's made-up names would
         // otherwise grow them without bound.
         metrics.request(route: route, model: fields.modelKnown ? model : "unknown", status: status, seconds: seconds)
+        if let overhead = fields.overhead { metrics.overhead(route: route, seconds: overhead.timeInterval) }
         guard fields.modelKnown else { return false }
         let record = UsageRecord(
             requestID: fields.requestID,

@@ -14,6 +14,12 @@ struct GatewayMetrics: Sendable {
         .recordNanoseconds(Int64(seconds * 1e9))
     }
 
+    /// Records the gateway's own time for an inference request (its `X-Mizan-Overhead-Ms`).
+    func overhead(route: String, seconds: Double) {
+        Metrics.Timer(label: "mizan_gateway_overhead_seconds", dimensions: [("route", route)], preferredDisplayUnit: .seconds)
+            .recordNanoseconds(Int64(seconds * 1e9))
+    }
+
     /// Counts an upstream failure of a provider route.
     func upstreamFailure(route: String, kind: String) {
         Counter(label: "mizan_gateway_upstream_failures_total", dimensions: [("route", route), ("kind", kind)]).increment()

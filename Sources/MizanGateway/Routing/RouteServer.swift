@@ -56,10 +56,10 @@ struct RouteServer: Sendable {
             do {
                 let response: Response
                 if chat.stream {
-                    let events = try await provider.stream(chat.endpoint, body, endpoint: endpoint)
+                    let events = try await trace.upstream { try await provider.stream(chat.endpoint, body, endpoint: endpoint) }
                     response = streamResponse(events, chat: chat, totalTimeout: endpoint.totalTimeout, trace: trace)
                 } else {
-                    let answer = try await provider.call(chat.endpoint, body, endpoint: endpoint)
+                    let answer = try await trace.upstream { try await provider.call(chat.endpoint, body, endpoint: endpoint) }
                     trace.update { $0.usage = AnswerUsage.of(answer.usage, chat: chat, result: answer.body) }
                     response = JSONResponse.json(bytes: answer.body)
                 }

@@ -17,7 +17,7 @@ extension NodeServer {
             events.stop(cancellingJob: false)
             return try await replay(events.job, chat: chat, trace: trace)
         }
-        switch await events.next() {
+        switch await trace.upstream({ await events.next() }) {
         case .data(let data):
             return streamResponse(first: data, rest: events, chat: chat, trace: trace)
         case .finished(.success(let job)):

@@ -30,7 +30,8 @@ struct NodeServer: Sendable {
             queueTimeout: maxQueueWait
         )
         if chat.stream { return try await stream(chat, request: request, trace: trace) }
-        let job = try await dispatcher.submit(request)
+        let pending = try await dispatcher.accept(request)
+        let job = try await trace.upstream { try await dispatcher.awaitFinish(pending) }
         trace.update {
             $0.servedBy = job.nodeID.map { "node/\($0)" }
             $0.usage = job.usage
