@@ -81,7 +81,7 @@ let package = Package(
         ),
         .target(
             name: "MizanStoreTesting",
-            dependencies: ["MizanCore", "MizanStore"],
+            dependencies: ["MizanCore", "MizanStore", "MizanDispatch"],
             swiftSettings: swiftSettings
         ),
         .target(

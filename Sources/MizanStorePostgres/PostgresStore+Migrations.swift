@@ -137,9 +137,9 @@ extension PostgresStore {
 
     /// The pool, once the schema is current: every statement goes through here, so that a
     /// store used before ``migrate()`` creates its schema first (once, however many wait).
-    var client: PostgresClient {
+    var client: CountedClient {
         get async throws {
-            if migrated.load(ordering: .acquiring) { return pool }
+            if migrated.load(ordering: .acquiring) { return CountedClient(pool: pool, statements: statements) }
             let task = migration.withLock { running in
                 if let running { return running }
                 let task = Task { try await self.migrate() }
@@ -153,7 +153,7 @@ extension PostgresStore {
                 migration.withLock { running in if running == task { running = nil } }
                 throw error
             }
-            return pool
+            return CountedClient(pool: pool, statements: statements)
         }
     }
 

@@ -43,6 +43,9 @@ public final class PostgresStore: DispatchStore, Service {
     let keyCounterBatcher = KeyCounterBatcher<UsageRecord>()
     /// Usage records that arrive together, inserted together.
     let usageBatches = BatchQueue<UsageRecord>(limit: 256)
+    /// The statements this store has sent through ``client`` (migrations and the event
+    /// listener's `LISTEN` left out).
+    public let statements = StatementCounter()
 
     /// Creates a store over a client. The schema is migrated before the first statement (and
     /// when the store runs as a service); ``migrate()`` does it up front, e.g. to bound start-up.

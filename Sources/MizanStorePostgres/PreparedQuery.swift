@@ -1,5 +1,6 @@
 import Logging
 import MizanCore
+import MizanStore
 import PostgresNIO
 import Synchronization
 
@@ -245,5 +246,36 @@ private final class ClosedConnectionWatch: Sendable {
             return state.timer
         }
         timer?.cancel()
+    }
+}
+
+/// The store's pool with every statement counted in the store's ``StatementCounter``.
+struct CountedClient: Sendable {
+    let pool: PostgresClient
+    let statements: StatementCounter
+
+    func rows<T: Sendable>(_ query: PostgresQuery, logger: Logger, _ transform: (PostgresRow) throws -> T) async throws -> [T] {
+        statements.add()
+        return try await pool.rows(query, logger: logger, transform)
+    }
+
+    func run(_ query: PostgresQuery, logger: Logger) async throws {
+        statements.add()
+        try await pool.run(query, logger: logger)
+    }
+
+    func prepared<Key, T: Sendable>(
+        _ key: Key.Type, _ query: PostgresQuery, logger: Logger, _ transform: (PostgresRow) throws -> T
+    ) async throws -> [T] {
+        statements.add()
+        return try await pool.prepared(key, query, logger: logger, transform)
+    }
+
+    /// An open connection for one statement of the caller's (counted as one).
+    func withOpenConnection<T: Sendable>(logger: Logger, _ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws
+        -> T
+    {
+        statements.add()
+        return try await pool.withOpenConnection(logger: logger, body)
     }
 }

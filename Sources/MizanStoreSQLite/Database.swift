@@ -1,4 +1,5 @@
 import Foundation
+import MizanStore
 import VaporCSQLite
 
 /// A value bound to a statement or read from a row.
@@ -96,6 +97,8 @@ package struct SQLiteFailure: Error, CustomStringConvertible, Sendable {
 /// on a thread pool, so that a transaction of several statements costs one hop, not one each.
 package final class Database: @unchecked Sendable {
     private var handle: OpaquePointer?
+    /// Where this connection's statements are counted (its store's counter).
+    private let counter: StatementCounter?
     private var statements: [String: Statement] = [:]
     /// How many prepared statements are kept (a lease's text varies with a node's models, a
     /// batch's with its size): past it, the cache starts again.
@@ -113,8 +116,9 @@ package final class Database: @unchecked Sendable {
         }
     }
 
-    private init(handle: OpaquePointer) {
+    private init(handle: OpaquePointer, counter: StatementCounter?) {
         self.handle = handle
+        self.counter = counter
     }
 
     /// Opens (creating it when missing) the file at `path`.
@@ -122,7 +126,7 @@ package final class Database: @unchecked Sendable {
     ///   - path: The database file.
     ///   - busyTimeout: How long a statement waits for a lock another connection holds.
     /// - Throws: ``SQLiteFailure`` when the file cannot be opened.
-    package static func open(path: String, busyTimeout: Duration = .seconds(5)) throws -> Database {
+    package static func open(path: String, busyTimeout: Duration = .seconds(5), counter: StatementCounter? = nil) throws -> Database {
         var handle: OpaquePointer?
         let flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_EXRESCODE
         let code = sqlite_nio_sqlite3_open_v2(path, &handle, flags, nil)
@@ -133,7 +137,7 @@ package final class Database: @unchecked Sendable {
         }
         let milliseconds = Int32(clamping: Int((busyTimeout / .milliseconds(1)).rounded()))
         sqlite_nio_sqlite3_busy_timeout(handle, milliseconds)
-        return Database(handle: handle)
+        return Database(handle: handle, counter: counter)
     }
 
     /// Finalizes the statements and closes the connection (once).
@@ -150,6 +154,7 @@ package final class Database: @unchecked Sendable {
     /// Runs one statement with its binds and returns its rows.
     @discardableResult
     package func query(_ sql: String, _ binds: [SQLValue] = []) throws -> [SQLRow] {
+        counter?.add()
         let statement = try prepared(sql)
         defer {
             sqlite_nio_sqlite3_reset(statement.raw)
@@ -176,6 +181,7 @@ package final class Database: @unchecked Sendable {
 
     /// Runs statements without binds (one or several, separated by semicolons), uncached.
     package func execute(_ sql: String) throws {
+        counter?.add()
         let code = sqlite_nio_sqlite3_exec(handle, sql, nil, nil, nil)
         guard code == SQLITE_OK else { throw failure(code) }
     }

@@ -44,11 +44,14 @@ public final class SQLiteStore: DispatchStore, Sendable {
     let hub = StoreEventHub()
     /// The counters of the keys in use (written to the file behind them).
     let counterTable = KeyCounterTable()
+    /// The statements this store has run, on every connection (migrations included).
+    public let statements: StatementCounter
 
     private init(
         path: String, durability: Durability, usageRetention: Duration, writer: Database, readers: [Database], fileLock: FileLock?,
-        logger: Logger
+        statements: StatementCounter, logger: Logger
     ) {
+        self.statements = statements
         self.path = path
         self.durability = durability
         self.usageRetention = usageRetention
@@ -79,12 +82,13 @@ public final class SQLiteStore: DispatchStore, Sendable {
     ) async throws -> SQLiteStore {
         let lock = try FileLock(path: path + ".lock")
         do {
+            let statements = StatementCounter()
             let (writer, readers) = try await NIOThreadPool.singleton.runIfActive {
-                try connect(path: path, durability: durability, busyTimeout: busyTimeout)
+                try connect(path: path, durability: durability, busyTimeout: busyTimeout, counter: statements)
             }
             let store = SQLiteStore(
                 path: path, durability: durability, usageRetention: usageRetention, writer: writer, readers: readers, fileLock: lock,
-                logger: logger
+                statements: statements, logger: logger
             )
             do {
                 try await store.migrate()
@@ -101,8 +105,10 @@ public final class SQLiteStore: DispatchStore, Sendable {
     }
 
     /// Opens the writer (WAL mode, the durability's `synchronous`) and the readers.
-    private static func connect(path: String, durability: Durability, busyTimeout: Duration) throws -> (Database, [Database]) {
-        let writer = try Database.open(path: path, busyTimeout: busyTimeout)
+    private static func connect(path: String, durability: Durability, busyTimeout: Duration, counter: StatementCounter) throws -> (
+        Database, [Database]
+    ) {
+        let writer = try Database.open(path: path, busyTimeout: busyTimeout, counter: counter)
         do {
             let mode = try writer.query("PRAGMA journal_mode = WAL").first?.column("journal_mode")?.string
             guard mode?.lowercased() == "wal" else {
@@ -110,7 +116,7 @@ public final class SQLiteStore: DispatchStore, Sendable {
             }
             try writer.execute("PRAGMA synchronous = \(durability == .full ? "FULL" : "NORMAL"); PRAGMA foreign_keys = ON")
             var readers: [Database] = []
-            for _ in 0..<readerCount { readers.append(try Database.open(path: path, busyTimeout: busyTimeout)) }
+            for _ in 0..<readerCount { readers.append(try Database.open(path: path, busyTimeout: busyTimeout, counter: counter)) }
             return (writer, readers)
         } catch {
             writer.close()

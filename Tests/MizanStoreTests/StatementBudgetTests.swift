@@ -1,0 +1,18 @@
+import Foundation
+import MizanStoreSQLite
+import MizanStoreTesting
+import Testing
+
+@Suite("Statements per agent-served request")
+struct SQLiteStatementBudgetTests {
+    /// What a job's life costs on SQLite today, measured (a transaction's BEGIN and COMMIT
+    /// count as statements); lower it when a change saves one.
+    static let budget = 9.0
+
+    @Test func aJobsLifeOnSQLiteStaysWithinItsStatements() async throws {
+        try await withSQLiteStore { store, _ in
+            let perJob = try await StatementBudget.perJob(store: store, counter: store.statements)
+            #expect(perJob <= Self.budget, "\(perJob) statements per job")
+        }
+    }
+}
