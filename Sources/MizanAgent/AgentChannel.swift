@@ -129,13 +129,24 @@ final class AgentChannel: Sendable {
 
     /// Makes a call and waits for its reply; a refusal throws as the HTTP API's would.
     /// - Throws: ``Unavailable`` when the channel cannot be used (use HTTP); ``AgentClientError``.
-    func call(_ frame: AgentWire.ChannelFrame, token: String) async throws -> AgentWire.ChannelFrame {
+    /// - Parameter timeout: How long the reply may take (as an HTTP call's would); past it the
+    ///   channel counts as broken (a gateway gone without closing it) and is opened again.
+    func call(_ frame: AgentWire.ChannelFrame, token: String, timeout: Duration = .seconds(30)) async throws -> AgentWire.ChannelFrame {
         let connection = try await connection(token: token)
         var frame = frame
         frame.id = nextID()
         try connection.send(frame)
-        return try Self.checked(try await connection.reply(to: frame.id))
+        let id = frame.id
+        do {
+            return try Self.checked(
+                try await withTimeLimit(timeout, timeoutError: { ChannelTimeout() }) { try await connection.reply(to: id) })
+        } catch is ChannelTimeout {
+            connection.close()
+            throw AgentClientError(.unreachable, message: "the gateway did not answer over the agent channel within \(timeout)")
+        }
     }
+
+    private struct ChannelTimeout: Error {}
 
     /// Streams a job's events: each chunk of `frames` as a `stream` frame, then the last one; a
     /// refusal from the gateway (409: the client is gone or the lease moved on) ends it at once.

@@ -61,12 +61,13 @@ public struct AgentClient: Sendable {
 
     /// Runs a call over the channel when there is one, else (or once it turns out unavailable) over HTTP.
     private func route<Answer>(
-        _ frame: AgentWire.ChannelFrame, token: String, answer: (AgentWire.ChannelFrame) throws -> Answer?,
+        _ frame: AgentWire.ChannelFrame, token: String, timeout: Duration = .seconds(30),
+        answer: (AgentWire.ChannelFrame) throws -> Answer?,
         http: () async throws -> Answer
     ) async throws -> Answer {
         if let channel, !channel.isUnavailable {
             do {
-                let reply = try await channel.call(frame, token: token)
+                let reply = try await channel.call(frame, token: token, timeout: timeout)
                 guard let value = try answer(reply) else {
                     throw AgentClientError(.invalidAnswer, message: "the gateway sent a reply that could not be read")
                 }
@@ -101,7 +102,7 @@ public struct AgentClient: Sendable {
         let seconds = Double(wait.components.seconds) + Double(wait.components.attoseconds) / 1e18
         var frame = AgentWire.ChannelFrame(.lease, id: 0)
         frame.lease = AgentWire.LeaseRequest(limit: limit, waitSeconds: seconds)
-        return try await route(frame, token: token, answer: { $0.leased?.jobs }) {
+        return try await route(frame, token: token, timeout: wait + .seconds(15), answer: { $0.leased?.jobs }) {
             let answer: AgentWire.LeaseResponse = try await call(
                 "/agent/v1/lease", token: token, body: AgentWire.LeaseRequest(limit: limit, waitSeconds: seconds),
                 timeout: wait + .seconds(15)
