@@ -93,6 +93,14 @@ struct RealServerFixturesTests {
         let message = Data(#"{"type":"message","content":"odd","usage":{"input_tokens":4,"output_tokens":2}}"#.utf8)
         #expect(ReportedUsage.of(answer: message, endpoint: .messages) == ChatUsage(promptTokens: 4, completionTokens: 2))
         #expect(ReportedUsage.of(answer: Data(#"{"usage":{"prompt_tokens":"many"}}"#.utf8), endpoint: .chatCompletions) == nil)
+        // Only the usage objects are read: a usage of the wrong shape gives way to a nested one,
+        // whatever else the body holds, and a body that is not an object reports nothing.
+        let odd = Data(#"{"usage":"n/a","message":{"usage":{"input_tokens":7,"output_tokens":1}},"content":[{"x":"}"}]}"#.utf8)
+        #expect(ReportedUsage.counts(in: odd)! == (7, 1))
+        #expect(ReportedUsage.counts(in: Data(#"{"message":"text","usage":{"prompt_tokens":2,"completion_tokens":3}}"#.utf8))! == (2, 3))
+        #expect(ReportedUsage.counts(in: Data("[1,2]".utf8)) == nil)
+        #expect(ReportedUsage.counts(in: Data(#"{"usage":{"prompt_tokens":2"#.utf8)) == nil)
+        #expect(ReportedUsage.counts(in: Data(#"{"choices":[]}"#.utf8)) == nil)
     }
 
     @Test func clientRequestsAreCheckedPerEndpoint() throws {

@@ -32,42 +32,25 @@ public enum ReportedUsage {
         }
     }
 
-    /// Each field read on its own: one of an unexpected type (a `message` that is text) does
-    /// not hide the others.
-    private struct Holder: Decodable {
-        var usage: Counts?
-        var response: Inner?
-        var message: Inner?
-
-        enum CodingKeys: String, CodingKey { case usage, response, message }
-
-        init(from decoder: any Decoder) throws {
-            let container = try decoder.container(keyedBy: CodingKeys.self)
-            usage = (try? container.decodeIfPresent(Counts.self, forKey: .usage)) ?? nil
-            response = (try? container.decodeIfPresent(Inner.self, forKey: .response)) ?? nil
-            message = (try? container.decodeIfPresent(Inner.self, forKey: .message)) ?? nil
-        }
-    }
-
-    private struct Inner: Decodable {
-        var usage: Counts?
-
-        enum CodingKeys: String, CodingKey { case usage }
-
-        init(from decoder: any Decoder) throws {
-            let container = try decoder.container(keyedBy: CodingKeys.self)
-            usage = (try? container.decodeIfPresent(Counts.self, forKey: .usage)) ?? nil
-        }
-    }
-
     /// The counts a JSON body (an answer, or one event's data) reports; either may be absent.
     /// - Parameter data: The JSON.
     /// - Returns: Prompt (input) and completion (output) tokens where reported, or `nil` when
     ///   the body reports no usage.
     public static func counts(in data: Data) -> (prompt: Int?, completion: Int?)? {
-        guard let holder = try? JSONDecoder().decode(Holder.self, from: data),
-            let counts = holder.usage ?? holder.response?.usage ?? holder.message?.usage
-        else { return nil }
+        // Only the `usage` objects are decoded: the rest of the body (an answer's text, every
+        // chunk of a stream) is skipped over by the scanner instead of parsed whole.
+        let bytes = [UInt8](data)
+        guard let members = JSONScanner.topLevelMembers(in: bytes) else { return nil }
+        func usage(_ members: [(key: String, value: Range<Int>)], in bytes: [UInt8]) -> Counts? {
+            guard let range = members.last(where: { $0.key == "usage" })?.value else { return nil }
+            return try? JSONDecoder().decode(Counts.self, from: Data(bytes[range]))
+        }
+        func nested(_ key: String) -> Counts? {
+            guard let range = members.last(where: { $0.key == key })?.value else { return nil }
+            let inner = Array(bytes[range])
+            return JSONScanner.topLevelMembers(in: inner).flatMap { usage($0, in: inner) }
+        }
+        guard let counts = usage(members, in: bytes) ?? nested("response") ?? nested("message") else { return nil }
         let prompt = counts.promptTokens ?? counts.inputTokens
         let completion = counts.completionTokens ?? counts.outputTokens
         guard prompt != nil || completion != nil else { return nil }
