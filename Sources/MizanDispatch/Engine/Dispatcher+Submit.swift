@@ -107,18 +107,24 @@ extension Dispatcher {
                 metrics.finished(job)
                 return job
             }
-            if let job = try await finishedHereOrStored(id), job.state.isTerminal {
-                metrics.finished(job)
-                return job
-            }
-            // Woken without a finish (e.g. a stale event); wait again with a fresh signal.
-            waiters.stopWaitingForFinish(of: id, current)
-            current = Signal()
-            waiters.waitForFinish(of: id, current)
-            if let job = try await store.job(id), job.state.isTerminal {
+            do {
+                if let job = try await finishedHereOrStored(id), job.state.isTerminal {
+                    metrics.finished(job)
+                    return job
+                }
+                // Woken without a finish (e.g. a stale event); wait again with a fresh signal.
                 waiters.stopWaitingForFinish(of: id, current)
-                metrics.finished(job)
-                return job
+                current = Signal()
+                waiters.waitForFinish(of: id, current)
+                if let job = try await store.job(id), job.state.isTerminal {
+                    waiters.stopWaitingForFinish(of: id, current)
+                    metrics.finished(job)
+                    return job
+                }
+            } catch where Task.isCancelled {
+                // The client left while the store was read (a store may end its call with a
+                // cancellation error): the job is cancelled at the top of the loop, not left leased.
+                continue
             }
         }
     }
