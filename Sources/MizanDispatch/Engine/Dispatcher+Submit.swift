@@ -121,7 +121,7 @@ extension Dispatcher {
                     metrics.finished(job)
                     return job
                 }
-            } catch where Task.isCancelled {
+            } catch  where Task.isCancelled {
                 // The client left while the store was read (a store may end its call with a
                 // cancellation error): the job is cancelled at the top of the loop, not left leased.
                 continue
