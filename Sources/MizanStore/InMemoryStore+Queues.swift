@@ -81,8 +81,10 @@ extension Job {
         updatedAt = now
     }
 
-    /// Puts a leased job back in its queue for another attempt.
-    mutating func requeue(now: Date) {
+    /// Puts a leased job back in its queue for another attempt, keeping the one that ended.
+    mutating func requeue(now: Date, reason: String) {
+        earlierAttempts.append(
+            JobAttempt(attempt: attempt, leasedAt: leasedAt, nodeID: nodeID, endedAt: now, reason: JobAttempt.storedReason(reason)))
         state = .accepted
         attempt += 1
         nodeID = nil

@@ -97,7 +97,7 @@ public final class InMemoryStore: DispatchStore {
                 job.usage = usage
             case .failed(let code, let message, let retryable):
                 if retryable, job.attempt < job.maxAttempts, job.deadline > now {
-                    job.requeue(now: now)
+                    job.requeue(now: now, reason: code)
                     state.jobs[job.id] = job
                     state.enqueue(job)
                     return (job, [.jobsAvailable(model: job.model, count: 1)])
@@ -161,7 +161,7 @@ public final class InMemoryStore: DispatchStore {
                     guard var job = state.jobs[id] else { continue }
                     state.release(job)
                     if job.attempt < job.maxAttempts, job.deadline > now {
-                        job.requeue(now: now)
+                        job.requeue(now: now, reason: JobErrorCode.nodeLost)
                         state.jobs[id] = job
                         state.enqueue(job)
                     } else {

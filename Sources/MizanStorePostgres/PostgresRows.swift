@@ -8,8 +8,11 @@ enum Rows {
     static let jobColumns = """
         id, request_id, model, body, stream, state, attempt, max_attempts, priority, node_id, deadline, \
         created_at, leased_at, finished_at, updated_at, result, error_code, error_message, \
-        prompt_tokens, completion_tokens, usage_source, idempotency_key, api_key_id, endpoint
+        prompt_tokens, completion_tokens, usage_source, idempotency_key, api_key_id, endpoint, lease_history
         """
+
+    /// How many columns ``jobColumns`` names (a statement's extra columns come after them).
+    static let jobColumnCount = jobColumns.split(separator: ",").count
 
     /// `jobColumns` qualified by a table alias (built once per alias: statements ask on every call).
     static func jobColumns(_ alias: String) -> String {
@@ -27,12 +30,12 @@ enum Rows {
         let (
             id, requestID, model, body, stream, state, attempt, maxAttempts, priority, nodeID, deadline,
             createdAt, leasedAt, finishedAt, updatedAt, result, errorCode, errorMessage,
-            promptTokens, completionTokens, usageSource, idempotencyKey, apiKeyID, endpoint
+            promptTokens, completionTokens, usageSource, idempotencyKey, apiKeyID, endpoint, leaseHistory
         ) = try row.decode(
             (
                 UUID, String, String, Data, Bool, String, Int, Int, Int, UUID?, Date,
                 Date, Date?, Date?, Date, Data?, String?, String?,
-                Int?, Int?, String?, String?, String?, String
+                Int?, Int?, String?, String?, String?, String, String?
             ).self
         )
         guard let parsed = JobState(rawValue: state) else {
@@ -65,6 +68,7 @@ enum Rows {
             let source = usageSource.flatMap(TokenUsage.Source.init(rawValue:)) ?? .provider
             job.usage = TokenUsage(promptTokens: promptTokens, completionTokens: completionTokens, source: source)
         }
+        job.earlierAttempts = JobAttempt.parse(leaseHistory)
         return job
     }
 

@@ -43,7 +43,7 @@ extension PostgresStore {
                 SELECT \(unescaped: Rows.jobColumns), origin FROM upd
                 """,
                 logger: logger
-            ) { row in (try Rows.job(row), try row.makeRandomAccess()[23].decode(String?.self)) }
+            ) { row in (try Rows.job(row), try row.makeRandomAccess()[Rows.jobColumnCount].decode(String?.self)) }
             var byID = Dictionary(applied.map { ($0.0.id, $0) }, uniquingKeysWith: { a, _ in a })
             var events: [StoreEvent] = []
             var remote: [StoreEvent] = []

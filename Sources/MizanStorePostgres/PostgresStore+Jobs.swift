@@ -17,7 +17,7 @@ extension PostgresStore {
                     \(job.id.uuid), \(job.requestID), \(job.model), \(job.body), \(job.stream), 'accepted',
                     \(job.attempt), \(job.maxAttempts), \(job.priority), NULL, \(job.deadline), \(job.createdAt),
                     NULL, NULL, \(job.updatedAt), NULL, NULL, NULL, NULL, NULL, NULL, \(job.idempotencyKey), \(job.apiKeyID),
-                    \(job.endpoint.rawValue), \(origin)
+                    \(job.endpoint.rawValue), NULL, \(origin)
                 )
                 ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
                 RETURNING \(unescaped: Rows.jobColumns)
@@ -132,6 +132,10 @@ extension PostgresStore {
                         finished_at = CASE WHEN cur.again THEN NULL ELSE \(now)::timestamptz END,
                         error_code = CASE WHEN cur.again THEN NULL ELSE \(code)::text END,
                         error_message = CASE WHEN cur.again THEN NULL ELSE \(message) END,
+                        lease_history = CASE WHEN cur.again THEN COALESCE(j.lease_history, '') || j.attempt || ','
+                            || COALESCE(extract(epoch from j.leased_at)::text, '') || ',' || COALESCE(j.node_id::text, '') || ','
+                            || \(String(now.timeIntervalSince1970))::text || ',' || \(JobAttempt.storedReason(code))::text || ';'
+                            ELSE j.lease_history END,
                         updated_at = \(now)
                     FROM cur WHERE j.id = cur.id
                     RETURNING \(unescaped: Rows.jobColumns("j")), j.origin

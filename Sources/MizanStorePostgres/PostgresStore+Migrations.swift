@@ -120,6 +120,14 @@ extension PostgresStore {
                 "ALTER TABLE mizan_api_keys ADD COLUMN counters_version bigint NOT NULL DEFAULT 0",
             ]
         ),
+        (
+            6,
+            [
+                // The attempts that ended with the job handed back (`JobAttempt`'s text), written
+                // by the requeue that ends each: a job's story keeps every lease.
+                "ALTER TABLE mizan_jobs ADD COLUMN lease_history text"
+            ]
+        ),
     ]
 
     /// The schema version this build migrates to.

@@ -58,6 +58,10 @@ extension PostgresStore {
                     error_code = CASE WHEN cur.again THEN NULL ELSE \(JobErrorCode.nodeLost) END,
                     error_message = CASE WHEN cur.again THEN NULL
                         ELSE 'The node running the job was lost and no attempt is left.' END,
+                    lease_history = CASE WHEN cur.again THEN COALESCE(j.lease_history, '') || j.attempt || ','
+                        || COALESCE(extract(epoch from j.leased_at)::text, '') || ',' || COALESCE(j.node_id::text, '') || ','
+                        || \(String(now.timeIntervalSince1970))::text || ',' || \(JobErrorCode.nodeLost)::text || ';'
+                        ELSE j.lease_history END,
                     updated_at = \(now)
                 FROM cur WHERE j.id = cur.id
                 RETURNING \(unescaped: Rows.jobColumns("j")), cur.prev_node

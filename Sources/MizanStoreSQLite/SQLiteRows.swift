@@ -7,8 +7,16 @@ enum Rows {
     static let jobColumns = """
         id, request_id, model, body, stream, state, attempt, max_attempts, priority, node_id, deadline, created_at, \
         leased_at, finished_at, updated_at, result, error_code, error_message, prompt_tokens, completion_tokens, usage_source, \
-        idempotency_key, api_key_id, endpoint
+        idempotency_key, api_key_id, endpoint, lease_history
         """
+
+    /// What a requeue appends to `lease_history`: the attempt that ends (its number, lease time
+    /// in seconds since 1970 — the columns hold seconds since 2001 —, node), when (`?end`) and
+    /// why (`?why`), as ``JobAttempt`` reads it. Columns are read before the update, as SQL does.
+    static func historyAppend(end: String, why: String) -> String {
+        "COALESCE(lease_history, '') || attempt || ',' || COALESCE(leased_at + 978307200, '') || ',' || COALESCE(node_id, '') || ',' || "
+            + "\(end) || ',' || \(why) || ';'"
+    }
 
     static let nodeColumns =
         "id, name, models, endpoints, max_concurrency, labels, status, health, in_flight, last_seen, created_at"
@@ -39,6 +47,7 @@ enum Rows {
             date(job.createdAt), date(job.leasedAt), date(job.finishedAt), date(job.updatedAt), blob(job.result), text(job.errorCode),
             text(job.errorMessage), integer(job.usage?.promptTokens), integer(job.usage?.completionTokens),
             text(job.usage?.source.rawValue), text(job.idempotencyKey), text(job.apiKeyID), .text(job.endpoint.rawValue),
+            job.earlierAttempts.isEmpty ? .null : .text(job.earlierAttempts.map(\.storedText).joined()),
         ]
     }
 
@@ -104,6 +113,7 @@ enum Rows {
             let source = value(20)?.string.flatMap(TokenUsage.Source.init) ?? .provider
             job.usage = TokenUsage(promptTokens: Int(prompt), completionTokens: Int(completion), source: source)
         }
+        job.earlierAttempts = JobAttempt.parse(value(24)?.string)
         return job
     }
 

@@ -5,7 +5,7 @@ import MizanStore
 extension SQLiteStore {
     public func insert(_ job: Job) async throws -> JobInsertion {
         precondition(job.state == .accepted, "only accepted jobs are inserted")
-        let placeholders = Array(repeating: "?", count: 24).joined(separator: ", ")
+        let placeholders = Array(repeating: "?", count: Rows.jobNames.count).joined(separator: ", ")
         let rows = try await writeOne(
             "INSERT INTO mizan_jobs (\(Rows.jobColumns)) VALUES (\(placeholders)) ON CONFLICT (idempotency_key) DO NOTHING RETURNING id",
             Rows.binds(job),
@@ -147,12 +147,14 @@ extension SQLiteStore {
                     error_code = CASE WHEN \(again) THEN NULL ELSE ?3 END,
                     error_message = CASE WHEN \(again) THEN NULL ELSE ?4 END,
                     attempt = attempt + CASE WHEN \(again) THEN 1 ELSE 0 END,
+                    lease_history = CASE WHEN \(again) THEN \(Rows.historyAppend(end: "?8", why: "?9")) ELSE lease_history END,
                     updated_at = ?2
                 WHERE id = ?5 AND attempt = ?6 AND node_id = ?7 AND state IN (\(JobStateMachine.sqlSources(of: .fail)))
                     AND state IN (\(JobStateMachine.sqlSources(of: .requeue)))
                 RETURNING \(Rows.jobColumns)
                 """,
                 [.integer(retryable ? 1 : 0), Rows.date(now), .text(code), .text(message)] + fence
+                    + [.float(now.timeIntervalSince1970), .text(JobAttempt.storedReason(code))]
             )
         }
     }

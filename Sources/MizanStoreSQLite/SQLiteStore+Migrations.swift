@@ -135,6 +135,14 @@ extension SQLiteStore {
                 "ALTER TABLE mizan_api_keys ADD COLUMN counters TEXT",
             ]
         ),
+        (
+            7,
+            [
+                // The attempts that ended with the job handed back (`JobAttempt`'s text), written
+                // by the requeue that ends each: a job's story keeps every lease.
+                "ALTER TABLE mizan_jobs ADD COLUMN lease_history TEXT"
+            ]
+        ),
     ]
 
     /// The newest schema version this build knows.

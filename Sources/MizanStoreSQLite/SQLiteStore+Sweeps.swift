@@ -29,12 +29,13 @@ extension SQLiteStore {
             // Requeued while attempts and time are left (`requeue`), else failed as node_lost (`fail`).
             let requeued = try db.query(
                 """
-                UPDATE mizan_jobs SET state = 'accepted', attempt = attempt + 1, node_id = NULL, updated_at = ?2
+                UPDATE mizan_jobs SET state = 'accepted', attempt = attempt + 1, node_id = NULL, updated_at = ?2,
+                    lease_history = \(Rows.historyAppend(end: "?3", why: "?4"))
                 WHERE id IN (\(lost)) AND state IN (\(JobStateMachine.sqlSources(of: .requeue)))
                     AND attempt < max_attempts AND deadline > ?2
                 RETURNING \(Rows.jobColumns)
                 """,
-                [Rows.date(staleBefore), Rows.date(now)]
+                [Rows.date(staleBefore), Rows.date(now), .float(now.timeIntervalSince1970), .text(JobErrorCode.nodeLost)]
             ).map(Rows.job)
             let failed = try db.query(
                 """

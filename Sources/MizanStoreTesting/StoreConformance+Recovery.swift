@@ -72,6 +72,38 @@ extension StoreConformance {
                 _ = try await store.complete(lease, with: Fixture.success, now: Fixture.at(42))
             }
         },
+        Check("a requeued job keeps each earlier attempt") { store in
+            let first = try await Fixture.node(store)
+            let second = try await Fixture.node(store, at: 5)
+            let job = Fixture.job(deadline: 300, maxAttempts: 3)
+            _ = try await store.insert(job)
+            let lease = try await store.lease(nodeID: first.id, limit: 1, now: Fixture.at(1))[0].lease
+            let handedBack = try await store.complete(
+                lease, with: .failed(code: "provider,down;", message: "x", retryable: true), now: Fixture.at(2))
+            try require(handedBack.earlierAttempts.count == 1, "the failed attempt is kept: \(handedBack.earlierAttempts)")
+            let one = handedBack.earlierAttempts[0]
+            try require(one.attempt == 1 && one.nodeID == first.id && one.reason == "provider_down_", "its number, node and reason: \(one)")
+            try require(
+                abs((one.leasedAt ?? .distantPast).timeIntervalSince(Fixture.at(1))) < 0.01
+                    && abs(one.endedAt.timeIntervalSince(Fixture.at(2))) < 0.01,
+                "its lease and end times: \(one)")
+            let again = try await store.lease(nodeID: second.id, limit: 1, now: Fixture.at(10))[0].lease
+            try require(again.attempt == 2, "leased again as attempt 2")
+            let recovered = try await store.recoverLeases(staleBefore: Fixture.at(30), now: Fixture.at(40))
+            let stored = try await store.job(job.id)
+            for found in [recovered.first, stored] {
+                let attempts = found?.earlierAttempts ?? []
+                try require(attempts.count == 2 && attempts[0] == one, "both earlier attempts, in order: \(attempts)")
+                try require(
+                    attempts[1].attempt == 2 && attempts[1].nodeID == second.id && attempts[1].reason == JobErrorCode.nodeLost
+                        && abs(attempts[1].endedAt.timeIntervalSince(Fixture.at(40))) < 0.01,
+                    "the lost node's attempt: \(attempts[1])")
+            }
+            try require(stored?.attempt == 3 && stored?.state == .accepted, "the job waits for attempt 3")
+            let finished = try await store.lease(nodeID: second.id, limit: 1, now: Fixture.at(41))
+            let done = try await store.complete(finished[0].lease, with: Fixture.success, now: Fixture.at(42))
+            try require(done.earlierAttempts.count == 2, "a finish adds none: \(done.earlierAttempts)")
+        },
         Check("stale node's lease fails after max attempts") { store in
             let node = try await Fixture.node(store)
             let job = Fixture.job(maxAttempts: 1)

@@ -152,6 +152,30 @@ struct ConsolePagesTests {
         }
     }
 
+    @Test func aJobsStoryShowsEveryAttempt() async throws {
+        try await withGateway { (gateway: Harness) async throws in
+            let browser = ConsoleClient(port: gateway.port)
+            try await browser.signIn(Harness.adminToken)
+            let (_, firstToken) = try await gateway.registerNode(models: ["local"], name: "first-box")
+            let (_, secondToken) = try await gateway.registerNode(models: ["local"], name: "second-box")
+            async let answer = gateway.chat(model: "local")
+            let job = try #require(try await gateway.lease(token: firstToken).first)
+            let failure = #"{"attempt":\#(job.attempt),"failure":{"code":"gpu_busy","message":"busy","retryable":true}}"#
+            #expect(try await gateway.send(.POST, "/agent/v1/jobs/\(job.jobID)/fail", token: firstToken, body: failure).status == 200)
+            let again = try #require(try await gateway.lease(token: secondToken).first)
+            #expect(again.attempt == 2)
+            #expect(try await gateway.complete(again, token: secondToken).status == 200)
+            #expect(try await answer.status == 200)
+            let page = try await browser.send(.GET, "/console/jobs/\(job.jobID)")
+            #expect(page.status == 200)
+            #expect(
+                page.text.contains("(attempt 1)") && page.text.contains("by first-box") && page.text.contains("<code>gpu_busy</code>"),
+                "\(page.text)")
+            #expect(page.text.contains("(attempt 2)") && page.text.contains("by second-box") && page.text.contains("Succeeded"))
+            #expect(page.text.contains("2 of at most 3"))
+        }
+    }
+
     @Test func usageIsShownByKeyAndModelAndAsCSV() async throws {
         try await withGateway { (gateway: Harness) async throws in
             let browser = ConsoleClient(port: gateway.port)

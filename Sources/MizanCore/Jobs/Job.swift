@@ -46,6 +46,10 @@ public struct Job: Sendable, Equatable, Codable {
     public var idempotencyKey: String?
     /// The API key that submitted the job, if any.
     public var apiKeyID: String?
+    /// The attempts before the current one: each lease that ended with the job going back to
+    /// the queue (a node lost, or a retryable failure), oldest first. The current attempt's
+    /// lease is ``leasedAt`` and ``nodeID``.
+    public var earlierAttempts: [JobAttempt] = []
 
     /// Creates a job in the `accepted` state.
     /// - Parameters:
@@ -99,6 +103,53 @@ public struct Job: Sendable, Equatable, Codable {
     public var lease: Lease? {
         guard state == .leased, let nodeID else { return nil }
         return Lease(jobID: id, attempt: attempt, nodeID: nodeID)
+    }
+}
+
+/// An attempt of a job that ended with the job handed back to the queue.
+public struct JobAttempt: Sendable, Equatable, Codable {
+    /// Its number (the first attempt is 1).
+    public var attempt: Int
+    /// When it was leased.
+    public var leasedAt: Date?
+    /// The node that held it.
+    public var nodeID: NodeID?
+    /// When it was handed back.
+    public var endedAt: Date
+    /// Why: the node's retryable failure code, or `node_lost`.
+    public var reason: String
+
+    /// Creates an attempt's record.
+    public init(attempt: Int, leasedAt: Date?, nodeID: NodeID?, endedAt: Date, reason: String) {
+        self.attempt = attempt
+        self.leasedAt = leasedAt
+        self.nodeID = nodeID
+        self.endedAt = endedAt
+        self.reason = reason
+    }
+
+    /// The attempts a store keeps as text: `attempt,leased,node,ended,reason;` each, times in
+    /// seconds since 1970 (a reason's `,` and `;` are stored as `_`).
+    public static func parse(_ text: String?) -> [JobAttempt] {
+        guard let text, !text.isEmpty else { return [] }
+        return text.split(separator: ";").compactMap { entry in
+            let fields = entry.split(separator: ",", omittingEmptySubsequences: false)
+            guard fields.count == 5, let attempt = Int(fields[0]), let ended = Double(fields[3]) else { return nil }
+            return JobAttempt(
+                attempt: attempt, leasedAt: Double(fields[1]).map { Date(timeIntervalSince1970: $0) }, nodeID: NodeID(String(fields[2])),
+                endedAt: Date(timeIntervalSince1970: ended), reason: String(fields[4]))
+        }
+    }
+
+    /// A reason as stored (no `,` or `;`, at most 64 characters).
+    public static func storedReason(_ reason: String) -> String {
+        String(reason.prefix(64).map { $0 == "," || $0 == ";" ? "_" : $0 })
+    }
+
+    /// One attempt as stored text (the format of ``parse(_:)``).
+    public var storedText: String {
+        "\(attempt),\(leasedAt.map { String($0.timeIntervalSince1970) } ?? ""),\(nodeID?.description ?? ""),"
+            + "\(endedAt.timeIntervalSince1970),\(Self.storedReason(reason));"
     }
 }
 

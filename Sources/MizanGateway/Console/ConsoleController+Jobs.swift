@@ -79,28 +79,39 @@ extension ConsoleController {
         guard let raw = context.parameters.get("id"), let id = JobID(raw), let job = try await dispatcher.job(id) else {
             throw ConsoleRefusal(status: .notFound, message: "No such job (finished jobs are pruned after the retention period).")
         }
-        let node = try await job.nodeID.asyncMap { id in try await dispatcher.nodes().first { $0.id == id } } ?? nil
+        let nodes = Dictionary(try await dispatcher.nodes().map { ($0.id, $0.name) }, uniquingKeysWith: { first, _ in first })
+        let name = { (id: NodeID?) -> String in id.map { nodes[$0] ?? "a node no longer listed" } ?? "a node" }
         let nodeText: HTML =
             job.nodeID.map { id in
-                "\(node?.name ?? "a node no longer listed") <span class=\"muted mono\">\(id.description)</span>"
+                "\(name(id)) <span class=\"muted mono\">\(id.description)</span>"
             } ?? "—"
         var steps: [HTML] = [
             "<li><strong>Accepted</strong> — \(ConsoleLayout.time(job.createdAt)); queued for a node serving \(job.model)</li>"
         ]
-        if job.attempt > 1 {
+        for earlier in job.earlierAttempts {
+            let held =
+                earlier.leasedAt.map { " after \(ConsoleLayout.milliseconds(earlier.endedAt.timeIntervalSince($0) * 1000)) on it" } ?? ""
             steps.append(
-                "<li class=\"bad\"><strong>Handed back \(job.attempt - 1) time\(job.attempt == 2 ? "" : "s")</strong> — a node was lost or reported a retryable failure; the job went back to the queue (earlier attempts' times are not kept)</li>"
-            )
+                """
+                <li class="bad"><strong>Leased</strong> (attempt \(earlier.attempt)) — \(ConsoleLayout.time(earlier.leasedAt)) by \(name(earlier.nodeID)); \
+                <strong>handed back</strong> \(ConsoleLayout.time(earlier.endedAt))\(held): <code>\(earlier.reason)</code></li>
+                """)
         }
-        if let leasedAt = job.leasedAt {
-            let wait = ConsoleLayout.milliseconds(leasedAt.timeIntervalSince(job.createdAt) * 1000)
+        // The current attempt's lease (a job handed back and not leased again still shows the
+        // previous attempt's time there: only a lease after the last hand-back counts).
+        let queuedSince = job.earlierAttempts.last?.endedAt ?? job.createdAt
+        if let leasedAt = job.leasedAt, leasedAt >= queuedSince {
+            let wait = ConsoleLayout.milliseconds(leasedAt.timeIntervalSince(queuedSince) * 1000)
             steps.append(
-                "<li><strong>Leased</strong> (attempt \(job.attempt)) — \(ConsoleLayout.time(leasedAt)) by \(node?.name ?? "a node"), after \(wait) in the queue</li>"
+                "<li><strong>Leased</strong> (attempt \(job.attempt)) — \(ConsoleLayout.time(leasedAt)) by \(name(job.nodeID)), after \(wait) in the queue</li>"
             )
         }
         if let finishedAt = job.finishedAt {
             let total = ConsoleLayout.milliseconds(finishedAt.timeIntervalSince(job.createdAt) * 1000)
-            let running = job.leasedAt.map { " (\(ConsoleLayout.milliseconds(finishedAt.timeIntervalSince($0) * 1000)) on the node)" } ?? ""
+            let running =
+                job.leasedAt.flatMap {
+                    $0 >= queuedSince ? " (\(ConsoleLayout.milliseconds(finishedAt.timeIntervalSince($0) * 1000)) on the node)" : nil
+                } ?? ""
             steps.append(
                 "<li\(job.state == .succeeded ? "" as HTML : " class=\"bad\"")><strong>\(Self.stateText(job.state).capitalized)</strong> — \(ConsoleLayout.time(finishedAt)), \(total) after it was accepted\(running)</li>"
             )
@@ -169,13 +180,5 @@ extension ConsoleController {
             case .leased: "info"
             }
         return ConsoleLayout.badge(stateText(state), kind: kind)
-    }
-}
-
-extension Optional {
-    /// Maps the wrapped value with an async transform.
-    fileprivate func asyncMap<T>(_ transform: (Wrapped) async throws -> T) async rethrows -> T? {
-        guard let value = self else { return nil }
-        return try await transform(value)
     }
 }
