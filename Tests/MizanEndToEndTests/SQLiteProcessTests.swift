@@ -15,7 +15,9 @@ struct SQLiteProcessTests {
     @Test func keepsKeysNodesAndAnInFlightJobAcrossAKill() async throws {
         let folder = try temporaryFolder()
         defer { try? FileManager.default.removeItem(atPath: folder) }
-        let (mock, mockURL) = try await startMock(["--models", "local-model", "--latency-ms", "3000"])
+        // The job must still run when the gateway is killed: long enough that a loaded machine's
+        // polling sees it leased well before it could finish (with 3 s it once finished first).
+        let (mock, mockURL) = try await startMock(["--models", "local-model", "--latency-ms", "8000"])
         // No --database-url: the gateway keeps its state in mizan.sqlite in its working directory.
         var (gateway, url) = try await startGateway(workingDirectory: folder)
         #expect(gateway.output.contains("mizan.store=sqlite"))
@@ -37,7 +39,7 @@ struct SQLiteProcessTests {
         let models = try await call(.GET, "\(url)/v1/models", token: key)
         #expect(models.status == 200, "the key survived the restart: \(models.text)")
         // The node's result, retried by the agent while the gateway was down, lands.
-        #expect(try await eventually(timeout: .seconds(20)) { try await jobs(url, state: "succeeded").count == 1 })
+        #expect(try await eventually(timeout: .seconds(30)) { try await jobs(url, state: "succeeded").count == 1 })
         // The agent kept its node token: no second registration, one node, still serving.
         let nodes = try await call(.GET, "\(url)/admin/v1/nodes", token: e2eAdminToken).json["data"] as? [[String: Any]] ?? []
         #expect(nodes.count == 1 && nodes.first?["status"] as? String == "active")
@@ -67,7 +69,9 @@ struct SQLiteProcessTests {
     @Test func anIdempotentRetryAfterARestartGetsTheOneJobsAnswer() async throws {
         let folder = try temporaryFolder()
         defer { try? FileManager.default.removeItem(atPath: folder) }
-        let (mock, mockURL) = try await startMock(["--models", "local-model", "--latency-ms", "3000"])
+        // The job must still run when the gateway is killed: long enough that a loaded machine's
+        // polling sees it leased well before it could finish (with 3 s it once finished first).
+        let (mock, mockURL) = try await startMock(["--models", "local-model", "--latency-ms", "8000"])
         var (gateway, url) = try await startGateway(workingDirectory: folder)
         let port = String(url.split(separator: ":").last!)
         let (agent, _) = try await startAgent(gateway: url, provider: mockURL, name: "box", arguments: ["--models", "local-model"])
@@ -85,7 +89,7 @@ struct SQLiteProcessTests {
         // The client retries with the same key against the restarted gateway: it gets the answer
         // of the job that kept running on the node, and nothing ran twice.
         (gateway, url) = try await startGateway(["--port", port], workingDirectory: folder)
-        let retry = try await sendHTTP(.POST, "\(url)/v1/chat/completions", token: key, body: body, headers: header, timeout: .seconds(30))
+        let retry = try await sendHTTP(.POST, "\(url)/v1/chat/completions", token: key, body: body, headers: header, timeout: .seconds(40))
         #expect(retry.status == 200, "\(retry.text)")
         #expect(try JSONDecoder().decode(ChatCompletionResponse.self, from: retry.body).choices.first?.message.content?.isEmpty == false)
         let all = try await jobs(url)
