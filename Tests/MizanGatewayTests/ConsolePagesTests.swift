@@ -173,6 +173,10 @@ struct ConsolePagesTests {
                 "\(page.text)")
             #expect(page.text.contains("(attempt 2)") && page.text.contains("by second-box") && page.text.contains("Succeeded"))
             #expect(page.text.contains("2 of at most 3"))
+            // The admin API tells the same story.
+            let summary = try await gateway.send(.GET, "/admin/v1/jobs/\(job.jobID)", token: Harness.adminToken).json
+            let attempts = summary["earlierAttempts"] as? [[String: Any]] ?? []
+            #expect(attempts.count == 1 && attempts.first?["reason"] as? String == "gpu_busy" && attempts.first?["attempt"] as? Int == 1)
         }
     }
 

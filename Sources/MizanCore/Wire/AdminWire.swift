@@ -212,6 +212,8 @@ public enum AdminWire {
         public var bodyBytes: Int
         /// The size of the answer, in bytes, once there is one.
         public var resultBytes: Int?
+        /// The attempts before the current one, each handed back (absent when there were none).
+        public var earlierAttempts: [JobAttempt]?
 
         /// The summary of a job.
         public init(_ job: Job) {
@@ -235,6 +237,7 @@ public enum AdminWire {
             usage = job.usage
             bodyBytes = job.body.count
             resultBytes = job.result?.count
+            earlierAttempts = job.earlierAttempts.isEmpty ? nil : job.earlierAttempts
         }
     }
 
