@@ -26,9 +26,7 @@ extension AgentChannel {
         /// Sends a frame.
         func send(_ frame: AgentWire.ChannelFrame) throws {
             guard !isClosed else { throw AgentClientError(.unreachable, message: "the channel to the gateway closed") }
-            var data = try encoder.encode(frame)
-            data.append(0x0A)
-            upload.yield(ByteBuffer(bytes: data))
+            upload.yield(ByteBuffer(bytes: try frame.line(fallback: encoder)))
         }
 
         /// Waits for the reply to call `id` (sent, or about to be).

@@ -218,7 +218,7 @@ final class AgentChannel: Sendable {
                         buffer.moveReaderIndex(forwardBy: 1)
                         line.writeBuffer(&part)
                         if line.readableBytes > 0,
-                            let frame = try? decoder.decode(AgentWire.ChannelFrame.self, from: Data(line.readableBytesView))
+                            let frame = try? AgentWire.ChannelFrame.read(line: Array(line.readableBytesView), fallback: decoder)
                         {
                             connection.deliver(frame)
                         }

@@ -104,9 +104,8 @@ struct ChannelSession: Sendable {
         let shared = Shared()
         let encoder = AgentWire.encoder()
         let send: @Sendable (AgentWire.ChannelFrame) -> Void = { frame in
-            guard var data = try? encoder.encode(frame) else { return }
-            data.append(0x0A)
-            output.yield(ByteBuffer(bytes: data))
+            guard let line = try? frame.line(fallback: encoder) else { return }
+            output.yield(ByteBuffer(bytes: line))
         }
         var line = ByteBuffer()
         do {
@@ -116,7 +115,7 @@ struct ChannelSession: Sendable {
                     var part = buffer.readSlice(length: newline - buffer.readerIndex)!
                     buffer.moveReaderIndex(forwardBy: 1)
                     line.writeBuffer(&part)
-                    if line.readableBytes > 0 { dispatch(Data(line.readableBytesView), shared: shared, send: send) }
+                    if line.readableBytes > 0 { dispatch(Array(line.readableBytesView), shared: shared, send: send) }
                     line.clear()
                 }
                 line.writeBuffer(&buffer)
@@ -149,12 +148,14 @@ struct ChannelSession: Sendable {
     }
 
     /// Runs one call.
-    private func dispatch(_ line: Data, shared: Shared, send: @escaping @Sendable (AgentWire.ChannelFrame) -> Void) {
+    private func dispatch(_ line: [UInt8], shared: Shared, send: @escaping @Sendable (AgentWire.ChannelFrame) -> Void) {
         let frame: AgentWire.ChannelFrame
         do {
-            frame = try BodyReader.decode(AgentWire.ChannelFrame.self, from: line)
+            // The frames of the hot path are read by hand; any other line by the decoder, whose
+            // errors name the field.
+            frame = try AgentWire.ChannelFrame.readByHand(line) ?? BodyReader.decode(AgentWire.ChannelFrame.self, from: Data(line))
         } catch {
-            let id = (try? JSONSerialization.jsonObject(with: line) as? [String: Any])?["id"] as? Int ?? 0
+            let id = (try? JSONSerialization.jsonObject(with: Data(line)) as? [String: Any])?["id"] as? Int ?? 0
             send(Self.refusal(id, error))
             return
         }

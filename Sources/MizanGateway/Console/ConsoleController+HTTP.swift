@@ -109,7 +109,7 @@ extension ConsoleController {
         guard type.hasPrefix("application/x-www-form-urlencoded") else {
             throw ConsoleRefusal(status: .unsupportedMediaType, message: "The console takes forms (application/x-www-form-urlencoded).")
         }
-        var body = request.body
+        let body = request.body
         let buffer: ByteBuffer
         do {
             buffer = try await body.collect(upTo: maxFormBytes)
