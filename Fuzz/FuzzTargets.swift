@@ -1,7 +1,8 @@
 // libFuzzer targets for the parsers that take untrusted bytes, compiled with MizanCore's
 // sources by Scripts/fuzz (swiftc -sanitize=fuzzer,address). MIZAN_FUZZ_TARGET picks one:
 // chat (ChatCompletionRequest and its in-place model rewrite), sse (ServerSentEventParser),
-// text (SafeText). A crash or a broken invariant stops the run with the input saved.
+// text (SafeText), channel (the agent channel's hand-written line reader, against JSONDecoder).
+// A crash or a broken invariant stops the run with the input saved.
 import Foundation
 
 let target = ProcessInfo.processInfo.environment["MIZAN_FUZZ_TARGET"] ?? "chat"
@@ -13,6 +14,7 @@ public func fuzzOne(_ start: UnsafeRawPointer, _ count: Int) -> CInt {
     case "chat": fuzzChatRequest(data)
     case "sse": fuzzServerSentEvents(data)
     case "text": fuzzSafeText(data)
+    case "channel": fuzzChannelLine(data)
     default: fatalError("unknown MIZAN_FUZZ_TARGET \(target)")
     }
     return 0
@@ -85,4 +87,23 @@ func fuzzSafeText(_ data: Data) {
         $0.value >= 0x20 && !(0x7F...0x9F).contains($0.value) && $0 != "\\" && $0.value != 0x2028 && $0.value != 0x2029
     }
     guard plain.allSatisfy({ escaped.unicodeScalars.contains($0) }) else { fatalError("escaping lost a character") }
+}
+
+/// A line the channel's hand reader takes is a frame JSONDecoder reads the same, and the frame
+/// written back (by hand or by the encoder) reads back the same.
+func fuzzChannelLine(_ data: Data) {
+    let line = [UInt8](data)
+    guard let frame = ChannelLineReader.read(line) else { return }
+    guard let standard = try? AgentWire.decoder().decode(AgentWire.ChannelFrame.self, from: data) else {
+        fatalError("the hand reader took a line JSONDecoder refuses")
+    }
+    let encoder = AgentWire.encoder()
+    encoder.outputFormatting = [.sortedKeys]
+    guard let a = try? encoder.encode(frame), let b = try? encoder.encode(standard), a == b else {
+        fatalError("the hand reader read another frame than JSONDecoder")
+    }
+    guard let written = try? frame.line(fallback: AgentWire.encoder()),
+        let again = try? AgentWire.ChannelFrame.read(line: Array(written.dropLast()), fallback: AgentWire.decoder()),
+        (try? encoder.encode(again)) == a
+    else { fatalError("the frame written back reads back otherwise") }
 }

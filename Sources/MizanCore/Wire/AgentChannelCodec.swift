@@ -26,16 +26,24 @@ extension AgentWire.ChannelFrame {
     /// - Parameter decoder: The decoder for lines the hand reader leaves (``AgentWire/decoder()``).
     /// - Throws: What `decoder` throws for a line that is not a frame.
     public static func read(line: [UInt8], fallback decoder: JSONDecoder) throws -> AgentWire.ChannelFrame {
+        try read(line: line) { try decoder.decode(AgentWire.ChannelFrame.self, from: $0) }
+    }
+
+    /// Reads a frame from one line of the channel (without its newline), the lines the hand
+    /// reader leaves by `decode` (the gateway's decodes with errors that name the field).
+    public static func read(
+        line: [UInt8], orElse decode: (Data) throws -> AgentWire.ChannelFrame
+    ) rethrows -> AgentWire.ChannelFrame {
         if let frame = ChannelLineReader.read(line) { return frame }
-        return try decoder.decode(AgentWire.ChannelFrame.self, from: Data(line))
+        return try decode(Data(line))
     }
 
     /// The frame as `read(line:fallback:)` reads it by hand, or `nil` where it leaves it to the
-    /// decoder (the gateway then decodes with errors that name the field).
-    package static func readByHand(_ line: [UInt8]) -> AgentWire.ChannelFrame? { ChannelLineReader.read(line) }
+    /// decoder (for tests).
+    static func readByHand(_ line: [UInt8]) -> AgentWire.ChannelFrame? { ChannelLineReader.read(line) }
 
     /// The frame as written by hand, or `nil` where `JSONEncoder` writes it (for tests).
-    package func writtenByHand() -> [UInt8]? { ChannelLineWriter.write(self) }
+    func writtenByHand() -> [UInt8]? { ChannelLineWriter.write(self) }
 }
 
 /// Writes the frames of an agent-served request's hot path.

@@ -153,7 +153,7 @@ struct ChannelSession: Sendable {
         do {
             // The frames of the hot path are read by hand; any other line by the decoder, whose
             // errors name the field.
-            frame = try AgentWire.ChannelFrame.readByHand(line) ?? BodyReader.decode(AgentWire.ChannelFrame.self, from: Data(line))
+            frame = try AgentWire.ChannelFrame.read(line: line) { try BodyReader.decode(AgentWire.ChannelFrame.self, from: $0) }
         } catch {
             let id = (try? JSONSerialization.jsonObject(with: Data(line)) as? [String: Any])?["id"] as? Int ?? 0
             send(Self.refusal(id, error))
