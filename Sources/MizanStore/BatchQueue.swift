@@ -1,37 +1,30 @@
 import Synchronization
 
-/// Work of concurrent tasks run together: while a batch of a key runs, the items that arrive
+/// Work of concurrent tasks run together: while one batch of a key runs, the items that arrive
 /// for that key queue up, and the next batch takes them all (up to ``limit``). What a store
 /// writes once per batch instead of once per item — a commit, a statement, a read and write of
 /// a row — is what it saves.
 ///
-/// There is no extra thread and no timer: the task whose item finds fewer than ``depth`` batches
-/// of its key running leads — it runs a batch with its own item first and the queued ones after
-/// it — and hands the lead to the first item that queued meanwhile, so no item waits behind more
-/// than one batch of others, and a lone item waits for nothing. With a depth of two, a second
-/// batch starts while the first runs (a store that chains its writes, each on the one before,
-/// saves the wait for the first's answer). Keys are independent (one key's batch never waits
-/// for another's).
+/// There is no extra thread and no timer: the task whose item finds its key idle leads — it runs
+/// the batch with its own item in it — and hands the lead to the first item that queued
+/// meanwhile, so no item waits behind more than one batch of others, and a lone item waits for
+/// nothing. Keys are independent (one key's batch never waits for another's).
 package final class BatchQueue<Item: Sendable>: Sendable {
     /// Runs one batch, in the order the items arrived. What it throws fails every item of it.
     package typealias Run = @Sendable (_ key: String, _ items: [Item]) async throws -> Void
 
-    private enum Role { case lead, done }
-
     private final class Entry: @unchecked Sendable {
-        // Set under the queue's lock, or by the leader before it resumes the entry's task.
+        // Set by the leader, read by the entry's task after it resumes.
         let item: Item
         var failure: (any Error)?
-        var continuation: CheckedContinuation<Role, Never>?
+        var continuation: CheckedContinuation<Bool, Never>?
 
         init(_ item: Item) { self.item = item }
     }
 
     private struct Queue {
-        /// Items waiting for a batch (each one's task is suspended).
         var entries: [Entry] = []
-        /// Batches running.
-        var running = 0
+        var leading = false
     }
 
     private struct State {
@@ -41,16 +34,12 @@ package final class BatchQueue<Item: Sendable>: Sendable {
 
     /// The most items run together.
     package let limit: Int
-    /// The most batches of one key running at once.
-    package let depth: Int
     private let state = Mutex(State())
 
-    /// A queue whose batches hold at most `limit` items, at most `depth` of a key running at once.
-    package init(limit: Int, depth: Int = 1) {
+    /// A queue whose batches hold at most `limit` items.
+    package init(limit: Int) {
         precondition(limit > 0, "a batch holds an item at least")
-        precondition(depth > 0, "a batch runs at least")
         self.limit = limit
-        self.depth = depth
     }
 
     /// How many items are queued for a key's next batch.
@@ -62,38 +51,37 @@ package final class BatchQueue<Item: Sendable>: Sendable {
     /// Runs `item` in a batch with the items queued beside it under the same key.
     /// - Parameters:
     ///   - item: The item.
-    ///   - key: The items of one key run together (at most ``depth`` batches at a time per key).
+    ///   - key: The items of one key run together (one batch at a time per key).
     ///   - run: How a batch runs (the same for every item of a key).
     /// - Throws: What the batch's run threw.
     package func submit(_ item: Item, key: String = "", run: Run) async throws {
         let entry = Entry(item)
-        let role = await withCheckedContinuation { (continuation: CheckedContinuation<Role, Never>) in
+        let leads = await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
+            entry.continuation = continuation
             let leads = state.withLock { state in
-                // Changed in place: a copy of the queue would copy its entries.
-                if state.queues[key] == nil { state.queues[key] = Queue() }
-                if state.queues[key]!.running < depth {
-                    state.queues[key]!.running += 1
-                    return true
-                }
-                entry.continuation = continuation
-                state.queues[key]!.entries.append(entry)
-                return false
+                state.queues[key, default: Queue()].entries.append(entry)
+                if state.queues[key]!.leading { return false }
+                state.queues[key]!.leading = true
+                return true
             }
-            if leads { continuation.resume(returning: .lead) }
+            if leads {
+                entry.continuation = nil
+                continuation.resume(returning: true)
+            }
         }
-        if role == .lead { await lead(key, with: entry, run: run) }
+        if leads { await lead(key, run: run) }
         if let failure = entry.failure { throw failure }
     }
 
-    /// Runs one batch — `own` first, then the key's queued items — wakes their tasks, and hands
-    /// the lead to the next queued item, or gives it up when none is queued.
-    private func lead(_ key: String, with own: Entry, run: Run) async {
+    /// Runs one batch of the key's queued items (the leader's own is its first), wakes their
+    /// tasks, and hands the lead to the next queued item, or gives it up when none is queued.
+    private func lead(_ key: String, run: Run) async {
         let batch = state.withLock { state in
             state.batches += 1
             let entries = state.queues[key]?.entries ?? []
-            let count = min(entries.count, limit - 1)
+            let count = min(entries.count, limit)
             state.queues[key]?.entries.removeFirst(count)
-            return [own] + entries.prefix(count)
+            return Array(entries.prefix(count))
         }
         do {
             try await run(key, batch.map(\.item))
@@ -101,19 +89,19 @@ package final class BatchQueue<Item: Sendable>: Sendable {
             for entry in batch { entry.failure = error }
         }
         let next = state.withLock { state -> Entry? in
-            guard state.queues[key] != nil else { return nil }
-            if !state.queues[key]!.entries.isEmpty { return state.queues[key]!.entries.removeFirst() }
-            state.queues[key]!.running -= 1
-            if state.queues[key]!.running == 0 { state.queues[key] = nil }
-            return nil
+            guard let next = state.queues[key]?.entries.first else {
+                state.queues[key] = nil
+                return nil
+            }
+            return next
         }
-        for entry in batch.dropFirst() {
-            entry.continuation?.resume(returning: .done)
+        for entry in batch {
+            entry.continuation?.resume(returning: false)
             entry.continuation = nil
         }
         if let next, let continuation = next.continuation {
             next.continuation = nil
-            continuation.resume(returning: .lead)
+            continuation.resume(returning: true)
         }
     }
 }

@@ -36,13 +36,9 @@ package final class KeyCounterBatcher<Attachment: Sendable>: Sendable {
         let items: [Item]
     }
 
-    private let queue: BatchQueue<Item>
+    private let queue = BatchQueue<Item>(limit: 256)
 
-    /// A batcher running at most `depth` batches of a key at once (more than one only for a
-    /// store whose ``ApplyBatch`` chains each batch's write on the one before it).
-    package init(depth: Int = 1) {
-        queue = BatchQueue(limit: 256, depth: depth)
-    }
+    package init() {}
 
     /// Runs `change` on the key's counters with the other changes queued for the key.
     /// - Parameters:

@@ -36,14 +36,11 @@ public final class PostgresStore: DispatchStore, Service {
     let migrated = Atomic<Bool>(false)
     /// The migration under way, shared by the statements that wait for it.
     let migration = Mutex<Task<Void, any Error>?>(nil)
-    /// The counters of keys as this instance last wrote them — or is writing them — with their
-    /// version: a change starts from them and costs one statement when no other instance came
-    /// between.
+    /// The counters of keys as this instance last read or wrote them, with their version: a
+    /// change starts from them and costs one statement when no other instance came between.
     let keyCounterCache = Mutex<[String: (version: Int64, counters: KeyCounters)]>([:])
-    /// The changes of a key's counters that arrive together, written together; two batches of a
-    /// key at once, the second's compare-and-swap chained on the version the first will write
-    /// (see `swapKeyCounters`).
-    let keyCounterBatcher = KeyCounterBatcher<UsageRecord>(depth: 2)
+    /// The changes of a key's counters that arrive together, written together.
+    let keyCounterBatcher = KeyCounterBatcher<UsageRecord>()
     /// Usage records that arrive together, inserted together.
     let usageBatches = BatchQueue<UsageRecord>(limit: 256)
     /// The statements this store has sent through ``client`` (migrations and the event
