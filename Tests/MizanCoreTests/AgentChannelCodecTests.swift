@@ -119,6 +119,10 @@ struct AgentChannelCodecTests {
             #"{"op":"lease","id":1.0,"lease":{"limit":1}}"#,  // a fraction for an integer
             #"{"op":"lease","id":01,"lease":{"limit":1}}"#,  // a leading zero
             #"{"op":"lease","id":1,"lease":{"limit":1e2}}"#,  // an exponent
+            #"{"op":"lease","id":3,"lease":{"limit":3,"waitSeconds":05}}"#,  // a leading zero (found by the fuzzer)
+            #"{"op":"lease","id":3,"lease":{"limit":3,"waitSeconds":5.}}"#,  // a point without digits
+            #"{"op":"lease","id":3,"lease":{"limit":3,"waitSeconds":-}}"#,
+            #"{"op":"lease","id":3,"lease":{"limit":3,"waitSeconds":.5}}"#,
             #"{"op":"l\u0065ase","id":1,"lease":{"limit":1}}"#,  // an escape
             #"{"op":"heartbeat","id":1,"heartbeat":{}}"#,  // not a frame of the hot path
             #"{"op":"complete","id":1,"jobID":"\#(id)","complete":{"attempt":1,"result":"e30=","usage":{"promptTokens":-1,"completionTokens":0}}}"#,

@@ -220,11 +220,24 @@ enum ChannelLineReader {
         return Int(String(decoding: slice, as: UTF8.self))
     }
 
+    /// A number as JSON writes it without an exponent: `-?(0|[1-9][0-9]*)(\.[0-9]+)?`.
     private static func double(_ bytes: [UInt8], _ range: Range<Int>) -> Double? {
         let slice = bytes[range]
-        guard !slice.isEmpty, slice.count <= 32,
-            slice.allSatisfy({ ($0 >= 0x30 && $0 <= 0x39) || $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "-") })
-        else { return nil }
+        guard !slice.isEmpty, slice.count <= 32 else { return nil }
+        func isDigit(_ byte: UInt8) -> Bool { byte >= 0x30 && byte <= 0x39 }
+        var i = slice.startIndex
+        if slice[i] == UInt8(ascii: "-") { i += 1 }
+        let integerStart = i
+        while i < slice.endIndex, isDigit(slice[i]) { i += 1 }
+        let integerDigits = i - integerStart
+        guard integerDigits > 0, slice[integerStart] != 0x30 || integerDigits == 1 else { return nil }
+        if i < slice.endIndex {
+            guard slice[i] == UInt8(ascii: ".") else { return nil }
+            i += 1
+            let fractionStart = i
+            while i < slice.endIndex, isDigit(slice[i]) { i += 1 }
+            guard i > fractionStart, i == slice.endIndex else { return nil }
+        }
         return Double(String(decoding: slice, as: UTF8.self)).flatMap { $0.isFinite ? $0 : nil }
     }
 
