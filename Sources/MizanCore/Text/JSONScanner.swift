@@ -98,7 +98,7 @@ enum JSONScanner {
     }
 
     /// Returns the index just past the value starting at `start`.
-    private static func skipValue(_ bytes: [UInt8], _ start: Int) -> Int? {
+    static func skipValue(_ bytes: [UInt8], _ start: Int) -> Int? {
         guard start < bytes.count else { return nil }
         switch bytes[start] {
         case UInt8(ascii: "\""):

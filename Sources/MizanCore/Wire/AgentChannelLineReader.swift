@@ -266,41 +266,10 @@ enum ChannelLineReader {
         return nil
     }
 
-    /// The index past the value at `start`: a plain string, an object or array (whose strings
-    /// are plain), or a scalar.
+    /// The index past the value at `start` (``JSONScanner``'s bounds; a string in it is checked
+    /// when it is read), or `nil` when it runs past `end`.
     private static func valueEnd(_ bytes: [UInt8], _ start: Int, _ end: Int) -> Int? {
-        guard start < end else { return nil }
-        switch bytes[start] {
-        case UInt8(ascii: "\""):
-            return plainStringEnd(bytes, start, end)
-        case UInt8(ascii: "{"), UInt8(ascii: "["):
-            var depth = 0
-            var i = start
-            while i < end {
-                switch bytes[i] {
-                case UInt8(ascii: "\""):
-                    guard let stringEnd = plainStringEnd(bytes, i, end) else { return nil }
-                    i = stringEnd
-                    continue
-                case UInt8(ascii: "{"), UInt8(ascii: "["):
-                    depth += 1
-                case UInt8(ascii: "}"), UInt8(ascii: "]"):
-                    depth -= 1
-                    if depth == 0 { return i + 1 }
-                default:
-                    break
-                }
-                i += 1
-            }
-            return nil
-        default:
-            var i = start
-            while i < end, bytes[i] != 0x20, bytes[i] != 0x0A, bytes[i] != 0x0D, bytes[i] != 0x09, bytes[i] != UInt8(ascii: ","),
-                bytes[i] != UInt8(ascii: "}"), bytes[i] != UInt8(ascii: "]")
-            {
-                i += 1
-            }
-            return i > start ? i : nil
-        }
+        guard start < end, let valueEnd = JSONScanner.skipValue(bytes, start), valueEnd <= end else { return nil }
+        return valueEnd
     }
 }
