@@ -7,7 +7,7 @@
 // - cost growth on PostgreSQL: pickup and cycles with 0, 1,000 and 100,000 other jobs queued,
 //   against the same figure with none queued.
 //
-//     swift run -c release MizanStoreBenchmark [--quick] [--json FILE] [--only memory,postgres,growth,sqlite,sqlite-growth]
+//     swift run -c release MizanStoreBenchmark [--quick] [--json FILE] [--only memory,postgres,growth,sqlite,sqlite-growth,admission,memory-admission]
 //
 // Prints a table; `--json` also writes one JSON object per figure (for `Scripts/bench`).
 // PostgreSQL figures use a throwaway local server (fsync off, as a test server), or
@@ -27,7 +27,7 @@ import Synchronization
 struct Options {
     var quick = false
     var json: String?
-    var only: Set<String> = ["memory", "postgres", "growth", "sqlite", "sqlite-growth"]
+    var only: Set<String> = ["memory", "postgres", "growth", "sqlite", "sqlite-growth", "admission", "memory-admission"]
 
     init(_ arguments: [String]) {
         var iterator = arguments.makeIterator()
@@ -37,7 +37,7 @@ struct Options {
             case "--json": json = iterator.next()
             case "--only": only = Set((iterator.next() ?? "").split(separator: ",").map(String.init))
             case "--help", "-h":
-                print("usage: MizanStoreBenchmark [--quick] [--json FILE] [--only memory,postgres,growth,sqlite,sqlite-growth]")
+                print("usage: MizanStoreBenchmark [--quick] [--json FILE] [--only memory,postgres,growth,sqlite,sqlite-growth,admission,memory-admission]")
                 exit(0)
             default:
                 FileHandle.standardError.write(Data("MizanStoreBenchmark: unknown flag \(flag)\n".utf8))
@@ -375,7 +375,11 @@ if options.only.contains("memory") {
     }
 }
 
-if options.only.contains("postgres") || options.only.contains("growth") {
+if options.only.contains("memory-admission") {
+    try await admissionFigures("memory", InMemoryStore(), statements: nil)
+}
+
+if options.only.contains("postgres") || options.only.contains("growth") || options.only.contains("admission") {
     try await PostgresTestDatabase.withDatabase { client, _ in
         let store = PostgresStore(client: client)
         try await withRunningStore(store) {
@@ -401,6 +405,9 @@ if options.only.contains("postgres") || options.only.contains("growth") {
             }
             if options.only.contains("growth") {
                 try await growthFigures("postgres", dispatcher, store) { try await backlog(client, count: $0) }
+            }
+            if options.only.contains("admission") {
+                try await admissionFigures("postgres", store, statements: store.statements)
             }
         }
     }

@@ -91,35 +91,38 @@ extension PostgresClient {
         throw MizanError(.storeUnavailable, "The database connections keep closing; try again.")
     }
 
-    /// How often a running statement's connection is checked for having closed under it.
-    static let closedConnectionCheck: Duration = .seconds(2)
-
-    /// Runs `body`, giving up on it when its connection has closed and it still has not ended:
-    /// a statement written just as the server closed the connection is never answered
-    /// (PostgresNIO does not fail it), and the call would wait forever. The statement did not
-    /// reach the server, or its answer is lost; either way the caller gets `storeUnavailable`
-    /// and it is not retried here (it may have been applied).
+    /// Runs `body`, giving up on it when its connection closes before it ended: a statement
+    /// written just as the server closed the connection is never answered (PostgresNIO does
+    /// not fail it), and the call would wait forever. The statement did not reach the server,
+    /// or its answer is lost; either way the caller gets `storeUnavailable` and it is not
+    /// retried here (it may have been applied).
+    ///
+    /// The close is learned from the connection's close future, through one callback per
+    /// connection for all its statements (``InFlightStatements``): no timer per statement —
+    /// each made and cancelled a dispatch source, waking libdispatch's manager thread twice
+    /// per statement.
     private static func answeredOrGivenUp<T: Sendable>(
         on connection: PostgresConnection,
         logger: Logger,
         _ body: @escaping @Sendable (PostgresConnection) async throws -> T
     ) async throws -> T {
-        let work = Task { try await body(connection) }
         let outcome = OnceResult<T>()
+        let work = Task {
+            do {
+                outcome.resume(with: .success(try await body(connection)))
+            } catch {
+                outcome.resume(with: .failure(error))
+            }
+        }
+        let registration = InFlightStatements.shared.register(connection) {
+            logger.warning("the database connection closed under a statement that was never answered; gave up on it")
+            outcome.resume(with: .failure(MizanError(.storeUnavailable, "The database connection closed during the statement; try again.")))
+            work.cancel()
+        }
+        defer { InFlightStatements.shared.remove(registration) }
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
                 outcome.install(continuation)
-                let watch = ClosedConnectionWatch(connection: connection) {
-                    logger.warning("the database connection closed under a statement that was never answered; gave up on it")
-                    outcome.resume(
-                        with: .failure(MizanError(.storeUnavailable, "The database connection closed during the statement; try again.")))
-                    work.cancel()
-                }
-                Task {
-                    let result = await work.result
-                    watch.stop()
-                    outcome.resume(with: result)
-                }
             }
         } onCancel: {
             work.cancel()
@@ -207,45 +210,48 @@ private final class OnceResult<T: Sendable>: Sendable {
     }
 }
 
-/// Checks a connection every ``PostgresClient/closedConnectionCheck`` while a statement runs
-/// and calls `onClosed` once when it has closed.
-private final class ClosedConnectionWatch: Sendable {
+/// The statements in flight on each connection, given up together when their connection
+/// closes: the connection's close future gets one callback, on the first statement it runs.
+private final class InFlightStatements: Sendable {
+    static let shared = InFlightStatements()
+
+    /// A statement's place, to take it out when it ended.
+    struct Registration: Sendable {
+        let connection: ObjectIdentifier
+        let id: UInt64
+    }
+
     private struct State {
-        var timer: OneShotTimer?
-        var stopped = false
+        var nextID: UInt64 = 0
+        /// Per open connection that has run a statement: its statements in flight. A connection
+        /// is taken out when it closes (before it can be freed and its identifier reused).
+        var connections: [ObjectIdentifier: [UInt64: @Sendable () -> Void]] = [:]
     }
 
     private let state = Mutex(State())
-    private let connection: PostgresConnection
-    private let onClosed: @Sendable () -> Void
 
-    init(connection: PostgresConnection, onClosed: @escaping @Sendable () -> Void) {
-        self.connection = connection
-        self.onClosed = onClosed
-        arm()
+    /// Calls `giveUp` when `connection` closes (at once if it has closed) unless the
+    /// registration is removed first.
+    func register(_ connection: PostgresConnection, giveUp: @escaping @Sendable () -> Void) -> Registration {
+        let key = ObjectIdentifier(connection)
+        let (id, first) = state.withLock { state -> (UInt64, Bool) in
+            state.nextID &+= 1
+            let first = state.connections[key] == nil
+            state.connections[key, default: [:]][state.nextID] = giveUp
+            return (state.nextID, first)
+        }
+        if first {
+            connection.closeFuture.whenComplete { _ in
+                let statements = self.state.withLock { $0.connections.removeValue(forKey: key) }
+                for giveUp in statements?.values ?? [:].values { giveUp() }
+            }
+        }
+        return Registration(connection: key, id: id)
     }
 
-    private func arm() {
-        let next = OneShotTimer(after: PostgresClient.closedConnectionCheck) { [self] in
-            guard connection.isClosed else { return arm() }
-            state.withLock { $0.timer = nil }
-            onClosed()
-        }
-        let kept = state.withLock { state -> Bool in
-            guard !state.stopped else { return false }
-            state.timer = next
-            return true
-        }
-        if !kept { next.cancel() }
-    }
-
-    func stop() {
-        let timer = state.withLock { state -> OneShotTimer? in
-            state.stopped = true
-            defer { state.timer = nil }
-            return state.timer
-        }
-        timer?.cancel()
+    /// Takes a statement out (it ended).
+    func remove(_ registration: Registration) {
+        _ = state.withLock { $0.connections[registration.connection]?.removeValue(forKey: registration.id) }
     }
 }
 

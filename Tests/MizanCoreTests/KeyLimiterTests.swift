@@ -86,6 +86,30 @@ struct KeyLimiterTests {
         #expect(KeyLimiter.periodTokens(counters, policy: policy, now: april1) == 0)
     }
 
+    @Test func budgetPeriodsAreTheUTCCalendarsDaysAndMonths() {
+        // The periods are found by arithmetic: they must be what a UTC Gregorian calendar says,
+        // at random instants from 1900 to 2400 and on either side of every month's first midnight.
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = TimeZone(identifier: "UTC")!
+        var generator = SystemRandomNumberGenerator()
+        var instants = (0..<2000).map { _ in Date(timeIntervalSince1970: Double.random(in: -2_208_988_800...13_569_465_600, using: &generator)) }
+        for year in [1900, 1999, 2000, 2024, 2027, 2100] {
+            for month in 1...12 {
+                let first = calendar.date(from: DateComponents(year: year, month: month, day: 1))!
+                instants += [first, first.addingTimeInterval(-0.001), first.addingTimeInterval(0.001)]
+            }
+        }
+        for date in instants {
+            let month = KeyPolicy.Budget(tokens: 1, period: .month)
+            let monthStart = calendar.date(from: calendar.dateComponents([.year, .month], from: date))!
+            #expect(month.periodStart(of: date) == monthStart, "\(date)")
+            #expect(month.periodEnd(of: date) == calendar.date(byAdding: .month, value: 1, to: monthStart), "\(date)")
+            let day = KeyPolicy.Budget(tokens: 1, period: .day)
+            #expect(day.periodStart(of: date) == calendar.startOfDay(for: date), "\(date)")
+            #expect(day.periodEnd(of: date) == calendar.date(byAdding: .day, value: 1, to: calendar.startOfDay(for: date)), "\(date)")
+        }
+    }
+
     @Test func policiesAndPatchesReadAsTheAdminAPISendsThem() throws {
         let json =
             #"{"models":["a"],"limits":{"requestsPerMinute":60},"budget":{"tokens":5,"period":"total"},"expiresAt":"2027-01-01T00:00:00Z"}"#

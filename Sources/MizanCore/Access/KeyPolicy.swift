@@ -45,25 +45,41 @@ public struct KeyPolicy: Sendable, Equatable, Codable {
 
         /// When the period holding `date` began (the distant past for `total`).
         public func periodStart(of date: Date) -> Date {
-            var calendar = Calendar(identifier: .gregorian)
-            calendar.timeZone = TimeZone(identifier: "UTC")!
             switch period {
             case .total: return Date(timeIntervalSinceReferenceDate: 0)
-            // The reference date is a UTC midnight: a day's start is a floor (no calendar on the hot path).
+            // The reference date is a UTC midnight: a day's start is a floor.
             case .day: return Date(timeIntervalSinceReferenceDate: (date.timeIntervalSinceReferenceDate / 86_400).rounded(.down) * 86_400)
-            case .month: return calendar.date(from: calendar.dateComponents([.year, .month], from: date)) ?? calendar.startOfDay(for: date)
+            case .month:
+                let (year, month) = Self.month(of: date)
+                return Self.start(ofMonth: month, year: year)
             }
         }
 
         /// When the period holding `date` ends (`nil` for `total`).
         public func periodEnd(of date: Date) -> Date? {
-            var calendar = Calendar(identifier: .gregorian)
-            calendar.timeZone = TimeZone(identifier: "UTC")!
             switch period {
             case .total: return nil
-            case .day: return calendar.date(byAdding: .day, value: 1, to: periodStart(of: date))
-            case .month: return calendar.date(byAdding: .month, value: 1, to: periodStart(of: date))
+            case .day: return periodStart(of: date).addingTimeInterval(86_400)
+            case .month:
+                let (year, month) = Self.month(of: date)
+                return month == 12 ? Self.start(ofMonth: 1, year: year + 1) : Self.start(ofMonth: month + 1, year: year)
             }
+        }
+
+        // UTC calendar months by arithmetic (a `Calendar` costs tens of microseconds to make and
+        // ask, and this runs on every admission and every end of a limited key's request).
+
+        /// The UTC year and month holding `date` (clamped to about ±5 million years).
+        static func month(of date: Date) -> (year: Int64, month: Int64) {
+            let days = (date.timeIntervalSince1970 / 86_400).rounded(.down)
+            let clamped = days.isNaN ? 0 : Int64(max(-2e9, min(2e9, days)))
+            let civil = ISO8601Text.civil(fromDaysSince1970: clamped)
+            return (civil.year, civil.month)
+        }
+
+        /// The UTC midnight that begins a month.
+        static func start(ofMonth month: Int64, year: Int64) -> Date {
+            Date(timeIntervalSince1970: Double(ISO8601Text.daysSince1970(year: year, month: month, day: 1)) * 86_400)
         }
     }
 

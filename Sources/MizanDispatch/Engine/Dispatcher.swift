@@ -194,7 +194,7 @@ public struct DispatchRequest: Sendable {
         endpoint: Endpoint = .chatCompletions,
         body: Data,
         stream: Bool = false,
-        requestID: String = TimeOrderedID.text(UUID()),
+        requestID: String = TimeOrderedID.text(TimeOrderedID.make()),
         deadline: Duration? = nil,
         priority: Int = 0,
         idempotencyKey: String? = nil,

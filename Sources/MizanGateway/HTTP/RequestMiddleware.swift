@@ -36,7 +36,7 @@ struct RequestMiddleware: RouterMiddleware {
         context.trace.update { $0.overhead = overhead }
         response.headers[Gateway.overheadHeader] = RequestRecorder.milliseconds(overhead.timeInterval)
         for (name, value) in context.trace.fields.rateLimitHeaders {
-            if let name = HTTPField.Name(name) { response.headers[name] = value }
+            if let name = Self.rateLimitNames[name] ?? HTTPField.Name(name) { response.headers[name] = value }
         }
         let status = Int(response.status.code)
         let body = response.body
@@ -63,6 +63,12 @@ struct RequestMiddleware: RouterMiddleware {
         return false
     }
 
+    /// The `x-ratelimit-*` names, made once (a name read from text is checked character by character).
+    static let rateLimitNames: [String: HTTPField.Name] = Dictionary(
+        uniqueKeysWithValues: ["limit", "remaining", "reset"].flatMap { part in
+            ["requests", "tokens"].map { kind in ("x-ratelimit-\(part)-\(kind)", HTTPField.Name("x-ratelimit-\(part)-\(kind)")!) }
+        })
+
     /// The client's request id when it is short and printable, else a new one.
     static func requestID(from header: String?) -> String {
         if let header, !header.isEmpty, header.count <= 128,
@@ -70,7 +76,9 @@ struct RequestMiddleware: RouterMiddleware {
         {
             return header
         }
-        return TimeOrderedID.text(UUID())
+        // A time-ordered id: its bits come from the system generator (Foundation's `UUID()` opens
+        // and reads /dev/urandom for each one).
+        return TimeOrderedID.text(TimeOrderedID.make())
     }
 
     /// Refuses transfer codings other than `chunked` (a body the gateway cannot read as sent).
