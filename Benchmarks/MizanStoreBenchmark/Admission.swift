@@ -1,6 +1,7 @@
 import Foundation
 import MizanCore
 import MizanStore
+import MizanStorePostgres
 import Synchronization
 
 // A counted key's admission and end, in the store alone: 32 tasks each run requests of one key
@@ -51,12 +52,18 @@ func admissionRun(
                     let record = UsageRecord(
                         requestID: UUID().uuidString, apiKeyID: key.id, model: "bench", servedBy: "route", status: 200,
                         latencyMilliseconds: 1, usage: TokenUsage(promptTokens: 10, completionTokens: 16, source: .provider), createdAt: Date())
-                    try await store.recordUsage(record, ending: ending)
+                    // As the gateway ends a request: a limited key's record goes with the key's next change.
+                    if let ending {
+                        try await store.recordUsageSoon(record, ending: ending)
+                    } else {
+                        try await store.recordUsage(record)
+                    }
                 }
             }
         }
         try await group.waitForAll()
     }
+    if let postgres = store as? PostgresStore { _ = await postgres.usageWritten(timeout: .seconds(30)) }
     let elapsed = seconds(ContinuousClock.now - start)
     return AdmissionRun(
         perSecond: Double(requests) / elapsed, cpuMicroseconds: (processCPUMicroseconds() - cpu0) / Double(requests),

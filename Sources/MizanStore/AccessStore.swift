@@ -44,6 +44,16 @@ public protocol AccessStore: Sendable {
     @discardableResult
     func recordUsage(_ record: UsageRecord, ending admission: KeyAdmissionEnd?) async throws -> Bool
 
+    /// Records the usage and ends the admission as ``recordUsage(_:ending:)`` does, where the
+    /// store can without the caller waiting for it: with the key's next change on this
+    /// instance (applied before it, so that a next request of the same client finds its slot
+    /// free) or on its own moments later. What cannot be stored then is logged by the store.
+    /// A store that cannot defer it (the default) records it before returning.
+    /// - Parameters:
+    ///   - record: The record (of a request that is not an idempotent job's).
+    ///   - admission: The request's admission.
+    func recordUsageSoon(_ record: UsageRecord, ending admission: KeyAdmissionEnd) async throws
+
     /// Sums usage per API key and model.
     /// - Returns: One row per (key, model), ordered by key then model.
     func usageSummary() async throws -> [UsageSummary]
@@ -93,6 +103,11 @@ public struct KeyAdmissionEnd: Sendable {
 }
 
 extension AccessStore {
+    /// Records the usage and ends the admission before returning.
+    public func recordUsageSoon(_ record: UsageRecord, ending admission: KeyAdmissionEnd) async throws {
+        try await recordUsage(record, ending: admission)
+    }
+
     /// Records the usage, then ends the admission: two steps, for a store that cannot make them one.
     @discardableResult
     public func recordUsage(_ record: UsageRecord, ending admission: KeyAdmissionEnd?) async throws -> Bool {

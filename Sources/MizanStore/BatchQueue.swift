@@ -1,3 +1,4 @@
+import MizanCore
 import Synchronization
 
 /// Work of concurrent tasks run together: while one batch of a key runs, the items that arrive
@@ -18,13 +19,27 @@ package final class BatchQueue<Item: Sendable>: Sendable {
         let item: Item
         var failure: (any Error)?
         var continuation: CheckedContinuation<Bool, Never>?
+        /// For an item nobody waits for (``enqueue(_:key:linger:run:done:)``): told how its batch went.
+        let done: (@Sendable ((any Error)?) -> Void)?
 
-        init(_ item: Item) { self.item = item }
+        init(_ item: Item, done: (@Sendable ((any Error)?) -> Void)? = nil) {
+            self.item = item
+            self.done = done
+        }
+    }
+
+    /// Who runs a key's next batch.
+    private enum Next {
+        case none
+        case waiter(Entry)
+        case unwaited
     }
 
     private struct Queue {
         var entries: [Entry] = []
         var leading = false
+        /// The timer that runs the key's queued items nobody waits for, when no batch came for them.
+        var linger: OneShotTimer?
     }
 
     private struct State {
@@ -54,7 +69,7 @@ package final class BatchQueue<Item: Sendable>: Sendable {
     ///   - key: The items of one key run together (one batch at a time per key).
     ///   - run: How a batch runs (the same for every item of a key).
     /// - Throws: What the batch's run threw.
-    package func submit(_ item: Item, key: String = "", run: Run) async throws {
+    package func submit(_ item: Item, key: String = "", run: @escaping Run) async throws {
         let entry = Entry(item)
         let leads = await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
             entry.continuation = continuation
@@ -73,9 +88,63 @@ package final class BatchQueue<Item: Sendable>: Sendable {
         if let failure = entry.failure { throw failure }
     }
 
+    /// Queues `item` for the key's next batch without waiting for it: the next item submitted
+    /// under the key takes it into its batch (in order: before itself), or, when none comes
+    /// within `linger`, a batch is run for it alone. An item submitted after this call under the
+    /// same key is applied after it.
+    /// - Parameters:
+    ///   - item: The item.
+    ///   - key: Its key.
+    ///   - linger: How long it may wait for a batch to join.
+    ///   - run: How a batch runs (the same for every item of a key).
+    ///   - done: Told how the item's batch went (`nil`: it ran), from the task that ran it.
+    package func enqueue(
+        _ item: Item, key: String = "", linger: Duration, run: @escaping Run, done: @escaping @Sendable ((any Error)?) -> Void
+    ) {
+        let armed = state.withLock { state -> Bool in
+            state.queues[key, default: Queue()].entries.append(Entry(item, done: done))
+            return state.queues[key]!.leading || state.queues[key]!.linger != nil
+        }
+        guard !armed else { return }
+        let timer = OneShotTimer(after: linger) { [self] in
+            let leads = state.withLock { state -> Bool in
+                guard var queue = state.queues[key] else { return false }
+                queue.linger = nil
+                defer { state.queues[key] = queue }
+                guard !queue.leading, !queue.entries.isEmpty else { return false }
+                queue.leading = true
+                return true
+            }
+            if leads { Task { await self.lead(key, run: run) } }
+        }
+        let kept = state.withLock { state -> Bool in
+            guard state.queues[key] != nil, state.queues[key]!.linger == nil, !state.queues[key]!.leading else { return false }
+            state.queues[key]!.linger = timer
+            return true
+        }
+        if !kept { timer.cancel() }
+    }
+
+    /// Whether no item is queued or running, under any key.
+    package var isIdle: Bool { state.withLock { $0.queues.isEmpty } }
+
+    /// Waits until no item is queued or running (items that nobody waits for included), or
+    /// until `timeout` has passed.
+    /// - Returns: Whether the queue is idle.
+    package func idle(timeout: Duration) async -> Bool {
+        let end = ContinuousClock.now + timeout
+        while !isIdle {
+            guard ContinuousClock.now < end else { return false }
+            try? await Task.sleep(for: .milliseconds(2))
+        }
+        return true
+    }
+
     /// Runs one batch of the key's queued items (the leader's own is its first), wakes their
-    /// tasks, and hands the lead to the next queued item, or gives it up when none is queued.
-    private func lead(_ key: String, run: Run) async {
+    /// tasks, and hands the lead to the next queued item that a task waits for, or runs the
+    /// next batch on a new task when only items nobody waits for are queued, or gives the lead
+    /// up when none is queued.
+    private func lead(_ key: String, run: @escaping Run) async {
         let batch = state.withLock { state in
             state.batches += 1
             let entries = state.queues[key]?.entries ?? []
@@ -88,20 +157,33 @@ package final class BatchQueue<Item: Sendable>: Sendable {
         } catch {
             for entry in batch { entry.failure = error }
         }
-        let next = state.withLock { state -> Entry? in
-            guard let next = state.queues[key]?.entries.first else {
+        let next = state.withLock { state -> Next in
+            guard let queue = state.queues[key], !queue.entries.isEmpty else {
+                if let timer = state.queues[key]?.linger { timer.cancel() }
                 state.queues[key] = nil
-                return nil
+                return .none
             }
-            return next
+            if let waiter = queue.entries.first(where: { $0.continuation != nil }) { return .waiter(waiter) }
+            return .unwaited
         }
         for entry in batch {
-            entry.continuation?.resume(returning: false)
-            entry.continuation = nil
+            if let done = entry.done {
+                done(entry.failure)
+            } else {
+                entry.continuation?.resume(returning: false)
+                entry.continuation = nil
+            }
         }
-        if let next, let continuation = next.continuation {
-            next.continuation = nil
-            continuation.resume(returning: true)
+        switch next {
+        case .none: break
+        case .waiter(let entry):
+            // Its batch takes the items queued before it too.
+            if let continuation = entry.continuation {
+                entry.continuation = nil
+                continuation.resume(returning: true)
+            }
+        case .unwaited:
+            Task { await self.lead(key, run: run) }
         }
     }
 }

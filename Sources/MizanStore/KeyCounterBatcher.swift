@@ -50,13 +50,41 @@ package final class KeyCounterBatcher<Attachment: Sendable>: Sendable {
         _ keyID: String, attachment: Attachment? = nil, apply: @escaping ApplyBatch, _ change: @escaping @Sendable (inout KeyCounters) -> T
     ) async throws -> T {
         let item = Item(attachment) { change(&$0) }
-        try await queue.submit(item, key: keyID) { keyID, items in
+        try await queue.submit(item, key: keyID, run: Self.run(apply))
+        guard let result = item.result as? T else { preconditionFailure("a change that did not fail has its result") }
+        return result
+    }
+
+    /// Queues `change` for the key's next batch without waiting for it (``BatchQueue/enqueue(_:key:linger:run:done:)``):
+    /// it goes with the next change of the key made on this instance — applied before it — or
+    /// on its own after `linger`.
+    /// - Parameters:
+    ///   - keyID: The key.
+    ///   - attachment: What to write with the change's batch.
+    ///   - linger: How long it may wait for another change of the key to go with.
+    ///   - apply: How the store applies a batch.
+    ///   - done: Told how its batch went.
+    ///   - change: The change.
+    package func changeSoon(
+        _ keyID: String, attachment: Attachment? = nil, linger: Duration, apply: @escaping ApplyBatch,
+        done: @escaping @Sendable ((any Error)?) -> Void, _ change: @escaping @Sendable (inout KeyCounters) -> Void
+    ) {
+        let item = Item(attachment) { change(&$0) }
+        queue.enqueue(item, key: keyID, linger: linger, run: Self.run(apply), done: done)
+    }
+
+    /// Whether no change is queued or being applied.
+    package var isIdle: Bool { queue.isIdle }
+
+    /// Waits until no change is queued or being applied, or `timeout` has passed.
+    package func idle(timeout: Duration) async -> Bool { await queue.idle(timeout: timeout) }
+
+    private static func run(_ apply: @escaping ApplyBatch) -> BatchQueue<Item>.Run {
+        { keyID, items in
             let batch = UnsafeItems(items: items)
             try await apply(keyID, items.compactMap(\.attachment)) { counters in
                 for item in batch.items { item.result = item.change(&counters) }
             }
         }
-        guard let result = item.result as? T else { preconditionFailure("a change that did not fail has its result") }
-        return result
     }
 }

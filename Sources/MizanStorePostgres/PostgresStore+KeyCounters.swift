@@ -28,6 +28,44 @@ extension PostgresStore {
         return true
     }
 
+    /// Records the usage with the end of the admission in the key's next batch of counter
+    /// changes without waiting for it: the next change of the key on this instance (a next
+    /// request's admission) takes them into its statement, or they go on their own after
+    /// ``usageLinger``. Failures are logged (the hold lapses at its time). The store waits for
+    /// them when it shuts down.
+    public func recordUsageSoon(_ record: UsageRecord, ending admission: KeyAdmissionEnd) async throws {
+        guard record.jobID == nil, record.apiKeyID == admission.key.id else {
+            try await recordUsage(record, ending: admission)
+            return
+        }
+        let policy = admission.key.policy
+        let now = Date()
+        let logger = logger
+        let requestID = record.requestID
+        keyCounterBatcher.changeSoon(
+            admission.key.id, attachment: record, linger: Self.usageLinger, apply: { try await self.swapKeyCounters($0, recording: $1, $2) },
+            done: { error in
+                guard let error else { return }
+                logger.error(
+                    "a limited key's usage record and the end of its admission could not be stored",
+                    metadata: ["mizan.request.id": "\(requestID)", "mizan.error": "\(error)"])
+            }
+        ) { counters in
+            KeyLimiter.finish(&counters, policy: policy, holdID: admission.holdID, tokens: record.tokens, now: now)
+        }
+    }
+
+    /// Waits until the usage records and ends of admissions queued by ``recordUsageSoon(_:ending:)``
+    /// are written, or `timeout` has passed.
+    /// - Returns: Whether they are.
+    public func usageWritten(timeout: Duration) async -> Bool {
+        await keyCounterBatcher.idle(timeout: timeout)
+    }
+
+    /// How long a deferred usage record waits for the next change of its key to go with
+    /// before it is written on its own: about a client's turn-around between two requests.
+    static let usageLinger: Duration = .milliseconds(2)
+
     /// Applies a batch of changes to a key's counters by a compare-and-swap: written only when
     /// their version is still the one the batch started from; either way the statement answers
     /// the version and counters it found, so that a batch that lost a race to another instance

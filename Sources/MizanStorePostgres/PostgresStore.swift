@@ -74,6 +74,10 @@ public final class PostgresStore: DispatchStore, Service {
         try await migrate()
         try? await cancelWhenGracefulShutdown { try await self.listen() }
         listening.withLock { $0 = false }
+        // Usage records and ends of admissions still queued are written before the pool goes.
+        if await !usageWritten(timeout: .seconds(10)) {
+            logger.error("some limited keys' usage records were still unwritten at shutdown")
+        }
     }
 
     private func listen() async throws {

@@ -145,6 +145,35 @@ extension AccessConformance {
                 "three records, the retry's without tokens: \(summary)")
             try require(try await admitNow() == nil, "120 tokens of a budget of 100: the next is refused")
         },
+        Check("a usage record made without waiting ends its admission before the key's next change, and is written") { store in
+            let key = try await limitedKey(
+                store, KeyPolicy(limits: .init(concurrentRequests: 1), budget: .init(tokens: 1000, period: .total)))
+            func admitNow() async throws -> String? {
+                let admission = try await store.admit(
+                    key, holdID: UUID().uuidString, holdUntil: Date().addingTimeInterval(300), now: Date())
+                if case .admitted(let hold, _) = admission { return hold }
+                return nil
+            }
+            var hold = try require(try await admitNow(), "the first request is admitted")
+            for index in 1...20 {
+                let record = UsageRecord(
+                    requestID: "soon-\(index)", apiKeyID: key.id, model: "m1", servedBy: "route", status: 200, latencyMilliseconds: 1,
+                    usage: TokenUsage(promptTokens: 2, completionTokens: 3, source: .provider), createdAt: Date())
+                try await store.recordUsageSoon(record, ending: KeyAdmissionEnd(key: key, holdID: hold))
+                // The next request at once: its admission comes after the end of the last one.
+                hold = try require(try await admitNow(), "request \(index + 1) finds the one slot free")
+            }
+            let end = ContinuousClock.now + .seconds(10)
+            var rows = try await store.usage(UsageQuery(apiKeyID: key.id))
+            while rows.first?.requests != 20, ContinuousClock.now < end {
+                try await Task.sleep(for: .milliseconds(10))
+                rows = try await store.usage(UsageQuery(apiKeyID: key.id))
+            }
+            try require(
+                rows.map { [$0.requests, $0.promptTokens, $0.completionTokens] } == [[20, 40, 60]], "the twenty records are written: \(rows)")
+            let counters = try await store.keyCounters(key.id)
+            try require(counters.periodTokens == 100 && counters.holds.count == 1, "100 tokens counted, one hold left: \(counters)")
+        },
         Check("a token budget is spent, refused, and rolls over with its period") { store in
             // Fixture.t0 is 08:00 UTC; 16 hours on is the next UTC day.
             let key = try await limitedKey(store, KeyPolicy(budget: .init(tokens: 1000, period: .day)))

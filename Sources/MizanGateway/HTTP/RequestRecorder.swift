@@ -45,9 +45,9 @@ struct RequestRecorder: Sendable {
     }
 
     /// Counts a finished request in the metrics and, for a known model, records its usage and
-    /// ends its key's admission (its hold released, its tokens counted: the record's figure)
-    /// before the connection reads its next request, so that a client's next request finds
-    /// the slot free.
+    /// ends its key's admission (its hold released, its tokens counted: the record's figure) —
+    /// queued before the connection reads its next request, so that the client's next request
+    /// on this instance finds the slot free (its admission is applied after it).
     /// - Returns: Whether a usage record was made (and the admission ended with it).
     func record(_ fields: RequestTrace.Fields, status: Int, seconds: Double, ending: KeyAdmissionEnd?) async -> Bool {
         guard let model = fields.model else { return false }
@@ -72,7 +72,13 @@ struct RequestRecorder: Sendable {
             endpoint: fields.endpoint ?? .chatCompletions
         )
         do {
-            try await access.recordUsage(record, ending: ending)
+            if let ending, record.jobID == nil {
+                // Written with the key's next change where the store can: the connection reads
+                // the client's next request at once, and its admission goes in the same statement.
+                try await access.recordUsageSoon(record, ending: ending)
+            } else {
+                try await access.recordUsage(record, ending: ending)
+            }
         } catch {
             logger.error(
                 "usage record could not be stored", metadata: ["mizan.request.id": "\(fields.requestID)", "mizan.error": "\(error)"])
