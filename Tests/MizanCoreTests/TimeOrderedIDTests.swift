@@ -58,4 +58,17 @@ struct TimeOrderedIDTests {
             earlier = later
         }
     }
+
+    @Test func idBitsNeverRepeatAcrossTasksAndLookRandom() async {
+        // Eight tasks draw 25,000 each at once: no value twice, and every bit set about half the time.
+        let draws = await withTaskGroup(of: [UInt64].self) { group in
+            for _ in 0..<8 { group.addTask { (0..<25_000).map { _ in IDRandom.next() } } }
+            return await group.reduce(into: [UInt64]()) { $0 += $1 }
+        }
+        #expect(Set(draws).count == draws.count, "no repeats among \(draws.count)")
+        for bit in 0..<64 {
+            let ones = draws.reduce(0) { $0 + Int(($1 >> UInt64(bit)) & 1) }
+            #expect(abs(Double(ones) / Double(draws.count) - 0.5) < 0.02, "bit \(bit) set in \(ones) of \(draws.count)")
+        }
+    }
 }

@@ -8,9 +8,8 @@ public enum TimeOrderedID {
     /// - Returns: A UUID whose textual and byte order follow `date`.
     public static func make(at date: Date = Date()) -> UUID {
         let millis = UInt64(max(0, date.timeIntervalSince1970 * 1000))
-        var rng = SystemRandomNumberGenerator()
-        let random = rng.next() as UInt64
-        let random2 = rng.next() as UInt64
+        let random = IDRandom.next()
+        let random2 = IDRandom.next()
         var bytes: [UInt8] = Array(repeating: 0, count: 16)
         for i in 0..<6 { bytes[i] = UInt8(truncatingIfNeeded: millis >> UInt64(8 * (5 - i))) }
         for i in 6..<8 { bytes[i] = UInt8(truncatingIfNeeded: random >> UInt64(8 * (i - 6))) }

@@ -101,7 +101,7 @@ struct ClientController: Sendable {
     func admit(_ key: APIKey, deadline: Duration, trace: RequestTrace) async throws {
         // Short: a key's holds are written on every change of its counters (unique enough
         // among one key's requests in flight).
-        let holdID = String(UInt64.random(in: 0...UInt64.max), radix: 36)
+        let holdID = String(IDRandom.next(), radix: 36)
         // A hold lapses a little after the request's deadline, should this gateway die first.
         let holdUntil = Date().addingTimeInterval(deadline.timeInterval + 30)
         switch try await credentials.store.admit(key, holdID: holdID, holdUntil: holdUntil, now: Date()) {
