@@ -45,13 +45,16 @@ func admissionRun(
                     var ending: KeyAdmissionEnd?
                     if limited {
                         let holdID = String(UInt64.random(in: 0...UInt64.max), radix: 36)
-                        guard case .admitted = try await store.admit(key, holdID: holdID, holdUntil: Date().addingTimeInterval(330), now: Date())
+                        guard
+                            case .admitted = try await store.admit(
+                                key, holdID: holdID, holdUntil: Date().addingTimeInterval(330), now: Date())
                         else { throw MizanError(.internalError, "the benchmark's limits are never reached") }
                         ending = KeyAdmissionEnd(key: key, holdID: holdID)
                     }
                     let record = UsageRecord(
                         requestID: UUID().uuidString, apiKeyID: key.id, model: "bench", servedBy: "route", status: 200,
-                        latencyMilliseconds: 1, usage: TokenUsage(promptTokens: 10, completionTokens: 16, source: .provider), createdAt: Date())
+                        latencyMilliseconds: 1, usage: TokenUsage(promptTokens: 10, completionTokens: 16, source: .provider),
+                        createdAt: Date())
                     // As the gateway ends a request: a limited key's record goes with the key's next change.
                     if let ending {
                         try await store.recordUsageSoon(record, ending: ending)
@@ -78,14 +81,17 @@ func admissionFigures(_ name: String, _ store: any AccessStore, statements: Stat
         budget: .init(tokens: 1_000_000_000_000, period: .month))
     let limited = try await store.createAPIKey(
         APIKey(name: "limited", prefix: "mz-l", createdAt: Date(), policy: policy), hash: Data(UUID().uuidString.utf8))
-    let unlimited = try await store.createAPIKey(APIKey(name: "unlimited", prefix: "mz-u", createdAt: Date()), hash: Data(UUID().uuidString.utf8))
+    let unlimited = try await store.createAPIKey(
+        APIKey(name: "unlimited", prefix: "mz-u", createdAt: Date()), hash: Data(UUID().uuidString.utf8))
     let requests = options.quick ? 2_000 : 20_000
     var pairs: [(limited: AdmissionRun, unlimited: AdmissionRun)] = []
     _ = try await admissionRun(store, statements: statements, key: limited, limited: true, tasks: 32, requests: requests / 4)
     for round in 0..<5 {
         let first = round % 2 == 0
-        let a = try await admissionRun(store, statements: statements, key: first ? unlimited : limited, limited: !first, tasks: 32, requests: requests)
-        let b = try await admissionRun(store, statements: statements, key: first ? limited : unlimited, limited: first, tasks: 32, requests: requests)
+        let a = try await admissionRun(
+            store, statements: statements, key: first ? unlimited : limited, limited: !first, tasks: 32, requests: requests)
+        let b = try await admissionRun(
+            store, statements: statements, key: first ? limited : unlimited, limited: first, tasks: 32, requests: requests)
         pairs.append(first ? (b, a) : (a, b))
     }
     pairs.sort { $0.limited.cpuMicroseconds / $0.unlimited.cpuMicroseconds < $1.limited.cpuMicroseconds / $1.unlimited.cpuMicroseconds }

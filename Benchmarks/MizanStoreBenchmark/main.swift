@@ -37,7 +37,9 @@ struct Options {
             case "--json": json = iterator.next()
             case "--only": only = Set((iterator.next() ?? "").split(separator: ",").map(String.init))
             case "--help", "-h":
-                print("usage: MizanStoreBenchmark [--quick] [--json FILE] [--only memory,postgres,growth,sqlite,sqlite-growth,admission,memory-admission]")
+                print(
+                    "usage: MizanStoreBenchmark [--quick] [--json FILE] [--only memory,postgres,growth,sqlite,sqlite-growth,admission,memory-admission]"
+                )
                 exit(0)
             default:
                 FileHandle.standardError.write(Data("MizanStoreBenchmark: unknown flag \(flag)\n".utf8))

@@ -43,7 +43,8 @@ extension PostgresStore {
         let logger = logger
         let requestID = record.requestID
         keyCounterBatcher.changeSoon(
-            admission.key.id, attachment: record, linger: Self.usageLinger, apply: { try await self.swapKeyCounters($0, recording: $1, $2) },
+            admission.key.id, attachment: record, linger: Self.usageLinger,
+            apply: { try await self.swapKeyCounters($0, recording: $1, $2) },
             done: { error in
                 guard let error else { return }
                 logger.error(

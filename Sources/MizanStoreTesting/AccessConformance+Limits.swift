@@ -170,7 +170,8 @@ extension AccessConformance {
                 rows = try await store.usage(UsageQuery(apiKeyID: key.id))
             }
             try require(
-                rows.map { [$0.requests, $0.promptTokens, $0.completionTokens] } == [[20, 40, 60]], "the twenty records are written: \(rows)")
+                rows.map { [$0.requests, $0.promptTokens, $0.completionTokens] } == [[20, 40, 60]],
+                "the twenty records are written: \(rows)")
             let counters = try await store.keyCounters(key.id)
             try require(counters.periodTokens == 100 && counters.holds.count == 1, "100 tokens counted, one hold left: \(counters)")
         },

@@ -92,7 +92,9 @@ struct KeyLimiterTests {
         var calendar = Calendar(identifier: .gregorian)
         calendar.timeZone = TimeZone(identifier: "UTC")!
         var generator = SystemRandomNumberGenerator()
-        var instants = (0..<2000).map { _ in Date(timeIntervalSince1970: Double.random(in: -2_208_988_800...13_569_465_600, using: &generator)) }
+        var instants = (0..<2000).map { _ in
+            Date(timeIntervalSince1970: Double.random(in: -2_208_988_800...13_569_465_600, using: &generator))
+        }
         for year in [1900, 1999, 2000, 2024, 2027, 2100] {
             for month in 1...12 {
                 let first = calendar.date(from: DateComponents(year: year, month: month, day: 1))!
