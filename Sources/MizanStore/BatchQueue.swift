@@ -84,7 +84,7 @@ package final class BatchQueue<Item: Sendable>: Sendable {
                 continuation.resume(returning: true)
             }
         }
-        if leads { await lead(key, run: run) }
+        if leads { await lead(key, own: entry, run: run) }
         if let failure = entry.failure { throw failure }
     }
 
@@ -115,7 +115,7 @@ package final class BatchQueue<Item: Sendable>: Sendable {
                 queue.leading = true
                 return true
             }
-            if leads { Task { await self.lead(key, run: run) } }
+            if leads { Task { await self.lead(key, own: nil, run: run) } }
         }
         let kept = state.withLock { state -> Bool in
             guard state.queues[key] != nil, state.queues[key]!.linger == nil, !state.queues[key]!.leading else { return false }
@@ -140,15 +140,18 @@ package final class BatchQueue<Item: Sendable>: Sendable {
         return true
     }
 
-    /// Runs one batch of the key's queued items (the leader's own is its first), wakes their
+    /// Runs one batch of the key's queued items (the leader's own among them), wakes their
     /// tasks, and hands the lead to the next queued item that a task waits for, or runs the
     /// next batch on a new task when only items nobody waits for are queued, or gives the lead
     /// up when none is queued.
-    private func lead(_ key: String, run: @escaping Run) async {
+    /// - Parameter own: The leader's own item, which its batch always takes (beyond ``limit`` when
+    ///   that many items nobody waits for are queued ahead of it).
+    private func lead(_ key: String, own: Entry?, run: @escaping Run) async {
         let batch = state.withLock { state in
             state.batches += 1
             let entries = state.queues[key]?.entries ?? []
-            let count = min(entries.count, limit)
+            var count = min(entries.count, limit)
+            if let own, let index = entries.firstIndex(where: { $0 === own }), index >= count { count = index + 1 }
             state.queues[key]?.entries.removeFirst(count)
             return Array(entries.prefix(count))
         }
@@ -183,7 +186,7 @@ package final class BatchQueue<Item: Sendable>: Sendable {
                 continuation.resume(returning: true)
             }
         case .unwaited:
-            Task { await self.lead(key, run: run) }
+            Task { await self.lead(key, own: nil, run: run) }
         }
     }
 }
