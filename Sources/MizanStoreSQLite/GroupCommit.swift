@@ -59,13 +59,35 @@ package final class GroupCommit: Sendable {
     package func write<T: Sendable>(single: Bool = false, _ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
         let box = Box<T>()
         let item = Item(single: single) { box.value = try body($0) }
-        try await queue.submit(item) { [writer] _, items in
-            let batch = UnsafeItems(items: items)
-            try await writer.run { db in try Self.commit(batch.items, on: db) }
-        }
+        try await queue.submit(item, run: run)
         if let failure = item.failure { throw failure }
         guard let value = box.value else { preconditionFailure("a write that did not fail returned its value") }
         return value
+    }
+
+    /// Queues `body` for the next batch without waiting for it: it commits with the next write
+    /// (before it), or on its own after `linger`.
+    /// - Parameters:
+    ///   - linger: How long it may wait for another write to share a commit with.
+    ///   - body: The statements; when it throws, its changes are rolled back and it fails alone.
+    ///   - done: Told how it went (`nil`: committed), on the writer's task.
+    package func writeSoon(
+        linger: Duration, _ body: @escaping @Sendable (Database) throws -> Void, done: @escaping @Sendable ((any Error)?) -> Void
+    ) {
+        let item = Item(single: false, work: body)
+        queue.enqueue(item, linger: linger, run: run) { error in done(error ?? item.failure) }
+    }
+
+    /// Waits until no write is queued or committing, or `timeout` has passed.
+    /// - Returns: Whether none is.
+    package func idle(timeout: Duration) async -> Bool { await queue.idle(timeout: timeout) }
+
+    /// How a batch runs: on the writer, in one transaction.
+    private var run: BatchQueue<Item>.Run {
+        { [writer] _, items in
+            let batch = UnsafeItems(items: items)
+            try await writer.run { db in try Self.commit(batch.items, on: db) }
+        }
     }
 
     /// Runs a batch in one transaction; a write that throws rolls back to its savepoint.

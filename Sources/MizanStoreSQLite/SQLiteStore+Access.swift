@@ -133,6 +133,41 @@ extension SQLiteStore: AccessStore {
         }
     }
 
+    /// Ends the admission in memory at once — the next admission on this gateway comes after
+    /// it — and writes the record and the key's counters with the next write transaction (or on
+    /// their own 2 ms later) without waiting for them; a failure is logged. The store writes
+    /// what is queued before it closes.
+    public func recordUsageSoon(_ record: UsageRecord, ending admission: KeyAdmissionEnd) async throws {
+        guard record.jobID == nil, record.apiKeyID == admission.key.id else {
+            try await recordUsage(record, ending: admission)
+            return
+        }
+        let key = admission.key
+        try? await loadKeyCounters(key.id)  // a key unknown here has no counters to end
+        _ = counterTable.change(key.id) { counters in
+            KeyLimiter.finish(&counters, policy: key.policy, holdID: admission.holdID, tokens: record.tokens, now: Date())
+        }
+        let logger = logger
+        let requestID = record.requestID
+        let written = Mutex<KeyCounterTable.Snapshot?>(nil)
+        writes.writeSoon(linger: .milliseconds(2)) { db in
+            _ = try Self.insertUsage(record, db)
+            // The counters as they stand (a later end of the key may have changed them since).
+            if let snapshot = self.counterTable.change(key.id, snapshot: true, { _ in })?.1 {
+                try db.query("UPDATE mizan_api_keys SET counters = ? WHERE id = ?", [.text(snapshot.text), .text(key.id)])
+                written.withLock { $0 = snapshot }
+            }
+        } done: { error in
+            guard let error else {
+                if let snapshot = written.withLock({ $0 }) { self.counterTable.stored(snapshot) }
+                return
+            }
+            logger.error(
+                "a limited key's usage record could not be stored (its tokens are counted)",
+                metadata: ["mizan.request.id": "\(requestID)", "mizan.error": "\(error)"])
+        }
+    }
+
     /// Inserts a usage record; an idempotent job's tokens count on the first record of it
     /// only (its unique `tokens_of_job`), a retry that got the same answer is recorded without them.
     /// - Returns: Whether the record counted its tokens.

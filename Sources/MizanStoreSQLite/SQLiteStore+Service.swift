@@ -16,6 +16,10 @@ extension SQLiteStore: Service {
                 }
             }
         }
+        // Usage records queued without waiting are committed before the file closes.
+        if await !writes.idle(timeout: .seconds(10)) {
+            logger.error("some limited keys' usage records were still unwritten at shutdown")
+        }
         await close()
     }
 }
