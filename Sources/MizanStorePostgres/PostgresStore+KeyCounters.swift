@@ -18,13 +18,9 @@ extension PostgresStore {
         guard let admission, record.jobID == nil, record.apiKeyID == admission.key.id else {
             return try await recordUsageThenEnd(record, ending: admission)
         }
-        let policy = admission.key.policy
-        let now = Date()
         try await keyCounterBatcher.change(
-            admission.key.id, attachment: record, apply: { try await self.swapKeyCounters($0, recording: $1, $2) }
-        ) { counters in
-            KeyLimiter.finish(&counters, policy: policy, holdID: admission.holdID, tokens: record.tokens, now: now)
-        }
+            admission.key.id, attachment: record, apply: { try await self.swapKeyCounters($0, recording: $1, $2) },
+            Self.end(admission, of: record))
         return true
     }
 
@@ -38,8 +34,6 @@ extension PostgresStore {
             try await recordUsage(record, ending: admission)
             return
         }
-        let policy = admission.key.policy
-        let now = Date()
         let logger = logger
         let requestID = record.requestID
         keyCounterBatcher.changeSoon(
@@ -50,10 +44,15 @@ extension PostgresStore {
                 logger.error(
                     "a limited key's usage record and the end of its admission could not be stored",
                     metadata: ["mizan.request.id": "\(requestID)", "mizan.error": "\(error)"])
-            }
-        ) { counters in
-            KeyLimiter.finish(&counters, policy: policy, holdID: admission.holdID, tokens: record.tokens, now: now)
-        }
+            },
+            Self.end(admission, of: record))
+    }
+
+    /// The change of a key's counters that ends `admission` with `record`'s tokens.
+    private static func end(_ admission: KeyAdmissionEnd, of record: UsageRecord) -> @Sendable (inout KeyCounters) -> Void {
+        let policy = admission.key.policy
+        let now = Date()
+        return { KeyLimiter.finish(&$0, policy: policy, holdID: admission.holdID, tokens: record.tokens, now: now) }
     }
 
     /// Waits until the usage records and ends of admissions queued by ``recordUsageSoon(_:ending:)``

@@ -72,9 +72,10 @@ struct RequestRecorder: Sendable {
             endpoint: fields.endpoint ?? .chatCompletions
         )
         do {
-            if let ending, record.jobID == nil {
-                // Written with the key's next change where the store can: the connection reads
-                // the client's next request at once, and its admission goes in the same statement.
+            if let ending {
+                // Written with the key's next change where the store can (an idempotent job's
+                // record the store writes at once): the connection reads the client's next
+                // request at once, and its admission goes in the same statement.
                 try await access.recordUsageSoon(record, ending: ending)
             } else {
                 try await access.recordUsage(record, ending: ending)
