@@ -230,6 +230,16 @@ func sqliteFigures() async throws {
             }
         }
     }
+    if options.only.contains("sqlite-cycles") {
+        // Only the store's lease+complete with 4 workers beside the plain table, three times: the
+        // figure to profile (`perf record`) without the rest of the SQLite part around it.
+        for round in 1...3 {
+            let jobs = options.quick ? 4_000 : 40_000
+            let reference = try await sqliteReferenceCycles(path: folder + "/cycles-reference-\(round).sqlite", workers: 4, jobs: jobs)
+            let rate = try await cycles(dispatcher, store, workers: 4, jobs: jobs)
+            add("store", "sqlite lease+complete, 4 workers, round \(round)", "/s", rate, baseline: reference, "plain SQLite queue table")
+        }
+    }
     if options.only.contains("sqlite-growth") {
         try await growthFigures("sqlite", dispatcher, store) { try await sqliteBacklog(path: path, count: $0) }
     }

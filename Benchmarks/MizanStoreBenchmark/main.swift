@@ -7,7 +7,7 @@
 // - cost growth on PostgreSQL: pickup and cycles with 0, 1,000 and 100,000 other jobs queued,
 //   against the same figure with none queued.
 //
-//     swift run -c release MizanStoreBenchmark [--quick] [--json FILE] [--only memory,postgres,growth,sqlite,sqlite-growth,admission,memory-admission]
+//     swift run -c release MizanStoreBenchmark [--quick] [--json FILE] [--only memory,postgres,growth,sqlite,sqlite-growth,sqlite-cycles,admission,memory-admission]
 //
 // Prints a table; `--json` also writes one JSON object per figure (for `Scripts/bench`).
 // PostgreSQL figures use a throwaway local server (fsync off, as a test server), or
@@ -38,7 +38,7 @@ struct Options {
             case "--only": only = Set((iterator.next() ?? "").split(separator: ",").map(String.init))
             case "--help", "-h":
                 print(
-                    "usage: MizanStoreBenchmark [--quick] [--json FILE] [--only memory,postgres,growth,sqlite,sqlite-growth,admission,memory-admission]"
+                    "usage: MizanStoreBenchmark [--quick] [--json FILE] [--only memory,postgres,growth,sqlite,sqlite-growth,sqlite-cycles,admission,memory-admission]"
                 )
                 exit(0)
             default:
@@ -415,7 +415,7 @@ if options.only.contains("postgres") || options.only.contains("growth") || optio
     }
 }
 
-if options.only.contains("sqlite") || options.only.contains("sqlite-growth") {
+if options.only.contains("sqlite") || options.only.contains("sqlite-growth") || options.only.contains("sqlite-cycles") {
     try await sqliteFigures()
 }
 

@@ -143,6 +143,18 @@ extension SQLiteStore {
                 "ALTER TABLE mizan_jobs ADD COLUMN lease_history TEXT"
             ]
         ),
+        (
+            8,
+            [
+                // The finished jobs' index named its three states in an `IN` list, which SQLite
+                // evaluates for every row a statement changes through a temporary table it clears
+                // each time: a third of a lease's and a completion's instructions. Now only the
+                // failed and timed-out jobs are indexed (written as `OR`); succeeded ones, most of
+                // all jobs, are listed through the id order, and a completion writes no entry.
+                "DROP INDEX mizan_jobs_finished_state",
+                "CREATE INDEX mizan_jobs_unsuccessful ON mizan_jobs (state, id) WHERE state = 'failed' OR state = 'timed_out'",
+            ]
+        ),
     ]
 
     /// The newest schema version this build knows.

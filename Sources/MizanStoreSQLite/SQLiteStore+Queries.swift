@@ -24,17 +24,19 @@ extension SQLiteStore {
         var indexed = ""
         if let state = filter.state {
             // The state is written into the text (one of five statements) so that the planner
-            // can use the partial index of that state: the finished ones are indexed by state
-            // and id; a queued job is found through its model's queue, a leased one through its node.
-            // (SQLite proves that a query may use a partial index only from the index's own condition.)
-            let (index, condition) =
+            // can use the partial index of that state: a queued job is found through its model's
+            // queue, a leased one through its node, a failed or timed-out one through their index
+            // (SQLite proves that a query may use a partial index only from the index's own
+            // condition); succeeded jobs, most of the table, are read in id order.
+            let (index, condition): (String?, String) =
                 switch state {
                 case .accepted: ("mizan_jobs_queue", "state = 'accepted'")
                 case .leased: ("mizan_jobs_leased_node", "state = 'leased'")
-                case .succeeded, .failed, .timedOut:
-                    ("mizan_jobs_finished_state", "state IN ('succeeded', 'failed', 'timed_out') AND state = '\(state.rawValue)'")
+                case .succeeded: (nil, "state = 'succeeded'")
+                case .failed, .timedOut:
+                    ("mizan_jobs_unsuccessful", "(state = 'failed' OR state = 'timed_out') AND state = '\(state.rawValue)'")
                 }
-            indexed = " INDEXED BY \(index)"
+            indexed = index.map { " INDEXED BY \($0)" } ?? ""
             conditions.append(condition)
         }
         if let model = filter.model {

@@ -114,7 +114,12 @@ public final class SQLiteStore: DispatchStore, Sendable {
             guard mode?.lowercased() == "wal" else {
                 throw SQLiteStoreError.cannotOpen(path: path, reason: "the file cannot be put in WAL mode (it is in \(mode ?? "no") mode)")
             }
-            try writer.execute("PRAGMA synchronous = \(durability == .full ? "FULL" : "NORMAL"); PRAGMA foreign_keys = ON")
+            // Temporary files in memory: a batch of writes puts each in a savepoint, whose
+            // statement journal SQLite otherwise writes to a temporary file (bounded: the pages
+            // one write changes).
+            try writer.execute(
+                "PRAGMA synchronous = \(durability == .full ? "FULL" : "NORMAL"); PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY"
+            )
             var readers: [Database] = []
             for _ in 0..<readerCount { readers.append(try Database.open(path: path, busyTimeout: busyTimeout, counter: counter)) }
             return (writer, readers)

@@ -172,5 +172,33 @@ extension StoreConformance {
             let none = try await store.jobs(matching: JobFilter(model: "no-such-model"), limit: 10)
             try require(none.isEmpty, "an unknown model lists nothing")
         },
+        Check("list finished jobs by state, in pages") { store in
+            // Five jobs end each way: two succeed, one fails, one is cancelled (failed), one times out.
+            var ids: [JobID] = []
+            for i in 0..<5 { ids.append(try await store.insert(Fixture.job(createdAt: Double(i), deadline: 300)).job.id) }
+            let node = try await Fixture.node(store, maxConcurrency: 8)
+            let leased = try await store.lease(nodeID: node.id, limit: 3, now: Fixture.at(10))
+            try require(leased.map(\.job.id) == Array(ids[0..<3]), "the three oldest are leased")
+            for item in leased[0..<2] {
+                _ = try await store.complete(item.lease, with: .succeeded(result: Data("{}".utf8), usage: nil), now: Fixture.at(11))
+            }
+            _ = try await store.complete(
+                leased[2].lease, with: .failed(code: "bad_output", message: "boom", retryable: false), now: Fixture.at(11))
+            _ = try await store.cancel(ids[3], now: Fixture.at(11))
+            _ = try await store.timeOut(ids[4], now: Fixture.at(11))
+            let succeeded = try await store.jobs(matching: JobFilter(state: .succeeded), limit: 10)
+            try require(succeeded.map(\.id) == [ids[1], ids[0]], "the succeeded jobs, newest first: \(succeeded.map(\.id))")
+            try require(succeeded.allSatisfy { $0.state == .succeeded && $0.result == Data("{}".utf8) }, "listed as they ended")
+            let page = try await store.jobs(matching: JobFilter(state: .succeeded, before: ids[1]), limit: 10)
+            try require(page.map(\.id) == [ids[0]], "the next page of succeeded jobs")
+            let failed = try await store.jobs(matching: JobFilter(state: .failed), limit: 10)
+            try require(failed.map(\.id) == [ids[3], ids[2]], "the failed and the cancelled job: \(failed.map(\.id))")
+            let failedPage = try await store.jobs(matching: JobFilter(state: .failed, before: ids[3]), limit: 1)
+            try require(failedPage.map(\.id) == [ids[2]], "a page of failed jobs")
+            let timedOut = try await store.jobs(matching: JobFilter(state: .timedOut), limit: 10)
+            try require(timedOut.map(\.id) == [ids[4]] && timedOut[0].state == .timedOut, "the timed-out job")
+            let noneQueued = try await store.jobs(matching: JobFilter(state: .accepted), limit: 10)
+            try require(noneQueued.isEmpty, "nothing is left queued")
+        },
     ]
 }
