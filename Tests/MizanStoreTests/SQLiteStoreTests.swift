@@ -57,6 +57,49 @@ struct SQLiteFileTests {
         }
     }
 
+    @Test func migrationEightReplacesTheFinishedJobsIndexOnAFileWithJobs() async throws {
+        try await withSQLiteStore { store, path in
+            // A file as version 7 left it: its finished-jobs index, its migrations, finished jobs.
+            let now = Date()
+            var ids: [JobID] = []
+            for _ in 0..<3 {
+                ids.append(try await store.insert(Job(requestID: "r", model: "m1", body: Data("{}".utf8), deadline: now + 600)).job.id)
+            }
+            _ = try await store.createNode(Node(name: "n", createdAt: now), registrationTokenHash: Data([1]))
+            let node = try await store.registerNode(
+                registrationTokenHash: Data([1]), nodeTokenHash: Data([2]), report: NodeReport(models: ["m1"], maxConcurrency: 4),
+                now: now)
+            let leased = try await store.lease(nodeID: node.id, limit: 2, now: now)
+            _ = try await store.complete(leased[0].lease, with: .succeeded(result: Data("{}".utf8), usage: nil), now: now)
+            _ = try await store.complete(
+                leased[1].lease, with: .failed(code: "bad_output", message: "x", retryable: false), now: now)
+            let queued = try #require(Set(ids).subtracting(leased.map(\.job.id)).first)
+            _ = try await store.timeOut(queued, now: now)
+            await store.close()
+            let file = try Database.open(path: path)
+            try file.execute(
+                """
+                DROP INDEX mizan_jobs_unsuccessful;
+                CREATE INDEX mizan_jobs_finished_state ON mizan_jobs (state, id) WHERE state IN ('succeeded', 'failed', 'timed_out');
+                DELETE FROM mizan_schema_migrations WHERE version = 8
+                """)
+            file.close()
+
+            let again = try await SQLiteStore.open(path: path)
+            let indexes = try Database.open(path: path)
+            let names = try indexes.query("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'mizan_jobs'")
+                .compactMap { $0.column("name")?.string }
+            let versions = try indexes.query("SELECT max(version) AS v FROM mizan_schema_migrations").first?.column("v")?.integer
+            indexes.close()
+            #expect(names.contains("mizan_jobs_unsuccessful") && !names.contains("mizan_jobs_finished_state"))
+            #expect(versions == SQLiteStore.schemaVersion)
+            #expect(try await again.jobs(matching: JobFilter(state: .succeeded), limit: 10).map(\.id) == [leased[0].job.id])
+            #expect(try await again.jobs(matching: JobFilter(state: .failed), limit: 10).map(\.id) == [leased[1].job.id])
+            #expect(try await again.jobs(matching: JobFilter(state: .timedOut), limit: 10).map(\.id) == [queued])
+            await again.close()
+        }
+    }
+
     @Test func aSecondStoreOnTheSameFileIsRefused() async throws {
         _ = try await withSQLiteStore { _, path in
             await #expect {
