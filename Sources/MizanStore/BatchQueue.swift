@@ -6,7 +6,7 @@ import Synchronization
 /// writes once per batch instead of once per item — a commit, a statement, a read and write of
 /// a row — is what it saves.
 ///
-/// There is no extra thread and no timer: the task whose item finds its key idle leads — it runs
+/// There is no extra thread, and no timer for items whose tasks wait: the task whose item finds its key idle leads — it runs
 /// the batch with its own item in it — and hands the lead to the first item that queued
 /// meanwhile, so no item waits behind more than one batch of others, and a lone item waits for
 /// nothing. Keys are independent (one key's batch never waits for another's).
@@ -45,6 +45,17 @@ package final class BatchQueue<Item: Sendable>: Sendable {
     private struct State {
         var queues: [String: Queue] = [:]
         var batches = 0
+        /// Tasks in ``idle(timeout:)``, resumed when the last key's queue empties.
+        var idleWaiters: [IdleWaiter] = []
+    }
+
+    /// A task waiting for the queue to be idle: resumed once, by the queue emptying or its timeout.
+    private final class IdleWaiter: Sendable {
+        let continuation = Mutex<CheckedContinuation<Bool, Never>?>(nil)
+
+        func resume(_ idle: Bool) {
+            continuation.withLock { $0.take() }?.resume(returning: idle)
+        }
     }
 
     /// The most items run together.
@@ -101,28 +112,22 @@ package final class BatchQueue<Item: Sendable>: Sendable {
     package func enqueue(
         _ item: Item, key: String = "", linger: Duration, run: @escaping Run, done: @escaping @Sendable ((any Error)?) -> Void
     ) {
-        let armed = state.withLock { state -> Bool in
+        state.withLock { state in
             state.queues[key, default: Queue()].entries.append(Entry(item, done: done))
-            return state.queues[key]!.leading || state.queues[key]!.linger != nil
-        }
-        guard !armed else { return }
-        let timer = OneShotTimer(after: linger) { [self] in
-            let leads = state.withLock { state -> Bool in
-                guard var queue = state.queues[key] else { return false }
-                queue.linger = nil
-                defer { state.queues[key] = queue }
-                guard !queue.leading, !queue.entries.isEmpty else { return false }
-                queue.leading = true
-                return true
+            guard !state.queues[key]!.leading, state.queues[key]!.linger == nil else { return }
+            // Armed under the lock: its handler, on another thread, takes the lock after this.
+            state.queues[key]!.linger = OneShotTimer(after: linger) { [self] in
+                let leads = self.state.withLock { state -> Bool in
+                    guard var queue = state.queues[key] else { return false }
+                    queue.linger = nil
+                    defer { state.queues[key] = queue }
+                    guard !queue.leading, !queue.entries.isEmpty else { return false }
+                    queue.leading = true
+                    return true
+                }
+                if leads { Task { await self.lead(key, own: nil, run: run) } }
             }
-            if leads { Task { await self.lead(key, own: nil, run: run) } }
         }
-        let kept = state.withLock { state -> Bool in
-            guard state.queues[key] != nil, state.queues[key]!.linger == nil, !state.queues[key]!.leading else { return false }
-            state.queues[key]!.linger = timer
-            return true
-        }
-        if !kept { timer.cancel() }
     }
 
     /// Whether no item is queued or running, under any key.
@@ -132,12 +137,20 @@ package final class BatchQueue<Item: Sendable>: Sendable {
     /// until `timeout` has passed.
     /// - Returns: Whether the queue is idle.
     package func idle(timeout: Duration) async -> Bool {
-        let end = ContinuousClock.now + timeout
-        while !isIdle {
-            guard ContinuousClock.now < end else { return false }
-            try? await Task.sleep(for: .milliseconds(2))
+        let waiter = IdleWaiter()
+        var timer: OneShotTimer?
+        let idle = await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
+            waiter.continuation.withLock { $0 = continuation }
+            let now = state.withLock { state -> Bool in
+                if state.queues.isEmpty { return true }
+                state.idleWaiters.append(waiter)
+                return false
+            }
+            if now { waiter.resume(true) } else { timer = OneShotTimer(after: timeout) { waiter.resume(false) } }
         }
-        return true
+        timer?.cancel()
+        if !idle { state.withLock { $0.idleWaiters.removeAll { $0 === waiter } } }
+        return idle
     }
 
     /// Runs one batch of the key's queued items (the leader's own among them), wakes their
@@ -160,10 +173,12 @@ package final class BatchQueue<Item: Sendable>: Sendable {
         } catch {
             for entry in batch { entry.failure = error }
         }
+        var idleWaiters: [IdleWaiter] = []
         let next = state.withLock { state -> Next in
             guard let queue = state.queues[key], !queue.entries.isEmpty else {
                 if let timer = state.queues[key]?.linger { timer.cancel() }
                 state.queues[key] = nil
+                if state.queues.isEmpty { swap(&idleWaiters, &state.idleWaiters) }
                 return .none
             }
             if let waiter = queue.entries.first(where: { $0.continuation != nil }) { return .waiter(waiter) }
@@ -177,6 +192,7 @@ package final class BatchQueue<Item: Sendable>: Sendable {
                 entry.continuation = nil
             }
         }
+        for waiter in idleWaiters { waiter.resume(true) }
         switch next {
         case .none: break
         case .waiter(let entry):

@@ -73,9 +73,6 @@ package final class KeyCounterBatcher<Attachment: Sendable>: Sendable {
         queue.enqueue(item, key: keyID, linger: linger, run: Self.run(apply), done: done)
     }
 
-    /// Whether no change is queued or being applied.
-    package var isIdle: Bool { queue.isIdle }
-
     /// Waits until no change is queued or being applied, or `timeout` has passed.
     package func idle(timeout: Duration) async -> Bool { await queue.idle(timeout: timeout) }
 

@@ -82,11 +82,16 @@ final class KeyCounterTable: Sendable {
 
     /// The counters changed since they were last written.
     func unstored() -> [Snapshot] {
-        entries.withLock { entries in
-            entries.compactMap { key, entry in
-                entry.version > entry.stored ? Snapshot(keyID: key, counters: entry.counters, version: entry.version) : nil
-            }
-        }
+        entries.withLock { entries in entries.compactMap { key, entry in Self.unstored(key, entry) } }
+    }
+
+    /// A key's counters as they stand, when they changed since they were last written.
+    func unstored(_ keyID: String) -> Snapshot? {
+        entries.withLock { entries in entries[keyID].flatMap { Self.unstored(keyID, $0) } }
+    }
+
+    private static func unstored(_ keyID: String, _ entry: Entry) -> Snapshot? {
+        entry.version > entry.stored ? Snapshot(keyID: keyID, counters: entry.counters, version: entry.version) : nil
     }
 
     /// Notes that a snapshot has been written.

@@ -153,7 +153,7 @@ extension SQLiteStore: AccessStore {
         writes.writeSoon(linger: .milliseconds(2)) { db in
             _ = try Self.insertUsage(record, db)
             // The counters as they stand (a later end of the key may have changed them since).
-            if let snapshot = self.counterTable.change(key.id, snapshot: true, { _ in })?.1 {
+            if let snapshot = self.counterTable.unstored(key.id) {
                 try db.query("UPDATE mizan_api_keys SET counters = ? WHERE id = ?", [.text(snapshot.text), .text(key.id)])
                 written.withLock { $0 = snapshot }
             }

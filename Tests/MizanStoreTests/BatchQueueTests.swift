@@ -77,4 +77,17 @@ struct BatchQueueTests {
         #expect(outcomes.all["a"]?.contains("the batch failed") == true, "\(outcomes.all)")
         #expect(queue.isIdle)
     }
+
+    @Test func waitingForIdleEndsAtItsTimeoutOrWhenTheLastItemHasRun() async throws {
+        let queue = BatchQueue<String>(limit: 256)
+        let runs = Runs()
+        let outcomes = Outcomes()
+        #expect(await queue.idle(timeout: .zero), "an empty queue is idle at once")
+        queue.enqueue("a", key: "k", linger: .seconds(30), run: runs.run(), done: outcomes.done("a"))
+        #expect(await !queue.idle(timeout: .milliseconds(20)), "an item lingers: not idle within the timeout")
+        async let idle = queue.idle(timeout: .seconds(30))
+        try await queue.submit("w", key: "k", run: runs.run())
+        #expect(await idle, "the wait ends when the batch that took the last items has run")
+        #expect(outcomes.all == ["a": "ran"])
+    }
 }
