@@ -36,34 +36,18 @@ extension SQLiteStore {
                 guard exists.isEmpty else { throw MizanError(.invalidNodeToken, "The node was revoked.") }
                 throw MizanError(.nodeNotFound, "No node with id \(nodeID).")
             }
-            let models = Array(
-                Set((try? JSONDecoder().decode([String].self, from: Data((node.column("models")?.string ?? "[]").utf8))) ?? []))
+            let modelsText = node.column("models")?.string ?? "[]"
+            let models = Self.nodeModels.value(modelsText) {
+                Array(Set((try? JSONDecoder().decode([String].self, from: Data(modelsText.utf8))) ?? []))
+            }
             let endpoints = Rows.endpoints(node.column("endpoints")?.string)
-            // A node that serves every endpoint takes any job of its models; another only those of its endpoints.
-            let endpointFilter =
-                endpoints == Endpoint.all ? "" : " AND endpoint IN (\(endpoints.map { "'\($0.rawValue)'" }.joined(separator: ", ")))"
             let free = min(limit, Int(node.column("max_concurrency")?.integer ?? 0) - Int(node.column("held")?.integer ?? 0))
             guard node.column("status")?.string == Node.Status.active.rawValue,
                 node.column("health")?.string != Node.Health.unhealthy.rawValue,
                 free > 0, !models.isEmpty, !endpoints.isEmpty
             else { return ([], []) }
-            // Each model's queue read in index order (at most `free` entries), then the best
-            // `free` of them leased in the same statement: the cost does not grow with the queues.
-            // `LIMIT ?3 + 0`, not `LIMIT ?3`: a bare bound limit ties the plan to its value, and
-            // SQLite would prepare the statement again whenever a lease of 1 is followed by another.
-            let queues = models.indices.map { index in
-                """
-                SELECT * FROM (SELECT id, priority FROM mizan_jobs INDEXED BY mizan_jobs_queue
-                    WHERE model = ?\(index + 5) AND state = 'accepted' AND deadline > ?2\(endpointFilter) ORDER BY priority DESC, id LIMIT ?3 + 0)
-                """
-            }.joined(separator: " UNION ALL ")
             let leased = try db.query(
-                """
-                UPDATE mizan_jobs SET state = 'leased', node_id = ?1, leased_at = ?2, updated_at = ?2
-                WHERE id IN (SELECT id FROM (\(queues)) ORDER BY priority DESC, id LIMIT ?3 + 0)
-                    AND state IN (\(JobStateMachine.sqlSources(of: .lease)))
-                RETURNING \(Rows.jobColumns)
-                """,
+                Self.leaseStatement(models: models.count, endpoints: endpoints),
                 [Rows.id(nodeID), Rows.date(now), .integer(free), .null] + models.map { .text($0) }
             )
             return (leased, [])
@@ -111,6 +95,54 @@ extension SQLiteStore {
         }
         hub.publish(StoreEvent.describing(results.compactMap { try? $0.get() }))
         return results
+    }
+
+    /// The statement texts of each shape (a lease's models and endpoints, a batch's size).
+    static let statementTexts = ShapeCache<String>()
+    /// The nodes' models, by the JSON text they are stored as (deduplicated).
+    static let nodeModels = ShapeCache<[String]>()
+
+    /// The lease of a node's next jobs: each of its `models` queues (binds `?5`…) read in index
+    /// order (at most `?3` entries), then the best `?3` of them leased in the same statement, so
+    /// that the cost does not grow with the queues. `LIMIT ?3 + 0`, not `LIMIT ?3`: a bare bound
+    /// limit ties the plan to its value, and SQLite would prepare the statement again whenever a
+    /// lease of 1 is followed by another.
+    static func leaseStatement(models: Int, endpoints: [Endpoint]) -> String {
+        // A node that serves every endpoint takes any job of its models; another only those of its endpoints.
+        let served = endpoints == Endpoint.all ? "" : endpoints.map(\.rawValue).joined(separator: "', '")
+        return statementTexts.value("lease \(models) \(served)") {
+            let endpointFilter = served.isEmpty ? "" : " AND endpoint IN ('\(served)')"
+            let queues = (0..<models).map { index in
+                """
+                SELECT * FROM (SELECT id, priority FROM mizan_jobs INDEXED BY mizan_jobs_queue
+                    WHERE model = ?\(index + 5) AND state = 'accepted' AND deadline > ?2\(endpointFilter) ORDER BY priority DESC, id LIMIT ?3 + 0)
+                """
+            }.joined(separator: " UNION ALL ")
+            return """
+                UPDATE mizan_jobs SET state = 'leased', node_id = ?1, leased_at = ?2, updated_at = ?2
+                WHERE id IN (SELECT id FROM (\(queues)) ORDER BY priority DESC, id LIMIT ?3 + 0)
+                    AND state IN (\(JobStateMachine.sqlSources(of: .lease)))
+                RETURNING \(Rows.jobColumns)
+                """
+        }
+    }
+
+    /// The completion of `count` succeeded jobs in one statement: an update joined to the
+    /// reported values (`?1` the time, then per job its id, attempt, node, result and usage).
+    static func succeededStatement(count: Int) -> String {
+        statementTexts.value("succeeded \(count)") {
+            let rows = (0..<count).map { job in
+                "(" + (2 + job * 7..<9 + job * 7).map { "?\($0)" }.joined(separator: ", ") + ")"
+            }
+            return """
+                UPDATE mizan_jobs SET state = 'succeeded', result = v.column4, prompt_tokens = v.column5, completion_tokens = v.column6,
+                    usage_source = v.column7, finished_at = ?1, updated_at = ?1
+                FROM (VALUES \(rows.joined(separator: ", "))) AS v
+                WHERE mizan_jobs.id = v.column1 AND mizan_jobs.attempt = v.column2 AND mizan_jobs.node_id = v.column3
+                    AND mizan_jobs.state IN (\(JobStateMachine.sqlSources(of: .succeed)))
+                RETURNING \(Rows.jobColumns)
+                """
+        }
     }
 
     /// The event that tells waiters about a job after a completion.
@@ -182,28 +214,18 @@ extension SQLiteStore {
         for start in stride(from: 0, to: completions.count, by: 500) {
             let chunk = completions[start..<min(completions.count, start + 500)]
             var binds: [SQLValue] = [Rows.date(now)]
-            var rows: [String] = []
+            binds.reserveCapacity(1 + chunk.count * 7)
+            var count = 0
             for item in chunk {
                 guard case .succeeded(let result, let usage) = item.completion else { continue }
-                let first = binds.count + 1
-                rows.append("(" + (first..<first + 7).map { "?\($0)" }.joined(separator: ", ") + ")")
+                count += 1
                 binds += [
                     Rows.id(item.lease.jobID), .integer(item.lease.attempt), Rows.id(item.lease.nodeID), Rows.blob(result),
                     Rows.integer(usage?.promptTokens), Rows.integer(usage?.completionTokens), Rows.text(usage?.source.rawValue),
                 ]
             }
-            guard !rows.isEmpty else { continue }
-            let updated = try db.query(
-                """
-                UPDATE mizan_jobs SET state = 'succeeded', result = v.column4, prompt_tokens = v.column5, completion_tokens = v.column6,
-                    usage_source = v.column7, finished_at = ?1, updated_at = ?1
-                FROM (VALUES \(rows.joined(separator: ", "))) AS v
-                WHERE mizan_jobs.id = v.column1 AND mizan_jobs.attempt = v.column2 AND mizan_jobs.node_id = v.column3
-                    AND mizan_jobs.state IN (\(JobStateMachine.sqlSources(of: .succeed)))
-                RETURNING \(Rows.jobColumns)
-                """,
-                binds
-            )
+            guard count > 0 else { continue }
+            let updated = try db.query(Self.succeededStatement(count: count), binds)
             for row in updated {
                 guard let id = row[position: 0].string else { throw Rows.corrupt("id") }
                 done[id] = row

@@ -5,12 +5,21 @@ import Testing
 
 @Suite("SQLite group commit")
 struct GroupCommitTests {
+    final class Count: Sendable {
+        let value = Atomic<Int>(0)
+    }
+
     struct Refused: Error, Equatable {
         let value: Int
     }
 
     /// A writer connection on a fresh file with one table, `t(x)`, closed and deleted after `body`.
     func withWriter(_ body: (GroupCommit, Database) async throws -> Void) async throws {
+        try await withWriter { writes, _, reader in try await body(writes, reader) }
+    }
+
+    /// The same, with the writer's connection pool.
+    func withWriter(_ body: (GroupCommit, ConnectionPool, Database) async throws -> Void) async throws {
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("mizan-group-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: folder) }
@@ -20,7 +29,7 @@ struct GroupCommitTests {
         let reader = try Database.open(path: path)
         defer { reader.close() }
         let pool = ConnectionPool([connection])
-        try await body(GroupCommit(writer: pool), reader)
+        try await body(GroupCommit(writer: pool), pool, reader)
     }
 
     /// Waits (at most 10 s) until `condition` holds.
@@ -103,6 +112,64 @@ struct GroupCommitTests {
             }
             let count = try reader.query("SELECT count(*) AS n FROM t").first?.column("n")?.integer
             #expect(count == 500)
+            #expect(writes.queued == 0)
+        }
+    }
+
+    @Test("a long queue of writes lets other work on the writer's connection in between its batches")
+    func otherWorkGetsTheWriter() async throws {
+        try await withWriter { writes, pool, reader in
+            let started = Atomic<Bool>(false)
+            let release = DispatchSemaphore(value: 0)
+            let first = Task {
+                try await writes.write { db in
+                    started.store(true, ordering: .sequentiallyConsistent)
+                    _ = release.wait(timeout: .now() + 10)
+                    return 0
+                }
+            }
+            try await until { started.load(ordering: .sequentiallyConsistent) }
+            // Queued behind the blocked write: more than one turn of batches (32 of 64 writes).
+            let total = 64 * 40
+            let committed = Count()
+            for value in 0..<total {
+                writes.writeSoon(linger: .seconds(10)) { db in
+                    try db.query("INSERT INTO t (x) VALUES (?)", [.integer(value)])
+                } done: { error in
+                    if error == nil { committed.value.add(1, ordering: .sequentiallyConsistent) }
+                }
+            }
+            let other = Task { try await pool.run { _ in committed.value.load(ordering: .sequentiallyConsistent) } }
+            try await until { pool.waiting == 1 }
+            release.signal()
+            #expect(try await first.value == 0)
+            let seen = try await other.value
+            #expect(seen > 0 && seen < total, "the connection was let go after a turn (\(seen) of \(total) writes committed)")
+            try await until { committed.value.load(ordering: .sequentiallyConsistent) == total }
+            #expect(await writes.idle(timeout: .seconds(1)))
+            let count = try reader.query("SELECT count(*) AS n FROM t").first?.column("n")?.integer
+            #expect(count == total)
+        }
+    }
+
+    @Test("writes to a closed writer fail with its error, and the writer is idle after")
+    func closedWriter() async throws {
+        try await withWriter { writes, pool, _ in
+            await pool.close()
+            await #expect(throws: SQLiteFailure.self) {
+                try await writes.write(single: true) { try $0.query("INSERT INTO t (x) VALUES (1)") }
+            }
+            let failed = Mutex<(any Error)?>(nil)
+            let told = Atomic<Bool>(false)
+            writes.writeSoon(linger: .milliseconds(1)) { db in
+                try db.query("INSERT INTO t (x) VALUES (2)")
+            } done: { error in
+                failed.withLock { $0 = error }
+                told.store(true, ordering: .sequentiallyConsistent)
+            }
+            try await until { told.load(ordering: .sequentiallyConsistent) }
+            #expect(failed.withLock { $0 } is SQLiteFailure)
+            #expect(await writes.idle(timeout: .seconds(1)))
             #expect(writes.queued == 0)
         }
     }
