@@ -181,6 +181,26 @@ func sqliteBacklog(path: String, count: Int) async throws {
 
 // MARK: - SQLite figures
 
+/// The store's lease+complete with 4 workers beside the plain table's, in alternating pairs
+/// (five; three with `--quick`), each run after a `sync()` so that the disk writes one leaves
+/// behind are not flushed in the next one's time; sorted by their ratio. The machines these run
+/// on move by a third between runs: the median pair is the figure, not one run of each. In the
+/// order they ran.
+func sqliteFourWorkerPairs(_ dispatcher: Dispatcher, _ store: SQLiteStore, folder: String) async throws -> [(
+    store: Double, reference: Double
+)] {
+    let jobs = options.quick ? 4_000 : 40_000
+    var pairs: [(store: Double, reference: Double)] = []
+    for round in 1...(options.quick ? 3 : 5) {
+        sync()
+        let reference = try await sqliteReferenceCycles(path: folder + "/pair-reference-\(round).sqlite", workers: 4, jobs: jobs)
+        sync()
+        let rate = try await cycles(dispatcher, store, workers: 4, jobs: jobs)
+        pairs.append((rate, reference))
+    }
+    return pairs
+}
+
 func sqliteFigures() async throws {
     let folder = try sqliteFolder()
     defer { try? FileManager.default.removeItem(atPath: folder) }
@@ -211,33 +231,38 @@ func sqliteFigures() async throws {
             "store", "sqlite pickup p50", "ms", percentile(latencies, 0.5), baseline: percentile(trips, 0.5), "SELECT 1 round trip",
             target: ("value", "<", 1))
         add("store", "sqlite pickup p99", "ms", percentile(latencies, 0.99), baseline: percentile(trips, 0.99), "SELECT 1 round trip")
-        for workers in [1, 4, 16] {
+        for workers in [1, 16] {
             let jobs = options.quick ? 4_000 : 40_000
+            sync()
             let reference = try await sqliteReferenceCycles(path: folder + "/reference-\(workers).sqlite", workers: workers, jobs: jobs)
+            sync()
             let rate = try await cycles(dispatcher, store, workers: workers, jobs: jobs)
-            add(
-                "store", "sqlite lease+complete, \(workers) worker(s)", "/s", rate, baseline: reference, "plain SQLite queue table",
-                target: workers == 4 ? ("value", ">=", 5000) : nil)
-            if workers == 4 {
-                add(
-                    "store", "sqlite lease+complete, 4 workers, against the plain table", "/s", rate, baseline: reference,
-                    "plain SQLite queue table", target: ("ratio", ">=", 0.5))
-                let schema = try await sqliteSchemaReferenceCycles(path: folder + "/schema-\(workers).sqlite", workers: workers, jobs: jobs)
-                add(
-                    "store", "sqlite lease+complete, 4 workers, against its schema", "/s", rate, baseline: schema,
-                    "plain statements on the store's schema")
-                add("store", "sqlite plain statements on the store's schema", "/s", schema, baseline: reference, "plain SQLite queue table")
-            }
+            add("store", "sqlite lease+complete, \(workers) worker(s)", "/s", rate, baseline: reference, "plain SQLite queue table")
         }
+        let pairs = try await sqliteFourWorkerPairs(dispatcher, store, folder: folder).sorted {
+            $0.store / $0.reference < $1.store / $1.reference
+        }
+        let median = pairs[pairs.count / 2]
+        add(
+            "store", "sqlite lease+complete, 4 workers", "/s", median.store, baseline: median.reference, "plain SQLite queue table",
+            target: ("value", ">=", 5000))
+        add(
+            "store", "sqlite lease+complete, 4 workers, against the plain table (median of \(pairs.count) pairs)", "/s", median.store,
+            baseline: median.reference, "plain SQLite queue table", target: ("ratio", ">=", 0.5))
+        sync()
+        let jobs = options.quick ? 4_000 : 40_000
+        let schema = try await sqliteSchemaReferenceCycles(path: folder + "/schema-4.sqlite", workers: 4, jobs: jobs)
+        add(
+            "store", "sqlite lease+complete, 4 workers, against its schema", "/s", median.store, baseline: schema,
+            "plain statements on the store's schema")
+        add("store", "sqlite plain statements on the store's schema", "/s", schema, baseline: median.reference, "plain SQLite queue table")
     }
     if options.only.contains("sqlite-cycles") {
-        // Only the store's lease+complete with 4 workers beside the plain table, three times: the
-        // figure to profile (`perf record`) without the rest of the SQLite part around it.
-        for round in 1...3 {
-            let jobs = options.quick ? 4_000 : 40_000
-            let reference = try await sqliteReferenceCycles(path: folder + "/cycles-reference-\(round).sqlite", workers: 4, jobs: jobs)
-            let rate = try await cycles(dispatcher, store, workers: 4, jobs: jobs)
-            add("store", "sqlite lease+complete, 4 workers, round \(round)", "/s", rate, baseline: reference, "plain SQLite queue table")
+        // Only the 4-worker pairs, each beside its plain table: the figure to profile (`perf record`).
+        for (round, pair) in try await sqliteFourWorkerPairs(dispatcher, store, folder: folder).enumerated() {
+            add(
+                "store", "sqlite lease+complete, 4 workers, pair \(round + 1)", "/s", pair.store, baseline: pair.reference,
+                "plain SQLite queue table")
         }
     }
     if options.only.contains("sqlite-growth") {
