@@ -25,22 +25,28 @@ extension SQLiteStore {
         let rows: [SQLRow] = try await write { db in
             let nodes = try db.query(
                 """
-                UPDATE mizan_nodes SET last_seen = ?1 WHERE id = ?2 AND status <> 'revoked'
-                RETURNING models, endpoints, max_concurrency, status, health,
-                    (SELECT count(*) FROM mizan_jobs WHERE state = 'leased' AND node_id = ?2) AS held
+                SELECT models, endpoints, max_concurrency, status, health, last_seen,
+                    (SELECT count(*) FROM mizan_jobs WHERE state = 'leased' AND node_id = ?1) AS held
+                FROM mizan_nodes WHERE id = ?1
                 """,
-                [Rows.date(now), Rows.id(nodeID)]
+                [Rows.id(nodeID)]
             )
-            guard let node = nodes.first else {
-                let exists = try db.query("SELECT status FROM mizan_nodes WHERE id = ?", [Rows.id(nodeID)])
-                guard exists.isEmpty else { throw MizanError(.invalidNodeToken, "The node was revoked.") }
-                throw MizanError(.nodeNotFound, "No node with id \(nodeID).")
+            guard let node = nodes.first else { throw MizanError(.nodeNotFound, "No node with id \(nodeID).") }
+            guard node.column("status")?.string != Node.Status.revoked.rawValue else {
+                throw MizanError(.invalidNodeToken, "The node was revoked.")
+            }
+            // The lease counts as a sign of life, written at most once a second: a write of the
+            // node's row at every lease put its page in every commit.
+            let seen = now.timeIntervalSinceReferenceDate - (node.column("last_seen")?.double ?? -.infinity)
+            if !(0..<1).contains(seen) {
+                try db.query("UPDATE mizan_nodes SET last_seen = ? WHERE id = ?", [Rows.date(now), Rows.id(nodeID)])
             }
             let modelsText = node.column("models")?.string ?? "[]"
             let models = Self.nodeModels.value(modelsText) {
                 Array(Set((try? JSONDecoder().decode([String].self, from: Data(modelsText.utf8))) ?? []))
             }
-            let endpoints = Rows.endpoints(node.column("endpoints")?.string)
+            let endpointsText = node.column("endpoints")?.string
+            let endpoints = Self.nodeEndpoints.value(endpointsText ?? "") { Rows.endpoints(endpointsText) }
             let free = min(limit, Int(node.column("max_concurrency")?.integer ?? 0) - Int(node.column("held")?.integer ?? 0))
             guard node.column("status")?.string == Node.Status.active.rawValue,
                 node.column("health")?.string != Node.Health.unhealthy.rawValue,
@@ -101,6 +107,8 @@ extension SQLiteStore {
     static let statementTexts = ShapeCache<String>()
     /// The nodes' models, by the JSON text they are stored as (deduplicated).
     static let nodeModels = ShapeCache<[String]>()
+    /// The nodes' endpoints, by the JSON text they are stored as.
+    static let nodeEndpoints = ShapeCache<[Endpoint]>()
 
     /// The lease of a node's next jobs: each of its `models` queues (binds `?5`…) read in index
     /// order (at most `?3` entries), then the best `?3` of them leased in the same statement, so
