@@ -74,18 +74,18 @@ extension SQLiteStore {
 
     public func complete(_ completions: [LeaseCompletion], now: Date) async throws -> [Result<Job, MizanError>] {
         guard !completions.isEmpty else { return [] }
-        // The writer returns rows; they are read into jobs after the write, off the writer.
+        // The ids as text are made before the write and its rows read into jobs after it, off the writer.
+        let fences = Self.fences(of: completions)
         let outcomes: [Result<SQLRow, MizanError>] = try await write { db in
-            var done = try self.applySucceeded(completions, now: now, in: db)
+            var done = try self.applySucceeded(completions, fences, now: now, in: db)
             var outcomes: [Result<SQLRow, MizanError>] = []
             outcomes.reserveCapacity(completions.count)
-            for item in completions {
+            for (item, fence) in zip(completions, fences) {
                 // Taken once: the same lease twice in a batch is refused the second time.
-                let key = item.lease.jobID.description
-                if case .succeeded = item.completion, let row = done[key], row[position: 6].integer == item.lease.attempt,
-                    row[position: 9].string == item.lease.nodeID.description
+                if case .succeeded = item.completion, let row = done[fence.job], row[position: 6].integer == item.lease.attempt,
+                    row[position: 9].string == fence.node
                 {
-                    done[key] = nil
+                    done[fence.job] = nil
                     outcomes.append(.success(row))
                 } else {
                     outcomes.append(try self.apply(item.lease, item.completion, now: now, in: db))
@@ -114,7 +114,8 @@ extension SQLiteStore {
     /// order (at most `?3` entries), then the best `?3` of them leased in the same statement, so
     /// that the cost does not grow with the queues. `LIMIT ?3 + 0`, not `LIMIT ?3`: a bare bound
     /// limit ties the plan to its value, and SQLite would prepare the statement again whenever a
-    /// lease of 1 is followed by another.
+    /// lease of 1 is followed by another. The jobs are taken by the rowids the queue's index
+    /// holds, not looked up again by id through the id's own index.
     static func leaseStatement(models: Int, endpoints: [Endpoint]) -> String {
         // A node that serves every endpoint takes any job of its models; another only those of its endpoints.
         let served = endpoints == Endpoint.all ? "" : endpoints.map(\.rawValue).joined(separator: "', '")
@@ -122,13 +123,13 @@ extension SQLiteStore {
             let endpointFilter = served.isEmpty ? "" : " AND endpoint IN ('\(served)')"
             let queues = (0..<models).map { index in
                 """
-                SELECT * FROM (SELECT id, priority FROM mizan_jobs INDEXED BY mizan_jobs_queue
+                SELECT * FROM (SELECT rowid AS job, priority, id FROM mizan_jobs INDEXED BY mizan_jobs_queue
                     WHERE model = ?\(index + 5) AND state = 'accepted' AND deadline > ?2\(endpointFilter) ORDER BY priority DESC, id LIMIT ?3 + 0)
                 """
             }.joined(separator: " UNION ALL ")
             return """
                 UPDATE mizan_jobs SET state = 'leased', node_id = ?1, leased_at = ?2, updated_at = ?2
-                WHERE id IN (SELECT id FROM (\(queues)) ORDER BY priority DESC, id LIMIT ?3 + 0)
+                WHERE rowid IN (SELECT job FROM (\(queues)) ORDER BY priority DESC, id LIMIT ?3 + 0)
                     AND state IN (\(JobStateMachine.sqlSources(of: .lease)))
                 RETURNING \(Rows.jobColumns)
                 """
@@ -215,20 +216,38 @@ extension SQLiteStore {
         )
     }
 
+    /// A lease's job and node ids as the text they are stored as.
+    struct Fence {
+        let job: String
+        let node: String
+    }
+
+    /// The fences of `completions`, each node's text made once.
+    static func fences(of completions: [LeaseCompletion]) -> [Fence] {
+        var nodes: [NodeID: String] = [:]
+        return completions.map { item in
+            let node = nodes[item.lease.nodeID] ?? item.lease.nodeID.description
+            nodes[item.lease.nodeID] = node
+            return Fence(job: item.lease.jobID.description, node: node)
+        }
+    }
+
     /// Applies the succeeded completions of a batch in one statement per 500 (an update joined
     /// to the reported values); returns the rows (``Rows/jobColumns``) it completed by job id.
-    private func applySucceeded(_ completions: [LeaseCompletion], now: Date, in db: Database) throws -> [String: SQLRow] {
+    private func applySucceeded(_ completions: [LeaseCompletion], _ fences: [Fence], now: Date, in db: Database) throws -> [String: SQLRow]
+    {
         var done: [String: SQLRow] = [:]
         for start in stride(from: 0, to: completions.count, by: 500) {
-            let chunk = completions[start..<min(completions.count, start + 500)]
+            let chunk = start..<min(completions.count, start + 500)
             var binds: [SQLValue] = [Rows.date(now)]
             binds.reserveCapacity(1 + chunk.count * 7)
             var count = 0
-            for item in chunk {
+            for index in chunk {
+                let item = completions[index]
                 guard case .succeeded(let result, let usage) = item.completion else { continue }
                 count += 1
                 binds += [
-                    Rows.id(item.lease.jobID), .integer(item.lease.attempt), Rows.id(item.lease.nodeID), Rows.blob(result),
+                    .text(fences[index].job), .integer(item.lease.attempt), .text(fences[index].node), Rows.blob(result),
                     Rows.integer(usage?.promptTokens), Rows.integer(usage?.completionTokens), Rows.text(usage?.source.rawValue),
                 ]
             }
