@@ -59,10 +59,13 @@ extension SQLiteStore {
             return (leased, [])
         }
         let ordered = try Rows.jobs(rows).sorted { $0.priority != $1.priority ? $0.priority > $1.priority : $0.id < $1.id }
-        return ordered.map { LeasedJob(job: $0, lease: $0.lease!) }
+        let leased = ordered.map { LeasedJob(job: $0, lease: $0.lease!) }
+        leasedJobs.keep(leased)
+        return leased
     }
 
     public func complete(_ lease: Lease, with completion: JobCompletion, now: Date) async throws -> Job {
+        leasedJobs.forget(lease.jobID)
         let (sql, binds) = Self.statement(for: lease, completion, now: now)
         let rows = try await writeOne(
             sql, binds, events: { rows in (try? rows.first.map(Rows.job)).flatMap { $0 }.map { [Self.event(after: $0)] } ?? [] })
@@ -76,31 +79,61 @@ extension SQLiteStore {
         guard !completions.isEmpty else { return [] }
         // The ids as text are made before the write and its rows read into jobs after it, off the writer.
         let fences = Self.fences(of: completions)
-        let outcomes: [Result<SQLRow, MizanError>] = try await write { db in
-            var done = try self.applySucceeded(completions, fences, now: now, in: db)
-            var outcomes: [Result<SQLRow, MizanError>] = []
+        let kept: [Job?] = completions.map { item in
+            guard case .succeeded = item.completion else { return nil }
+            return leasedJobs.take(item.lease)
+        }
+        let outcomes: [Applied] = try await write { db in
+            var done = try self.applySucceeded(completions, fences, kept: kept, now: now, in: db)
+            var outcomes: [Applied] = []
             outcomes.reserveCapacity(completions.count)
             for (item, fence) in zip(completions, fences) {
                 // Taken once: the same lease twice in a batch is refused the second time.
-                if case .succeeded = item.completion, let row = done[fence.job], row[position: 6].integer == item.lease.attempt,
-                    row[position: 9].string == fence.node
-                {
+                if case .succeeded = item.completion, let applied = done[fence.job], applied.fits(item.lease, node: fence.node) {
                     done[fence.job] = nil
-                    outcomes.append(.success(row))
+                    outcomes.append(applied)
                 } else {
                     outcomes.append(try self.apply(item.lease, item.completion, now: now, in: db))
                 }
             }
             return (outcomes, [])
         }
-        let results: [Result<Job, MizanError>] = try outcomes.map { outcome in
+        let results: [Result<Job, MizanError>] = try zip(completions, outcomes).map { item, outcome in
             switch outcome {
-            case .success(let row): .success(try Rows.job(row))
-            case .failure(let refusal): .failure(refusal)
+            case .row(let row): return .success(try Rows.job(row))
+            case .kept(var job):
+                guard case .succeeded(let result, let usage) = item.completion else { preconditionFailure("only successes are kept") }
+                // What the completion's statement set, as a read of the row would give it.
+                job.state = .succeeded
+                job.result = result
+                job.usage = usage
+                job.finishedAt = now
+                job.updatedAt = now
+                return .success(job)
+            case .refused(let refusal): return .failure(refusal)
             }
         }
         hub.publish(StoreEvent.describing(results.compactMap { try? $0.get() }))
         return results
+    }
+
+    /// How a completion of a batch went on the writer.
+    enum Applied: Sendable {
+        /// Applied; the job's row.
+        case row(SQLRow)
+        /// Applied to the job kept from its lease (its statement returned the id only).
+        case kept(Job)
+        /// Refused.
+        case refused(MizanError)
+
+        /// Whether this outcome is the completion of `lease` (`node`: its node's text).
+        func fits(_ lease: Lease, node: String) -> Bool {
+            switch self {
+            case .row(let row): row[position: 6].integer == lease.attempt && row[position: 9].string == node
+            case .kept(let job): job.lease == lease
+            case .refused: false
+            }
+        }
     }
 
     /// The statement texts of each shape (a lease's models and endpoints, a batch's size).
@@ -137,9 +170,10 @@ extension SQLiteStore {
     }
 
     /// The completion of `count` succeeded jobs in one statement: an update joined to the
-    /// reported values (`?1` the time, then per job its id, attempt, node, result and usage).
-    static func succeededStatement(count: Int) -> String {
-        statementTexts.value("succeeded \(count)") {
+    /// reported values (`?1` the time, then per job its id, attempt, node, result and usage),
+    /// returning the rows (``Rows/jobColumns``), or only their ids when `lean`.
+    static func succeededStatement(count: Int, lean: Bool) -> String {
+        statementTexts.value("succeeded \(count) \(lean)") {
             let rows = (0..<count).map { job in
                 "(" + (2 + job * 7..<9 + job * 7).map { "?\($0)" }.joined(separator: ", ") + ")"
             }
@@ -149,7 +183,7 @@ extension SQLiteStore {
                 FROM (VALUES \(rows.joined(separator: ", "))) AS v
                 WHERE mizan_jobs.id = v.column1 AND mizan_jobs.attempt = v.column2 AND mizan_jobs.node_id = v.column3
                     AND mizan_jobs.state IN (\(JobStateMachine.sqlSources(of: .succeed)))
-                RETURNING \(Rows.jobColumns)
+                RETURNING \(lean ? "id" : Rows.jobColumns)
                 """
         }
     }
@@ -201,16 +235,14 @@ extension SQLiteStore {
     }
 
     /// Applies one completion inside a transaction, or says why it was refused.
-    private func apply(_ lease: Lease, _ completion: JobCompletion, now: Date, in db: Database) throws -> Result<
-        SQLRow, MizanError
-    > {
+    private func apply(_ lease: Lease, _ completion: JobCompletion, now: Date, in db: Database) throws -> Applied {
         let (sql, binds) = Self.statement(for: lease, completion, now: now)
-        if let row = try db.query(sql, binds).first { return .success(row) }
+        if let row = try db.query(sql, binds).first { return .row(row) }
         let current = try db.query("SELECT \(Rows.jobColumns) FROM mizan_jobs WHERE id = ?", [Rows.id(lease.jobID)])
         guard let job = try current.first.map(Rows.job) else {
-            return .failure(MizanError(.jobNotFound, "No job with id \(lease.jobID)."))
+            return .refused(MizanError(.jobNotFound, "No job with id \(lease.jobID)."))
         }
-        return .failure(
+        return .refused(
             LeaseCheck.refusal(for: lease, job: job)
                 ?? MizanError(.leaseConflict, "Job \(lease.jobID) changed while it was being completed.")
         )
@@ -233,29 +265,43 @@ extension SQLiteStore {
     }
 
     /// Applies the succeeded completions of a batch in one statement per 500 (an update joined
-    /// to the reported values); returns the rows (``Rows/jobColumns``) it completed by job id.
-    private func applySucceeded(_ completions: [LeaseCompletion], _ fences: [Fence], now: Date, in db: Database) throws -> [String: SQLRow]
-    {
-        var done: [String: SQLRow] = [:]
-        for start in stride(from: 0, to: completions.count, by: 500) {
-            let chunk = start..<min(completions.count, start + 500)
-            var binds: [SQLValue] = [Rows.date(now)]
-            binds.reserveCapacity(1 + chunk.count * 7)
-            var count = 0
-            for index in chunk {
-                let item = completions[index]
-                guard case .succeeded(let result, let usage) = item.completion else { continue }
-                count += 1
-                binds += [
-                    .text(fences[index].job), .integer(item.lease.attempt), .text(fences[index].node), Rows.blob(result),
-                    Rows.integer(usage?.promptTokens), Rows.integer(usage?.completionTokens), Rows.text(usage?.source.rawValue),
-                ]
+    /// to the reported values): those whose job was kept from its lease returning their ids only,
+    /// the others their rows (``Rows/jobColumns``). Returns what it applied, by job id.
+    private func applySucceeded(
+        _ completions: [LeaseCompletion], _ fences: [Fence], kept: [Job?], now: Date, in db: Database
+    ) throws -> [String: Applied] {
+        var done: [String: Applied] = [:]
+        for lean in [true, false] {
+            let chosen = completions.indices.filter { index in
+                guard case .succeeded = completions[index].completion else { return false }
+                return (kept[index] != nil) == lean
             }
-            guard count > 0 else { continue }
-            let updated = try db.query(Self.succeededStatement(count: count), binds)
-            for row in updated {
-                guard let id = row[position: 0].string else { throw Rows.corrupt("id") }
-                done[id] = row
+            for start in stride(from: 0, to: chosen.count, by: 500) {
+                let chunk = chosen[start..<min(chosen.count, start + 500)]
+                var binds: [SQLValue] = [Rows.date(now)]
+                binds.reserveCapacity(1 + chunk.count * 7)
+                for index in chunk {
+                    guard case .succeeded(let result, let usage) = completions[index].completion else { continue }
+                    binds += [
+                        .text(fences[index].job), .integer(completions[index].lease.attempt), .text(fences[index].node), Rows.blob(result),
+                        Rows.integer(usage?.promptTokens), Rows.integer(usage?.completionTokens), Rows.text(usage?.source.rawValue),
+                    ]
+                }
+                let updated = try db.query(Self.succeededStatement(count: chunk.count, lean: lean), binds)
+                if lean {
+                    let byID = Dictionary(chunk.map { (fences[$0].job, $0) }, uniquingKeysWith: { first, _ in first })
+                    for row in updated {
+                        guard let id = row[position: 0].string, let index = byID[id], let job = kept[index] else {
+                            throw Rows.corrupt("id")
+                        }
+                        done[id] = .kept(job)
+                    }
+                } else {
+                    for row in updated {
+                        guard let id = row[position: 0].string else { throw Rows.corrupt("id") }
+                        done[id] = .row(row)
+                    }
+                }
             }
         }
         return done
@@ -270,6 +316,7 @@ extension SQLiteStore {
     }
 
     private func finishLive(_ id: JobID, transition: JobTransition, code: String, message: String, now: Date) async throws -> Job {
+        leasedJobs.forget(id)
         guard let target = JobStateMachine.next(from: .accepted, on: transition) else {
             preconditionFailure("\(transition) does not finish a queued job")
         }

@@ -46,6 +46,8 @@ public final class SQLiteStore: DispatchStore, Sendable {
     let hub = StoreEventHub()
     /// The counters of the keys in use (written to the file behind them).
     let counterTable = KeyCounterTable()
+    /// The jobs leased and not yet completed, as their lease returned them.
+    let leasedJobs = LeasedJobs()
     /// The statements this store has run, on every connection (migrations included).
     public let statements: StatementCounter
 

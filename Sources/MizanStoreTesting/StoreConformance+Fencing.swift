@@ -100,6 +100,29 @@ extension StoreConformance {
             try require(try await store.job(leased[0].jobID)?.usage?.totalTokens == 18, "usage is recorded once")
             let more = try await store.lease(nodeID: node.id, limit: 10, now: Fixture.at(12))
             try require(more.map(\.job.id) == [leased[3].jobID], "completed slots free capacity and the requeued job comes back")
-        }
+        },
+        Check("a batch's completed jobs are what a read of them gives") { store in
+            let node = try await Fixture.node(store, maxConcurrency: 10)
+            for i in 0..<3 { _ = try await store.insert(Fixture.job(createdAt: Double(i))) }
+            let leased = try await store.lease(nodeID: node.id, limit: 3, now: Fixture.at(10)).map(\.lease)
+            try require(leased.count == 3, "three jobs are leased")
+            let completions: [JobCompletion] = [
+                Fixture.success,
+                .succeeded(result: Data(#"{"object":"list","data":[]}"#.utf8), usage: nil),
+                .succeeded(result: Data("[]".utf8), usage: TokenUsage(promptTokens: 3, completionTokens: 0, source: .estimated)),
+            ]
+            let results = try await store.complete(
+                zip(leased, completions).map { LeaseCompletion(lease: $0, completion: $1) }, now: Fixture.at(11.25))
+            for (lease, result) in zip(leased, results) {
+                let completed = try result.get()
+                let read = try await store.job(lease.jobID)
+                try require(
+                    completed == read, "the job a completion returns is the stored one: \(completed) against \(String(describing: read))")
+                try require(
+                    completed.finishedAt == Fixture.at(11.25) && completed.updatedAt == Fixture.at(11.25), "finished at the time given")
+            }
+            try require(try results[1].get().usage == nil, "a result without usage has none")
+            try require(try results[2].get().usage?.source == .estimated, "usage keeps its source")
+        },
     ]
 }
