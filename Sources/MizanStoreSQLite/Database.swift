@@ -186,6 +186,9 @@ package final class Database: @unchecked Sendable {
         guard code == SQLITE_OK else { throw failure(code) }
     }
 
+    /// Whether a transaction is open (SQLite ends one itself on some failures: a full disk, an I/O error).
+    package var inTransaction: Bool { handle.map { sqlite_nio_sqlite3_get_autocommit($0) == 0 } ?? false }
+
     /// Runs `body` in one `BEGIN IMMEDIATE` … `COMMIT` transaction, rolled back when it throws.
     package func transaction<T>(_ body: (Database) throws -> T) throws -> T {
         try query("BEGIN IMMEDIATE")

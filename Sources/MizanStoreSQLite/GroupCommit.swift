@@ -4,7 +4,8 @@ import Synchronization
 
 /// Write transactions of concurrent tasks committed together: while the writer commits one
 /// batch, the writes that arrive queue up, and the next batch takes them all (up to
-/// ``batchLimit``) into one `BEGIN IMMEDIATE` … `COMMIT`, each in a savepoint of its own.
+/// ``batchLimit``) into one `BEGIN IMMEDIATE` … `COMMIT`, each in a savepoint of its own (but
+/// those that change the file by one statement at most, which SQLite undoes alone).
 ///
 /// Each write is still atomic and isolated (a write that throws is rolled back to its savepoint
 /// and fails alone) and has committed before its caller resumes; what the writes of a batch
@@ -29,7 +30,7 @@ package final class GroupCommit: Sendable {
         // `continuation` is set before the item is queued; `failure` on the writer's thread,
         // read by the item's task after it resumes (or by `done`, on the writer's thread).
         let work: (Database) throws -> Void
-        /// A write that is one statement runs without a transaction when it is alone in its batch.
+        /// A write that changes the file by one statement at most runs without a transaction when it is alone in its batch.
         let single: Bool
         var failure: (any Error)?
         var continuation: CheckedContinuation<Void, Never>?
@@ -116,11 +117,15 @@ package final class GroupCommit: Sendable {
 
     /// Runs `body` in a write transaction, committed with the writes queued beside it.
     /// - Parameters:
-    ///   - single: `body` is one statement (atomic on its own, so it needs no transaction alone).
+    ///   - single: `body` changes the file by one statement at most (atomic on its own, so it
+    ///     needs no transaction alone).
     ///   - body: The statements; when it throws, its changes are rolled back and it fails alone.
     /// - Returns: What `body` returned, once it has committed.
-    /// - Throws: What `body` threw, or why the batch could not commit.
+    /// - Throws: What `body` threw, or why the batch could not commit; `CancellationError`
+    ///   when the task was cancelled before the write was queued (a write queued runs to its
+    ///   end, and its task waits for it: it may have committed).
     package func write<T: Sendable>(single: Bool = false, _ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
+        try Task.checkCancellation()
         let box = Box<T>()
         let item = Item(single: single) { box.value = try body($0) }
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
@@ -240,6 +245,19 @@ package final class GroupCommit: Sendable {
         }
         try db.transaction { db in
             for item in batch {
+                // A write of one statement at most needs no savepoint: SQLite undoes a statement
+                // that fails, and the transaction goes on.
+                guard !item.single else {
+                    do {
+                        try item.work(db)
+                    } catch {
+                        item.failure = error
+                        // A failure SQLite answered by rolling the whole transaction back (a
+                        // full disk, an I/O error) fails the batch.
+                        guard db.inTransaction else { throw error }
+                    }
+                    continue
+                }
                 try db.query("SAVEPOINT mizan_write")
                 do {
                     try item.work(db)

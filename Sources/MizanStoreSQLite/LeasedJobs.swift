@@ -1,3 +1,4 @@
+import Foundation
 import MizanCore
 import Synchronization
 
@@ -56,4 +57,21 @@ final class LeasedJobs: Sendable {
 
     /// How many jobs are kept.
     var count: Int { state.withLock { $0.jobs.count } }
+}
+
+/// When a lease last wrote each node's last-seen time: a lease writes it when a second has
+/// passed (or the clock went back), so that a node leasing in a loop does not write its row at
+/// every lease. Bounded: past 10,000 nodes it starts again.
+final class NodesSeen: Sendable {
+    private let written = Mutex<[NodeID: Date]>([:])
+
+    /// Whether a lease of `node` at `now` writes its last-seen time (then counted as written).
+    func due(_ node: NodeID, now: Date) -> Bool {
+        written.withLock { written in
+            if let last = written[node], (0..<1).contains(now.timeIntervalSince(last)) { return false }
+            if written.count >= 10_000 { written = [:] }
+            written[node] = now
+            return true
+        }
+    }
 }

@@ -48,6 +48,8 @@ public final class SQLiteStore: DispatchStore, Sendable {
     let counterTable = KeyCounterTable()
     /// The jobs leased and not yet completed, as their lease returned them.
     let leasedJobs = LeasedJobs()
+    /// When a lease last wrote each node's last-seen time.
+    let nodesSeen = NodesSeen()
     /// The statements this store has run, on every connection (migrations included).
     public let statements: StatementCounter
 
@@ -171,10 +173,15 @@ public final class SQLiteStore: DispatchStore, Sendable {
     /// Runs `body` in one write transaction on the writer (rolled back when it throws),
     /// committed together with the writes of other tasks queued meanwhile (``GroupCommit``);
     /// then publishes the events it returned.
-    func write<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> (T, [StoreEvent])) async throws -> T {
+    /// - Parameters:
+    ///   - single: `body` changes the file by one statement at most (it needs no transaction alone).
+    ///   - body: The statements, and the events to publish once they have committed.
+    func write<T: Sendable>(
+        single: Bool = false, _ body: @escaping @Sendable (Database) throws -> (T, [StoreEvent])
+    ) async throws -> T {
         let (value, events): (T, [StoreEvent])
         do {
-            (value, events) = try await writes.write(body)
+            (value, events) = try await writes.write(single: single, body)
         } catch {
             throw storeError(error)
         }
@@ -196,7 +203,7 @@ public final class SQLiteStore: DispatchStore, Sendable {
     }
 
     func storeError(_ error: any Error) -> any Error {
-        if error is MizanError || error is SQLiteStoreError { return error }
+        if error is MizanError || error is SQLiteStoreError || error is CancellationError { return error }
         logger.error("SQLite statement failed", metadata: ["mizan.error": "\(String(reflecting: error).prefix(300))"])
         return MizanError(.storeUnavailable, "The SQLite store failed: \(SafeText.excerpt("\(error)", limit: 200)).")
     }

@@ -173,4 +173,71 @@ struct GroupCommitTests {
             #expect(writes.queued == 0)
         }
     }
+
+    @Test("a cancelled task's write fails without running; one queued before runs to its end")
+    func cancelledWrites() async throws {
+        try await withWriter { writes, reader in
+            let cancelled = Task {
+                withUnsafeCurrentTask { $0?.cancel() }
+                return try await writes.write(single: true) { try $0.query("INSERT INTO t (x) VALUES (1)") }
+            }
+            await #expect(throws: CancellationError.self) { try await cancelled.value }
+            let started = Atomic<Bool>(false)
+            let release = DispatchSemaphore(value: 0)
+            let running = Task {
+                try await writes.write { db in
+                    started.store(true, ordering: .sequentiallyConsistent)
+                    _ = release.wait(timeout: .now() + 10)
+                    try db.query("INSERT INTO t (x) VALUES (2)")
+                    return 2
+                }
+            }
+            try await until { started.load(ordering: .sequentiallyConsistent) }
+            running.cancel()
+            release.signal()
+            #expect(try await running.value == 2, "a write that started commits and its task gets its value")
+            let rows = try reader.query("SELECT x FROM t").compactMap { $0.column("x")?.integer }
+            #expect(rows == [2])
+        }
+    }
+
+    @Test("single-statement writes in a batch (without savepoints): one that fails is undone alone")
+    func singleWritesInABatch() async throws {
+        try await withWriter { writes, reader in
+            let started = Atomic<Bool>(false)
+            let release = DispatchSemaphore(value: 0)
+            let first = Task {
+                try await writes.write { db in
+                    try db.query("INSERT INTO t (x) VALUES (0)")
+                    started.store(true, ordering: .sequentiallyConsistent)
+                    _ = release.wait(timeout: .now() + 10)
+                    return 0
+                }
+            }
+            try await until { started.load(ordering: .sequentiallyConsistent) }
+            // Every third inserts 0 again (a primary key conflict), after a row of its own in
+            // the same statement, which is undone with it.
+            let others = (1...9).map { value in
+                Task {
+                    try await writes.write(single: true) { db in
+                        let sql = value.isMultiple(of: 3) ? "INSERT INTO t (x) VALUES (?), (0)" : "INSERT INTO t (x) VALUES (?)"
+                        return try db.query(sql, [.integer(value)]).count
+                    }
+                }
+            }
+            try await until { writes.queued == 9 }
+            release.signal()
+            #expect(try await first.value == 0)
+            for (offset, task) in others.enumerated() {
+                if (offset + 1).isMultiple(of: 3) {
+                    await #expect(throws: SQLiteFailure.self) { try await task.value }
+                } else {
+                    #expect(try await task.value == 0)
+                }
+            }
+            #expect(writes.batches == 2, "the nine queued writes shared one commit")
+            let rows = try reader.query("SELECT x FROM t ORDER BY x").compactMap { $0.column("x")?.integer }
+            #expect(rows == [0, 1, 2, 4, 5, 7, 8])
+        }
+    }
 }
