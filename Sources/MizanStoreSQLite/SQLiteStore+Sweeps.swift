@@ -4,7 +4,7 @@ import MizanStore
 
 extension SQLiteStore {
     public func timeOutExpired(now: Date) async throws -> [Job] {
-        try await write { db in
+        let expired: [Job] = try await write { db in
             let expired = try db.query(
                 """
                 UPDATE mizan_jobs SET state = ?, error_code = ?, error_message = ?, finished_at = ?, updated_at = ?
@@ -18,10 +18,12 @@ extension SQLiteStore {
             ).map(Rows.job)
             return (expired, expired.map { .jobFinished(id: $0.id, state: $0.state) })
         }
+        for job in expired { leasedJobs.forget(job.id) }
+        return expired
     }
 
     public func recoverLeases(staleBefore: Date, now: Date) async throws -> [Job] {
-        try await write { db in
+        let changed: [Job] = try await write { db in
             let lost = """
                 SELECT j.id FROM mizan_jobs j LEFT JOIN mizan_nodes n ON n.id = j.node_id
                 WHERE j.state = 'leased' AND (n.id IS NULL OR n.status = 'revoked' OR coalesce(n.last_seen, -1e300) < ?1)
@@ -51,6 +53,8 @@ extension SQLiteStore {
             let changed = requeued + failed
             return (changed, StoreEvent.describing(changed))
         }
+        for job in changed { leasedJobs.forget(job.id) }
+        return changed
     }
 
     /// Deletes finished jobs older than `finishedBefore`, and usage records older than it by the
