@@ -49,15 +49,6 @@ package final class BatchQueue<Item: Sendable>: Sendable {
         var idleWaiters: [IdleWaiter] = []
     }
 
-    /// A task waiting for the queue to be idle: resumed once, by the queue emptying or its timeout.
-    private final class IdleWaiter: Sendable {
-        let continuation = Mutex<CheckedContinuation<Bool, Never>?>(nil)
-
-        func resume(_ idle: Bool) {
-            continuation.withLock { $0.take() }?.resume(returning: idle)
-        }
-    }
-
     /// The most items run together.
     package let limit: Int
     private let state = Mutex(State())
@@ -137,20 +128,15 @@ package final class BatchQueue<Item: Sendable>: Sendable {
     /// until `timeout` has passed.
     /// - Returns: Whether the queue is idle.
     package func idle(timeout: Duration) async -> Bool {
-        let waiter = IdleWaiter()
-        var timer: OneShotTimer?
-        let idle = await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
-            waiter.continuation.withLock { $0 = continuation }
-            let now = state.withLock { state -> Bool in
+        await IdleWaiter.wait(timeout: timeout) { waiter in
+            state.withLock { state in
                 if state.queues.isEmpty { return true }
                 state.idleWaiters.append(waiter)
                 return false
             }
-            if now { waiter.resume(true) } else { timer = OneShotTimer(after: timeout) { waiter.resume(false) } }
+        } unregister: { waiter in
+            state.withLock { $0.idleWaiters.removeAll { $0 === waiter } }
         }
-        timer?.cancel()
-        if !idle { state.withLock { $0.idleWaiters.removeAll { $0 === waiter } } }
-        return idle
     }
 
     /// Runs one batch of the key's queued items (the leader's own among them), wakes their

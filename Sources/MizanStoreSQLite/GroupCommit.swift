@@ -93,15 +93,6 @@ package final class GroupCommit: Sendable {
         }
     }
 
-    /// A task waiting for the writer to be idle: resumed once, by the writer or its timeout.
-    private final class IdleWaiter: Sendable {
-        let continuation = Mutex<CheckedContinuation<Bool, Never>?>(nil)
-
-        func resume(_ idle: Bool) {
-            continuation.withLock { $0.take() }?.resume(returning: idle)
-        }
-    }
-
     private let state = Mutex(State())
     private let writer: ConnectionPool
 
@@ -166,20 +157,15 @@ package final class GroupCommit: Sendable {
     /// Waits until no write is queued or committing, or `timeout` has passed.
     /// - Returns: Whether none is.
     package func idle(timeout: Duration) async -> Bool {
-        let waiter = IdleWaiter()
-        var timer: OneShotTimer?
-        let idle = await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
-            waiter.continuation.withLock { $0 = continuation }
-            let now = state.withLock { state -> Bool in
+        await IdleWaiter.wait(timeout: timeout) { waiter in
+            state.withLock { state in
                 if !state.running && state.queue.isEmpty { return true }
                 state.idleWaiters.append(waiter)
                 return false
             }
-            if now { waiter.resume(true) } else { timer = OneShotTimer(after: timeout) { waiter.resume(false) } }
+        } unregister: { waiter in
+            state.withLock { $0.idleWaiters.removeAll { $0 === waiter } }
         }
-        timer?.cancel()
-        if !idle { state.withLock { $0.idleWaiters.removeAll { $0 === waiter } } }
-        return idle
     }
 
     /// Starts a turn on the writer (the caller set `running`). When the writer is closed, the

@@ -32,6 +32,23 @@ struct GroupCommitTests {
         try await body(GroupCommit(writer: pool), pool, reader)
     }
 
+    /// A write that holds the writer (after inserting `value`, when given) until `release` is
+    /// signalled; returned once it runs. Its task returns 0.
+    func holdWriter(_ writes: GroupCommit, inserting value: Int? = nil) async throws -> (Task<Int, any Error>, DispatchSemaphore) {
+        let started = Count()
+        let release = DispatchSemaphore(value: 0)
+        let first = Task {
+            try await writes.write { db in
+                if let value { try db.query("INSERT INTO t (x) VALUES (?)", [.integer(value)]) }
+                started.value.store(1, ordering: .sequentiallyConsistent)
+                _ = release.wait(timeout: .now() + 10)
+                return 0
+            }
+        }
+        try await until { started.value.load(ordering: .sequentiallyConsistent) == 1 }
+        return (first, release)
+    }
+
     /// Waits (at most 10 s) until `condition` holds.
     func until(_ condition: () -> Bool) async throws {
         let deadline = ContinuousClock.now + .seconds(10)
@@ -44,17 +61,7 @@ struct GroupCommitTests {
     @Test("writes queued behind a running one commit together; one that throws rolls back alone")
     func batchWithAFailure() async throws {
         try await withWriter { writes, reader in
-            let started = Atomic<Bool>(false)
-            let release = DispatchSemaphore(value: 0)
-            let first = Task {
-                try await writes.write { db in
-                    try db.query("INSERT INTO t (x) VALUES (0)")
-                    started.store(true, ordering: .sequentiallyConsistent)
-                    _ = release.wait(timeout: .now() + 10)
-                    return 0
-                }
-            }
-            try await until { started.load(ordering: .sequentiallyConsistent) }
+            let (first, release) = try await holdWriter(writes, inserting: 0)
             let others = (1...10).map { value in
                 Task {
                     try await writes.write { db in
@@ -119,16 +126,7 @@ struct GroupCommitTests {
     @Test("a long queue of writes lets other work on the writer's connection in between its batches")
     func otherWorkGetsTheWriter() async throws {
         try await withWriter { writes, pool, reader in
-            let started = Atomic<Bool>(false)
-            let release = DispatchSemaphore(value: 0)
-            let first = Task {
-                try await writes.write { db in
-                    started.store(true, ordering: .sequentiallyConsistent)
-                    _ = release.wait(timeout: .now() + 10)
-                    return 0
-                }
-            }
-            try await until { started.load(ordering: .sequentiallyConsistent) }
+            let (first, release) = try await holdWriter(writes)
             // Queued behind the blocked write: more than one turn of batches (32 of 64 writes).
             let total = 64 * 40
             let committed = Count()
@@ -204,17 +202,7 @@ struct GroupCommitTests {
     @Test("single-statement writes in a batch (without savepoints): one that fails is undone alone")
     func singleWritesInABatch() async throws {
         try await withWriter { writes, reader in
-            let started = Atomic<Bool>(false)
-            let release = DispatchSemaphore(value: 0)
-            let first = Task {
-                try await writes.write { db in
-                    try db.query("INSERT INTO t (x) VALUES (0)")
-                    started.store(true, ordering: .sequentiallyConsistent)
-                    _ = release.wait(timeout: .now() + 10)
-                    return 0
-                }
-            }
-            try await until { started.load(ordering: .sequentiallyConsistent) }
+            let (first, release) = try await holdWriter(writes, inserting: 0)
             // Every third inserts 0 again (a primary key conflict), after a row of its own in
             // the same statement, which is undone with it.
             let others = (1...9).map { value in
