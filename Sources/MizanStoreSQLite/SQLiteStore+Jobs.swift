@@ -185,11 +185,6 @@ extension SQLiteStore {
         }
     }
 
-    /// The event that tells waiters about a job after a completion.
-    static func event(after job: Job) -> StoreEvent {
-        job.state == .accepted ? .jobsAvailable(model: job.model, count: 1) : .jobFinished(id: job.id, state: job.state)
-    }
-
     /// The one conditional update that applies a completion under its lease, guarded by the
     /// transition table: `succeed`, or `fail` — requeued (`requeue`) while attempts and time are left.
     static func statement(for lease: Lease, _ completion: JobCompletion, now: Date) -> (String, [SQLValue]) {
