@@ -1,0 +1,208 @@
+import Foundation
+import MizanCore
+import MizanStore
+
+extension SQLiteStore {
+    public func complete(_ lease: Lease, with completion: JobCompletion, now: Date) async throws -> Job {
+        // A batch of one: a success of a job kept from its lease is applied without its row read back.
+        guard let result = try await complete([LeaseCompletion(lease: lease, completion: completion)], now: now).first else {
+            preconditionFailure("one result per completion")
+        }
+        return try result.get()
+    }
+
+    public func complete(_ completions: [LeaseCompletion], now: Date) async throws -> [Result<Job, MizanError>] {
+        guard !completions.isEmpty else { return [] }
+        // The ids as text are made before the write and its rows read into jobs after it, off the writer.
+        let fences = Self.fences(of: completions)
+        let kept: [Job?] = completions.map { item in
+            guard case .succeeded = item.completion else { return nil }
+            return leasedJobs.take(item.lease)
+        }
+        // One completion changes the file by one statement at most (a refused one only reads).
+        let outcomes: [Applied] = try await write(single: completions.count == 1) { db in
+            var done = try self.applySucceeded(completions, fences, kept: kept, now: now, in: db)
+            var outcomes: [Applied] = []
+            outcomes.reserveCapacity(completions.count)
+            for (item, fence) in zip(completions, fences) {
+                // Taken once: the same lease twice in a batch is refused the second time.
+                if case .succeeded = item.completion, let applied = done[fence.job], applied.fits(item.lease, node: fence.node) {
+                    done[fence.job] = nil
+                    outcomes.append(applied)
+                } else {
+                    outcomes.append(try self.apply(item.lease, item.completion, now: now, in: db))
+                }
+            }
+            return (outcomes, [])
+        }
+        let results: [Result<Job, MizanError>] = try zip(completions, outcomes).map { item, outcome in
+            switch outcome {
+            case .row(let row): return .success(try Rows.job(row))
+            case .kept(var job):
+                guard case .succeeded(let result, let usage) = item.completion else { preconditionFailure("only successes are kept") }
+                // What the completion's statement set, as a read of the row would give it.
+                job.state = .succeeded
+                job.result = result
+                job.usage = usage
+                job.finishedAt = now
+                job.updatedAt = now
+                return .success(job)
+            case .refused(let refusal): return .failure(refusal)
+            }
+        }
+        hub.publish(StoreEvent.describing(results.compactMap { try? $0.get() }))
+        return results
+    }
+
+    /// How a completion of a batch went on the writer.
+    enum Applied: Sendable {
+        /// Applied; the job's row.
+        case row(SQLRow)
+        /// Applied to the job kept from its lease (its statement returned the id only).
+        case kept(Job)
+        /// Refused.
+        case refused(MizanError)
+
+        /// Whether this outcome is the completion of `lease` (`node`: its node's text).
+        func fits(_ lease: Lease, node: String) -> Bool {
+            switch self {
+            case .row(let row): row[position: 6].integer == lease.attempt && row[position: 9].string == node
+            case .kept(let job): job.lease == lease
+            case .refused: false
+            }
+        }
+    }
+
+    /// The completion of `count` succeeded jobs in one statement: an update joined to the
+    /// reported values (`?1` the time, then per job its id, attempt, node, result and usage),
+    /// returning the rows (``Rows/jobColumns``), or only their ids when `lean`.
+    static func succeededStatement(count: Int, lean: Bool) -> String {
+        statementTexts.value("succeeded \(count) \(lean)") {
+            let rows = (0..<count).map { job in
+                "(" + (2 + job * 7..<9 + job * 7).map { "?\($0)" }.joined(separator: ", ") + ")"
+            }
+            return """
+                UPDATE mizan_jobs SET state = 'succeeded', result = v.column4, prompt_tokens = v.column5, completion_tokens = v.column6,
+                    usage_source = v.column7, finished_at = ?1, updated_at = ?1
+                FROM (VALUES \(rows.joined(separator: ", "))) AS v
+                WHERE mizan_jobs.id = v.column1 AND mizan_jobs.attempt = v.column2 AND mizan_jobs.node_id = v.column3
+                    AND mizan_jobs.state IN (\(JobStateMachine.sqlSources(of: .succeed)))
+                RETURNING \(lean ? "id" : Rows.jobColumns)
+                """
+        }
+    }
+
+    /// The one conditional update that applies a completion under its lease, guarded by the
+    /// transition table: `succeed`, or `fail` — requeued (`requeue`) while attempts and time are left.
+    static func statement(for lease: Lease, _ completion: JobCompletion, now: Date) -> (String, [SQLValue]) {
+        let fence: [SQLValue] = [Rows.id(lease.jobID), .integer(lease.attempt), Rows.id(lease.nodeID)]
+        switch completion {
+        case .succeeded(let result, let usage):
+            return (
+                """
+                UPDATE mizan_jobs SET state = 'succeeded', result = ?, prompt_tokens = ?, completion_tokens = ?, usage_source = ?,
+                    finished_at = ?, updated_at = ?
+                WHERE id = ? AND attempt = ? AND node_id = ? AND state IN (\(JobStateMachine.sqlSources(of: .succeed)))
+                RETURNING \(Rows.jobColumns)
+                """,
+                [
+                    Rows.blob(result), Rows.integer(usage?.promptTokens), Rows.integer(usage?.completionTokens),
+                    Rows.text(usage?.source.rawValue), Rows.date(now), Rows.date(now),
+                ] + fence
+            )
+        case .failed(let code, let message, let retryable):
+            let again = "?1 AND attempt < max_attempts AND deadline > ?2"
+            return (
+                """
+                UPDATE mizan_jobs SET
+                    state = CASE WHEN \(again) THEN 'accepted' ELSE 'failed' END,
+                    node_id = CASE WHEN \(again) THEN NULL ELSE node_id END,
+                    finished_at = CASE WHEN \(again) THEN NULL ELSE ?2 END,
+                    error_code = CASE WHEN \(again) THEN NULL ELSE ?3 END,
+                    error_message = CASE WHEN \(again) THEN NULL ELSE ?4 END,
+                    attempt = attempt + CASE WHEN \(again) THEN 1 ELSE 0 END,
+                    lease_history = CASE WHEN \(again) THEN \(Rows.historyAppend(end: "?8", why: "?9")) ELSE lease_history END,
+                    updated_at = ?2
+                WHERE id = ?5 AND attempt = ?6 AND node_id = ?7 AND state IN (\(JobStateMachine.sqlSources(of: .fail)))
+                    AND state IN (\(JobStateMachine.sqlSources(of: .requeue)))
+                RETURNING \(Rows.jobColumns)
+                """,
+                [.integer(retryable ? 1 : 0), Rows.date(now), .text(code), .text(message)] + fence
+                    + [.float(now.timeIntervalSince1970), .text(JobAttempt.storedReason(code))]
+            )
+        }
+    }
+
+    /// Applies one completion inside a transaction, or says why it was refused.
+    private func apply(_ lease: Lease, _ completion: JobCompletion, now: Date, in db: Database) throws -> Applied {
+        let (sql, binds) = Self.statement(for: lease, completion, now: now)
+        if let row = try db.query(sql, binds).first { return .row(row) }
+        let current = try db.query("SELECT \(Rows.jobColumns) FROM mizan_jobs WHERE id = ?", [Rows.id(lease.jobID)])
+        guard let job = try current.first.map(Rows.job) else {
+            return .refused(MizanError(.jobNotFound, "No job with id \(lease.jobID)."))
+        }
+        return .refused(
+            LeaseCheck.refusal(for: lease, job: job)
+                ?? MizanError(.leaseConflict, "Job \(lease.jobID) changed while it was being completed.")
+        )
+    }
+
+    /// A lease's job and node ids as the text they are stored as.
+    struct Fence {
+        let job: String
+        let node: String
+    }
+
+    /// The fences of `completions`, each node's text made once.
+    static func fences(of completions: [LeaseCompletion]) -> [Fence] {
+        var nodes: [NodeID: String] = [:]
+        return completions.map { item in
+            let node = nodes[item.lease.nodeID] ?? item.lease.nodeID.description
+            nodes[item.lease.nodeID] = node
+            return Fence(job: item.lease.jobID.description, node: node)
+        }
+    }
+
+    /// Applies the succeeded completions of a batch in one statement per 500 (an update joined
+    /// to the reported values): those whose job was kept from its lease returning their ids only,
+    /// the others their rows (``Rows/jobColumns``). Returns what it applied, by job id.
+    private func applySucceeded(
+        _ completions: [LeaseCompletion], _ fences: [Fence], kept: [Job?], now: Date, in db: Database
+    ) throws -> [String: Applied] {
+        var done: [String: Applied] = [:]
+        for lean in [true, false] {
+            let chosen = completions.indices.filter { index in
+                guard case .succeeded = completions[index].completion else { return false }
+                return (kept[index] != nil) == lean
+            }
+            for start in stride(from: 0, to: chosen.count, by: 500) {
+                let chunk = chosen[start..<min(chosen.count, start + 500)]
+                var binds: [SQLValue] = [Rows.date(now)]
+                binds.reserveCapacity(1 + chunk.count * 7)
+                for index in chunk {
+                    guard case .succeeded(let result, let usage) = completions[index].completion else { continue }
+                    binds += [
+                        .text(fences[index].job), .integer(completions[index].lease.attempt), .text(fences[index].node), Rows.blob(result),
+                        Rows.integer(usage?.promptTokens), Rows.integer(usage?.completionTokens), Rows.text(usage?.source.rawValue),
+                    ]
+                }
+                let updated = try db.query(Self.succeededStatement(count: chunk.count, lean: lean), binds)
+                if lean {
+                    let byID = Dictionary(chunk.map { (fences[$0].job, $0) }, uniquingKeysWith: { first, _ in first })
+                    for row in updated {
+                        guard let id = row[position: 0].string, let index = byID[id], let job = kept[index] else {
+                            throw Rows.corrupt("id")
+                        }
+                        done[id] = .kept(job)
+                    }
+                } else {
+                    for row in updated {
+                        guard let id = row[position: 0].string else { throw Rows.corrupt("id") }
+                        done[id] = .row(row)
+                    }
+                }
+            }
+        }
+        return done
+    }
+}
