@@ -54,9 +54,6 @@ final class LeasedJobs: Sendable {
             state.bytes -= item.job.body.count
         }
     }
-
-    /// How many jobs are kept.
-    var count: Int { state.withLock { $0.jobs.count } }
 }
 
 /// When a lease last wrote each node's last-seen time: a lease writes it when a second has

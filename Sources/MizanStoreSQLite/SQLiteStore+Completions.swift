@@ -25,12 +25,23 @@ extension SQLiteStore {
             var outcomes: [Applied] = []
             outcomes.reserveCapacity(completions.count)
             for (item, fence) in zip(completions, fences) {
-                // Taken once: the same lease twice in a batch is refused the second time.
-                if case .succeeded = item.completion, let applied = done[fence.job], applied.fits(item.lease, node: fence.node) {
-                    done[fence.job] = nil
-                    outcomes.append(applied)
-                } else {
-                    outcomes.append(try self.apply(item.lease, item.completion, now: now, in: db))
+                switch item.completion {
+                case .succeeded:
+                    // Taken once: the same lease twice in a batch is refused the second time. A
+                    // success the batch's statement did not apply is refused (its fence failed).
+                    if let applied = done[fence.job], applied.fits(item.lease, node: fence.node) {
+                        done[fence.job] = nil
+                        outcomes.append(applied)
+                    } else {
+                        outcomes.append(try Self.refusal(of: item.lease, in: db))
+                    }
+                case .failed(let code, let message, let retryable):
+                    let (sql, binds) = Self.failure(of: item.lease, code: code, message: message, retryable: retryable, now: now)
+                    if let row = try db.query(sql, binds).first {
+                        outcomes.append(.row(row))
+                    } else {
+                        outcomes.append(try Self.refusal(of: item.lease, in: db))
+                    }
                 }
             }
             return (outcomes, [])
@@ -92,51 +103,33 @@ extension SQLiteStore {
         }
     }
 
-    /// The one conditional update that applies a completion under its lease, guarded by the
-    /// transition table: `succeed`, or `fail` — requeued (`requeue`) while attempts and time are left.
-    static func statement(for lease: Lease, _ completion: JobCompletion, now: Date) -> (String, [SQLValue]) {
+    /// The one conditional update that applies a failure under its lease, guarded by the
+    /// transition table: `fail`, or requeued (`requeue`) while attempts and time are left.
+    static func failure(of lease: Lease, code: String, message: String, retryable: Bool, now: Date) -> (String, [SQLValue]) {
         let fence: [SQLValue] = [Rows.id(lease.jobID), .integer(lease.attempt), Rows.id(lease.nodeID)]
-        switch completion {
-        case .succeeded(let result, let usage):
-            return (
-                """
-                UPDATE mizan_jobs SET state = 'succeeded', result = ?, prompt_tokens = ?, completion_tokens = ?, usage_source = ?,
-                    finished_at = ?, updated_at = ?
-                WHERE id = ? AND attempt = ? AND node_id = ? AND state IN (\(JobStateMachine.sqlSources(of: .succeed)))
-                RETURNING \(Rows.jobColumns)
-                """,
-                [
-                    Rows.blob(result), Rows.integer(usage?.promptTokens), Rows.integer(usage?.completionTokens),
-                    Rows.text(usage?.source.rawValue), Rows.date(now), Rows.date(now),
-                ] + fence
-            )
-        case .failed(let code, let message, let retryable):
-            let again = "?1 AND attempt < max_attempts AND deadline > ?2"
-            return (
-                """
-                UPDATE mizan_jobs SET
-                    state = CASE WHEN \(again) THEN 'accepted' ELSE 'failed' END,
-                    node_id = CASE WHEN \(again) THEN NULL ELSE node_id END,
-                    finished_at = CASE WHEN \(again) THEN NULL ELSE ?2 END,
-                    error_code = CASE WHEN \(again) THEN NULL ELSE ?3 END,
-                    error_message = CASE WHEN \(again) THEN NULL ELSE ?4 END,
-                    attempt = attempt + CASE WHEN \(again) THEN 1 ELSE 0 END,
-                    lease_history = CASE WHEN \(again) THEN \(Rows.historyAppend(end: "?8", why: "?9")) ELSE lease_history END,
-                    updated_at = ?2
-                WHERE id = ?5 AND attempt = ?6 AND node_id = ?7 AND state IN (\(JobStateMachine.sqlSources(of: .fail)))
-                    AND state IN (\(JobStateMachine.sqlSources(of: .requeue)))
-                RETURNING \(Rows.jobColumns)
-                """,
-                [.integer(retryable ? 1 : 0), Rows.date(now), .text(code), .text(message)] + fence
-                    + [.float(now.timeIntervalSince1970), .text(JobAttempt.storedReason(code))]
-            )
-        }
+        let again = "?1 AND attempt < max_attempts AND deadline > ?2"
+        return (
+            """
+            UPDATE mizan_jobs SET
+                state = CASE WHEN \(again) THEN 'accepted' ELSE 'failed' END,
+                node_id = CASE WHEN \(again) THEN NULL ELSE node_id END,
+                finished_at = CASE WHEN \(again) THEN NULL ELSE ?2 END,
+                error_code = CASE WHEN \(again) THEN NULL ELSE ?3 END,
+                error_message = CASE WHEN \(again) THEN NULL ELSE ?4 END,
+                attempt = attempt + CASE WHEN \(again) THEN 1 ELSE 0 END,
+                lease_history = CASE WHEN \(again) THEN \(Rows.historyAppend(end: "?8", why: "?9")) ELSE lease_history END,
+                updated_at = ?2
+            WHERE id = ?5 AND attempt = ?6 AND node_id = ?7 AND state IN (\(JobStateMachine.sqlSources(of: .fail)))
+                AND state IN (\(JobStateMachine.sqlSources(of: .requeue)))
+            RETURNING \(Rows.jobColumns)
+            """,
+            [.integer(retryable ? 1 : 0), Rows.date(now), .text(code), .text(message)] + fence
+                + [.float(now.timeIntervalSince1970), .text(JobAttempt.storedReason(code))]
+        )
     }
 
-    /// Applies one completion inside a transaction, or says why it was refused.
-    private func apply(_ lease: Lease, _ completion: JobCompletion, now: Date, in db: Database) throws -> Applied {
-        let (sql, binds) = Self.statement(for: lease, completion, now: now)
-        if let row = try db.query(sql, binds).first { return .row(row) }
+    /// Why a completion under `lease` was refused, read inside the transaction.
+    private static func refusal(of lease: Lease, in db: Database) throws -> Applied {
         let current = try db.query("SELECT \(Rows.jobColumns) FROM mizan_jobs WHERE id = ?", [Rows.id(lease.jobID)])
         guard let job = try current.first.map(Rows.job) else {
             return .refused(MizanError(.jobNotFound, "No job with id \(lease.jobID)."))
