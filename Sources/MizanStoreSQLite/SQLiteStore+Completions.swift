@@ -13,44 +13,71 @@ extension SQLiteStore {
 
     public func complete(_ completions: [LeaseCompletion], now: Date) async throws -> [Result<Job, MizanError>] {
         guard !completions.isEmpty else { return [] }
-        // The ids as text are made before the write and its rows read into jobs after it, off the writer.
+        // Everything but the statements is done off the writer: the ids as text, the statements
+        // and their binds before the write, the rows read into jobs after it.
         let fences = Self.fences(of: completions)
         let kept: [Job?] = completions.map { item in
             guard case .succeeded = item.completion else { return nil }
             return leasedJobs.take(item.lease)
         }
-        // One completion changes the file by one statement at most (a refused one only reads).
-        let outcomes: [Applied] = try await write(single: completions.count == 1) { db in
-            var done = try self.applySucceeded(completions, fences, kept: kept, now: now, in: db)
-            var outcomes: [Applied] = []
-            outcomes.reserveCapacity(completions.count)
-            for (item, fence) in zip(completions, fences) {
-                switch item.completion {
-                case .succeeded:
-                    // Taken once: the same lease twice in a batch is refused the second time. A
-                    // success the batch's statement did not apply is refused (its fence failed).
-                    if let applied = done[fence.job], applied.fits(item.lease, node: fence.node) {
-                        done[fence.job] = nil
-                        outcomes.append(applied)
-                    } else {
-                        outcomes.append(try Self.refusal(of: item.lease, in: db))
-                    }
-                case .failed(let code, let message, let retryable):
-                    let (sql, binds) = Self.failure(of: item.lease, code: code, message: message, retryable: retryable, now: now)
-                    if let row = try db.query(sql, binds).first {
-                        outcomes.append(.row(row))
-                    } else {
-                        outcomes.append(try Self.refusal(of: item.lease, in: db))
-                    }
+        let updates = Self.succeededUpdates(completions, fences, kept: kept, now: now)
+        let failures: [(index: Int, statement: (String, [SQLValue]))] = completions.indices.compactMap { index in
+            guard case .failed(let code, let message, let retryable) = completions[index].completion else { return nil }
+            return (index, Self.failure(of: completions[index].lease, code: code, message: message, retryable: retryable, now: now))
+        }
+        // One statement changes the file at most (a refused completion only reads): no savepoint.
+        let written: Written = try await write(single: updates.count + failures.count <= 1) { db in
+            var applied: [[SQLRow]] = []
+            applied.reserveCapacity(updates.count)
+            var all = true
+            for update in updates {
+                let rows = try db.query(update.sql, update.binds)
+                all = all && rows.count == update.indices.count
+                applied.append(rows)
+            }
+            var failed: [Int: Applied] = [:]
+            for (index, (sql, binds)) in failures {
+                if let row = try db.query(sql, binds).first {
+                    failed[index] = .row(row)
+                } else {
+                    failed[index] = try Self.refusal(of: completions[index].lease, in: db)
                 }
             }
-            return (outcomes, [])
+            // Each success applied (as many rows as completions: the ids were distinct and
+            // every fence held): nothing more to read. Else why each of the others was refused.
+            guard !all else { return (Written(applied: applied, failed: failed, refused: [:]), []) }
+            var done = Self.applied(updates, applied, fences: fences, kept: kept)
+            var refused: [Int: Applied] = [:]
+            for (index, item) in completions.enumerated() {
+                guard case .succeeded = item.completion else { continue }
+                // Taken once: the same lease twice in a batch is refused the second time.
+                if let outcome = done[fences[index].job], outcome.fits(item.lease, node: fences[index].node) {
+                    done[fences[index].job] = nil
+                } else {
+                    refused[index] = try Self.refusal(of: item.lease, in: db)
+                }
+            }
+            return (Written(applied: applied, failed: failed, refused: refused), [])
         }
-        let results: [Result<Job, MizanError>] = try zip(completions, outcomes).map { item, outcome in
+        let done = Self.applied(updates, written.applied, fences: fences, kept: kept)
+        let results: [Result<Job, MizanError>] = try completions.indices.map { index in
+            let outcome: Applied
+            if let failed = written.failed[index] {
+                outcome = failed
+            } else if let refused = written.refused[index] {
+                outcome = refused
+            } else if let applied = done[fences[index].job] {
+                outcome = applied
+            } else {
+                // Every success is applied or refused: only a row without its id gets here.
+                throw Rows.corrupt("id")
+            }
             switch outcome {
             case .row(let row): return .success(try Rows.job(row))
             case .kept(var job):
-                guard case .succeeded(let result, let usage) = item.completion else { preconditionFailure("only successes are kept") }
+                guard case .succeeded(let result, let usage) = completions[index].completion else {
+                    preconditionFailure("only successes are kept")
+                }
                 // What the completion's statement set, as a read of the row would give it.
                 job.state = .succeeded
                 job.result = result
@@ -63,6 +90,14 @@ extension SQLiteStore {
         }
         hub.publish(StoreEvent.describing(results.compactMap { try? $0.get() }))
         return results
+    }
+
+    /// What a batch of completions wrote: the rows of each update of successes, the outcome of
+    /// each failure and each refused success (by completion index).
+    struct Written: Sendable {
+        let applied: [[SQLRow]]
+        let failed: [Int: Applied]
+        let refused: [Int: Applied]
     }
 
     /// How a completion of a batch went on the writer.
@@ -156,20 +191,27 @@ extension SQLiteStore {
         }
     }
 
-    /// Applies the succeeded completions of a batch in one statement per 500 (an update joined
-    /// to the reported values): those whose job was kept from its lease returning their ids only,
-    /// the others their rows (``Rows/jobColumns``). Returns what it applied, by job id.
-    private func applySucceeded(
-        _ completions: [LeaseCompletion], _ fences: [Fence], kept: [Job?], now: Date, in db: Database
-    ) throws -> [String: Applied] {
-        var done: [String: Applied] = [:]
+    /// One update of succeeded completions: its statement, binds, and the completions' indices.
+    struct SucceededUpdate: Sendable {
+        let sql: String
+        let binds: [SQLValue]
+        let indices: [Int]
+        /// Its completions' jobs were kept from their lease: it returns their ids only.
+        let lean: Bool
+    }
+
+    /// The updates of a batch's succeeded completions, one statement per 500 (an update joined
+    /// to the reported values): those whose job was kept from its lease returning their ids
+    /// only, the others their rows (``Rows/jobColumns``).
+    static func succeededUpdates(_ completions: [LeaseCompletion], _ fences: [Fence], kept: [Job?], now: Date) -> [SucceededUpdate] {
+        var updates: [SucceededUpdate] = []
         for lean in [true, false] {
             let chosen = completions.indices.filter { index in
                 guard case .succeeded = completions[index].completion else { return false }
                 return (kept[index] != nil) == lean
             }
             for start in stride(from: 0, to: chosen.count, by: 500) {
-                let chunk = chosen[start..<min(chosen.count, start + 500)]
+                let chunk = Array(chosen[start..<min(chosen.count, start + 500)])
                 var binds: [SQLValue] = [Rows.date(now)]
                 binds.reserveCapacity(1 + chunk.count * 7)
                 for index in chunk {
@@ -179,20 +221,27 @@ extension SQLiteStore {
                         Rows.integer(usage?.promptTokens), Rows.integer(usage?.completionTokens), Rows.text(usage?.source.rawValue),
                     ]
                 }
-                let updated = try db.query(Self.succeededStatement(count: chunk.count, lean: lean), binds)
-                if lean {
-                    let byID = Dictionary(chunk.map { (fences[$0].job, $0) }, uniquingKeysWith: { first, _ in first })
-                    for row in updated {
-                        guard let id = row[position: 0].string, let index = byID[id], let job = kept[index] else {
-                            throw Rows.corrupt("id")
-                        }
-                        done[id] = .kept(job)
-                    }
-                } else {
-                    for row in updated {
-                        guard let id = row[position: 0].string else { throw Rows.corrupt("id") }
-                        done[id] = .row(row)
-                    }
+                updates.append(
+                    SucceededUpdate(sql: succeededStatement(count: chunk.count, lean: lean), binds: binds, indices: chunk, lean: lean))
+            }
+        }
+        return updates
+    }
+
+    /// What the updates applied, by job id: the kept job (a lean update returns ids only) or the row.
+    private static func applied(_ updates: [SucceededUpdate], _ rows: [[SQLRow]], fences: [Fence], kept: [Job?]) -> [String: Applied] {
+        var done: [String: Applied] = [:]
+        for (update, updated) in zip(updates, rows) {
+            if update.lean {
+                let byID = Dictionary(update.indices.map { (fences[$0].job, $0) }, uniquingKeysWith: { first, _ in first })
+                for row in updated {
+                    guard let id = row[position: 0].string, let index = byID[id], let job = kept[index] else { continue }
+                    done[id] = .kept(job)
+                }
+            } else {
+                for row in updated {
+                    guard let id = row[position: 0].string else { continue }
+                    done[id] = .row(row)
                 }
             }
         }
