@@ -72,6 +72,8 @@ LoggingSystem.bootstrap { label in
 }
 
 let body = Data(#"{"model":"bench","messages":[{"role":"user","content":"ping"}]}"#.utf8)
+/// A request of a size chat requests often have (a system prompt and some history): 8 KiB.
+let largeBody = Data(#"{"model":"bench","messages":[{"role":"user","content":"\#(String(repeating: "a", count: 8_150))"}]}"#.utf8)
 let result = Data(#"{"id":"c","object":"chat.completion","choices":[]}"#.utf8)
 /// Jobs per lease call (and per batched completion) in the throughput figures.
 let batchSize = 32
@@ -118,12 +120,13 @@ func pickup(_ dispatcher: Dispatcher, _ store: any DispatchStore, samples: Int) 
 }
 
 /// Inserts `count` jobs of `model` from four tasks.
-func fill(_ store: any DispatchStore, model: String, count: Int) async throws {
+func fill(_ store: any DispatchStore, model: String, count: Int, body requestBody: Data = body) async throws {
     try await withThrowingTaskGroup(of: Void.self) { group in
         for w in 0..<4 {
             group.addTask {
                 for _ in stride(from: w, to: count, by: 4) {
-                    _ = try await store.insert(Job(requestID: "r", model: model, body: body, deadline: Date().addingTimeInterval(3600)))
+                    _ = try await store.insert(
+                        Job(requestID: "r", model: model, body: requestBody, deadline: Date().addingTimeInterval(3600)))
                 }
             }
         }
@@ -133,9 +136,11 @@ func fill(_ store: any DispatchStore, model: String, count: Int) async throws {
 
 /// Lease+complete cycles per second: `workers` agents drain `jobs` queued jobs, leasing up
 /// to `batchSize` at a time and completing them in one batch.
-func cycles(_ dispatcher: Dispatcher, _ store: any DispatchStore, workers: Int, jobs: Int) async throws -> Double {
+func cycles(_ dispatcher: Dispatcher, _ store: any DispatchStore, workers: Int, jobs: Int, body requestBody: Data = body) async throws
+    -> Double
+{
     let model = "cycles-\(UUID().uuidString.prefix(6))"
-    try await fill(store, model: model, count: jobs)
+    try await fill(store, model: model, count: jobs, body: requestBody)
     var nodes: [Node] = []
     for _ in 0..<workers { nodes.append(try await enroll(dispatcher, models: [model], capacity: 64)) }
     let start = ContinuousClock.now

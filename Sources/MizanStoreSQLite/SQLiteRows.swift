@@ -4,11 +4,20 @@ import MizanStore
 
 /// How Mizan's values are written to and read from SQLite.
 enum Rows {
-    static let jobColumns = """
-        id, request_id, model, body, stream, state, attempt, max_attempts, priority, node_id, deadline, created_at, \
-        leased_at, finished_at, updated_at, result, error_code, error_message, prompt_tokens, completion_tokens, usage_source, \
-        idempotency_key, api_key_id, endpoint, lease_history
-        """
+    /// A job's columns, in the order ``jobColumns`` selects them.
+    static let jobNames = [
+        "id", "request_id", "model", "body", "stream", "state", "attempt", "max_attempts", "priority", "node_id", "deadline",
+        "created_at", "leased_at", "finished_at", "updated_at", "result", "error_code", "error_message", "prompt_tokens",
+        "completion_tokens", "usage_source", "idempotency_key", "api_key_id", "endpoint", "lease_history",
+    ]
+
+    /// A job's row as a statement on `mizan_jobs` selects or returns it: its body from its own
+    /// table, where it is written once (the job's row is rewritten at every transition).
+    static let jobColumns = jobNames.map { $0 == "body" ? "(SELECT body FROM mizan_job_bodies WHERE job = seq) AS body" : $0 }
+        .joined(separator: ", ")
+
+    /// The columns of `mizan_jobs` a new job is inserted with (all but its body), in ``insertBinds(_:)`` order.
+    static let insertColumns = jobNames.filter { $0 != "body" }.joined(separator: ", ")
 
     /// What a requeue appends to `lease_history`: the attempt that ends (its number, lease time
     /// in seconds since 1970 — the columns hold seconds since 2001 —, node), when (`?end`) and
@@ -39,10 +48,10 @@ enum Rows {
         return .text(String(decoding: data, as: UTF8.self))
     }
 
-    /// The binds of a new job's columns, in ``jobColumns`` order.
-    static func binds(_ job: Job) -> [SQLValue] {
+    /// The binds of a new job's columns but its body, in ``insertColumns`` order.
+    static func insertBinds(_ job: Job) -> [SQLValue] {
         [
-            id(job.id), .text(job.requestID), .text(job.model), blob(job.body), .integer(job.stream ? 1 : 0), .text(job.state.rawValue),
+            id(job.id), .text(job.requestID), .text(job.model), .integer(job.stream ? 1 : 0), .text(job.state.rawValue),
             .integer(job.attempt), .integer(job.maxAttempts), .integer(job.priority), id(job.nodeID), date(job.deadline),
             date(job.createdAt), date(job.leasedAt), date(job.finishedAt), date(job.updatedAt), blob(job.result), text(job.errorCode),
             text(job.errorMessage), integer(job.usage?.promptTokens), integer(job.usage?.completionTokens),
@@ -52,9 +61,6 @@ enum Rows {
     }
 
     // MARK: Rows
-
-    /// ``jobColumns`` as a list, in order.
-    static let jobNames = jobColumns.split(separator: ",").map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }
 
     /// The jobs of rows of one statement: read by position when the statement selected
     /// ``jobColumns`` (checked once, not per row), else by name.

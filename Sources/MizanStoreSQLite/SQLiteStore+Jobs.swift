@@ -5,13 +5,16 @@ import MizanStore
 extension SQLiteStore {
     public func insert(_ job: Job) async throws -> JobInsertion {
         precondition(job.state == .accepted, "only accepted jobs are inserted")
-        let placeholders = Array(repeating: "?", count: Rows.jobNames.count).joined(separator: ", ")
-        let rows = try await writeOne(
-            "INSERT INTO mizan_jobs (\(Rows.jobColumns)) VALUES (\(placeholders)) ON CONFLICT (idempotency_key) DO NOTHING RETURNING id",
-            Rows.binds(job),
-            events: { $0.isEmpty ? [] : [.jobsAvailable(model: job.model, count: 1)] }
-        )
-        if !rows.isEmpty { return JobInsertion(job: job, inserted: true) }
+        let binds = Rows.insertBinds(job)
+        let body = Rows.blob(job.body)
+        let inserted: Bool = try await write { db in
+            let rows = try db.query(Self.insertStatement, binds)
+            // The body in its own table, under the job's row number, written once.
+            guard let seq = rows.first?[position: 0] else { return (false, []) }
+            try db.query("INSERT INTO mizan_job_bodies (job, body) VALUES (?, ?)", [seq, body])
+            return (true, [.jobsAvailable(model: job.model, count: 1)])
+        }
+        if inserted { return JobInsertion(job: job, inserted: true) }
         guard let key = job.idempotencyKey else { throw MizanError(.conflict, "A job with id \(job.id) exists.") }
         let existing = try await read("SELECT \(Rows.jobColumns) FROM mizan_jobs WHERE idempotency_key = ?", [.text(key)])
         guard let found = try existing.first.map(Rows.job) else {
@@ -19,6 +22,12 @@ extension SQLiteStore {
         }
         return JobInsertion(job: found, inserted: false)
     }
+
+    /// A new job's row (its body apart), unless its idempotency key is taken; returns its row number.
+    static let insertStatement = """
+        INSERT INTO mizan_jobs (\(Rows.insertColumns)) VALUES (\(Array(repeating: "?", count: Rows.jobNames.count - 1).joined(separator: ", ")))
+        ON CONFLICT (idempotency_key) DO NOTHING RETURNING seq
+        """
 
     public func lease(nodeID: NodeID, limit: Int, now: Date) async throws -> [LeasedJob] {
         // The lease counts as a sign of life, written at most once a second: a write of the

@@ -5,7 +5,7 @@ extension SQLiteStore {
     /// The schema, as numbered steps. A step is never edited once released; add a new one.
     /// Times are `timeIntervalSinceReferenceDate` doubles (exact round trips); ids are the
     /// lowercase text of time-ordered UUIDs, so that text order is time order.
-    static let migrations: [(version: Int, statements: [String])] = [
+    package static let migrations: [(version: Int, statements: [String])] = [
         (
             1,
             [
@@ -153,6 +153,70 @@ extension SQLiteStore {
                 // all jobs, are listed through the id order, and a completion writes no entry.
                 "DROP INDEX mizan_jobs_finished_state",
                 "CREATE INDEX mizan_jobs_unsuccessful ON mizan_jobs (state, id) WHERE state = 'failed' OR state = 'timed_out'",
+            ]
+        ),
+        (
+            9,
+            [
+                // Bodies in their own table, written once: SQLite writes a row whole, so every
+                // transition of a job (its lease, its completion) wrote its request again — with
+                // a prompt of a few KiB, overflow pages and all (7× the WAL pages of a batch with
+                // 8 KiB bodies). The jobs' table is rebuilt with an explicit row number (`seq`),
+                // which the bodies are keyed by and no VACUUM renumbers.
+                "CREATE TABLE mizan_job_bodies (job INTEGER PRIMARY KEY, body BLOB NOT NULL) STRICT",
+                """
+                CREATE TABLE mizan_jobs_rebuilt (
+                    seq INTEGER PRIMARY KEY,
+                    id TEXT NOT NULL UNIQUE,
+                    request_id TEXT NOT NULL,
+                    model TEXT NOT NULL,
+                    stream INTEGER NOT NULL,
+                    state TEXT NOT NULL,
+                    attempt INTEGER NOT NULL,
+                    max_attempts INTEGER NOT NULL,
+                    priority INTEGER NOT NULL DEFAULT 0,
+                    node_id TEXT,
+                    deadline REAL NOT NULL,
+                    created_at REAL NOT NULL,
+                    leased_at REAL,
+                    finished_at REAL,
+                    updated_at REAL NOT NULL,
+                    result BLOB,
+                    error_code TEXT,
+                    error_message TEXT,
+                    prompt_tokens INTEGER,
+                    completion_tokens INTEGER,
+                    usage_source TEXT,
+                    idempotency_key TEXT UNIQUE,
+                    api_key_id TEXT,
+                    endpoint TEXT NOT NULL DEFAULT 'chat/completions',
+                    lease_history TEXT
+                ) STRICT
+                """,
+                """
+                INSERT INTO mizan_jobs_rebuilt (
+                    seq, id, request_id, model, stream, state, attempt, max_attempts, priority, node_id, deadline, created_at,
+                    leased_at, finished_at, updated_at, result, error_code, error_message, prompt_tokens, completion_tokens,
+                    usage_source, idempotency_key, api_key_id, endpoint, lease_history
+                )
+                SELECT rowid, id, request_id, model, stream, state, attempt, max_attempts, priority, node_id, deadline, created_at,
+                    leased_at, finished_at, updated_at, result, error_code, error_message, prompt_tokens, completion_tokens,
+                    usage_source, idempotency_key, api_key_id, endpoint, lease_history
+                FROM mizan_jobs
+                """,
+                "INSERT INTO mizan_job_bodies (job, body) SELECT rowid, body FROM mizan_jobs",
+                "DROP TABLE mizan_jobs",
+                "ALTER TABLE mizan_jobs_rebuilt RENAME TO mizan_jobs",
+                "CREATE INDEX mizan_jobs_queue ON mizan_jobs (model, priority DESC, id) WHERE state = 'accepted'",
+                "CREATE INDEX mizan_jobs_leased_node ON mizan_jobs (node_id) WHERE state = 'leased'",
+                "CREATE INDEX mizan_jobs_finished ON mizan_jobs (finished_at) WHERE finished_at IS NOT NULL",
+                "CREATE INDEX mizan_jobs_unfinished_deadline ON mizan_jobs (deadline) WHERE finished_at IS NULL",
+                "CREATE INDEX mizan_jobs_unsuccessful ON mizan_jobs (state, id) WHERE state = 'failed' OR state = 'timed_out'",
+                // A job's body goes with it, however it is deleted.
+                """
+                CREATE TRIGGER mizan_jobs_body_goes AFTER DELETE ON mizan_jobs
+                BEGIN DELETE FROM mizan_job_bodies WHERE job = old.seq; END
+                """,
             ]
         ),
     ]

@@ -6,8 +6,10 @@ import Testing
 @Suite("Statements per agent-served request")
 struct SQLiteStatementBudgetTests {
     /// What a job's life costs on SQLite today, measured (a transaction's BEGIN and COMMIT
-    /// count as statements); lower it when a change saves one.
-    static let budget = 9.0
+    /// count as statements); lower it when a change saves one. (Eleven since a job's body is
+    /// inserted into a table of its own, so that its transitions do not write it again: a lone
+    /// insert is a transaction of two statements, ten or eleven a life as writes share commits.)
+    static let budget = 11.0
 
     @Test func aJobsLifeOnSQLiteStaysWithinItsStatements() async throws {
         try await withSQLiteStore { store, _ in
