@@ -91,12 +91,14 @@ enum Rows {
             return found.blob ?? found.string.map { Data($0.utf8) }
         }
         guard let id = value(0)?.string.flatMap(JobID.init) else { throw corrupt("id") }
+        // A body is never NULL: a job's row without one lost its row in `mizan_job_bodies`.
+        guard let body = data(3) else { throw corrupt("body") }
         var job = Job(
             id: id,
             requestID: try text(1),
             model: try text(2),
             endpoint: value(23)?.string.flatMap(Endpoint.init(rawValue:)) ?? .chatCompletions,
-            body: data(3) ?? Data(),
+            body: body,
             stream: (value(4)?.integer ?? 0) != 0,
             deadline: try requiredDate(10),
             maxAttempts: Int(value(7)?.integer ?? 1),
