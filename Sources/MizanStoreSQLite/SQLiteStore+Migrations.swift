@@ -240,6 +240,13 @@ extension SQLiteStore {
                     reason: "its schema (version \(newest)) is newer than this mizan-gateway knows (\(Self.schemaVersion)); upgrade"
                 )
             }
+            // An existing file's upgrade is said before it starts: a step that copies every job
+            // (9) takes seconds on a large file.
+            if let newest = applied.max(), newest < Self.schemaVersion {
+                self.logger.info(
+                    "upgrading the SQLite file's schema",
+                    metadata: ["mizan.schema.from": "\(newest)", "mizan.schema.to": "\(Self.schemaVersion)"])
+            }
             for migration in Self.migrations where !applied.contains(migration.version) {
                 for statement in migration.statements { try db.execute(statement) }
                 try db.query(
