@@ -97,16 +97,15 @@ func sqliteSchemaReferenceCycles(path: String, workers: Int, jobs: Int) async th
     defer { connection.close() }
     try connection.execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL")
     let now = Date().timeIntervalSinceReferenceDate
-    let fill: [SQLValue] = [.integer(jobs), .blob(body), .float(now + 86_400), .float(now)]
     try connection.query(
         """
         WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < ?1)
         INSERT INTO mizan_jobs (
             seq, id, request_id, model, stream, state, attempt, max_attempts, priority, deadline, created_at, updated_at
         )
-        SELECT x, printf('%08x-0000-7000-8000-000000000000', x), 'r', 'reference', 0, 'accepted', 1, 3, 0, ?3, ?4, ?4 FROM n
+        SELECT x, printf('%08x-0000-7000-8000-000000000000', x), 'r', 'reference', 0, 'accepted', 1, 3, 0, ?2, ?3, ?3 FROM n
         """,
-        fill
+        [.integer(jobs), .float(now + 86_400), .float(now)]
     )
     try connection.query(
         "WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < ?1) INSERT INTO mizan_job_bodies (job, body) SELECT x, ?2 FROM n",

@@ -17,7 +17,7 @@ enum Rows {
         .joined(separator: ", ")
 
     /// The columns of `mizan_jobs` a new job is inserted with (all but its body), in ``insertBinds(_:)`` order.
-    static let insertColumns = jobNames.filter { $0 != "body" }.joined(separator: ", ")
+    static let insertNames = jobNames.filter { $0 != "body" }
 
     /// What a requeue appends to `lease_history`: the attempt that ends (its number, lease time
     /// in seconds since 1970 — the columns hold seconds since 2001 —, node), when (`?end`) and
@@ -48,7 +48,7 @@ enum Rows {
         return .text(String(decoding: data, as: UTF8.self))
     }
 
-    /// The binds of a new job's columns but its body, in ``insertColumns`` order.
+    /// The binds of a new job's columns but its body, in ``insertNames`` order.
     static func insertBinds(_ job: Job) -> [SQLValue] {
         [
             id(job.id), .text(job.requestID), .text(job.model), .integer(job.stream ? 1 : 0), .text(job.state.rawValue),

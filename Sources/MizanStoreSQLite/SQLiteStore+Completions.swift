@@ -35,43 +35,32 @@ extension SQLiteStore {
                 all = all && rows.count == update.indices.count
                 applied.append(rows)
             }
-            var failed: [Int: Applied] = [:]
+            var outcomes: [Int: Applied] = [:]
             for (index, (sql, binds)) in failures {
-                if let row = try db.query(sql, binds).first {
-                    failed[index] = .row(row)
-                } else {
-                    failed[index] = try Self.refusal(of: completions[index].lease, in: db)
-                }
+                outcomes[index] = try db.query(sql, binds).first.map { .row($0) } ?? Self.refusal(of: completions[index].lease, in: db)
             }
             // Each success applied (as many rows as completions: the ids were distinct and
-            // every fence held): nothing more to read. Else why each of the others was refused.
-            guard !all else { return (Written(applied: applied, failed: failed, refused: [:]), []) }
+            // every fence held): they are matched to their rows after the write. Else each
+            // success's outcome is settled here, with why the others were refused.
+            guard !all else { return (Written(applied: applied, outcomes: outcomes), []) }
             var done = Self.applied(updates, applied, fences: fences, kept: kept)
-            var refused: [Int: Applied] = [:]
             for (index, item) in completions.enumerated() {
                 guard case .succeeded = item.completion else { continue }
                 // Taken once: the same lease twice in a batch is refused the second time.
                 if let outcome = done[fences[index].job], outcome.fits(item.lease, node: fences[index].node) {
                     done[fences[index].job] = nil
+                    outcomes[index] = outcome
                 } else {
-                    refused[index] = try Self.refusal(of: item.lease, in: db)
+                    outcomes[index] = try Self.refusal(of: item.lease, in: db)
                 }
             }
-            return (Written(applied: applied, failed: failed, refused: refused), [])
+            return (Written(applied: applied, outcomes: outcomes), [])
         }
-        let done = Self.applied(updates, written.applied, fences: fences, kept: kept)
+        // Matched after the write only when the writer did not settle them.
+        let done = written.outcomes.count == completions.count ? [:] : Self.applied(updates, written.applied, fences: fences, kept: kept)
         let results: [Result<Job, MizanError>] = try completions.indices.map { index in
-            let outcome: Applied
-            if let failed = written.failed[index] {
-                outcome = failed
-            } else if let refused = written.refused[index] {
-                outcome = refused
-            } else if let applied = done[fences[index].job] {
-                outcome = applied
-            } else {
-                // Every success is applied or refused: only a row without its id gets here.
-                throw Rows.corrupt("id")
-            }
+            // Every success is applied or refused: only a row without its id has no outcome.
+            guard let outcome = written.outcomes[index] ?? done[fences[index].job] else { throw Rows.corrupt("id") }
             switch outcome {
             case .row(let row): return .success(try Rows.job(row))
             case .kept(var job):
@@ -92,12 +81,12 @@ extension SQLiteStore {
         return results
     }
 
-    /// What a batch of completions wrote: the rows of each update of successes, the outcome of
-    /// each failure and each refused success (by completion index).
+    /// What a batch of completions wrote: the rows of each update of successes, and the outcomes
+    /// the writer settled, by completion index (each failure's; each success's too when one of
+    /// them was not applied).
     struct Written: Sendable {
         let applied: [[SQLRow]]
-        let failed: [Int: Applied]
-        let refused: [Int: Applied]
+        let outcomes: [Int: Applied]
     }
 
     /// How a completion of a batch went on the writer.

@@ -25,7 +25,7 @@ extension SQLiteStore {
 
     /// A new job's row (its body apart), unless its idempotency key is taken; returns its row number.
     static let insertStatement = """
-        INSERT INTO mizan_jobs (\(Rows.insertColumns)) VALUES (\(Array(repeating: "?", count: Rows.jobNames.count - 1).joined(separator: ", ")))
+        INSERT INTO mizan_jobs (\(Rows.insertNames.joined(separator: ", "))) VALUES (\(Rows.insertNames.map { _ in "?" }.joined(separator: ", ")))
         ON CONFLICT (idempotency_key) DO NOTHING RETURNING seq
         """
 
@@ -38,7 +38,7 @@ extension SQLiteStore {
         let rows: [SQLRow] = try await write(single: !seen) { db in
             let nodes = try db.query(
                 """
-                SELECT models, endpoints, max_concurrency, status, health, last_seen,
+                SELECT models, endpoints, max_concurrency, status, health,
                     (SELECT count(*) FROM mizan_jobs WHERE state = 'leased' AND node_id = ?1) AS held
                 FROM mizan_nodes WHERE id = ?1
                 """,
