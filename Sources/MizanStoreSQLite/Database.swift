@@ -186,6 +186,9 @@ package final class Database: @unchecked Sendable {
         guard code == SQLITE_OK else { throw failure(code) }
     }
 
+    /// How many rows the last `INSERT`, `UPDATE` or `DELETE` of this connection changed.
+    package var changes: Int { handle.map { Int(sqlite_nio_sqlite3_changes64($0)) } ?? 0 }
+
     /// Whether a transaction is open (SQLite ends one itself on some failures: a full disk, an I/O error).
     package var inTransaction: Bool { handle.map { sqlite_nio_sqlite3_get_autocommit($0) == 0 } ?? false }
 

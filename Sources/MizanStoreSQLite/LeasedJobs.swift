@@ -2,20 +2,44 @@ import Foundation
 import MizanCore
 import Synchronization
 
-/// The jobs this store has leased, as their lease's statement returned them, until a
-/// completion takes them: a completion of a kept job then has its statement return only the
-/// ids it updated, and the job is the kept one with the completion applied, instead of every
-/// column of every completed row copied off the one writer and read into a job again.
+/// The jobs this store has leased, as their lease's selection read them, until a completion
+/// takes them: a completion of a kept job then updates its row by its row number and returns
+/// nothing, and the job is the kept one with the completion applied, instead of every column of
+/// every completed row copied off the one writer and read into a job again.
 ///
 /// Nothing else changes a leased job's row without changing its state, attempt or node, which
 /// the completion's fence checks: when the fenced update applies, the kept job is the row as it
 /// was. A job not kept (leased before a restart, or past the bounds) is completed as before.
+///
+/// A kept job's completion holds it until its write is done (``release(_:)``): a second success
+/// of the same lease meanwhile is refused here. So a row that is found succeeded under the lease
+/// after the completion's update can only have been succeeded by that update — what a batch
+/// whose update changed fewer rows than it had completions relies on to tell which applied.
 /// Bounded by ``limit`` jobs and ``byteLimit`` bytes of their bodies: past either it starts
-/// again (a job kept whose lease ended another way — expired, cancelled — goes then).
+/// again, keeping only the jobs being completed (a job kept whose lease ended another way —
+/// expired, cancelled — goes then).
 final class LeasedJobs: Sendable {
+    /// A job kept under its lease, with its row number.
+    struct Kept: Sendable {
+        let leased: LeasedJob
+        let seq: Int
+        /// A completion took it and its write is not done.
+        var completing = false
+    }
+
+    /// What a success's completion finds for its lease.
+    enum Taken: Sendable {
+        /// The job as leased, and its row number: this completion holds it until released.
+        case kept(Job, seq: Int)
+        /// Another completion of the same lease holds it.
+        case completing
+        /// Not kept: the completion reads the row.
+        case none
+    }
+
     private struct State {
         /// Each job under its one current lease (``LeasedJob/lease``).
-        var jobs: [JobID: LeasedJob] = [:]
+        var jobs: [JobID: Kept] = [:]
         var bytes = 0
     }
 
@@ -26,32 +50,52 @@ final class LeasedJobs: Sendable {
 
     private let state = Mutex(State())
 
-    /// Keeps the jobs a lease returned.
-    func keep(_ leased: [LeasedJob]) {
+    /// Keeps the jobs a lease selected, with their row numbers.
+    func keep(_ leased: [(LeasedJob, seq: Int)]) {
         state.withLock { state in
-            for item in leased {
-                if state.jobs.count >= Self.limit || state.bytes + item.job.body.count > Self.byteLimit { state = State() }
-                if let earlier = state.jobs.updateValue(item, forKey: item.job.id) { state.bytes -= earlier.job.body.count }
+            for (item, seq) in leased {
+                if state.jobs.count >= Self.limit || state.bytes + item.job.body.count > Self.byteLimit {
+                    state.jobs = state.jobs.filter(\.value.completing)
+                    state.bytes = state.jobs.values.reduce(0) { $0 + $1.leased.job.body.count }
+                }
+                if let earlier = state.jobs.updateValue(Kept(leased: item, seq: seq), forKey: item.job.id) {
+                    state.bytes -= earlier.leased.job.body.count
+                }
                 state.bytes += item.job.body.count
             }
         }
     }
 
-    /// Takes the job kept under `lease`, if any (a job kept under another lease stays).
-    func take(_ lease: Lease) -> Job? {
+    /// Takes the job kept under `lease` for a success's completion, which holds it until
+    /// ``release(_:)`` (a job kept under another lease stays).
+    func take(_ lease: Lease) -> Taken {
         state.withLock { state in
-            guard let item = state.jobs[lease.jobID], item.lease == lease else { return nil }
-            state.jobs[lease.jobID] = nil
-            state.bytes -= item.job.body.count
-            return item.job
+            guard let kept = state.jobs[lease.jobID], kept.leased.lease == lease else { return .none }
+            if kept.completing { return .completing }
+            state.jobs[lease.jobID]?.completing = true
+            return .kept(kept.leased.job, seq: kept.seq)
         }
     }
 
-    /// Forgets the job kept for `id`, under whatever lease.
+    /// Lets go of the jobs completions took (``take(_:)``), once their write is done.
+    func release(_ leases: [Lease]) {
+        guard !leases.isEmpty else { return }
+        state.withLock { state in
+            for lease in leases {
+                guard let kept = state.jobs[lease.jobID], kept.leased.lease == lease, kept.completing else { continue }
+                state.jobs[lease.jobID] = nil
+                state.bytes -= kept.leased.job.body.count
+            }
+        }
+    }
+
+    /// Forgets the job kept for `id`, under whatever lease, unless a completion holds it (that
+    /// completion lets it go).
     func forget(_ id: JobID) {
         state.withLock { state in
-            guard let item = state.jobs.removeValue(forKey: id) else { return }
-            state.bytes -= item.job.body.count
+            guard let kept = state.jobs[id], !kept.completing else { return }
+            state.jobs[id] = nil
+            state.bytes -= kept.leased.job.body.count
         }
     }
 }

@@ -62,16 +62,16 @@ enum Rows {
 
     // MARK: Rows
 
-    /// The jobs of rows of one statement: read by position when the statement selected
-    /// ``jobColumns`` (checked once, not per row), else by name.
+    /// The jobs of rows of one statement: read by position when the statement's columns start
+    /// with ``jobColumns`` (checked once, not per row), else by name.
     static func jobs(_ rows: [SQLRow]) throws -> [Job] {
         guard let first = rows.first else { return [] }
-        if first.columnNames == jobNames { return try rows.map { row in try job { row[position: $0] } } }
+        if first.columnNames.starts(with: jobNames) { return try rows.map { row in try job { row[position: $0] } } }
         return try rows.map(job)
     }
 
     static func job(_ row: SQLRow) throws -> Job {
-        if row.columnNames == jobNames { return try job { row[position: $0] } }
+        if row.columnNames.starts(with: jobNames) { return try job { row[position: $0] } }
         return try job { row.column(jobNames[$0]) }
     }
 

@@ -16,11 +16,27 @@ extension SQLiteStore {
         // Everything but the statements is done off the writer: the ids as text, the statements
         // and their binds before the write, the rows read into jobs after it.
         let fences = Self.fences(of: completions)
-        let kept: [Job?] = completions.map { item in
-            guard case .succeeded = item.completion else { return nil }
-            return leasedJobs.take(item.lease)
+        // Each success of a kept job holds it until the write is done (see `LeasedJobs`): a
+        // second success of the same lease meanwhile is refused without a statement.
+        var taken: [Kept?] = Array(repeating: nil, count: completions.count)
+        var refused: [Int: Applied] = [:]
+        var held: [Lease] = []
+        for (index, item) in completions.enumerated() {
+            guard case .succeeded = item.completion else { continue }
+            switch leasedJobs.take(item.lease) {
+            case .kept(let job, let seq):
+                taken[index] = Kept(job: job, seq: seq)
+                held.append(item.lease)
+            case .completing:
+                refused[index] = .refused(
+                    MizanError(.leaseConflict, "Job \(item.lease.jobID) is already being completed under this lease."))
+            case .none: break
+            }
         }
-        let updates = Self.succeededUpdates(completions, fences, kept: kept, now: now)
+        defer { leasedJobs.release(held) }
+        let kept = taken
+        let early = refused
+        let updates = Self.succeededUpdates(completions, fences, kept: kept, refused: early, now: now)
         let failures: [(index: Int, statement: (String, [SQLValue]))] = completions.indices.compactMap { index in
             guard case .failed(let code, let message, let retryable) = completions[index].completion else { return nil }
             return (index, Self.failure(of: completions[index].lease, code: code, message: message, retryable: retryable, now: now))
@@ -28,12 +44,16 @@ extension SQLiteStore {
         // One statement changes the file at most (a refused completion only reads): no savepoint.
         let written: Written = try await write(single: updates.count + failures.count <= 1) { db in
             var applied: [[SQLRow]] = []
+            var changed: [Int] = []
             applied.reserveCapacity(updates.count)
             var all = true
             for update in updates {
                 let rows = try db.query(update.sql, update.binds)
-                all = all && rows.count == update.indices.count
+                // A lean update returns nothing: the rows it changed are counted.
+                let count = update.lean ? db.changes : rows.count
+                all = all && count == update.indices.count
                 applied.append(rows)
+                changed.append(count)
             }
             var outcomes: [Int: Applied] = [:]
             for (index, (sql, binds)) in failures {
@@ -43,24 +63,35 @@ extension SQLiteStore {
             // every fence held): they are matched to their rows after the write. Else each
             // success's outcome is settled here, with why the others were refused.
             guard !all else { return (Written(applied: applied, outcomes: outcomes), []) }
-            var done = Self.applied(updates, applied, fences: fences, kept: kept)
-            for (index, item) in completions.enumerated() {
-                guard case .succeeded = item.completion else { continue }
-                // Taken once: the same lease twice in a batch is refused the second time.
-                if let outcome = done[fences[index].job], outcome.fits(item.lease, node: fences[index].node) {
-                    done[fences[index].job] = nil
-                    outcomes[index] = outcome
-                } else {
-                    outcomes[index] = try Self.refusal(of: item.lease, in: db)
+            for (position, update) in updates.enumerated() {
+                if update.lean {
+                    for index in update.indices {
+                        guard let job = kept[index] else { continue }
+                        outcomes[index] =
+                            changed[position] == update.indices.count
+                            ? .kept(job.job) : try Self.settled(completions[index].lease, seq: job.seq, in: db)
+                    }
+                    continue
+                }
+                var rows = Self.rowsByID(applied[position])
+                for index in update.indices {
+                    // Taken once: the same lease twice in a batch is refused the second time.
+                    if let row = rows[fences[index].job], Applied.row(row).fits(completions[index].lease, node: fences[index].node) {
+                        rows[fences[index].job] = nil
+                        outcomes[index] = .row(row)
+                    } else {
+                        outcomes[index] = try Self.refusal(of: completions[index].lease, in: db)
+                    }
                 }
             }
             return (Written(applied: applied, outcomes: outcomes), [])
         }
         // Matched after the write only when the writer did not settle them.
-        let done = written.outcomes.count == completions.count ? [:] : Self.applied(updates, written.applied, fences: fences, kept: kept)
+        let settled = written.outcomes.count + early.count == completions.count
+        let done = settled ? [:] : Self.applied(updates, written.applied, fences: fences, kept: kept)
         let results: [Result<Job, MizanError>] = try completions.indices.map { index in
             // Every success is applied or refused: only a row without its id has no outcome.
-            guard let outcome = written.outcomes[index] ?? done[fences[index].job] else { throw Rows.corrupt("id") }
+            guard let outcome = early[index] ?? written.outcomes[index] ?? done[index] else { throw Rows.corrupt("id") }
             switch outcome {
             case .row(let row): return .success(try Rows.job(row))
             case .kept(var job):
@@ -81,9 +112,15 @@ extension SQLiteStore {
         return results
     }
 
-    /// What a batch of completions wrote: the rows of each update of successes, and the outcomes
-    /// the writer settled, by completion index (each failure's; each success's too when one of
-    /// them was not applied).
+    /// A job kept from its lease (``LeasedJobs``), with its row number.
+    struct Kept: Sendable {
+        let job: Job
+        let seq: Int
+    }
+
+    /// What a batch of completions wrote: the rows of each update of successes (none for a lean
+    /// one), and the outcomes the writer settled, by completion index (each failure's; each
+    /// success's too when one of them was not applied).
     struct Written: Sendable {
         let applied: [[SQLRow]]
         let outcomes: [Int: Applied]
@@ -93,7 +130,7 @@ extension SQLiteStore {
     enum Applied: Sendable {
         /// Applied; the job's row.
         case row(SQLRow)
-        /// Applied to the job kept from its lease (its statement returned the id only).
+        /// Applied to the job kept from its lease (its update returned nothing).
         case kept(Job)
         /// Refused.
         case refused(MizanError)
@@ -110,7 +147,8 @@ extension SQLiteStore {
 
     /// The completion of `count` succeeded jobs in one statement: an update joined to the
     /// reported values (`?1` the time, then per job its id, attempt, node, result and usage),
-    /// returning the rows (``Rows/jobColumns``), or only their ids when `lean`.
+    /// returning the rows (``Rows/jobColumns``); or, when `lean` (jobs kept from their lease),
+    /// joined by row number instead of id and returning nothing.
     static func succeededStatement(count: Int, lean: Bool) -> String {
         statementTexts.value("succeeded \(count) \(lean)") {
             let rows = (0..<count).map { job in
@@ -120,9 +158,9 @@ extension SQLiteStore {
                 UPDATE mizan_jobs SET state = 'succeeded', result = v.column4, prompt_tokens = v.column5, completion_tokens = v.column6,
                     usage_source = v.column7, finished_at = ?1, updated_at = ?1
                 FROM (VALUES \(rows.joined(separator: ", "))) AS v
-                WHERE mizan_jobs.id = v.column1 AND mizan_jobs.attempt = v.column2 AND mizan_jobs.node_id = v.column3
+                WHERE mizan_jobs.\(lean ? "seq" : "id") = v.column1 AND mizan_jobs.attempt = v.column2 AND mizan_jobs.node_id = v.column3
                     AND mizan_jobs.state IN (\(JobStateMachine.sqlSources(of: .succeed)))
-                RETURNING \(lean ? "id" : Rows.jobColumns)
+                \(lean ? "" : "RETURNING \(Rows.jobColumns)")
                 """
         }
     }
@@ -149,6 +187,20 @@ extension SQLiteStore {
             """,
             [.integer(retryable ? 1 : 0), Rows.date(now), .text(code), .text(message)] + fence
                 + [.float(now.timeIntervalSince1970), .text(JobAttempt.storedReason(code))]
+        )
+    }
+
+    /// The outcome of a kept job's success after a lean update that changed fewer rows than it
+    /// had completions, read inside the transaction: applied when the row is succeeded under the
+    /// lease (no other completion of it can have been, see ``LeasedJobs``), else refused.
+    private static func settled(_ lease: Lease, seq: Int, in db: Database) throws -> Applied {
+        let current = try db.query("SELECT \(Rows.jobColumns) FROM mizan_jobs WHERE seq = ?", [.integer(seq)])
+        guard let row = current.first else { return .refused(MizanError(.jobNotFound, "No job with id \(lease.jobID).")) }
+        let job = try Rows.job(row)
+        if job.state == .succeeded, job.attempt == lease.attempt, job.nodeID == lease.nodeID { return .row(row) }
+        return .refused(
+            LeaseCheck.refusal(for: lease, job: job)
+                ?? MizanError(.leaseConflict, "Job \(lease.jobID) changed while it was being completed.")
         )
     }
 
@@ -185,18 +237,22 @@ extension SQLiteStore {
         let sql: String
         let binds: [SQLValue]
         let indices: [Int]
-        /// Its completions' jobs were kept from their lease: it returns their ids only.
+        /// Its completions' jobs were kept from their lease: it finds them by row number and
+        /// returns nothing.
         let lean: Bool
     }
 
-    /// The updates of a batch's succeeded completions, one statement per 500 (an update joined
-    /// to the reported values): those whose job was kept from its lease returning their ids
-    /// only, the others their rows (``Rows/jobColumns``).
-    static func succeededUpdates(_ completions: [LeaseCompletion], _ fences: [Fence], kept: [Job?], now: Date) -> [SucceededUpdate] {
+    /// The updates of a batch's succeeded completions (but those `refused` already), one
+    /// statement per 500 (an update joined to the reported values): those whose job was kept
+    /// from its lease by row number and returning nothing, the others by id and returning their
+    /// rows (``Rows/jobColumns``).
+    static func succeededUpdates(
+        _ completions: [LeaseCompletion], _ fences: [Fence], kept: [Kept?], refused: [Int: Applied], now: Date
+    ) -> [SucceededUpdate] {
         var updates: [SucceededUpdate] = []
         for lean in [true, false] {
             let chosen = completions.indices.filter { index in
-                guard case .succeeded = completions[index].completion else { return false }
+                guard case .succeeded = completions[index].completion, refused[index] == nil else { return false }
                 return (kept[index] != nil) == lean
             }
             for start in stride(from: 0, to: chosen.count, by: 500) {
@@ -206,8 +262,9 @@ extension SQLiteStore {
                 for index in chunk {
                     guard case .succeeded(let result, let usage) = completions[index].completion else { continue }
                     binds += [
-                        .text(fences[index].job), .integer(completions[index].lease.attempt), .text(fences[index].node), Rows.blob(result),
-                        Rows.integer(usage?.promptTokens), Rows.integer(usage?.completionTokens), Rows.text(usage?.source.rawValue),
+                        kept[index].map { .integer($0.seq) } ?? .text(fences[index].job), .integer(completions[index].lease.attempt),
+                        .text(fences[index].node), Rows.blob(result), Rows.integer(usage?.promptTokens),
+                        Rows.integer(usage?.completionTokens), Rows.text(usage?.source.rawValue),
                     ]
                 }
                 updates.append(
@@ -217,21 +274,26 @@ extension SQLiteStore {
         return updates
     }
 
-    /// What the updates applied, by job id: the kept job (a lean update returns ids only) or the row.
-    private static func applied(_ updates: [SucceededUpdate], _ rows: [[SQLRow]], fences: [Fence], kept: [Job?]) -> [String: Applied] {
-        var done: [String: Applied] = [:]
+    /// The rows an update returned, by job id (the first of each id).
+    private static func rowsByID(_ rows: [SQLRow]) -> [String: SQLRow] {
+        var byID: [String: SQLRow] = [:]
+        for row in rows {
+            guard let id = row[position: 0].string, byID[id] == nil else { continue }
+            byID[id] = row
+        }
+        return byID
+    }
+
+    /// What the updates applied when every one of them applied all its completions, by
+    /// completion index: the kept job (a lean update returns nothing) or the row.
+    private static func applied(_ updates: [SucceededUpdate], _ rows: [[SQLRow]], fences: [Fence], kept: [Kept?]) -> [Int: Applied] {
+        var done: [Int: Applied] = [:]
         for (update, updated) in zip(updates, rows) {
             if update.lean {
-                let byID = Dictionary(update.indices.map { (fences[$0].job, $0) }, uniquingKeysWith: { first, _ in first })
-                for row in updated {
-                    guard let id = row[position: 0].string, let index = byID[id], let job = kept[index] else { continue }
-                    done[id] = .kept(job)
-                }
+                for index in update.indices { done[index] = kept[index].map { .kept($0.job) } }
             } else {
-                for row in updated {
-                    guard let id = row[position: 0].string else { continue }
-                    done[id] = .row(row)
-                }
+                let byID = rowsByID(updated)
+                for index in update.indices { done[index] = byID[fences[index].job].map { .row($0) } }
             }
         }
         return done

@@ -60,16 +60,43 @@ extension SQLiteStore {
                 node.column("health")?.string != Node.Health.unhealthy.rawValue,
                 free > 0, !models.isEmpty, !endpoints.isEmpty
             else { return ([], []) }
-            let leased = try db.query(
-                Self.leaseStatement(models: models.count, endpoints: endpoints),
+            // The jobs are selected first, then marked leased by their row numbers: an update
+            // returning every column writes each row it returns into a temporary table first.
+            var selected = try db.query(
+                Self.leaseSelection(models: models.count, endpoints: endpoints),
                 [Rows.id(nodeID), Rows.date(now), .integer(free), .null] + models.map { .text($0) }
             )
-            return (leased, [])
+            guard !selected.isEmpty else { return ([], []) }
+            let seqs = selected.map { $0[position: Rows.jobNames.count] }
+            try db.query(Self.leaseUpdate(count: seqs.count), [Rows.id(nodeID), Rows.date(now)] + seqs)
+            if db.changes != selected.count {
+                // Never expected (the rows were selected in this transaction, on the one
+                // writer): only the rows the update marked are leased.
+                let marked = try db.query(
+                    "SELECT seq FROM mizan_jobs WHERE seq IN (\(Self.marks(seqs.count, from: 3))) AND state = 'leased' AND node_id = ?1 AND leased_at = ?2",
+                    [Rows.id(nodeID), Rows.date(now)] + seqs
+                )
+                let leased = Set(marked.compactMap { $0[position: 0].integer })
+                selected = selected.filter { $0[position: Rows.jobNames.count].integer.map(leased.contains) ?? false }
+            }
+            return (selected, [])
         }
-        let ordered = try Rows.jobs(rows).sorted { $0.priority != $1.priority ? $0.priority > $1.priority : $0.id < $1.id }
-        let leased = ordered.map { LeasedJob(job: $0, lease: $0.lease!) }
+        let jobs = try Rows.jobs(rows)
+        var leased: [(LeasedJob, seq: Int)] = []
+        leased.reserveCapacity(jobs.count)
+        for (row, selected) in zip(rows, jobs) {
+            // What the update set, as a read of the row would give it.
+            var job = selected
+            job.state = .leased
+            job.nodeID = nodeID
+            job.leasedAt = now
+            job.updatedAt = now
+            let lease = Lease(jobID: job.id, attempt: job.attempt, nodeID: nodeID)
+            leased.append((LeasedJob(job: job, lease: lease), seq: row[position: Rows.jobNames.count].integer ?? 0))
+        }
+        leased.sort { $0.0.job.priority != $1.0.job.priority ? $0.0.job.priority > $1.0.job.priority : $0.0.job.id < $1.0.job.id }
         leasedJobs.keep(leased)
-        return leased
+        return leased.map(\.0)
     }
 
     /// The statement texts of each shape (a lease's models and endpoints, a batch's size).
@@ -79,13 +106,14 @@ extension SQLiteStore {
     /// The nodes' endpoints, by the JSON text they are stored as.
     static let nodeEndpoints = ShapeCache<[Endpoint]>()
 
-    /// The lease of a node's next jobs: each of its `models` queues (binds `?5`…) read in index
-    /// order (at most `?3` entries), then the best `?3` of them leased in the same statement, so
-    /// that the cost does not grow with the queues. `LIMIT ?3 + 0`, not `LIMIT ?3`: a bare bound
-    /// limit ties the plan to its value, and SQLite would prepare the statement again whenever a
-    /// lease of 1 is followed by another. The jobs are taken by the rowids the queue's index
-    /// holds, not looked up again by id through the id's own index.
-    static func leaseStatement(models: Int, endpoints: [Endpoint]) -> String {
+    /// The selection of a node's next jobs: each of its `models` queues (binds `?5`…) read in
+    /// index order (at most `?3` entries), then the best `?3` of them, so that the cost does not
+    /// grow with the queues; every column of each (``Rows/jobColumns``), then its row number.
+    /// `LIMIT ?3 + 0`, not `LIMIT ?3`: a bare bound limit ties the plan to its value, and SQLite
+    /// would prepare the statement again whenever a lease of 1 is followed by another. The jobs
+    /// are read by the rowids the queue's index holds, not looked up again by id through the
+    /// id's own index.
+    static func leaseSelection(models: Int, endpoints: [Endpoint]) -> String {
         // A node that serves every endpoint takes any job of its models; another only those of its endpoints.
         let served = endpoints == Endpoint.all ? "" : endpoints.map(\.rawValue).joined(separator: "', '")
         return statementTexts.value("lease \(models) \(served)") {
@@ -97,12 +125,27 @@ extension SQLiteStore {
                 """
             }.joined(separator: " UNION ALL ")
             return """
-                UPDATE mizan_jobs SET state = 'leased', node_id = ?1, leased_at = ?2, updated_at = ?2
+                SELECT \(Rows.jobColumns), seq FROM mizan_jobs
                 WHERE rowid IN (SELECT job FROM (\(queues)) ORDER BY priority DESC, id LIMIT ?3 + 0)
                     AND state IN (\(JobStateMachine.sqlSources(of: .lease)))
-                RETURNING \(Rows.jobColumns)
                 """
         }
+    }
+
+    /// The lease of `count` selected jobs (`?1` the node, `?2` the time, then their row numbers),
+    /// guarded by the transition table.
+    static func leaseUpdate(count: Int) -> String {
+        statementTexts.value("leased \(count)") {
+            """
+            UPDATE mizan_jobs SET state = 'leased', node_id = ?1, leased_at = ?2, updated_at = ?2
+            WHERE seq IN (\(marks(count, from: 3))) AND state IN (\(JobStateMachine.sqlSources(of: .lease)))
+            """
+        }
+    }
+
+    /// `count` numbered binds from `?first`, separated by commas.
+    static func marks(_ count: Int, from first: Int) -> String {
+        (first..<first + count).map { "?\($0)" }.joined(separator: ", ")
     }
 
     public func cancel(_ id: JobID, now: Date) async throws -> Job {

@@ -9,14 +9,17 @@ import MizanStore
 /// unnoticed.
 public enum StatementBudget {
     /// The statements per job over `jobs` job lives, after one to warm up (prepared
-    /// statements, caches).
+    /// statements, caches). The dispatcher's clock is held still, so that what a store writes
+    /// at most once a second (a node's sign of life at a lease) is written once, in the warm-up:
+    /// the count does not depend on how fast the machine runs the lives.
     /// - Parameters:
     ///   - store: The store.
     ///   - counter: Where the store counts its statements.
     ///   - jobs: How many job lives to average over.
     /// - Returns: Statements per job.
     public static func perJob(store: some DispatchStore & AccessStore, counter: StatementCounter, jobs: Int = 20) async throws -> Double {
-        let dispatcher = Dispatcher(store: store)
+        let start = Date()
+        let dispatcher = Dispatcher(store: store, now: { start })
         let enrollment = try await dispatcher.createNode(name: "statement-budget")
         let registration = try await dispatcher.register(
             registrationToken: enrollment.registrationToken, report: NodeReport(models: ["budget-model"], maxConcurrency: 4))

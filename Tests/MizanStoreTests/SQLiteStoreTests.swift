@@ -243,3 +243,75 @@ struct SQLiteKeyCounterTests {
         }
     }
 }
+
+@Suite("SQLite store: completions of kept jobs")
+struct SQLiteKeptJobTests {
+    /// A registered node of model m1 and `count` jobs it leased (kept by the store).
+    func leasedJobs(_ store: SQLiteStore, count: Int, now: Date) async throws -> (Node, [LeasedJob]) {
+        for _ in 0..<count {
+            _ = try await store.insert(Job(requestID: "r", model: "m1", body: Data(#"{"model":"m1"}"#.utf8), deadline: now + 600, now: now))
+        }
+        _ = try await store.createNode(Node(name: "n", createdAt: now), registrationTokenHash: Data([1]))
+        let node = try await store.registerNode(
+            registrationTokenHash: Data([1]), nodeTokenHash: Data([2]), report: NodeReport(models: ["m1"], maxConcurrency: 10), now: now)
+        let leased = try await store.lease(nodeID: node.id, limit: count, now: now)
+        try #require(leased.count == count)
+        return (node, leased)
+    }
+
+    @Test func aBatchWhoseRowChangedUnderItTellsWhichCompletionsApplied() async throws {
+        try await withSQLiteStore { store, path in
+            let now = Date()
+            let (_, leased) = try await leasedJobs(store, count: 3, now: now)
+            // The second job's row changes behind the store's back (its attempt moves on): the
+            // batch's update, by row number, changes two rows of three.
+            let file = try Database.open(path: path)
+            try file.query("UPDATE mizan_jobs SET attempt = attempt + 1 WHERE id = ?", [.text(leased[1].job.id.description)])
+            file.close()
+            let result = JobCompletion.succeeded(result: Data(#"{"object":"chat.completion"}"#.utf8), usage: nil)
+            let results = try await store.complete(
+                leased.map { LeaseCompletion(lease: $0.lease, completion: result) }, now: now + 1)
+            for index in [0, 2] {
+                let completed = try results[index].get()
+                #expect(completed.state == .succeeded && completed.finishedAt == now + 1)
+                #expect(try await store.job(completed.id) == completed, "the job returned is the stored one")
+            }
+            guard case .failure(let refusal) = results[1] else {
+                Issue.record("the completion of the changed row must be refused: \(results[1])")
+                return
+            }
+            #expect(refusal.code == .leaseConflict)
+            #expect(try await store.job(leased[1].job.id)?.state == .leased, "the refused completion changed nothing")
+        }
+    }
+
+    @Test func concurrentSuccessesOfOneLeaseApplyOnce() async throws {
+        try await withSQLiteStore { store, _ in
+            let now = Date()
+            let (_, leased) = try await leasedJobs(store, count: 1, now: now)
+            let lease = leased[0].lease
+            let outcomes = await withTaskGroup(of: Result<Job, MizanError>.self) { group in
+                for attempt in 0..<8 {
+                    group.addTask {
+                        let result = JobCompletion.succeeded(result: Data(#"{"n":\#(attempt)}"#.utf8), usage: nil)
+                        do {
+                            return .success(try await store.complete(lease, with: result, now: now + Double(attempt + 1)))
+                        } catch let error as MizanError {
+                            return .failure(error)
+                        } catch {
+                            return .failure(MizanError(.storeUnavailable, "\(error)"))
+                        }
+                    }
+                }
+                var outcomes: [Result<Job, MizanError>] = []
+                for await outcome in group { outcomes.append(outcome) }
+                return outcomes
+            }
+            let applied = outcomes.compactMap { try? $0.get() }
+            #expect(applied.count == 1, "one success of eight applies: \(outcomes)")
+            for case .failure(let refusal) in outcomes { #expect(refusal.code == .leaseConflict) }
+            let stored = try await store.job(lease.jobID)
+            #expect(stored == applied.first, "the one that applied is what the file holds")
+        }
+    }
+}

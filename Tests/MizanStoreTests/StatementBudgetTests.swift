@@ -6,9 +6,12 @@ import Testing
 @Suite("Statements per agent-served request")
 struct SQLiteStatementBudgetTests {
     /// What a job's life costs on SQLite today, measured (a transaction's BEGIN and COMMIT
-    /// count as statements); lower it when a change saves one. (Eleven since a job's body is
-    /// inserted into a table of its own, so that its transitions do not write it again: a lone
-    /// insert is a transaction of two statements, ten or eleven a life as writes share commits.)
+    /// count as statements); lower it when a change saves one. Eleven: the insert is a
+    /// transaction of two statements (a job's body goes into a table of its own, so that its
+    /// transitions do not write it again), the lease three (the node's check, the selection of
+    /// its jobs, their update by row number: an update returning every column writes each row
+    /// into a temporary table first), the completion one, the usage record three; writes that
+    /// share a commit make it less.
     static let budget = 11.0
 
     @Test func aJobsLifeOnSQLiteStaysWithinItsStatements() async throws {
