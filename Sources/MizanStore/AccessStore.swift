@@ -45,15 +45,14 @@ public protocol AccessStore: Sendable {
     func recordUsage(_ record: UsageRecord, ending admission: KeyAdmissionEnd?) async throws -> Bool
 
     /// Records the usage and ends the admission as ``recordUsage(_:ending:)`` does, where the
-    /// store can without the caller waiting for it: with the key's next change (or the next
-    /// write) on this instance, applied before it, so that a next request of the same client
-    /// finds its slot free, or on its own moments later. What cannot be stored then is logged
-    /// by the store; the store's own reads of usage see it. A store that cannot defer it (the
-    /// default) records it before returning.
+    /// store can without the caller waiting for it: with the key's next change on this
+    /// instance (applied before it, so that a next request of the same client finds its slot
+    /// free) or on its own moments later. What cannot be stored then is logged by the store.
+    /// A store that cannot defer it (the default) records it before returning.
     /// - Parameters:
-    ///   - record: The record (an idempotent job's is recorded before returning).
-    ///   - admission: The request's admission, when its key is counted.
-    func recordUsageSoon(_ record: UsageRecord, ending admission: KeyAdmissionEnd?) async throws
+    ///   - record: The record (of a request that is not an idempotent job's).
+    ///   - admission: The request's admission.
+    func recordUsageSoon(_ record: UsageRecord, ending admission: KeyAdmissionEnd) async throws
 
     /// Sums usage per API key and model.
     /// - Returns: One row per (key, model), ordered by key then model.
@@ -105,7 +104,7 @@ public struct KeyAdmissionEnd: Sendable {
 
 extension AccessStore {
     /// Records the usage and ends the admission before returning.
-    public func recordUsageSoon(_ record: UsageRecord, ending admission: KeyAdmissionEnd?) async throws {
+    public func recordUsageSoon(_ record: UsageRecord, ending admission: KeyAdmissionEnd) async throws {
         try await recordUsage(record, ending: admission)
     }
 

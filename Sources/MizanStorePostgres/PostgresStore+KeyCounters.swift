@@ -29,8 +29,8 @@ extension PostgresStore {
     /// request's admission) takes them into its statement, or they go on their own after
     /// ``usageLinger``. Failures are logged (the hold lapses at its time). The store waits for
     /// them when it shuts down.
-    public func recordUsageSoon(_ record: UsageRecord, ending admission: KeyAdmissionEnd?) async throws {
-        guard let admission, record.jobID == nil, record.apiKeyID == admission.key.id else {
+    public func recordUsageSoon(_ record: UsageRecord, ending admission: KeyAdmissionEnd) async throws {
+        guard record.jobID == nil, record.apiKeyID == admission.key.id else {
             try await recordUsage(record, ending: admission)
             return
         }

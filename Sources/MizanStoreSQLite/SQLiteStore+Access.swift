@@ -134,29 +134,11 @@ extension SQLiteStore: AccessStore {
     }
 
     /// Ends the admission in memory at once — the next admission on this gateway comes after
-    /// it — and writes the record (and the key's counters) with the next write transaction (or
-    /// on their own 2 ms later) without waiting for them; a failure is logged. A record without
-    /// an admission (a key without limits) goes the same way: a write less between a client's
-    /// requests on a connection. This store's reads of usage wait for what is queued; it
-    /// writes what is queued before it closes.
-    public func recordUsageSoon(_ record: UsageRecord, ending admission: KeyAdmissionEnd?) async throws {
-        guard record.jobID == nil else {
-            try await recordUsage(record, ending: admission)
-            return
-        }
-        guard let admission else {
-            let logger = logger
-            let requestID = record.requestID
-            writes.writeSoon(linger: .milliseconds(2)) { db in
-                _ = try Self.insertUsage(record, db)
-            } done: { error in
-                guard let error else { return }
-                logger.error(
-                    "a usage record could not be stored", metadata: ["mizan.request.id": "\(requestID)", "mizan.error": "\(error)"])
-            }
-            return
-        }
-        guard record.apiKeyID == admission.key.id else {
+    /// it — and writes the record and the key's counters with the next write transaction (or on
+    /// their own 2 ms later) without waiting for them; a failure is logged. The store writes
+    /// what is queued before it closes.
+    public func recordUsageSoon(_ record: UsageRecord, ending admission: KeyAdmissionEnd) async throws {
+        guard record.jobID == nil, record.apiKeyID == admission.key.id else {
             try await recordUsage(record, ending: admission)
             return
         }
@@ -251,7 +233,6 @@ extension SQLiteStore: AccessStore {
             FROM mizan_usage \(filters.isEmpty ? "" : "WHERE " + filters.joined(separator: " AND "))
             \(groups.isEmpty ? "" : "GROUP BY " + groups.joined(separator: ", "))
             """
-        try await usageWritten()
         return try await read(sql, binds).map { row in
             UsageRow(
                 apiKeyID: row.column("api_key_id")?.string,
@@ -266,8 +247,7 @@ extension SQLiteStore: AccessStore {
     }
 
     public func usageSummary() async throws -> [UsageSummary] {
-        try await usageWritten()
-        return try await read(
+        try await read(
             """
             SELECT api_key_id, model, endpoint, count(*) AS requests, coalesce(sum(prompt_tokens), 0) AS prompt,
                 coalesce(sum(completion_tokens), 0) AS completion
@@ -283,11 +263,5 @@ extension SQLiteStore: AccessStore {
                 completionTokens: Int(row.column("completion")?.integer ?? 0)
             )
         }.sorted(by: UsageSummary.precedes)
-    }
-
-    /// Waits for the usage records queued to be written soon (``recordUsageSoon(_:ending:)``):
-    /// an empty write, committed after them.
-    private func usageWritten() async throws {
-        try await write(single: true) { _ in ((), []) }
     }
 }

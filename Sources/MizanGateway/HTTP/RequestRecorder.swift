@@ -72,10 +72,14 @@ struct RequestRecorder: Sendable {
             endpoint: fields.endpoint ?? .chatCompletions
         )
         do {
-            // Written with the key's next change, or the store's next write, where the store
-            // can (an idempotent job's record the store writes at once): the connection reads
-            // the client's next request at once, and its admission goes in the same statement.
-            try await access.recordUsageSoon(record, ending: ending)
+            if let ending {
+                // Written with the key's next change where the store can (an idempotent job's
+                // record the store writes at once): the connection reads the client's next
+                // request at once, and its admission goes in the same statement.
+                try await access.recordUsageSoon(record, ending: ending)
+            } else {
+                try await access.recordUsage(record, ending: ending)
+            }
         } catch {
             logger.error(
                 "usage record could not be stored", metadata: ["mizan.request.id": "\(fields.requestID)", "mizan.error": "\(error)"])
