@@ -97,7 +97,9 @@ extension SQLiteStore: AccessStore {
 
     @discardableResult
     public func recordUsage(_ record: UsageRecord) async throws -> Bool {
-        try await write { db in (try Self.insertUsage(record, db), []) }
+        // A record of no idempotent job is one insert (its tokens' job is NULL, which conflicts
+        // with nothing): a write of one statement, without a transaction's BEGIN and COMMIT.
+        try await write(single: record.jobID == nil) { db in (try Self.insertUsage(record, db), []) }
     }
 
     /// Records the usage and, in the same transaction, writes the key's counters with the
