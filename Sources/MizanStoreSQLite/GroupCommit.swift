@@ -110,24 +110,18 @@ package final class GroupCommit: Sendable {
     /// - Parameters:
     ///   - single: `body` changes the file by one statement at most (atomic on its own, so it
     ///     needs no transaction alone).
-    ///   - queued: Called once the write is queued (a write queued after it runs after it, in
-    ///     the same transaction when it is queued before the batch starts).
     ///   - body: The statements; when it throws, its changes are rolled back and it fails alone.
     /// - Returns: What `body` returned, once it has committed.
     /// - Throws: What `body` threw, or why the batch could not commit; `CancellationError`
     ///   when the task was cancelled before the write was queued (a write queued runs to its
     ///   end, and its task waits for it: it may have committed).
-    package func write<T: Sendable>(
-        single: Bool = false, queued: (@Sendable () -> Void)? = nil, _ body: @escaping @Sendable (Database) throws -> T
-    ) async throws -> T {
+    package func write<T: Sendable>(single: Bool = false, _ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
         try Task.checkCancellation()
         let box = Box<T>()
         let item = Item(single: single) { box.value = try body($0) }
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             item.continuation = continuation
-            let starts = state.withLock { $0.add(item) }
-            queued?()
-            if starts { startTurn() }
+            if state.withLock({ $0.add(item) }) { startTurn() }
         }
         if let failure = item.failure { throw failure }
         guard let value = box.value else { preconditionFailure("a write that did not fail returned its value") }

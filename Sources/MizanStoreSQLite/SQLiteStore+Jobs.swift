@@ -7,17 +7,12 @@ extension SQLiteStore {
         precondition(job.state == .accepted, "only accepted jobs are inserted")
         let binds = Rows.insertBinds(job)
         let body = Rows.blob(job.body)
-        // The job's availability is announced as soon as its write is queued, not after its
-        // commit: a node waiting for its model leases in a write queued after it, which runs
-        // after it on the one writer — in the same transaction when the batch has not started,
-        // so that a pickup commits once. (A job not inserted, its idempotency key taken, wakes
-        // a waiting node for nothing.)
-        let inserted: Bool = try await write(announcing: [.jobsAvailable(model: job.model, count: 1)]) { db in
+        let inserted: Bool = try await write { db in
             let rows = try db.query(Self.insertStatement, binds)
             // The body in its own table, under the job's row number, written once.
             guard let seq = rows.first?[position: 0] else { return (false, []) }
             try db.query("INSERT INTO mizan_job_bodies (job, body) VALUES (?, ?)", [seq, body])
-            return (true, [])
+            return (true, [.jobsAvailable(model: job.model, count: 1)])
         }
         if inserted { return JobInsertion(job: job, inserted: true) }
         guard let key = job.idempotencyKey else { throw MizanError(.conflict, "A job with id \(job.id) exists.") }

@@ -175,17 +175,13 @@ public final class SQLiteStore: DispatchStore, Sendable {
     /// then publishes the events it returned.
     /// - Parameters:
     ///   - single: `body` changes the file by one statement at most (it needs no transaction alone).
-    ///   - announcing: Events published as soon as the write is queued, before it commits: a
-    ///     write their handlers queue runs after this one (see ``insert(_:)``).
     ///   - body: The statements, and the events to publish once they have committed.
     func write<T: Sendable>(
-        single: Bool = false, announcing: [StoreEvent] = [], _ body: @escaping @Sendable (Database) throws -> (T, [StoreEvent])
+        single: Bool = false, _ body: @escaping @Sendable (Database) throws -> (T, [StoreEvent])
     ) async throws -> T {
         let (value, events): (T, [StoreEvent])
-        let hub = hub
-        let queued: (@Sendable () -> Void)? = announcing.isEmpty ? nil : { @Sendable in hub.publish(announcing) }
         do {
-            (value, events) = try await writes.write(single: single, queued: queued, body)
+            (value, events) = try await writes.write(single: single, body)
         } catch {
             throw storeError(error)
         }
