@@ -68,7 +68,10 @@ extension SQLiteStore {
             )
             guard !selected.isEmpty else { return ([], []) }
             let seqs = selected.map { $0[position: Rows.jobNames.count] }
-            try db.query(Self.leaseUpdate(count: seqs.count), [Rows.id(nodeID), Rows.date(now)] + seqs)
+            let (update, width) = Self.leaseUpdate(count: seqs.count)
+            // The list padded with its last row number (a row listed twice is marked once).
+            let padding = Array(repeating: seqs[seqs.count - 1], count: width - seqs.count)
+            try db.query(update, [Rows.id(nodeID), Rows.date(now)] + seqs + padding)
             if db.changes != selected.count {
                 // Never expected (the rows were selected in this transaction, on the one
                 // writer): only the rows the update marked are leased.
@@ -133,14 +136,17 @@ extension SQLiteStore {
     }
 
     /// The lease of `count` selected jobs (`?1` the node, `?2` the time, then their row numbers),
-    /// guarded by the transition table.
-    static func leaseUpdate(count: Int) -> String {
-        statementTexts.value("leased \(count)") {
+    /// guarded by the transition table, and how many row numbers it binds: the next power of
+    /// two, so that leases of any size share a few prepared statements.
+    static func leaseUpdate(count: Int) -> (sql: String, width: Int) {
+        let width = count <= 1 ? 1 : 1 << (Int.bitWidth - (count - 1).leadingZeroBitCount)
+        let sql = statementTexts.value("leased \(width)") {
             """
             UPDATE mizan_jobs SET state = 'leased', node_id = ?1, leased_at = ?2, updated_at = ?2
-            WHERE seq IN (\(marks(count, from: 3))) AND state IN (\(JobStateMachine.sqlSources(of: .lease)))
+            WHERE seq IN (\(marks(width, from: 3))) AND state IN (\(JobStateMachine.sqlSources(of: .lease)))
             """
         }
+        return (sql, width)
     }
 
     /// `count` numbered binds from `?first`, separated by commas.
