@@ -267,11 +267,21 @@ extension SQLiteStore {
                         Rows.integer(usage?.completionTokens), Rows.text(usage?.source.rawValue),
                     ]
                 }
-                updates.append(
-                    SucceededUpdate(sql: succeededStatement(count: chunk.count, lean: lean), binds: binds, indices: chunk, lean: lean))
+                // Padded to the next power of two with rows that match no job, so that batches of
+                // any size share a few prepared statements.
+                let width = Self.width(chunk.count)
+                let nothing: [SQLValue] = [lean ? .integer(-1) : .text(""), .integer(0), .text(""), .null, .null, .null, .null]
+                for _ in chunk.count..<width { binds += nothing }
+                updates.append(SucceededUpdate(sql: succeededStatement(count: width, lean: lean), binds: binds, indices: chunk, lean: lean))
             }
         }
         return updates
+    }
+
+    /// The next power of two from `count`: how many rows a statement of `count` binds, so that
+    /// statements of any size share a few shapes (and prepared statements).
+    static func width(_ count: Int) -> Int {
+        count <= 1 ? 1 : 1 << (Int.bitWidth - (count - 1).leadingZeroBitCount)
     }
 
     /// The rows an update returned, by job id (the first of each id).

@@ -139,7 +139,7 @@ extension SQLiteStore {
     /// guarded by the transition table, and how many row numbers it binds: the next power of
     /// two, so that leases of any size share a few prepared statements.
     static func leaseUpdate(count: Int) -> (sql: String, width: Int) {
-        let width = count <= 1 ? 1 : 1 << (Int.bitWidth - (count - 1).leadingZeroBitCount)
+        let width = width(count)
         let sql = statementTexts.value("leased \(width)") {
             """
             UPDATE mizan_jobs SET state = 'leased', node_id = ?1, leased_at = ?2, updated_at = ?2
