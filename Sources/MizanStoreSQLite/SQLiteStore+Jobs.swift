@@ -149,11 +149,6 @@ extension SQLiteStore {
         return (sql, width)
     }
 
-    /// `count` numbered binds from `?first`, separated by commas.
-    static func marks(_ count: Int, from first: Int) -> String {
-        (first..<first + count).map { "?\($0)" }.joined(separator: ", ")
-    }
-
     public func cancel(_ id: JobID, now: Date) async throws -> Job {
         try await finishLive(id, transition: .cancel, code: JobErrorCode.cancelled, message: "The client cancelled the request.", now: now)
     }

@@ -170,3 +170,16 @@ final class ShapeCache<Value: Sendable>: Sendable {
         return value
     }
 }
+
+extension SQLiteStore {
+    /// The next power of two from `count`: how many rows a statement of `count` binds, so that
+    /// statements of any size share a few shapes (and prepared statements).
+    static func width(_ count: Int) -> Int {
+        count <= 1 ? 1 : 1 << (Int.bitWidth - (count - 1).leadingZeroBitCount)
+    }
+
+    /// `count` numbered binds from `?first`, separated by commas.
+    static func marks(_ count: Int, from first: Int) -> String {
+        (first..<first + count).map { "?\($0)" }.joined(separator: ", ")
+    }
+}
