@@ -304,7 +304,9 @@ let package = Package(
         ),
         .testTarget(
             name: "MizanStoreTests",
-            dependencies: ["MizanCore", "MizanStore", "MizanStoreSQLite", "MizanStoreTesting"],
+            dependencies: [
+                "MizanCore", "MizanStore", "MizanStoreSQLite", "MizanStoreTesting", .product(name: "NIOPosix", package: "swift-nio"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(

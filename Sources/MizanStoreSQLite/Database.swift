@@ -100,6 +100,11 @@ package final class Database: @unchecked Sendable {
     /// Where this connection's statements are counted (its store's counter).
     private let counter: StatementCounter?
     private var statements: [String: Statement] = [:]
+    /// Set by the WAL hook on the thread of the commit, which is the connection's.
+    private final class WALCount {
+        var frames = 0
+    }
+    private let walCount = WALCount()
     /// How many prepared statements are kept (a lease's text varies with a node's models, a
     /// batch's with its size): past it, the cache starts again.
     private static let cacheLimit = 96
@@ -184,6 +189,30 @@ package final class Database: @unchecked Sendable {
         counter?.add()
         let code = sqlite_nio_sqlite3_exec(handle, sql, nil, nil, nil)
         guard code == SQLITE_OK else { throw failure(code) }
+    }
+
+    /// The frames in the WAL after this connection's last commit, once ``watchWAL()`` has been
+    /// called (0 after ``checkpoint()``).
+    package var walFrames: Int { walCount.frames }
+
+    /// Counts the WAL's frames at each commit instead of SQLite's automatic checkpoint, which
+    /// this turns off: the owner checkpoints (``checkpoint()``) where it chooses.
+    package func watchWAL() {
+        sqlite_nio_sqlite3_wal_hook(
+            handle,
+            { context, _, _, frames in
+                if let context { Unmanaged<WALCount>.fromOpaque(context).takeUnretainedValue().frames = Int(frames) }
+                return SQLITE_OK
+            },
+            Unmanaged.passUnretained(walCount).toOpaque()
+        )
+    }
+
+    /// Copies the WAL's frames into the file as far as no reader needs them (`PASSIVE`: waits
+    /// for nobody). The WAL starts again at the next commit once every frame is copied.
+    package func checkpoint() throws {
+        walCount.frames = 0
+        try execute("PRAGMA wal_checkpoint(PASSIVE)")
     }
 
     /// How many rows the last `INSERT`, `UPDATE` or `DELETE` of this connection changed.

@@ -18,7 +18,18 @@ import Synchronization
 /// as it commits. The next batch starts on the same thread at once, not after a hop back to a
 /// task that would lead it (with the writer idle meanwhile: a quarter of its time with four
 /// busy callers on two cores). A turn gives the connection back after ``turnLimit`` batches, so
-/// that other work on it (a checkpoint) is not shut out.
+/// that other work on it is not shut out.
+///
+/// A short write (a job's transition, a usage record: bounded work) that finds the writer idle,
+/// with nothing queued, runs on its caller's thread instead, when the store's commits do not wait
+/// for the disk: a hop to the writer's thread and one back cost more than the write itself
+/// (a quarter of a millisecond a request on the agent path, with its four writes). The writes
+/// that queue meanwhile get a turn on the writer's thread when it is done. Long writes (sweeps,
+/// migrations) always run there.
+///
+/// The WAL is checkpointed by the writer's turns (SQLite's own checkpoint, run by whichever
+/// commit passes the limit, would otherwise run on a caller's thread): a short write that
+/// passes the limit starts a turn for it.
 package final class GroupCommit: Sendable {
     /// The most writes committed together.
     package static let batchLimit = 64
@@ -79,6 +90,14 @@ package final class GroupCommit: Sendable {
             return true
         }
 
+        /// Whether the writer is idle with nothing queued; if so, it is the caller's (`running`)
+        /// until it ends its run.
+        mutating func claim() -> Bool {
+            guard !running, queue.isEmpty else { return false }
+            running = true
+            return true
+        }
+
         /// The next batch, or none (the turn ends: the idle waiters are handed over).
         mutating func next(into waiters: inout [IdleWaiter]) -> [Item] {
             guard !queue.isEmpty else {
@@ -95,9 +114,21 @@ package final class GroupCommit: Sendable {
 
     private let state = Mutex(State())
     private let writer: ConnectionPool
+    /// Whether a short write that finds the writer idle runs on its caller's thread.
+    private let runsShortWritesHere: Bool
+    /// The WAL frames past which a turn checkpoints (`nil`: SQLite's automatic checkpoint).
+    private let checkpointFrames: Int?
 
-    package init(writer: ConnectionPool) {
+    /// - Parameters:
+    ///   - writer: The pool of the one writer connection.
+    ///   - runsShortWritesHere: Whether a short write that finds the writer idle runs on its
+    ///     caller's thread (only when a commit does not wait for the disk).
+    ///   - checkpointFrames: Past how many WAL frames a turn checkpoints; `nil` leaves it to
+    ///     SQLite. When given, the writer's connection must watch its WAL (`watchWAL()`).
+    package init(writer: ConnectionPool, runsShortWritesHere: Bool = false, checkpointFrames: Int? = nil) {
         self.writer = writer
+        self.runsShortWritesHere = runsShortWritesHere
+        self.checkpointFrames = checkpointFrames
     }
 
     /// How many writes are queued for the next batch.
@@ -110,22 +141,58 @@ package final class GroupCommit: Sendable {
     /// - Parameters:
     ///   - single: `body` changes the file by one statement at most (atomic on its own, so it
     ///     needs no transaction alone).
+    ///   - short: `body` is bounded work (a few rows through an index): it may run on the
+    ///     caller's thread when the writer is idle.
     ///   - body: The statements; when it throws, its changes are rolled back and it fails alone.
     /// - Returns: What `body` returned, once it has committed.
     /// - Throws: What `body` threw, or why the batch could not commit; `CancellationError`
     ///   when the task was cancelled before the write was queued (a write queued runs to its
     ///   end, and its task waits for it: it may have committed).
-    package func write<T: Sendable>(single: Bool = false, _ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
+    package func write<T: Sendable>(
+        single: Bool = false, short: Bool = false, _ body: @escaping @Sendable (Database) throws -> T
+    ) async throws -> T {
         try Task.checkCancellation()
         let box = Box<T>()
         let item = Item(single: single) { box.value = try body($0) }
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            item.continuation = continuation
-            if state.withLock({ $0.add(item) }) { startTurn() }
+        if short && runsShortWritesHere && state.withLock({ $0.claim() }) {
+            // The writer is this call's: the write runs here, unless the connection is lent
+            // out (a checkpoint, the store closing), when it waits for a turn like any other.
+            let checkpointDue = writer.runHere { db in
+                Self.commitAlone(item, on: db)
+                return checkpointFrames.map { db.walFrames >= $0 } ?? false
+            }
+            if let checkpointDue {
+                endRunHere(checkpointDue: checkpointDue)
+            } else {
+                await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                    item.continuation = continuation
+                    state.withLock { $0.queue.append(item) }
+                    startTurn()
+                }
+            }
+        } else {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                item.continuation = continuation
+                if state.withLock({ $0.add(item) }) { startTurn() }
+            }
         }
         if let failure = item.failure { throw failure }
         guard let value = box.value else { preconditionFailure("a write that did not fail returned its value") }
         return value
+    }
+
+    /// After a write ran on its caller's thread: a turn for the writes that queued meanwhile
+    /// (or for a checkpoint that is due), else the writer is idle again.
+    private func endRunHere(checkpointDue: Bool) {
+        var waiters: [IdleWaiter] = []
+        let more = state.withLock { state -> Bool in
+            state.batches += 1
+            if !state.queue.isEmpty || checkpointDue { return true }
+            _ = state.next(into: &waiters)
+            return false
+        }
+        for waiter in waiters { waiter.resume(true) }
+        if more { startTurn() }
     }
 
     /// Queues `body` for the next batch without waiting for it: it commits with the next write
@@ -194,6 +261,7 @@ package final class GroupCommit: Sendable {
 
     /// Runs batches while writes are queued (at most ``turnLimit``), on the writer's thread.
     private func turn(on db: Database) {
+        checkpointIfDue(db)
         for _ in 0..<Self.turnLimit {
             var waiters: [IdleWaiter] = []
             let batch = state.withLock { $0.next(into: &waiters) }
@@ -207,6 +275,7 @@ package final class GroupCommit: Sendable {
                 for item in batch { item.failure = error }
             }
             for item in batch { item.finish() }
+            checkpointIfDue(db)
         }
         // More turns while writes are queued; the connection is let go in between.
         var waiters: [IdleWaiter] = []
@@ -219,14 +288,26 @@ package final class GroupCommit: Sendable {
         if more { startTurn() }
     }
 
+    /// Checkpoints the WAL when it has passed ``checkpointFrames`` (a checkpoint that fails,
+    /// for a reader in the way, is tried again after the next commit).
+    private func checkpointIfDue(_ db: Database) {
+        guard let checkpointFrames, db.walFrames >= checkpointFrames else { return }
+        try? db.checkpoint()
+    }
+
+    /// Runs one write in a transaction of its own (none when it is one statement).
+    private static func commitAlone(_ item: Item, on db: Database) {
+        do {
+            if item.single { try item.work(db) } else { try db.transaction(item.work) }
+        } catch {
+            item.failure = error
+        }
+    }
+
     /// Runs a batch in one transaction; a write that throws rolls back to its savepoint.
     private static func commit(_ batch: [Item], on db: Database) throws {
         if batch.count == 1, let item = batch.first {
-            do {
-                if item.single { try item.work(db) } else { try db.transaction(item.work) }
-            } catch {
-                item.failure = error
-            }
+            commitAlone(item, on: db)
             return
         }
         try db.transaction { db in

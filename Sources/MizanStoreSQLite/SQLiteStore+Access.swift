@@ -99,7 +99,7 @@ extension SQLiteStore: AccessStore {
     public func recordUsage(_ record: UsageRecord) async throws -> Bool {
         // A record of no idempotent job is one insert (its tokens' job is NULL, which conflicts
         // with nothing): a write of one statement, without a transaction's BEGIN and COMMIT.
-        try await write(single: record.jobID == nil) { db in (try Self.insertUsage(record, db), []) }
+        try await write(single: record.jobID == nil, short: true) { db in (try Self.insertUsage(record, db), []) }
     }
 
     /// Records the usage and, in the same transaction, writes the key's counters with the
@@ -117,7 +117,7 @@ extension SQLiteStore: AccessStore {
             }?.1
         }
         do {
-            let (counted, snapshot) = try await write { db in
+            let (counted, snapshot) = try await write(short: true) { db in
                 let counted = try Self.insertUsage(record, db)
                 let snapshot = end(counted)
                 if let snapshot {

@@ -42,7 +42,7 @@ extension SQLiteStore {
             return (index, Self.failure(of: completions[index].lease, code: code, message: message, retryable: retryable, now: now))
         }
         // One statement changes the file at most (a refused completion only reads): no savepoint.
-        let written: Written = try await write(single: updates.count + failures.count <= 1) { db in
+        let written: Written = try await write(single: updates.count + failures.count <= 1, short: true) { db in
             var applied: [[SQLRow]] = []
             var changed: [Int] = []
             applied.reserveCapacity(updates.count)

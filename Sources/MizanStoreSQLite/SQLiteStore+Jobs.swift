@@ -7,7 +7,7 @@ extension SQLiteStore {
         precondition(job.state == .accepted, "only accepted jobs are inserted")
         let binds = Rows.insertBinds(job)
         let body = Rows.blob(job.body)
-        let inserted: Bool = try await write { db in
+        let inserted: Bool = try await write(short: true) { db in
             let rows = try db.query(Self.insertStatement, binds)
             // The body in its own table, under the job's row number, written once.
             guard let seq = rows.first?[position: 0] else { return (false, []) }
@@ -35,7 +35,7 @@ extension SQLiteStore {
         // the file by one statement and needs no transaction of its own.
         let seen = nodesSeen.due(nodeID, now: now)
         // The rows are read into jobs after the write, so that the writer is not held for it.
-        let rows: [SQLRow] = try await write(single: !seen) { db in
+        let rows: [SQLRow] = try await write(single: !seen, short: true) { db in
             let nodes = try db.query(
                 """
                 SELECT models, endpoints, max_concurrency, status, health,

@@ -25,7 +25,8 @@ public final class SQLiteStore: DispatchStore, Sendable {
         /// `synchronous = NORMAL` (the default): a commit survives a crash of the process; a
         /// power loss or kernel crash may lose the last commits (never corrupt the file).
         case normal
-        /// `synchronous = FULL`: a commit survives a power loss too; each commit waits for the disk.
+        /// `synchronous = FULL`: a commit survives a power loss too; each commit waits for the
+        /// disk (so every write runs on the writer's thread, none on its caller's).
         case full
     }
 
@@ -39,7 +40,11 @@ public final class SQLiteStore: DispatchStore, Sendable {
     let writes: GroupCommit
     let readers: ConnectionPool
     static let readerCount = 2
-    /// How many WAL pages the writer lets build up before it checkpoints them into the file.
+    /// How many WAL pages the writer lets build up before it checkpoints them into the file:
+    /// 4,000 (16 MiB of 4 KiB pages) rather than SQLite's 1,000, since a checkpoint copies each
+    /// page once, however often it was rewritten since the last, and the pages a lease and a
+    /// completion touch (the newest jobs', their indexes') are rewritten by nearly every commit
+    /// — about an eighth more leases and completions a second on one writer.
     static let walCheckpointPages = 4_000
     let fileLock: FileLock?
     let logger: Logger
@@ -62,7 +67,8 @@ public final class SQLiteStore: DispatchStore, Sendable {
         self.durability = durability
         self.usageRetention = usageRetention
         self.writer = ConnectionPool([writer])
-        writes = GroupCommit(writer: self.writer)
+        // A commit that waits for the disk (`FULL`) never runs on a caller's thread.
+        writes = GroupCommit(writer: self.writer, runsShortWritesHere: durability == .normal, checkpointFrames: Self.walCheckpointPages)
         self.readers = ConnectionPool(readers)
         self.fileLock = fileLock
         self.logger = logger
@@ -122,17 +128,13 @@ public final class SQLiteStore: DispatchStore, Sendable {
             }
             // Temporary files in memory: a batch of writes puts each in a savepoint, whose
             // statement journal SQLite otherwise writes to a temporary file (bounded: the pages
-            // one write changes). The WAL is checkpointed into the file every 4,000 pages (16 MiB
-            // of 4 KiB pages) rather than SQLite's 1,000: a checkpoint copies each page once,
-            // however often it was rewritten since the last, and the pages a lease and a
-            // completion touch (the newest jobs', their indexes') are rewritten by nearly every
-            // commit — about an eighth more leases and completions a second on one writer.
+            // one write changes). The WAL is checkpointed by the writer's turns (GroupCommit),
+            // not by SQLite at whichever commit passes the limit: that commit may run on a
+            // caller's thread.
             try writer.execute(
-                """
-                PRAGMA synchronous = \(durability == .full ? "FULL" : "NORMAL"); PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;
-                PRAGMA wal_autocheckpoint = \(walCheckpointPages)
-                """
+                "PRAGMA synchronous = \(durability == .full ? "FULL" : "NORMAL"); PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY"
             )
+            writer.watchWAL()
             var readers: [Database] = []
             for _ in 0..<readerCount { readers.append(try Database.open(path: path, busyTimeout: busyTimeout, counter: counter)) }
             return (writer, readers)
@@ -175,13 +177,15 @@ public final class SQLiteStore: DispatchStore, Sendable {
     /// then publishes the events it returned.
     /// - Parameters:
     ///   - single: `body` changes the file by one statement at most (it needs no transaction alone).
+    ///   - short: `body` is bounded work (a job's transition, a usage record): it may run on the
+    ///     caller's thread when the writer is idle.
     ///   - body: The statements, and the events to publish once they have committed.
     func write<T: Sendable>(
-        single: Bool = false, _ body: @escaping @Sendable (Database) throws -> (T, [StoreEvent])
+        single: Bool = false, short: Bool = false, _ body: @escaping @Sendable (Database) throws -> (T, [StoreEvent])
     ) async throws -> T {
         let (value, events): (T, [StoreEvent])
         do {
-            (value, events) = try await writes.write(single: single, body)
+            (value, events) = try await writes.write(single: single, short: short, body)
         } catch {
             throw storeError(error)
         }
@@ -190,11 +194,12 @@ public final class SQLiteStore: DispatchStore, Sendable {
     }
 
     /// Runs one statement on the writer (in a transaction only when other writes share its
-    /// commit: one statement is atomic on its own). Publishes `events(rows)` once it has committed.
+    /// commit: one statement is atomic on its own), on the caller's thread when the writer is
+    /// idle (it changes a few rows through an index). Publishes `events(rows)` once it has committed.
     func writeOne(_ sql: String, _ binds: [SQLValue], events: ([SQLRow]) -> [StoreEvent] = { _ in [] }) async throws -> [SQLRow] {
         let rows: [SQLRow]
         do {
-            rows = try await writes.write(single: true) { try $0.query(sql, binds) }
+            rows = try await writes.write(single: true, short: true) { try $0.query(sql, binds) }
         } catch {
             throw storeError(error)
         }

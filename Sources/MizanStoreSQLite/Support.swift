@@ -96,6 +96,17 @@ package final class ConnectionPool: Sendable {
         return try await threadPool.runIfActive { try body(connection) }
     }
 
+    /// Runs `body` on the calling thread with a connection, when one is idle (no hop).
+    /// - Returns: What `body` returned, or `nil` when every connection is in use or the pool is closed.
+    package func runHere<T>(_ body: (Database) throws -> T) rethrows -> T? {
+        let connection = state.withLock { state -> Database? in
+            state.closed ? nil : state.idle.popLast()
+        }
+        guard let connection else { return nil }
+        defer { give(connection) }
+        return try body(connection)
+    }
+
     /// Refuses new work, waits for the connections in use, and closes them all (`last` runs on
     /// each first). Closing twice is a no-op.
     package func close(last: @escaping @Sendable (Database) -> Void = { _ in }) async {

@@ -1,5 +1,6 @@
 import Foundation
 import MizanStoreSQLite
+import NIOPosix
 import Synchronization
 import Testing
 
@@ -20,16 +21,30 @@ struct GroupCommitTests {
 
     /// The same, with the writer's connection pool.
     func withWriter(_ body: (GroupCommit, ConnectionPool, Database) async throws -> Void) async throws {
+        try await withWriter(options: Options()) { writes, pool, reader, _ in try await body(writes, pool, reader) }
+    }
+
+    /// How the writer is set up: as `GroupCommit`'s initializer takes them, and the thread pool of its connection.
+    struct Options {
+        var runsShortWritesHere = false
+        var checkpointFrames: Int?
+        var threadPool = NIOThreadPool.singleton
+    }
+
+    /// The same, set up as `options` say; `body` also gets the file's path.
+    func withWriter(options: Options, _ body: (GroupCommit, ConnectionPool, Database, String) async throws -> Void) async throws {
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("mizan-group-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: folder) }
         let path = folder.appendingPathComponent("t.sqlite").path
         let connection = try Database.open(path: path)
-        try connection.execute("PRAGMA journal_mode = WAL; CREATE TABLE t (x INTEGER PRIMARY KEY)")
+        try connection.execute("PRAGMA journal_mode = WAL; CREATE TABLE t (x INTEGER PRIMARY KEY, body BLOB)")
+        if options.checkpointFrames != nil { connection.watchWAL() }
         let reader = try Database.open(path: path)
         defer { reader.close() }
-        let pool = ConnectionPool([connection])
-        try await body(GroupCommit(writer: pool), pool, reader)
+        let pool = ConnectionPool([connection], threadPool: options.threadPool)
+        let writes = GroupCommit(writer: pool, runsShortWritesHere: options.runsShortWritesHere, checkpointFrames: options.checkpointFrames)
+        try await body(writes, pool, reader, path)
     }
 
     /// A write that holds the writer (after inserting `value`, when given) until `release` is
@@ -226,6 +241,76 @@ struct GroupCommitTests {
             #expect(writes.batches == 2, "the nine queued writes shared one commit")
             let rows = try reader.query("SELECT x FROM t ORDER BY x").compactMap { $0.column("x")?.integer }
             #expect(rows == [0, 1, 2, 4, 5, 7, 8])
+        }
+    }
+
+    @Test("a short write that finds the writer idle runs on its caller's thread; others, and all when it may not, on the writer's")
+    func shortWritesRunHere() async throws {
+        // A thread pool never started: a write that needs the writer's thread fails.
+        let stopped = NIOThreadPool(numberOfThreads: 1)
+        for runsHere in [true, false] {
+            try await withWriter(options: Options(runsShortWritesHere: runsHere, threadPool: stopped)) { writes, _, reader, _ in
+                let short = try? await writes.write(single: true, short: true) { try $0.query("INSERT INTO t (x) VALUES (1)") }
+                #expect((short != nil) == runsHere)
+                await #expect(throws: (any Error).self, "a write that is not short goes to the writer's thread") {
+                    try await writes.write { try $0.query("INSERT INTO t (x) VALUES (2)") }
+                }
+                let rows = try reader.query("SELECT x FROM t").compactMap { $0.column("x")?.integer }
+                #expect(rows == (runsHere ? [1] : []))
+            }
+        }
+    }
+
+    @Test("writes queued while a short write runs on its caller's thread get a turn as it ends; its failure is its own")
+    func writesQueuedBehindAShortOne() async throws {
+        try await withWriter(options: Options(runsShortWritesHere: true)) { writes, _, reader, _ in
+            let committed = Count()
+            // Queued inside the short write, with a linger no test waits for: only the turn that
+            // the short write starts as it ends commits it in time.
+            let value = try await writes.write(short: true) { db in
+                try db.query("INSERT INTO t (x) VALUES (1)")
+                writes.writeSoon(linger: .seconds(60)) { db in
+                    try db.query("INSERT INTO t (x) VALUES (2)")
+                } done: { error in
+                    if error == nil { committed.value.add(1, ordering: .sequentiallyConsistent) }
+                }
+                return 1
+            }
+            #expect(value == 1)
+            try await until { committed.value.load(ordering: .sequentiallyConsistent) == 1 }
+            #expect(await writes.idle(timeout: .seconds(1)))
+            #expect(writes.batches == 2)
+            await #expect(throws: Refused(value: 3)) {
+                try await writes.write(short: true) { db in
+                    try db.query("INSERT INTO t (x) VALUES (3)")
+                    throw Refused(value: 3)
+                }
+            }
+            let rows = try reader.query("SELECT x FROM t ORDER BY x").compactMap { $0.column("x")?.integer }
+            #expect(rows == [1, 2])
+        }
+    }
+
+    @Test("the WAL is checkpointed into the file past its limit, after short writes and after turns")
+    func checkpoints() async throws {
+        try await withWriter(options: Options(runsShortWritesHere: true, checkpointFrames: 16)) { writes, _, _, path in
+            let size = { (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0 }
+            let start = size()
+            let body = SQLValue.blob(Data(repeating: 7, count: 8_192))
+            // Each write adds at least two pages (its body's overflow) to the WAL: far past 16 frames.
+            for value in 0..<40 {
+                _ = try await writes.write(single: true, short: true) {
+                    try $0.query("INSERT INTO t (x, body) VALUES (?, ?)", [.integer(value), body])
+                }
+            }
+            #expect(await writes.idle(timeout: .seconds(5)))
+            let afterShort = size()
+            #expect(afterShort >= start + 40 * 8_192 / 2, "the file grew from \(start) to \(afterShort) bytes")
+            for value in 40..<80 {
+                _ = try await writes.write(single: true) { try $0.query("INSERT INTO t (x, body) VALUES (?, ?)", [.integer(value), body]) }
+            }
+            #expect(await writes.idle(timeout: .seconds(5)))
+            #expect(size() >= afterShort + 40 * 8_192 / 2, "the file grew from \(afterShort) to \(size()) bytes")
         }
     }
 }
