@@ -188,7 +188,7 @@ extension SQLiteStore: AccessStore {
             INSERT INTO mizan_usage (request_id, api_key_id, model, served_by, status, latency_ms, created_at, endpoint,
                 prompt_tokens, completion_tokens, usage_source, tokens_of_job)
             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-            ON CONFLICT (tokens_of_job) DO NOTHING
+            ON CONFLICT (tokens_of_job) WHERE tokens_of_job IS NOT NULL DO NOTHING
             RETURNING id
             """,
             binds + tokens

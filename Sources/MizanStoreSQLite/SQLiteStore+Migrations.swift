@@ -219,6 +219,16 @@ extension SQLiteStore {
                 """,
             ]
         ),
+        (
+            10,
+            [
+                // Only the records that count an idempotent job's tokens are indexed by it: a
+                // unique index holds an entry for every NULL too, so it grew by one entry, and
+                // each record wrote one more page, for every request kept (90 days).
+                "DROP INDEX mizan_usage_tokens_of_job",
+                "CREATE UNIQUE INDEX mizan_usage_tokens_of_job ON mizan_usage (tokens_of_job) WHERE tokens_of_job IS NOT NULL",
+            ]
+        ),
     ]
 
     /// The newest schema version this build knows.

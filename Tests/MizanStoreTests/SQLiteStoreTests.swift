@@ -159,6 +159,48 @@ struct SQLiteFileTests {
         #expect(bodies == [Data(#"{"q":1}"#.utf8)] && orphans == 1)
     }
 
+    @Test func migrationTenIndexesOnlyTheRecordsThatCountAJobsTokens() async throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("mizan-sqlite-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let path = folder.appendingPathComponent("mizan.sqlite").path
+        // A file as version 9 left it, with a record of a job's tokens and two of no job.
+        let job = JobID()
+        let file = try Database.open(path: path)
+        try file.execute("CREATE TABLE mizan_schema_migrations (version INTEGER PRIMARY KEY, applied_at REAL NOT NULL)")
+        for migration in SQLiteStore.migrations where migration.version <= 9 {
+            for statement in migration.statements { try file.execute(statement) }
+            try file.query("INSERT INTO mizan_schema_migrations (version, applied_at) VALUES (?, 0)", [.integer(migration.version)])
+        }
+        for tokensOfJob in [SQLValue.text(job.description), .null, .null] {
+            try file.query(
+                """
+                INSERT INTO mizan_usage (request_id, model, status, latency_ms, created_at, prompt_tokens, completion_tokens, tokens_of_job)
+                VALUES ('r', 'm1', 200, 1, ?, 10, 5, ?)
+                """,
+                [.float(Date().timeIntervalSinceReferenceDate), tokensOfJob])
+        }
+        file.close()
+
+        let store = try await SQLiteStore.open(path: path)
+        let check = try Database.open(path: path)
+        let index = try check.query("PRAGMA index_list(mizan_usage)").first { $0.column("name")?.string == "mizan_usage_tokens_of_job" }
+        check.close()
+        #expect(index?.column("unique")?.integer == 1 && index?.column("partial")?.integer == 1)
+        func record(_ jobID: JobID?) -> UsageRecord {
+            UsageRecord(
+                requestID: "r", apiKeyID: nil, model: "m1", servedBy: "node/a", status: 200, latencyMilliseconds: 1,
+                usage: TokenUsage(promptTokens: 10, completionTokens: 5), createdAt: Date(), jobID: jobID)
+        }
+        #expect(try await store.recordUsage(record(job)) == false, "the job's tokens were counted before the upgrade")
+        #expect(try await store.recordUsage(record(nil)), "a record of no job counts its tokens")
+        #expect(try await store.recordUsage(record(nil)))
+        let other = JobID()
+        #expect(try await store.recordUsage(record(other)))
+        #expect(try await store.recordUsage(record(other)) == false, "another job's tokens count once too")
+        await store.close()
+    }
+
     @Test func aSecondStoreOnTheSameFileIsRefused() async throws {
         _ = try await withSQLiteStore { _, path in
             await #expect {
