@@ -100,105 +100,106 @@ struct SQLiteFileTests {
         }
     }
 
-    @Test func migrationNineMovesEveryBodyIntoItsOwnTable() async throws {
+    /// A file in a fresh folder as schema `version` left it (its migrations applied and
+    /// recorded), open for `body` to fill; deleted after.
+    func withFile(atVersion version: Int, _ body: (_ file: Database, _ path: String) async throws -> Void) async throws {
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("mizan-sqlite-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: folder) }
         let path = folder.appendingPathComponent("mizan.sqlite").path
-        // A file as version 8 left it: bodies in the jobs' rows; a queued job (with an
-        // idempotency key), a succeeded one and a failed one.
-        let now = Date()
-        let queued = JobID()
-        let succeeded = JobID()
-        let failed = JobID()
         let file = try Database.open(path: path)
         try file.execute("CREATE TABLE mizan_schema_migrations (version INTEGER PRIMARY KEY, applied_at REAL NOT NULL)")
-        for migration in SQLiteStore.migrations where migration.version <= 8 {
+        for migration in SQLiteStore.migrations where migration.version <= version {
             for statement in migration.statements { try file.execute(statement) }
             try file.query("INSERT INTO mizan_schema_migrations (version, applied_at) VALUES (?, 0)", [.integer(migration.version)])
         }
-        for (id, state, body, key) in [
-            (queued, "accepted", "{\"q\":1}", "key-1"), (succeeded, "succeeded", "{\"s\":2}", nil), (failed, "failed", "{\"f\":3}", nil),
-        ] {
-            try file.query(
-                """
-                INSERT INTO mizan_jobs (id, request_id, model, body, stream, state, attempt, max_attempts, priority, deadline,
-                    created_at, updated_at, finished_at, result, error_code, idempotency_key, api_key_id)
-                VALUES (?1, 'r', 'm1', ?2, 0, ?3, 1, 3, 0, ?4, ?5, ?5, CASE WHEN ?3 = 'accepted' THEN NULL ELSE ?5 END,
-                    CASE WHEN ?3 = 'succeeded' THEN x'7b7d' END, CASE WHEN ?3 = 'failed' THEN 'bad_output' END, ?6, 'k')
-                """,
-                [
-                    .text(id.description), .blob(Data(body.utf8)), .text(state),
-                    .float(now.addingTimeInterval(600).timeIntervalSinceReferenceDate),
-                    .float(now.addingTimeInterval(-7_200).timeIntervalSinceReferenceDate), key.map { .text($0) } ?? .null,
-                ])
-        }
-        file.close()
+        try await body(file, path)
+    }
 
-        let store = try await SQLiteStore.open(path: path)
-        #expect(try await store.job(queued)?.body == Data(#"{"q":1}"#.utf8))
-        #expect(try await store.job(succeeded)?.result == Data("{}".utf8))
-        #expect(try await store.job(failed)?.errorCode == "bad_output")
-        // The idempotency key still finds its job; the queued job leases with its body.
-        let again = Job(requestID: "r2", model: "m1", body: Data("{}".utf8), deadline: now + 600, idempotencyKey: "key-1")
-        #expect(try await store.insert(again).job.id == queued)
-        _ = try await store.createNode(Node(name: "n", createdAt: now), registrationTokenHash: Data([1]))
-        let node = try await store.registerNode(
-            registrationTokenHash: Data([1]), nodeTokenHash: Data([2]), report: NodeReport(models: ["m1"], maxConcurrency: 4), now: now)
-        let leased = try await store.lease(nodeID: node.id, limit: 4, now: now)
-        #expect(leased.map(\.job.id) == [queued] && leased.first?.job.body == Data(#"{"q":1}"#.utf8))
-        // Pruning the finished jobs takes their bodies with them.
-        #expect(try await store.prune(finishedBefore: now.addingTimeInterval(-3_600)) == 2)
-        await store.close()
-        let check = try Database.open(path: path)
-        defer { check.close() }
-        let bodies = try check.query("SELECT b.body FROM mizan_job_bodies b JOIN mizan_jobs j ON j.seq = b.job").compactMap {
-            $0.column("body")?.blob
+    @Test func migrationNineMovesEveryBodyIntoItsOwnTable() async throws {
+        // A file as version 8 left it: bodies in the jobs' rows; a queued job (with an
+        // idempotency key), a succeeded one and a failed one.
+        try await withFile(atVersion: 8) { file, path in
+            let now = Date()
+            let queued = JobID()
+            let succeeded = JobID()
+            let failed = JobID()
+            for (id, state, body, key) in [
+                (queued, "accepted", "{\"q\":1}", "key-1"), (succeeded, "succeeded", "{\"s\":2}", nil),
+                (failed, "failed", "{\"f\":3}", nil),
+            ] {
+                try file.query(
+                    """
+                    INSERT INTO mizan_jobs (id, request_id, model, body, stream, state, attempt, max_attempts, priority, deadline,
+                        created_at, updated_at, finished_at, result, error_code, idempotency_key, api_key_id)
+                    VALUES (?1, 'r', 'm1', ?2, 0, ?3, 1, 3, 0, ?4, ?5, ?5, CASE WHEN ?3 = 'accepted' THEN NULL ELSE ?5 END,
+                        CASE WHEN ?3 = 'succeeded' THEN x'7b7d' END, CASE WHEN ?3 = 'failed' THEN 'bad_output' END, ?6, 'k')
+                    """,
+                    [
+                        .text(id.description), .blob(Data(body.utf8)), .text(state),
+                        .float(now.addingTimeInterval(600).timeIntervalSinceReferenceDate),
+                        .float(now.addingTimeInterval(-7_200).timeIntervalSinceReferenceDate), key.map { .text($0) } ?? .null,
+                    ])
+            }
+            file.close()
+
+            let store = try await SQLiteStore.open(path: path)
+            #expect(try await store.job(queued)?.body == Data(#"{"q":1}"#.utf8))
+            #expect(try await store.job(succeeded)?.result == Data("{}".utf8))
+            #expect(try await store.job(failed)?.errorCode == "bad_output")
+            // The idempotency key still finds its job; the queued job leases with its body.
+            let again = Job(requestID: "r2", model: "m1", body: Data("{}".utf8), deadline: now + 600, idempotencyKey: "key-1")
+            #expect(try await store.insert(again).job.id == queued)
+            _ = try await store.createNode(Node(name: "n", createdAt: now), registrationTokenHash: Data([1]))
+            let node = try await store.registerNode(
+                registrationTokenHash: Data([1]), nodeTokenHash: Data([2]), report: NodeReport(models: ["m1"], maxConcurrency: 4), now: now)
+            let leased = try await store.lease(nodeID: node.id, limit: 4, now: now)
+            #expect(leased.map(\.job.id) == [queued] && leased.first?.job.body == Data(#"{"q":1}"#.utf8))
+            // Pruning the finished jobs takes their bodies with them.
+            #expect(try await store.prune(finishedBefore: now.addingTimeInterval(-3_600)) == 2)
+            await store.close()
+            let check = try Database.open(path: path)
+            defer { check.close() }
+            let bodies = try check.query("SELECT b.body FROM mizan_job_bodies b JOIN mizan_jobs j ON j.seq = b.job").compactMap {
+                $0.column("body")?.blob
+            }
+            let orphans = try check.query("SELECT count(*) AS n FROM mizan_job_bodies").first?.column("n")?.integer
+            #expect(bodies == [Data(#"{"q":1}"#.utf8)] && orphans == 1)
         }
-        let orphans = try check.query("SELECT count(*) AS n FROM mizan_job_bodies").first?.column("n")?.integer
-        #expect(bodies == [Data(#"{"q":1}"#.utf8)] && orphans == 1)
     }
 
     @Test func migrationTenIndexesOnlyTheRecordsThatCountAJobsTokens() async throws {
-        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("mizan-sqlite-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: folder) }
-        let path = folder.appendingPathComponent("mizan.sqlite").path
         // A file as version 9 left it, with a record of a job's tokens and two of no job.
-        let job = JobID()
-        let file = try Database.open(path: path)
-        try file.execute("CREATE TABLE mizan_schema_migrations (version INTEGER PRIMARY KEY, applied_at REAL NOT NULL)")
-        for migration in SQLiteStore.migrations where migration.version <= 9 {
-            for statement in migration.statements { try file.execute(statement) }
-            try file.query("INSERT INTO mizan_schema_migrations (version, applied_at) VALUES (?, 0)", [.integer(migration.version)])
-        }
-        for tokensOfJob in [SQLValue.text(job.description), .null, .null] {
-            try file.query(
-                """
-                INSERT INTO mizan_usage (request_id, model, status, latency_ms, created_at, prompt_tokens, completion_tokens, tokens_of_job)
-                VALUES ('r', 'm1', 200, 1, ?, 10, 5, ?)
-                """,
-                [.float(Date().timeIntervalSinceReferenceDate), tokensOfJob])
-        }
-        file.close()
+        try await withFile(atVersion: 9) { file, path in
+            let job = JobID()
+            for tokensOfJob in [SQLValue.text(job.description), .null, .null] {
+                try file.query(
+                    """
+                    INSERT INTO mizan_usage (request_id, model, status, latency_ms, created_at, prompt_tokens, completion_tokens, tokens_of_job)
+                    VALUES ('r', 'm1', 200, 1, ?, 10, 5, ?)
+                    """,
+                    [.float(Date().timeIntervalSinceReferenceDate), tokensOfJob])
+            }
+            file.close()
 
-        let store = try await SQLiteStore.open(path: path)
-        let check = try Database.open(path: path)
-        let index = try check.query("PRAGMA index_list(mizan_usage)").first { $0.column("name")?.string == "mizan_usage_tokens_of_job" }
-        check.close()
-        #expect(index?.column("unique")?.integer == 1 && index?.column("partial")?.integer == 1)
-        func record(_ jobID: JobID?) -> UsageRecord {
-            UsageRecord(
-                requestID: "r", apiKeyID: nil, model: "m1", servedBy: "node/a", status: 200, latencyMilliseconds: 1,
-                usage: TokenUsage(promptTokens: 10, completionTokens: 5), createdAt: Date(), jobID: jobID)
+            let store = try await SQLiteStore.open(path: path)
+            let check = try Database.open(path: path)
+            let index = try check.query("PRAGMA index_list(mizan_usage)").first { $0.column("name")?.string == "mizan_usage_tokens_of_job" }
+            check.close()
+            #expect(index?.column("unique")?.integer == 1 && index?.column("partial")?.integer == 1)
+            func record(_ jobID: JobID?) -> UsageRecord {
+                UsageRecord(
+                    requestID: "r", apiKeyID: nil, model: "m1", servedBy: "node/a", status: 200, latencyMilliseconds: 1,
+                    usage: TokenUsage(promptTokens: 10, completionTokens: 5), createdAt: Date(), jobID: jobID)
+            }
+            #expect(try await store.recordUsage(record(job)) == false, "the job's tokens were counted before the upgrade")
+            #expect(try await store.recordUsage(record(nil)), "a record of no job counts its tokens")
+            #expect(try await store.recordUsage(record(nil)))
+            let other = JobID()
+            #expect(try await store.recordUsage(record(other)))
+            #expect(try await store.recordUsage(record(other)) == false, "another job's tokens count once too")
+            await store.close()
         }
-        #expect(try await store.recordUsage(record(job)) == false, "the job's tokens were counted before the upgrade")
-        #expect(try await store.recordUsage(record(nil)), "a record of no job counts its tokens")
-        #expect(try await store.recordUsage(record(nil)))
-        let other = JobID()
-        #expect(try await store.recordUsage(record(other)))
-        #expect(try await store.recordUsage(record(other)) == false, "another job's tokens count once too")
-        await store.close()
     }
 
     @Test func aSecondStoreOnTheSameFileIsRefused() async throws {
