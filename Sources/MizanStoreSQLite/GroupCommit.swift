@@ -36,40 +36,6 @@ package final class GroupCommit: Sendable {
     /// The most batches in one turn on the writer.
     static let turnLimit = 32
 
-    /// One queued write: its statements, and where its outcome goes.
-    private final class Item: @unchecked Sendable {
-        // `continuation` is set before the item is queued; `failure` on the writer's thread,
-        // read by the item's task after it resumes (or by `done`, on the writer's thread).
-        let work: (Database) throws -> Void
-        /// A write that changes the file by one statement at most runs without a transaction when it is alone in its batch.
-        let single: Bool
-        var failure: (any Error)?
-        var continuation: CheckedContinuation<Void, Never>?
-        /// For a write nobody waits for (``writeSoon(linger:_:done:)``): told how it went.
-        let done: (@Sendable ((any Error)?) -> Void)?
-
-        init(single: Bool, work: @escaping (Database) throws -> Void, done: (@Sendable ((any Error)?) -> Void)? = nil) {
-            self.single = single
-            self.work = work
-            self.done = done
-        }
-
-        /// Hands the outcome over, once.
-        func finish() {
-            if let done {
-                done(failure)
-            } else {
-                continuation?.resume()
-                continuation = nil
-            }
-        }
-    }
-
-    /// The value a write's body returned, handed from the writer's thread to the writer's task.
-    private final class Box<T>: @unchecked Sendable {
-        var value: T?
-    }
-
     private struct State {
         var queue: [Item] = []
         /// A turn is scheduled or running on the writer.
@@ -162,32 +128,38 @@ package final class GroupCommit: Sendable {
                 return checkpointFrames.map { db.walFrames >= $0 } ?? false
             }
             if let checkpointDue {
-                endRunHere(checkpointDue: checkpointDue)
+                handOn(counting: true, again: checkpointDue)
             } else {
-                await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-                    item.continuation = continuation
-                    state.withLock { $0.queue.append(item) }
-                    startTurn()
-                }
+                await queue(item, holdingWriter: true)
             }
         } else {
-            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-                item.continuation = continuation
-                if state.withLock({ $0.add(item) }) { startTurn() }
-            }
+            await queue(item)
         }
         if let failure = item.failure { throw failure }
         guard let value = box.value else { preconditionFailure("a write that did not fail returned its value") }
         return value
     }
 
-    /// After a write ran on its caller's thread: a turn for the writes that queued meanwhile
-    /// (or for a checkpoint that is due), else the writer is idle again.
-    private func endRunHere(checkpointDue: Bool) {
+    /// Queues `item` and waits until its batch has run, starting a turn when the writer is idle.
+    /// - Parameter holdingWriter: The caller holds the writer (a short write whose connection
+    ///   was lent out): it starts the turn itself.
+    private func queue(_ item: Item, holdingWriter: Bool = false) async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            item.continuation = continuation
+            if state.withLock({ $0.add(item) }) || holdingWriter { startTurn() }
+        }
+    }
+
+    /// Ends the caller's hold on the writer (a turn, or a write run on its caller's thread):
+    /// another turn when writes are queued or `again`, else the writer is idle.
+    /// - Parameters:
+    ///   - counting: Count a batch (the caller ran one outside ``State/next(into:)``).
+    ///   - again: Start a turn even with nothing queued (a checkpoint is due).
+    private func handOn(counting: Bool = false, again: Bool = false) {
         var waiters: [IdleWaiter] = []
         let more = state.withLock { state -> Bool in
-            state.batches += 1
-            if !state.queue.isEmpty || checkpointDue { return true }
+            if counting { state.batches += 1 }
+            if again || !state.queue.isEmpty { return true }
             _ = state.next(into: &waiters)
             return false
         }
@@ -278,14 +250,7 @@ package final class GroupCommit: Sendable {
             checkpointIfDue(db)
         }
         // More turns while writes are queued; the connection is let go in between.
-        var waiters: [IdleWaiter] = []
-        let more = state.withLock { state -> Bool in
-            if !state.queue.isEmpty { return true }
-            _ = state.next(into: &waiters)
-            return false
-        }
-        for waiter in waiters { waiter.resume(true) }
-        if more { startTurn() }
+        handOn()
     }
 
     /// Checkpoints the WAL when it has passed ``checkpointFrames`` (a checkpoint that fails,
@@ -293,49 +258,5 @@ package final class GroupCommit: Sendable {
     private func checkpointIfDue(_ db: Database) {
         guard let checkpointFrames, db.walFrames >= checkpointFrames else { return }
         try? db.checkpoint()
-    }
-
-    /// Runs one write in a transaction of its own (none when it is one statement).
-    private static func commitAlone(_ item: Item, on db: Database) {
-        do {
-            if item.single { try item.work(db) } else { try db.transaction(item.work) }
-        } catch {
-            item.failure = error
-        }
-    }
-
-    /// Runs a batch in one transaction; a write that throws rolls back to its savepoint.
-    private static func commit(_ batch: [Item], on db: Database) throws {
-        if batch.count == 1, let item = batch.first {
-            commitAlone(item, on: db)
-            return
-        }
-        try db.transaction { db in
-            for item in batch {
-                // A write of one statement at most needs no savepoint: SQLite undoes a statement
-                // that fails, and the transaction goes on.
-                guard !item.single else {
-                    do {
-                        try item.work(db)
-                    } catch {
-                        item.failure = error
-                        // A failure SQLite answered by rolling the whole transaction back (a
-                        // full disk, an I/O error) fails the batch.
-                        guard db.inTransaction else { throw error }
-                    }
-                    continue
-                }
-                try db.query("SAVEPOINT mizan_write")
-                do {
-                    try item.work(db)
-                } catch {
-                    item.failure = error
-                    // A failure SQLite answered by rolling the whole transaction back (a full
-                    // disk, an I/O error) fails the batch: `ROLLBACK TO` then throws.
-                    try db.query("ROLLBACK TO mizan_write")
-                }
-                try db.query("RELEASE mizan_write")
-            }
-        }
     }
 }

@@ -78,7 +78,7 @@ extension SQLiteStore {
         }
         // Give the pages back to the checkpointed WAL, so that it stays small.
         // (On the writer, outside any transaction: a checkpoint cannot run inside one.)
-        if pruned > 0 { _ = try? await writer.run { try $0.query("PRAGMA wal_checkpoint(PASSIVE)") } }
+        if pruned > 0 { _ = try? await writer.run { try $0.checkpoint() } }
         return pruned
     }
 }

@@ -291,6 +291,32 @@ struct GroupCommitTests {
         }
     }
 
+    @Test("a short write that finds the writer idle but its connection lent out waits for a turn and commits")
+    func shortWriteBehindOtherWork() async throws {
+        try await withWriter(options: Options(runsShortWritesHere: true)) { writes, pool, reader, _ in
+            let started = Atomic<Bool>(false)
+            let release = DispatchSemaphore(value: 0)
+            // Other work on the writer's connection (as a sweep's checkpoint), outside the group commit.
+            let other = Task {
+                try await pool.run { _ in
+                    started.store(true, ordering: .sequentiallyConsistent)
+                    _ = release.wait(timeout: .now() + 10)
+                }
+            }
+            try await until { started.load(ordering: .sequentiallyConsistent) }
+            let short = Task { try await writes.write(single: true, short: true) { try $0.query("INSERT INTO t (x) VALUES (1)") } }
+            try await until { writes.queued == 1 }
+            release.signal()
+            try await other.value
+            // Bounded: a write nobody started a turn for would wait for ever.
+            try await until { ((try? reader.query("SELECT x FROM t")) ?? []).count == 1 }
+            _ = try await short.value
+            #expect(await writes.idle(timeout: .seconds(1)))
+            let rows = try reader.query("SELECT x FROM t").compactMap { $0.column("x")?.integer }
+            #expect(rows == [1])
+        }
+    }
+
     @Test("the WAL is checkpointed into the file past its limit, after short writes and after turns")
     func checkpoints() async throws {
         try await withWriter(options: Options(runsShortWritesHere: true, checkpointFrames: 16)) { writes, _, _, path in
