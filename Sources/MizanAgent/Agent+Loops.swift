@@ -116,6 +116,19 @@ extension Agent {
         }
     }
 
+    /// Tells the gateway at once that the agent is stopping (a heartbeat that says so).
+    func announceDraining(token: String) async {
+        let running = state.withLock { Array($0.running.keys) }
+        do {
+            let answer = try await withTimeLimit(.seconds(5), timeoutError: { AgentClientError(.unreachable, message: "no answer") }) {
+                try await self.client.heartbeat(token: token, AgentWire.HeartbeatRequest(report: self.report(), running: running))
+            }
+            for lease in answer.abort { abort(lease) }
+        } catch {
+            logger.info("could not tell the gateway the agent is stopping", metadata: ["mizan.error": "\(error)"])
+        }
+    }
+
     /// Cancels a running job's local call; it will not be reported.
     func abort(_ lease: AgentWire.LeaseRef) {
         let task = state.withLock { state -> Task<Void, Never>? in

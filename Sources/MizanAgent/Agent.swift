@@ -107,6 +107,8 @@ public final class Agent: Service, Sendable {
         var endpoints: [Endpoint] = []
         var healthy = false
         var revoked = false
+        /// Stopping: it leases nothing more and finishes what it runs.
+        var draining = false
         var running: [AgentWire.LeaseRef: RunningJob] = [:]
     }
 
@@ -157,7 +159,8 @@ public final class Agent: Service, Sendable {
                 maxConcurrency: configuration.maxConcurrency,
                 health: state.healthy ? .healthy : .unhealthy,
                 inFlight: state.running.count,
-                labels: configuration.labels.merging([MizanVersion.labelName: MizanVersion.current]) { mine, _ in mine }
+                labels: configuration.labels.merging([MizanVersion.labelName: MizanVersion.current]) { mine, _ in mine },
+                draining: state.draining
             )
         }
     }
@@ -177,6 +180,8 @@ public final class Agent: Service, Sendable {
             return
         }
         state.withLock { $0.token = token }
+        // The gateway pushes the end of a job whose client left: its local call stops at once.
+        client.onAbort { [weak self] lease in self?.abort(lease) }
         logger.info(
             "agent connected",
             metadata: ["mizan.gateway": "\(configuration.gatewayURL)", "mizan.models": "\(report().models.joined(separator: ","))"])
@@ -189,8 +194,22 @@ public final class Agent: Service, Sendable {
             } onGracefulShutdown: {
                 self.slotFreed.yield()
             }
+            if !self.state.withLock({ $0.revoked }) {
+                // Stopping: the gateway stops counting on this node at once (requests for its
+                // models go elsewhere or are answered 503) while its jobs finish.
+                self.state.withLock { $0.draining = true }
+                await self.announceDraining(token: token)
+            }
             await self.drain()
             group.cancelAll()
+        }
+        if !state.withLock({ $0.revoked }) {
+            // It holds nothing any more: disconnected at once, anything left requeued.
+            do {
+                try await client.goodbye(token: token)
+            } catch {
+                logger.info("goodbye not delivered; the gateway will notice the node is gone", metadata: ["mizan.error": "\(error)"])
+            }
         }
         // The gateway ends what it still waits on for this node (its lease calls).
         client.close()

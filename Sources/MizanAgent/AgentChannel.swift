@@ -24,6 +24,9 @@ final class AgentChannel: Sendable {
 
     /// How long opening may take before the channel counts as unavailable.
     static let openTimeout: Duration = .seconds(10)
+    /// The longest line read from the gateway (a lease's jobs carry their bodies); a longer one
+    /// ends the channel — a hostile gateway or proxy cannot make the agent hold it without bound.
+    static let maxLineBytes = 128 << 20
 
     let gatewayURL: String
     let http: HTTPClient
@@ -34,6 +37,7 @@ final class AgentChannel: Sendable {
         var opening: Task<Connection, any Error>?
         var unavailable: Unavailable?
         var nextID = 1
+        var onAbort: (@Sendable (AgentWire.LeaseRef) -> Void)?
     }
 
     private let state = Mutex(State())
@@ -42,6 +46,12 @@ final class AgentChannel: Sendable {
         self.gatewayURL = gatewayURL
         self.http = http
         self.logger = logger
+    }
+
+    /// What runs when the gateway pushes an `abort` for a job (its client left).
+    var onAbort: (@Sendable (AgentWire.LeaseRef) -> Void)? {
+        get { state.withLock { $0.onAbort } }
+        set { state.withLock { $0.onAbort = newValue } }
     }
 
     /// Whether the channel was found unavailable (the client then uses HTTP).
@@ -212,7 +222,7 @@ final class AgentChannel: Sendable {
             var line = ByteBuffer()
             let decoder = AgentWire.decoder()
             do {
-                for try await var buffer in response.body {
+                reading: for try await var buffer in response.body {
                     while let newline = buffer.readableBytesView.firstIndex(of: 0x0A) {
                         var part = buffer.readSlice(length: newline - buffer.readerIndex)!
                         buffer.moveReaderIndex(forwardBy: 1)
@@ -220,11 +230,23 @@ final class AgentChannel: Sendable {
                         if line.readableBytes > 0,
                             let frame = try? AgentWire.ChannelFrame.read(line: Array(line.readableBytesView), fallback: decoder)
                         {
-                            connection.deliver(frame)
+                            if frame.operation == .abort {
+                                if let jobID = frame.jobID, let attempt = frame.attempt {
+                                    self.onAbort?(AgentWire.LeaseRef(jobID: jobID, attempt: attempt))
+                                }
+                            } else {
+                                connection.deliver(frame)
+                            }
                         }
                         line.clear()
                     }
                     line.writeBuffer(&buffer)
+                    if line.readableBytes > Self.maxLineBytes {
+                        logger.warning(
+                            "the gateway sent a line longer than the agent reads; closing the channel",
+                            metadata: ["mizan.bytes": "\(line.readableBytes)"])
+                        break reading
+                    }
                 }
             } catch {
                 logger.debug("the agent channel broke", metadata: ["mizan.error": "\(error)"])

@@ -55,6 +55,26 @@ public struct AgentClient: Sendable {
         channel?.close()
     }
 
+    /// Sets what runs when the gateway pushes an abort over the channel: a job leased to this
+    /// node ended without it (its client left, its deadline passed). Over HTTP the same news
+    /// comes in heartbeat answers.
+    /// - Parameter handler: Called with the lease to abort; it must return quickly.
+    public func onAbort(_ handler: @escaping @Sendable (AgentWire.LeaseRef) -> Void) {
+        channel?.onAbort = handler
+    }
+
+    /// Says goodbye: the agent stops and holds no job any more, so its node is disconnected at
+    /// once and whatever is still leased to it goes back to the queue.
+    /// - Parameter token: The node token.
+    public func goodbye(token: String) async throws {
+        let frame = AgentWire.ChannelFrame(.goodbye, id: 0)
+        let _: AgentWire.GoodbyeResponse = try await route(
+            frame, token: token, timeout: .seconds(5), answer: { _ in AgentWire.GoodbyeResponse() }
+        ) {
+            try await call("/agent/v1/goodbye", token: token, body: [String: String](), timeout: .seconds(5))
+        }
+    }
+
     /// Whether calls travel over the persistent channel now (`false` before it is first
     /// needed, and for good once it was found unavailable).
     public var usesChannel: Bool { channel.map { !$0.isUnavailable } ?? false }
@@ -182,7 +202,7 @@ public struct AgentClient: Sendable {
         do {
             response = try await http.execute(
                 request, timeout: .nanoseconds(Int64(timeout.components.seconds) * 1_000_000_000 + 1_000_000_000))
-            data = Data(try await response.body.collect(upTo: 256 << 20).readableBytesView)
+            data = Data(try await response.body.collect(upTo: AgentChannel.maxLineBytes).readableBytesView)
         } catch is CancellationError {
             throw CancellationError()
         } catch let error as HTTPClientError where error == .cancelled {

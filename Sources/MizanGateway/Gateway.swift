@@ -104,7 +104,9 @@ public final class Gateway: Sendable {
             configuration: configuration
         )
         self.agents = AgentController(
-            dispatcher: dispatcher, maxBodyBytes: configuration.maxBodyBytes, channelEnabled: configuration.agentChannel)
+            dispatcher: dispatcher,
+            channels: NodeChannels(dispatcher: dispatcher, grace: configuration.nodeDisconnectGrace, logger: logger),
+            maxBodyBytes: configuration.maxBodyBytes, channelEnabled: configuration.agentChannel)
         self.admin = AdminController(dispatcher: dispatcher, credentials: credentials, access: store)
         self.operations = OperationsController(dispatcher: dispatcher, metricsRegistry: metricsRegistry, logger: logger)
         let activity = RecentActivity()

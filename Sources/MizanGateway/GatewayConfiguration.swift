@@ -27,6 +27,10 @@ extension Gateway {
         public var maxConnections: Int
         /// How long a console sign-in lasts (8 hours).
         public var consoleSessionLifetime: Duration
+        /// How long a node whose agent channels all ended (without a goodbye) may take to come
+        /// back before it counts as disconnected and its leased jobs go back to the queue (5
+        /// seconds). Nodes on the HTTP agent API go stale after `Dispatcher.Configuration.nodeStaleAfter` instead.
+        public var nodeDisconnectGrace: Duration
         /// Whether agents may open the persistent channel, `POST /agent/v1/channel` (true);
         /// without it they use the HTTP agent API (the channel answers 404 and they fall back).
         public var agentChannel: Bool
@@ -47,6 +51,7 @@ extension Gateway {
             maxConnections: Int = 4096,
             consoleSessionLifetime: Duration = .seconds(8 * 3600),
             agentChannel: Bool = true,
+            nodeDisconnectGrace: Duration = .seconds(5),
             dispatch: Dispatcher.Configuration = .init()
         ) {
             self.maxBodyBytes = maxBodyBytes
@@ -58,6 +63,7 @@ extension Gateway {
             self.maxConnections = maxConnections
             self.consoleSessionLifetime = consoleSessionLifetime
             self.agentChannel = agentChannel
+            self.nodeDisconnectGrace = nodeDisconnectGrace
             self.dispatch = dispatch
         }
     }

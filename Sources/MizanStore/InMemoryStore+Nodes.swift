@@ -44,6 +44,28 @@ extension InMemoryStore {
         }
     }
 
+    public func markConnected(_ id: NodeID, now: Date) async throws -> Node {
+        try state.withLock { state in
+            guard var node = state.nodes[id] else { throw MizanError(.nodeNotFound, "No node with id \(id).") }
+            guard node.status == .active else { throw MizanError(.invalidNodeToken, "The node is not active.") }
+            node.disconnectedAt = nil
+            node.lastSeen = now
+            state.nodes[id] = node
+            return node
+        }
+    }
+
+    public func markDisconnected(_ id: NodeID, unlessSeenAfter: Date?, now: Date) async throws -> Node? {
+        state.withLock { state in
+            guard var node = state.nodes[id], node.status == .active else { return nil }
+            if node.disconnectedAt != nil { return node }
+            if let after = unlessSeenAfter, let seen = node.lastSeen, seen > after { return nil }
+            node.disconnectedAt = now
+            state.nodes[id] = node
+            return node
+        }
+    }
+
     public func revokeNode(_ id: NodeID, now: Date) async throws -> Node {
         try state.withLock { state in
             guard var node = state.nodes[id] else { throw MizanError(.nodeNotFound, "No node with id \(id).") }
@@ -79,5 +101,7 @@ extension Node {
         inFlight = report.inFlight
         labels = report.labels
         lastSeen = now
+        // A draining agent said goodbye: it stays disconnected while it finishes its jobs.
+        disconnectedAt = report.draining ? (disconnectedAt ?? now) : nil
     }
 }

@@ -21,6 +21,27 @@ extension InMemoryStore.State {
         if leasedByNode[nodeID]?.isEmpty == true { leasedByNode[nodeID] = nil }
     }
 
+    /// Takes back every job leased to a node: requeued while attempts and time allow, else failed.
+    mutating func takeBackLeases(of nodeID: NodeID, now: Date) -> [Job] {
+        var changed: [Job] = []
+        for id in leasedByNode[nodeID] ?? [] {
+            guard var job = jobs[id] else { continue }
+            release(job)
+            if job.attempt < job.maxAttempts, job.deadline > now {
+                job.requeue(now: now, reason: JobErrorCode.nodeLost)
+                jobs[id] = job
+                enqueue(job)
+            } else {
+                finishLive(
+                    &job, as: .failed, code: JobErrorCode.nodeLost, message: "The node running the job was lost and no attempt is left.",
+                    now: now)
+            }
+            changed.append(job)
+        }
+        leasedByNode[nodeID] = nil
+        return changed
+    }
+
     /// Moves a live job to a terminal state and records it.
     mutating func finishLive(_ job: inout Job, as target: JobState, code: String, message: String, now: Date) {
         if job.state == .accepted { queued[job.model, default: 1] -= 1 }

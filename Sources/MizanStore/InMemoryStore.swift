@@ -153,28 +153,20 @@ public final class InMemoryStore: DispatchStore {
     public func recoverLeases(staleBefore: Date, now: Date) async throws -> [Job] {
         let changed: [Job] = state.withLock { state in
             var changed: [Job] = []
-            for (nodeID, ids) in state.leasedByNode {
+            for nodeID in state.leasedByNode.keys {
                 let node = state.nodes[nodeID]
                 let gone = node == nil || node!.status == .revoked || (node!.lastSeen ?? .distantPast) < staleBefore
                 guard gone else { continue }
-                for id in ids {
-                    guard var job = state.jobs[id] else { continue }
-                    state.release(job)
-                    if job.attempt < job.maxAttempts, job.deadline > now {
-                        job.requeue(now: now, reason: JobErrorCode.nodeLost)
-                        state.jobs[id] = job
-                        state.enqueue(job)
-                    } else {
-                        state.finishLive(
-                            &job, as: .failed, code: JobErrorCode.nodeLost,
-                            message: "The node running the job was lost and no attempt is left.", now: now
-                        )
-                    }
-                    changed.append(job)
-                }
+                changed += state.takeBackLeases(of: nodeID, now: now)
             }
             return changed
         }
+        hub.publish(StoreEvent.describing(changed))
+        return changed
+    }
+
+    public func recoverLeases(of nodeID: NodeID, now: Date) async throws -> [Job] {
+        let changed = state.withLock { $0.takeBackLeases(of: nodeID, now: now) }
         hub.publish(StoreEvent.describing(changed))
         return changed
     }

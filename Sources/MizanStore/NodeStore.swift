@@ -21,7 +21,9 @@ public protocol NodeStore: Sendable {
     /// - Throws: `MizanError` `unauthorized` when no pending node has that token.
     func registerNode(registrationTokenHash: Data, nodeTokenHash: Data, report: NodeReport, now: Date) async throws -> Node
 
-    /// Records a heartbeat: models, capacity, health, in-flight count and last-seen time.
+    /// Records a heartbeat: models, capacity, health, in-flight count and last-seen time. A
+    /// heartbeat clears the node's ``Node/disconnectedAt`` unless its report says it is
+    /// draining (then it is set, if it was not).
     /// - Parameters:
     ///   - id: The node.
     ///   - report: Its report.
@@ -29,6 +31,35 @@ public protocol NodeStore: Sendable {
     /// - Returns: The node after the write.
     /// - Throws: `MizanError` `nodeNotFound`, or `unauthorized` when revoked.
     func heartbeat(_ id: NodeID, report: NodeReport, now: Date) async throws -> Node
+
+    /// Marks a node connected (its agent opened a channel): clears ``Node/disconnectedAt`` and
+    /// records `now` as last seen.
+    /// - Parameters:
+    ///   - id: The node.
+    ///   - now: The current time.
+    /// - Returns: The node after the write.
+    /// - Throws: `MizanError` `nodeNotFound`, or `unauthorized` when it is not active.
+    func markConnected(_ id: NodeID, now: Date) async throws -> Node
+
+    /// Marks an active node disconnected at `now` (its agent said goodbye, or its channel ended
+    /// and it did not come back) — unless it was heard from after `unlessSeenAfter`: it came
+    /// back meanwhile, perhaps through another gateway instance. A node marked already keeps
+    /// its first time.
+    /// - Parameters:
+    ///   - id: The node.
+    ///   - unlessSeenAfter: When its channel ended (`nil`: mark it whatever it did since).
+    ///   - now: The current time.
+    /// - Returns: The node when it is (now) disconnected, `nil` when it was heard from since.
+    func markDisconnected(_ id: NodeID, unlessSeenAfter: Date?, now: Date) async throws -> Node?
+
+    /// Takes back every job leased to one node (its agent is gone): each is requeued while
+    /// attempts and its deadline allow, else failed as `node_lost` — as ``JobStore/recoverLeases(staleBefore:now:)``
+    /// does for stale nodes.
+    /// - Parameters:
+    ///   - nodeID: The node.
+    ///   - now: The current time.
+    /// - Returns: The jobs changed.
+    func recoverLeases(of nodeID: NodeID, now: Date) async throws -> [Job]
 
     /// Revokes a node. Its token stops working; its leases are recovered by the sweeper.
     /// - Parameters:

@@ -24,7 +24,8 @@ enum Rows {
 
     private static let qualified = Mutex<[String: String]>([:])
 
-    static let nodeColumns = "id, name, models, endpoints, max_concurrency, labels, status, health, in_flight, last_seen, created_at"
+    static let nodeColumns =
+        "id, name, models, endpoints, max_concurrency, labels, status, health, in_flight, last_seen, disconnected_at, created_at"
 
     static func job(_ row: PostgresRow) throws -> Job {
         let (
@@ -73,8 +74,8 @@ enum Rows {
     }
 
     static func node(_ row: PostgresRow) throws -> Node {
-        let (id, name, models, endpoints, maxConcurrency, labels, status, health, inFlight, lastSeen, createdAt) =
-            try row.decode((UUID, String, [String], [String], Int, String, String, String, Int, Date?, Date).self)
+        let (id, name, models, endpoints, maxConcurrency, labels, status, health, inFlight, lastSeen, disconnectedAt, createdAt) =
+            try row.decode((UUID, String, [String], [String], Int, String, String, String, Int, Date?, Date?, Date).self)
         return Node(
             id: NodeID(id),
             name: name,
@@ -86,6 +87,7 @@ enum Rows {
             health: Node.Health(rawValue: health) ?? .unknown,
             inFlight: inFlight,
             lastSeen: lastSeen,
+            disconnectedAt: disconnectedAt,
             createdAt: createdAt
         )
     }

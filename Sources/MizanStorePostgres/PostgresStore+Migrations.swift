@@ -128,6 +128,15 @@ extension PostgresStore {
                 "ALTER TABLE mizan_jobs ADD COLUMN lease_history text"
             ]
         ),
+        (
+            7,
+            [
+                // When a node's agent was found gone (goodbye, or its channel ended for good).
+                "ALTER TABLE mizan_nodes ADD COLUMN disconnected_at timestamptz",
+                // Console sessions signed out before they expire, so that a restart keeps them ended.
+                "CREATE TABLE mizan_console_signouts (id text PRIMARY KEY, expires timestamptz NOT NULL)",
+            ]
+        ),
     ]
 
     /// The schema version this build migrates to.

@@ -52,7 +52,8 @@ extension PostgresStore {
             """
             UPDATE mizan_nodes SET models = \(report.models), max_concurrency = \(max(1, report.maxConcurrency)),
                 health = \(report.health.rawValue), in_flight = \(report.inFlight), labels = \(Rows.labels(report.labels)),
-                last_seen = \(now), endpoints = \(report.endpoints.map(\.rawValue))
+                last_seen = \(now), endpoints = \(report.endpoints.map(\.rawValue)),
+                disconnected_at = CASE WHEN \(report.draining) THEN coalesce(disconnected_at, \(now)) ELSE NULL END
             WHERE id = \(id.uuid) AND status = 'active'
             RETURNING \(unescaped: Rows.nodeColumns)
             """,
@@ -61,6 +62,35 @@ extension PostgresStore {
         if let node = rows.first { return node }
         guard try await node(id) != nil else { throw MizanError(.nodeNotFound, "No node with id \(id).") }
         throw MizanError(.invalidNodeToken, "The node is not active.")
+    }
+
+    public func markConnected(_ id: NodeID, now: Date) async throws -> Node {
+        let rows = try await client.prepared(
+            Key8.self,
+            """
+            UPDATE mizan_nodes SET disconnected_at = NULL, last_seen = \(now)
+            WHERE id = \(id.uuid) AND status = 'active'
+            RETURNING \(unescaped: Rows.nodeColumns)
+            """,
+            logger: logger, Rows.node
+        )
+        if let node = rows.first { return node }
+        guard try await node(id) != nil else { throw MizanError(.nodeNotFound, "No node with id \(id).") }
+        throw MizanError(.invalidNodeToken, "The node is not active.")
+    }
+
+    public func markDisconnected(_ id: NodeID, unlessSeenAfter: Date?, now: Date) async throws -> Node? {
+        try await client.prepared(
+            Key9.self,
+            """
+            UPDATE mizan_nodes SET disconnected_at = coalesce(disconnected_at, \(now))
+            WHERE id = \(id.uuid) AND status = 'active'
+                AND (disconnected_at IS NOT NULL OR \(unlessSeenAfter)::timestamptz IS NULL
+                    OR last_seen IS NULL OR last_seen <= \(unlessSeenAfter))
+            RETURNING \(unescaped: Rows.nodeColumns)
+            """,
+            logger: logger, Rows.node
+        ).first
     }
 
     public func revokeNode(_ id: NodeID, now: Date) async throws -> Node {
@@ -104,3 +134,5 @@ private enum Key4 {}
 private enum Key5 {}
 private enum Key6 {}
 private enum Key7 {}
+private enum Key8 {}
+private enum Key9 {}

@@ -80,6 +80,46 @@ extension PostgresStore {
         return changed
     }
 
+    public func recoverLeases(of nodeID: NodeID, now: Date) async throws -> [Job] {
+        let changed = try await client.prepared(
+            Key8.self,
+            """
+            WITH cur AS (
+                SELECT j.id, j.node_id AS prev_node, (j.attempt < j.max_attempts AND j.deadline > \(now)) AS again
+                FROM mizan_jobs j
+                WHERE j.state = 'leased' AND j.node_id = \(nodeID.uuid)
+                FOR UPDATE OF j SKIP LOCKED
+            ), upd AS (
+                UPDATE mizan_jobs j SET
+                    state = CASE WHEN cur.again THEN 'accepted' ELSE 'failed' END,
+                    attempt = j.attempt + CASE WHEN cur.again THEN 1 ELSE 0 END,
+                    node_id = CASE WHEN cur.again THEN NULL ELSE j.node_id END,
+                    finished_at = CASE WHEN cur.again THEN NULL ELSE \(now) END,
+                    error_code = CASE WHEN cur.again THEN NULL ELSE \(JobErrorCode.nodeLost) END,
+                    error_message = CASE WHEN cur.again THEN NULL
+                        ELSE 'The node running the job was lost and no attempt is left.' END,
+                    lease_history = CASE WHEN cur.again THEN COALESCE(j.lease_history, '') || j.attempt || ','
+                        || COALESCE(extract(epoch from j.leased_at)::text, '') || ',' || COALESCE(j.node_id::text, '') || ','
+                        || \(String(now.timeIntervalSince1970))::text || ',' || \(JobErrorCode.nodeLost)::text || ';'
+                        ELSE j.lease_history END,
+                    updated_at = \(now)
+                FROM cur WHERE j.id = cur.id
+                RETURNING \(unescaped: Rows.jobColumns("j")), cur.prev_node
+            ), dec AS (
+                UPDATE mizan_nodes n SET leased = n.leased - c.count
+                FROM (SELECT prev_node, count(*) AS count FROM upd GROUP BY prev_node) c
+                WHERE n.id = c.prev_node
+            )
+            SELECT \(unescaped: Rows.jobColumns) FROM upd
+            """,
+            logger: logger, Rows.job
+        )
+        let events = StoreEvent.describing(changed)
+        publishLocally(events)
+        try await notify(events)
+        return changed
+    }
+
     public func prune(finishedBefore: Date) async throws -> Int {
         var total = 0
         while true {
@@ -106,3 +146,4 @@ extension PostgresStore {
 // Marker types naming this file's prepared statements.
 private enum Key6 {}
 private enum Key7 {}
+private enum Key8 {}

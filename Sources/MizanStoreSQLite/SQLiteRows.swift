@@ -28,7 +28,7 @@ enum Rows {
     }
 
     static let nodeColumns =
-        "id, name, models, endpoints, max_concurrency, labels, status, health, in_flight, last_seen, created_at"
+        "id, name, models, endpoints, max_concurrency, labels, status, health, in_flight, last_seen, disconnected_at, created_at"
 
     static let keyColumns = "id, name, prefix, created_at, revoked_at, policy"
 
@@ -140,6 +140,7 @@ enum Rows {
             health: Node.Health(rawValue: try string(row, "health")) ?? .unknown,
             inFlight: Int(row.column("in_flight")?.integer ?? 0),
             lastSeen: date(row, "last_seen"),
+            disconnectedAt: date(row, "disconnected_at"),
             createdAt: try requiredDate(row, "created_at")
         )
     }

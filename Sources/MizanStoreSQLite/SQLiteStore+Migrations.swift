@@ -229,6 +229,15 @@ extension SQLiteStore {
                 "CREATE UNIQUE INDEX mizan_usage_tokens_of_job ON mizan_usage (tokens_of_job) WHERE tokens_of_job IS NOT NULL",
             ]
         ),
+        (
+            11,
+            [
+                // When a node's agent was found gone (goodbye, or its channel ended for good).
+                "ALTER TABLE mizan_nodes ADD COLUMN disconnected_at REAL",
+                // Console sessions signed out before they expire, so that a restart keeps them ended.
+                "CREATE TABLE mizan_console_signouts (id TEXT PRIMARY KEY, expires REAL NOT NULL) STRICT",
+            ]
+        ),
     ]
 
     /// The newest schema version this build knows.

@@ -49,18 +49,43 @@ extension SQLiteStore {
     public func heartbeat(_ id: NodeID, report: NodeReport, now: Date) async throws -> Node {
         let rows = try await writeOne(
             """
-            UPDATE mizan_nodes SET models = ?, max_concurrency = ?, health = ?, in_flight = ?, labels = ?, last_seen = ?, endpoints = ?
+            UPDATE mizan_nodes SET models = ?, max_concurrency = ?, health = ?, in_flight = ?, labels = ?, last_seen = ?, endpoints = ?,
+                disconnected_at = CASE WHEN ? THEN coalesce(disconnected_at, ?) ELSE NULL END
             WHERE id = ? AND status = 'active'
             RETURNING \(Rows.nodeColumns)
             """,
             [
                 Rows.json(report.models), .integer(max(1, report.maxConcurrency)), .text(report.health.rawValue),
-                .integer(report.inFlight), Rows.json(report.labels), Rows.date(now), Rows.endpoints(report.endpoints), Rows.id(id),
+                .integer(report.inFlight), Rows.json(report.labels), Rows.date(now), Rows.endpoints(report.endpoints),
+                .integer(report.draining ? 1 : 0), Rows.date(now), Rows.id(id),
             ]
         )
         if let node = try rows.first.map(Rows.node) { return node }
         guard try await node(id) != nil else { throw MizanError(.nodeNotFound, "No node with id \(id).") }
         throw MizanError(.invalidNodeToken, "The node is not active.")
+    }
+
+    public func markConnected(_ id: NodeID, now: Date) async throws -> Node {
+        let rows = try await writeOne(
+            "UPDATE mizan_nodes SET disconnected_at = NULL, last_seen = ? WHERE id = ? AND status = 'active' RETURNING \(Rows.nodeColumns)",
+            [Rows.date(now), Rows.id(id)]
+        )
+        if let node = try rows.first.map(Rows.node) { return node }
+        guard try await node(id) != nil else { throw MizanError(.nodeNotFound, "No node with id \(id).") }
+        throw MizanError(.invalidNodeToken, "The node is not active.")
+    }
+
+    public func markDisconnected(_ id: NodeID, unlessSeenAfter: Date?, now: Date) async throws -> Node? {
+        let rows = try await writeOne(
+            """
+            UPDATE mizan_nodes SET disconnected_at = coalesce(disconnected_at, ?1)
+            WHERE id = ?2 AND status = 'active'
+                AND (disconnected_at IS NOT NULL OR ?3 IS NULL OR coalesce(last_seen, -1e300) <= ?3)
+            RETURNING \(Rows.nodeColumns)
+            """,
+            [Rows.date(now), Rows.id(id), Rows.date(unlessSeenAfter)]
+        )
+        return try rows.first.map(Rows.node)
     }
 
     public func revokeNode(_ id: NodeID, now: Date) async throws -> Node {

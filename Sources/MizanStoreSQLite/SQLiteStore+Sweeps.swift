@@ -23,11 +23,22 @@ extension SQLiteStore {
     }
 
     public func recoverLeases(staleBefore: Date, now: Date) async throws -> [Job] {
-        let changed: [Job] = try await write { db in
-            let lost = """
+        try await takeBackLeases(
+            lost: """
                 SELECT j.id FROM mizan_jobs j LEFT JOIN mizan_nodes n ON n.id = j.node_id
                 WHERE j.state = 'leased' AND (n.id IS NULL OR n.status = 'revoked' OR coalesce(n.last_seen, -1e300) < ?1)
-                """
+                """,
+            bind: Rows.date(staleBefore), now: now)
+    }
+
+    public func recoverLeases(of nodeID: NodeID, now: Date) async throws -> [Job] {
+        try await takeBackLeases(lost: "SELECT id FROM mizan_jobs WHERE state = 'leased' AND node_id = ?1", bind: Rows.id(nodeID), now: now)
+    }
+
+    /// Requeues the leased jobs that `lost` selects (its one parameter is `?1`, bound to `bind`)
+    /// while attempts and time are left, and fails the rest as `node_lost`.
+    private func takeBackLeases(lost: String, bind: SQLValue, now: Date) async throws -> [Job] {
+        let changed: [Job] = try await write { db in
             // Requeued while attempts and time are left (`requeue`), else failed as node_lost (`fail`).
             let requeued = try db.query(
                 """
@@ -37,7 +48,7 @@ extension SQLiteStore {
                     AND attempt < max_attempts AND deadline > ?2
                 RETURNING \(Rows.jobColumns)
                 """,
-                [Rows.date(staleBefore), Rows.date(now), .float(now.timeIntervalSince1970), .text(JobErrorCode.nodeLost)]
+                [bind, Rows.date(now), .float(now.timeIntervalSince1970), .text(JobErrorCode.nodeLost)]
             ).map(Rows.job)
             let failed = try db.query(
                 """
@@ -46,7 +57,7 @@ extension SQLiteStore {
                 RETURNING \(Rows.jobColumns)
                 """,
                 [
-                    Rows.date(staleBefore), Rows.date(now), .text(JobErrorCode.nodeLost),
+                    bind, Rows.date(now), .text(JobErrorCode.nodeLost),
                     .text("The node running the job was lost and no attempt is left."),
                 ]
             ).map(Rows.job)

@@ -62,10 +62,12 @@ struct AgentTests {
         try await withStack(.init(latency: .seconds(2))) { stack in
             let logs = CapturingLogHandler.Sink()
             let logger = Logger(label: "mizan.agent") { _ in CapturingLogHandler(sink: logs) }
-            // Heartbeats far apart: the node learns of a cancelled job only when it reports it.
+            // Heartbeats far apart and no channel to push the abort on: the node learns of a
+            // cancelled job only when it reports it.
             var configuration = stack.configuration(
                 tokenFile: try temporaryTokenFile(), registrationToken: try await stack.registrationToken(), maxConcurrency: 1)
             configuration.heartbeatInterval = .seconds(60)
+            configuration.transport = .http
             let agent = RunningAgent.start(configuration, logger: logger)
             try await waitUntil("the agent serves", poll: .milliseconds(20)) { try await stack.serves() }
             // The client goes away while the node runs its job: the job is cancelled, and the

@@ -33,13 +33,15 @@ struct Nodes: AsyncParsableCommand {
 
         func run() async throws {
             try await runCommand {
-                let answer = try await options.client().send(.GET, "/admin/v1/nodes", as: AdminWire.List<Node>.self)
+                let answer = try await options.client().send(.GET, "/admin/v1/nodes", as: AdminWire.List<AdminWire.NodeEntry>.self)
                 if options.json { return try Output.json(answer) }
+                // The condition is the gateway's (the console and /metrics say the same).
                 Output.table(
-                    ["ID", "NAME", "STATUS", "HEALTH", "MODELS", "IN FLIGHT", "MAX", "LAST SEEN"],
-                    answer.data.map { node in
-                        [
-                            node.id.description, node.name, node.status.rawValue, node.health.rawValue, Output.cell(node.models),
+                    ["ID", "NAME", "CONDITION", "MODELS", "IN FLIGHT", "MAX", "LAST SEEN"],
+                    answer.data.map { entry in
+                        let node = entry.node
+                        return [
+                            node.id.description, node.name, entry.condition.rawValue, Output.cell(node.models),
                             String(node.inFlight), String(node.maxConcurrency), Output.cell(node.lastSeen),
                         ]
                     }

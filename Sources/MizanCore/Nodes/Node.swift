@@ -44,6 +44,10 @@ public struct Node: Sendable, Equatable, Codable {
     public var inFlight: Int
     /// When it was last heard from.
     public var lastSeen: Date?
+    /// When its agent was last found gone: it said goodbye, or its channel to the gateway ended
+    /// and it did not come back within the grace. `nil` while it is connected (a heartbeat or a
+    /// new channel clears it). A disconnected node is not capacity and its leases are taken back.
+    public var disconnectedAt: Date?
     /// When it was created.
     public var createdAt: Date
 
@@ -59,6 +63,7 @@ public struct Node: Sendable, Equatable, Codable {
     ///   - health: Its health.
     ///   - inFlight: Jobs in flight.
     ///   - lastSeen: When it was last heard from.
+    ///   - disconnectedAt: When its agent was last found gone (`nil`: connected).
     ///   - createdAt: When it was created.
     public init(
         id: NodeID = NodeID(),
@@ -71,6 +76,7 @@ public struct Node: Sendable, Equatable, Codable {
         health: Health = .unknown,
         inFlight: Int = 0,
         lastSeen: Date? = nil,
+        disconnectedAt: Date? = nil,
         createdAt: Date = Date()
     ) {
         self.id = id
@@ -83,6 +89,7 @@ public struct Node: Sendable, Equatable, Codable {
         self.health = health
         self.inFlight = inFlight
         self.lastSeen = lastSeen
+        self.disconnectedAt = disconnectedAt
         self.createdAt = createdAt
     }
 
@@ -95,7 +102,7 @@ public struct Node: Sendable, Equatable, Codable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case id, name, models, endpoints, maxConcurrency, labels, status, health, inFlight, lastSeen, createdAt
+        case id, name, models, endpoints, maxConcurrency, labels, status, health, inFlight, lastSeen, disconnectedAt, createdAt
     }
 
     /// Decodes a node; one recorded without endpoints serves chat completions only.
@@ -111,6 +118,7 @@ public struct Node: Sendable, Equatable, Codable {
         health = try container.decode(Health.self, forKey: .health)
         inFlight = try container.decode(Int.self, forKey: .inFlight)
         lastSeen = try container.decodeIfPresent(Date.self, forKey: .lastSeen)
+        disconnectedAt = try container.decodeIfPresent(Date.self, forKey: .disconnectedAt)
         createdAt = try container.decode(Date.self, forKey: .createdAt)
     }
 }
@@ -130,6 +138,9 @@ public struct NodeReport: Sendable, Equatable, Codable {
     public var inFlight: Int
     /// Free-form labels.
     public var labels: [String: String]
+    /// Whether the agent is stopping: it leases nothing more and finishes what it runs. A
+    /// draining node stays ``NodeCondition/disconnected`` (it said goodbye) while it reports.
+    public var draining: Bool
 
     /// Creates a report.
     /// - Parameters:
@@ -139,13 +150,15 @@ public struct NodeReport: Sendable, Equatable, Codable {
     ///   - health: Its local provider's health.
     ///   - inFlight: Jobs running now.
     ///   - labels: Free-form labels.
+    ///   - draining: Whether the agent is stopping.
     public init(
         models: [String],
         endpoints: [Endpoint] = Endpoint.all,
         maxConcurrency: Int,
         health: Node.Health = .healthy,
         inFlight: Int = 0,
-        labels: [String: String] = [:]
+        labels: [String: String] = [:],
+        draining: Bool = false
     ) {
         self.models = models
         self.endpoints = Endpoint.normalized(endpoints)
@@ -153,9 +166,22 @@ public struct NodeReport: Sendable, Equatable, Codable {
         self.health = health
         self.inFlight = inFlight
         self.labels = labels
+        self.draining = draining
     }
 
-    enum CodingKeys: String, CodingKey { case models, endpoints, maxConcurrency, health, inFlight, labels }
+    enum CodingKeys: String, CodingKey { case models, endpoints, maxConcurrency, health, inFlight, labels, draining }
+
+    /// Writes the report; `draining` only when it is set (what older gateways read is unchanged).
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(models, forKey: .models)
+        try container.encode(endpoints, forKey: .endpoints)
+        try container.encode(maxConcurrency, forKey: .maxConcurrency)
+        try container.encode(health, forKey: .health)
+        try container.encode(inFlight, forKey: .inFlight)
+        try container.encode(labels, forKey: .labels)
+        if draining { try container.encode(true, forKey: .draining) }
+    }
 
     /// Decodes a report; one without endpoints (an older agent) serves chat completions only.
     /// Endpoint names this gateway does not know are left out.
@@ -173,5 +199,6 @@ public struct NodeReport: Sendable, Equatable, Codable {
         health = try container.decode(Node.Health.self, forKey: .health)
         inFlight = try container.decode(Int.self, forKey: .inFlight)
         labels = try container.decode([String: String].self, forKey: .labels)
+        draining = try container.decodeIfPresent(Bool.self, forKey: .draining) ?? false
     }
 }

@@ -7,15 +7,26 @@
 /// default, `message`). Comment lines (`:`)
 /// and fields other than `event` and `data` are ignored; several `data` lines of one event are
 /// joined with a newline; an event without data is not dispatched.
+///
+/// An event (or a line) longer than `maxEventBytes` is not kept: the parser drops what it
+/// holds and says so in ``tooLarge``, and the caller ends the stream — a peer that sends one
+/// endless event cannot make it grow without bound.
 public struct ServerSentEventParser: Sendable {
     private var line: [UInt8] = []
     private var data: [UInt8] = []
     private var hasData = false
     private var name: [UInt8] = []
     private var lastWasCR = false
+    /// The longest event (its data and the line being read) kept.
+    public let maxEventBytes: Int
+    /// Whether an event or line longer than ``maxEventBytes`` arrived (it was dropped).
+    public private(set) var tooLarge = false
 
     /// Creates a parser.
-    public init() {}
+    /// - Parameter maxEventBytes: The longest event kept (unbounded by default).
+    public init(maxEventBytes: Int = .max) {
+        self.maxEventBytes = max(1, maxEventBytes)
+    }
 
     /// Consumes bytes and returns the data of every event they complete.
     /// - Parameter bytes: The next bytes of the stream.
@@ -32,6 +43,13 @@ public struct ServerSentEventParser: Sendable {
                 if let event = endLine() { events.append(event) }
             } else {
                 line.append(byte)
+                if line.count + data.count > maxEventBytes {
+                    tooLarge = true
+                    line.removeAll()
+                    data.removeAll()
+                    hasData = false
+                    return events
+                }
             }
         }
         return events

@@ -35,6 +35,37 @@ public enum AdminWire {
         }
     }
 
+    /// A node as the admin API lists it (`GET /admin/v1/nodes`): the node's fields and, beside
+    /// them, its ``NodeCondition`` at the moment of the answer (`"condition"`), decided as the
+    /// gateway decides it for requests.
+    public struct NodeEntry: Sendable, Codable, Equatable {
+        /// The node.
+        public var node: Node
+        /// How it stands now.
+        public var condition: NodeCondition
+
+        /// Creates an entry.
+        public init(node: Node, condition: NodeCondition) {
+            self.node = node
+            self.condition = condition
+        }
+
+        private enum CodingKeys: String, CodingKey { case condition }
+
+        /// Reads the node's fields and its condition (``NodeCondition/stale`` when absent).
+        public init(from decoder: any Decoder) throws {
+            node = try Node(from: decoder)
+            condition = try decoder.container(keyedBy: CodingKeys.self).decodeIfPresent(NodeCondition.self, forKey: .condition) ?? .stale
+        }
+
+        /// Writes the node's fields with `"condition"` beside them.
+        public func encode(to encoder: any Encoder) throws {
+            try node.encode(to: encoder)
+            var container = encoder.container(keyedBy: CodingKeys.self)
+            try container.encode(condition, forKey: .condition)
+        }
+    }
+
     /// `POST /admin/v1/keys`: a client API key to issue, with what it may do beside its name:
     /// `{"name", "models", "limits", "budget", "expiresAt"}` (all but the name optional).
     public struct CreateKeyRequest: Sendable, Codable, Equatable {

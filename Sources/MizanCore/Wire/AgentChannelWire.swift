@@ -9,12 +9,18 @@ extension AgentWire {
     ///
     /// The calls and their bodies are those of the HTTP agent API: `lease`, `heartbeat`,
     /// `complete`, `fail`, and `stream` (a streamed job's events, several frames, the last with
-    /// `end: true`), plus `ping`, and `cancel` (the node no longer waits for call `id`: a
-    /// waiting lease ends without leasing). A reply has the HTTP API's status and answer (or `error`).
+    /// `end: true`), plus `ping`, `cancel` (the node no longer waits for call `id`: a
+    /// waiting lease ends without leasing) and `goodbye` (the agent stops: it holds no job
+    /// any more; its node is disconnected at once). A reply has the HTTP API's status and
+    /// answer (or `error`).
+    ///
+    /// The gateway also sends one frame unasked: `abort` (`id` 0, with `jobID` and `attempt`),
+    /// the moment a job leased to the node ended without it — its client left, its deadline
+    /// passed: the node stops the job's local call at once and reports nothing for it.
     public struct ChannelFrame: Sendable, Codable {
         /// What a frame is.
         public enum Operation: String, Sendable, Codable {
-            case ping, lease, heartbeat, complete, fail, stream, cancel, reply
+            case ping, lease, heartbeat, complete, fail, stream, cancel, reply, goodbye, abort
         }
 
         /// The operation (`op` on the wire).
@@ -26,13 +32,13 @@ extension AgentWire {
         public var lease: LeaseRequest?
         /// `heartbeat`: the request.
         public var heartbeat: HeartbeatRequest?
-        /// `complete`, `fail`, `stream`: the job.
+        /// `complete`, `fail`, `stream`, `abort`: the job.
         public var jobID: JobID?
         /// `complete`: the request.
         public var complete: CompleteRequest?
         /// `fail`: the request.
         public var fail: FailRequest?
-        /// `stream`: the attempt the stream belongs to.
+        /// `stream` and `abort`: the attempt the stream (or lease) belongs to.
         public var attempt: Int?
         /// `stream`: event-stream text (whole `data:` / `event:` events, as the HTTP stream body carries).
         public var data: String?

@@ -55,6 +55,16 @@ public enum AgentWire {
         }
     }
 
+    /// The answer to `POST /agent/v1/goodbye` (and the channel's `goodbye`): the node is
+    /// disconnected, and jobs still leased to it went back to the queue.
+    public struct GoodbyeResponse: Sendable, Codable, Equatable {
+        /// Always `true`.
+        public var disconnected: Bool
+
+        /// Creates the answer.
+        public init(disconnected: Bool = true) { self.disconnected = disconnected }
+    }
+
     /// The answer to a heartbeat.
     public struct HeartbeatResponse: Sendable, Codable {
         /// The node as the gateway knows it.

@@ -15,6 +15,8 @@ extension Dispatcher {
     /// - Returns: The leased jobs, possibly none when the wait passed.
     /// - Throws: `MizanError` `unauthorized` for a revoked node, or a store error.
     public func lease(for node: Node, limit: Int, wait: Duration? = nil) async throws -> [LeasedJob] {
+        // A node that leases is back (its channel dropped and it leases over HTTP, or again).
+        if node.disconnectedAt != nil { try await markConnected(node.id) }
         let limit = min(max(0, limit), configuration.maxLeaseBatch)
         let waitFor = min(max(.zero, wait ?? configuration.defaultLeaseWait), configuration.maxLeaseWait)
         let until = ContinuousClock.now.advanced(by: waitFor)

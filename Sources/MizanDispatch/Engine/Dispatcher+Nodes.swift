@@ -131,6 +131,48 @@ extension Dispatcher {
         }
     }
 
+    /// Records that a node's agent connected (it opened a channel): it is no longer
+    /// disconnected, and counts as seen now.
+    /// - Parameter id: The authenticated node.
+    /// - Returns: The node after the write.
+    @discardableResult
+    public func markConnected(_ id: NodeID) async throws -> Node {
+        let node = try await store.markConnected(id, now: now())
+        forgetNode(id)
+        return node
+    }
+
+    /// Records that a node's agent is gone: it said goodbye (`unlessSeenAfter` `nil`), or its
+    /// channel ended at `unlessSeenAfter` and it did not come back (through any instance) since.
+    /// The node stops counting as capacity and the jobs leased to it go back to the queue at
+    /// once (or fail as `node_lost` when no attempt is left), without waiting for it to go stale.
+    /// - Parameters:
+    ///   - id: The node.
+    ///   - unlessSeenAfter: When its channel ended; `nil` when it said goodbye.
+    /// - Returns: The jobs taken back, or `nil` when the node came back meanwhile.
+    @discardableResult
+    public func disconnectNode(_ id: NodeID, unlessSeenAfter: Date?) async throws -> [Job]? {
+        guard try await store.markDisconnected(id, unlessSeenAfter: unlessSeenAfter, now: now()) != nil else { return nil }
+        forgetNode(id)
+        let taken = try await store.recoverLeases(of: id, now: now())
+        waiters.deliver(taken)
+        for job in taken where job.state.isTerminal { metrics.finished(job) }
+        logger.info(
+            unlessSeenAfter == nil ? "node said goodbye" : "node disconnected",
+            metadata: ["mizan.node.id": "\(id)", "mizan.jobs.taken_back": "\(taken.count)"])
+        return taken
+    }
+
+    /// How a node stands now: the one decision behind the admin API, the console, the metrics
+    /// and whether requests count on it (``isHealthy(_:now:)``).
+    /// - Parameters:
+    ///   - node: The node as read from the store.
+    ///   - now: The moment (the engine's clock by default).
+    /// - Returns: Its condition.
+    public func condition(of node: Node, now: Date? = nil) -> NodeCondition {
+        NodeCondition.of(node, now: now ?? self.now(), staleAfter: configuration.nodeStaleAfter.timeInterval)
+    }
+
     /// Revokes a node: its token stops working and the sweeper requeues its jobs.
     /// - Parameter id: The node.
     /// - Returns: The revoked node.
@@ -139,6 +181,8 @@ extension Dispatcher {
     public func revokeNode(_ id: NodeID) async throws -> Node {
         let node = try await store.revokeNode(id, now: now())
         forgetNode(id)
+        streams.revoke(node: id)
+        for handler in revocationHandlers.withLock({ $0 }) { handler(id) }
         logger.info("node revoked", metadata: ["mizan.node.id": "\(id)"])
         return node
     }

@@ -40,15 +40,14 @@ extension Dispatcher {
         try await store.queueDepth()
     }
 
-    /// Whether a node counts as capacity now: active, not unhealthy, and heard from within
-    /// ``Configuration/nodeStaleAfter``.
+    /// Whether a node counts as capacity now: its ``condition(of:now:)`` is healthy (active,
+    /// connected, heard from within ``Configuration/nodeStaleAfter``, its local server answering).
     /// - Parameters:
     ///   - node: The node.
     ///   - now: The current time.
     /// - Returns: Whether requests may count on it.
     public func isHealthy(_ node: Node, now: Date? = nil) -> Bool {
-        guard node.canLease, let lastSeen = node.lastSeen else { return false }
-        return (now ?? self.now()).timeIntervalSince(lastSeen) <= configuration.nodeStaleAfter.timeInterval
+        condition(of: node, now: now).takesRequests
     }
 
     /// The nodes that count as capacity now (see ``isHealthy(_:now:)``), as the store has them.

@@ -69,15 +69,22 @@ extension Dispatcher {
     public func awaitFinish(_ pending: PendingJob) async throws -> Job {
         if pending.job.state.isTerminal { return pending.job }
         return try await awaitFinish(
-            of: pending.job.id, deadline: pending.job.deadline, queueUntil: pending.queueUntil, signal: pending.signal,
-            idempotent: pending.job.idempotencyKey != nil)
+            of: pending.job.id, model: pending.job.model, deadline: pending.job.deadline, queueUntil: pending.queueUntil,
+            signal: pending.signal, idempotent: pending.job.idempotencyKey != nil)
     }
 
     /// Waits for a job to finish, timing it out at `deadline` and cancelling it when the task is cancelled.
-    func awaitFinish(of id: JobID, deadline: Date, queueUntil: Date? = nil, signal: Signal, idempotent: Bool = false) async throws -> Job {
+    func awaitFinish(
+        of id: JobID, model: String, deadline: Date, queueUntil: Date? = nil, signal: Signal, idempotent: Bool = false
+    ) async throws -> Job {
         var current = signal
         var queueUntil = queueUntil
-        defer { waiters.stopWaitingForFinish(of: id, current) }
+        // Woken too when every node that could serve the model is gone (see `Sweeper`).
+        waiters.watchCapacity(of: model, current)
+        defer {
+            waiters.stopWaitingForFinish(of: id, current)
+            waiters.stopWatchingCapacity(of: model, current)
+        }
         while true {
             let remaining = min(deadline, queueUntil ?? deadline).timeIntervalSince(now())
             let until = ContinuousClock.now.advanced(by: .seconds(max(0, remaining)))
@@ -102,6 +109,7 @@ extension Dispatcher {
                 if let job = try await withdrawIfNeverLeased(id) { return job }
                 continue
             }
+            if waiters.isOrphaned(model), let job = try await withdrawIfQueued(id) { return job }
             if now() >= deadline {
                 let job = try await store.timeOut(id, now: now())
                 metrics.finished(job)
@@ -114,8 +122,10 @@ extension Dispatcher {
                 }
                 // Woken without a finish (e.g. a stale event); wait again with a fresh signal.
                 waiters.stopWaitingForFinish(of: id, current)
+                waiters.stopWatchingCapacity(of: model, current)
                 current = Signal()
                 waiters.waitForFinish(of: id, current)
+                waiters.watchCapacity(of: model, current)
                 if let job = try await store.job(id), job.state.isTerminal {
                     waiters.stopWaitingForFinish(of: id, current)
                     metrics.finished(job)
@@ -143,6 +153,25 @@ extension Dispatcher {
             "job withdrawn: no node took it within its queue wait", metadata: ["mizan.job.id": "\(id)", "mizan.model": "\(job.model)"])
         throw MizanError(
             .noCapacity, "All capacity for the model '\(job.model)' is busy; no node took the request in time. Try again later.")
+    }
+
+    /// Withdraws a job that waits in the queue (first attempt or requeued) when no node that
+    /// could serve its model is left: its nodes disconnected, went stale or were revoked.
+    /// - Returns: The job when it has finished meanwhile, `nil` when it is running (keep waiting).
+    /// - Throws: `MizanError` `noHealthyNode` (503) when it was withdrawn.
+    private func withdrawIfQueued(_ id: JobID) async throws -> Job? {
+        guard let job = try await store.job(id) else { return nil }
+        if job.state.isTerminal { return job }
+        guard job.state == .accepted else { return nil }
+        let withdrawn = try await store.cancel(id, now: now())
+        guard withdrawn.state == .failed, withdrawn.errorCode == JobErrorCode.cancelled else { return withdrawn }
+        metrics.finished(withdrawn)
+        logger.info(
+            "job withdrawn: no node left to serve its model", metadata: ["mizan.job.id": "\(id)", "mizan.model": "\(job.model)"])
+        throw MizanError(
+            .noHealthyNode,
+            "No healthy node serves the model '\(SafeText.escaped(job.model))' any more: the nodes serving it disconnected or stopped answering."
+        )
     }
 
     /// Cancels an idempotent job once its retry grace has passed with nobody waiting for it here.

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import MizanCore
 import MizanStore
+import Synchronization
 
 /// The dispatch engine: submitters hand in jobs and wait for their result; agent nodes
 /// lease jobs by long-poll and report results. Embed it in any Swift server.
@@ -42,6 +43,10 @@ public final class Dispatcher: Sendable {
         public var nodeStaleAfter: Duration
         /// How the ``Sweeper`` paces its housekeeping.
         public var sweeping: Sweeping
+        /// How many bytes of a streamed job's events wait for a slow client before the node's
+        /// stream waits too (1 MiB): the back-pressure that bounds what a client that reads
+        /// slowly costs.
+        public var streamBufferBytes: Int
 
         /// The pace of the ``Sweeper``'s housekeeping.
         public struct Sweeping: Sendable {
@@ -72,6 +77,7 @@ public final class Dispatcher: Sendable {
         ///   - idempotentRetryGrace: How long an idempotent job outlives its gone submitter (60 seconds).
         ///   - nodeStaleAfter: When a silent node stops counting as capacity and its jobs are requeued (30 seconds).
         ///   - sweeping: The sweeper's pace.
+        ///   - streamBufferBytes: Bytes of events buffered for a slow client before the node waits (1 MiB).
         public init(
             defaultDeadline: Duration = .seconds(300),
             maxAttempts: Int = 3,
@@ -82,8 +88,10 @@ public final class Dispatcher: Sendable {
             unreportedLeaseGrace: Duration = .seconds(30),
             idempotentRetryGrace: Duration = .seconds(60),
             nodeStaleAfter: Duration = .seconds(30),
-            sweeping: Sweeping = .init()
+            sweeping: Sweeping = .init(),
+            streamBufferBytes: Int = 1 << 20
         ) {
+            self.streamBufferBytes = streamBufferBytes
             self.unreportedLeaseGrace = unreportedLeaseGrace
             self.cacheLifetime = cacheLifetime
             self.defaultDeadline = defaultDeadline
@@ -110,7 +118,9 @@ public final class Dispatcher: Sendable {
     /// The last node list read (see ``recentNodes()``).
     let nodeList: ExpiringCache<Int, [Node]>
     /// Streamed events on their way to the client request waiting in this process.
-    let streams = StreamHub()
+    let streams: StreamHub
+    /// Called with each node revoked through this engine.
+    let revocationHandlers = Mutex<[@Sendable (NodeID) -> Void]>([])
 
     /// Creates an engine over a store.
     /// - Parameters:
@@ -130,14 +140,31 @@ public final class Dispatcher: Sendable {
         self.now = now
         self.activeNodes = ExpiringCache(lifetime: configuration.cacheLifetime)
         self.nodeList = ExpiringCache(lifetime: configuration.cacheLifetime, capacity: 1)
+        self.streams = StreamHub(bufferBytes: configuration.streamBufferBytes)
         store.addEventHandler { [waiters, streams] event in
             waiters.handle(event)
             // Streams whose node talks to another instance on a shared store arrive as events.
             if case .streamed(let id, let data, let end) = event {
-                for item in data { streams.publish(id, .data(item)) }
-                if end { streams.publish(id, .end) }
+                for item in data { streams.offer(id, .data(item)) }
+                if end { streams.offer(id, .end) }
             }
         }
+    }
+
+    /// Calls `handler` for every job that reaches a terminal state from now on, on this
+    /// instance or (on a shared store) another: with its id and state. It runs on the thread
+    /// that made the change and must return quickly.
+    /// - Parameter handler: The handler.
+    public func onJobFinished(_ handler: @escaping @Sendable (JobID, JobState) -> Void) {
+        store.addEventHandler { event in
+            if case .jobFinished(let id, let state) = event { handler(id, state) }
+        }
+    }
+
+    /// Calls `handler` with every node revoked through this engine, after its revocation is stored.
+    /// - Parameter handler: The handler (it must return quickly).
+    public func onNodeRevoked(_ handler: @escaping @Sendable (NodeID) -> Void) {
+        revocationHandlers.withLock { $0.append(handler) }
     }
 
     /// How many submitters are waiting for a result right now.

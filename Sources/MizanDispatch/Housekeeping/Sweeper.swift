@@ -29,6 +29,8 @@ public final class Sweeper<C: Clock>: Service, Sendable where C.Duration == Dura
     let dispatcher: Dispatcher
     let clock: C
     let lastPrune = Mutex<C.Instant?>(nil)
+    /// The models the queue-depth gauge was last set for, so that one whose queue emptied falls back to 0.
+    let gaugedModels = Mutex<Set<String>>([])
 
     /// Creates a sweeper paced by the dispatcher's ``Dispatcher/Configuration/sweeping`` and
     /// its ``Dispatcher/Configuration/nodeStaleAfter``.
@@ -81,9 +83,14 @@ public final class Sweeper<C: Clock>: Service, Sendable where C.Duration == Dura
         if pruneDue {
             report.pruned = try await store.prune(finishedBefore: now.adding(.zero - pace.retention))
         }
-        for (model, depth) in try await store.queueDepth() {
-            dispatcher.metrics.queueDepth(model: model).record(depth)
+        let depths = try await store.queueDepth()
+        let previous = gaugedModels.withLock { gauged in
+            defer { gauged = Set(depths.keys) }
+            return gauged
         }
+        for (model, depth) in depths { dispatcher.metrics.queueDepth(model: model).record(depth) }
+        for model in previous.subtracting(depths.keys) { dispatcher.metrics.queueDepth(model: model).record(0) }
+        try await checkNodes(now: now)
         if report != Report() {
             dispatcher.logger.info(
                 "sweep",
@@ -94,6 +101,24 @@ public final class Sweeper<C: Clock>: Service, Sendable where C.Duration == Dura
             )
         }
         return report
+    }
+}
+
+extension Sweeper {
+    /// Counts the nodes by condition for the metrics, and finds the models that submitters
+    /// here wait for but no node could serve now (none connected and heard from): those
+    /// submitters are woken to answer 503 rather than wait out their queue time.
+    func checkNodes(now: Date) async throws {
+        let nodes = try await dispatcher.nodes()
+        var counts: [NodeCondition: Int] = [:]
+        var served: Set<String> = []
+        for node in nodes {
+            let condition = dispatcher.condition(of: node, now: now)
+            counts[condition, default: 0] += 1
+            if condition.holdsQueue { served.formUnion(node.models) }
+        }
+        for condition in NodeCondition.allCases { dispatcher.metrics.nodes(condition).record(counts[condition] ?? 0) }
+        dispatcher.waiters.setOrphaned(dispatcher.waiters.watchedModels.subtracting(served))
     }
 }
 

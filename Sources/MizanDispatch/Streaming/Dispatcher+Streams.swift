@@ -22,26 +22,26 @@ extension Dispatcher {
     /// - Parameter request: What to run (`stream` should be `true`).
     /// - Returns: The job's events.
     public func submitStreaming(_ request: DispatchRequest) async throws -> JobEvents {
-        let (events, continuation) = streams.subscribe(request.jobID)
+        let mailbox = streams.subscribe(request.jobID)
         let pending: PendingJob
         do {
             pending = try await accept(request)
         } catch {
-            continuation.finish()
+            mailbox.finish()
             throw error
         }
         let watcher = Task {
             do {
-                continuation.yield(.finished(.success(try await self.awaitFinish(pending))))
+                mailbox.offer(.finished(.success(try await self.awaitFinish(pending))))
             } catch {
-                continuation.yield(.finished(.failure(error)))
+                mailbox.offer(.finished(.failure(error)))
             }
         }
         // After a full stream the watcher lives on until the node's completion lands (usage,
         // fencing), bounded by the deadline; stopping early cancels it and so the job.
-        return JobEvents(job: pending.job, events: events) { cancelJob in
+        return JobEvents(job: pending.job, mailbox: mailbox) { cancelJob in
             if cancelJob { watcher.cancel() }
-            continuation.finish()
+            mailbox.finish()
         }
     }
 
@@ -57,30 +57,34 @@ extension Dispatcher {
         guard job.lease == lease, job.stream else {
             throw MizanError(.leaseConflict, "The node does not hold this lease (attempt \(lease.attempt)); stop the job.")
         }
+        if streams.claim(lease.jobID, by: lease) == .notOwner {
+            throw MizanError(
+                .leaseConflict, "Another attempt of this job already streamed to its client; stop the job (attempt \(lease.attempt)).")
+        }
         return JobStreamWriter(dispatcher: self, lease: lease)
     }
 }
 
 /// A streamed job's events as its client request reads them (see ``Dispatcher/submitStreaming(_:)``).
 /// One task reads at a time.
-public final class JobEvents: @unchecked Sendable {
+public final class JobEvents: Sendable {
     /// The job as accepted.
     public let job: Job
-    // Only the reading task touches the iterator (one at a time); `stop` never does.
-    private var iterator: AsyncStream<JobStreamEvent>.Iterator
+    private let mailbox: StreamHub.Mailbox
     private let stopper: @Sendable (_ cancelJob: Bool) -> Void
 
-    init(job: Job, events: AsyncStream<JobStreamEvent>, stop: @escaping @Sendable (_ cancelJob: Bool) -> Void) {
+    init(job: Job, mailbox: StreamHub.Mailbox, stop: @escaping @Sendable (_ cancelJob: Bool) -> Void) {
         self.job = job
-        self.iterator = events.makeAsyncIterator()
+        self.mailbox = mailbox
         self.stopper = stop
     }
 
-    /// The next event, or `nil` once the events are stopped. Cancelling the waiting task
-    /// cancels the job.
+    /// The next event, or `nil` once the events are stopped (or the stream was cut off: a
+    /// client that did not read a stream relayed from another instance). Cancelling the
+    /// waiting task cancels the job.
     public func next() async -> JobStreamEvent? {
         await withTaskCancellationHandler {
-            await iterator.next()
+            await mailbox.next()
         } onCancel: { [stopper] in
             stopper(true)
         }
@@ -95,9 +99,10 @@ public final class JobEvents: @unchecked Sendable {
 }
 
 /// Where the node holding a streamed job's lease writes its events (see
-/// ``Dispatcher/openStream(_:)``). Events go to the client request in this process; when it
-/// waits on another instance sharing the store, they are relayed through the store, and the
-/// lease is checked every second so that a cancelled job stops the node.
+/// ``Dispatcher/openStream(_:)``). Events go to the client request in this process, waiting
+/// while its buffer is full; when the client waits on another instance sharing the store, they
+/// are relayed through the store. Either way the lease is checked again every second, so that
+/// a cancelled job, a lease that moved on or a revoked node stops the node's stream.
 public struct JobStreamWriter: Sendable {
     let dispatcher: Dispatcher
     /// The lease the events are written under.
@@ -114,17 +119,30 @@ public struct JobStreamWriter: Sendable {
     /// - Parameters:
     ///   - items: Server-sent events' data, in order.
     ///   - end: Whether the node's stream ends with them.
-    /// - Throws: `MizanError` `leaseConflict` when no client waits any more (cancelled) or the
-    ///   lease moved on: the node should stop the job.
+    /// - Throws: `MizanError` `leaseConflict` when no client waits any more (cancelled), the
+    ///   lease moved on, another attempt owns the stream or the node was revoked: the node
+    ///   should stop the job.
     public mutating func send(_ items: [String], end: Bool) async throws {
         let id = lease.jobID
         let streams = dispatcher.streams
         var rest = items[...]
         if !relaying {
-            while let item = rest.first, streams.publish(id, .data(item)) { rest = rest.dropFirst() }
+            while let item = rest.first {
+                switch await streams.publish(id, from: lease, .data(item)) {
+                case .delivered:
+                    rest = rest.dropFirst()
+                    continue
+                case .notOwner:
+                    throw MizanError(.leaseConflict, "This node's lease no longer owns the job's stream; stop the job.")
+                case .noClient:
+                    break
+                }
+                break
+            }
             if rest.isEmpty {
                 // The end is a courtesy: a client that already read [DONE] has stopped listening.
-                if end { streams.publish(id, .end) }
+                if end { _ = await streams.publish(id, from: lease, .end) }
+                try await checkLease()
                 return
             }
             guard try await dispatcher.store.relayStream(id, data: Array(rest), end: end) else {
@@ -134,11 +152,15 @@ public struct JobStreamWriter: Sendable {
             return
         }
         _ = try await dispatcher.store.relayStream(id, data: Array(rest), end: end)
-        if ContinuousClock.now - checked > .seconds(1) {
-            checked = .now
-            guard try await dispatcher.store.job(id)?.lease == lease else {
-                throw MizanError(.leaseConflict, "The job was cancelled or moved on; stop the job.")
-            }
+        try await checkLease()
+    }
+
+    /// Every second, that the lease is still the job's and its node active.
+    private mutating func checkLease() async throws {
+        guard ContinuousClock.now - checked > .seconds(1) else { return }
+        checked = .now
+        guard try await dispatcher.store.job(lease.jobID)?.lease == lease else {
+            throw MizanError(.leaseConflict, "The job was cancelled or moved on; stop the job.")
         }
     }
 }

@@ -29,6 +29,12 @@ struct DispatchMetrics: Sendable {
         }
     }
 
+    /// Nodes in each condition (`mizan_nodes{condition}`), as the admin API and the console say it.
+    private let nodeGauges: [NodeCondition: Gauge] = Dictionary(
+        uniqueKeysWithValues: NodeCondition.allCases.map { ($0, Gauge(label: "mizan_nodes", dimensions: [("condition", $0.rawValue)])) })
+
+    func nodes(_ condition: NodeCondition) -> Gauge { nodeGauges[condition]! }
+
     func queueDepth(model: String) -> Gauge {
         Gauge(label: "mizan_dispatch_queue_depth", dimensions: [("model", model)])
     }

@@ -10,6 +10,10 @@ final class Waiters: Sendable {
         var available: [String: [ObjectIdentifier: Signal]] = [:]
         /// Jobs that finished on this instance while someone here waited for them.
         var finished: [JobID: Job] = [:]
+        /// Submitters waiting for a job of each model (woken when no node can serve it).
+        var capacity: [String: [ObjectIdentifier: Signal]] = [:]
+        /// Models with waiting submitters that no node can serve now (set by the sweeper).
+        var orphaned: Set<String> = []
     }
 
     private let state = Mutex(State())
@@ -72,6 +76,32 @@ final class Waiters: Sendable {
             }
         }
     }
+
+    func watchCapacity(of model: String, _ signal: Signal) {
+        state.withLock { $0.capacity[model, default: [:]][ObjectIdentifier(signal)] = signal }
+    }
+
+    func stopWatchingCapacity(of model: String, _ signal: Signal) {
+        state.withLock { state in
+            state.capacity[model]?[ObjectIdentifier(signal)] = nil
+            if state.capacity[model]?.isEmpty == true { state.capacity[model] = nil }
+        }
+    }
+
+    /// The models that submitters here wait for.
+    var watchedModels: Set<String> { state.withLock { Set($0.capacity.keys) } }
+
+    /// Sets the models that no node can serve now and wakes the submitters waiting for them.
+    func setOrphaned(_ models: Set<String>) {
+        let signals = state.withLock { state in
+            state.orphaned = models
+            return models.flatMap { state.capacity[$0].map { Array($0.values) } ?? [] }
+        }
+        for signal in signals { signal.signal() }
+    }
+
+    /// Whether no node can serve `model` now (as the last sweep found).
+    func isOrphaned(_ model: String) -> Bool { state.withLock { $0.orphaned.contains(model) } }
 
     /// Whether anyone in this process waits for the job's end.
     func isWaitedFor(_ id: JobID) -> Bool {

@@ -23,7 +23,10 @@ struct AdminController: Sendable {
             )
         }
         admin.get("/nodes") { _, _ in
-            try JSONResponse.json(AdminWire.List(data: try await dispatcher.nodes()))
+            let now = Date()
+            let nodes = try await dispatcher.nodes()
+            return try JSONResponse.json(
+                AdminWire.List(data: nodes.map { AdminWire.NodeEntry(node: $0, condition: dispatcher.condition(of: $0, now: now)) }))
         }
         admin.delete("/nodes/{id}") { _, context in
             guard let raw = context.parameters.get("id"), let id = NodeID(raw) else {

@@ -16,12 +16,20 @@ extension AgentController {
         }
         var writer = try await dispatcher.openStream(Lease(jobID: id, attempt: attempt, nodeID: node.id))
         context.trace.update { $0.servedBy = "node/\(node.id)" }
-        var parser = ServerSentEventParser()
+        var parser = ServerSentEventParser(maxEventBytes: maxBodyBytes)
+        // The body is read as the events go out: a client that reads slowly holds the node's
+        // stream back (the writer waits), and the whole stream is bounded by the job's deadline.
         for try await buffer in request.body {
             let items = parser.feed(buffer.readableBytesView)
+            guard !parser.tooLarge else { throw Self.eventTooLarge(maxBodyBytes) }
             if !items.isEmpty { try await writer.send(items, end: false) }
         }
         try await writer.send(parser.finish().map { [$0] } ?? [], end: true)
         return try JSONResponse.json(AgentWire.ReportOutcome(jobID: id, state: .leased, error: nil))
+    }
+
+    /// The refusal of a streamed event larger than a client's body may be.
+    static func eventTooLarge(_ limit: Int) -> MizanError {
+        MizanError(.payloadTooLarge, "A streamed event is larger than \(limit) bytes; the stream is refused.")
     }
 }

@@ -10,10 +10,15 @@ import ServiceLifecycle
 /// admin token are refused. See `Docs/AGENT_PROTOCOL.md`.
 struct AgentController: Sendable {
     let dispatcher: Dispatcher
-    /// The client body limit; a node's result may be larger (a few times, for reports).
+    /// The agent channels open on this instance (disconnections, pushed aborts, revocation).
+    let channels: NodeChannels
+    /// The client body limit; a node's result may be larger (a few times, for reports), and one
+    /// streamed event may be as large.
     let maxBodyBytes: Int
     /// Whether nodes may open the persistent channel (`POST /agent/v1/channel`).
     var channelEnabled = true
+    /// Bytes of replies a node may leave unread on its channel before the channel ends.
+    var maxUnreadReplyBytes: Int { max(16 << 20, maxBodyBytes * 4 + (1 << 20)) }
 
     func addRoutes(to agent: RouterGroup<GatewayRequestContext>) {
         agent.post("/register") { request, _ in
@@ -49,6 +54,11 @@ struct AgentController: Sendable {
             let id = try context.jobID()
             let body = try await BodyReader.decode(AgentWire.FailRequest.self, from: request)
             return try JSONResponse.json(try await fail(node, id, body))
+        }
+        agent.post("/goodbye") { request, _ in
+            let node = try await authenticateNode(request)
+            try await goodbye(node)
+            return try JSONResponse.json(AgentWire.GoodbyeResponse())
         }
         agent.post("/jobs/{id}/stream") { request, context in
             try await stream(request, context: context)
@@ -101,6 +111,12 @@ struct AgentController: Sendable {
         )
         return AgentWire.HeartbeatResponse(
             node: answer.node, abort: answer.abort.map { AgentWire.LeaseRef(jobID: $0.jobID, attempt: $0.attempt) })
+    }
+
+    /// A node's goodbye: its agent stops and holds no job any more. It is disconnected at once
+    /// (not capacity), and whatever is still leased to it goes back to the queue.
+    func goodbye(_ node: Node) async throws {
+        try await dispatcher.disconnectNode(node.id, unlessSeenAfter: nil)
     }
 
     /// A lease long-poll; a waiting one ends (empty) when the gateway shuts down, so that the

@@ -5,30 +5,10 @@ import MizanDispatch
 
 /// The overview: this instance's last hour of traffic, the queue and the nodes at a glance.
 extension ConsoleController {
-    /// How a node stands for an operator.
-    enum NodeCondition: String {
-        case healthy, unhealthy, stale, pending, revoked
-        case neverSeen = "never seen"
-
-        var badgeKind: String {
-            switch self {
-            case .healthy: "ok"
-            case .unhealthy, .stale: "bad"
-            case .neverSeen, .pending: "warn"
-            case .revoked: "muted"
-            }
-        }
-    }
-
+    /// How a node stands for an operator: the engine's own decision (the admin API and the
+    /// metrics say the same).
     func condition(of node: Node, now: Date) -> NodeCondition {
-        switch node.status {
-        case .revoked: return .revoked
-        case .pending: return .pending
-        case .active:
-            guard let lastSeen = node.lastSeen else { return .neverSeen }
-            if now.timeIntervalSince(lastSeen) > dispatcher.configuration.nodeStaleAfter.timeInterval { return .stale }
-            return node.health == .unhealthy ? .unhealthy : .healthy
-        }
+        dispatcher.condition(of: node, now: now)
     }
 
     func overview(_ session: ConsoleSessions.Session) async throws -> Response {
@@ -55,7 +35,7 @@ extension ConsoleController {
               \(tile("Latency p50 / p95", "\(ConsoleLayout.milliseconds(RecentActivity.percentile(0.5, of: histogram))) / \(ConsoleLayout.milliseconds(RecentActivity.percentile(0.95, of: histogram)))", "the gateway's whole time per request"))
               \(tile("Tokens, last hour", ConsoleLayout.number(tokens), "prompt and completion"))
               \(tile("Queued jobs", ConsoleLayout.number(queued), depth.isEmpty ? "nothing waiting for a node" : "\(depth.count) model\(depth.count == 1 ? "" : "s") waiting"))
-              \(tile("Nodes", "\(conditions[.healthy] ?? 0) healthy", "\(conditions[.unhealthy] ?? 0) unhealthy · \(conditions[.stale] ?? 0) stale · \((conditions[.neverSeen] ?? 0) + (conditions[.pending] ?? 0)) waiting"))
+              \(tile("Nodes", "\(conditions[.healthy] ?? 0) healthy", "\(conditions[.unhealthy] ?? 0) unhealthy · \((conditions[.stale] ?? 0) + (conditions[.disconnected] ?? 0)) stale or disconnected · \(conditions[.pending] ?? 0) waiting"))
             </div>
             """
 

@@ -111,3 +111,15 @@ enum ConsoleLayout {
         "<span class=\"badge \(kind)\">\(text)</span>"
     }
 }
+
+extension NodeCondition {
+    /// The console's badge for the condition.
+    var badgeKind: String {
+        switch self {
+        case .healthy: "ok"
+        case .unhealthy, .stale, .disconnected: "bad"
+        case .pending: "warn"
+        case .revoked: "muted"
+        }
+    }
+}

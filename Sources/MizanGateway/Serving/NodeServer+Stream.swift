@@ -79,7 +79,14 @@ extension NodeServer {
             let endsWithDone = chat.endpoint.endsWithDone
             var sawDone = first == "[DONE]"
             try await writer.write(relay.frame(first))
-            loop: while !sawDone, let event = await events.next() {
+            loop: while !sawDone {
+                guard let event = await events.next() else {
+                    // Cut off (a client that read too slowly for a stream relayed from another instance).
+                    let error = MizanError(.upstreamFailure, "The stream was cut off: the client read it too slowly.")
+                    trace.update { $0.streamError = error.message }
+                    try await writer.write(StreamRelay.errorFrame(error, endpoint: chat.endpoint))
+                    break loop
+                }
                 switch event {
                 case .data(let data):
                     try await writer.write(relay.frame(data))
