@@ -98,6 +98,13 @@ struct GatewayCommand: AsyncParsableCommand {
     var nodeStaleAfter: Double = 30
 
     @Option(
+        name: .customLong("node-disconnect-grace"), parsing: .unconditional,
+        help: ArgumentHelp(
+            "Seconds a node whose agent channel ended (without a goodbye) may take to come back before it counts as "
+                + "disconnected: requests for its models stop counting on it and its jobs are requeued."))
+    var nodeDisconnectGrace: Double = 5
+
+    @Option(
         name: .customLong("cache-lifetime"),
         parsing: .unconditional,
         help: ArgumentHelp(
@@ -155,6 +162,9 @@ struct GatewayCommand: AsyncParsableCommand {
         }
         guard idempotencyGrace >= 0, idempotencyGrace <= 3600 else { throw ValidationError("--idempotency-grace must be 0-3600 seconds.") }
         guard nodeStaleAfter > 0 else { throw ValidationError("--node-stale-after must be positive.") }
+        guard nodeDisconnectGrace >= 0, nodeDisconnectGrace <= 600 else {
+            throw ValidationError("--node-disconnect-grace must be 0-600 seconds.")
+        }
         guard cacheLifetime >= 0, cacheLifetime <= 60 else { throw ValidationError("--cache-lifetime must be 0-60 seconds.") }
         guard maxBodyBytes >= 1024, maxBodyBytes <= 1 << 30 else {
             throw ValidationError("--max-body-bytes must be 1024-1073741824 (bytes).")
@@ -226,6 +236,7 @@ struct GatewayCommand: AsyncParsableCommand {
             maxConnections: maxConnections,
             consoleSessionLifetime: .seconds(consoleSessionHours * 3600),
             agentChannel: !noAgentChannel,
+            nodeDisconnectGrace: .seconds(nodeDisconnectGrace),
             dispatch: Dispatcher.Configuration(
                 defaultDeadline: .seconds(defaultDeadline),
                 defaultLeaseWait: min(.seconds(25), leaseWait),
