@@ -20,8 +20,10 @@ extension Agent {
                 return
             }
             let handler = handler
-            let result = try await withTimeLimit(remaining, timeoutError: { Self.deadlinePassed }) {
-                try await handler.respond(to: job)
+            let result = try await JobProgress.$reporter.withValue({ [weak self] in self?.progressed(lease) }) {
+                try await withTimeLimit(remaining, timeoutError: { Self.deadlinePassed }) {
+                    try await handler.respond(to: job)
+                }
             }
             let usage =
                 result.usage
@@ -78,8 +80,9 @@ extension Agent {
         let client = client
         let handler = handler
         let progress = Mutex(StreamState(meter: StreamUsageMeter(requestBytes: job.body.count)))
-        let writer = JobEventWriter { event in
+        let writer = JobEventWriter { [weak self] event in
             try Task.checkCancellation()
+            self?.progressed(lease)
             progress.withLock { state in
                 state.meter.observe(event)
                 state.transcript.observe(event)

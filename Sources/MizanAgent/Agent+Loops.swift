@@ -40,35 +40,65 @@ extension Agent {
         return answer.nodeToken
     }
 
-    /// Asks the handler for its catalog: sets health, models and endpoints (the configured
-    /// models, when given, instead of the catalog's).
+    /// Asks the handler for its catalog: sets models, endpoints and health (the configured
+    /// models, when given, instead of the catalog's). Health counts the jobs' progress: a
+    /// slow check while a job streams means busy, not down (``HandlerHealth``).
     func checkHandler() async throws {
+        let catalog: HandlerCatalog
         do {
-            let catalog = try await handler.catalog()
-            let wasHealthy = state.withLock { state in
-                defer {
-                    state.healthy = catalog.healthy
-                    state.models = configuration.models ?? catalog.models
-                    state.endpoints = catalog.endpoints
-                }
-                return state.healthy
-            }
-            if wasHealthy && !catalog.healthy { logger.warning("the node's handler is unhealthy; not leasing") }
+            catalog = try await handler.catalog()
         } catch {
-            let wasHealthy = state.withLock { state in
-                defer {
-                    state.healthy = false
-                    if let models = configuration.models { state.models = models }
-                }
-                return state.healthy
-            }
-            if wasHealthy {
+            let before = judge(healthy: false, refused: false)
+            if before != .unhealthy, state.withLock({ $0.health.verdict }) == .unhealthy {
                 logger.warning("the node's handler is unhealthy; not leasing", metadata: ["mizan.error": "\(error)"])
+            }
+            state.withLock { state in
+                if let models = configuration.models { state.models = models }
             }
             if state.withLock({ $0.models.isEmpty }) {
                 throw AgentClientError(.unreachable, message: "\(error)")
             }
+            return
         }
+        state.withLock { state in
+            state.models = configuration.models ?? catalog.models
+            state.endpoints = catalog.endpoints
+        }
+        if let check = catalog.check, state.withLock({ state in
+            defer { state.healthCheck = check }
+            return state.healthCheck != check
+        }) {
+            logger.info("checking the local server's health", metadata: ["mizan.health_check": "\(check)"])
+        }
+        let before = judge(healthy: catalog.healthy, refused: catalog.refused)
+        let after = state.withLock { $0.health.verdict }
+        guard before != after else { return }
+        switch after {
+        case .healthy: logger.info("the node's handler is healthy; leasing")
+        case .busy: logger.info("the local server is busy: its health check did not answer, but a job made progress; leasing")
+        case .suspect: logger.warning("the local server's health check failed; not leasing until it answers")
+        case .unhealthy:
+            logger.warning(
+                catalog.refused
+                    ? "the local server refuses connections; the node is unhealthy" : "the node's handler is unhealthy; not leasing")
+        }
+    }
+
+    /// Takes in a check; returns the verdict before it.
+    private func judge(healthy: Bool, refused: Bool) -> HandlerHealth.Verdict {
+        let now = ContinuousClock.now
+        let window = configuration.healthInterval + .seconds(10)
+        return state.withLock { state in
+            let before = state.health.verdict
+            let progressed = state.running.values.contains { now - $0.progress <= window }
+            state.health.record(healthy: healthy, refused: refused, progressed: progressed, at: now)
+            return before
+        }
+    }
+
+    /// Notes that a running job made progress (a byte from its local server).
+    func progressed(_ lease: AgentWire.LeaseRef) {
+        state.withLock { $0.running[lease]?.progress = .now }
     }
 
     /// Checks the handler until it answers with models: a local server started at the same
@@ -146,7 +176,7 @@ extension Agent {
         var backoff = Backoff()
         var slotIterator = slots.makeAsyncIterator()
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
-            let (free, healthy, revoked) = state.withLock { ($0.running.count, $0.healthy, $0.revoked) }
+            let (free, healthy, revoked) = state.withLock { ($0.running.count, $0.health.leases, $0.revoked) }
             if revoked { return }
             let slots = configuration.maxConcurrency - free
             guard slots > 0 else {

@@ -48,6 +48,14 @@ public final class Agent: Service, Sendable {
         public var heartbeatInterval: Duration
         /// Time between health checks of the handler (its catalog; 10 seconds).
         public var healthInterval: Duration
+        /// How long the handler's checks may fail, while none of its jobs makes progress,
+        /// before the node counts as unhealthy (30 seconds): a busy or loading local server is
+        /// not taken out of service at its first slow answer. A server that refuses the
+        /// connection is unhealthy at once.
+        public var unhealthyAfter: Duration
+        /// When the default handler asks its local server for a stream for a JSON request
+        /// (chat and completions by default: see ``ProviderHandler/UpstreamStream``).
+        public var upstreamStream: ProviderHandler.UpstreamStream
         /// How long one lease call may wait for work (25 seconds).
         public var leaseWait: Duration
         /// How long in-flight jobs may run on after shutdown begins (30 seconds).
@@ -69,6 +77,8 @@ public final class Agent: Service, Sendable {
             labels: [String: String] = [:],
             heartbeatInterval: Duration = .seconds(5),
             healthInterval: Duration = .seconds(10),
+            unhealthyAfter: Duration = .seconds(30),
+            upstreamStream: ProviderHandler.UpstreamStream = .auto,
             leaseWait: Duration = .seconds(25),
             shutdownGrace: Duration = .seconds(30),
             transport: AgentClient.Transport = .channel
@@ -84,6 +94,8 @@ public final class Agent: Service, Sendable {
             self.labels = labels
             self.heartbeatInterval = heartbeatInterval
             self.healthInterval = healthInterval
+            self.unhealthyAfter = unhealthyAfter
+            self.upstreamStream = upstreamStream
             self.leaseWait = leaseWait
             self.shutdownGrace = shutdownGrace
             self.transport = transport
@@ -97,7 +109,7 @@ public final class Agent: Service, Sendable {
     /// The gateway client (its ``AgentClient/usesChannel`` says how calls travel now).
     public let client: AgentClient
     let logger: Logger
-    let state = Mutex(State())
+    let state: Mutex<State>
     let slots: AsyncStream<Void>
     let slotFreed: AsyncStream<Void>.Continuation
 
@@ -105,7 +117,9 @@ public final class Agent: Service, Sendable {
         var token: String?
         var models: [String] = []
         var endpoints: [Endpoint] = []
-        var healthy = false
+        var health: HandlerHealth
+        /// How the handler's health is checked, as last logged.
+        var healthCheck: String?
         var revoked = false
         /// Stopping: it leases nothing more and finishes what it runs.
         var draining = false
@@ -115,6 +129,8 @@ public final class Agent: Service, Sendable {
     struct RunningJob {
         var task: Task<Void, Never>?
         var aborted = false
+        /// When the job last made progress (its start, or a byte from the local server).
+        var progress = ContinuousClock.now
     }
 
     /// Creates an agent whose jobs go to the local provider of its configuration (a ``ProviderHandler``).
@@ -129,7 +145,7 @@ public final class Agent: Service, Sendable {
     ) {
         let handler = ProviderHandler(
             baseURL: configuration.providerURL, apiKey: configuration.providerAPIKey, models: configuration.models,
-            endpoints: configuration.endpoints, client: provider)
+            endpoints: configuration.endpoints, upstreamStream: configuration.upstreamStream, client: provider)
         self.init(configuration: configuration, handler: handler, client: client, logger: logger)
     }
 
@@ -144,6 +160,7 @@ public final class Agent: Service, Sendable {
         configuration: Configuration, handler: any JobHandler, client: AgentClient? = nil, logger: Logger = Logger(label: "mizan.agent")
     ) {
         self.configuration = configuration
+        self.state = Mutex(State(health: HandlerHealth(grace: configuration.unhealthyAfter)))
         self.handler = handler
         self.client = client ?? AgentClient(gatewayURL: configuration.gatewayURL, transport: configuration.transport, logger: logger)
         self.logger = logger
@@ -157,7 +174,7 @@ public final class Agent: Service, Sendable {
                 models: state.models,
                 endpoints: state.endpoints.isEmpty ? configuration.endpoints : state.endpoints,
                 maxConcurrency: configuration.maxConcurrency,
-                health: state.healthy ? .healthy : .unhealthy,
+                health: state.health.reported,
                 inFlight: state.running.count,
                 labels: configuration.labels.merging([MizanVersion.labelName: MizanVersion.current]) { mine, _ in mine },
                 draining: state.draining

@@ -23,6 +23,13 @@ public enum MockProvider {
         public var apiKey: String?
         /// When set, every chat completion is answered with this HTTP status (for failure trials).
         public var failureStatus: Int?
+        /// Serves one generation at a time, as single-slot local servers do (llama-cpp-python,
+        /// `llama-server` with one slot): other requests wait, and `GET /v1/models` answers only
+        /// between generations.
+        public var singleSlot: Bool
+        /// When set, `GET` on this path at the root (e.g. `/health`, as llama.cpp and vLLM serve
+        /// it) answers `{"status":"ok"}` at once, generating or not.
+        public var healthPath: String?
 
         /// Creates a configuration.
         /// - Parameters:
@@ -32,14 +39,20 @@ public enum MockProvider {
         ///   - tokenInterval: Delay between streamed chunks (none).
         ///   - apiKey: Required bearer key (none).
         ///   - failureStatus: Status to fail every completion with (none).
+        ///   - singleSlot: One generation at a time, the model list only between them (off).
+        ///   - healthPath: A health endpoint at the root that always answers (none).
         public init(
             models: [String] = ["mock-model"],
             latency: Duration = .zero,
             tokens: Int = 16,
             tokenInterval: Duration = .zero,
             apiKey: String? = nil,
-            failureStatus: Int? = nil
+            failureStatus: Int? = nil,
+            singleSlot: Bool = false,
+            healthPath: String? = nil
         ) {
+            self.singleSlot = singleSlot
+            self.healthPath = healthPath
             self.models = models
             self.latency = latency
             self.tokens = tokens
@@ -55,7 +68,12 @@ public enum MockProvider {
     public static func router(_ configuration: Configuration) -> Router<BasicRequestContext> {
         let router = Router()
         let responder = MockResponder(configuration: configuration)
-        router.get("/v1/models") { request, _ in try responder.models(request) }
+        router.get("/v1/models") { request, _ in try await responder.models(request) }
+        if let path = configuration.healthPath {
+            router.get(RouterPath(path)) { _, _ in
+                Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: #"{"status":"ok"}"#)))
+            }
+        }
         router.post("/v1/chat/completions") { request, context in try await responder.chat(request, context: context) }
         for endpoint in Endpoint.allCases where endpoint != .chatCompletions {
             router.post(RouterPath("/v1" + endpoint.path)) { request, _ in try await responder.serve(endpoint, request) }

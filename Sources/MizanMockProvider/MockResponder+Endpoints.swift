@@ -81,6 +81,8 @@ extension MockResponder {
     private func nextNumber() -> Int { counterNext() }
 
     private func json(object: [String: Any]) async throws -> Response {
+        await slot?.acquire()
+        defer { slot?.release() }
         if configuration.latency > .zero { try await Task.sleep(for: configuration.latency) }
         let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
         return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: data)))
@@ -90,7 +92,10 @@ extension MockResponder {
     private func stream(_ events: [String]) -> Response {
         let configuration = configuration
         let stats = stats
+        let slot = slot
         let body = ResponseBody { writer in
+            await slot?.acquire()
+            defer { slot?.release() }
             stats.update { $0.streamsStarted += 1 }
             stats.begin()
             defer { stats.end() }
@@ -103,7 +108,10 @@ extension MockResponder {
                 try await writer.finish(nil)
                 stats.update { $0.streamsCompleted += 1 }
             } catch {
-                stats.update { $0.streamsAborted += 1 }
+                stats.update {
+                    $0.streamsAborted += 1
+                    $0.lastStreamAbortedAt = Int(Date().timeIntervalSince1970 * 1000)
+                }
                 throw error
             }
         }

@@ -11,9 +11,46 @@ struct MockResponder: Sendable {
     let stats = Stats()
     /// The body of the last chat request, as it arrived (`GET /mock/last-request`).
     let lastBody = LastBody()
+    /// The one generation slot of a single-slot mock.
+    let slot: Slot?
 
     init(configuration: MockProvider.Configuration) {
         self.configuration = configuration
+        self.slot = configuration.singleSlot ? Slot() : nil
+    }
+
+    /// One generation at a time: waiters queue in order.
+    final class Slot: Sendable {
+        private struct State {
+            var busy = false
+            var waiting: [CheckedContinuation<Void, Never>] = []
+        }
+        private let state = Mutex(State())
+
+        func acquire() async {
+            await withCheckedContinuation { continuation in
+                let now: Bool = state.withLock { state in
+                    if !state.busy {
+                        state.busy = true
+                        return true
+                    }
+                    state.waiting.append(continuation)
+                    return false
+                }
+                if now { continuation.resume() }
+            }
+        }
+
+        func release() {
+            let next: CheckedContinuation<Void, Never>? = state.withLock { state in
+                if state.waiting.isEmpty {
+                    state.busy = false
+                    return nil
+                }
+                return state.waiting.removeFirst()
+            }
+            next?.resume()
+        }
     }
 
     final class LastBody: Sendable {
@@ -42,6 +79,8 @@ struct MockResponder: Sendable {
             var streamsAborted = 0
             var inFlight = 0
             var maxInFlight = 0
+            /// When the last stream's client went away, in milliseconds since 1970.
+            var lastStreamAbortedAt: Int?
         }
 
         private let values = Mutex(Values())
@@ -67,8 +106,13 @@ struct MockResponder: Sendable {
 
     static let words = ["mizan", "balances", "every", "request", "across", "the", "nodes", "it", "knows"]
 
-    func models(_ request: Request) throws -> Response {
+    func models(_ request: Request) async throws -> Response {
         if let refusal = authorize(request) { return refusal }
+        if let slot {
+            // Only between generations, as single-slot servers answer it.
+            await slot.acquire()
+            slot.release()
+        }
         let list = ModelList(data: configuration.models.map { ModelList.Model(id: $0, created: 1_700_000_000, ownedBy: "mizan-mock") })
         return json(list)
     }
@@ -105,6 +149,8 @@ struct MockResponder: Sendable {
         if chat.stream {
             return stream(id: id, created: created, model: chat.model, count: count, usage: chat.includeUsageInStream ? usage : nil)
         }
+        await slot?.acquire()
+        defer { slot?.release() }
         if configuration.latency > .zero { try await Task.sleep(for: configuration.latency) }
         let text = (0..<count).map { Self.words[$0 % Self.words.count] }.joined(separator: " ")
         let response = ChatCompletionResponse(
@@ -118,7 +164,10 @@ struct MockResponder: Sendable {
     private func stream(id: String, created: Int, model: String, count: Int, usage: ChatUsage?) -> Response {
         let configuration = configuration
         let stats = stats
+        let slot = slot
         let body = ResponseBody { writer in
+            await slot?.acquire()
+            defer { slot?.release() }
             stats.update { $0.streamsStarted += 1 }
             stats.begin()
             defer { stats.end() }
@@ -127,7 +176,10 @@ struct MockResponder: Sendable {
                     to: &writer, configuration: configuration, id: id, created: created, model: model, count: count, usage: usage)
                 stats.update { $0.streamsCompleted += 1 }
             } catch {
-                stats.update { $0.streamsAborted += 1 }
+                stats.update {
+                    $0.streamsAborted += 1
+                    $0.lastStreamAbortedAt = Int(Date().timeIntervalSince1970 * 1000)
+                }
                 throw error
             }
         }

@@ -134,6 +134,28 @@ public struct ProviderClient: Sendable {
         }
     }
 
+    /// Asks a server's health endpoint: `GET url`, its status (the body read and dropped, at most 64 KiB).
+    /// - Parameters:
+    ///   - url: The whole URL, e.g. `http://127.0.0.1:8080/health`.
+    ///   - apiKey: The bearer key, if the server wants one.
+    ///   - timeout: How long the whole exchange may take.
+    /// - Returns: The HTTP status.
+    /// - Throws: ``ProviderError`` (`connect` when the server refuses the connection, `timeout`).
+    public func probe(_ url: String, apiKey: String? = nil, timeout: Duration) async throws -> Int {
+        try await withTotalTimeout(timeout) {
+            var request = HTTPClientRequest(url: url)
+            request.method = .GET
+            if let apiKey { request.headers.add(name: "Authorization", value: "Bearer \(apiKey)") }
+            do {
+                let response = try await httpClient.execute(request, timeout: .nanoseconds(timeout.nanoseconds))
+                _ = try await response.body.collect(upTo: 64 << 10)
+                return Int(response.status.code)
+            } catch {
+                throw Self.map(error)
+            }
+        }
+    }
+
     private func send(path: String, method: HTTPMethod, body: Data?, endpoint: ProviderEndpoint) async throws -> HTTPClientResponse {
         var request = HTTPClientRequest(url: endpoint.url(path))
         request.method = method

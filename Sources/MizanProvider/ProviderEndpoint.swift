@@ -27,5 +27,6 @@ public struct ProviderEndpoint: Sendable {
         self.totalTimeout = totalTimeout
     }
 
-    func url(_ path: String) -> String { baseURL + path }
+    /// The URL of `path` under the base URL.
+    public func url(_ path: String) -> String { baseURL + path }
 }

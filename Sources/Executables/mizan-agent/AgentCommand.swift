@@ -65,8 +65,25 @@ struct AgentCommand: AsyncParsableCommand {
 
     @Option(
         name: .customLong("health-interval"), parsing: .unconditional,
-        help: "Seconds between checks of the local server (GET /v1/models); while it fails, the node does not lease.")
+        help: ArgumentHelp(
+            "Seconds between checks of the local server: its health endpoint, found at start (GET /health for llama.cpp and "
+                + "vLLM, GET /api/version for Ollama, else GET /v1/models). A check that fails while a job streams means busy."))
     var healthInterval: Double = 10
+
+    @Option(
+        name: .customLong("unhealthy-after"), parsing: .unconditional,
+        help: ArgumentHelp(
+            "Seconds the local server's checks may fail, while none of its jobs makes progress, before the node counts as "
+                + "unhealthy (meanwhile it takes no new job). A server that refuses connections is unhealthy at once."))
+    var unhealthyAfter: Double = 30
+
+    @Option(
+        name: .customLong("upstream-stream"),
+        help: ArgumentHelp(
+            "When a client's JSON request is asked of the local server as a stream and folded back into JSON: auto (chat "
+                + "and completions), always (Responses and Messages too) or never. A server stops a stream's generation when "
+                + "the agent closes it, which it cannot do for a JSON request whose client left."))
+    var upstreamStream = "auto"
 
     @Option(name: .customLong("shutdown-grace"), parsing: .unconditional, help: "Seconds running jobs may finish after SIGTERM.")
     var shutdownGrace: Double = 30
@@ -88,8 +105,12 @@ struct AgentCommand: AsyncParsableCommand {
             throw ValidationError("--provider must be an http(s) URL.")
         }
         guard maxConcurrency >= 1, maxConcurrency <= 10_000 else { throw ValidationError("--max-concurrency must be 1-10000.") }
-        guard heartbeatInterval > 0, healthInterval > 0, shutdownGrace >= 0 else {
-            throw ValidationError("--heartbeat-interval must be positive, --shutdown-grace not negative.")
+        guard heartbeatInterval > 0, healthInterval > 0, shutdownGrace >= 0, unhealthyAfter >= 0 else {
+            throw ValidationError(
+                "--heartbeat-interval and --health-interval must be positive, --shutdown-grace and --unhealthy-after not negative.")
+        }
+        guard ProviderHandler.UpstreamStream(rawValue: upstreamStream) != nil else {
+            throw ValidationError("--upstream-stream must be auto, always or never.")
         }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("Unknown --log-level '\(logLevel)'.") }
         guard AgentClient.Transport(rawValue: transport) != nil else { throw ValidationError("--transport must be channel or http.") }
@@ -131,6 +152,8 @@ struct AgentCommand: AsyncParsableCommand {
                 maxConcurrency: maxConcurrency,
                 heartbeatInterval: .seconds(heartbeatInterval),
                 healthInterval: .seconds(healthInterval),
+                unhealthyAfter: .seconds(unhealthyAfter),
+                upstreamStream: ProviderHandler.UpstreamStream(rawValue: upstreamStream) ?? .auto,
                 shutdownGrace: .seconds(shutdownGrace),
                 transport: AgentClient.Transport(rawValue: transport) ?? .channel
             ),

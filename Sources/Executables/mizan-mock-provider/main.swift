@@ -38,10 +38,21 @@ struct MockProviderCommand: AsyncParsableCommand {
     @Option(name: .customLong("fail-status"), help: "Answer every chat completion with this HTTP status (for failure trials).")
     var failStatus: Int?
 
+    @Flag(
+        name: .customLong("single-slot"),
+        help: "Serve one generation at a time and answer GET /v1/models only between generations, as single-slot local servers do.")
+    var singleSlot = false
+
+    @Option(
+        name: .customLong("health-path"),
+        help: "Answer GET on this path (e.g. /health, as llama.cpp and vLLM serve it) at once, generating or not.")
+    var healthPath: String?
+
     func validate() throws {
         guard latencyMs >= 0, tokenIntervalMs >= 0 else { throw ValidationError("Delays must not be negative.") }
         guard tokens >= 0 else { throw ValidationError("--tokens must not be negative.") }
         guard !modelList.isEmpty else { throw ValidationError("--models needs at least one model.") }
+        if let healthPath, !healthPath.hasPrefix("/") || healthPath.count > 200 { throw ValidationError("--health-path must start with /.") }
         if let failStatus, !(400...599).contains(failStatus) {
             throw ValidationError("--fail-status must be an HTTP error status (400-599).")
         }
@@ -59,7 +70,9 @@ struct MockProviderCommand: AsyncParsableCommand {
             tokens: tokens,
             tokenInterval: .milliseconds(tokenIntervalMs),
             apiKey: apiKey,
-            failureStatus: failStatus
+            failureStatus: failStatus,
+            singleSlot: singleSlot,
+            healthPath: healthPath
         )
         let host = host
         let app = MockProvider.application(configuration, host: host, port: port, logger: logger) { port in

@@ -1,10 +1,39 @@
 import Foundation
 import MizanCore
 import MizanProvider
+import Synchronization
 
 /// Forwards jobs to a local OpenAI-compatible server (Ollama, vLLM, llama.cpp): the body as the
 /// client sent it, to the job's endpoint. What `mizan-agent --provider URL` runs.
+///
+/// Its health is the server's cheapest health endpoint, found at the first check: `GET /health`
+/// at the server's root (llama.cpp's `llama-server`, which answers 503 while it loads a model,
+/// and vLLM), `GET /api/version` (Ollama), else `GET /models`. A server that refuses the
+/// connection is down; one that answers slowly or with an error may be busy.
+///
+/// A client's JSON request for chat or completions is asked of the server as a stream (see
+/// ``UpstreamStream``) and folded into the JSON answer: a server that cannot see a JSON client
+/// leave stops its generation when the agent closes the stream.
 public struct ProviderHandler: JobHandler {
+    /// When a JSON request is asked of the local server as a stream.
+    public enum UpstreamStream: String, Sendable, CaseIterable {
+        /// For chat and completions (the default): the server stops generating when the
+        /// client leaves, and the node's health counts the answer's progress.
+        case auto
+        /// For every endpoint that streams (chat, completions, Responses, Anthropic Messages).
+        case always
+        /// Never: JSON requests go to the server as JSON.
+        case never
+
+        func applies(to endpoint: Endpoint) -> Bool {
+            switch self {
+            case .never: false
+            case .auto: endpoint == .chatCompletions || endpoint == .completions
+            case .always: endpoint != .embeddings
+            }
+        }
+    }
+
     /// The server's base URL, e.g. `http://127.0.0.1:11434/v1`.
     public var baseURL: String
     /// Its API key, if it needs one.
@@ -13,16 +42,23 @@ public struct ProviderHandler: JobHandler {
     public var models: [String]?
     /// The endpoints the server serves.
     public var endpoints: [Endpoint]
+    /// When JSON requests are asked of the server as streams (``UpstreamStream/auto``).
+    public var upstreamStream: UpstreamStream
+    /// How long a health check may take (10 seconds).
+    public var checkTimeout: Duration
     let client: ProviderClient
+    private let probe = HealthProbe()
 
     public init(
         baseURL: String, apiKey: String? = nil, models: [String]? = nil, endpoints: [Endpoint] = Endpoint.all,
-        client: ProviderClient = .shared
+        upstreamStream: UpstreamStream = .auto, checkTimeout: Duration = .seconds(10), client: ProviderClient = .shared
     ) {
         self.baseURL = baseURL
         self.apiKey = apiKey
         self.models = models
         self.endpoints = Endpoint.normalized(endpoints)
+        self.upstreamStream = upstreamStream
+        self.checkTimeout = checkTimeout
         self.client = client
     }
 
@@ -30,30 +66,115 @@ public struct ProviderHandler: JobHandler {
         ProviderEndpoint(baseURL: baseURL, apiKey: apiKey, firstByteTimeout: min(.seconds(60), remaining), totalTimeout: remaining)
     }
 
+    /// The server's root: the base URL without its trailing `/v1`.
+    var root: String {
+        let base = baseURL.hasSuffix("/") ? String(baseURL.dropLast()) : baseURL
+        return base.hasSuffix("/v1") ? String(base.dropLast(3)) : base
+    }
+
+    /// What a check found: the server's health and, when it could be read, its model list.
+    private struct CheckResult {
+        var healthy: Bool
+        var refused = false
+        var models: [String]?
+        var error: (any Error)?
+    }
+
     /// The server's model list (or the configured models) and whether it answers. A server that
-    /// does not answer is unhealthy; without configured models that is an error (there is
+    /// gives no model list at the first check, with no models configured, is an error (there is
     /// nothing to report).
     public func catalog() async throws -> HandlerCatalog {
-        do {
-            let list = try await client.models(endpoint: endpoint(remaining: .seconds(10)))
-            return HandlerCatalog(models: models ?? list.data.map(\.id), endpoints: endpoints, healthy: true)
-        } catch {
-            guard let models else {
-                throw JobFailure.retryable(
-                    "provider_unreachable",
-                    "The provider at \(baseURL) gave no model list (GET /models: \(Self.describe(error))), and no models were configured.")
+        let path = await healthPath()
+        let result = await check(path)
+        var served = models ?? result.models
+        if served == nil, result.healthy, path != .models {
+            // The health endpoint answered; the list comes from /models (the last one while it does not answer).
+            served = try? await client.models(endpoint: endpoint(remaining: checkTimeout)).data.map(\.id)
+        }
+        served = served ?? probe.knownModels
+        if let list = served, models == nil { probe.remember(list) }
+        guard let served else {
+            throw JobFailure.retryable(
+                "provider_unreachable",
+                "The provider at \(baseURL) gave no model list (GET /models: \(Self.describe(result.error ?? ProviderError(.invalidResponse)))), "
+                    + "and no models were configured.")
+        }
+        return HandlerCatalog(
+            models: served, endpoints: endpoints, healthy: result.healthy, refused: result.refused, check: path.describe(self))
+    }
+
+    /// The health endpoint, found once: the first that answers as its kind of server does.
+    private func healthPath() async -> HealthPath {
+        if let known = probe.path { return known }
+        var found = HealthPath.models
+        for candidate in [HealthPath.health, .ollamaVersion] {
+            // llama.cpp answers /health with 503 while it loads a model: it is the endpoint still.
+            if let status = try? await client.probe(candidate.url(self), apiKey: apiKey, timeout: .seconds(3)),
+                status == 200 || (candidate == .health && status == 503)
+            {
+                found = candidate
+                break
             }
-            return HandlerCatalog(models: models, endpoints: endpoints, healthy: false)
+        }
+        // A server that does not answer yet is asked again at the next check.
+        var answered = found != .models
+        if !answered { answered = (try? await client.probe(HealthPath.models.url(self), apiKey: apiKey, timeout: .seconds(3))) != nil }
+        if answered { probe.path = found }
+        return found
+    }
+
+    private func check(_ path: HealthPath) async -> CheckResult {
+        do {
+            if path == .models {
+                let list = try await client.models(endpoint: endpoint(remaining: checkTimeout))
+                return CheckResult(healthy: true, models: list.data.map(\.id))
+            }
+            let status = try await client.probe(path.url(self), apiKey: apiKey, timeout: checkTimeout)
+            return CheckResult(healthy: status == 200, error: status == 200 ? nil : ProviderError(.status(status)))
+        } catch let error as ProviderError {
+            return CheckResult(healthy: false, refused: error.kind == .connect, error: error)
+        } catch {
+            return CheckResult(healthy: false, error: error)
         }
     }
 
     public func respond(to job: AgentJob) async throws -> JobResult {
+        if upstreamStream.applies(to: job.endpoint), let body = StreamTranscript.streamingBody(job.body, endpoint: job.endpoint) {
+            return try await fold(job, streamingBody: body)
+        }
         do {
             let response = try await client.call(job.endpoint, job.body, endpoint: endpoint(remaining: job.remaining))
             return JobResult(body: response.body, usage: response.usage.flatMap { TokenUsage(reported: $0) })
         } catch let error as ProviderError {
             throw Self.failure(of: error)
         }
+    }
+
+    /// Asks the server for the job's stream and folds it into the JSON answer.
+    private func fold(_ job: AgentJob, streamingBody: Data) async throws -> JobResult {
+        let stream: ServerSentEvents
+        do {
+            stream = try await client.stream(job.endpoint, streamingBody, endpoint: endpoint(remaining: job.remaining))
+        } catch let error as ProviderError {
+            throw Self.failure(of: error)
+        }
+        var transcript = StreamTranscript(endpoint: job.endpoint)
+        var meter = StreamUsageMeter(requestBytes: job.body.count)
+        do {
+            for try await event in stream {
+                JobProgress.report()
+                transcript.observe(event)
+                meter.observe(event)
+            }
+        } catch let error as ProviderError {
+            // The client has seen nothing yet: another attempt may do better.
+            throw JobFailure.retryable("provider_error", "The local provider's stream broke: \(error).")
+        }
+        let body = transcript.completion()
+        guard !body.isEmpty else {
+            throw JobFailure.retryable("provider_error", "The local provider's stream ended without an answer.")
+        }
+        return JobResult(body: body, usage: meter.usage)
     }
 
     public func stream(_ job: AgentJob, to events: JobEventWriter) async throws -> TokenUsage? {
@@ -90,6 +211,50 @@ public struct ProviderHandler: JobHandler {
         case .status(let status): return "it answered HTTP \(status)"
         case .invalidResponse: return "its answer is not a model list: \(SafeText.excerpt(error.detail, limit: 160))"
         }
+    }
+
+    /// Where a server's health is asked.
+    enum HealthPath: Sendable, Equatable {
+        /// `GET /health` at the root: llama.cpp's `llama-server`, vLLM.
+        case health
+        /// `GET /api/version` at the root: Ollama.
+        case ollamaVersion
+        /// `GET /models` under the base URL: any OpenAI-compatible server.
+        case models
+
+        func url(_ handler: ProviderHandler) -> String {
+            switch self {
+            case .health: handler.root + "/health"
+            case .ollamaVersion: handler.root + "/api/version"
+            case .models: ProviderEndpoint(baseURL: handler.baseURL).url("/models")
+            }
+        }
+
+        func describe(_ handler: ProviderHandler) -> String {
+            switch self {
+            case .health: "GET \(url(handler)) (llama.cpp or vLLM)"
+            case .ollamaVersion: "GET \(url(handler)) (Ollama)"
+            case .models: "GET \(url(handler)) (no health endpoint found)"
+            }
+        }
+    }
+
+    /// What the checks remember between calls: the health endpoint found, the last model list.
+    final class HealthProbe: Sendable {
+        private struct State {
+            var path: HealthPath?
+            var models: [String]?
+        }
+        private let state = Mutex(State())
+
+        var path: HealthPath? {
+            get { state.withLock { $0.path } }
+            set { state.withLock { $0.path = newValue } }
+        }
+
+        var knownModels: [String]? { state.withLock { $0.models } }
+
+        func remember(_ models: [String]) { state.withLock { $0.models = models } }
     }
 }
 
@@ -165,9 +330,10 @@ public struct FunctionHandler: JobHandler {
 extension JobHandler where Self == ProviderHandler {
     /// Forwards jobs to a local OpenAI-compatible server (``ProviderHandler``).
     public static func provider(
-        _ baseURL: String, apiKey: String? = nil, models: [String]? = nil, endpoints: [Endpoint] = Endpoint.all
+        _ baseURL: String, apiKey: String? = nil, models: [String]? = nil, endpoints: [Endpoint] = Endpoint.all,
+        upstreamStream: ProviderHandler.UpstreamStream = .auto
     ) -> ProviderHandler {
-        ProviderHandler(baseURL: baseURL, apiKey: apiKey, models: models, endpoints: endpoints)
+        ProviderHandler(baseURL: baseURL, apiKey: apiKey, models: models, endpoints: endpoints, upstreamStream: upstreamStream)
     }
 }
 

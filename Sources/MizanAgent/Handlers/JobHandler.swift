@@ -94,12 +94,39 @@ public struct HandlerCatalog: Sendable, Equatable {
     public var endpoints: [Endpoint]
     /// Whether it can serve now.
     public var healthy: Bool
+    /// When not healthy: whether its server refused the connection (it is down: the node goes
+    /// unhealthy at once) rather than answering slowly or with an error (it may be busy or
+    /// loading: the node waits a while, and counts a job's progress as health, first).
+    public var refused: Bool
+    /// How health is checked, for the agent's log (e.g. `GET http://127.0.0.1:8080/health`).
+    public var check: String?
 
-    public init(models: [String], endpoints: [Endpoint] = Endpoint.all, healthy: Bool = true) {
+    /// Creates a catalog.
+    /// - Parameters:
+    ///   - models: The models it serves.
+    ///   - endpoints: The endpoints it serves (all by default).
+    ///   - healthy: Whether it can serve now.
+    ///   - refused: When not healthy, whether its server refused the connection.
+    ///   - check: How health is checked.
+    public init(models: [String], endpoints: [Endpoint] = Endpoint.all, healthy: Bool = true, refused: Bool = false, check: String? = nil) {
         self.models = models
         self.endpoints = Endpoint.normalized(endpoints)
         self.healthy = healthy
+        self.refused = refused
+        self.check = check
     }
+}
+
+/// The progress of the job a handler runs: a handler that streams from its server reports each
+/// piece (``report()``), so that the agent counts a server busy with a long answer as healthy
+/// even when its health endpoint does not answer meanwhile (single-slot servers). The agent's
+/// own stream writer reports for streamed jobs.
+public enum JobProgress {
+    /// What the agent runs on each report of the current job (a task-local).
+    @TaskLocal public static var reporter: (@Sendable () -> Void)?
+
+    /// Reports that the current job made progress (a byte from its server).
+    public static func report() { reporter?() }
 }
 
 /// Where a streamed job's events go: each one reaches the gateway, and the client, as it is sent.

@@ -20,6 +20,28 @@ enum JSONScanner {
         return out
     }
 
+    /// Sets top-level members to JSON values: an existing member's value is replaced in place,
+    /// a missing one appended; every other byte stays as it was.
+    /// - Parameters:
+    ///   - data: A JSON object.
+    ///   - values: Keys (plain, without escapes) and their values as JSON text.
+    /// - Returns: The edited bytes, or `nil` when `data` is not a well-formed object.
+    static func settingTopLevel(in data: Data, _ values: [(key: String, json: String)]) -> Data? {
+        var bytes = [UInt8](data)
+        for (key, json) in values {
+            guard let members = topLevelMembers(in: bytes) else { return nil }
+            if let range = members.first(where: { $0.key == key })?.value {
+                bytes.replaceSubrange(range, with: Array(json.utf8))
+                continue
+            }
+            // Appended before the closing brace (after a comma when the object has members).
+            guard let close = bytes.lastIndex(of: UInt8(ascii: "}")) else { return nil }
+            let member = Array("\"\(key)\":\(json)".utf8)
+            bytes.replaceSubrange(close..<close, with: (members.isEmpty ? [] : Array(",".utf8)) + member)
+        }
+        return Data(bytes)
+    }
+
     /// The byte range of the value of a top-level key (its first occurrence; keys are compared
     /// after unescaping, so `"mod\u0065l"` is `model`).
     static func valueRange(in bytes: [UInt8], key: String) -> Range<Int>? {
