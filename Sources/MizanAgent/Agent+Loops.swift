@@ -64,10 +64,12 @@ extension Agent {
             state.models = configuration.models ?? catalog.models
             state.endpoints = catalog.endpoints
         }
-        if let check = catalog.check, state.withLock({ state in
-            defer { state.healthCheck = check }
-            return state.healthCheck != check
-        }) {
+        if let check = catalog.check,
+            state.withLock({ state in
+                defer { state.healthCheck = check }
+                return state.healthCheck != check
+            })
+        {
             logger.info("checking the local server's health", metadata: ["mizan.health_check": "\(check)"])
         }
         let before = judge(healthy: catalog.healthy, refused: catalog.refused)

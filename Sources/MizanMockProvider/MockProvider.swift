@@ -71,7 +71,9 @@ public enum MockProvider {
         router.get("/v1/models") { request, _ in try await responder.models(request) }
         if let path = configuration.healthPath {
             router.get(RouterPath(path)) { _, _ in
-                Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: #"{"status":"ok"}"#)))
+                Response(
+                    status: .ok, headers: [.contentType: "application/json"],
+                    body: .init(byteBuffer: ByteBuffer(string: #"{"status":"ok"}"#)))
             }
         }
         router.post("/v1/chat/completions") { request, context in try await responder.chat(request, context: context) }

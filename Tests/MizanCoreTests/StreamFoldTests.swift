@@ -64,11 +64,13 @@ struct StreamFoldTests {
         let object = try Self.fold(
             .responses,
             [
-                SSEEvent.pack(name: "response.created", data: #"{"type":"response.created","response":{"id":"r1","status":"in_progress"}}"#),
+                SSEEvent.pack(
+                    name: "response.created", data: #"{"type":"response.created","response":{"id":"r1","status":"in_progress"}}"#),
                 SSEEvent.pack(name: "response.output_text.delta", data: #"{"type":"response.output_text.delta","delta":"hi"}"#),
                 SSEEvent.pack(
                     name: "response.completed",
-                    data: #"{"type":"response.completed","response":{"id":"r1","object":"response","status":"completed","output":[{"type":"message","content":[{"type":"output_text","text":"hi"}]}],"usage":{"input_tokens":3,"output_tokens":1}}}"#
+                    data:
+                        #"{"type":"response.completed","response":{"id":"r1","object":"response","status":"completed","output":[{"type":"message","content":[{"type":"output_text","text":"hi"}]}],"usage":{"input_tokens":3,"output_tokens":1}}}"#
                 ),
             ])
         #expect(object["id"] as? String == "r1" && object["status"] as? String == "completed")
@@ -81,19 +83,29 @@ struct StreamFoldTests {
             [
                 SSEEvent.pack(
                     name: "message_start",
-                    data: #"{"type":"message_start","message":{"id":"msg_1","type":"message","role":"assistant","model":"m","content":[],"stop_reason":null,"usage":{"input_tokens":4,"output_tokens":1}}}"#
+                    data:
+                        #"{"type":"message_start","message":{"id":"msg_1","type":"message","role":"assistant","model":"m","content":[],"stop_reason":null,"usage":{"input_tokens":4,"output_tokens":1}}}"#
                 ),
-                SSEEvent.pack(name: "content_block_start", data: #"{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}"#),
-                SSEEvent.pack(name: "content_block_delta", data: #"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hi "}}"#),
-                SSEEvent.pack(name: "content_block_delta", data: #"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"there"}}"#),
                 SSEEvent.pack(
                     name: "content_block_start",
-                    data: #"{"type":"content_block_start","index":1,"content_block":{"type":"tool_use","id":"tu_1","name":"get","input":{}}}"#),
+                    data: #"{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}"#),
+                SSEEvent.pack(
+                    name: "content_block_delta",
+                    data: #"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hi "}}"#),
+                SSEEvent.pack(
+                    name: "content_block_delta",
+                    data: #"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"there"}}"#),
+                SSEEvent.pack(
+                    name: "content_block_start",
+                    data:
+                        #"{"type":"content_block_start","index":1,"content_block":{"type":"tool_use","id":"tu_1","name":"get","input":{}}}"#
+                ),
                 SSEEvent.pack(
                     name: "content_block_delta",
                     data: #"{"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":"{\"q\": 2}"}}"#),
                 SSEEvent.pack(
-                    name: "message_delta", data: #"{"type":"message_delta","delta":{"stop_reason":"tool_use","stop_sequence":null},"usage":{"output_tokens":9}}"#),
+                    name: "message_delta",
+                    data: #"{"type":"message_delta","delta":{"stop_reason":"tool_use","stop_sequence":null},"usage":{"output_tokens":9}}"#),
                 SSEEvent.pack(name: "message_stop", data: #"{"type":"message_stop"}"#),
             ])
         #expect(object["id"] as? String == "msg_1" && object["stop_reason"] as? String == "tool_use")

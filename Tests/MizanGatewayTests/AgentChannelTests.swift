@@ -74,6 +74,9 @@ final class ChannelPeer: Sendable {
         throw HarnessError("no reply to call \(id) within \(timeout)")
     }
 
+    /// Every frame read so far.
+    var received: [AgentWire.ChannelFrame] { inbox.frames.withLock { $0 } }
+
     func hasReply(_ id: Int) -> Bool { inbox.frames.withLock { $0.contains { $0.operation == .reply && $0.id == id } } }
     var unreadable: Int { inbox.frames.withLock { $0.filter { $0.id == -1 }.count } }
     var hasEnded: Bool { inbox.ended.withLock { $0 } }

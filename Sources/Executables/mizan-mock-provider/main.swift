@@ -52,7 +52,9 @@ struct MockProviderCommand: AsyncParsableCommand {
         guard latencyMs >= 0, tokenIntervalMs >= 0 else { throw ValidationError("Delays must not be negative.") }
         guard tokens >= 0 else { throw ValidationError("--tokens must not be negative.") }
         guard !modelList.isEmpty else { throw ValidationError("--models needs at least one model.") }
-        if let healthPath, !healthPath.hasPrefix("/") || healthPath.count > 200 { throw ValidationError("--health-path must start with /.") }
+        if let healthPath, !healthPath.hasPrefix("/") || healthPath.count > 200 {
+            throw ValidationError("--health-path must start with /.")
+        }
         if let failStatus, !(400...599).contains(failStatus) {
             throw ValidationError("--fail-status must be an HTTP error status (400-599).")
         }

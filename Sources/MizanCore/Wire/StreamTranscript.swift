@@ -154,7 +154,9 @@ public struct StreamTranscript: Sendable {
             else { return }
             blocks[index] = Block(start: bytes)
         case "content_block_delta":
-            guard let index = object["index"] as? Int, var block = blocks[index], let delta = object["delta"] as? [String: Any] else { return }
+            guard let index = object["index"] as? Int, var block = blocks[index], let delta = object["delta"] as? [String: Any] else {
+                return
+            }
             if let text = delta["text"] as? String { block.text += text }
             if let json = delta["partial_json"] as? String { block.partialJSON += json }
             if let thinking = delta["thinking"] as? String { block.thinking += thinking }
