@@ -136,12 +136,41 @@ extension PostgresClient {
     ///   - transform: Turns each row into a value.
     /// - Returns: The values.
     func rows<T: Sendable>(_ query: PostgresQuery, logger: Logger, _ transform: (PostgresRow) throws -> T) async throws -> [T] {
-        let rows = try await withOpenConnection(logger: logger) { connection in
-            var out: [PostgresRow] = []
-            for try await row in try await connection.query(query, logger: logger) { out.append(row) }
-            return out
+        let rows = try await Self.repeatingIfSafe(query.sql, logger: logger) {
+            try await withOpenConnection(logger: logger) { connection in
+                var out: [PostgresRow] = []
+                for try await row in try await connection.query(query, logger: logger) { out.append(row) }
+                return out
+            }
         }
         return try rows.map(transform)
+    }
+
+    /// Runs `work` and, when `sql` is a statement that can be repeated safely (a read) and its
+    /// connection closed under it (a database restart), once more on a fresh connection: the
+    /// gateway that stayed up answers across the restart instead of failing the request.
+    static func repeatingIfSafe<T: Sendable>(_ sql: String, logger: Logger, _ work: () async throws -> T) async throws -> T {
+        do {
+            return try await work()
+        } catch  where isRepeatable(sql) && closedUnder(error) {
+            logger.info("a read's database connection closed under it; reading again on a fresh one")
+            return try await work()
+        }
+    }
+
+    /// Whether a statement only reads (a `SELECT` that locks nothing).
+    static func isRepeatable(_ sql: String) -> Bool {
+        let head = sql.drop { $0 == " " || $0 == "\n" }.prefix(7).uppercased()
+        return head.hasPrefix("SELECT") && !sql.uppercased().contains("FOR UPDATE")
+    }
+
+    /// Whether an error says the statement's connection closed (rather than the statement failing).
+    static func closedUnder(_ error: any Error) -> Bool {
+        if let error = error as? MizanError { return error.code == .storeUnavailable }
+        if let error = error as? PSQLError {
+            return [.serverClosedConnection, .clientClosedConnection, .connectionError, .uncleanShutdown].contains(error.code)
+        }
+        return false
     }
 
     /// Runs `query` on an open connection, discarding any rows.
@@ -164,10 +193,14 @@ extension PostgresClient {
     ) async throws -> [T] {
         StatementTexts.record(key, sql: query.sql)
         let bindings = query.binds
-        let rows = try await withOpenConnection(logger: logger) { connection in
-            var out: [PostgresRow] = []
-            for try await row in try await connection.execute(PreparedQuery<Key>(bindings: bindings), logger: logger) { out.append(row) }
-            return out
+        let rows = try await Self.repeatingIfSafe(query.sql, logger: logger) {
+            try await withOpenConnection(logger: logger) { connection in
+                var out: [PostgresRow] = []
+                for try await row in try await connection.execute(PreparedQuery<Key>(bindings: bindings), logger: logger) {
+                    out.append(row)
+                }
+                return out
+            }
         }
         return try rows.map(transform)
     }

@@ -95,8 +95,8 @@ struct AgentHealthTests {
             var configuration = stack.configuration(
                 tokenFile: try temporaryTokenFile(), registrationToken: try await stack.registrationToken(), maxConcurrency: 1)
             configuration.healthInterval = .milliseconds(300)
-            configuration.unhealthyAfter = .milliseconds(600)
-            let handler = ProviderHandler(baseURL: stack.providerURL, checkTimeout: .milliseconds(200))
+            configuration.unhealthyAfter = .seconds(1)
+            let handler = ProviderHandler(baseURL: stack.providerURL, checkTimeout: .seconds(1))
             let agent = RunningAgent.start(configuration, handler: handler)
             try await waitUntil("the agent serves", poll: .milliseconds(20)) { try await stack.serves() }
             // A JSON request: asked of the server as a stream, so its progress counts as health.

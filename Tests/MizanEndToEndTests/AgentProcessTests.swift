@@ -204,8 +204,9 @@ struct AgentProcessTests {
         let (hasty, _) = try await startAgent(gateway: url, provider: stuckURL, name: "hasty", arguments: ["--shutdown-grace", "0.5"])
         async let handedBack = call(.POST, "\(url)/v1/chat/completions", token: key, body: chatJSON(model: "m"))
         #expect(try await eventually { try await jobs(url, state: "leased").count == 1 })
-        #expect(try await hasty.terminate() == 0)
+        // Another node is there to take it (with none left, a queued request is answered 503).
         let (rescuer, _) = try await startAgent(gateway: url, provider: fastURL, name: "rescuer")
+        #expect(try await hasty.terminate() == 0)
         let answer = try await handedBack
         #expect(answer.status == 200, "\(answer.text)")
         stuck.signal(SIGKILL)
