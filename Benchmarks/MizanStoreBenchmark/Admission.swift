@@ -57,7 +57,7 @@ func admissionRun(
                         createdAt: Date())
                     // As the gateway ends a request: a limited key's record goes with the key's next change.
                     if let ending {
-                        try await store.recordUsageSoon(record, ending: ending)
+                        try await store.recordUsageSoon(record, ending: ending) { _ in }
                     } else {
                         try await store.recordUsage(record)
                     }

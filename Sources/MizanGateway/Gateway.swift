@@ -57,6 +57,8 @@ public final class Gateway: Sendable {
     /// The operator's web console, when there is an admin token to sign in with.
     let console: ConsoleController?
     let recorder: RequestRecorder
+    /// Usage writes that failed, written again until the store takes them.
+    let usageSpool: UsageSpool
 
     /// Creates a gateway and the engine behind it.
     /// - Parameters:
@@ -84,6 +86,8 @@ public final class Gateway: Sendable {
         let dispatcher = Dispatcher(store: store, configuration: configuration.dispatch, logger: Logger(label: "mizan.dispatch"))
         let credentials = Credentials(store: store, adminToken: adminToken, keyCacheLifetime: configuration.dispatch.cacheLifetime)
         let metrics = GatewayMetrics()
+        let spool = UsageSpool(access: store, capacity: configuration.usageSpoolCapacity, logger: logger)
+        self.usageSpool = spool
         self.dispatcher = dispatcher
         self.sweeper = Sweeper(dispatcher: dispatcher)
         self.routes = routes
@@ -101,6 +105,7 @@ public final class Gateway: Sendable {
                 routes: routes, provider: provider, environment: environment, configuration: configuration, metrics: metrics, logger: logger
             ),
             nodes: NodeServer(dispatcher: dispatcher, maxQueueWait: configuration.maxQueueWait),
+            spool: spool,
             configuration: configuration
         )
         self.agents = AgentController(
@@ -108,9 +113,9 @@ public final class Gateway: Sendable {
             channels: NodeChannels(dispatcher: dispatcher, grace: configuration.nodeDisconnectGrace, logger: logger),
             maxBodyBytes: configuration.maxBodyBytes, channelEnabled: configuration.agentChannel)
         self.admin = AdminController(dispatcher: dispatcher, credentials: credentials, access: store)
-        self.operations = OperationsController(dispatcher: dispatcher, metricsRegistry: metricsRegistry, logger: logger)
+        self.operations = OperationsController(dispatcher: dispatcher, spool: spool, metricsRegistry: metricsRegistry, logger: logger)
         let activity = RecentActivity()
-        self.recorder = RequestRecorder(access: store, metrics: metrics, activity: activity, logger: logger)
+        self.recorder = RequestRecorder(access: store, spool: spool, metrics: metrics, activity: activity, logger: logger)
         self.console = credentials.adminTokenHash.map { hash in
             ConsoleController(
                 dispatcher: dispatcher, credentials: credentials, access: store, routes: routes, activity: activity,
@@ -162,8 +167,8 @@ public final class Gateway: Sendable {
         return app
     }
 
-    /// Everything a running gateway needs, in start order: the store's services, the sweeper
-    /// and the HTTP server (see ``application(host:port:beforeServerStarts:onServerRunning:)``).
+    /// Everything a running gateway needs, in start order: the store's services, the usage
+    /// spool (it stops after the server, writing what waits), the sweeper and the HTTP server (see ``application(host:port:beforeServerStarts:onServerRunning:)``).
     /// Run them in one `ServiceGroup`.
     public func services(
         host: String = "127.0.0.1",
@@ -172,7 +177,8 @@ public final class Gateway: Sendable {
         onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
     ) -> [any Service] {
         storeServices + [
-            sweeper, application(host: host, port: port, beforeServerStarts: beforeServerStarts, onServerRunning: onServerRunning),
+            usageSpool, sweeper,
+            application(host: host, port: port, beforeServerStarts: beforeServerStarts, onServerRunning: onServerRunning),
         ]
     }
 }

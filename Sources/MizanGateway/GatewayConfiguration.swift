@@ -31,6 +31,10 @@ extension Gateway {
         /// back before it counts as disconnected and its leased jobs go back to the queue (5
         /// seconds). Nodes on the HTTP agent API go stale after `Dispatcher.Configuration.nodeStaleAfter` instead.
         public var nodeDisconnectGrace: Duration
+        /// How many usage writes that failed (the store did not answer) may wait to be written
+        /// again before the gateway refuses counted keys' requests with 503 and `/readyz` says
+        /// it is not ready (10,000).
+        public var usageSpoolCapacity: Int
         /// Whether agents may open the persistent channel, `POST /agent/v1/channel` (true);
         /// without it they use the HTTP agent API (the channel answers 404 and they fall back).
         public var agentChannel: Bool
@@ -52,6 +56,7 @@ extension Gateway {
             consoleSessionLifetime: Duration = .seconds(8 * 3600),
             agentChannel: Bool = true,
             nodeDisconnectGrace: Duration = .seconds(5),
+            usageSpoolCapacity: Int = 10_000,
             dispatch: Dispatcher.Configuration = .init()
         ) {
             self.maxBodyBytes = maxBodyBytes
@@ -64,6 +69,7 @@ extension Gateway {
             self.consoleSessionLifetime = consoleSessionLifetime
             self.agentChannel = agentChannel
             self.nodeDisconnectGrace = nodeDisconnectGrace
+            self.usageSpoolCapacity = usageSpoolCapacity
             self.dispatch = dispatch
         }
     }

@@ -61,6 +61,58 @@ public final class ThrowawayPostgres: Sendable {
         }
     }
 
+    /// A server of its own, not shared with the rest of the process (for a test that restarts
+    /// or stops it); ``stop()`` it at the end (it is stopped when the process ends too).
+    /// - Returns: The running server.
+    public static func dedicated() async throws -> ThrowawayPostgres {
+        try await withCheckedThrowingContinuation { continuation in
+            let thread = Thread {
+                continuation.resume(
+                    with: Result {
+                        let server = try ThrowawayPostgres()
+                        server.armWatchdog()
+                        return server
+                    })
+            }
+            thread.start()
+        }
+    }
+
+    /// Restarts the server on the same port (its connections are closed), waiting `down`
+    /// between the stop and the start: a database restart as operators make them.
+    public func restart(down: Duration = .zero) async throws {
+        let data = directory.appendingPathComponent("data").path
+        let pgctl = binDirectory.appendingPathComponent("pg_ctl").path
+        let runAs = runAs
+        let port = port
+        let directory = directory.path
+        try await Self.offPool { try Self.capture(runAs + [pgctl, "stop", "-D", data, "-m", "fast", "-w"]) }
+        try await Task.sleep(for: down)
+        try await Self.offPool {
+            try Self.capture(
+                runAs + [
+                    pgctl, "start", "-D", data, "-w", "-t", "60", "-o", Self.options(port: port, socketDirectory: directory), "-l",
+                    directory + "/log",
+                ])
+        }
+    }
+
+    /// Runs blocking work on a thread of its own.
+    private static func offPool(_ work: @escaping @Sendable () throws -> Void) async throws {
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+            Thread { continuation.resume(with: Result { try work() }) }.start()
+        }
+    }
+
+    /// The server's options.
+    static func options(port: Int, socketDirectory: String) -> String {
+        [
+            "-p \(port)", "-k \(socketDirectory)", "-c listen_addresses=127.0.0.1",
+            "-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off", "-c max_connections=300",
+            "-c shared_buffers=128MB",
+        ].joined(separator: " ")
+    }
+
     private init() throws {
         guard let bin = Self.findBinaries() else {
             throw StartError(
@@ -114,11 +166,7 @@ public final class ThrowawayPostgres: Sendable {
         while true {
             attempt += 1
             let port = try freePort()
-            let options = [
-                "-p \(port)", "-k \(socketDirectory)", "-c listen_addresses=127.0.0.1",
-                "-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off", "-c max_connections=300",
-                "-c shared_buffers=128MB",
-            ].joined(separator: " ")
+            let options = options(port: port, socketDirectory: socketDirectory)
             do {
                 try capture(runAs + [pgctl, "start", "-D", data, "-w", "-t", "60", "-o", options, "-l", log])
                 return port
@@ -151,6 +199,14 @@ public final class ThrowawayPostgres: Sendable {
 
     /// Stops the server when this process exits, normally (`atexit`) or not (a watchdog).
     private func armStop() {
+        armWatchdog()
+        atexit {
+            if case .success(let server)? = ThrowawayPostgres.shared.withLock({ $0 }) { server.stop() }
+        }
+    }
+
+    /// Stops the server when this process ends without stopping it (a watchdog process).
+    private func armWatchdog() {
         let data = directory.appendingPathComponent("data").path
         let pgctl = (runAs + [binDirectory.appendingPathComponent("pg_ctl").path]).map { "'\($0)'" }.joined(separator: " ")
         let script =
@@ -158,9 +214,6 @@ public final class ThrowawayPostgres: Sendable {
             + "rm -rf '\(directory.path)'"
         // The watchdog must not hold the test runner's output pipe (or anything else) open.
         _ = try? Spawn.start(executable: "/bin/sh", arguments: ["-c", script], outputPath: "/dev/null")
-        atexit {
-            if case .success(let server)? = ThrowawayPostgres.shared.withLock({ $0 }) { server.stop() }
-        }
     }
 
     static func findBinaries() -> URL? {

@@ -47,12 +47,16 @@ public protocol AccessStore: Sendable {
     /// Records the usage and ends the admission as ``recordUsage(_:ending:)`` does, where the
     /// store can without the caller waiting for it: with the key's next change on this
     /// instance (applied before it, so that a next request of the same client finds its slot
-    /// free) or on its own moments later. What cannot be stored then is logged by the store.
-    /// A store that cannot defer it (the default) records it before returning.
+    /// free) or on its own moments later. What cannot be stored then goes to `failed` (the
+    /// caller keeps it to write again). A store that cannot defer it (the default) records it
+    /// before returning.
     /// - Parameters:
     ///   - record: The record (of a request that is not an idempotent job's).
     ///   - admission: The request's admission.
-    func recordUsageSoon(_ record: UsageRecord, ending admission: KeyAdmissionEnd) async throws
+    ///   - failed: Called when the deferred write fails, with what was and was not applied.
+    func recordUsageSoon(
+        _ record: UsageRecord, ending admission: KeyAdmissionEnd, failed: @escaping @Sendable (UsageWriteFailure) -> Void
+    ) async throws
 
     /// Sums usage per API key and model.
     /// - Returns: One row per (key, model), ordered by key then model.
@@ -88,6 +92,24 @@ public protocol AccessStore: Sendable {
     func keyCounters(_ keyID: String) async throws -> KeyCounters
 }
 
+/// A usage write that failed, and whether the admission it was to end ended all the same (the
+/// store changed the key's counters apart from the record): a caller that writes it again
+/// writes the record alone then, or the record with the admission's end when it did not.
+public struct UsageWriteFailure: Error, Sendable, CustomStringConvertible {
+    /// Whether the admission ended although the record was not stored.
+    public var admissionEnded: Bool
+    /// What went wrong.
+    public var underlying: any Error
+
+    /// Creates a failure.
+    public init(admissionEnded: Bool, underlying: any Error) {
+        self.admissionEnded = admissionEnded
+        self.underlying = underlying
+    }
+
+    public var description: String { "\(underlying)" }
+}
+
 /// What ends a counted key's admitted request: the key (its policy as the caller knows it)
 /// and the request's hold.
 public struct KeyAdmissionEnd: Sendable {
@@ -102,9 +124,21 @@ public struct KeyAdmissionEnd: Sendable {
     }
 }
 
+/// The record of a ``UsageWriteFailure`` was stored; only the end of its admission failed.
+public struct AdmissionEndFailure: Error, Sendable, CustomStringConvertible {
+    /// Whether the record counted its tokens (the end counts them then).
+    public var counted: Bool
+    /// What went wrong.
+    public var underlying: any Error
+
+    public var description: String { "\(underlying)" }
+}
+
 extension AccessStore {
-    /// Records the usage and ends the admission before returning.
-    public func recordUsageSoon(_ record: UsageRecord, ending admission: KeyAdmissionEnd) async throws {
+    /// Records the usage and ends the admission before returning (a failure is thrown).
+    public func recordUsageSoon(
+        _ record: UsageRecord, ending admission: KeyAdmissionEnd, failed: @escaping @Sendable (UsageWriteFailure) -> Void
+    ) async throws {
         try await recordUsage(record, ending: admission)
     }
 
@@ -115,18 +149,30 @@ extension AccessStore {
     }
 
     /// Records the usage, then ends the admission (with the record's tokens when it counted them).
+    /// - Throws: ``UsageWriteFailure``, saying whether the admission ended.
     @discardableResult
     public func recordUsageThenEnd(_ record: UsageRecord, ending admission: KeyAdmissionEnd?) async throws -> Bool {
-        guard let admission else { return try await recordUsage(record) }
+        guard let admission else {
+            do {
+                return try await recordUsage(record)
+            } catch {
+                throw UsageWriteFailure(admissionEnded: true, underlying: error)
+            }
+        }
         let counted: Bool
         do {
             counted = try await recordUsage(record)
         } catch {
             // The tokens were used whether or not their record could be kept.
-            try? await finish(admission.key, holdID: admission.holdID, tokens: record.tokens, now: Date())
-            throw error
+            let ended = (try? await finish(admission.key, holdID: admission.holdID, tokens: record.tokens, now: Date())) != nil
+            throw UsageWriteFailure(admissionEnded: ended, underlying: error)
         }
-        try await finish(admission.key, holdID: admission.holdID, tokens: counted ? record.tokens : 0, now: Date())
+        do {
+            try await finish(admission.key, holdID: admission.holdID, tokens: counted ? record.tokens : 0, now: Date())
+        } catch {
+            // The record is stored: what is left is the admission's end, with its tokens.
+            throw UsageWriteFailure(admissionEnded: false, underlying: AdmissionEndFailure(counted: counted, underlying: error))
+        }
         return counted
     }
 

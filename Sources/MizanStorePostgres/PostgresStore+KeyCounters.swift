@@ -18,9 +18,14 @@ extension PostgresStore {
         guard let admission, record.jobID == nil, record.apiKeyID == admission.key.id else {
             return try await recordUsageThenEnd(record, ending: admission)
         }
-        try await keyCounterBatcher.change(
-            admission.key.id, attachment: record, apply: { try await self.swapKeyCounters($0, recording: $1, $2) },
-            Self.end(admission, of: record))
+        do {
+            try await keyCounterBatcher.change(
+                admission.key.id, attachment: record, apply: { try await self.swapKeyCounters($0, recording: $1, $2) },
+                Self.end(admission, of: record))
+        } catch {
+            // The record and the counters go in one statement: neither was applied.
+            throw UsageWriteFailure(admissionEnded: false, underlying: error)
+        }
         return true
     }
 
@@ -29,7 +34,9 @@ extension PostgresStore {
     /// request's admission) takes them into its statement, or they go on their own after
     /// ``usageLinger``. Failures are logged (the hold lapses at its time). The store waits for
     /// them when it shuts down.
-    public func recordUsageSoon(_ record: UsageRecord, ending admission: KeyAdmissionEnd) async throws {
+    public func recordUsageSoon(
+        _ record: UsageRecord, ending admission: KeyAdmissionEnd, failed: @escaping @Sendable (UsageWriteFailure) -> Void
+    ) async throws {
         guard record.jobID == nil, record.apiKeyID == admission.key.id else {
             try await recordUsage(record, ending: admission)
             return
@@ -41,9 +48,10 @@ extension PostgresStore {
             apply: { try await self.swapKeyCounters($0, recording: $1, $2) },
             done: { error in
                 guard let error else { return }
-                logger.error(
-                    "a limited key's usage record and the end of its admission could not be stored",
+                logger.warning(
+                    "a limited key's usage record and the end of its admission could not be stored yet",
                     metadata: ["mizan.request.id": "\(requestID)", "mizan.error": "\(error)"])
+                failed(UsageWriteFailure(admissionEnded: false, underlying: error))
             },
             Self.end(admission, of: record))
     }

@@ -131,7 +131,7 @@ extension SQLiteStore: AccessStore {
             // The tokens were used whether or not their record could be kept; the service
             // writes the counters later.
             if !ended.withLock({ $0 }) { _ = end(true) }
-            throw error
+            throw UsageWriteFailure(admissionEnded: true, underlying: error)
         }
     }
 
@@ -139,7 +139,9 @@ extension SQLiteStore: AccessStore {
     /// it — and writes the record and the key's counters with the next write transaction (or on
     /// their own 2 ms later) without waiting for them; a failure is logged. The store writes
     /// what is queued before it closes.
-    public func recordUsageSoon(_ record: UsageRecord, ending admission: KeyAdmissionEnd) async throws {
+    public func recordUsageSoon(
+        _ record: UsageRecord, ending admission: KeyAdmissionEnd, failed: @escaping @Sendable (UsageWriteFailure) -> Void
+    ) async throws {
         guard record.jobID == nil, record.apiKeyID == admission.key.id else {
             try await recordUsage(record, ending: admission)
             return
@@ -164,9 +166,10 @@ extension SQLiteStore: AccessStore {
                 if let snapshot = written.withLock({ $0 }) { self.counterTable.stored(snapshot) }
                 return
             }
-            logger.error(
-                "a limited key's usage record could not be stored (its tokens are counted)",
+            logger.warning(
+                "a limited key's usage record could not be stored yet (its tokens are counted)",
                 metadata: ["mizan.request.id": "\(requestID)", "mizan.error": "\(error)"])
+            failed(UsageWriteFailure(admissionEnded: true, underlying: error))
         }
     }
 

@@ -159,7 +159,7 @@ extension AccessConformance {
                 let record = UsageRecord(
                     requestID: "soon-\(index)", apiKeyID: key.id, model: "m1", servedBy: "route", status: 200, latencyMilliseconds: 1,
                     usage: TokenUsage(promptTokens: 2, completionTokens: 3, source: .provider), createdAt: Date())
-                try await store.recordUsageSoon(record, ending: KeyAdmissionEnd(key: key, holdID: hold))
+                try await store.recordUsageSoon(record, ending: KeyAdmissionEnd(key: key, holdID: hold)) { _ in }
                 // The next request at once: its admission comes after the end of the last one.
                 hold = try require(try await admitNow(), "request \(index + 1) finds the one slot free")
             }

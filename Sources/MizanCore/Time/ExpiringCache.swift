@@ -9,6 +9,7 @@ public final class ExpiringCache<Key: Hashable & Sendable, Value: Sendable>: Sen
     private struct Entry {
         var value: Value
         var expires: ContinuousClock.Instant
+        var stored: ContinuousClock.Instant
     }
 
     private let entries = Mutex<[Key: Entry]>([:])
@@ -30,11 +31,18 @@ public final class ExpiringCache<Key: Hashable & Sendable, Value: Sendable>: Sen
     public func value(for key: Key, now: ContinuousClock.Instant = .now) -> Value? {
         guard lifetime > .zero else { return nil }
         return entries.withLock { entries in
-            guard let entry = entries[key] else { return nil }
-            guard entry.expires > now else {
-                entries[key] = nil
-                return nil
-            }
+            guard let entry = entries[key], entry.expires > now else { return nil }
+            return entry.value
+        }
+    }
+
+    /// The value for `key` even past its lifetime, when it was stored within `maxAge`: what
+    /// was read last, for when the source cannot be read (a database restart). Expired entries
+    /// are kept until the cache is full.
+    public func staleValue(for key: Key, maxAge: Duration, now: ContinuousClock.Instant = .now) -> Value? {
+        guard lifetime > .zero else { return nil }
+        return entries.withLock { entries in
+            guard let entry = entries[key], now - entry.stored <= maxAge else { return nil }
             return entry.value
         }
     }
@@ -47,7 +55,7 @@ public final class ExpiringCache<Key: Hashable & Sendable, Value: Sendable>: Sen
                 entries = entries.filter { $0.value.expires > now }
                 if entries.count >= capacity { entries.removeAll(keepingCapacity: true) }
             }
-            entries[key] = Entry(value: value, expires: now.advanced(by: lifetime))
+            entries[key] = Entry(value: value, expires: now.advanced(by: lifetime), stored: now)
         }
     }
 

@@ -107,7 +107,7 @@ final class StreamHub: Sendable {
         }
 
         func revoke(_ node: NodeID) {
-            state.withLock { $0.revoked.insert(node) }
+            _ = state.withLock { $0.revoked.insert(node) }
         }
 
         private static func size(_ event: JobStreamEvent) -> Int {
@@ -162,6 +162,7 @@ final class StreamHub: Sendable {
             }
         }
 
+        @discardableResult
         func offer(_ event: JobStreamEvent) -> Delivery {
             let size = Self.size(event)
             let (delivery, reader): (Delivery, CheckedContinuation<JobStreamEvent?, Never>?) = state.withLock { state in

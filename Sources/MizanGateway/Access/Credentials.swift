@@ -82,10 +82,21 @@ public struct Credentials: Sendable {
         if let cached = activeKeys.value(for: hash) {
             key = cached
         } else {
-            guard let found = try await store.apiKey(hash: hash), found.isActive else {
+            let read: APIKey?
+            var fresh = true
+            do {
+                read = try await store.apiKey(hash: hash)
+            } catch {
+                // The store does not answer (a database restart): a key this instance read
+                // lately is trusted as it was, so that its requests are served meanwhile.
+                guard let stale = activeKeys.staleValue(for: hash, maxAge: Self.staleKeyAge) else { throw error }
+                read = stale
+                fresh = false
+            }
+            guard let found = read, found.isActive else {
                 throw MizanError(.unauthorized, "Incorrect API key provided.")
             }
-            activeKeys.set(found, for: hash)
+            if fresh { activeKeys.set(found, for: hash) }
             key = found
         }
         if key.policy.hasExpired(at: Date()) { throw MizanError(.unauthorized, Self.expiredMessage) }
@@ -102,6 +113,9 @@ public struct Credentials: Sendable {
         activeKeys.removeAll { $0.id == id }
         return key
     }
+
+    /// How long a key read from the store is trusted while the store does not answer.
+    static let staleKeyAge: Duration = .seconds(300)
 
     /// What an expired key is told (401).
     public static let expiredMessage = "This API key has expired."

@@ -13,16 +13,22 @@ struct ClientController: Sendable {
     let dispatcher: Dispatcher
     let routes: RouteServer
     let nodes: NodeServer
+    /// Usage waiting to be written: while it is full, counted keys are refused.
+    let spool: UsageSpool
     let maxBodyBytes: Int
     let bodyTimeout: Duration
     let defaultDeadline: Duration
     let maxDeadline: Duration
 
-    init(credentials: Credentials, dispatcher: Dispatcher, routes: RouteServer, nodes: NodeServer, configuration: Gateway.Configuration) {
+    init(
+        credentials: Credentials, dispatcher: Dispatcher, routes: RouteServer, nodes: NodeServer, spool: UsageSpool,
+        configuration: Gateway.Configuration
+    ) {
         self.credentials = credentials
         self.dispatcher = dispatcher
         self.routes = routes
         self.nodes = nodes
+        self.spool = spool
         self.maxBodyBytes = configuration.maxBodyBytes
         self.bodyTimeout = configuration.bodyTimeout
         self.defaultDeadline = configuration.dispatch.defaultDeadline
@@ -99,6 +105,13 @@ struct ClientController: Sendable {
     /// Admits a request of a counted key in the store (exact across instances), before any byte
     /// of the answer: the hold is released when the request ends (``RequestRecorder``).
     func admit(_ key: APIKey, deadline: Duration, trace: RequestTrace) async throws {
+        // A counted key's tokens must be counted: not while the store does not take usage.
+        guard !spool.isFull else {
+            routes.metrics.refusal(reason: "usage_spool_full")
+            throw MizanError(
+                .storeUnavailable, "The gateway cannot count this API key's usage right now (its store does not answer); try again shortly."
+            )
+        }
         // Short: a key's holds are written on every change of its counters (unique enough
         // among one key's requests in flight).
         let holdID = String(IDRandom.next(), radix: 36)

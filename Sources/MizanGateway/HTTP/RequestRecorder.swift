@@ -7,6 +7,8 @@ import MizanStore
 /// for a known model one usage record.
 struct RequestRecorder: Sendable {
     let access: any AccessStore
+    /// Where a usage write that failed waits to be written again.
+    let spool: UsageSpool
     let metrics: GatewayMetrics
     /// The last hour of inference traffic, for the console.
     let activity: RecentActivity
@@ -76,13 +78,18 @@ struct RequestRecorder: Sendable {
                 // Written with the key's next change where the store can (an idempotent job's
                 // record the store writes at once): the connection reads the client's next
                 // request at once, and its admission goes in the same statement.
-                try await access.recordUsageSoon(record, ending: ending)
+                let spool = spool
+                try await access.recordUsageSoon(record, ending: ending) { failure in
+                    spool.add(UsageSpool.Item.left(after: failure, record: record, ending: ending))
+                }
             } else {
                 try await access.recordUsage(record, ending: ending)
             }
         } catch {
-            logger.error(
-                "usage record could not be stored", metadata: ["mizan.request.id": "\(fields.requestID)", "mizan.error": "\(error)"])
+            logger.warning(
+                "usage record not stored yet; spooled to be written again",
+                metadata: ["mizan.request.id": "\(fields.requestID)", "mizan.error": "\(error)"])
+            spool.add(UsageSpool.Item.left(after: error, record: record, ending: ending))
         }
         return true
     }
@@ -92,8 +99,10 @@ struct RequestRecorder: Sendable {
         do {
             try await access.finish(ending.key, holdID: ending.holdID, tokens: 0, now: Date())
         } catch {
-            logger.error(
-                "a limited key's request could not be counted", metadata: ["mizan.request.id": "\(requestID)", "mizan.error": "\(error)"])
+            logger.warning(
+                "a limited key's request could not be counted yet; spooled",
+                metadata: ["mizan.request.id": "\(requestID)", "mizan.error": "\(error)"])
+            spool.add(.end(ending, tokens: 0, requestID: requestID))
         }
     }
 

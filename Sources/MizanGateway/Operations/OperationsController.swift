@@ -9,6 +9,7 @@ import Prometheus
 /// answers), `/metrics` (Prometheus text) and `/openapi.json`.
 struct OperationsController: Sendable {
     let dispatcher: Dispatcher
+    let spool: UsageSpool
     let metricsRegistry: PrometheusCollectorRegistry?
     let logger: Logger
 
@@ -17,6 +18,11 @@ struct OperationsController: Sendable {
             JSONResponse.json(bytes: Data(#"{"status":"ok"}"#.utf8))
         }
         router.get("/readyz") { _, _ in
+            guard !spool.isFull else {
+                logger.warning("readiness check failed: the usage spool is full", metadata: ["mizan.spooled": "\(spool.pending)"])
+                throw MizanError(
+                    .storeUnavailable, "The store has not taken usage for a while: \(spool.pending) usage writes wait to be stored.")
+            }
             do {
                 try await dispatcher.ping()
                 return JSONResponse.json(bytes: Data(#"{"status":"ready"}"#.utf8))
