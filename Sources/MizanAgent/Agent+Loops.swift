@@ -44,6 +44,14 @@ extension Agent {
     /// models, when given, instead of the catalog's). Health counts the jobs' progress: a
     /// slow check while a job streams means busy, not down (``HandlerHealth``).
     func checkHandler() async throws {
+        // A job that made progress lately is the check: the server is not asked meanwhile. A
+        // single-slot server answers nothing else while it generates, and llama-cpp-python even
+        // stops its running stream for a new request (its --interrupt_requests, on by default).
+        if hasProgressedLately() {
+            let before = judge(healthy: true, refused: false)
+            if before != .healthy { logger.info("the local server makes progress on a job; healthy, leasing") }
+            return
+        }
         let catalog: HandlerCatalog
         do {
             catalog = try await handler.catalog()
@@ -88,14 +96,20 @@ extension Agent {
 
     /// Takes in a check; returns the verdict before it.
     private func judge(healthy: Bool, refused: Bool) -> HandlerHealth.Verdict {
-        let now = ContinuousClock.now
-        let window = configuration.healthInterval + .seconds(10)
+        let progressed = hasProgressedLately()
         return state.withLock { state in
             let before = state.health.verdict
-            let progressed = state.running.values.contains { now - $0.progress <= window }
-            state.health.record(healthy: healthy, refused: refused, progressed: progressed, at: now)
+            state.health.record(healthy: healthy, refused: refused, progressed: progressed, at: .now)
             return before
         }
+    }
+
+    /// Whether a running job produced a byte (or started) within the last health interval and
+    /// the 10 s a check may take.
+    private func hasProgressedLately() -> Bool {
+        let now = ContinuousClock.now
+        let window = configuration.healthInterval + .seconds(10)
+        return state.withLock { state in state.running.values.contains { now - $0.progress <= window } }
     }
 
     /// Notes that a running job made progress (a byte from its local server).

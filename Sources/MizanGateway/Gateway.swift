@@ -119,7 +119,8 @@ public final class Gateway: Sendable {
         self.console = credentials.adminTokenHash.map { hash in
             ConsoleController(
                 dispatcher: dispatcher, credentials: credentials, access: store, routes: routes, activity: activity,
-                sessions: ConsoleSessions(adminTokenHash: hash, lifetime: configuration.consoleSessionLifetime.timeInterval),
+                sessions: ConsoleSessions(
+                    adminTokenHash: hash, lifetime: configuration.consoleSessionLifetime.timeInterval, logger: logger),
                 logger: logger)
         }
     }

@@ -31,6 +31,11 @@ extension Gateway {
         /// back before it counts as disconnected and its leased jobs go back to the queue (5
         /// seconds). Nodes on the HTTP agent API go stale after `Dispatcher.Configuration.nodeStaleAfter` instead.
         public var nodeDisconnectGrace: Duration
+        /// The output tokens a counted key's request reserves when it names no output limit
+        /// (`max_tokens` and its kin): reserved at admission with the prompt's estimate, settled
+        /// to the real count when it ends (256). A request that names none and uses more may
+        /// overrun a token limit or budget by the difference.
+        public var tokenReservation: Int
         /// How many usage writes that failed (the store did not answer) may wait to be written
         /// again before the gateway refuses counted keys' requests with 503 and `/readyz` says
         /// it is not ready (10,000).
@@ -57,6 +62,7 @@ extension Gateway {
             agentChannel: Bool = true,
             nodeDisconnectGrace: Duration = .seconds(5),
             usageSpoolCapacity: Int = 10_000,
+            tokenReservation: Int = 256,
             dispatch: Dispatcher.Configuration = .init()
         ) {
             self.maxBodyBytes = maxBodyBytes
@@ -70,6 +76,7 @@ extension Gateway {
             self.agentChannel = agentChannel
             self.nodeDisconnectGrace = nodeDisconnectGrace
             self.usageSpoolCapacity = usageSpoolCapacity
+            self.tokenReservation = max(0, tokenReservation)
             self.dispatch = dispatch
         }
     }

@@ -86,6 +86,18 @@ public protocol AccessStore: Sendable {
     /// - Throws: `MizanError` `notFound` for an unknown key.
     func changeKeyCounters<T: Sendable>(_ keyID: String, _ change: @escaping @Sendable (inout KeyCounters) -> T) async throws -> T
 
+    /// Records that a console session was signed out, until it would have expired (sessions are
+    /// signed cookies; only their ends are kept). Expired entries may be dropped meanwhile.
+    /// - Parameters:
+    ///   - id: The session's id.
+    ///   - expires: When it would have expired.
+    ///   - now: The current time.
+    func endConsoleSession(_ id: String, expires: Date, now: Date) async throws
+
+    /// Whether a console session was signed out.
+    /// - Parameter id: The session's id.
+    func isConsoleSessionEnded(_ id: String) async throws -> Bool
+
     /// A key's counters as they stand.
     /// - Parameter keyID: The key id.
     /// - Throws: `MizanError` `notFound` for an unknown key.
@@ -117,10 +129,13 @@ public struct KeyAdmissionEnd: Sendable {
     public var key: APIKey
     /// The request's hold on a concurrency slot.
     public var holdID: String?
+    /// The tokens its admission reserved (settled to the real count at its end).
+    public var reserved: Int
 
-    public init(key: APIKey, holdID: String?) {
+    public init(key: APIKey, holdID: String?, reserved: Int = 0) {
         self.key = key
         self.holdID = holdID
+        self.reserved = reserved
     }
 }
 
@@ -164,11 +179,15 @@ extension AccessStore {
             counted = try await recordUsage(record)
         } catch {
             // The tokens were used whether or not their record could be kept.
-            let ended = (try? await finish(admission.key, holdID: admission.holdID, tokens: record.tokens, now: Date())) != nil
+            let ended =
+                (try? await finish(
+                    admission.key, holdID: admission.holdID, tokens: record.tokens, reserved: admission.reserved, now: Date()))
+                != nil
             throw UsageWriteFailure(admissionEnded: ended, underlying: error)
         }
         do {
-            try await finish(admission.key, holdID: admission.holdID, tokens: counted ? record.tokens : 0, now: Date())
+            try await finish(
+                admission.key, holdID: admission.holdID, tokens: counted ? record.tokens : 0, reserved: admission.reserved, now: Date())
         } catch {
             // The record is stored: what is left is the admission's end, with its tokens.
             throw UsageWriteFailure(admissionEnded: false, underlying: AdmissionEndFailure(counted: counted, underlying: error))
@@ -183,10 +202,11 @@ extension AccessStore {
     ///   - holdID: The id of the request's hold on a concurrency slot.
     ///   - holdUntil: When the hold lapses if the request is never finished (its deadline).
     ///   - now: The current time.
-    public func admit(_ key: APIKey, holdID: String, holdUntil: Date, now: Date) async throws -> KeyAdmission {
+    ///   - reserve: The tokens to reserve until the request ends (see ``KeyLimiter``).
+    public func admit(_ key: APIKey, holdID: String, holdUntil: Date, now: Date, reserve: Int = 0) async throws -> KeyAdmission {
         let policy = key.policy
         return try await changeKeyCounters(key.id) { counters in
-            KeyLimiter.admit(&counters, policy: policy, holdID: holdID, holdUntil: holdUntil, now: now)
+            KeyLimiter.admit(&counters, policy: policy, holdID: holdID, holdUntil: holdUntil, now: now, reserve: reserve)
         }
     }
 
@@ -195,11 +215,12 @@ extension AccessStore {
     ///   - key: The key.
     ///   - holdID: The request's hold.
     ///   - tokens: The tokens it used (the figure of its usage record).
+    ///   - reserved: The tokens its admission reserved.
     ///   - now: The current time.
-    public func finish(_ key: APIKey, holdID: String?, tokens: Int, now: Date) async throws {
+    public func finish(_ key: APIKey, holdID: String?, tokens: Int, reserved: Int = 0, now: Date) async throws {
         let policy = key.policy
         try await changeKeyCounters(key.id) { counters in
-            KeyLimiter.finish(&counters, policy: policy, holdID: holdID, tokens: tokens, now: now)
+            KeyLimiter.finish(&counters, policy: policy, holdID: holdID, tokens: tokens, reserved: reserved, now: now)
         }
     }
 }

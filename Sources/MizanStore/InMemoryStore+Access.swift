@@ -2,6 +2,17 @@ import Foundation
 import MizanCore
 
 extension InMemoryStore: AccessStore {
+    public func endConsoleSession(_ id: String, expires: Date, now: Date) async throws {
+        access.withLock { access in
+            if access.endedSessions.count > 10_000 { access.endedSessions = access.endedSessions.filter { $0.value > now } }
+            access.endedSessions[id] = expires
+        }
+    }
+
+    public func isConsoleSessionEnded(_ id: String) async throws -> Bool {
+        access.withLock { $0.endedSessions[id] != nil }
+    }
+
     public func createAPIKey(_ key: APIKey, hash: Data) async throws -> APIKey {
         try access.withLock { access in
             guard access.keys[key.id] == nil, access.keyHashes[hash] == nil else {
@@ -115,6 +126,8 @@ struct AccessState {
     /// The idempotent jobs whose tokens were counted, oldest first, at most 100,000.
     var countedJobs: Set<JobID> = []
     var countedOrder: [JobID] = []
+    /// Console sessions signed out, until they would have expired.
+    var endedSessions: [String: Date] = [:]
 
     /// Whether a record's tokens count: not when its job's were counted already.
     mutating func counts(_ record: UsageRecord) -> Bool {

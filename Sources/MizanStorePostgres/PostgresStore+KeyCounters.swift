@@ -60,7 +60,9 @@ extension PostgresStore {
     private static func end(_ admission: KeyAdmissionEnd, of record: UsageRecord) -> @Sendable (inout KeyCounters) -> Void {
         let policy = admission.key.policy
         let now = Date()
-        return { KeyLimiter.finish(&$0, policy: policy, holdID: admission.holdID, tokens: record.tokens, now: now) }
+        return {
+            KeyLimiter.finish(&$0, policy: policy, holdID: admission.holdID, tokens: record.tokens, reserved: admission.reserved, now: now)
+        }
     }
 
     /// Waits until the usage records and ends of admissions queued by ``recordUsageSoon(_:ending:)``
@@ -157,6 +159,19 @@ extension PostgresStore {
             PostgresQuery(
                 unsafeSQL: "WITH swapped AS (\(swap)), recorded AS (\(Self.insertUsageArrays(from: 4))) \(answer)", binds: binds),
             logger: logger, decode)
+    }
+
+    public func endConsoleSession(_ id: String, expires: Date, now: Date) async throws {
+        try await client.run(
+            """
+            WITH gone AS (DELETE FROM mizan_console_signouts WHERE expires <= \(now))
+            INSERT INTO mizan_console_signouts (id, expires) VALUES (\(id), \(expires)) ON CONFLICT (id) DO NOTHING
+            """,
+            logger: logger)
+    }
+
+    public func isConsoleSessionEnded(_ id: String) async throws -> Bool {
+        try await !client.rows("SELECT 1 FROM mizan_console_signouts WHERE id = \(id)", logger: logger) { _ in () }.isEmpty
     }
 
     public func keyCounters(_ keyID: String) async throws -> KeyCounters {

@@ -54,6 +54,20 @@ extension SQLiteStore: AccessStore {
         return result
     }
 
+    public func endConsoleSession(_ id: String, expires: Date, now: Date) async throws {
+        try await write { db in
+            try db.query("DELETE FROM mizan_console_signouts WHERE expires <= ?", [Rows.date(now)])
+            try db.query(
+                "INSERT INTO mizan_console_signouts (id, expires) VALUES (?, ?) ON CONFLICT (id) DO NOTHING",
+                [.text(id), Rows.date(expires)])
+            return ((), [])
+        }
+    }
+
+    public func isConsoleSessionEnded(_ id: String) async throws -> Bool {
+        try await !read("SELECT 1 FROM mizan_console_signouts WHERE id = ?", [.text(id)]).isEmpty
+    }
+
     public func keyCounters(_ keyID: String) async throws -> KeyCounters {
         try await loadKeyCounters(keyID)
         guard let counters = counterTable.counters(keyID) else { preconditionFailure("loaded counters stay") }
@@ -113,7 +127,9 @@ extension SQLiteStore: AccessStore {
         let end: @Sendable (Bool) -> KeyCounterTable.Snapshot? = { counted in
             ended.withLock { $0 = true }
             return self.counterTable.change(key.id, snapshot: true) { counters in
-                KeyLimiter.finish(&counters, policy: key.policy, holdID: admission.holdID, tokens: counted ? record.tokens : 0, now: Date())
+                KeyLimiter.finish(
+                    &counters, policy: key.policy, holdID: admission.holdID, tokens: counted ? record.tokens : 0,
+                    reserved: admission.reserved, now: Date())
             }?.1
         }
         do {
@@ -149,7 +165,8 @@ extension SQLiteStore: AccessStore {
         let key = admission.key
         try? await loadKeyCounters(key.id)  // a key unknown here has no counters to end
         _ = counterTable.change(key.id) { counters in
-            KeyLimiter.finish(&counters, policy: key.policy, holdID: admission.holdID, tokens: record.tokens, now: Date())
+            KeyLimiter.finish(
+                &counters, policy: key.policy, holdID: admission.holdID, tokens: record.tokens, reserved: admission.reserved, now: Date())
         }
         let logger = logger
         let requestID = record.requestID

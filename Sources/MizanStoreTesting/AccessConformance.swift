@@ -33,6 +33,13 @@ public enum AccessConformance {
                 _ = try await store.revokeAPIKey("missing", now: Fixture.at(9))
             }
         },
+        Check("a console session signed out stays signed out") { store in
+            try require(try await store.isConsoleSessionEnded("s1") == false, "a session is not ended before its sign-out")
+            try await store.endConsoleSession("s1", expires: Fixture.at(3600), now: Fixture.at(0))
+            try await store.endConsoleSession("s1", expires: Fixture.at(3600), now: Fixture.at(1))
+            try require(try await store.isConsoleSessionEnded("s1"), "a signed-out session is ended")
+            try require(try await store.isConsoleSessionEnded("s2") == false, "another session is not")
+        },
         Check("usage sums per key and model") { store in
             func record(_ key: String?, _ model: String, _ usage: TokenUsage?) async throws {
                 try await store.recordUsage(

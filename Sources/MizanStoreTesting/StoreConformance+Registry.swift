@@ -59,6 +59,37 @@ extension StoreConformance {
                 _ = try await store.lease(nodeID: NodeID(), limit: 1, now: Fixture.at(8))
             }
         },
+        Check("a disconnected node is marked once, comes back, and its leases are taken back") { store in
+            let node = try await Fixture.node(store, models: ["m1"], at: 0)
+            let other = try await Fixture.node(store, models: ["m1"], at: 0)
+            _ = try await store.insert(Fixture.job())
+            _ = try await store.insert(Fixture.job(createdAt: 1))
+            let mine = try await store.lease(nodeID: node.id, limit: 1, now: Fixture.at(2))
+            let theirs = try await store.lease(nodeID: other.id, limit: 1, now: Fixture.at(2))
+            try require(mine.count == 1 && theirs.count == 1, "each node leases one job")
+            let beat = try await store.heartbeat(node.id, report: NodeReport(models: ["m1"], maxConcurrency: 4), now: Fixture.at(10))
+            let seenAgain = try await store.markDisconnected(node.id, unlessSeenAfter: Fixture.at(5), now: Fixture.at(11))
+            try require(seenAgain == nil && beat.disconnectedAt == nil, "a node heard from after its channel ended stays connected")
+            let marked = try await store.markDisconnected(node.id, unlessSeenAfter: Fixture.at(10), now: Fixture.at(12))
+            try require(
+                marked?.disconnectedAt == Fixture.at(12), "a node not heard from since is disconnected: \(String(describing: marked))")
+            let again = try await store.markDisconnected(node.id, unlessSeenAfter: nil, now: Fixture.at(13))
+            try require(again?.disconnectedAt == Fixture.at(12), "a disconnected node keeps its first time")
+            let taken = try await store.recoverLeases(of: node.id, now: Fixture.at(14))
+            try require(taken.map(\.id) == mine.map(\.job.id) && taken.first?.state == .accepted, "its lease goes back to the queue")
+            try require(try await store.job(theirs[0].job.id)?.state == .leased, "another node's lease stands")
+            let draining = try await store.heartbeat(
+                node.id, report: NodeReport(models: ["m1"], maxConcurrency: 4, draining: true), now: Fixture.at(15))
+            try require(draining.disconnectedAt == Fixture.at(12), "a draining heartbeat keeps it disconnected")
+            let back = try await store.markConnected(node.id, now: Fixture.at(16))
+            try require(back.disconnectedAt == nil && back.lastSeen == Fixture.at(16), "a new channel connects it again")
+            let goodbye = try await store.heartbeat(
+                node.id, report: NodeReport(models: ["m1"], maxConcurrency: 4, draining: true), now: Fixture.at(17))
+            try require(goodbye.disconnectedAt == Fixture.at(17), "a draining heartbeat disconnects a connected node")
+            let plain = try await store.heartbeat(node.id, report: NodeReport(models: ["m1"], maxConcurrency: 4), now: Fixture.at(18))
+            try require(plain.disconnectedAt == nil, "an ordinary heartbeat connects it")
+            try require(try await store.node(node.id)?.disconnectedAt == nil, "as stored")
+        },
         Check("pending node cannot lease") { store in
             let pending = try await store.createNode(
                 Node(name: "p", models: ["m1"], maxConcurrency: 2), registrationTokenHash: Fixture.hash())

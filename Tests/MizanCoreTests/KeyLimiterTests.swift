@@ -139,8 +139,65 @@ struct KeyLimiterTests {
         #expect(KeyCounters.decoded(counters.encodedAsJSON()) == counters, "the JSON form is read too")
         #expect(KeyCounters.decoded("garbage") == KeyCounters() && KeyCounters.decoded(nil) == KeyCounters())
     }
+
+    /// A burst of parallel requests each reserves its estimate at admission: only as many are
+    /// admitted as their reservations fit, and each end settles its reservation to the real count.
+    @Test func reservationsBoundABurstAndSettleToTheRealCount() {
+        let policy = KeyPolicy(budget: .init(tokens: 100, period: .total))
+        var counters = KeyCounters()
+        var admitted = 0
+        for _ in 0..<40 {
+            let now = t0.addingTimeInterval(1)
+            if case .admitted = KeyLimiter.admit(
+                &counters, policy: policy, holdID: "h", holdUntil: now.addingTimeInterval(60), now: now, reserve: 60)
+            {
+                admitted += 1
+            }
+        }
+        #expect(admitted == 2, "60 reserved, then 120: the third is refused")
+        #expect(counters.periodTokens == 120)
+        // Each used 54: the budget stands at 108, the overrun the last admission's reservation allowed.
+        KeyLimiter.finish(&counters, policy: policy, holdID: "h", tokens: 54, reserved: 60, now: t0.addingTimeInterval(2))
+        KeyLimiter.finish(&counters, policy: policy, holdID: "h", tokens: 54, reserved: 60, now: t0.addingTimeInterval(2))
+        #expect(counters.periodTokens == 108)
+
+        let perMinute = KeyPolicy(limits: .init(tokensPerMinute: 200))
+        var minute = KeyCounters()
+        var inMinute = 0
+        for _ in 0..<50 {
+            if case .admitted = KeyLimiter.admit(
+                &minute, policy: perMinute, holdID: "h", holdUntil: t0.addingTimeInterval(60), now: t0, reserve: 150)
+            {
+                inMinute += 1
+            }
+        }
+        #expect(inMinute == 2, "150 tokens reserved fill 45 s of the minute's 60: a second fits, a third does not")
+        // Settled to 54 each: what was reserved beyond is given back, and a next request fits.
+        KeyLimiter.finish(&minute, policy: perMinute, holdID: "h", tokens: 54, reserved: 150, now: t0)
+        KeyLimiter.finish(&minute, policy: perMinute, holdID: "h", tokens: 54, reserved: 150, now: t0)
+        #expect(abs((minute.tokensTAT ?? 0) - (t0.timeIntervalSinceReferenceDate + 108 * 0.3)) < 1e-6)
+        guard
+            case .admitted = KeyLimiter.admit(
+                &minute, policy: perMinute, holdID: "h", holdUntil: t0.addingTimeInterval(60), now: t0, reserve: 10)
+        else {
+            Issue.record("a request fits once the reservations are settled")
+            return
+        }
+    }
+
+    @Test func aReservationMadeInAnEndedPeriodCountsTheTokensInTheNewOne() {
+        let policy = KeyPolicy(budget: .init(tokens: 1000, period: .day))
+        var counters = KeyCounters()
+        let lateEvening = Date(timeIntervalSince1970: 1_800_057_590)  // 23:59:50 UTC
+        _ = KeyLimiter.admit(
+            &counters, policy: policy, holdID: "h", holdUntil: lateEvening.addingTimeInterval(60), now: lateEvening, reserve: 300)
+        #expect(counters.periodTokens == 300)
+        KeyLimiter.finish(&counters, policy: policy, holdID: "h", tokens: 40, reserved: 300, now: lateEvening.addingTimeInterval(20))
+        #expect(KeyLimiter.periodTokens(counters, policy: policy, now: lateEvening.addingTimeInterval(20)) == 40)
+    }
 }
 
 extension KeyCounters {
     func encodedAsJSON() -> String { String(decoding: try! JSONEncoder().encode(self), as: UTF8.self) }
+
 }

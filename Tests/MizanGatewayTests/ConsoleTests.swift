@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import MizanCore
 import MizanGateway
+import MizanStore
 import MizanTestSupport
 import NIOHTTP1
 import Testing
@@ -124,9 +125,65 @@ struct ConsoleTests {
             let limited = try await browser.signIn("wrong")
             #expect(limited.status == 429 && limited.text.contains("Too many failed sign-ins"))
             #expect(Int(limited.headers["Retry-After"].first ?? "") ?? 0 >= 1)
-            // Even the right token waits: the limit is on attempts, not only on failures.
+            // Even the right token waits from that address: the limit is on attempts, not only on failures.
             #expect(try await browser.signIn(Harness.adminToken).status == 429)
             #expect(browser.cookies["mizan_console"] == nil)
+        }
+    }
+
+    /// Wrong tokens from many addresses in 127.0.0.0/8 slow sign-ins down; they never lock the
+    /// operator out: the right token from another address gets in.
+    @Test func wrongTokensFromManyAddressesNeverLockTheOperatorOut() async throws {
+        try await withGateway { (gateway: Harness) async throws in
+            let challenge = try await ConsoleClient(port: gateway.port).send(.GET, "/console/sign-in")
+            let nonce = try #require(
+                challenge.headers["Set-Cookie"].first { $0.hasPrefix("mizan_console_signin=") }?.split(separator: ";")[0]
+                    .split(separator: "=")[1])
+            let token = try #require(challenge.csrf)
+            let body = "csrf=\(token)&token=wrong-token"
+            let statuses = try await withThrowingTaskGroup(of: String.self) { group in
+                for index in 0..<60 {
+                    group.addTask {
+                        let connection = try await RawConnection.open(port: gateway.port, from: "127.0.1.\(index + 1)")
+                        try await connection.send(
+                            "POST /console/sign-in HTTP/1.1\r\nHost: 127.0.0.1:\(gateway.port)\r\nCookie: mizan_console_signin=\(nonce)\r\n"
+                                + "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: \(body.utf8.count)\r\n"
+                                + "Connection: close\r\n\r\n\(body)")
+                        _ = await connection.waitForClose(timeout: .seconds(10))
+                        return String(connection.received.prefix(12))
+                    }
+                }
+                return try await group.reduce(into: [String]()) { $0.append($1) }
+            }
+            #expect(
+                statuses.allSatisfy { $0 == "HTTP/1.1 401" }, "every wrong token is refused as wrong, none locked out: \(Set(statuses))")
+            // 60 failures are past the bound for all addresses: the operator is slowed, not refused.
+            let operatorBrowser = ConsoleClient(port: gateway.port)
+            let started = ContinuousClock.now
+            let signedIn = try await operatorBrowser.signIn(Harness.adminToken)
+            #expect(signedIn.status == 303 && operatorBrowser.cookies["mizan_console"] != nil, "\(signedIn.status)")
+            #expect(ContinuousClock.now - started < .seconds(5))
+        }
+    }
+
+    /// A signed-out session stays signed out for a gateway that starts again on the same store
+    /// (or another instance sharing it): sign-outs are kept in the store.
+    @Test func aSignedOutSessionStaysSignedOutAfterARestart() async throws {
+        let store = InMemoryStore()
+        let cookie: String = try await withGateway(store: store) { (gateway: Harness) async throws in
+            let browser = ConsoleClient(port: gateway.port)
+            try await browser.signIn(Harness.adminToken)
+            let cookie = try #require(browser.cookies["mizan_console"])
+            #expect(try await browser.submit("/console/sign-out", from: "/console", [:]).status == 303)
+            return cookie
+        }
+        try await withGateway(store: store) { (restarted: Harness) async throws in
+            let copy = ConsoleClient(port: restarted.port)
+            copy.cookies["mizan_console"] = cookie
+            #expect(try await copy.send(.GET, "/console").status == 303, "the old cookie leads to the sign-in form")
+            let fresh = ConsoleClient(port: restarted.port)
+            try await fresh.signIn(Harness.adminToken)
+            #expect(try await fresh.send(.GET, "/console").status == 200, "a new sign-in works")
         }
     }
 

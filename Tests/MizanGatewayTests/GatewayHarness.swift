@@ -121,9 +121,9 @@ func withGateway<T: Sendable>(
     environment: [String: String] = [:],
     logger: Logger = Logger(label: "mizan.gateway"),
     adminToken: String? = Harness.adminToken,
+    store: InMemoryStore = InMemoryStore(),
     _ body: (Harness) async throws -> T
 ) async throws -> T {
-    let store = InMemoryStore()
     let gateway = Gateway(
         store: store,
         routes: RouteTable(routes: routes, cooldown: .seconds(60), failuresBeforeCooldown: failuresBeforeCooldown),

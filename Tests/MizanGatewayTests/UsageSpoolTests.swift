@@ -40,6 +40,10 @@ final class FailingAccessStore: AccessStore {
         return try await base.changeKeyCounters(keyID, change)
     }
     func keyCounters(_ keyID: String) async throws -> KeyCounters { try await base.keyCounters(keyID) }
+    func endConsoleSession(_ id: String, expires: Date, now: Date) async throws {
+        try await base.endConsoleSession(id, expires: expires, now: now)
+    }
+    func isConsoleSessionEnded(_ id: String) async throws -> Bool { try await base.isConsoleSessionEnded(id) }
 }
 
 @Suite("Usage is never lost when the store blips")
@@ -68,7 +72,7 @@ struct UsageSpoolTests {
                 $0.modelKnown = true
                 $0.servedBy = "route"
                 $0.usage = TokenUsage(promptTokens: 10, completionTokens: 5)
-                $0.admission = (key, hold)
+                $0.admission = (key, hold, 0)
             }
             await recorder.finish(method: "POST", path: "/v1/chat/completions", status: 200, started: .now, trace: trace)
         }

@@ -14,15 +14,15 @@ public final class RawConnection: Sendable {
         self.collector = collector
     }
 
-    /// Connects to `127.0.0.1:port`.
-    public static func open(port: Int) async throws -> RawConnection {
+    /// Connects to `127.0.0.1:port`, from `source` (another loopback address, e.g. `127.0.1.7`) when given.
+    public static func open(port: Int, from source: String? = nil) async throws -> RawConnection {
         let collector = Collector()
-        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+        var bootstrap = ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(collector) }
             }
-            .connect(host: "127.0.0.1", port: port)
-            .get()
+        if let source { bootstrap = bootstrap.bind(to: try SocketAddress(ipAddress: source, port: 0)) }
+        let channel = try await bootstrap.connect(host: "127.0.0.1", port: port).get()
         return RawConnection(channel: channel, collector: collector)
     }
 

@@ -89,6 +89,13 @@ struct GatewayCommand: AsyncParsableCommand {
     @Option(name: .customLong("max-body-bytes"), parsing: .unconditional, help: "The largest request body accepted (larger gets 413).")
     var maxBodyBytes = 8 << 20
 
+    @Option(
+        name: .customLong("token-reservation"), parsing: .unconditional,
+        help: ArgumentHelp(
+            "Output tokens a request of a key with a token limit or budget reserves when it names no max_tokens (its prompt's "
+                + "estimate is reserved too); settled to the real count when it ends, so parallel bursts cannot overrun the limit."))
+    var tokenReservation = 256
+
     @Option(name: .customLong("route-cooldown"), parsing: .unconditional, help: "Seconds a provider route that keeps failing is skipped.")
     var routeCooldown: Double = 30
 
@@ -162,6 +169,9 @@ struct GatewayCommand: AsyncParsableCommand {
         }
         guard idempotencyGrace >= 0, idempotencyGrace <= 3600 else { throw ValidationError("--idempotency-grace must be 0-3600 seconds.") }
         guard nodeStaleAfter > 0 else { throw ValidationError("--node-stale-after must be positive.") }
+        guard tokenReservation >= 0, tokenReservation <= 1_000_000 else {
+            throw ValidationError("--token-reservation must be 0-1000000 tokens.")
+        }
         guard nodeDisconnectGrace >= 0, nodeDisconnectGrace <= 600 else {
             throw ValidationError("--node-disconnect-grace must be 0-600 seconds.")
         }
@@ -237,6 +247,7 @@ struct GatewayCommand: AsyncParsableCommand {
             consoleSessionLifetime: .seconds(consoleSessionHours * 3600),
             agentChannel: !noAgentChannel,
             nodeDisconnectGrace: .seconds(nodeDisconnectGrace),
+            tokenReservation: tokenReservation,
             dispatch: Dispatcher.Configuration(
                 defaultDeadline: .seconds(defaultDeadline),
                 defaultLeaseWait: min(.seconds(25), leaseWait),

@@ -170,7 +170,9 @@ public struct ProviderHandler: JobHandler {
             // The client has seen nothing yet: another attempt may do better.
             throw JobFailure.retryable("provider_error", "The local provider's stream broke: \(error).")
         }
-        let body = transcript.completion()
+        // A server that ignores `stream_options.include_usage` (llama-cpp-python) reports no
+        // usage in the stream: the answer carries the estimate the node bills.
+        let body = transcript.completion(fallbackUsage: meter.usage)
         guard !body.isEmpty else {
             throw JobFailure.retryable("provider_error", "The local provider's stream ended without an answer.")
         }

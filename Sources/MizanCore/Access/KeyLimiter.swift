@@ -208,13 +208,23 @@ public enum KeyAdmission: Sendable, Equatable {
 ///
 /// Requests per minute are a token bucket of the limit's size refilled evenly over a minute
 /// (a generic cell rate algorithm): at most the limit at once, then one every 60 / limit
-/// seconds — never a fixed window that allows twice the limit across its boundary. Tokens are
-/// counted when a request ends (the figure of its usage record); a request is refused while
-/// the last minute's tokens are at or over the limit, so that one request in flight may
-/// overrun it. A budget counts tokens the same way over its period.
+/// seconds — never a fixed window that allows twice the limit across its boundary.
+///
+/// Tokens are **reserved at admission** — an estimate of what the request can use: its
+/// prompt (from the body's size) and its output limit (`max_tokens` and its kin, or a default)
+/// — and **settled** to the real count when it ends (the figure of its usage record). A request
+/// is refused while the last minute's tokens (or the budget period's), reservations of requests
+/// in flight included, are at or over the limit. So a burst of parallel requests is admitted
+/// only as far as their reservations fit, and what can overrun a limit is bounded: the last
+/// admitted request's reservation past what was left, plus what requests use beyond their
+/// reservation (only those that name no output limit can).
 public enum KeyLimiter {
     /// Admits a request or says why not, changing the counters only when it is admitted.
-    public static func admit(_ counters: inout KeyCounters, policy: KeyPolicy, holdID: String, holdUntil: Date, now: Date) -> KeyAdmission {
+    /// - Parameter reserve: The tokens reserved for the request until it ends (counted in the
+    ///   minute's tokens and the budget's period at once; ``finish(_:policy:holdID:tokens:reserved:now:)`` settles them).
+    public static func admit(
+        _ counters: inout KeyCounters, policy: KeyPolicy, holdID: String, holdUntil: Date, now: Date, reserve: Int = 0
+    ) -> KeyAdmission {
         let now = now.timeIntervalSinceReferenceDate
         counters.dropLapsedHolds(at: now)
         if let budget = policy.budget {
@@ -250,26 +260,43 @@ public enum KeyLimiter {
         // counters — and lapse on a whole second (the shorter stored form).
         counters.requestsTAT = requestsTAT
         if policy.limits?.concurrentRequests != nil { counters.holds[holdID] = holdUntil.timeIntervalSinceReferenceDate.rounded(.up) }
+        if reserve > 0 { count(&counters, policy: policy, tokens: reserve, at: now) }
         return .admitted(holdID: holdID, status: status(counters, policy: policy, now: now))
     }
 
-    /// Ends a request: its hold is released and its tokens counted in the minute and the budget's period.
-    public static func finish(_ counters: inout KeyCounters, policy: KeyPolicy, holdID: String?, tokens: Int, now: Date) {
-        let seconds = now.timeIntervalSinceReferenceDate
-        if let holdID { counters.holds[holdID] = nil }
-        counters.dropLapsedHolds(at: seconds)
-        let tokens = max(0, tokens)
+    /// Adds `tokens` (negative: takes them back) to the minute's tokens and the budget's period.
+    private static func count(_ counters: inout KeyCounters, policy: KeyPolicy, tokens: Int, at seconds: Double) {
         if let limit = policy.limits?.tokensPerMinute {
-            counters.tokensTAT = max(counters.tokensTAT ?? seconds, seconds) + Double(tokens) * 60 / Double(limit)
+            counters.tokensTAT = max(seconds, max(counters.tokensTAT ?? seconds, seconds) + Double(tokens) * 60 / Double(limit))
         }
         if let budget = policy.budget {
-            let start = budget.periodStart(of: now).timeIntervalSinceReferenceDate
+            let start = budget.periodStart(of: Date(timeIntervalSinceReferenceDate: seconds)).timeIntervalSinceReferenceDate
             if counters.periodStart != start {
                 counters.periodStart = start
                 counters.periodTokens = 0
             }
-            counters.periodTokens += tokens
+            counters.periodTokens = max(0, counters.periodTokens + tokens)
         }
+    }
+
+    /// Ends a request: its hold is released and its tokens counted in the minute and the budget's
+    /// period, settling what its admission reserved (the difference is added, or given back).
+    public static func finish(_ counters: inout KeyCounters, policy: KeyPolicy, holdID: String?, tokens: Int, reserved: Int = 0, now: Date)
+    {
+        let seconds = now.timeIntervalSinceReferenceDate
+        if let holdID { counters.holds[holdID] = nil }
+        counters.dropLapsedHolds(at: seconds)
+        let tokens = max(0, tokens)
+        let reserved = max(0, reserved)
+        if let budget = policy.budget, reserved > 0,
+            counters.periodStart != budget.periodStart(of: now).timeIntervalSinceReferenceDate
+        {
+            // The reservation was counted in a period that has ended: the tokens count in this one.
+            count(&counters, policy: policy.withoutTokenLimit, tokens: tokens, at: seconds)
+            count(&counters, policy: policy.withoutBudget, tokens: tokens - reserved, at: seconds)
+            return
+        }
+        count(&counters, policy: policy, tokens: tokens - reserved, at: seconds)
     }
 
     /// Where the counters stand at `now` against the policy's rates.

@@ -135,6 +135,24 @@ public struct KeyPolicy: Sendable, Equatable, Codable {
     /// Whether requests of the key are counted by the store (a rate, concurrency or budget is set).
     public var isCounted: Bool { limits != nil || budget != nil }
 
+    /// Whether the policy counts tokens (a tokens-per-minute limit or a budget): its requests
+    /// reserve tokens at admission.
+    public var countsTokens: Bool { limits?.tokensPerMinute != nil || budget != nil }
+
+    /// The policy without its tokens-per-minute limit.
+    var withoutTokenLimit: KeyPolicy {
+        var policy = self
+        policy.limits?.tokensPerMinute = nil
+        return policy
+    }
+
+    /// The policy without its budget.
+    var withoutBudget: KeyPolicy {
+        var policy = self
+        policy.budget = nil
+        return policy
+    }
+
     /// Whether the key may use `model`.
     public func allows(_ model: String) -> Bool { models?.contains(model) ?? true }
 

@@ -89,6 +89,29 @@ public struct ClientRequest: Sendable {
         self.stream = stream
     }
 
+    /// The most output tokens the request allows, as its endpoint names it
+    /// (`max_completion_tokens` or `max_tokens` on chat, `max_tokens` on completions and
+    /// Messages, `max_output_tokens` on Responses); `nil` when it names none (or not as a
+    /// whole number). Embeddings produce none: 0.
+    public var outputLimit: Int? {
+        if endpoint == .embeddings { return 0 }
+        let bytes = [UInt8](body)
+        guard let members = JSONScanner.topLevelMembers(in: bytes) else { return nil }
+        let names: [String] =
+            switch endpoint {
+            case .chatCompletions: ["max_completion_tokens", "max_tokens"]
+            case .responses: ["max_output_tokens"]
+            default: ["max_tokens"]
+            }
+        for name in names {
+            guard let range = members.first(where: { $0.key == name })?.value,
+                let value = Int(String(decoding: bytes[range], as: UTF8.self)), value >= 0
+            else { continue }
+            return value
+        }
+        return nil
+    }
+
     /// The body with `model` replaced and every other byte unchanged.
     /// - Parameter model: The model to send upstream.
     /// - Returns: The rewritten body (the original when `model` is unchanged).

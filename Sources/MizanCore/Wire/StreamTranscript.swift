@@ -185,6 +185,25 @@ public struct StreamTranscript: Sendable {
         (try? JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed])) ?? NSNull()
     }
 
+    /// Whether the stream reported its usage (chat and completions say it in a last chunk when
+    /// asked to with `stream_options.include_usage`; some servers never do).
+    public var hasUsage: Bool { usage != nil }
+
+    /// The answer the stream amounts to, as JSON, with `usage` set to `fallback` when the
+    /// stream reported none (chat and completions; a server that ignores
+    /// `stream_options.include_usage`): the client that asked for JSON gets a usage object,
+    /// as it would have from the server. Empty when nothing was read.
+    public func completion(fallbackUsage fallback: TokenUsage?) -> Data {
+        guard usage == nil, let fallback, endpoint == .chatCompletions || endpoint == .completions else { return completion() }
+        var copy = self
+        let object: [String: Int] = [
+            "prompt_tokens": fallback.promptTokens, "completion_tokens": fallback.completionTokens,
+            "total_tokens": fallback.promptTokens + fallback.completionTokens,
+        ]
+        copy.usage = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
+        return copy.completion()
+    }
+
     /// The answer the stream amounts to, as JSON; empty when nothing was read.
     public func completion() -> Data {
         switch endpoint {

@@ -16,6 +16,8 @@ struct ClientController: Sendable {
     /// Usage waiting to be written: while it is full, counted keys are refused.
     let spool: UsageSpool
     let maxBodyBytes: Int
+    /// The output tokens reserved for a request that names no output limit.
+    let tokenReservation: Int
     let bodyTimeout: Duration
     let defaultDeadline: Duration
     let maxDeadline: Duration
@@ -30,6 +32,7 @@ struct ClientController: Sendable {
         self.nodes = nodes
         self.spool = spool
         self.maxBodyBytes = configuration.maxBodyBytes
+        self.tokenReservation = configuration.tokenReservation
         self.bodyTimeout = configuration.bodyTimeout
         self.defaultDeadline = configuration.dispatch.defaultDeadline
         self.maxDeadline = configuration.maxDeadline
@@ -94,7 +97,7 @@ struct ClientController: Sendable {
             throw Self.unknownModel(chat.model)
         }
         if key.policy.isCounted {
-            try await admit(key, deadline: deadline, trace: context.trace)
+            try await admit(key, deadline: deadline, reserve: reservation(for: chat, key: key), trace: context.trace)
         }
         return try await context.cancellingOnDisconnect {
             try await serve(
@@ -104,7 +107,15 @@ struct ClientController: Sendable {
 
     /// Admits a request of a counted key in the store (exact across instances), before any byte
     /// of the answer: the hold is released when the request ends (``RequestRecorder``).
-    func admit(_ key: APIKey, deadline: Duration, trace: RequestTrace) async throws {
+    /// The tokens a counted key's request reserves until it ends: its prompt (estimated from
+    /// the body's size) and its output limit (`max_tokens` and its kin, or
+    /// ``Gateway/Configuration/tokenReservation`` when it names none).
+    func reservation(for chat: ClientRequest, key: APIKey) -> Int {
+        guard key.policy.countsTokens else { return 0 }
+        return StreamUsageMeter.estimateTokens(chat.body.count) + (chat.outputLimit ?? tokenReservation)
+    }
+
+    func admit(_ key: APIKey, deadline: Duration, reserve: Int = 0, trace: RequestTrace) async throws {
         // A counted key's tokens must be counted: not while the store does not take usage.
         guard !spool.isFull else {
             routes.metrics.refusal(reason: "usage_spool_full")
@@ -117,10 +128,10 @@ struct ClientController: Sendable {
         let holdID = String(IDRandom.next(), radix: 36)
         // A hold lapses a little after the request's deadline, should this gateway die first.
         let holdUntil = Date().addingTimeInterval(deadline.timeInterval + 30)
-        switch try await credentials.store.admit(key, holdID: holdID, holdUntil: holdUntil, now: Date()) {
+        switch try await credentials.store.admit(key, holdID: holdID, holdUntil: holdUntil, now: Date(), reserve: reserve) {
         case .admitted(let holdID, let status):
             trace.update {
-                $0.admission = (key, holdID)
+                $0.admission = (key, holdID, reserve)
                 $0.rateLimitHeaders = status.headers
             }
         case .refused(let refusal):

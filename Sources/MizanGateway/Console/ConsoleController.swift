@@ -45,7 +45,7 @@ struct ConsoleController: Sendable {
         console.post("/sign-out") { request, context in
             await page(request, context) { session in
                 _ = try await checkedForm(request, session)
-                sessions.end(session)
+                await sessions.end(session, in: access)
                 var response = Self.redirect(to: "/console/sign-in")
                 response.headers.append(HTTPField(name: .setCookie, value: Self.cookie(ConsoleSessions.cookieName, "", maxAge: 0, request)))
                 return response
@@ -91,8 +91,10 @@ struct ConsoleController: Sendable {
         _ handler: (ConsoleSessions.Session) async throws -> Response
     ) async -> Response {
         var response: Response
-        let session = sessions.session(fromCookie: Self.cookies(request)[ConsoleSessions.cookieName])
+        var session = sessions.session(fromCookie: Self.cookies(request)[ConsoleSessions.cookieName])
         do {
+            // Signed out on any instance, or before a restart: the store keeps sign-outs.
+            if let signedIn = session, try await sessions.isEnded(signedIn, in: access) { session = nil }
             if signedIn {
                 guard let session else {
                     // A page's own live refresh learns that it must reload; a person goes to the form.
@@ -160,6 +162,10 @@ struct ConsoleController: Sendable {
                 status: .tooManyRequests)
             response.headers[.retryAfter] = "\(Int(wait.rounded(.up)))"
             return response
+        }
+        if let slowdown = limiter.slowdown() {
+            // Wrong tokens from many addresses: every attempt is slowed, none refused.
+            try await Task.sleep(for: .seconds(slowdown))
         }
         let form = try await Self.form(request)
         guard sessions.checkSignIn(nonce: Self.cookies(request)[ConsoleSessions.signInCookieName], token: form["csrf"]) else {

@@ -1,5 +1,7 @@
 import Crypto
 import Foundation
+import Logging
+import MizanStore
 import Synchronization
 
 /// The console's sign-in sessions: a signed cookie (`HttpOnly`, `SameSite=Strict`, expiring),
@@ -26,13 +28,15 @@ final class ConsoleSessions: Sendable {
     /// How long a session lasts.
     let lifetime: TimeInterval
     private let key: SymmetricKey
-    /// Sessions signed out on this instance, until they would have expired.
+    /// Sessions signed out, as this instance knows, until they would have expired.
     private let ended = Mutex<[String: Date]>([:])
+    private let logger: Logger?
 
     /// - Parameters:
     ///   - adminTokenHash: The admin token's hash; the signing key is derived from it.
     ///   - lifetime: How long a session lasts.
-    init(adminTokenHash: Data, lifetime: TimeInterval) {
+    init(adminTokenHash: Data, lifetime: TimeInterval, logger: Logger? = nil) {
+        self.logger = logger
         var material = Data("mizan-console-session-v1".utf8)
         material.append(adminTokenHash)
         key = SymmetricKey(data: SHA256.hash(data: material))
@@ -62,12 +66,26 @@ final class ConsoleSessions: Sendable {
         return Session(id: id, expires: expires)
     }
 
-    /// Ends a session on this instance.
-    func end(_ session: Session, now: Date = Date()) {
+    /// Ends a session: on this instance at once, and in the store, so that every instance and
+    /// a restart know it (a store that does not answer leaves it ended here only).
+    func end(_ session: Session, in store: any AccessStore, now: Date = Date()) async {
         ended.withLock { ended in
             ended = ended.filter { $0.value > now }
             ended[session.id] = session.expires
         }
+        do {
+            try await store.endConsoleSession(session.id, expires: session.expires, now: now)
+        } catch {
+            logger?.warning("a console sign-out could not be stored; it holds on this instance", metadata: ["mizan.error": "\(error)"])
+        }
+    }
+
+    /// Whether a session was signed out, here or (through the store) on any instance or before a restart.
+    func isEnded(_ session: Session, in store: any AccessStore) async throws -> Bool {
+        if ended.withLock({ $0[session.id] != nil }) { return true }
+        guard try await store.isConsoleSessionEnded(session.id) else { return false }
+        ended.withLock { $0[session.id] = session.expires }
+        return true
     }
 
     /// The CSRF token of a session's forms.
@@ -120,8 +138,11 @@ final class ConsoleSessions: Sendable {
     }
 }
 
-/// Bounds failed console sign-ins: per client address a burst of 5, then one more a minute;
-/// across all addresses a burst of 30, then one every 10 seconds. A success does not refill.
+/// Bounds failed console sign-ins: per client address a burst of 5, then one more a minute —
+/// past it that address is refused (429). Across all addresses a burst of 30, then one every 10
+/// seconds — past it every attempt is *slowed* (up to 2 s), never refused, so that a sender of
+/// wrong tokens from many addresses cannot lock the operator out: a correct token from an
+/// address that has not failed always gets in. A success does not refill.
 final class SignInLimiter: Sendable {
     private struct Bucket {
         /// When the bucket is full again (GCRA's theoretical arrival time).
@@ -142,14 +163,21 @@ final class SignInLimiter: Sendable {
 
     private let state = Mutex(State())
 
+    /// The longest an attempt is slowed while failures from everywhere are over the global bound.
+    static let maxSlowdown: TimeInterval = 2
+
     /// How long `address` must wait before another attempt, or `nil` when it may try now.
     func retryAfter(address: String, now: Date = Date()) -> TimeInterval? {
         state.withLock { state in
-            let waits = [
-                Self.wait(state.perAddress[address], burst: Self.perAddressBurst, interval: Self.perAddressInterval, now: now),
-                Self.wait(state.global, burst: Self.globalBurst, interval: Self.globalInterval, now: now),
-            ].compactMap { $0 }
-            return waits.max()
+            Self.wait(state.perAddress[address], burst: Self.perAddressBurst, interval: Self.perAddressInterval, now: now)
+        }
+    }
+
+    /// How long to slow an attempt down while failures from all addresses are over the global
+    /// bound (`nil`: not at all); it proceeds after it whatever the bound says.
+    func slowdown(now: Date = Date()) -> TimeInterval? {
+        state.withLock { state in
+            Self.wait(state.global, burst: Self.globalBurst, interval: Self.globalInterval, now: now).map { min($0, Self.maxSlowdown) }
         }
     }
 

@@ -162,7 +162,7 @@ final class UsageSpool: Service, Sendable {
                 throw error
             }
         case .end(let ending, let tokens, _):
-            try await access.finish(ending.key, holdID: ending.holdID, tokens: tokens, now: Date())
+            try await access.finish(ending.key, holdID: ending.holdID, tokens: tokens, reserved: ending.reserved, now: Date())
         }
     }
 
