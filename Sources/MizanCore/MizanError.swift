@@ -29,6 +29,7 @@ public struct MizanError: Error, Sendable, Equatable, CustomStringConvertible {
             case noHealthyNode = "no_healthy_node"
             case cancelled = "cancelled"
             case storeUnavailable = "store_unavailable"
+            case overloaded = "overloaded"
             case notImplemented = "not_implemented"
             case internalError = "internal_error"
         }
@@ -79,6 +80,8 @@ public struct MizanError: Error, Sendable, Equatable, CustomStringConvertible {
         public static let cancelled = Code(base: .cancelled)
         /// The store could not be reached (503).
         public static let storeUnavailable = Code(base: .storeUnavailable)
+        /// The gateway holds as much of something as it keeps room for (agent channels) (503).
+        public static let overloaded = Code(base: .overloaded)
         /// The feature is not available (501).
         public static let notImplemented = Code(base: .notImplemented)
         /// An unexpected failure (500).
@@ -129,7 +132,7 @@ public struct MizanError: Error, Sendable, Equatable, CustomStringConvertible {
         case .internalError: 500
         case .notImplemented: 501
         case .upstreamFailure: 502
-        case .noHealthyNode, .storeUnavailable: 503
+        case .noHealthyNode, .storeUnavailable, .overloaded: 503
         case .deadlineExceeded: 504
         }
     }
@@ -145,7 +148,7 @@ public struct MizanError: Error, Sendable, Equatable, CustomStringConvertible {
         case .noCapacity, .rateLimited: "rate_limit_error"
         case .quotaExceeded: "insufficient_quota"
         case .requestTimeout, .deadlineExceeded: "timeout_error"
-        case .upstreamFailure, .noHealthyNode, .storeUnavailable, .cancelled, .internalError: "server_error"
+        case .upstreamFailure, .noHealthyNode, .storeUnavailable, .overloaded, .cancelled, .internalError: "server_error"
         }
     }
 
@@ -163,7 +166,7 @@ public struct MizanError: Error, Sendable, Equatable, CustomStringConvertible {
         case .notFound, .modelNotFound, .jobNotFound, .nodeNotFound: "not_found_error"
         case .payloadTooLarge: "request_too_large"
         case .noCapacity, .rateLimited, .quotaExceeded: "rate_limit_error"
-        case .noHealthyNode, .storeUnavailable: "overloaded_error"
+        case .noHealthyNode, .storeUnavailable, .overloaded: "overloaded_error"
         case .upstreamFailure, .deadlineExceeded, .cancelled, .internalError: "api_error"
         }
     }

@@ -104,14 +104,15 @@ public final class Gateway: Sendable {
             routes: RouteServer(
                 routes: routes, provider: provider, environment: environment, configuration: configuration, metrics: metrics, logger: logger
             ),
-            nodes: NodeServer(dispatcher: dispatcher, maxQueueWait: configuration.maxQueueWait),
+            nodes: NodeServer(dispatcher: dispatcher, maxQueueWait: configuration.maxQueueWait, logger: logger),
             spool: spool,
             configuration: configuration
         )
         self.agents = AgentController(
             dispatcher: dispatcher,
             channels: NodeChannels(dispatcher: dispatcher, grace: configuration.nodeDisconnectGrace, logger: logger),
-            maxBodyBytes: configuration.maxBodyBytes, channelEnabled: configuration.agentChannel)
+            maxBodyBytes: configuration.maxBodyBytes, channelEnabled: configuration.agentChannel,
+            maxChannels: max(1, configuration.maxConnections / 2))
         self.admin = AdminController(dispatcher: dispatcher, credentials: credentials, access: store)
         self.operations = OperationsController(dispatcher: dispatcher, spool: spool, metricsRegistry: metricsRegistry, logger: logger)
         let activity = RecentActivity()

@@ -94,6 +94,12 @@ public final class SQLiteStore: DispatchStore, Sendable {
     ) async throws -> SQLiteStore {
         let lock = try FileLock(path: path + ".lock")
         do {
+            let narrowed = try PrivateFiles.restrict(database: path)
+            if !narrowed.isEmpty {
+                logger.notice(
+                    "the database's files could be read by other users; made them the owner's alone (mode 0600)",
+                    metadata: ["mizan.files": "\(narrowed.joined(separator: ", "))"])
+            }
             let statements = StatementCounter()
             let (writer, readers) = try await NIOThreadPool.singleton.runIfActive {
                 try connect(path: path, durability: durability, busyTimeout: busyTimeout, counter: statements)

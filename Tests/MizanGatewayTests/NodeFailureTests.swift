@@ -198,4 +198,73 @@ struct NodeFailureTests {
             channel.close()
         }
     }
+
+    @Test func aShareOfTheConnectionsIsKeptForClients() async throws {
+        try await withGateway(configuration: .init(maxConnections: 6)) { (gateway: Harness) async throws in
+            var channels: [ChannelPeer] = []
+            for name in ["a", "b"] {
+                let (_, token) = try await gateway.registerNode(models: ["local"], name: name)
+                for _ in 0..<2 where channels.count < 3 { channels.append(try await ChannelPeer.open(port: gateway.port, token: token)) }
+            }
+            #expect(channels.allSatisfy { $0.status == 200 } && channels.count == 3)
+            let (_, token) = try await gateway.registerNode(models: ["local"], name: "c")
+            let refused = try await ChannelPeer.open(port: gateway.port, token: token)
+            #expect(refused.status == 503, "half of --max-connections is for nodes' channels")
+            #expect(try await gateway.send(.GET, "/v1/models", token: gateway.apiKey).status == 200, "clients still get in")
+            for channel in channels { channel.close() }
+        }
+    }
+
+    @Test func anOversizedEventOnTheHTTPStreamIsRefused() async throws {
+        try await withGateway(configuration: .init(maxBodyBytes: 4096)) { (gateway: Harness) async throws in
+            let (_, token) = try await gateway.registerNode(models: ["local"])
+            async let answer = gateway.chat(model: "local", stream: true)
+            let leased = try #require(try await gateway.lease(token: token).first)
+            let stream = try await gateway.send(
+                .POST, "/agent/v1/jobs/\(leased.jobID)/stream?attempt=\(leased.attempt)", token: token,
+                body: "data: " + String(repeating: "x", count: 10_000))
+            #expect(stream.status == 413, "\(stream.text)")
+            let fail = try await gateway.send(
+                .POST, "/agent/v1/jobs/\(leased.jobID)/fail", token: token,
+                body: #"{"attempt":\#(leased.attempt),"failure":{"code":"stream_refused","message":"Refused.","retryable":false}}"#)
+            #expect(fail.status == 200)
+            #expect(try await answer.status == 502)
+        }
+    }
+
+    @Test func aFrameNamingAKeyTwiceIsRefused() async throws {
+        try await withGateway { (gateway: Harness) async throws in
+            let (_, token) = try await gateway.registerNode(models: ["local"])
+            let channel = try await ChannelPeer.open(port: gateway.port, token: token)
+            channel.sendRaw(#"{"op":"ping","op":"goodbye","id":5}"# + "\n")
+            let refused = try await channel.reply(5)
+            #expect(refused.status == 400 && refused.error?.message.contains("more than once") == true, "\(refused.error?.message ?? "")")
+            try channel.send(AgentWire.ChannelFrame(.ping, id: 6))
+            #expect(try await channel.reply(6).status == 200, "the channel goes on")
+            channel.close()
+        }
+    }
+
+    /// A node may not bill more tokens than its request could produce: its claim is replaced by
+    /// an estimate.
+    @Test func aNodesImpossibleUsageIsCountedAsAnEstimate() async throws {
+        try await withGateway { (gateway: Harness) async throws in
+            let (_, token) = try await gateway.registerNode(models: ["local"])
+            async let answer = gateway.chat(model: "local", extra: #","max_tokens":10"#)
+            let leased = try #require(try await gateway.lease(token: token).first)
+            let request = AgentWire.CompleteRequest(
+                attempt: leased.attempt, result: chatAnswerData("hi", model: "local"),
+                usage: TokenUsage(promptTokens: 1_000_000_000, completionTokens: 1_000_000_000))
+            let body = String(decoding: try AgentWire.encoder().encode(request), as: UTF8.self)
+            #expect(try await gateway.send(.POST, "/agent/v1/jobs/\(leased.jobID)/complete", token: token, body: body).status == 200)
+            #expect(try await answer.status == 200)
+            func row() async throws -> [String: Any]? {
+                let rows = try await gateway.send(.GET, "/admin/v1/usage", token: Harness.adminToken).json["data"] as? [[String: Any]]
+                return rows?.first { $0["model"] as? String == "local" }
+            }
+            #expect(try await eventually { try await row() != nil })
+            let row = try #require(try await row())
+            #expect((row["promptTokens"] as? Int ?? .max) < 1000 && (row["completionTokens"] as? Int ?? .max) <= 10, "\(row)")
+        }
+    }
 }

@@ -40,6 +40,27 @@ struct SQLiteConformanceTests {
 
 @Suite("SQLite store: the file")
 struct SQLiteFileTests {
+    static func mode(_ path: String) throws -> Int {
+        try (FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? Int) ?? -1
+    }
+
+    /// The file holds prompts and answers: under the usual umask (022) it and its WAL and
+    /// shared-memory files are the owner's alone, and a file made readable by others is narrowed.
+    @Test func theDatabaseFilesAreTheOwnersAlone() async throws {
+        try await withSQLiteStore { store, path in
+            _ = try await store.insert(Job(requestID: "r", model: "m1", body: Data("{}".utf8), deadline: Date().addingTimeInterval(600)))
+            for file in [path, path + "-wal", path + "-shm", path + ".lock"] {
+                let mode = try Self.mode(file)
+                #expect(mode == 0o600, "\(file): \(String(mode, radix: 8))")
+            }
+            await store.close()
+            chmod(path, 0o644)
+            let again = try await SQLiteStore.open(path: path)
+            #expect(try Self.mode(path) == 0o600, "an existing file others could read is narrowed")
+            await again.close()
+        }
+    }
+
     @Test func keepsEverythingAcrossAReopenAndMigratesOnce() async throws {
         try await withSQLiteStore { store, path in
             let job = Job(requestID: "r", model: "m1", body: Data(#"{"model":"m1"}"#.utf8), deadline: Date().addingTimeInterval(600))

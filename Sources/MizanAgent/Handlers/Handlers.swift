@@ -197,6 +197,10 @@ public struct ProviderHandler: JobHandler {
     /// The failure of a provider error; no upstream body goes into it.
     static func failure(of error: ProviderError) -> JobFailure {
         switch error.kind {
+        case .status(413):
+            .final(AgentWire.FailureCode.requestTooLarge, "The local provider refused the request as too large (HTTP 413).")
+        case .status(let status) where status == 400 || status == 422:
+            .final(AgentWire.FailureCode.invalidRequest, "The local provider refused the request as invalid (HTTP \(status)).")
         case .status(let status) where (400..<500).contains(status) && status != 429 && status != 408:
             .final("provider_rejected", "The local provider refused the request (HTTP \(status)).")
         default:

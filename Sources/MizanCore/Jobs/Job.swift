@@ -222,6 +222,24 @@ public struct TokenUsage: Sendable, Equatable, Codable {
         self.init(promptTokens: reported.promptTokens, completionTokens: reported.completionTokens, source: .provider)
     }
 
+    /// The usage bounded by what a request could produce, as a node's claim is held: the prompt
+    /// at most the request body's bytes (no tokenizer makes more tokens than bytes), the
+    /// completion at most the request's output limit when it names one, else the answer's
+    /// bytes. A claim past either is replaced by an estimate from those sizes.
+    /// - Parameters:
+    ///   - requestBytes: The request body's size.
+    ///   - outputLimit: The output limit the request names (`max_tokens` and its kin), if any.
+    ///   - answerBytes: The answer's size (the JSON result, or the streamed events' data).
+    /// - Returns: The usage as counted, and whether the claim was replaced.
+    public func bounded(requestBytes: Int, outputLimit: Int?, answerBytes: Int) -> (usage: TokenUsage, replaced: Bool) {
+        let completionBound = outputLimit ?? max(answerBytes, 1)
+        guard promptTokens > max(requestBytes, 1) || completionTokens > completionBound else { return (self, false) }
+        let estimate = TokenUsage(
+            promptTokens: StreamUsageMeter.estimateTokens(requestBytes),
+            completionTokens: min(completionBound, StreamUsageMeter.estimateTokens(answerBytes)), source: .estimated)
+        return (estimate, true)
+    }
+
     enum CodingKeys: String, CodingKey { case promptTokens, completionTokens, source }
 
     /// Decodes a usage, refusing counts that are negative or past ``maximumCount``.

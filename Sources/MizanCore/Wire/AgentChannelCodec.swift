@@ -33,8 +33,13 @@ extension AgentWire.ChannelFrame {
     /// reader leaves by `decode` (the gateway's decodes with errors that name the field).
     public static func read(
         line: [UInt8], orElse decode: (Data) throws -> AgentWire.ChannelFrame
-    ) rethrows -> AgentWire.ChannelFrame {
+    ) throws -> AgentWire.ChannelFrame {
         if let frame = ChannelLineReader.read(line) { return frame }
+        // Two values for one key are read differently by different parsers (a frame naming
+        // "op" twice): refused, as a client body naming a key twice is.
+        if let key = JSONScanner.duplicateTopLevelKey(in: Data(line)) {
+            throw MizanError(.badRequest, "A channel frame names '\(SafeText.excerpt(key))' more than once; each key may appear only once.")
+        }
         return try decode(Data(line))
     }
 

@@ -161,6 +161,15 @@ public enum AgentWire {
         public init(jobs: [Assignment]) { self.jobs = jobs }
     }
 
+    /// Failure codes a node reports that the gateway answers the client with their own status
+    /// (any other code of a final failure is a 502).
+    public enum FailureCode {
+        /// The local server refused the request as too large (HTTP 413): the client gets 413.
+        public static let requestTooLarge = "request_too_large"
+        /// The local server refused the request as invalid (HTTP 400 or 422): the client gets 400.
+        public static let invalidRequest = "invalid_request"
+    }
+
     /// A failure report.
     public struct Failure: Sendable, Codable, Equatable {
         /// A short machine code, e.g. `provider_unreachable`.

@@ -21,6 +21,10 @@ extension AgentController {
             throw MizanError(.invalidNodeToken, "Missing node token. Send it as 'Authorization: Bearer <token>'.")
         }
         let authenticated = try await dispatcher.authenticateNode(token: token)
+        guard channels.count < maxChannels else {
+            throw MizanError(
+                .overloaded, "This gateway holds as many agent channels as it keeps for nodes; try again later, or use the HTTP agent API.")
+        }
         // The node is back: it counts as connected and seen from now on.
         let node = try await dispatcher.markConnected(authenticated.id)
         var headers = HTTPFields()

@@ -17,6 +17,9 @@ struct AgentController: Sendable {
     let maxBodyBytes: Int
     /// Whether nodes may open the persistent channel (`POST /agent/v1/channel`).
     var channelEnabled = true
+    /// The most agent channels open at once: half of `--max-connections`, so that the rest is
+    /// kept for clients (each node keeps a few at most).
+    var maxChannels = 2048
     /// Bytes of replies a node may leave unread on its channel before the channel ends.
     var maxUnreadReplyBytes: Int { max(16 << 20, maxBodyBytes * 4 + (1 << 20)) }
 

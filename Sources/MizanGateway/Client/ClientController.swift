@@ -171,7 +171,10 @@ struct ClientController: Sendable {
         var routeFailure: MizanError?
         let candidates = routes.routes.candidates(for: chat.model, endpoint: chat.endpoint)
         if !candidates.isEmpty {
-            trace.update { $0.modelKnown = true }
+            trace.update {
+                $0.modelKnown = true
+                $0.modelRouted = true
+            }
             switch try await routes.serve(chat, candidates: candidates, until: until, trace: trace) {
             case .served(let response): return response
             case .failed(let error): routeFailure = error

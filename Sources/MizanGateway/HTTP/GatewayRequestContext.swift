@@ -39,6 +39,9 @@ public final class RequestTrace: Sendable {
         /// Whether ``model`` is one the gateway knows (a route or a node serves it). Only known
         /// models become metric labels and usage rows; others are counted as `unknown`.
         public var modelKnown = false
+        /// Whether a provider route serves the model (its name is a bounded metric label; a
+        /// model that only nodes advertise is a label only once a node served it).
+        public var modelRouted = false
         /// The provider route name or `node/<id>` that served it.
         public var servedBy: String?
         /// Token usage of the answer.

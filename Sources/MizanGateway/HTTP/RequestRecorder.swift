@@ -58,7 +58,10 @@ struct RequestRecorder: Sendable {
         let route = fields.servedBy.map { $0.hasPrefix("node/") ? "agents" : $0 } ?? "none"
         // Labels and usage rows carry known models only: a client's made-up names would
         // otherwise grow them without bound.
-        metrics.request(route: route, model: fields.modelKnown ? model : "unknown", status: status, seconds: seconds)
+        // A model only nodes advertise is a label once a node served it: a node cannot grow the
+        // series by reporting names no request is ever served for.
+        let labelled = fields.modelKnown && (fields.modelRouted || fields.servedBy != nil)
+        metrics.request(route: route, model: labelled ? model : "unknown", status: status, seconds: seconds)
         if let overhead = fields.overhead { metrics.overhead(route: route, seconds: overhead.timeInterval) }
         guard fields.modelKnown else { return false }
         let record = UsageRecord(

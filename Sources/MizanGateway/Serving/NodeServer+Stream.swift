@@ -110,7 +110,8 @@ extension NodeServer {
             }
             if endsWithDone, !sawDone { try await writer.write(relay.frame("[DONE]")) }
             complete = true
-            trace.update { $0.usage = relay.usage }
+            let usage = bounded(relay.usage, chat: chat, answerBytes: relay.bytes, job: nil)
+            trace.update { $0.usage = usage }
             try await writer.finish(nil)
         }
         return Response(status: .ok, headers: headers, body: body)

@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import Logging
 import MizanCore
 import MizanDispatch
 import MizanStore
@@ -10,6 +11,7 @@ struct NodeServer: Sendable {
     let dispatcher: Dispatcher
     /// How long a job may wait for its first lease before the request gets 429.
     let maxQueueWait: Duration
+    let logger: Logger
 
     /// Serves a request through agent nodes: a durable dispatch job that a node leases, runs
     /// against its local provider and reports. The request waits for the job's end.
@@ -34,13 +36,13 @@ struct NodeServer: Sendable {
         let job = try await trace.upstream { try await dispatcher.awaitFinish(pending) }
         trace.update {
             $0.servedBy = job.nodeID.map { "node/\($0)" }
-            $0.usage = job.usage
             if job.idempotencyKey != nil { $0.jobID = job.id }
         }
         switch job.state {
         case .succeeded:
             let result = job.result ?? Data()
-            if job.usage == nil { trace.update { $0.usage = AnswerUsage.of(nil, chat: chat, result: result) } }
+            let usage = job.usage.map { bounded($0, chat: chat, answerBytes: result.count, job: job) }
+            trace.update { $0.usage = usage ?? AnswerUsage.of(nil, chat: chat, result: result) }
             return JSONResponse.json(bytes: result)
         case .timedOut:
             throw MizanError(.deadlineExceeded, "The request's deadline passed before a node finished it.")
@@ -51,12 +53,31 @@ struct NodeServer: Sendable {
         }
     }
 
+    /// A node's usage as counted: bounded by what its request could produce (a node that claims
+    /// more is logged and counted by an estimate).
+    func bounded(_ usage: TokenUsage, chat: ClientRequest, answerBytes: Int, job: Job?) -> TokenUsage {
+        let (counted, replaced) = usage.bounded(requestBytes: chat.body.count, outputLimit: chat.outputLimit, answerBytes: answerBytes)
+        if replaced {
+            logger.warning(
+                "a node claimed more tokens than its request could produce; counted an estimate",
+                metadata: [
+                    "mizan.node.id": "\(job?.nodeID.map { "\($0)" } ?? "-")", "mizan.tokens.prompt": "\(usage.promptTokens)",
+                    "mizan.tokens.completion": "\(usage.completionTokens)",
+                ])
+        }
+        return counted
+    }
+
     /// The client-facing error of a failed job; the node's message never includes secrets.
     static func error(ofFailed job: Job) -> MizanError {
         switch job.errorCode {
         case JobErrorCode.cancelled: MizanError(.cancelled, "The request was cancelled.")
         case JobErrorCode.deadlineExceeded: MizanError(.deadlineExceeded, "The request's deadline passed before a node finished it.")
         case JobErrorCode.nodeLost: MizanError(.upstreamFailure, "The node serving the request went away and no attempt is left.")
+        case AgentWire.FailureCode.requestTooLarge:
+            MizanError(.payloadTooLarge, "The request is too large for the node's local server.")
+        case AgentWire.FailureCode.invalidRequest:
+            MizanError(.badRequest, "The node's local server refused the request as invalid: \(job.errorMessage ?? "no detail").")
         default:
             MizanError(.upstreamFailure, "The node serving the request failed: \(job.errorMessage ?? job.errorCode ?? "unknown error").")
         }

@@ -7,12 +7,15 @@ import MizanCore
 /// from the streamed events.
 struct StreamRelay {
     private var meter: StreamUsageMeter
+    /// The bytes of the events' data relayed so far.
+    private(set) var bytes = 0
 
     init(chat: ClientRequest) { meter = StreamUsageMeter(requestBytes: chat.body.count) }
 
     /// The SSE frame carrying an event (``SSEEvent``'s carried form).
     mutating func frame(_ event: String) -> ByteBuffer {
         meter.observe(event)
+        bytes += event.utf8.count
         return ByteBuffer(string: SSEEvent.frame(event))
     }
 
