@@ -42,7 +42,7 @@ struct AgentHealthTests {
             let catalog = try await ProviderHandler(baseURL: "http://127.0.0.1:\(port)/v1").catalog()
             #expect(catalog.healthy && catalog.check == "GET http://127.0.0.1:\(port)/v1/models (no health endpoint found)")
         }
-        let dead = try await ProviderHandler(baseURL: "http://127.0.0.1:\(try freePort())/v1", models: ["m"]).catalog()
+        let dead = try await ProviderHandler(baseURL: "http://127.0.0.1:\(try deadPort())/v1", models: ["m"]).catalog()
         #expect(!dead.healthy && dead.refused && dead.models == ["m"])
     }
 

@@ -123,10 +123,13 @@ struct AgentTests {
             let started = ContinuousClock.now
             try await agent.stop()
             #expect(ContinuousClock.now - started < .seconds(5), "the agent stopped after its grace, not after the job")
-            // Reported retryable: the job is back in the queue for another node, attempt 2.
-            let requeued = try await stack.gateway.dispatcher.jobs(state: .accepted, limit: 10)
-            #expect(requeued.count == 1 && requeued.first?.attempt == 2, "\(requeued.map { ($0.state, $0.attempt) })")
-            client.cancel()
+            // Reported retryable: the job went back to the queue for another node, attempt 2
+            // (with no node left for its model, its client is then answered 503 instead of waiting).
+            let jobs = try await stack.gateway.dispatcher.jobs(limit: 10)
+            #expect(jobs.count == 1 && jobs.first?.attempt == 2, "\(jobs.map { ($0.state, $0.attempt) })")
+            #expect(jobs.first?.earlierAttempts.map(\.reason) == ["agent_stopped"], "\(jobs.first?.earlierAttempts ?? [])")
+            let answer = try await client.value
+            #expect(answer.status == 503, "\(answer.text)")
         }
     }
 

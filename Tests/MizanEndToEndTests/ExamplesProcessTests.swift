@@ -33,7 +33,8 @@ struct ExamplesProcessTests {
         // The rules' own refusal reaches the client as the node's failure.
         let refused = try await call(
             .POST, "\(url)/v1/chat/completions", token: key, body: #"{"model":"rules","messages":[{"role":"user","content":[]}]}"#)
-        #expect(refused.status == 502 && refused.text.contains("The rules read chat requests with text messages only."), "\(refused.text)")
+        // The handler's `invalid_request` is the client's fault: 400, with the handler's word.
+        #expect(refused.status == 400 && refused.text.contains("The rules read chat requests with text messages only."), "\(refused.text)")
         #expect(try await agent.terminate() == 0, "it drains and stops on SIGTERM: \(agent.output)")
         _ = try await gateway.terminate()
     }

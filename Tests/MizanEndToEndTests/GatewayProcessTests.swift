@@ -13,11 +13,11 @@ struct GatewayProcessTests {
         let (live, liveURL) = try await startMock(["--tokens", "3"])
         let (failing, failingURL) = try await startMock(["--fail-status", "500"])
         defer { _ = (live, failing) }
-        let deadPort = try freePort()
+        let closedPort = try deadPort()
         let routes = try writeRoutes(
             """
             {"routes":[
-              {"model":"chat","baseURL":"http://127.0.0.1:\(deadPort)/v1","upstreamModel":"mock-model","priority":1},
+              {"model":"chat","baseURL":"http://127.0.0.1:\(closedPort)/v1","upstreamModel":"mock-model","priority":1},
               {"model":"chat","baseURL":"\(failingURL)/v1","upstreamModel":"mock-model","priority":2},
               {"model":"chat","baseURL":"\(liveURL)/v1","upstreamModel":"mock-model","priority":3},
               {"model":"broken","baseURL":"\(failingURL)/v1","upstreamModel":"mock-model"}
@@ -43,7 +43,7 @@ struct GatewayProcessTests {
         let metrics = try await call(.GET, "\(url)/metrics")
         #expect(metrics.status == 200)
         #expect(
-            metrics.text.contains(#"mizan_gateway_route_cooldowns_total{route="chat@127.0.0.1:\#(deadPort)#1"} 1"#),
+            metrics.text.contains(#"mizan_gateway_route_cooldowns_total{route="chat@127.0.0.1:\#(closedPort)#1"} 1"#),
             "\(metrics.text.prefix(3000))")
         #expect(metrics.text.contains("mizan_gateway_requests_total"))
         #expect(metrics.text.contains(#"mizan_gateway_overhead_seconds_count{route="chat@"#), "the overhead histogram")

@@ -102,7 +102,7 @@ struct HardeningProcessTests {
         let orphan = try ChildProcess(
             "mizan-agent",
             arguments: [
-                "--gateway", "http://127.0.0.1:\(try freePort())", "--registration-token", "nope", "--token-file", token, "--provider",
+                "--gateway", "http://127.0.0.1:\(try deadPort())", "--registration-token", "nope", "--token-file", token, "--provider",
                 "\(mockURL)/v1",
             ])
         _ = try await orphan.waitForOutput("(registration failed; retrying)")
@@ -112,19 +112,20 @@ struct HardeningProcessTests {
 
         // A gateway whose database does not answer: it gives up at start with one line, or
         // stops at once on SIGTERM.
-        let deadPort = try freePort()
+        let closedPort = try deadPort()
         let noDatabase = try ChildProcess(
             "mizan-gateway",
-            arguments: ["--port", "0", "--database-url", "postgres://u:p@127.0.0.1:\(deadPort)/x", "--database-timeout", "2"])
+            arguments: ["--port", "0", "--database-url", "postgres://u:p@127.0.0.1:\(closedPort)/x", "--database-timeout", "2"])
         started = ContinuousClock.now
         #expect(try await noDatabase.waitForExit(timeout: .seconds(20)) != 0)
         #expect(ContinuousClock.now - started < .seconds(15))
         #expect(
-            noDatabase.output.contains("mizan-gateway: The PostgreSQL database at 127.0.0.1:\(deadPort) did not answer within 2.0 seconds"),
+            noDatabase.output.contains(
+                "mizan-gateway: The PostgreSQL database at 127.0.0.1:\(closedPort) did not answer within 2.0 seconds"),
             "\(noDatabase.output)")
         #expect(noDatabase.output.split(separator: "\n").count <= 4, "\(noDatabase.output)")
         let waiting = try ChildProcess(
-            "mizan-gateway", arguments: ["--port", "0", "--database-url", "postgres://u:p@127.0.0.1:\(deadPort)/x"])
+            "mizan-gateway", arguments: ["--port", "0", "--database-url", "postgres://u:p@127.0.0.1:\(closedPort)/x"])
         try await Task.sleep(for: .seconds(1))
         started = ContinuousClock.now
         #expect(try await waiting.terminate(timeout: .seconds(5)) == 0)

@@ -22,7 +22,7 @@ func withMock<T: Sendable>(_ configuration: MockProvider.Configuration = .init()
 
 /// A base URL where nothing listens.
 func deadBaseURL() throws -> String {
-    "http://127.0.0.1:\(try freePort())/v1"
+    "http://127.0.0.1:\(try deadPort())/v1"
 }
 
 /// A gateway on a loopback port with an in-memory store, an admin token and one API key.

@@ -72,6 +72,26 @@ private func isEarlyClose(_ error: any Error) -> Bool {
     return false
 }
 
+/// A loopback port nothing listens on, for as long as the test process runs: it is bound and
+/// never listened on (a connection is refused at once), so no other test's server can take it
+/// meanwhile, as one can take a port that was merely free a moment ago.
+public func deadPort() throws -> Int {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    let bound = withUnsafeMutablePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
+    }
+    guard bound else {
+        close(fd)
+        throw CancellationError()
+    }
+    // Deliberately left open: the process's exit closes it.
+    return Int(UInt16(bigEndian: address.sin_port))
+}
+
 /// A loopback port that was free a moment ago.
 public func freePort() throws -> Int {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)

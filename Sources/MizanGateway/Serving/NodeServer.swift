@@ -75,9 +75,9 @@ struct NodeServer: Sendable {
         case JobErrorCode.deadlineExceeded: MizanError(.deadlineExceeded, "The request's deadline passed before a node finished it.")
         case JobErrorCode.nodeLost: MizanError(.upstreamFailure, "The node serving the request went away and no attempt is left.")
         case AgentWire.FailureCode.requestTooLarge:
-            MizanError(.payloadTooLarge, "The request is too large for the node's local server.")
+            MizanError(.payloadTooLarge, "The request is too large for the node serving it: \(job.errorMessage ?? "no detail").")
         case AgentWire.FailureCode.invalidRequest:
-            MizanError(.badRequest, "The node's local server refused the request as invalid: \(job.errorMessage ?? "no detail").")
+            MizanError(.badRequest, "The node serving the request refused it as invalid: \(job.errorMessage ?? "no detail").")
         default:
             MizanError(.upstreamFailure, "The node serving the request failed: \(job.errorMessage ?? job.errorCode ?? "unknown error").")
         }
