@@ -286,6 +286,7 @@ struct SQLiteKeyCounterTests {
             }
             let first = try #require(try await admit())
             _ = try #require(try await admit(), "a second request, still in flight when the store closes")
+            let admittedAt = Date()
             let record = UsageRecord(
                 requestID: "r1", apiKeyID: key.id, model: "m1", servedBy: "node/a", status: 200, latencyMilliseconds: 1,
                 usage: TokenUsage(promptTokens: 100, completionTokens: 23), createdAt: Date())
@@ -300,7 +301,8 @@ struct SQLiteKeyCounterTests {
             let counters = try await again.keyCounters(key.id)
             #expect(counters.periodTokens == 123)
             #expect(counters.holds.isEmpty, "the holds of a process that ended are gone")
-            let requests = KeyLimiter.status(counters, policy: policy, now: Date().timeIntervalSinceReferenceDate).requests
+            // Where the bucket stood as the two were admitted (on a slow machine it refills meanwhile).
+            let requests = KeyLimiter.status(counters, policy: policy, now: admittedAt.timeIntervalSinceReferenceDate).requests
             #expect(requests?.remaining == 8, "both admissions were written on close: \(String(describing: requests))")
             await again.close()
             _ = try await SQLiteStore.open(path: path).close()
