@@ -162,6 +162,8 @@ struct AgentTests {
                 !logs.all.contains { $0.metadata.values.contains { $0.contains(token) } || $0.message.contains(token) },
                 "the token is never logged")
             #expect(try await stack.gateway.dispatcher.nodes().count == 1, "no second node was registered")
+            // The node said goodbye when the first agent stopped: it serves again once the second connects.
+            try await waitUntil("the node serves again", poll: .milliseconds(20)) { try await stack.serves() }
             #expect(try await stack.chat().status == 200)
             try await second.stop()
         }
