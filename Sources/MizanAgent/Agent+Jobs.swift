@@ -9,7 +9,7 @@ extension Agent {
     /// handler's word on whether it is retryable (a retryable one lets the gateway give the job
     /// to another node); a stream that broke after its first event is final (the client saw output).
     func execute(_ assignment: AgentWire.Assignment, lease: AgentWire.LeaseRef, token: String) async {
-        let job = AgentJob(assignment)
+        let job = AgentJob(assignment) { [weak self] in self?.progressed(lease) }
         let remaining = job.remaining
         let outcome: AgentWire.Report
         do {
@@ -20,10 +20,8 @@ extension Agent {
                 return
             }
             let handler = handler
-            let result = try await JobProgress.$reporter.withValue({ [weak self] in self?.progressed(lease) }) {
-                try await withTimeLimit(remaining, timeoutError: { Self.deadlinePassed }) {
-                    try await handler.respond(to: job)
-                }
+            let result = try await withTimeLimit(remaining, timeoutError: { Self.deadlinePassed }) {
+                try await handler.respond(to: job)
             }
             let usage =
                 result.usage

@@ -134,4 +134,25 @@ struct StreamFoldTests {
         _ = parser.feed(Array(("data: " + String(repeating: "x", count: 100)).utf8))
         #expect(parser.tooLarge)
     }
+
+    /// The hand reader of plain chunks reads escapes as JSON does, and the answer it writes is
+    /// JSON that reads back to the same text.
+    @Test func plainChunksWithEscapesFoldToTheSameText() throws {
+        let pieces = [#"Line one\nline \"two\""#, #" caf\u00e9 \ud83d\ude00"#, #" tab\tend\\"#]
+        var events = [
+            #"{"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}]}"#
+        ]
+        for piece in pieces {
+            events.append(
+                #"{"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"content":"\#(piece)"},"logprobs":null,"finish_reason":null}]}"#
+            )
+        }
+        events.append(#"{"id":"c","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}"#)
+        let object = try Self.fold(.chatCompletions, events)
+        let content = try #require(((object["choices"] as? [[String: Any]])?.first?["message"] as? [String: Any])?["content"] as? String)
+        let expected = pieces.map { piece in
+            (try? JSONSerialization.jsonObject(with: Data("\"\(piece)\"".utf8), options: [.fragmentsAllowed]) as? String) ?? "?"
+        }.joined()
+        #expect(content == expected && content.contains("😀") && content.contains("one\nline \"two\""))
+    }
 }

@@ -162,7 +162,7 @@ public struct ProviderHandler: JobHandler {
         var meter = StreamUsageMeter(requestBytes: job.body.count)
         do {
             for try await event in stream {
-                JobProgress.report()
+                job.reportProgress()
                 transcript.observe(event)
                 meter.observe(event)
             }

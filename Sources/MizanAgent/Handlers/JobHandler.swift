@@ -17,6 +17,8 @@ public struct AgentJob: Sendable, Equatable {
     public var stream: Bool
     /// When the job must be finished; the agent cancels the handler's task past it.
     public var deadline: Date
+    /// Where ``reportProgress()`` goes (the agent's health bookkeeping).
+    var progress: (@Sendable () -> Void)?
 
     /// Creates a job (the agent makes them from its leases; tests make their own).
     public init(
@@ -32,14 +34,27 @@ public struct AgentJob: Sendable, Equatable {
         self.deadline = deadline
     }
 
-    init(_ assignment: AgentWire.Assignment) {
+    init(_ assignment: AgentWire.Assignment, progress: (@Sendable () -> Void)? = nil) {
         self.init(
             id: assignment.jobID, requestID: assignment.requestID, model: assignment.model, endpoint: assignment.endpoint,
             body: assignment.body, stream: assignment.stream, deadline: assignment.deadline)
+        self.progress = progress
     }
 
     /// The time left before the deadline (zero once it has passed).
     public var remaining: Duration { .seconds(max(0, deadline.timeIntervalSinceNow)) }
+
+    /// Tells the agent that the job made progress (a byte from the local server). A handler
+    /// that reads its server's answer piece by piece reports each piece, so that a server busy
+    /// with a long answer counts as healthy even when its health endpoint does not answer
+    /// meanwhile (single-slot servers). Streamed events are counted by the agent itself.
+    public func reportProgress() { progress?() }
+
+    /// Jobs are equal when every field but the progress reporter is.
+    public static func == (a: AgentJob, b: AgentJob) -> Bool {
+        a.id == b.id && a.requestID == b.requestID && a.model == b.model && a.endpoint == b.endpoint && a.body == b.body
+            && a.stream == b.stream && a.deadline == b.deadline
+    }
 }
 
 /// A handler's answer to a job that is not streamed: the response body the client gets, as the
@@ -115,18 +130,6 @@ public struct HandlerCatalog: Sendable, Equatable {
         self.refused = refused
         self.check = check
     }
-}
-
-/// The progress of the job a handler runs: a handler that streams from its server reports each
-/// piece (``report()``), so that the agent counts a server busy with a long answer as healthy
-/// even when its health endpoint does not answer meanwhile (single-slot servers). The agent's
-/// own stream writer reports for streamed jobs.
-public enum JobProgress {
-    /// What the agent runs on each report of the current job (a task-local).
-    @TaskLocal public static var reporter: (@Sendable () -> Void)?
-
-    /// Reports that the current job made progress (a byte from its server).
-    public static func report() { reporter?() }
 }
 
 /// Where a streamed job's events go: each one reaches the gateway, and the client, as it is sent.

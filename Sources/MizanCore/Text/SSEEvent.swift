@@ -20,8 +20,10 @@ public enum SSEEvent {
     /// An event's name and data from its carried form.
     /// - Parameter event: What ``pack(name:data:)`` made.
     public static func unpack(_ event: String) -> (name: String?, data: String) {
-        guard let index = event.firstIndex(of: separator), !event[..<index].contains("{") else { return (nil, event) }
-        return (String(event[..<index]), String(event[event.index(after: index)...]))
+        // Byte-wise: every event of every stream passes here (a Character search breaks graphemes).
+        let bytes = event.utf8
+        guard let index = bytes.firstIndex(of: 0x1F), !bytes[..<index].contains(UInt8(ascii: "{")) else { return (nil, event) }
+        return (String(event[..<index]), String(event[bytes.index(after: index)...]))
     }
 
     /// The data of an event in its carried form.

@@ -32,25 +32,38 @@ public struct ServerSentEventParser: Sendable {
     /// - Parameter bytes: The next bytes of the stream.
     /// - Returns: The data of each completed event, as text.
     public mutating func feed<Bytes: Sequence>(_ bytes: Bytes) -> [String] where Bytes.Element == UInt8 {
+        // Line by line, each line's bytes appended at once (most pieces hold whole lines).
+        let handled: [String]? = bytes.withContiguousStorageIfAvailable { feedContiguous($0) }
+        if let handled { return handled }
+        return Array(bytes).withUnsafeBufferPointer { feedContiguous($0) }
+    }
+
+    private mutating func feedContiguous(_ buffer: UnsafeBufferPointer<UInt8>) -> [String] {
         var events: [String] = []
-        for byte in bytes {
-            if byte == UInt8(ascii: "\n") && lastWasCR {
-                lastWasCR = false
+        var i = 0
+        let count = buffer.count
+        while i < count {
+            let byte = buffer[i]
+            if byte == UInt8(ascii: "\n") || byte == UInt8(ascii: "\r") {
+                let isLFAfterCR = byte == UInt8(ascii: "\n") && lastWasCR
+                lastWasCR = byte == UInt8(ascii: "\r")
+                i += 1
+                if isLFAfterCR { continue }
+                if let event = endLine() { events.append(event) }
                 continue
             }
-            lastWasCR = byte == UInt8(ascii: "\r")
-            if byte == UInt8(ascii: "\n") || byte == UInt8(ascii: "\r") {
-                if let event = endLine() { events.append(event) }
-            } else {
-                line.append(byte)
-                if line.count + data.count > maxEventBytes {
-                    tooLarge = true
-                    line.removeAll()
-                    data.removeAll()
-                    hasData = false
-                    return events
-                }
+            lastWasCR = false
+            var end = i + 1
+            while end < count, buffer[end] != UInt8(ascii: "\n"), buffer[end] != UInt8(ascii: "\r") { end += 1 }
+            line.append(contentsOf: UnsafeBufferPointer(rebasing: buffer[i..<end]))
+            if line.count + data.count > maxEventBytes {
+                tooLarge = true
+                line.removeAll()
+                data.removeAll()
+                hasData = false
+                return events
             }
+            i = end
         }
         return events
     }

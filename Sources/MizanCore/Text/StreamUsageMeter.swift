@@ -28,7 +28,7 @@ public struct StreamUsageMeter: Sendable {
         let data = SSEEvent.data(of: event)
         guard data != "[DONE]" else { return }
         bytes += data.utf8.count
-        guard data.contains("\"usage\""), let counts = ReportedUsage.counts(in: Data(data.utf8)) else { return }
+        guard Self.mentionsUsage(data), let counts = ReportedUsage.counts(in: Data(data.utf8)) else { return }
         if let prompt = counts.prompt { promptTokens = prompt }
         if let completion = counts.completion { completionTokens = completion }
     }
@@ -38,6 +38,21 @@ public struct StreamUsageMeter: Sendable {
     public var usage: TokenUsage {
         if let reported, let usage = TokenUsage(reported: reported) { return usage }
         return TokenUsage(promptTokens: Self.estimateTokens(requestBytes), completionTokens: max(0, bytes / 150), source: .estimated)
+    }
+
+    /// Whether the data holds `"usage"` (byte-wise: every event passes here).
+    static func mentionsUsage(_ data: String) -> Bool {
+        let needle: [UInt8] = Array(#""usage""#.utf8)
+        var matched = 0
+        for byte in data.utf8 {
+            if byte == needle[matched] {
+                matched += 1
+                if matched == needle.count { return true }
+            } else {
+                matched = byte == needle[0] ? 1 : 0
+            }
+        }
+        return false
     }
 
     /// A rough token count of a text of `bytes` bytes (about four bytes per token).

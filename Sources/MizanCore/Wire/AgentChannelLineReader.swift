@@ -70,7 +70,7 @@ enum ChannelLineReader {
         return frame
     }
 
-    private static func value(_ key: String, _ members: Members) -> Range<Int>? {
+    static func value(_ key: String, _ members: Members) -> Range<Int>? {
         members.first { $0.key == key }?.value
     }
 
@@ -82,7 +82,7 @@ enum ChannelLineReader {
 
     /// The members of the object at `range` (strictly: commas between members only, nothing
     /// after it when `whole`), each key once.
-    private static func object(_ bytes: [UInt8], _ range: Range<Int>, whole: Bool = false) -> Members? {
+    static func object(_ bytes: [UInt8], _ range: Range<Int>, whole: Bool = false) -> Members? {
         var i = skipSpace(bytes, range.lowerBound, range.upperBound)
         guard i < range.upperBound, bytes[i] == UInt8(ascii: "{") else { return nil }
         i += 1
@@ -115,7 +115,7 @@ enum ChannelLineReader {
     }
 
     /// The elements of the array at `range`: objects only.
-    private static func array(_ bytes: [UInt8], _ range: Range<Int>) -> [Range<Int>]? {
+    static func array(_ bytes: [UInt8], _ range: Range<Int>) -> [Range<Int>]? {
         var i = skipSpace(bytes, range.lowerBound, range.upperBound)
         guard i < range.upperBound, bytes[i] == UInt8(ascii: "[") else { return nil }
         i = skipSpace(bytes, i + 1, range.upperBound)
@@ -209,7 +209,7 @@ enum ChannelLineReader {
     }
 
     /// An integer as JSON writes it (no fraction, exponent or leading zeros).
-    private static func int(_ bytes: [UInt8], _ range: Range<Int>) -> Int? {
+    static func int(_ bytes: [UInt8], _ range: Range<Int>) -> Int? {
         let slice = bytes[range]
         guard !slice.isEmpty, slice.count <= 19 else { return nil }
         var digits = slice[...]
@@ -239,6 +239,73 @@ enum ChannelLineReader {
             guard i > fractionStart, i == slice.endIndex else { return nil }
         }
         return Double(String(decoding: slice, as: UTF8.self)).flatMap { $0.isFinite ? $0 : nil }
+    }
+
+    /// The text of the string at `range`, its escapes read (`\n`, `\"`, `\uXXXX` and
+    /// surrogate pairs…); `nil` when it is not a well-formed string.
+    static func escapedString(_ bytes: [UInt8], _ range: Range<Int>) -> String? {
+        guard range.count >= 2, bytes[range.lowerBound] == UInt8(ascii: "\""), bytes[range.upperBound - 1] == UInt8(ascii: "\"") else {
+            return nil
+        }
+        if plainStringEnd(bytes, range.lowerBound, range.upperBound) == range.upperBound {
+            return String(validating: bytes[(range.lowerBound + 1)..<(range.upperBound - 1)], as: UTF8.self)
+        }
+        var out: [UInt8] = []
+        out.reserveCapacity(range.count)
+        var i = range.lowerBound + 1
+        let end = range.upperBound - 1
+        func hex4(_ at: Int) -> UInt32? {
+            guard at + 4 <= end else { return nil }
+            var value: UInt32 = 0
+            for byte in bytes[at..<(at + 4)] {
+                let digit: UInt32
+                switch byte {
+                case 0x30...0x39: digit = UInt32(byte - 0x30)
+                case 0x41...0x46: digit = UInt32(byte - 0x41 + 10)
+                case 0x61...0x66: digit = UInt32(byte - 0x61 + 10)
+                default: return nil
+                }
+                value = value << 4 | digit
+            }
+            return value
+        }
+        while i < end {
+            let byte = bytes[i]
+            if byte < 0x20 || byte == UInt8(ascii: "\"") { return nil }
+            guard byte == UInt8(ascii: "\\") else {
+                out.append(byte)
+                i += 1
+                continue
+            }
+            guard i + 1 < end else { return nil }
+            switch bytes[i + 1] {
+            case UInt8(ascii: "\""): out.append(0x22)
+            case UInt8(ascii: "\\"): out.append(0x5C)
+            case UInt8(ascii: "/"): out.append(0x2F)
+            case UInt8(ascii: "b"): out.append(0x08)
+            case UInt8(ascii: "f"): out.append(0x0C)
+            case UInt8(ascii: "n"): out.append(0x0A)
+            case UInt8(ascii: "r"): out.append(0x0D)
+            case UInt8(ascii: "t"): out.append(0x09)
+            case UInt8(ascii: "u"):
+                guard var scalar = hex4(i + 2) else { return nil }
+                var consumed = 6
+                if (0xD800...0xDBFF).contains(scalar) {
+                    guard i + 7 < end, bytes[i + 6] == UInt8(ascii: "\\"), bytes[i + 7] == UInt8(ascii: "u"), let low = hex4(i + 8),
+                        (0xDC00...0xDFFF).contains(low)
+                    else { return nil }
+                    scalar = 0x10000 + ((scalar - 0xD800) << 10) + (low - 0xDC00)
+                    consumed = 12
+                }
+                guard let unicode = Unicode.Scalar(scalar) else { return nil }
+                out.append(contentsOf: Array(String(Character(unicode)).utf8))
+                i += consumed
+                continue
+            default: return nil
+            }
+            i += 2
+        }
+        return String(validating: out, as: UTF8.self)
     }
 
     private static func bool(_ bytes: [UInt8], _ range: Range<Int>) -> Bool? {

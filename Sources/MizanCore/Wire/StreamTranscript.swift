@@ -76,7 +76,10 @@ public struct StreamTranscript: Sendable {
     /// Takes in one event (``SSEEvent``'s carried form; `[DONE]` and unreadable events are skipped).
     public mutating func observe(_ event: String) {
         let (name, data) = SSEEvent.unpack(event)
-        guard data != "[DONE]", let object = try? JSONSerialization.jsonObject(with: Data(data.utf8)) as? [String: Any] else {
+        guard data != "[DONE]" else { return }
+        // Most chunks carry a piece of content and nothing else: read by a decoder of exactly that.
+        if name == nil, endpoint == .chatCompletions || endpoint == .completions, observePlain(data) { return }
+        guard let object = try? JSONSerialization.jsonObject(with: Data(data.utf8)) as? [String: Any] else {
             return
         }
         switch endpoint {
@@ -94,6 +97,66 @@ public struct StreamTranscript: Sendable {
         case .embeddings:
             return
         }
+    }
+
+    /// Takes in a chunk of plain content, read by hand: its id, model, creation time,
+    /// fingerprint and service tier, and per choice its role, content (or text) and finish
+    /// reason. `false` for a chunk that carries more (usage, log probabilities, tool calls, a
+    /// refusal) or that the hand reader is not sure of: the general reader takes it then.
+    private mutating func observePlain(_ data: String) -> Bool {
+        let bytes = Array(data.utf8)
+        typealias Reader = ChannelLineReader
+        guard let members = Reader.object(bytes, 0..<bytes.count, whole: true) else { return false }
+        func isNull(_ range: Range<Int>?) -> Bool { range.map { bytes[$0].elementsEqual("null".utf8) } ?? true }
+        func text(_ range: Range<Int>?) -> (ok: Bool, value: String?) {
+            guard let range, !isNull(range) else { return (true, nil) }
+            guard let value = Reader.escapedString(bytes, range) else { return (false, nil) }
+            return (true, value)
+        }
+        guard isNull(Reader.value("usage", members)) else { return false }
+        var read: [(index: Int, role: String?, content: String?, finish: String?)] = []
+        if let range = Reader.value("choices", members) {
+            guard let elements = Reader.array(bytes, range) else { return false }
+            for element in elements {
+                guard let choice = Reader.object(bytes, element), isNull(Reader.value("logprobs", choice)) else { return false }
+                let index = Reader.value("index", choice).map { Reader.int(bytes, $0) } ?? 0
+                let finish = text(Reader.value("finish_reason", choice))
+                let plain = text(Reader.value("text", choice))
+                var role: (ok: Bool, value: String?) = (true, nil)
+                var content: (ok: Bool, value: String?) = (true, nil)
+                if let range = Reader.value("delta", choice) {
+                    guard let delta = Reader.object(bytes, range), isNull(Reader.value("tool_calls", delta)),
+                        isNull(Reader.value("refusal", delta))
+                    else { return false }
+                    role = text(Reader.value("role", delta))
+                    content = text(Reader.value("content", delta))
+                }
+                guard let index, finish.ok, plain.ok, role.ok, content.ok else { return false }
+                read.append((index, role.value, content.value ?? plain.value, finish.value))
+            }
+        }
+        let id = text(Reader.value("id", members))
+        let model = text(Reader.value("model", members))
+        let fingerprint = text(Reader.value("system_fingerprint", members))
+        let tier = text(Reader.value("service_tier", members))
+        let created = Reader.value("created", members).map { Reader.int(bytes, $0) }
+        guard id.ok, model.ok, fingerprint.ok, tier.ok, created.map({ $0 != nil }) ?? true else { return false }
+        if self.id.isEmpty, let value = id.value { self.id = value }
+        if self.model.isEmpty, let value = model.value { self.model = value }
+        if self.created == 0, let value = created ?? nil { self.created = value }
+        if let value = fingerprint.value { systemFingerprint = value }
+        if let value = tier.value { serviceTier = value }
+        for entry in read {
+            var choice = choices[entry.index] ?? Choice()
+            if let reason = entry.finish { choice.finishReason = reason }
+            if let role = entry.role { choice.role = role }
+            if let content = entry.content {
+                choice.content += content
+                choice.sawContent = true
+            }
+            choices[entry.index] = choice
+        }
+        return true
     }
 
     private mutating func observeChunk(_ object: [String: Any]) {
@@ -227,8 +290,54 @@ public struct StreamTranscript: Sendable {
         (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data()
     }
 
+    /// A JSON string literal of `text`.
+    static func quoted(_ text: String) -> String {
+        var out = "\""
+        out.reserveCapacity(text.utf8.count + 2)
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            case _ where scalar.value < 0x20:
+                let hex = String(scalar.value, radix: 16)
+                out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+            default: out.unicodeScalars.append(scalar)
+            }
+        }
+        return out + "\""
+    }
+
+    /// A chat completion of plain choices (content, role and finish reason only), written by
+    /// hand; `nil` when a choice carries more (the general writer takes it).
+    private func plainChatCompletion() -> Data? {
+        guard choices.values.allSatisfy({ $0.calls.isEmpty && !$0.sawLogprobs && !$0.sawRefusal }) else { return nil }
+        var text = "{\"id\":\(Self.quoted(id)),\"object\":\"chat.completion\",\"created\":\(created),\"model\":\(Self.quoted(model))"
+        if let systemFingerprint { text += ",\"system_fingerprint\":\(Self.quoted(systemFingerprint))" }
+        if let serviceTier { text += ",\"service_tier\":\(Self.quoted(serviceTier))" }
+        text += ",\"choices\":["
+        for (position, index) in choices.keys.sorted().enumerated() {
+            let choice = choices[index]!
+            if position > 0 { text += "," }
+            text += "{\"index\":\(index),\"message\":{\"role\":\(Self.quoted(choice.role)),\"content\":"
+            text += choice.sawContent ? Self.quoted(choice.content) : "null"
+            text += "},\"finish_reason\":\(choice.finishReason.map(Self.quoted) ?? "null")}"
+        }
+        text += "]"
+        var data = Data(text.utf8)
+        if let usage {
+            data.append(contentsOf: Array(",\"usage\":".utf8))
+            data.append(usage)
+        }
+        data.append(UInt8(ascii: "}"))
+        return data
+    }
+
     private func chatCompletion() -> Data {
         guard !choices.isEmpty else { return Data() }
+        if let plain = plainChatCompletion() { return plain }
         let list: [[String: Any]] = choices.keys.sorted().map { index in
             let choice = choices[index]!
             var message: [String: Any] = ["role": choice.role, "content": choice.sawContent ? choice.content : NSNull()]
