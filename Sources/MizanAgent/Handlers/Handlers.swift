@@ -103,24 +103,26 @@ public struct ProviderHandler: JobHandler {
             models: served, endpoints: endpoints, healthy: result.healthy, refused: result.refused, check: path.describe(self))
     }
 
-    /// The health endpoint, found once: the first that answers as its kind of server does.
+    /// The health endpoint, found once: the first that answers as its kind of server does. A
+    /// probe that gets no answer (a server busy or starting) leaves the choice open: `GET /models`
+    /// serves meanwhile and the endpoints are asked again at the next check.
     private func healthPath() async -> HealthPath {
         if let known = probe.path { return known }
-        var found = HealthPath.models
+        var undecided = false
         for candidate in [HealthPath.health, .ollamaVersion] {
-            // llama.cpp answers /health with 503 while it loads a model: it is the endpoint still.
-            if let status = try? await client.probe(candidate.url(self), apiKey: apiKey, timeout: .seconds(3)),
-                status == 200 || (candidate == .health && status == 503)
-            {
-                found = candidate
-                break
+            do {
+                let status = try await client.probe(candidate.url(self), apiKey: apiKey, timeout: .seconds(3))
+                // llama.cpp answers /health with 503 while it loads a model: it is the endpoint still.
+                if status == 200 || (candidate == .health && status == 503) {
+                    probe.path = candidate
+                    return candidate
+                }
+            } catch {
+                undecided = true
             }
         }
-        // A server that does not answer yet is asked again at the next check.
-        var answered = found != .models
-        if !answered { answered = (try? await client.probe(HealthPath.models.url(self), apiKey: apiKey, timeout: .seconds(3))) != nil }
-        if answered { probe.path = found }
-        return found
+        if !undecided { probe.path = .models }
+        return .models
     }
 
     private func check(_ path: HealthPath) async -> CheckResult {

@@ -109,7 +109,7 @@ extension Dispatcher {
                 if let job = try await withdrawIfNeverLeased(id) { return job }
                 continue
             }
-            if waiters.isOrphaned(model), let job = try await withdrawIfQueued(id) { return job }
+            if waiters.isOrphaned(model), try await !hasCapacity(for: model), let job = try await withdrawIfQueued(id) { return job }
             if now() >= deadline {
                 let job = try await store.timeOut(id, now: now())
                 metrics.finished(job)
@@ -153,6 +153,13 @@ extension Dispatcher {
             "job withdrawn: no node took it within its queue wait", metadata: ["mizan.job.id": "\(id)", "mizan.model": "\(job.model)"])
         throw MizanError(
             .noCapacity, "All capacity for the model '\(job.model)' is busy; no node took the request in time. Try again later.")
+    }
+
+    /// Whether a node that could serve `model` is there now (connected and heard from), read
+    /// from the store: the sweep's verdict is a moment old, and a node may have come since.
+    func hasCapacity(for model: String) async throws -> Bool {
+        let now = now()
+        return try await nodes().contains { condition(of: $0, now: now).holdsQueue && $0.models.contains(model) }
     }
 
     /// Withdraws a job that waits in the queue (first attempt or requeued) when no node that
