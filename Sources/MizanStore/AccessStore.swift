@@ -86,6 +86,14 @@ public protocol AccessStore: Sendable {
     /// - Throws: `MizanError` `notFound` for an unknown key.
     func changeKeyCounters<T: Sendable>(_ keyID: String, _ change: @escaping @Sendable (inout KeyCounters) -> T) async throws -> T
 
+    /// Whether a usage record is stored: the one of request `requestID` made at `createdAt`
+    /// (what a write that seemed to fail — its answer lost as the database went away — may have
+    /// stored, with the end of its key's admission: it is not written again).
+    /// - Parameters:
+    ///   - requestID: The record's request id.
+    ///   - createdAt: The record's time.
+    func usageRecorded(requestID: String, createdAt: Date) async throws -> Bool
+
     /// Records that a console session was signed out, until it would have expired (sessions are
     /// signed cookies; only their ends are kept). Expired entries may be dropped meanwhile.
     /// - Parameters:

@@ -2,6 +2,10 @@ import Foundation
 import MizanCore
 
 extension InMemoryStore: AccessStore {
+    public func usageRecorded(requestID: String, createdAt: Date) async throws -> Bool {
+        access.withLock { $0.recorded.contains("\(requestID)|\(createdAt.timeIntervalSinceReferenceDate)") }
+    }
+
     public func endConsoleSession(_ id: String, expires: Date, now: Date) async throws {
         access.withLock { access in
             if access.endedSessions.count > 10_000 { access.endedSessions = access.endedSessions.filter { $0.value > now } }
@@ -88,6 +92,7 @@ extension InMemoryStore: AccessStore {
                     max(0, usage?.completionTokens ?? 0)
                 ))
             if access.recent.count > AccessState.recentLimit { access.recent.removeFirst(access.recent.count / 10) }
+            access.remember(record)
             return counted
         }
     }
@@ -128,6 +133,20 @@ struct AccessState {
     var countedOrder: [JobID] = []
     /// Console sessions signed out, until they would have expired.
     var endedSessions: [String: Date] = [:]
+    /// The latest records' identities (request id and time), at most 100,000.
+    var recorded: Set<String> = []
+    var recordedOrder: [String] = []
+
+    /// Remembers a record's identity (for ``InMemoryStore/usageRecorded(requestID:createdAt:)``).
+    mutating func remember(_ record: UsageRecord) {
+        let identity = "\(record.requestID)|\(record.createdAt.timeIntervalSinceReferenceDate)"
+        guard recorded.insert(identity).inserted else { return }
+        recordedOrder.append(identity)
+        if recordedOrder.count > 100_000 {
+            for old in recordedOrder.prefix(10_000) { recorded.remove(old) }
+            recordedOrder.removeFirst(10_000)
+        }
+    }
 
     /// Whether a record's tokens count: not when its job's were counted already.
     mutating func counts(_ record: UsageRecord) -> Bool {

@@ -161,6 +161,12 @@ extension PostgresStore {
             logger: logger, decode)
     }
 
+    public func usageRecorded(requestID: String, createdAt: Date) async throws -> Bool {
+        try await !client.rows(
+            "SELECT 1 FROM mizan_usage WHERE created_at = \(createdAt) AND request_id = \(requestID) LIMIT 1", logger: logger
+        ) { _ in () }.isEmpty
+    }
+
     public func endConsoleSession(_ id: String, expires: Date, now: Date) async throws {
         try await client.run(
             """

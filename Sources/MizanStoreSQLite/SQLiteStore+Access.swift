@@ -54,6 +54,12 @@ extension SQLiteStore: AccessStore {
         return result
     }
 
+    public func usageRecorded(requestID: String, createdAt: Date) async throws -> Bool {
+        try await !read(
+            "SELECT 1 FROM mizan_usage WHERE created_at = ? AND request_id = ? LIMIT 1", [Rows.date(createdAt), .text(requestID)]
+        ).isEmpty
+    }
+
     public func endConsoleSession(_ id: String, expires: Date, now: Date) async throws {
         try await write { db in
             try db.query("DELETE FROM mizan_console_signouts WHERE expires <= ?", [Rows.date(now)])

@@ -33,6 +33,16 @@ public enum AccessConformance {
                 _ = try await store.revokeAPIKey("missing", now: Fixture.at(9))
             }
         },
+        Check("a stored usage record is found by its request id and time") { store in
+            let record = UsageRecord(
+                requestID: "found", apiKeyID: nil, model: "m", servedBy: "r", status: 200, latencyMilliseconds: 1,
+                usage: TokenUsage(promptTokens: 1, completionTokens: 1), createdAt: Fixture.at(12.345678))
+            try require(try await store.usageRecorded(requestID: "found", createdAt: record.createdAt) == false, "not before it is")
+            try await store.recordUsage(record)
+            try require(try await store.usageRecorded(requestID: "found", createdAt: record.createdAt), "found once stored")
+            try require(
+                try await store.usageRecorded(requestID: "found", createdAt: Fixture.at(13)) == false, "another time is another record")
+        },
         Check("a console session signed out stays signed out") { store in
             try require(try await store.isConsoleSessionEnded("s1") == false, "a session is not ended before its sign-out")
             try await store.endConsoleSession("s1", expires: Fixture.at(3600), now: Fixture.at(0))

@@ -67,7 +67,10 @@ struct DatabaseBlipProcessTests {
         }
         let view = try await call(.GET, "\(url)/admin/v1/keys/\(keyID)", token: e2eAdminToken).json
         let usage = (try await call(.GET, "\(url)/admin/v1/usage", token: e2eAdminToken).json["data"] as? [[String: Any]]) ?? []
-        if !settled { print("blip mismatch: usage \(usage) view \(view)") }
+        if !settled {
+            let warnings = gateway.output.split(separator: "\n").filter { $0.contains("warning") || $0.contains("error") }
+            print("blip mismatch: usage \(usage) view \(view)\n" + warnings.suffix(40).joined(separator: "\n"))
+        }
         #expect(
             settled,
             "\(answers) answers of \(tokens) tokens; the key says \(view["consumption"] ?? "nothing"); gateway log: \(gateway.output.suffix(2000))"

@@ -44,6 +44,10 @@ final class FailingAccessStore: AccessStore {
         try await base.endConsoleSession(id, expires: expires, now: now)
     }
     func isConsoleSessionEnded(_ id: String) async throws -> Bool { try await base.isConsoleSessionEnded(id) }
+    func usageRecorded(requestID: String, createdAt: Date) async throws -> Bool {
+        try check()
+        return try await base.usageRecorded(requestID: requestID, createdAt: createdAt)
+    }
 }
 
 @Suite("Usage is never lost when the store blips")

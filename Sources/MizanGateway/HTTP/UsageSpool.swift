@@ -16,7 +16,7 @@ import Synchronization
 /// twice that, a new item is dropped and logged (requests already admitted can still end).
 ///
 /// A write whose answer was lost after it committed (the connection broke at that moment) is
-/// written again: such a record may count twice; it is never lost.
+/// found before it is written again (its record, by request id and time), so that it counts once.
 final class UsageSpool: Service, Sendable {
     /// One write to repeat.
     enum Item: Sendable {
@@ -154,6 +154,9 @@ final class UsageSpool: Service, Sendable {
     private func write(_ item: Item) async throws {
         switch item {
         case .record(let record, let ending):
+            // A write whose answer was lost may have been stored, the end of its admission with
+            // it: writing it again would count it twice (and settle a reservation twice).
+            if try await access.usageRecorded(requestID: record.requestID, createdAt: record.createdAt) { return }
             do {
                 try await access.recordUsage(record, ending: ending)
             } catch {
