@@ -196,7 +196,8 @@ struct AgentProcessTests {
         // Within the grace period: the running job finishes, then the agent exits cleanly.
         let (patient, _) = try await startAgent(gateway: url, provider: slowURL, name: "patient")
         async let finished = call(.POST, "\(url)/v1/chat/completions", token: key, body: chatJSON(model: "m"))
-        #expect(try await eventually { try await jobs(url, state: "leased").count == 1 })
+        let leased = try await eventually(timeout: .seconds(20)) { try await jobs(url, state: "leased").count == 1 }
+        #expect(leased, "jobs: \(try await jobs(url)); agent: \(patient.output.suffix(1500)); gateway: \(gateway.output.suffix(1500))")
         #expect(try await patient.terminate() == 0)
         #expect(try await finished.status == 200)
 
