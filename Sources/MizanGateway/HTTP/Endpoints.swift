@@ -15,6 +15,7 @@ enum Endpoints {
         ("/v1/models", [.get]),
         ("/agent/v1/register", [.post]),
         ("/agent/v1/heartbeat", [.post]),
+        ("/agent/v1/goodbye", [.post]),
         ("/agent/v1/lease", [.post]),
         ("/agent/v1/jobs/{id}/complete", [.post]),
         ("/agent/v1/jobs/{id}/fail", [.post]),
