@@ -35,6 +35,7 @@ struct NodeFailureProcessTests {
         agent.signal(SIGKILL)
         let (first, second) = try await (running, queued)
         let waited = ContinuousClock.now - killed
+        print("killed agent: its running and queued requests answered 503 \(waited) after the kill (grace 2 s)")
         #expect(first.status == 503 && second.status == 503, "\(first.text) \(second.text)")
         #expect(waited < .seconds(10), "answered \(waited) after the kill, not after the queue wait")
         let next = ContinuousClock.now
@@ -93,6 +94,9 @@ struct NodeFailureProcessTests {
         #expect(
             Double(jsonStopped) - jsonLeft < 1000, "the server's stream ended \(Double(jsonStopped) - jsonLeft) ms after the client left")
         #expect(try await Self.mockStats(mockURL)["streamsCompleted"] as? Int == 0, "no generation ran to its end")
+        print(
+            "leaving clients: the server's stream ended \(Int(Double(streamStopped) - streamLeft)) ms after a streamed client left, "
+                + "\(Int(Double(jsonStopped) - jsonLeft)) ms after a JSON client gave up")
         for child in [agent, gateway, mock] { _ = try await child.terminate() }
     }
 }
