@@ -118,12 +118,16 @@ public protocol AccessStore: Sendable {
 public struct UsageWriteFailure: Error, Sendable, CustomStringConvertible {
     /// Whether the admission ended although the record was not stored.
     public var admissionEnded: Bool
+    /// Whether the store writes a record and the end of its admission together or not at all:
+    /// then a record found stored (its write's answer lost) means its end is stored too.
+    public var atomic: Bool
     /// What went wrong.
     public var underlying: any Error
 
     /// Creates a failure.
-    public init(admissionEnded: Bool, underlying: any Error) {
+    public init(admissionEnded: Bool, atomic: Bool = false, underlying: any Error) {
         self.admissionEnded = admissionEnded
+        self.atomic = atomic
         self.underlying = underlying
     }
 
@@ -139,11 +143,14 @@ public struct KeyAdmissionEnd: Sendable {
     public var holdID: String?
     /// The tokens its admission reserved (settled to the real count at its end).
     public var reserved: Int
+    /// When it was admitted (the budget period its reservation was counted in).
+    public var admittedAt: Date?
 
-    public init(key: APIKey, holdID: String?, reserved: Int = 0) {
+    public init(key: APIKey, holdID: String?, reserved: Int = 0, admittedAt: Date? = nil) {
         self.key = key
         self.holdID = holdID
         self.reserved = reserved
+        self.admittedAt = admittedAt
     }
 }
 
@@ -195,7 +202,8 @@ extension AccessStore {
         }
         do {
             try await finish(
-                admission.key, holdID: admission.holdID, tokens: counted ? record.tokens : 0, reserved: admission.reserved, now: Date())
+                admission.key, holdID: admission.holdID, tokens: counted ? record.tokens : 0, reserved: admission.reserved,
+                admittedAt: admission.admittedAt, now: Date())
         } catch {
             // The record is stored: what is left is the admission's end, with its tokens.
             throw UsageWriteFailure(admissionEnded: false, underlying: AdmissionEndFailure(counted: counted, underlying: error))
@@ -224,11 +232,15 @@ extension AccessStore {
     ///   - holdID: The request's hold.
     ///   - tokens: The tokens it used (the figure of its usage record).
     ///   - reserved: The tokens its admission reserved.
+    ///   - admittedAt: When it was admitted.
     ///   - now: The current time.
-    public func finish(_ key: APIKey, holdID: String?, tokens: Int, reserved: Int = 0, now: Date) async throws {
+    public func finish(
+        _ key: APIKey, holdID: String?, tokens: Int, reserved: Int = 0, admittedAt: Date? = nil, now: Date
+    ) async throws {
         let policy = key.policy
         try await changeKeyCounters(key.id) { counters in
-            KeyLimiter.finish(&counters, policy: policy, holdID: holdID, tokens: tokens, reserved: reserved, now: now)
+            KeyLimiter.finish(
+                &counters, policy: policy, holdID: holdID, tokens: tokens, reserved: reserved, admittedAt: admittedAt, now: now)
         }
     }
 }

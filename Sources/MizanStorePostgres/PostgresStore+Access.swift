@@ -100,7 +100,8 @@ extension PostgresStore: AccessStore {
     /// Inserts usage records (none of an idempotent job: their tokens always count) from the
     /// arrays of ``appendUsageArrays(_:to:)``, bound from `$first` on: one statement text for
     /// any number of records.
-    static func insertUsageArrays(from first: Int) -> String {
+    /// - Parameter condition: A condition the rows are inserted under (`WHERE …`), if any.
+    static func insertUsageArrays(from first: Int, where condition: String? = nil) -> String {
         let types = ["text", "text", "text", "text", "bigint", "float8", "bigint", "bigint", "text", "timestamptz", "text"]
         let arrays = types.enumerated().map { "$\(first + $0.offset)::\($0.element)[]" }.joined(separator: ", ")
         return """
@@ -108,7 +109,7 @@ extension PostgresStore: AccessStore {
                 prompt_tokens, completion_tokens, usage_source, created_at, endpoint)
             SELECT r, NULLIF(k, ''), m, NULLIF(s, ''), st, l, NULLIF(p, -1), NULLIF(c, -1), NULLIF(src, ''), t, e
             FROM unnest(\(arrays)) AS u(r, k, m, s, st, l, p, c, src, t, e)
-            """
+            """ + (condition.map { " WHERE " + $0 } ?? "")
     }
 
     @discardableResult

@@ -24,7 +24,7 @@ extension PostgresStore {
                 Self.end(admission, of: record))
         } catch {
             // The record and the counters go in one statement: neither was applied.
-            throw UsageWriteFailure(admissionEnded: false, underlying: error)
+            throw UsageWriteFailure(admissionEnded: false, atomic: true, underlying: error)
         }
         return true
     }
@@ -51,7 +51,7 @@ extension PostgresStore {
                 logger.warning(
                     "a limited key's usage record and the end of its admission could not be stored yet",
                     metadata: ["mizan.request.id": "\(requestID)", "mizan.error": "\(error)"])
-                failed(UsageWriteFailure(admissionEnded: false, underlying: error))
+                failed(UsageWriteFailure(admissionEnded: false, atomic: true, underlying: error))
             },
             Self.end(admission, of: record))
     }
@@ -61,7 +61,9 @@ extension PostgresStore {
         let policy = admission.key.policy
         let now = Date()
         return {
-            KeyLimiter.finish(&$0, policy: policy, holdID: admission.holdID, tokens: record.tokens, reserved: admission.reserved, now: now)
+            KeyLimiter.finish(
+                &$0, policy: policy, holdID: admission.holdID, tokens: record.tokens, reserved: admission.reserved,
+                admittedAt: admission.admittedAt, now: now)
         }
     }
 
@@ -81,14 +83,15 @@ extension PostgresStore {
     /// the version and counters it found, so that a batch that lost a race to another instance
     /// starts again from them — one statement per attempt, one attempt when no other instance
     /// came between (the counters this instance last wrote are kept with their version). The
-    /// batch's usage records are inserted by its first swap, won or lost.
+    /// batch's usage records are inserted by the swap that wins, in its statement.
     func swapKeyCounters(
         _ keyID: String, recording records: [UsageRecord], _ changes: @escaping @Sendable (inout KeyCounters) -> Void
     ) async throws {
         var known = keyCounterCache.withLock { $0[keyID] }
         var fresh = false
-        // The usage records go with the first swap (whether it wins or not).
-        var unrecorded = records
+        // The usage records go with the swap that wins, in its statement: a record is stored if
+        // and only if the end of its admission is (what the usage spool relies on).
+        let unrecorded = records
         for _ in 0..<64 {
             guard let (version, start) = known else {
                 let rows = try await client.prepared(
@@ -109,7 +112,6 @@ extension PostgresStore {
                 continue
             }
             let rows = try await swap(keyID, from: version, to: counters, recording: unrecorded)
-            unrecorded = []
             guard let row = rows.first else {
                 keyCounterCache.withLock { $0[keyID] = nil }
                 throw MizanError(.notFound, "No API key with id \(keyID).")
@@ -126,7 +128,7 @@ extension PostgresStore {
         throw MizanError(.storeUnavailable, "The key's counters kept changing under this gateway; try again.")
     }
 
-    /// One compare-and-swap of a key's counters, inserting `records` in the same statement: the
+    /// One compare-and-swap of a key's counters, inserting `records` in the same statement when it wins: the
     /// version written (`nil` when another instance's change came first), then the version and
     /// counters the statement found; no row for an unknown key. A batch without records (the
     /// admissions) runs the statement without the insert, the cheaper for the server.
@@ -157,7 +159,9 @@ extension PostgresStore {
         return try await client.prepared(
             SwapCountersRecording.self,
             PostgresQuery(
-                unsafeSQL: "WITH swapped AS (\(swap)), recorded AS (\(Self.insertUsageArrays(from: 4))) \(answer)", binds: binds),
+                unsafeSQL:
+                    "WITH swapped AS (\(swap)), recorded AS (\(Self.insertUsageArrays(from: 4, where: "EXISTS (SELECT 1 FROM swapped)"))) \(answer)",
+                binds: binds),
             logger: logger, decode)
     }
 

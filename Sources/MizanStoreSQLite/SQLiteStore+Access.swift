@@ -135,7 +135,7 @@ extension SQLiteStore: AccessStore {
             return self.counterTable.change(key.id, snapshot: true) { counters in
                 KeyLimiter.finish(
                     &counters, policy: key.policy, holdID: admission.holdID, tokens: counted ? record.tokens : 0,
-                    reserved: admission.reserved, now: Date())
+                    reserved: admission.reserved, admittedAt: admission.admittedAt, now: Date())
             }?.1
         }
         do {
@@ -153,7 +153,7 @@ extension SQLiteStore: AccessStore {
             // The tokens were used whether or not their record could be kept; the service
             // writes the counters later.
             if !ended.withLock({ $0 }) { _ = end(true) }
-            throw UsageWriteFailure(admissionEnded: true, underlying: error)
+            throw UsageWriteFailure(admissionEnded: true, atomic: true, underlying: error)
         }
     }
 
@@ -172,7 +172,8 @@ extension SQLiteStore: AccessStore {
         try? await loadKeyCounters(key.id)  // a key unknown here has no counters to end
         _ = counterTable.change(key.id) { counters in
             KeyLimiter.finish(
-                &counters, policy: key.policy, holdID: admission.holdID, tokens: record.tokens, reserved: admission.reserved, now: Date())
+                &counters, policy: key.policy, holdID: admission.holdID, tokens: record.tokens, reserved: admission.reserved,
+                admittedAt: admission.admittedAt, now: Date())
         }
         let logger = logger
         let requestID = record.requestID
@@ -192,7 +193,7 @@ extension SQLiteStore: AccessStore {
             logger.warning(
                 "a limited key's usage record could not be stored yet (its tokens are counted)",
                 metadata: ["mizan.request.id": "\(requestID)", "mizan.error": "\(error)"])
-            failed(UsageWriteFailure(admissionEnded: true, underlying: error))
+            failed(UsageWriteFailure(admissionEnded: true, atomic: true, underlying: error))
         }
     }
 

@@ -192,8 +192,17 @@ struct KeyLimiterTests {
         _ = KeyLimiter.admit(
             &counters, policy: policy, holdID: "h", holdUntil: lateEvening.addingTimeInterval(60), now: lateEvening, reserve: 300)
         #expect(counters.periodTokens == 300)
-        KeyLimiter.finish(&counters, policy: policy, holdID: "h", tokens: 40, reserved: 300, now: lateEvening.addingTimeInterval(20))
-        #expect(KeyLimiter.periodTokens(counters, policy: policy, now: lateEvening.addingTimeInterval(20)) == 40)
+        // Another request is admitted in the new day first: the counters' period is the new one.
+        let nextDay = lateEvening.addingTimeInterval(15)
+        _ = KeyLimiter.admit(
+            &counters, policy: policy, holdID: "h2", holdUntil: nextDay.addingTimeInterval(60), now: nextDay, reserve: 100)
+        #expect(KeyLimiter.periodTokens(counters, policy: policy, now: nextDay) == 100)
+        KeyLimiter.finish(
+            &counters, policy: policy, holdID: "h", tokens: 40, reserved: 300, admittedAt: lateEvening,
+            now: lateEvening.addingTimeInterval(20))
+        #expect(
+            KeyLimiter.periodTokens(counters, policy: policy, now: lateEvening.addingTimeInterval(20)) == 140,
+            "the new day holds the other request's reservation and this one's tokens, none of yesterday's reservation")
     }
 }
 

@@ -54,4 +54,32 @@ struct StreamBackPressureTests {
         }
         mailbox.finish()
     }
+
+    /// A node's writer that waits for a client that stopped reading is released when the job
+    /// ends (here its deadline), instead of waiting for ever.
+    @Test func aWaitingWriterIsReleasedWhenTheJobEnds() async throws {
+        let dispatcher = Dispatcher(store: .memory(), configuration: .init(streamBufferBytes: 1024))
+        let node = try await dispatcher.enroll()
+        let events = try await dispatcher.submitStreaming(
+            DispatchRequest(model: "m1", body: chatBody, stream: true, deadline: .milliseconds(500)))
+        let leased = try #require(try await dispatcher.lease(for: node.node, limit: 1).first)
+        let writer = Task {
+            var stream = try await dispatcher.openStream(leased.lease)
+            for _ in 0..<10 { try await stream.send([String(repeating: "x", count: 600)], end: false) }
+        }
+        let started = ContinuousClock.now
+        let outcome = await writer.result
+        #expect(throws: MizanError.self) { try outcome.get() }
+        #expect(ContinuousClock.now - started < .seconds(5), "released at the deadline, not left waiting")
+        events.stop(cancellingJob: true)
+    }
+
+    @Test func outputRelayedFromAnotherInstanceKeepsLocalLeasesOut() async throws {
+        let hub = Dispatcher(store: .memory()).streams
+        let id = JobID()
+        let mailbox = hub.subscribe(id)
+        hub.offer(id, .data("from another instance's node"))
+        #expect(hub.claim(id, by: Lease(jobID: id, attempt: 2, nodeID: NodeID())) == .notOwner)
+        mailbox.finish()
+    }
 }

@@ -199,6 +199,15 @@ struct NodeFailureTests {
             }
             let refused = try await channel.reply(2)
             #expect(refused.status == 413, "\(refused.error?.message ?? "")")
+            // A frame of the refused stream that was on its way is dropped, not taken for a new stream.
+            var late = AgentWire.ChannelFrame(.stream, id: 2)
+            late.jobID = leased.jobID
+            late.attempt = leased.attempt
+            late.data = "data: {\"late\":true}\n\n"
+            try channel.send(late)
+            try channel.send(AgentWire.ChannelFrame(.ping, id: 9))
+            #expect(try await channel.reply(9).status == 200)
+            #expect(channel.received.filter { $0.operation == .reply && $0.id == 2 }.count == 1, "no second reply for the refused stream")
             // The node gives up as an agent does; the client, who saw nothing, gets the failure.
             var fail = AgentWire.ChannelFrame(.fail, id: 3)
             fail.jobID = leased.jobID

@@ -76,7 +76,7 @@ struct UsageSpoolTests {
                 $0.modelKnown = true
                 $0.servedBy = "route"
                 $0.usage = TokenUsage(promptTokens: 10, completionTokens: 5)
-                $0.admission = (key, hold, 0)
+                $0.admission = (key, hold, 0, Date())
             }
             await recorder.finish(method: "POST", path: "/v1/chat/completions", status: 200, started: .now, trace: trace)
         }

@@ -281,15 +281,21 @@ public enum KeyLimiter {
 
     /// Ends a request: its hold is released and its tokens counted in the minute and the budget's
     /// period, settling what its admission reserved (the difference is added, or given back).
-    public static func finish(_ counters: inout KeyCounters, policy: KeyPolicy, holdID: String?, tokens: Int, reserved: Int = 0, now: Date)
-    {
+    /// - Parameters:
+    ///   - reserved: The tokens its admission reserved.
+    ///   - admittedAt: When it was admitted: a reservation made in a budget period that has
+    ///     ended since is not given back from this one (its tokens count here in full).
+    public static func finish(
+        _ counters: inout KeyCounters, policy: KeyPolicy, holdID: String?, tokens: Int, reserved: Int = 0, admittedAt: Date? = nil,
+        now: Date
+    ) {
         let seconds = now.timeIntervalSinceReferenceDate
         if let holdID { counters.holds[holdID] = nil }
         counters.dropLapsedHolds(at: seconds)
         let tokens = max(0, tokens)
         let reserved = max(0, reserved)
-        if let budget = policy.budget, reserved > 0,
-            counters.periodStart != budget.periodStart(of: now).timeIntervalSinceReferenceDate
+        if let budget = policy.budget, reserved > 0, let admittedAt,
+            budget.periodStart(of: admittedAt) != budget.periodStart(of: now)
         {
             // The reservation was counted in a period that has ended: the tokens count in this one.
             count(&counters, policy: policy.withoutTokenLimit, tokens: tokens, at: seconds)

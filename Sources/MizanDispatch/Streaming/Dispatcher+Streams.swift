@@ -31,11 +31,15 @@ extension Dispatcher {
             throw error
         }
         let watcher = Task {
+            let outcome: Result<Job, any Error>
             do {
-                mailbox.offer(.finished(.success(try await self.awaitFinish(pending))))
+                outcome = .success(try await self.awaitFinish(pending))
             } catch {
-                mailbox.offer(.finished(.failure(error)))
+                outcome = .failure(error)
             }
+            // The job is over: a node's writer that waits for a client not reading is released.
+            mailbox.closeToWriters()
+            mailbox.offer(.finished(outcome))
         }
         // After a full stream the watcher lives on until the node's completion lands (usage,
         // fencing), bounded by the deadline; stopping early cancels it and so the job.

@@ -77,10 +77,16 @@ final class StreamHub: Sendable {
             var head = 0
             var bytes = 0
             var reader: CheckedContinuation<JobStreamEvent?, Never>?
-            var writers: [CheckedContinuation<Bool, Never>] = []
+            /// Writers waiting for room, by number (a cancelled one takes itself out).
+            var writers: [Int: CheckedContinuation<Bool, Never>] = [:]
+            var nextWriter = 0
             var finished = false
+            /// No writer may add more (the job ended): the reader still gets what is buffered.
+            var closedToWriters = false
             var owner: Lease?
             var ownerWrote = false
+            /// Output relayed from another instance reached the client: no lease here may join it.
+            var relayedWrote = false
             var revoked: Set<NodeID> = []
         }
 
@@ -95,8 +101,8 @@ final class StreamHub: Sendable {
 
         func claim(_ lease: Lease) -> Delivery {
             state.withLock { state in
-                if state.finished { return .noClient }
-                if state.revoked.contains(lease.nodeID) { return .notOwner }
+                if state.finished || state.closedToWriters { return .noClient }
+                if state.revoked.contains(lease.nodeID) || state.relayedWrote { return .notOwner }
                 if let owner = state.owner, owner != lease, state.ownerWrote { return .notOwner }
                 if state.owner != lease {
                     state.owner = lease
@@ -106,8 +112,27 @@ final class StreamHub: Sendable {
             }
         }
 
+        /// Refuses the node's later writes, and releases its writers that wait for room.
         func revoke(_ node: NodeID) {
-            _ = state.withLock { $0.revoked.insert(node) }
+            let waiting: [CheckedContinuation<Bool, Never>] = state.withLock { state in
+                state.revoked.insert(node)
+                guard state.owner?.nodeID == node else { return [] }
+                defer { state.writers = [:] }
+                return Array(state.writers.values)
+            }
+            // They try again, and are refused as the revoked node's.
+            for writer in waiting { writer.resume(returning: true) }
+        }
+
+        /// The job ended: writers get no more room (those waiting are released), while the
+        /// reader gets what is buffered and the end.
+        func closeToWriters() {
+            let waiting: [CheckedContinuation<Bool, Never>] = state.withLock { state in
+                state.closedToWriters = true
+                defer { state.writers = [:] }
+                return Array(state.writers.values)
+            }
+            for writer in waiting { writer.resume(returning: false) }
         }
 
         private static func size(_ event: JobStreamEvent) -> Int {
@@ -133,7 +158,7 @@ final class StreamHub: Sendable {
                     case wait
                 }
                 let step: Step = state.withLock { state in
-                    if state.finished { return .done(.noClient, nil) }
+                    if state.finished || (state.closedToWriters && lease != nil) { return .done(.noClient, nil) }
                     guard Self.admits(lease, &state) else { return .done(.notOwner, nil) }
                     // An event always fits an empty buffer.
                     guard state.bytes == 0 || state.bytes + size <= limit else { return .wait }
@@ -144,18 +169,23 @@ final class StreamHub: Sendable {
                     if case .delivered = delivery, let reader { reader.resume(returning: take()) }
                     return delivery
                 case .wait:
+                    let number = state.withLock { state in
+                        defer { state.nextWriter += 1 }
+                        return state.nextWriter
+                    }
                     let proceed: Bool = await withTaskCancellationHandler {
                         await withCheckedContinuation { continuation in
                             let now: Bool? = state.withLock { state in
-                                if state.finished { return false }
+                                if state.finished || state.closedToWriters || Task.isCancelled { return false }
                                 if state.bytes == 0 || state.bytes + size <= limit { return true }
-                                state.writers.append(continuation)
+                                state.writers[number] = continuation
                                 return nil
                             }
                             if let now { continuation.resume(returning: now) }
                         }
                     } onCancel: {
-                        self.finish()
+                        // Only this writer gives up: the client keeps what it was sent.
+                        self.state.withLock { $0.writers.removeValue(forKey: number) }?.resume(returning: false)
                     }
                     if !proceed { return .noClient }
                 }
@@ -168,6 +198,8 @@ final class StreamHub: Sendable {
             let (delivery, reader): (Delivery, CheckedContinuation<JobStreamEvent?, Never>?) = state.withLock { state in
                 if state.finished { return (.noClient, nil) }
                 if size > 0, state.bytes + size > limit * 4 { return (.notOwner, nil) }
+                // Another instance's node wrote to the client: no lease here may join it.
+                if size > 0 { state.relayedWrote = true }
                 return (.delivered, Self.append(event, size: size, to: &state))
             }
             if case .notOwner = delivery {
@@ -203,8 +235,8 @@ final class StreamHub: Sendable {
                     state.events.removeFirst(state.head)
                     state.head = 0
                 }
-                defer { state.writers = [] }
-                return (event, state.writers)
+                defer { state.writers = [:] }
+                return (event, Array(state.writers.values))
             }
             for writer in writers { writer.resume(returning: true) }
             return event
@@ -240,9 +272,9 @@ final class StreamHub: Sendable {
                     state.bytes = 0
                     defer {
                         state.reader = nil
-                        state.writers = []
+                        state.writers = [:]
                     }
-                    return (state.reader, state.writers, first)
+                    return (state.reader, Array(state.writers.values), first)
                 }
             reader?.resume(returning: nil)
             for writer in writers { writer.resume(returning: false) }

@@ -154,7 +154,13 @@ final class ChannelSession: Sendable {
         var continuation: AsyncStream<AgentWire.ChannelFrame>.Continuation
         var queued = 0
         var overflowed = false
+        /// The stream was refused (or its relay ended) before its last frame: the frames the
+        /// node sends until it learns so are dropped, not taken for a new stream.
+        var refused = false
     }
+
+    /// The most refused streams remembered on one channel (their later frames dropped).
+    static let maxRefusedStreams = 1024
 
     /// What the calls in flight share.
     final class Shared: Sendable {
@@ -331,6 +337,11 @@ final class ChannelSession: Sendable {
         }
         let routed: Routed = shared.streams.withLock { streams in
             guard var lane = streams[frame.id] else { return .new }
+            if lane.refused {
+                // A refused stream's late frame: dropped; its last one forgets it.
+                if frame.end == true { streams[frame.id] = nil }
+                return .queued
+            }
             lane.queued += size
             if lane.queued > limit {
                 // The client does not keep up: the relay refuses the stream.
@@ -367,9 +378,22 @@ final class ChannelSession: Sendable {
         }
         shared.started()
         Task {
-            send(await self.relay(frames, first: frame, shared: shared))
-            // A stream refused early: later frames of it are dropped.
-            _ = shared.streams.withLock { $0.removeValue(forKey: frame.id) }?.continuation.finish()
+            let reply = await self.relay(frames, first: frame, shared: shared)
+            send(reply)
+            // A stream refused before its last frame: its later frames are dropped (until its
+            // last one, or the channel's end), not taken for a new stream of the same lease.
+            let early = (reply.status ?? 200) != 200
+            shared.streams.withLock { streams in
+                guard let lane = streams[frame.id] else { return }
+                lane.continuation.finish()
+                if early, !lane.refused, streams.values.filter(\.refused).count < Self.maxRefusedStreams {
+                    var refused = lane
+                    refused.refused = true
+                    streams[frame.id] = refused
+                } else if !early {
+                    streams[frame.id] = nil
+                }
+            }
             shared.finished()
         }
     }

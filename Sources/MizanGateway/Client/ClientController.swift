@@ -128,10 +128,11 @@ struct ClientController: Sendable {
         let holdID = String(IDRandom.next(), radix: 36)
         // A hold lapses a little after the request's deadline, should this gateway die first.
         let holdUntil = Date().addingTimeInterval(deadline.timeInterval + 30)
-        switch try await credentials.store.admit(key, holdID: holdID, holdUntil: holdUntil, now: Date(), reserve: reserve) {
+        let admittedAt = Date()
+        switch try await credentials.store.admit(key, holdID: holdID, holdUntil: holdUntil, now: admittedAt, reserve: reserve) {
         case .admitted(let holdID, let status):
             trace.update {
-                $0.admission = (key, holdID, reserve)
+                $0.admission = (key, holdID, reserve, admittedAt)
                 $0.rateLimitHeaders = status.headers
             }
         case .refused(let refusal):

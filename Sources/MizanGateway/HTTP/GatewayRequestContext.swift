@@ -57,7 +57,7 @@ public final class RequestTrace: Sendable {
         public var streamError: String?
         /// A counted key's admission: the key, its hold and the tokens it reserved, released and
         /// settled when the request ends.
-        public var admission: (key: APIKey, holdID: String, reserved: Int)?
+        public var admission: (key: APIKey, holdID: String, reserved: Int, admittedAt: Date)?
         /// The `x-ratelimit-*` headers every answer to a limited key carries.
         public var rateLimitHeaders: [(String, String)] = []
         /// Time spent waiting on upstream work before the answer's head: a provider route's

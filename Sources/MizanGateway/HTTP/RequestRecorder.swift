@@ -40,7 +40,9 @@ struct RequestRecorder: Sendable {
             }
             logger.log(level: level, "request", metadata: metadata)
         }
-        let ending = fields.admission.map { KeyAdmissionEnd(key: $0.key, holdID: $0.holdID, reserved: $0.reserved) }
+        let ending = fields.admission.map {
+            KeyAdmissionEnd(key: $0.key, holdID: $0.holdID, reserved: $0.reserved, admittedAt: $0.admittedAt)
+        }
         if await !record(fields, status: status, seconds: seconds, ending: ending), let ending {
             await release(ending, requestID: fields.requestID)
         }
@@ -100,7 +102,8 @@ struct RequestRecorder: Sendable {
     /// Ends a counted key's admission that no usage record ends.
     func release(_ ending: KeyAdmissionEnd, requestID: String) async {
         do {
-            try await access.finish(ending.key, holdID: ending.holdID, tokens: 0, reserved: ending.reserved, now: Date())
+            try await access.finish(
+                ending.key, holdID: ending.holdID, tokens: 0, reserved: ending.reserved, admittedAt: ending.admittedAt, now: Date())
         } catch {
             logger.warning(
                 "a limited key's request could not be counted yet; spooled",

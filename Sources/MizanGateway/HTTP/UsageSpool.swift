@@ -20,8 +20,9 @@ import Synchronization
 final class UsageSpool: Service, Sendable {
     /// One write to repeat.
     enum Item: Sendable {
-        /// A usage record, with the end of its key's admission when the key is counted.
-        case record(UsageRecord, ending: KeyAdmissionEnd?)
+        /// A usage record, with the end of its key's admission when the key is counted; `atomic`
+        /// when the store writes the two together or not at all.
+        case record(UsageRecord, ending: KeyAdmissionEnd?, atomic: Bool = false)
         /// The end of a counted key's admission, counting `tokens` (its record is stored, or it has none).
         case end(KeyAdmissionEnd, tokens: Int, requestID: String)
 
@@ -31,7 +32,7 @@ final class UsageSpool: Service, Sendable {
             if let admission, let stored = failure.underlying as? AdmissionEndFailure {
                 return .end(admission, tokens: stored.counted ? record.tokens : 0, requestID: record.requestID)
             }
-            return .record(record, ending: failure.admissionEnded ? nil : admission)
+            return .record(record, ending: failure.admissionEnded ? nil : admission, atomic: failure.atomic)
         }
     }
 
@@ -153,10 +154,18 @@ final class UsageSpool: Service, Sendable {
 
     private func write(_ item: Item) async throws {
         switch item {
-        case .record(let record, let ending):
-            // A write whose answer was lost may have been stored, the end of its admission with
-            // it: writing it again would count it twice (and settle a reservation twice).
-            if try await access.usageRecorded(requestID: record.requestID, createdAt: record.createdAt) { return }
+        case .record(let record, let ending, let atomic):
+            // A write whose answer was lost may have been stored: writing it again would count it
+            // twice (and settle a reservation twice). Where the store writes a record and its end
+            // together, the end is stored too; else only the end is left to write.
+            if try await access.usageRecorded(requestID: record.requestID, createdAt: record.createdAt) {
+                if let ending, !atomic {
+                    let end = Item.end(ending, tokens: record.tokens, requestID: record.requestID)
+                    replaceHead(with: end)
+                    try await write(end)
+                }
+                return
+            }
             do {
                 try await access.recordUsage(record, ending: ending)
             } catch {
@@ -165,7 +174,8 @@ final class UsageSpool: Service, Sendable {
                 throw error
             }
         case .end(let ending, let tokens, _):
-            try await access.finish(ending.key, holdID: ending.holdID, tokens: tokens, reserved: ending.reserved, now: Date())
+            try await access.finish(
+                ending.key, holdID: ending.holdID, tokens: tokens, reserved: ending.reserved, admittedAt: ending.admittedAt, now: Date())
         }
     }
 
@@ -177,7 +187,7 @@ final class UsageSpool: Service, Sendable {
 
     private static func metadata(_ item: Item) -> Logger.Metadata {
         switch item {
-        case .record(let record, _): ["mizan.request.id": "\(record.requestID)"]
+        case .record(let record, _, _): ["mizan.request.id": "\(record.requestID)"]
         case .end(_, _, let requestID): ["mizan.request.id": "\(requestID)"]
         }
     }
