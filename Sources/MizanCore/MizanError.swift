@@ -9,6 +9,7 @@ public struct MizanError: Error, Sendable, Equatable, CustomStringConvertible {
         fileprivate enum Base: String, Sendable {
             case badRequest = "bad_request"
             case unauthorized = "invalid_api_key"
+            case expiredAPIKey = "expired_api_key"
             case invalidNodeToken = "invalid_node_token"
             case invalidAdminToken = "invalid_admin_token"
             case forbidden = "forbidden"
@@ -40,6 +41,9 @@ public struct MizanError: Error, Sendable, Equatable, CustomStringConvertible {
         public static let badRequest = Code(base: .badRequest)
         /// A missing or wrong client API key (401).
         public static let unauthorized = Code(base: .unauthorized)
+        /// A client API key past its expiry (401). On the wire it is `invalid_api_key`, as any key
+        /// that does not work; the gateway tells it apart to count it.
+        public static let expiredAPIKey = Code(base: .expiredAPIKey)
         /// A missing, unknown or revoked node or registration token on the agent API (401).
         public static let invalidNodeToken = Code(base: .invalidNodeToken)
         /// A missing or wrong admin token, or an admin API that is off (401).
@@ -88,8 +92,8 @@ public struct MizanError: Error, Sendable, Equatable, CustomStringConvertible {
         public static let internalError = Code(base: .internalError)
 
         /// The wire form used as OpenAI's `error.code`.
-        public var rawValue: String { base.rawValue }
-        public var description: String { base.rawValue }
+        public var rawValue: String { base == .expiredAPIKey ? Base.unauthorized.rawValue : base.rawValue }
+        public var description: String { rawValue }
     }
 
     /// The kind of error.
@@ -120,7 +124,7 @@ public struct MizanError: Error, Sendable, Equatable, CustomStringConvertible {
     public var httpStatus: Int {
         switch code.base {
         case .badRequest: 400
-        case .unauthorized, .invalidNodeToken, .invalidAdminToken: 401
+        case .unauthorized, .expiredAPIKey, .invalidNodeToken, .invalidAdminToken: 401
         case .forbidden: 403
         case .notFound, .modelNotFound, .jobNotFound, .nodeNotFound: 404
         case .methodNotAllowed: 405
@@ -144,7 +148,7 @@ public struct MizanError: Error, Sendable, Equatable, CustomStringConvertible {
         case .badRequest, .payloadTooLarge, .modelNotFound, .notFound, .methodNotAllowed, .jobNotFound, .nodeNotFound,
             .leaseConflict, .conflict, .notImplemented:
             "invalid_request_error"
-        case .unauthorized, .invalidNodeToken, .invalidAdminToken, .forbidden: "authentication_error"
+        case .unauthorized, .expiredAPIKey, .invalidNodeToken, .invalidAdminToken, .forbidden: "authentication_error"
         case .noCapacity, .rateLimited: "rate_limit_error"
         case .quotaExceeded: "insufficient_quota"
         case .requestTimeout, .deadlineExceeded: "timeout_error"
@@ -161,7 +165,7 @@ public struct MizanError: Error, Sendable, Equatable, CustomStringConvertible {
     public var anthropicType: String {
         switch code.base {
         case .badRequest, .methodNotAllowed, .leaseConflict, .conflict, .notImplemented, .requestTimeout: "invalid_request_error"
-        case .unauthorized, .invalidNodeToken, .invalidAdminToken: "authentication_error"
+        case .unauthorized, .expiredAPIKey, .invalidNodeToken, .invalidAdminToken: "authentication_error"
         case .forbidden: "permission_error"
         case .notFound, .modelNotFound, .jobNotFound, .nodeNotFound: "not_found_error"
         case .payloadTooLarge: "request_too_large"

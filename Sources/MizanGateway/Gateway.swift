@@ -24,15 +24,15 @@ import ServiceLifecycle
 /// ```
 public final class Gateway: Sendable {
     /// The header a client may send to set its request's deadline, in milliseconds.
-    public static let deadlineHeader = HTTPField.Name("X-Mizan-Deadline-Ms")!
+    public static let deadlineHeader = HTTPField.Name.mizanDeadline
     /// The header with which a client makes a request safe to retry: a retry with the same key
     /// (and body) attaches to the first request's job instead of running it again.
-    public static let idempotencyKeyHeader = HTTPField.Name("Idempotency-Key")!
+    public static let idempotencyKeyHeader = HTTPField.Name.idempotencyKey
     /// The request id header, echoed or created.
-    public static let requestIDHeader = HTTPField.Name("X-Request-Id")!
+    public static let requestIDHeader = HTTPField.Name.requestID
     /// The header on every answer with the gateway's own time until the answer's head, in
     /// milliseconds: the whole time less the waits on a provider route or a node.
-    public static let overheadHeader = HTTPField.Name("X-Mizan-Overhead-Ms")!
+    public static let overheadHeader = HTTPField.Name.mizanOverhead
 
     /// The dispatch engine (agent-served models, node registry), built from ``Configuration/dispatch``.
     public let dispatcher: Dispatcher
@@ -102,11 +102,14 @@ public final class Gateway: Sendable {
             credentials: credentials,
             dispatcher: dispatcher,
             routes: RouteServer(
-                routes: routes, provider: provider, environment: environment, configuration: configuration, metrics: metrics, logger: logger
-            ),
+                routes: routes, provider: provider, environment: environment, firstByteTimeout: configuration.firstByteTimeout,
+                metrics: metrics, logger: logger),
             nodes: NodeServer(dispatcher: dispatcher, maxQueueWait: configuration.maxQueueWait, logger: logger),
             spool: spool,
-            configuration: configuration
+            limits: .init(
+                maxBodyBytes: configuration.maxBodyBytes, bodyTimeout: configuration.bodyTimeout,
+                defaultDeadline: configuration.dispatch.defaultDeadline, maxDeadline: configuration.maxDeadline,
+                tokenReservation: configuration.tokenReservation)
         )
         self.agents = AgentController(
             dispatcher: dispatcher,

@@ -68,17 +68,14 @@ struct UsageSpoolTests {
         for index in 0..<4 {
             let admitted = try await memory.admit(key, holdID: "h\(index)", holdUntil: Date().addingTimeInterval(60), now: Date())
             guard case .admitted(let hold, _) = admitted else { throw HarnessError("not admitted") }
-            let trace = RequestTrace()
-            trace.update {
-                $0.requestID = "r\(index)"
-                $0.apiKeyID = key.id
-                $0.model = "m"
-                $0.modelKnown = true
-                $0.servedBy = "route"
-                $0.usage = TokenUsage(promptTokens: 10, completionTokens: 5)
-                $0.admission = (key, hold, 0, Date())
-            }
-            await recorder.finish(method: "POST", path: "/v1/chat/completions", status: 200, started: .now, trace: trace)
+            let record = RequestRecord()
+            record.begin(requestID: "r\(index)")
+            record.authenticated(apiKeyID: key.id)
+            record.asked(.init(endpoint: .chatCompletions, model: "m", stream: false))
+            record.model(.known)
+            record.served(RequestOutcome(servedBy: .route("route"), usage: TokenUsage(promptTokens: 10, completionTokens: 5)))
+            record.limits(headers: [], admission: KeyAdmissionEnd(key: key, holdID: hold, reserved: 0, admittedAt: Date()))
+            await recorder.finish(method: "POST", path: "/v1/chat/completions", status: 200, started: .now, record: record)
         }
         #expect(spool.pending == 4 && spool.isFull, "every record waits; the spool is over its capacity of 3")
         #expect(try await memory.usageSummary().isEmpty)

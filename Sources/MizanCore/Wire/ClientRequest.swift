@@ -120,3 +120,19 @@ public struct ClientRequest: Sendable {
         return JSONScanner.replacingTopLevelString(in: body, key: "model", with: model) ?? body
     }
 }
+
+extension TokenUsage {
+    /// The usage recorded for a JSON answer to a client request: as its server reported it, or
+    /// estimated from the bytes when it did not (or reported counts that cannot be true).
+    /// - Parameters:
+    ///   - reported: What the answer's `usage` said, if anything.
+    ///   - request: The client's request.
+    ///   - answer: The answer's body.
+    /// - Returns: The counts to record.
+    public static func answering(_ request: ClientRequest, reported: ChatUsage?, answer: Data) -> TokenUsage {
+        if let reported, let usage = TokenUsage(reported: reported) { return usage }
+        return TokenUsage(
+            promptTokens: StreamUsageMeter.estimateTokens(request.body.count),
+            completionTokens: StreamUsageMeter.estimateTokens(answer.count), source: .estimated)
+    }
+}

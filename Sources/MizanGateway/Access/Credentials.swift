@@ -99,7 +99,7 @@ public struct Credentials: Sendable {
             if fresh { activeKeys.set(found, for: hash) }
             key = found
         }
-        if key.policy.hasExpired(at: Date()) { throw MizanError(.unauthorized, Self.expiredMessage) }
+        if key.policy.hasExpired(at: Date()) { throw MizanError(.expiredAPIKey, Self.expiredMessage) }
         return key
     }
 

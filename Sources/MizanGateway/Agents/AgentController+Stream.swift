@@ -15,7 +15,7 @@ extension AgentController {
             throw MizanError(.badRequest, "The 'attempt' query parameter is required: an integer from 1 to \(AgentChecks.maxAttempt).")
         }
         var writer = try await dispatcher.openStream(Lease(jobID: id, attempt: attempt, nodeID: node.id))
-        context.trace.update { $0.servedBy = "node/\(node.id)" }
+        context.record.served(RequestOutcome(servedBy: .node(node.id, name: node.name)))
         var parser = ServerSentEventParser(maxEventBytes: maxBodyBytes)
         // The body is read as the events go out: a client that reads slowly holds the node's
         // stream back (the writer waits), and the whole stream is bounded by the job's deadline.

@@ -15,27 +15,20 @@ struct ClientController: Sendable {
     let nodes: NodeServer
     /// Usage waiting to be written: while it is full, counted keys are refused.
     let spool: UsageSpool
-    let maxBodyBytes: Int
-    /// The output tokens reserved for a request that names no output limit.
-    let tokenReservation: Int
-    let bodyTimeout: Duration
-    let defaultDeadline: Duration
-    let maxDeadline: Duration
+    let limits: Limits
 
-    init(
-        credentials: Credentials, dispatcher: Dispatcher, routes: RouteServer, nodes: NodeServer, spool: UsageSpool,
-        configuration: Gateway.Configuration
-    ) {
-        self.credentials = credentials
-        self.dispatcher = dispatcher
-        self.routes = routes
-        self.nodes = nodes
-        self.spool = spool
-        self.maxBodyBytes = configuration.maxBodyBytes
-        self.tokenReservation = configuration.tokenReservation
-        self.bodyTimeout = configuration.bodyTimeout
-        self.defaultDeadline = configuration.dispatch.defaultDeadline
-        self.maxDeadline = configuration.maxDeadline
+    /// The bounds on a client's request.
+    struct Limits: Sendable {
+        /// The largest body read.
+        var maxBodyBytes: Int
+        /// The longest a body may take to arrive.
+        var bodyTimeout: Duration
+        /// The deadline of a request that names none.
+        var defaultDeadline: Duration
+        /// The longest deadline a request may ask for.
+        var maxDeadline: Duration
+        /// The output tokens reserved for a counted key's request that names no output limit.
+        var tokenReservation: Int
     }
 
     func addRoutes(to router: RouterGroup<GatewayRequestContext>) {
@@ -45,7 +38,7 @@ struct ClientController: Sendable {
             }
         }
         router.get("/v1/models") { request, context in
-            let key = try await authenticate(request, trace: context.trace)
+            let key = try await authenticate(request, record: context.record)
             var list = ModelCatalog.list(routes: routes.routes, nodes: try await dispatcher.healthyNodes())
             // A key with an allow-list sees its models only.
             list.data.removeAll { !key.policy.allows($0.id) }
@@ -55,9 +48,9 @@ struct ClientController: Sendable {
 
     /// The API key of a request: `Authorization: Bearer KEY`, or on Anthropic's endpoint also
     /// `x-api-key: KEY` (what the official Anthropic SDKs send).
-    func authenticate(_ request: Request, trace: RequestTrace, endpoint: Endpoint? = nil) async throws -> APIKey {
+    func authenticate(_ request: Request, record: RequestRecord, endpoint: Endpoint? = nil) async throws -> APIKey {
         var presented = Credentials.bearer(request.headers[.authorization])
-        if presented == nil, endpoint == .messages, let header = request.headers[Self.anthropicKeyHeader] {
+        if presented == nil, endpoint == .messages, let header = request.headers[.anthropicAPIKey] {
             presented = header.trimmingCharacters(in: .whitespaces)
         }
         if presented == nil, endpoint == .messages {
@@ -66,42 +59,44 @@ struct ClientController: Sendable {
         let key: APIKey
         do {
             key = try await credentials.authenticateClient(presented)
-        } catch let error as MizanError where error.message == Credentials.expiredMessage {
+        } catch let error as MizanError where error.code == .expiredAPIKey {
             routes.metrics.refusal(reason: "expired")
             throw error
         }
-        trace.update { $0.apiKeyID = key.id }
+        record.authenticated(apiKeyID: key.id)
         return key
     }
-
-    static let anthropicKeyHeader = HTTPField.Name("x-api-key")!
 
     /// `POST /v1/{endpoint}`: authenticate, read and check the body, then serve it by a
     /// provider route or an agent that serves its model on that endpoint. A client that goes
     /// away cancels the work.
     func infer(_ endpoint: Endpoint, _ request: Request, context: GatewayRequestContext) async throws -> Response {
-        let key = try await authenticate(request, trace: context.trace, endpoint: endpoint)
-        let deadline = try requestDeadline(request.headers[Gateway.deadlineHeader])
-        let idempotencyKey = try Self.idempotencyKey(request.headers[Gateway.idempotencyKeyHeader])
+        let record = context.record
+        let key = try await authenticate(request, record: record, endpoint: endpoint)
+        let deadline = try requestDeadline(request.headers[.mizanDeadline])
+        let idempotencyKey = try Self.idempotencyKey(request.headers[.idempotencyKey])
         let until = ContinuousClock.now.advanced(by: deadline)
-        let bytes = try await BodyReader.collect(request.body, limit: maxBodyBytes, timeout: bodyTimeout)
+        let bytes = try await BodyReader.collect(request.body, limit: limits.maxBodyBytes, timeout: limits.bodyTimeout)
         let chat = try ClientRequest(endpoint: endpoint, body: bytes)
-        context.trace.update {
-            $0.model = chat.model
-            $0.stream = chat.stream
-            $0.endpoint = endpoint
-        }
+        record.asked(.init(endpoint: endpoint, model: chat.model, stream: chat.stream))
         // A model outside the key's allow-list answers as a model that does not exist.
         guard key.policy.allows(chat.model) else {
             routes.metrics.refusal(reason: "model")
             throw Self.unknownModel(chat.model)
         }
         if key.policy.isCounted {
-            try await admit(key, deadline: deadline, reserve: reservation(for: chat, key: key), trace: context.trace)
+            try await admit(key, deadline: deadline, reserve: reservation(for: chat, key: key), record: record)
         }
         return try await context.cancellingOnDisconnect {
-            try await serve(
-                chat, apiKeyID: key.id, idempotencyKey: idempotencyKey.map { "\(key.id):\($0)" }, until: until, trace: context.trace)
+            do {
+                let served = try await serve(
+                    chat, apiKeyID: key.id, idempotencyKey: idempotencyKey.map { "\(key.id):\($0)" }, until: until, record: record)
+                record.served(served.outcome, ending: served.ending)
+                return served.response
+            } catch let failure as ServingFailure {
+                record.served(failure.outcome)
+                throw failure.error
+            }
         }
     }
 
@@ -112,10 +107,10 @@ struct ClientController: Sendable {
     /// ``Gateway/Configuration/tokenReservation`` when it names none).
     func reservation(for chat: ClientRequest, key: APIKey) -> Int {
         guard key.policy.countsTokens else { return 0 }
-        return StreamUsageMeter.estimateTokens(chat.body.count) + (chat.outputLimit ?? tokenReservation)
+        return StreamUsageMeter.estimateTokens(chat.body.count) + (chat.outputLimit ?? limits.tokenReservation)
     }
 
-    func admit(_ key: APIKey, deadline: Duration, reserve: Int = 0, trace: RequestTrace) async throws {
+    func admit(_ key: APIKey, deadline: Duration, reserve: Int = 0, record: RequestRecord) async throws {
         // A counted key's tokens must be counted: not while the store does not take usage.
         guard !spool.isFull else {
             routes.metrics.refusal(reason: "usage_spool_full")
@@ -131,13 +126,11 @@ struct ClientController: Sendable {
         let admittedAt = Date()
         switch try await credentials.store.admit(key, holdID: holdID, holdUntil: holdUntil, now: admittedAt, reserve: reserve) {
         case .admitted(let holdID, let status):
-            trace.update {
-                $0.admission = (key, holdID, reserve, admittedAt)
-                $0.rateLimitHeaders = status.headers
-            }
+            record.limits(
+                headers: status.headers, admission: KeyAdmissionEnd(key: key, holdID: holdID, reserved: reserve, admittedAt: admittedAt))
         case .refused(let refusal):
             routes.metrics.refusal(reason: refusal.reason.rawValue)
-            trace.update { $0.rateLimitHeaders = refusal.status.headers }
+            record.limits(headers: refusal.status.headers)
             throw refusal.error
         }
     }
@@ -157,51 +150,54 @@ struct ClientController: Sendable {
 
     /// The deadline a request asks for, bounded by the configuration.
     func requestDeadline(_ header: String?) throws -> Duration {
-        guard let header else { return defaultDeadline }
+        guard let header else { return limits.defaultDeadline }
         guard let milliseconds = Int64(header.trimmingCharacters(in: .whitespaces)), milliseconds > 0 else {
-            throw MizanError(.badRequest, "\(Gateway.deadlineHeader.rawName) must be a positive number of milliseconds.")
+            throw MizanError(.badRequest, "\(HTTPField.Name.mizanDeadline.rawName) must be a positive number of milliseconds.")
         }
-        return min(.milliseconds(milliseconds), maxDeadline)
+        return min(.milliseconds(milliseconds), limits.maxDeadline)
     }
 
     /// Serves a checked request: provider routes first, then agent nodes — those that serve its
     /// model on its endpoint.
     func serve(
-        _ chat: ClientRequest, apiKeyID: String, idempotencyKey: String? = nil, until: ContinuousClock.Instant, trace: RequestTrace
-    ) async throws -> Response {
+        _ chat: ClientRequest, apiKeyID: String, idempotencyKey: String? = nil, until: ContinuousClock.Instant, record: RequestRecord
+    ) async throws -> Served {
         var routeFailure: MizanError?
         let candidates = routes.routes.candidates(for: chat.model, endpoint: chat.endpoint)
         if !candidates.isEmpty {
-            trace.update {
-                $0.modelKnown = true
-                $0.modelRouted = true
-            }
-            switch try await routes.serve(chat, candidates: candidates, until: until, trace: trace) {
-            case .served(let response): return response
+            record.model(.routed)
+            switch try await routes.serve(
+                chat, candidates: candidates, until: until, requestID: record.requestID, upstream: record.upstream)
+            {
+            case .served(let served): return served
             case .failed(let error): routeFailure = error
             }
         }
         // The recent list answers almost every request; a miss reads the store before refusing.
         let serves = { (node: Node) in dispatcher.isHealthy(node) && node.serves(chat.model, on: chat.endpoint) }
         if try await dispatcher.recentNodes().contains(where: serves) {
-            trace.update { $0.modelKnown = true }
-            return try await nodes.serve(chat, apiKeyID: apiKeyID, idempotencyKey: idempotencyKey, until: until, trace: trace)
+            record.model(.known)
+            return try await nodes.serve(
+                chat, apiKeyID: apiKeyID, idempotencyKey: idempotencyKey, until: until, requestID: record.requestID,
+                upstream: record.upstream)
         }
         let known = try await dispatcher.nodes()
         if known.contains(where: serves) {
-            trace.update { $0.modelKnown = true }
-            return try await nodes.serve(chat, apiKeyID: apiKeyID, idempotencyKey: idempotencyKey, until: until, trace: trace)
+            record.model(.known)
+            return try await nodes.serve(
+                chat, apiKeyID: apiKeyID, idempotencyKey: idempotencyKey, until: until, requestID: record.requestID,
+                upstream: record.upstream)
         }
         if let routeFailure { throw routeFailure }
         if known.contains(where: { $0.status != .pending && $0.serves(chat.model, on: chat.endpoint) }) {
-            trace.update { $0.modelKnown = true }
+            record.model(.known)
             throw MizanError(.noHealthyNode, "No healthy node serves the model '\(SafeText.escaped(chat.model))' right now.")
         }
         let elsewhere =
             routes.routes.candidates(for: chat.model, endpoint: nil).contains { !$0.serves(chat.endpoint) }
             || known.contains { $0.status != .pending && $0.models.contains(chat.model) }
         if elsewhere {
-            trace.update { $0.modelKnown = true }
+            record.model(.known)
             throw MizanError(
                 .notFound,
                 "The model '\(SafeText.escaped(chat.model))' is not served on /v1/\(chat.endpoint.rawValue); no route or node offers that endpoint for it."

@@ -8,7 +8,7 @@ import MizanProvider
 /// order, with fallback before any byte reached the client and a cool-down for failing routes.
 struct RouteServer: Sendable {
     enum RouteOutcome {
-        case served(Response)
+        case served(Served)
         /// Every route failed in a way the next capacity may fix (connect, timeout, 5xx, 429).
         case failed(MizanError)
     }
@@ -21,13 +21,20 @@ struct RouteServer: Sendable {
     /// Upstream API keys by route name, from the routes' `apiKeyEnv`.
     let upstreamKeys: [String: String]
 
+    /// - Parameters:
+    ///   - routes: The provider routes.
+    ///   - provider: The upstream HTTP client.
+    ///   - environment: Where routes' `apiKeyEnv` names are looked up.
+    ///   - firstByteTimeout: The longest a route may take to send its response head.
+    ///   - metrics: Where failures and cool-downs are counted.
+    ///   - logger: Where fallbacks are logged.
     init(
-        routes: RouteTable, provider: ProviderClient, environment: [String: String], configuration: Gateway.Configuration,
-        metrics: GatewayMetrics, logger: Logger
+        routes: RouteTable, provider: ProviderClient, environment: [String: String], firstByteTimeout: Duration, metrics: GatewayMetrics,
+        logger: Logger
     ) {
         self.routes = routes
         self.provider = provider
-        self.firstByteTimeout = configuration.firstByteTimeout
+        self.firstByteTimeout = firstByteTimeout
         self.metrics = metrics
         self.logger = logger
         var keys: [String: String] = [:]
@@ -39,9 +46,16 @@ struct RouteServer: Sendable {
 
     /// Tries the routes in order. A retryable failure before any byte went to the client moves
     /// on to the next route; a failing route cools down. A non-retryable failure is the answer.
-    func serve(_ chat: ClientRequest, candidates: [ProviderRoute], until: ContinuousClock.Instant, trace: RequestTrace) async throws
-        -> RouteOutcome
-    {
+    /// - Parameters:
+    ///   - chat: The client's request.
+    ///   - candidates: The routes to try, in order.
+    ///   - until: The request's deadline.
+    ///   - requestID: The request's id, for the log.
+    ///   - upstream: Where the waits on a route are counted.
+    /// - Returns: The answer, or the last retryable failure when every route failed.
+    func serve(
+        _ chat: ClientRequest, candidates: [ProviderRoute], until: ContinuousClock.Instant, requestID: String, upstream: UpstreamTime
+    ) async throws -> RouteOutcome {
         var lastError = MizanError(.upstreamFailure, "No provider route could serve the request.")
         for route in candidates {
             let remaining = until - .now
@@ -54,18 +68,22 @@ struct RouteServer: Sendable {
             )
             let body = chat.withModel(route.upstreamModel)
             do {
-                let response: Response
+                let served: Served
                 if chat.stream {
-                    let events = try await trace.upstream { try await provider.stream(chat.endpoint, body, endpoint: endpoint) }
-                    response = streamResponse(events, chat: chat, totalTimeout: endpoint.totalTimeout, trace: trace)
+                    let events = try await upstream.measure { try await provider.stream(chat.endpoint, body, endpoint: endpoint) }
+                    let ending = StreamEnding()
+                    served = Served(
+                        response: streamResponse(events, chat: chat, totalTimeout: endpoint.totalTimeout, ending: ending),
+                        outcome: RequestOutcome(servedBy: .route(route.name)), ending: ending)
                 } else {
-                    let answer = try await trace.upstream { try await provider.call(chat.endpoint, body, endpoint: endpoint) }
-                    trace.update { $0.usage = AnswerUsage.of(answer.usage, chat: chat, result: answer.body) }
-                    response = JSONResponse.json(bytes: answer.body)
+                    let answer = try await upstream.measure { try await provider.call(chat.endpoint, body, endpoint: endpoint) }
+                    served = Served(
+                        response: JSONResponse.json(bytes: answer.body),
+                        outcome: RequestOutcome(
+                            servedBy: .route(route.name), usage: .answering(chat, reported: answer.usage, answer: answer.body)))
                 }
                 routes.recordSuccess(route)
-                trace.update { $0.servedBy = route.name }
-                return .served(response)
+                return .served(served)
             } catch let error as ProviderError {
                 metrics.upstreamFailure(route: route.name, kind: error.kindLabel)
                 guard error.isRetryable else { throw error.mizanError }
@@ -77,7 +95,7 @@ struct RouteServer: Sendable {
                 }
                 logger.info(
                     "provider route failed, trying the next capacity",
-                    metadata: ["mizan.route": "\(route.name)", "mizan.error": "\(error)", "mizan.request.id": "\(trace.fields.requestID)"]
+                    metadata: ["mizan.route": "\(route.name)", "mizan.error": "\(error)", "mizan.request.id": "\(requestID)"]
                 )
             }
         }
@@ -86,24 +104,21 @@ struct RouteServer: Sendable {
 
     /// Relays a provider's event stream to the client as it arrives, bounded by the route's
     /// total time; usage comes from the final usage chunk, or is estimated.
-    func streamResponse(_ events: ServerSentEvents, chat: ClientRequest, totalTimeout: Duration, trace: RequestTrace) -> Response {
-        var headers = HTTPFields()
-        headers[.contentType] = "text/event-stream"
-        headers[.cacheControl] = "no-cache"
-        let body = ResponseBody { writer in
-            var relay = StreamRelay(chat: chat)
-            do {
-                for try await data in events.bounded(by: totalTimeout) {
-                    try await writer.write(relay.frame(data))
-                    if data == "[DONE]" { break }
+    func streamResponse(_ events: ServerSentEvents, chat: ClientRequest, totalTimeout: Duration, ending: StreamEnding) -> Response {
+        Response.eventStream(
+            ResponseBody { writer in
+                var relay = StreamRelay(chat: chat)
+                do {
+                    for try await data in events.bounded(by: totalTimeout) {
+                        try await writer.write(relay.frame(data))
+                        if data == "[DONE]" { break }
+                    }
+                } catch let error as ProviderError {
+                    ending.broke("\(error)")
+                    try await writer.write(StreamRelay.errorFrame(error.mizanError, endpoint: chat.endpoint))
                 }
-            } catch let error as ProviderError {
-                trace.update { $0.streamError = "\(error)" }
-                try await writer.write(StreamRelay.errorFrame(error.mizanError, endpoint: chat.endpoint))
-            }
-            trace.update { $0.usage = relay.usage }
-            try await writer.finish(nil)
-        }
-        return Response(status: .ok, headers: headers, body: body)
+                ending.used(relay.usage)
+                try await writer.finish(nil)
+            })
     }
 }

@@ -9,24 +9,32 @@ extension NodeServer {
     /// streams the local provider's events (`Dispatcher.openStream(_:)`), and they reach the
     /// client as they come. Nothing is sent before the first event, so a job that fails before
     /// any output still answers with a proper error status.
-    func stream(_ chat: ClientRequest, request: DispatchRequest, trace: RequestTrace) async throws -> Response {
+    func stream(_ chat: ClientRequest, request: DispatchRequest, upstream: UpstreamTime) async throws -> Served {
         let events = try await dispatcher.submitStreaming(request)
-        if events.job.idempotencyKey != nil { trace.update { $0.jobID = events.job.id } }
         guard events.job.id == request.jobID else {
             // The idempotency key names an earlier stream, whose events went to that request.
             events.stop(cancellingJob: false)
-            return try await replay(events.job, chat: chat, trace: trace)
+            return try await replay(events.job, chat: chat)
         }
-        switch await trace.upstream({ await events.next() }) {
+        switch await upstream.measure({ await events.next() }) {
         case .data(let data):
-            return streamResponse(first: data, rest: events, chat: chat, trace: trace)
+            let ending = StreamEnding()
+            // Which node streams is not known here without a read of the job; the job of an
+            // idempotent request is.
+            let outcome = RequestOutcome(jobID: events.job.idempotencyKey != nil ? events.job.id : nil)
+            return Served(
+                response: streamResponse(first: data, rest: events, chat: chat, ending: ending), outcome: outcome, ending: ending)
         case .finished(.success(let job)):
             events.stop(cancellingJob: false)
-            trace.update { $0.servedBy = job.nodeID.map { "node/\($0)" } }
+            let outcome = await outcome(of: job)
             switch job.state {
-            case .timedOut: throw MizanError(.deadlineExceeded, "The request's deadline passed before a node answered.")
-            case .failed: throw Self.error(ofFailed: job)
-            default: throw MizanError(.upstreamFailure, "The node finished the stream without sending any event.")
+            case .timedOut:
+                throw ServingFailure(
+                    error: MizanError(.deadlineExceeded, "The request's deadline passed before a node answered."), outcome: outcome)
+            case .failed: throw ServingFailure(error: Self.error(ofFailed: job), outcome: outcome)
+            default:
+                throw ServingFailure(
+                    error: MizanError(.upstreamFailure, "The node finished the stream without sending any event."), outcome: outcome)
             }
         case .finished(.failure(let error)):
             events.stop(cancellingJob: false)
@@ -42,78 +50,74 @@ extension NodeServer {
     /// A retry of a streamed request (same Idempotency-Key): once its job has succeeded, the
     /// answer it kept is streamed again as one chunk (and usage) and `[DONE]`; while it still
     /// runs the retry is refused (its events go to the first request).
-    private func replay(_ job: Job, chat: ClientRequest, trace: RequestTrace) async throws -> Response {
+    private func replay(_ job: Job, chat: ClientRequest) async throws -> Served {
         let current = try await dispatcher.job(job.id) ?? job
-        trace.update {
-            $0.servedBy = current.nodeID.map { "node/\($0)" }
-            $0.usage = current.usage
-        }
+        var outcome = await outcome(of: current)
+        outcome.jobID = current.id
+        outcome.usage = current.usage
+        let error: MizanError
         switch current.state {
         case .succeeded:
             guard chat.endpoint == .chatCompletions, let result = current.result, let events = StreamTranscript.replay(result) else {
-                throw MizanError(.conflict, "The streamed answer for this Idempotency-Key was not kept; send a new key for a new request.")
+                error = MizanError(
+                    .conflict, "The streamed answer for this Idempotency-Key was not kept; send a new key for a new request.")
+                break
             }
-            var headers = HTTPFields()
-            headers[.contentType] = "text/event-stream"
-            headers[.cacheControl] = "no-cache"
             let body = events.map { "data: \($0)\n\n" }.joined()
-            return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(string: body)))
-        case .failed: throw Self.error(ofFailed: current)
-        case .timedOut: throw MizanError(.deadlineExceeded, "The request's deadline passed before a node finished it.")
+            return Served(response: .eventStream(.init(byteBuffer: ByteBuffer(string: body))), outcome: outcome)
+        case .failed: error = Self.error(ofFailed: current)
+        case .timedOut: error = MizanError(.deadlineExceeded, "The request's deadline passed before a node finished it.")
         case .accepted, .leased:
-            throw MizanError(
+            error = MizanError(
                 .conflict, "A streamed request with this Idempotency-Key is still running; retry once it has finished to get its answer.")
         }
+        throw ServingFailure(error: error, outcome: outcome)
     }
 
-    private func streamResponse(first: String, rest events: JobEvents, chat: ClientRequest, trace: RequestTrace) -> Response {
-        var headers = HTTPFields()
-        headers[.contentType] = "text/event-stream"
-        headers[.cacheControl] = "no-cache"
-        let body = ResponseBody { writer in
-            // Stopping early (client gone, error) cancels the job.
-            var complete = false
-            defer { events.stop(cancellingJob: !complete) }
-            var relay = StreamRelay(chat: chat)
-            // Chat and completions streams end with [DONE]; the others with their own last event.
-            let endsWithDone = chat.endpoint.endsWithDone
-            var sawDone = first == "[DONE]"
-            try await writer.write(relay.frame(first))
-            loop: while !sawDone {
-                guard let event = await events.next() else {
-                    // Cut off (a client that read too slowly for a stream relayed from another instance).
-                    let error = MizanError(.upstreamFailure, "The stream was cut off: the client read it too slowly.")
-                    trace.update { $0.streamError = error.message }
-                    try await writer.write(StreamRelay.errorFrame(error, endpoint: chat.endpoint))
-                    break loop
+    private func streamResponse(first: String, rest events: JobEvents, chat: ClientRequest, ending: StreamEnding) -> Response {
+        .eventStream(
+            ResponseBody { writer in
+                // Stopping early (client gone, error) cancels the job.
+                var complete = false
+                defer { events.stop(cancellingJob: !complete) }
+                var relay = StreamRelay(chat: chat)
+                // Chat and completions streams end with [DONE]; the others with their own last event.
+                let endsWithDone = chat.endpoint.endsWithDone
+                var sawDone = first == "[DONE]"
+                try await writer.write(relay.frame(first))
+                loop: while !sawDone {
+                    guard let event = await events.next() else {
+                        // Cut off (a client that read too slowly for a stream relayed from another instance).
+                        let error = MizanError(.upstreamFailure, "The stream was cut off: the client read it too slowly.")
+                        ending.broke(error.message)
+                        try await writer.write(StreamRelay.errorFrame(error, endpoint: chat.endpoint))
+                        break loop
+                    }
+                    switch event {
+                    case .data(let data):
+                        try await writer.write(relay.frame(data))
+                        sawDone = data == "[DONE]"
+                    case .end:
+                        break loop
+                    case .finished(.success(let job)) where job.state == .succeeded:
+                        break loop
+                    case .finished(.success(let job)):
+                        let error =
+                            job.state == .timedOut
+                            ? MizanError(.deadlineExceeded, "The request's deadline passed before the stream ended.")
+                            : Self.error(ofFailed: job)
+                        ending.broke(error.message)
+                        try await writer.write(StreamRelay.errorFrame(error, endpoint: chat.endpoint))
+                        break loop
+                    case .finished(.failure(let error)):
+                        ending.broke("\(error)")
+                        break loop
+                    }
                 }
-                switch event {
-                case .data(let data):
-                    try await writer.write(relay.frame(data))
-                    sawDone = data == "[DONE]"
-                case .end:
-                    break loop
-                case .finished(.success(let job)) where job.state == .succeeded:
-                    break loop
-                case .finished(.success(let job)):
-                    let error =
-                        job.state == .timedOut
-                        ? MizanError(.deadlineExceeded, "The request's deadline passed before the stream ended.")
-                        : Self.error(ofFailed: job)
-                    trace.update { $0.streamError = error.message }
-                    try await writer.write(StreamRelay.errorFrame(error, endpoint: chat.endpoint))
-                    break loop
-                case .finished(.failure(let error)):
-                    trace.update { $0.streamError = "\(error)" }
-                    break loop
-                }
-            }
-            if endsWithDone, !sawDone { try await writer.write(relay.frame("[DONE]")) }
-            complete = true
-            let usage = bounded(relay.usage, chat: chat, answerBytes: relay.bytes, job: nil)
-            trace.update { $0.usage = usage }
-            try await writer.finish(nil)
-        }
-        return Response(status: .ok, headers: headers, body: body)
+                if endsWithDone, !sawDone { try await writer.write(relay.frame("[DONE]")) }
+                complete = true
+                ending.used(bounded(relay.usage, chat: chat, answerBytes: relay.bytes, job: nil))
+                try await writer.finish(nil)
+            })
     }
 }

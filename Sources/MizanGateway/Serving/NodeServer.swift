@@ -15,9 +15,19 @@ struct NodeServer: Sendable {
 
     /// Serves a request through agent nodes: a durable dispatch job that a node leases, runs
     /// against its local provider and reports. The request waits for the job's end.
+    /// - Parameters:
+    ///   - chat: The client's request.
+    ///   - apiKeyID: The client's key.
+    ///   - idempotencyKey: The key under which a retry attaches to this request's job.
+    ///   - until: The request's deadline.
+    ///   - requestID: The request's id.
+    ///   - upstream: Where the wait for the node's answer is counted.
+    /// - Returns: The answer and how it was served.
+    /// - Throws: ``ServingFailure`` when the job failed on a node; `MizanError` before that.
     func serve(
-        _ chat: ClientRequest, apiKeyID: String, idempotencyKey: String? = nil, until: ContinuousClock.Instant, trace: RequestTrace
-    ) async throws -> Response {
+        _ chat: ClientRequest, apiKeyID: String, idempotencyKey: String? = nil, until: ContinuousClock.Instant, requestID: String,
+        upstream: UpstreamTime
+    ) async throws -> Served {
         let remaining = until - .now
         guard remaining > .zero else { throw MizanError(.deadlineExceeded, "The request's deadline passed.") }
         let request = DispatchRequest(
@@ -25,32 +35,42 @@ struct NodeServer: Sendable {
             endpoint: chat.endpoint,
             body: chat.body,
             stream: chat.stream,
-            requestID: trace.fields.requestID,
+            requestID: requestID,
             deadline: remaining,
             idempotencyKey: idempotencyKey,
             apiKeyID: apiKeyID,
             queueTimeout: maxQueueWait
         )
-        if chat.stream { return try await stream(chat, request: request, trace: trace) }
+        if chat.stream { return try await stream(chat, request: request, upstream: upstream) }
         let pending = try await dispatcher.accept(request)
-        let job = try await trace.upstream { try await dispatcher.awaitFinish(pending) }
-        trace.update {
-            $0.servedBy = job.nodeID.map { "node/\($0)" }
-            if job.idempotencyKey != nil { $0.jobID = job.id }
-        }
+        let job = try await upstream.measure { try await dispatcher.awaitFinish(pending) }
+        var outcome = await outcome(of: job)
         switch job.state {
         case .succeeded:
             let result = job.result ?? Data()
-            let usage = job.usage.map { bounded($0, chat: chat, answerBytes: result.count, job: job) }
-            trace.update { $0.usage = usage ?? AnswerUsage.of(nil, chat: chat, result: result) }
-            return JSONResponse.json(bytes: result)
+            outcome.usage =
+                job.usage.map { bounded($0, chat: chat, answerBytes: result.count, job: job) }
+                ?? .answering(chat, reported: nil, answer: result)
+            return Served(response: JSONResponse.json(bytes: result), outcome: outcome)
         case .timedOut:
-            throw MizanError(.deadlineExceeded, "The request's deadline passed before a node finished it.")
+            throw ServingFailure(
+                error: MizanError(.deadlineExceeded, "The request's deadline passed before a node finished it."), outcome: outcome)
         case .failed:
-            throw Self.error(ofFailed: job)
+            throw ServingFailure(error: Self.error(ofFailed: job), outcome: outcome)
         case .accepted, .leased:
-            throw MizanError(.internalError, "The job ended in an unexpected state.")
+            throw ServingFailure(error: MizanError(.internalError, "The job ended in an unexpected state."), outcome: outcome)
         }
+    }
+
+    /// Who served a finished job (the node by id and, when this instance knows it, by name) and
+    /// the job behind an idempotent request.
+    func outcome(of job: Job) async -> RequestOutcome {
+        var outcome = RequestOutcome(jobID: job.idempotencyKey != nil ? job.id : nil)
+        if let id = job.nodeID {
+            let name = try? await dispatcher.recentNodes().first { $0.id == id }?.name
+            outcome.servedBy = .node(id, name: name)
+        }
+        return outcome
     }
 
     /// A node's usage as counted: bounded by what its request could produce (a node that claims

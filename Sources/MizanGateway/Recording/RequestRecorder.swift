@@ -15,13 +15,26 @@ struct RequestRecorder: Sendable {
     let logger: Logger
 
     /// Logs, counts and records a finished request.
-    func finish(method: String, path: String, status: Int, started: ContinuousClock.Instant, trace: RequestTrace) async {
+    /// - Parameters:
+    ///   - method: The request's method.
+    ///   - path: The request's path.
+    ///   - status: The status answered.
+    ///   - started: When the request arrived.
+    ///   - record: What the request was and how it was served.
+    ///   - clientLeft: Whether the client went away before the whole answer was written.
+    func finish(
+        method: String, path: String, status: Int, started: ContinuousClock.Instant, record: RequestRecord, clientLeft: Bool = false
+    )
+        async
+    {
         let elapsed = ContinuousClock.now - started
         let seconds = elapsed.timeInterval
-        let fields = trace.fields
+        let fields = record.fields
+        let finished = Finished(fields: fields, clientLeft: clientLeft)
         // Agent long-polls, reports and heartbeats would drown the log at info.
         let level: Logger.Level =
-            fields.model == nil && (path.hasPrefix("/agent/") || path.hasPrefix("/healthz") || path.hasPrefix("/metrics")) ? .debug : .info
+            fields.inference == nil && (path.hasPrefix("/agent/") || path.hasPrefix("/healthz") || path.hasPrefix("/metrics"))
+            ? .debug : .info
         if logger.logLevel <= level {
             var metadata: Logger.Metadata = [
                 "mizan.request.id": "\(fields.requestID)",
@@ -30,21 +43,33 @@ struct RequestRecorder: Sendable {
                 "http.status": "\(status)",
                 "mizan.latency_ms": "\(Self.milliseconds(seconds))",
             ]
-            if let model = fields.model { metadata["mizan.model"] = "\(model)" }
-            if let endpoint = fields.endpoint { metadata["mizan.endpoint"] = "\(endpoint.rawValue)" }
-            if let servedBy = fields.servedBy { metadata["mizan.served_by"] = "\(servedBy)" }
-            if let error = fields.streamError { metadata["mizan.stream_error"] = "\(error)" }
-            if let usage = fields.usage {
+            if let inference = fields.inference {
+                metadata["mizan.model"] = "\(inference.model)"
+                metadata["mizan.endpoint"] = "\(inference.endpoint.rawValue)"
+            }
+            if let servedBy = fields.outcome.servedBy { metadata["mizan.served_by"] = "\(servedBy.recorded)" }
+            if let error = finished.streamError { metadata["mizan.stream_error"] = "\(error)" }
+            if let usage = finished.usage {
                 metadata["mizan.tokens.prompt"] = "\(usage.promptTokens)"
                 metadata["mizan.tokens.completion"] = "\(usage.completionTokens)"
             }
             logger.log(level: level, "request", metadata: metadata)
         }
-        let ending = fields.admission.map {
-            KeyAdmissionEnd(key: $0.key, holdID: $0.holdID, reserved: $0.reserved, admittedAt: $0.admittedAt)
-        }
-        if await !record(fields, status: status, seconds: seconds, ending: ending), let ending {
+        if await !self.record(finished, status: status, seconds: seconds), let ending = fields.admission {
             await release(ending, requestID: fields.requestID)
+        }
+    }
+
+    /// A request as it ended: its record, with a stream's usage and error read from its ending.
+    struct Finished: Sendable {
+        var fields: RequestRecord.Fields
+        var usage: TokenUsage?
+        var streamError: String?
+
+        init(fields: RequestRecord.Fields, clientLeft: Bool = false) {
+            self.fields = fields
+            usage = fields.ending?.usage ?? fields.outcome.usage
+            streamError = fields.ending?.error ?? (clientLeft ? "the client went away" : nil)
         }
     }
 
@@ -53,31 +78,34 @@ struct RequestRecorder: Sendable {
     /// queued before the connection reads its next request, so that the client's next request
     /// on this instance finds the slot free (its admission is applied after it).
     /// - Returns: Whether a usage record was made (and the admission ended with it).
-    func record(_ fields: RequestTrace.Fields, status: Int, seconds: Double, ending: KeyAdmissionEnd?) async -> Bool {
-        guard let model = fields.model else { return false }
+    func record(_ finished: Finished, status: Int, seconds: Double) async -> Bool {
+        let fields = finished.fields
+        guard let inference = fields.inference else { return false }
         activity.record(
-            status: status, milliseconds: seconds * 1000, tokens: fields.usage.map { $0.promptTokens + $0.completionTokens } ?? 0)
-        let route = fields.servedBy.map { $0.hasPrefix("node/") ? "agents" : $0 } ?? "none"
+            status: status, milliseconds: seconds * 1000, tokens: finished.usage.map { $0.promptTokens + $0.completionTokens } ?? 0)
+        let servedBy = fields.outcome.servedBy
+        let route = servedBy?.metricLabel ?? "none"
         // Labels and usage rows carry known models only: a client's made-up names would
         // otherwise grow them without bound.
         // A model only nodes advertise is a label once a node served it: a node cannot grow the
         // series by reporting names no request is ever served for.
-        let labelled = fields.modelKnown && (fields.modelRouted || fields.servedBy != nil)
-        metrics.request(route: route, model: labelled ? model : "unknown", status: status, seconds: seconds)
+        let labelled = fields.model == .routed || (fields.model == .known && servedBy != nil)
+        metrics.request(route: route, model: labelled ? inference.model : "unknown", status: status, seconds: seconds)
         if let overhead = fields.overhead { metrics.overhead(route: route, seconds: overhead.timeInterval) }
-        guard fields.modelKnown else { return false }
+        guard fields.model != .unknown else { return false }
         let record = UsageRecord(
             requestID: fields.requestID,
             apiKeyID: fields.apiKeyID,
-            model: model,
-            servedBy: fields.servedBy,
+            model: inference.model,
+            servedBy: servedBy?.recorded,
             status: status,
             latencyMilliseconds: seconds * 1000,
-            usage: fields.usage,
+            usage: finished.usage,
             createdAt: Date(),
-            jobID: fields.jobID,
-            endpoint: fields.endpoint ?? .chatCompletions
+            jobID: fields.outcome.jobID,
+            endpoint: inference.endpoint
         )
+        let ending = fields.admission
         do {
             if let ending {
                 // Written with the key's next change where the store can (an idempotent job's

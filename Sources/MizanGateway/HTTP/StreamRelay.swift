@@ -48,3 +48,15 @@ struct StreamRelay {
         var message: String
     }
 }
+
+extension Response {
+    /// A `text/event-stream` answer: the one head every streamed answer carries.
+    /// - Parameter body: The events.
+    /// - Returns: The response.
+    static func eventStream(_ body: ResponseBody) -> Response {
+        var headers = HTTPFields()
+        headers[.contentType] = "text/event-stream"
+        headers[.cacheControl] = "no-cache"
+        return Response(status: .ok, headers: headers, body: body)
+    }
+}

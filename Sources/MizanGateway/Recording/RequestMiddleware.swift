@@ -17,8 +17,9 @@ struct RequestMiddleware: RouterMiddleware {
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         let started = ContinuousClock.now
-        let requestID = Self.requestID(from: request.headers[Gateway.requestIDHeader])
-        context.trace.update { $0.requestID = requestID }
+        let requestID = Self.requestID(from: request.headers[.requestID])
+        let record = context.record
+        record.begin(requestID: requestID)
         var response: Response
         do {
             try Self.checkFraming(request)
@@ -30,29 +31,27 @@ struct RequestMiddleware: RouterMiddleware {
                 response.headers[.allow] = methods.map(\.rawValue).joined(separator: ", ")
             }
         }
-        response.headers[Gateway.requestIDHeader] = requestID
+        response.headers[.requestID] = requestID
         // The gateway's own time until the head: all of it but the waits on an upstream.
-        let overhead = max(.zero, ContinuousClock.now - started - context.trace.fields.upstream)
-        context.trace.update { $0.overhead = overhead }
-        response.headers[Gateway.overheadHeader] = RequestRecorder.milliseconds(overhead.timeInterval)
-        for (name, value) in context.trace.fields.rateLimitHeaders {
+        let overhead = max(.zero, ContinuousClock.now - started - record.upstream.total)
+        record.headReady(overhead: overhead)
+        response.headers[.mizanOverhead] = RequestRecorder.milliseconds(overhead.timeInterval)
+        for (name, value) in record.rateLimitHeaders {
             if let name = Self.rateLimitNames[name] ?? HTTPField.Name(name) { response.headers[name] = value }
         }
         let status = Int(response.status.code)
         let body = response.body
         let recorder = recorder
-        let trace = context.trace
         let method = request.method.rawValue
         let path = request.uri.path
         response.body = ResponseBody(contentLength: body.contentLength) { writer in
             do {
                 try await body.write(writer)
             } catch {
-                trace.update { $0.streamError = $0.streamError ?? "the client went away" }
-                await recorder.finish(method: method, path: path, status: status, started: started, trace: trace)
+                await recorder.finish(method: method, path: path, status: status, started: started, record: record, clientLeft: true)
                 throw error
             }
-            await recorder.finish(method: method, path: path, status: status, started: started, trace: trace)
+            await recorder.finish(method: method, path: path, status: status, started: started, record: record)
         }
         return response
     }
