@@ -18,6 +18,7 @@ let package = Package(
         .library(name: "MizanPostgresTesting", targets: ["MizanPostgresTesting"]),
         .library(name: "MizanProvider", targets: ["MizanProvider"]),
         .library(name: "MizanGateway", targets: ["MizanGateway"]),
+        .library(name: "MizanConsole", targets: ["MizanConsole"]),
         .library(name: "MizanMockProvider", targets: ["MizanMockProvider"]),
         .library(name: "MizanAgent", targets: ["MizanAgent"]),
         .library(name: "MizanLogging", targets: ["MizanLogging"]),
@@ -133,7 +134,23 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
             resources: [
-                .embedInCode("Resources/openapi.yaml"),
+                .embedInCode("Resources/openapi.yaml")
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "MizanConsole",
+            dependencies: [
+                "MizanCore",
+                "MizanStore",
+                "MizanDispatch",
+                "MizanGateway",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            resources: [
                 // The console's stylesheet and script, in the binary: nothing to install or fetch.
                 .embedInCode("Resources/console/console.css"),
                 .embedInCode("Resources/console/console.js"),
@@ -231,6 +248,7 @@ let package = Package(
             name: "mizan-gateway",
             dependencies: [
                 "MizanGateway",
+                "MizanConsole",
                 "MizanLogging",
                 "MizanStorePostgres",
                 "MizanStoreSQLite",
@@ -318,6 +336,7 @@ let package = Package(
             name: "MizanGatewayTests",
             dependencies: [
                 "MizanGateway",
+                "MizanConsole",
                 "MizanStore",
                 "MizanDispatch",
                 "MizanMockProvider",

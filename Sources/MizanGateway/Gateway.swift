@@ -12,7 +12,7 @@ import ServiceLifecycle
 /// Mizan's OpenAI-compatible gateway, built from one store and one ``Configuration``: the
 /// dispatch engine and its sweeper, and a Hummingbird router whose controllers serve the
 /// client API (`/v1/…`), the agent API (`/agent/v1/…`), the admin API (`/admin/v1/…`), the
-/// operations endpoints and, with an admin token, the operator's console (`/console`).
+/// operations endpoints and the modules added to it (`MizanConsole`'s operator's console).
 ///
 /// Provider routes are tried first in priority order (with fallback before any byte reached the
 /// client, and a cool-down for failing routes); then agent nodes through the `Dispatcher`.
@@ -54,8 +54,8 @@ public final class Gateway: Sendable {
     let agents: AgentController
     let admin: AdminController
     let operations: OperationsController
-    /// The operator's web console, when there is an admin token to sign in with.
-    let console: ConsoleController?
+    /// The modules added to the gateway (the operator's console).
+    let additions: [any GatewayRoutes]
     let recorder: RequestRecorder
     /// Usage writes that failed, written again until the store takes them.
     let usageSpool: UsageSpool
@@ -71,6 +71,7 @@ public final class Gateway: Sendable {
     ///   - provider: The upstream HTTP client.
     ///   - environment: Where routes' `apiKeyEnv` names are looked up.
     ///   - metricsRegistry: The registry `/metrics` serves (bootstrap swift-metrics with it).
+    ///   - additions: Modules that add routes (`MizanConsole`'s `.console()`).
     ///   - logger: Where request lines go; the engine logs as `mizan.dispatch`.
     public init(
         store: some DispatchStore & AccessStore,
@@ -81,6 +82,7 @@ public final class Gateway: Sendable {
         provider: ProviderClient = .shared,
         environment: [String: String] = ProcessInfo.processInfo.environment,
         metricsRegistry: PrometheusCollectorRegistry? = nil,
+        additions: [GatewayAddition] = [],
         logger: Logger = Logger(label: "mizan.gateway")
     ) {
         let dispatcher = Dispatcher(store: store, configuration: configuration.dispatch, logger: Logger(label: "mizan.dispatch"))
@@ -120,13 +122,9 @@ public final class Gateway: Sendable {
         self.operations = OperationsController(dispatcher: dispatcher, spool: spool, metricsRegistry: metricsRegistry, logger: logger)
         let activity = RecentActivity()
         self.recorder = RequestRecorder(access: store, spool: spool, metrics: metrics, activity: activity, logger: logger)
-        self.console = credentials.adminTokenHash.map { hash in
-            ConsoleController(
-                dispatcher: dispatcher, credentials: credentials, access: store, routes: routes, activity: activity,
-                sessions: ConsoleSessions(
-                    adminTokenHash: hash, lifetime: configuration.consoleSessionLifetime.timeInterval, logger: logger),
-                logger: logger)
-        }
+        let parts = GatewayParts(
+            dispatcher: dispatcher, credentials: credentials, access: store, routes: routes, activity: activity, logger: logger)
+        self.additions = additions.compactMap { $0.make(parts) }
     }
 
     /// The gateway's router: every controller's routes, behind the request middleware
@@ -138,7 +136,7 @@ public final class Gateway: Sendable {
         agents.addRoutes(to: router.group("/agent/v1"))
         admin.addRoutes(to: router.group("/admin/v1"))
         operations.addRoutes(to: router.group())
-        console?.addRoutes(to: router)
+        for addition in additions { addition.addRoutes(to: router) }
         return router
     }
 

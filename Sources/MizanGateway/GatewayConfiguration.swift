@@ -25,8 +25,6 @@ extension Gateway {
         /// The most client connections open at once (4,096); past it a new connection is closed
         /// as soon as it is accepted.
         public var maxConnections: Int
-        /// How long a console sign-in lasts (8 hours).
-        public var consoleSessionLifetime: Duration
         /// How long a node whose agent channels all ended (without a goodbye) may take to come
         /// back before it counts as disconnected and its leased jobs go back to the queue (5
         /// seconds). Nodes on the HTTP agent API go stale after `Dispatcher.Configuration.nodeStaleAfter` instead.
@@ -58,7 +56,6 @@ extension Gateway {
             idleTimeout: Duration = .seconds(60),
             bodyTimeout: Duration = .seconds(60),
             maxConnections: Int = 4096,
-            consoleSessionLifetime: Duration = .seconds(8 * 3600),
             agentChannel: Bool = true,
             nodeDisconnectGrace: Duration = .seconds(5),
             usageSpoolCapacity: Int = 10_000,
@@ -72,7 +69,6 @@ extension Gateway {
             self.idleTimeout = idleTimeout
             self.bodyTimeout = bodyTimeout
             self.maxConnections = maxConnections
-            self.consoleSessionLifetime = consoleSessionLifetime
             self.agentChannel = agentChannel
             self.nodeDisconnectGrace = nodeDisconnectGrace
             self.usageSpoolCapacity = usageSpoolCapacity

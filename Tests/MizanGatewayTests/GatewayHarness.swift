@@ -2,6 +2,7 @@ import AsyncHTTPClient
 import Foundation
 import Hummingbird
 import Logging
+import MizanConsole
 import MizanCore
 import MizanDispatch
 import MizanGateway
@@ -131,6 +132,7 @@ func withGateway<T: Sendable>(
         configuration: configuration,
         environment: environment,
         metricsRegistry: metricsRegistry,
+        additions: [.console()],
         logger: logger
     )
     let key = try await gateway.credentials.issueKey(name: "tests")

@@ -244,7 +244,6 @@ struct GatewayCommand: AsyncParsableCommand {
             idleTimeout: .seconds(idleTimeout),
             bodyTimeout: .seconds(bodyTimeout),
             maxConnections: maxConnections,
-            consoleSessionLifetime: .seconds(consoleSessionHours * 3600),
             agentChannel: !noAgentChannel,
             nodeDisconnectGrace: .seconds(nodeDisconnectGrace),
             tokenReservation: tokenReservation,

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import MizanCore
+import MizanConsole
 import MizanGateway
 import MizanStore
 import MizanStorePostgres
@@ -56,7 +57,8 @@ extension GatewayCommand {
         func gateway(_ store: some DispatchStore & AccessStore, services: [any Service]) -> Gateway {
             Gateway(
                 store: store, storeServices: services, routes: table, adminToken: token, configuration: configuration,
-                environment: environment, metricsRegistry: registry, logger: logger
+                environment: environment, metricsRegistry: registry,
+                additions: [.console(sessionLifetime: .seconds(consoleSessionHours * 3600))], logger: logger
             )
         }
         switch location {

@@ -16,7 +16,9 @@ public struct Credentials: Sendable {
     }
 
     let store: any AccessStore
-    let adminTokenHash: Data?
+    /// The admin token's hash, or `nil` when the gateway has none (the admin API and the
+    /// console are off).
+    public let adminTokenHash: Data?
     /// Active keys by hash, so that a request does not cost a store lookup.
     let activeKeys: ExpiringCache<Data, APIKey>
 

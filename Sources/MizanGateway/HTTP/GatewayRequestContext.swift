@@ -22,6 +22,9 @@ public struct GatewayRequestContext: RequestContext {
         channel = source.channel
     }
 
+    /// The client's IP address, when the connection has one.
+    public var clientAddress: String? { channel?.remoteAddress?.ipAddress }
+
     /// Bodies decoded by `request.decode` (admin and agent calls) stay small.
     public var maxUploadSize: Int { 1 << 20 }
 }

@@ -7,24 +7,26 @@ import Synchronization
 ///
 /// It is fed by the request recorder (one call per answered inference request) and costs a
 /// lock and a few additions per request; memory is fixed (60 minutes × a small histogram).
-final class RecentActivity: Sendable {
+public final class RecentActivity: Sendable {
     /// One minute's figures.
-    struct Minute: Sendable, Equatable {
+    public struct Minute: Sendable, Equatable {
         /// The minute's start.
-        var start: Date
-        var requests = 0
+        public var start: Date
+        /// Inference requests answered.
+        public var requests = 0
         /// Answers with a 5xx status.
-        var failures = 0
+        public var failures = 0
         /// Answers with a 4xx status.
-        var refusals = 0
-        var tokens = 0
+        public var refusals = 0
+        /// Tokens used (prompt and completion).
+        public var tokens = 0
         /// Latencies by ``RecentActivity/bucket(ofMilliseconds:)``.
-        var latencies = [Int](repeating: 0, count: RecentActivity.buckets)
+        public var latencies = [Int](repeating: 0, count: RecentActivity.buckets)
     }
 
     /// The latency histogram's buckets: bucket `i` holds latencies up to 0.1 ms × 1.4^i (the last
     /// one everything above), so a percentile is read to within 40 %.
-    static let buckets = 46
+    public static let buckets = 46
     private static let base = 0.1
     private static let factor = 1.4
 
@@ -33,6 +35,9 @@ final class RecentActivity: Sendable {
     }
 
     private let state = Mutex(State())
+
+    /// An empty record.
+    public init() {}
 
     /// Counts one answered request.
     /// - Parameters:
@@ -56,7 +61,7 @@ final class RecentActivity: Sendable {
 
     /// The last 60 minutes, oldest first, ending with the current one (a minute without
     /// requests is present with zeros).
-    func lastHour(now: Date = Date()) -> [Minute] {
+    public func lastHour(now: Date = Date()) -> [Minute] {
         let current = Int((now.timeIntervalSince1970 / 60).rounded(.down))
         let minutes = state.withLock { $0.minutes }
         return ((current - 59)...current).map { minute in
@@ -67,20 +72,20 @@ final class RecentActivity: Sendable {
     }
 
     /// The histogram bucket of a latency.
-    static func bucket(ofMilliseconds milliseconds: Double) -> Int {
+    public static func bucket(ofMilliseconds milliseconds: Double) -> Int {
         guard milliseconds > base else { return 0 }
         let index = Int((log(milliseconds / base) / log(factor)).rounded(.up))
         return min(max(0, index), buckets - 1)
     }
 
     /// The upper bound of a bucket, in milliseconds.
-    static func upperBound(ofBucket bucket: Int) -> Double {
+    public static func upperBound(ofBucket bucket: Int) -> Double {
         base * pow(factor, Double(bucket))
     }
 
     /// The latency under which `fraction` of the histogram's requests fall (a bucket's upper
     /// bound), or `nil` when it is empty.
-    static func percentile(_ fraction: Double, of latencies: [Int]) -> Double? {
+    public static func percentile(_ fraction: Double, of latencies: [Int]) -> Double? {
         let total = latencies.reduce(0, +)
         guard total > 0 else { return nil }
         let rank = max(1, Int((fraction * Double(total)).rounded(.up)))
@@ -93,7 +98,7 @@ final class RecentActivity: Sendable {
     }
 
     /// Histograms added together.
-    static func merged(_ minutes: [Minute]) -> [Int] {
+    public static func merged(_ minutes: [Minute]) -> [Int] {
         var sum = [Int](repeating: 0, count: buckets)
         for minute in minutes {
             for (index, count) in minute.latencies.enumerated() { sum[index] += count }

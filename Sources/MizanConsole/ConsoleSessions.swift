@@ -1,6 +1,7 @@
 import Crypto
 import Foundation
 import Logging
+import MizanGateway
 import MizanStore
 import Synchronization
 

@@ -1,4 +1,5 @@
 import Foundation
+import MizanGateway
 
 /// Small inline SVG charts (no script, no stylesheet of their own: the console's CSS colours
 /// them by class). Each point carries a `<title>`, so a pointer or a screen reader gets the

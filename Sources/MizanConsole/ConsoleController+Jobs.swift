@@ -2,6 +2,7 @@ import Foundation
 import Hummingbird
 import MizanCore
 import MizanDispatch
+import MizanGateway
 import MizanStore
 
 /// The jobs page: agent-served requests by state and model, newest first, a page at a time;
@@ -161,7 +162,7 @@ extension ConsoleController {
     /// The jobs page's filter from its query; a bad value is refused as the admin API refuses it.
     static func consoleJobFilter(_ parameter: (String) -> String?) throws -> (JobFilter, limit: Int) {
         do {
-            return try AdminController.jobListing(emptyMeansAny: true) { name in name == "limit" ? nil : parameter(name) }
+            return try AdminQuery.jobListing(emptyMeansAny: true) { name in name == "limit" ? nil : parameter(name) }
         } catch let error as MizanError {
             throw ConsoleRefusal(status: .badRequest, message: error.message)
         }

@@ -4,6 +4,7 @@ import Hummingbird
 import Logging
 import MizanCore
 import MizanDispatch
+import MizanGateway
 import MizanStore
 
 /// The operator's web console under `/console`: server-rendered pages for the overview, nodes,
@@ -14,7 +15,7 @@ import MizanStore
 /// small script only localizes times, copies secrets, asks for confirmations and refreshes
 /// the live parts. Responses carry a strict `Content-Security-Policy` (no inline script or
 /// style), `X-Frame-Options: DENY` and `Cache-Control: no-store`.
-struct ConsoleController: Sendable {
+struct ConsoleController: GatewayRoutes {
     let dispatcher: Dispatcher
     let credentials: Credentials
     let access: any AccessStore
@@ -28,6 +29,21 @@ struct ConsoleController: Sendable {
     static let maxFormBytes = 64 << 10
     /// Rows on a page of jobs.
     static let jobsPageSize = 50
+
+    /// The console of a gateway, when it has an admin token to sign in with.
+    /// - Parameters:
+    ///   - parts: The gateway's parts.
+    ///   - sessionLifetime: How long a sign-in lasts.
+    init?(_ parts: GatewayParts, sessionLifetime: Duration) {
+        guard let hash = parts.credentials.adminTokenHash else { return nil }
+        dispatcher = parts.dispatcher
+        credentials = parts.credentials
+        access = parts.access
+        routes = parts.routes
+        activity = parts.activity
+        sessions = ConsoleSessions(adminTokenHash: hash, lifetime: sessionLifetime.timeInterval, logger: parts.logger)
+        logger = parts.logger
+    }
 
     func addRoutes(to router: Router<GatewayRequestContext>) {
         let console = router.group("/console")
@@ -154,7 +170,7 @@ struct ConsoleController: Sendable {
 
     func signIn(_ request: Request, _ context: GatewayRequestContext) async throws -> Response {
         try Self.checkOrigin(request)
-        let address = context.channel?.remoteAddress?.ipAddress ?? "unknown"
+        let address = context.clientAddress ?? "unknown"
         if let wait = limiter.retryAfter(address: address) {
             logger.warning("console sign-in refused: too many failed attempts", metadata: ["mizan.client.address": "\(address)"])
             var response = signInPage(

@@ -1,5 +1,6 @@
 import Foundation
 import MizanCore
+import MizanGateway
 
 /// The console's page chrome and the small pieces every page uses (times, numbers, tables).
 enum ConsoleLayout {

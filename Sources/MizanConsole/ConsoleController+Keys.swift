@@ -1,6 +1,7 @@
 import Foundation
 import Hummingbird
 import MizanCore
+import MizanGateway
 
 /// The keys page: create (the key shown once, with a copy button), list with each key's
 /// settings and consumption, change a key's settings, revoke (after a confirmation).

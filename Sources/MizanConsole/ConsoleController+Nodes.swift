@@ -2,6 +2,7 @@ import Foundation
 import Hummingbird
 import MizanCore
 import MizanDispatch
+import MizanGateway
 
 /// The nodes page: every node with its health and load, live; create (the registration token
 /// shown once, with the agent's command) and revoke (after a confirmation).

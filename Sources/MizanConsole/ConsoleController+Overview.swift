@@ -2,6 +2,7 @@ import Foundation
 import Hummingbird
 import MizanCore
 import MizanDispatch
+import MizanGateway
 
 /// The overview: this instance's last hour of traffic, the queue and the nodes at a glance.
 extension ConsoleController {

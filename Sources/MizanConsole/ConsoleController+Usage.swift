@@ -2,6 +2,7 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import MizanCore
+import MizanGateway
 
 /// The usage page: tokens and requests by key and model over a chosen range of UTC days, a
 /// daily chart, and the same figures as CSV.

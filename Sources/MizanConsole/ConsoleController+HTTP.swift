@@ -2,6 +2,7 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import MizanCore
+import MizanGateway
 
 /// The console's HTTP plumbing: responses with its security headers, cookies, forms, origins.
 extension ConsoleController {
