@@ -1,7 +1,7 @@
 import Foundation
 import Logging
-import MizanCore
 import MizanConsole
+import MizanCore
 import MizanGateway
 import MizanStore
 import MizanStorePostgres
