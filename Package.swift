@@ -31,6 +31,8 @@ let package = Package(
         .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
         .package(url: "https://github.com/vapor/sqlite-nio.git", from: "1.13.2"),
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.3"),
+        // NIOHTTPTypes: the HTTP parts Hummingbird's channel pipeline carries (ConnectionWatcher).
+        .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.35.2"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
@@ -52,8 +54,7 @@ let package = Package(
         .target(
             name: "MizanStore",
             dependencies: [
-                "MizanCore",
-                .product(name: "Logging", package: "swift-log"),
+                "MizanCore"
             ],
             swiftSettings: swiftSettings
         ),
@@ -65,18 +66,20 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                "MizanCore",
             ],
             swiftSettings: swiftSettings
         ),
         .target(
             name: "MizanStoreSQLite",
             dependencies: [
-                "MizanStore",
                 // Its bundled SQLite (the VaporCSQLite module) is what the store runs on.
+                "MizanStore",
                 .product(name: "SQLiteNIO", package: "sqlite-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                "MizanCore",
             ],
             swiftSettings: swiftSettings
         ),
@@ -102,6 +105,7 @@ let package = Package(
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Crypto", package: "swift-crypto"),
+                "MizanCore",
             ],
             swiftSettings: swiftSettings
         ),
@@ -112,6 +116,7 @@ let package = Package(
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -131,7 +136,8 @@ let package = Package(
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Yams", package: "Yams"),
-                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
             ],
             resources: [
                 .embedInCode("Resources/openapi.yaml")
@@ -212,6 +218,7 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                "MizanCore",
             ],
             path: "Sources/Executables/mizan-agent",
             swiftSettings: swiftSettings
@@ -240,6 +247,7 @@ let package = Package(
                 "MizanMockProvider",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             path: "Sources/Executables/mizan-mock-provider",
             swiftSettings: swiftSettings
@@ -260,6 +268,10 @@ let package = Package(
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                "MizanCore",
+                "MizanDispatch",
+                "MizanStore",
+                .product(name: "NIOCore", package: "swift-nio"),
             ],
             path: "Sources/Executables/mizan-gateway",
             swiftSettings: swiftSettings
@@ -271,6 +283,7 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
             ],
             path: "Sources/Executables/mizan",
             swiftSettings: swiftSettings
@@ -291,9 +304,12 @@ let package = Package(
                 "MizanDispatch",
                 "MizanStorePostgres",
                 "MizanStoreSQLite",
-                "MizanStoreTesting",
                 "MizanPostgresTesting",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
+                "MizanCore",
+                "MizanStore",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOPosix", package: "swift-nio"),
             ],
             path: "Benchmarks/MizanStoreBenchmark",
             swiftSettings: swiftSettings
@@ -309,6 +325,7 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ],
             path: "Tests/MizanTestSupport",
             swiftSettings: swiftSettings
@@ -329,7 +346,13 @@ let package = Package(
         ),
         .testTarget(
             name: "MizanDispatchTests",
-            dependencies: ["MizanDispatch", "MizanStoreTesting", "MizanTestSupport"],
+            dependencies: [
+                "MizanDispatch",
+                "MizanStoreTesting",
+                "MizanTestSupport",
+                "MizanCore",
+                "MizanStore",
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(
@@ -348,6 +371,9 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
+                "MizanCore",
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -363,6 +389,7 @@ let package = Package(
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "NIOCore", package: "swift-nio"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -372,8 +399,8 @@ let package = Package(
                 "MizanProvider",
                 "MizanTestSupport",
                 "MizanMockProvider",
-                .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Hummingbird", package: "hummingbird"),
+                "MizanCore",
             ],
             swiftSettings: swiftSettings
         ),
@@ -392,7 +419,16 @@ let package = Package(
         ),
         .testTarget(
             name: "MizanStorePostgresTests",
-            dependencies: ["MizanDispatch", "MizanStorePostgres", "MizanStoreTesting", "MizanPostgresTesting", "MizanTestSupport"],
+            dependencies: [
+                "MizanDispatch",
+                "MizanStorePostgres",
+                "MizanStoreTesting",
+                "MizanPostgresTesting",
+                "MizanTestSupport",
+                "MizanCore",
+                "MizanStore",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+            ],
             swiftSettings: swiftSettings
         ),
     ]
