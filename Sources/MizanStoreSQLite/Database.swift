@@ -90,7 +90,7 @@ package struct SQLiteFailure: Error, CustomStringConvertible, Sendable {
 
 /// One connection to an SQLite file, with its prepared statements kept for reuse.
 ///
-/// A connection is not thread-safe: its owner (``SQLiteStore``'s connection pools) hands it to
+/// A connection is not thread-safe: its owner (a ``ConnectionPool``) hands it to
 /// one task at a time. Opened in SQLite's multi-thread mode (no per-call mutex), on the SQLite
 /// that `sqlite-nio` bundles, so that nothing needs to be installed on the machine. Statements
 /// run synchronously on the calling thread; the store runs a whole transaction in one work item

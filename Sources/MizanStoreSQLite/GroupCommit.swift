@@ -9,27 +9,20 @@ import Synchronization
 ///
 /// Each write is still atomic and isolated (a write that throws is rolled back to its savepoint
 /// and fails alone) and has committed before its caller resumes; what the writes of a batch
-/// share is the commit, whose WAL frames (the pages they all touch: index and table pages) are
-/// written once instead of once per write. A lone write costs what it did: no task waits to
-/// fill a batch.
+/// share is the commit, whose WAL frames are written once instead of once per write. A lone
+/// write costs what it did: no task waits to fill a batch.
 ///
-/// The batches run in turns on the writer's thread: a turn starts when a write finds the
-/// writer idle, and runs batch after batch while writes are queued, waking each batch's tasks
-/// as it commits. The next batch starts on the same thread at once, not after a hop back to a
-/// task that would lead it (with the writer idle meanwhile: a quarter of its time with four
-/// busy callers on two cores). A turn gives the connection back after ``turnLimit`` batches, so
-/// that other work on it is not shut out.
+/// The batches run in turns on the writer's thread, the next as soon as the last has committed
+/// (rather than after a hop back to a task that would lead it, with the writer idle meanwhile).
+/// A turn gives the connection back after ``turnLimit`` batches, so that other work on it is
+/// not shut out.
 ///
-/// A short write (a job's transition, a usage record: bounded work) that finds the writer idle,
-/// with nothing queued, runs on its caller's thread instead, when the store's commits do not wait
-/// for the disk: a hop to the writer's thread and one back cost more than the write itself
-/// (a quarter of a millisecond a request on the agent path, with its four writes). The writes
-/// that queue meanwhile get a turn on the writer's thread when it is done. Long writes (sweeps,
-/// migrations) always run there.
-///
-/// The WAL is checkpointed by the writer's turns (SQLite's own checkpoint, run by whichever
-/// commit passes the limit, would otherwise run on a caller's thread): a short write that
-/// passes the limit starts a turn for it.
+/// A short write (bounded work: a job's transition, a usage record) that finds the writer idle
+/// with nothing queued runs on its caller's thread instead, when commits do not wait for the
+/// disk: the hop to the writer's thread and back would cost more than the write. Long writes
+/// (sweeps, migrations) always run on the writer's thread. The WAL is checkpointed by the
+/// writer's turns (SQLite's own checkpoint would run on whichever caller's commit passed the
+/// limit): a short write that passes the limit starts a turn for it.
 package final class GroupCommit: Sendable {
     /// The most writes committed together.
     package static let batchLimit = 64

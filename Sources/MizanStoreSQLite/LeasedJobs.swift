@@ -18,7 +18,7 @@ import Synchronization
 /// Bounded by ``limit`` jobs and ``byteLimit`` bytes of their bodies: past either it starts
 /// again, keeping only the jobs being completed (a job kept whose lease ended another way —
 /// expired, cancelled — goes then).
-final class LeasedJobs: Sendable {
+package final class LeasedJobs: Sendable {
     /// A job kept under its lease, with its row number.
     struct Kept: Sendable {
         let leased: LeasedJob
@@ -28,7 +28,7 @@ final class LeasedJobs: Sendable {
     }
 
     /// What a success's completion finds for its lease.
-    enum Taken: Sendable {
+    package enum Taken: Sendable {
         /// The job as leased, and its row number: this completion holds it until released.
         case kept(Job, seq: Int)
         /// Another completion of the same lease holds it.
@@ -50,8 +50,11 @@ final class LeasedJobs: Sendable {
 
     private let state = Mutex(State())
 
+    /// An empty cache.
+    package init() {}
+
     /// Keeps the jobs a lease selected, with their row numbers.
-    func keep(_ leased: [(LeasedJob, seq: Int)]) {
+    package func keep(_ leased: [(LeasedJob, seq: Int)]) {
         state.withLock { state in
             for (item, seq) in leased {
                 if state.jobs.count >= Self.limit || state.bytes + item.job.body.count > Self.byteLimit {
@@ -68,7 +71,7 @@ final class LeasedJobs: Sendable {
 
     /// Takes the job kept under `lease` for a success's completion, which holds it until
     /// ``release(_:)`` (a job kept under another lease stays).
-    func take(_ lease: Lease) -> Taken {
+    package func take(_ lease: Lease) -> Taken {
         state.withLock { state in
             guard let kept = state.jobs[lease.jobID], kept.leased.lease == lease else { return .none }
             if kept.completing { return .completing }
@@ -78,7 +81,7 @@ final class LeasedJobs: Sendable {
     }
 
     /// Lets go of the jobs completions took (``take(_:)``), once their write is done.
-    func release(_ leases: [Lease]) {
+    package func release(_ leases: [Lease]) {
         guard !leases.isEmpty else { return }
         state.withLock { state in
             for lease in leases {
@@ -91,28 +94,11 @@ final class LeasedJobs: Sendable {
 
     /// Forgets the job kept for `id`, under whatever lease, unless a completion holds it (that
     /// completion lets it go).
-    func forget(_ id: JobID) {
+    package func forget(_ id: JobID) {
         state.withLock { state in
             guard let kept = state.jobs[id], !kept.completing else { return }
             state.jobs[id] = nil
             state.bytes -= kept.leased.job.body.count
-        }
-    }
-}
-
-/// When a lease last wrote each node's last-seen time: a lease writes it when a second has
-/// passed (or the clock went back), so that a node leasing in a loop does not write its row at
-/// every lease. Bounded: past 10,000 nodes it starts again.
-final class NodesSeen: Sendable {
-    private let written = Mutex<[NodeID: Date]>([:])
-
-    /// Whether a lease of `node` at `now` writes its last-seen time (then counted as written).
-    func due(_ node: NodeID, now: Date) -> Bool {
-        written.withLock { written in
-            if let last = written[node], (0..<1).contains(now.timeIntervalSince(last)) { return false }
-            if written.count >= 10_000 { written = [:] }
-            written[node] = now
-            return true
         }
     }
 }

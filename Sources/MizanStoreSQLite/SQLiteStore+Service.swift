@@ -10,15 +10,16 @@ extension SQLiteStore: Service {
             while !Task.isCancelled {
                 try await Task.sleep(for: .seconds(1))
                 do {
-                    try await self.storeKeyCounters()
+                    try await self.accessLedger.storeKeyCounters()
                 } catch {
-                    self.logger.warning("key counters could not be written; trying again", metadata: ["mizan.error": "\(error)"])
+                    self.file.connections.logger.warning(
+                        "key counters could not be written; trying again", metadata: ["mizan.error": "\(error)"])
                 }
             }
         }
         // Usage records queued without waiting are committed before the file closes.
-        if await !writes.idle(timeout: .seconds(10)) {
-            logger.error("some limited keys' usage records were still unwritten at shutdown")
+        if await !file.connections.writes.idle(timeout: .seconds(10)) {
+            file.connections.logger.error("some limited keys' usage records were still unwritten at shutdown")
         }
         await close()
     }

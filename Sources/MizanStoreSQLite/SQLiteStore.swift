@@ -2,18 +2,21 @@ import Foundation
 import Logging
 import MizanCore
 import MizanStore
-import NIOPosix
 
 /// A ``DispatchStore`` and `AccessStore` in one SQLite file: the durable store of a single
 /// gateway (PostgreSQL serves several).
 ///
 /// The file is in WAL mode: one writer connection applies every change in a short
 /// `BEGIN IMMEDIATE` transaction (writes are serialized in process, so no statement waits on
-/// SQLite's busy handler; those that queue meanwhile share the next commit), while two reader connections answer queries concurrently from the
-/// last committed state. Every job transition is a conditional statement guarded by
-/// `JobStateMachine`, as on PostgreSQL. Events are published in process once a change has
-/// committed. The store holds a lock on `PATH.lock` for as long as it is open, so that a second
-/// gateway on the same file is refused instead of sharing it.
+/// SQLite's busy handler; those that queue meanwhile share the next commit), while two reader
+/// connections answer queries concurrently from the last committed state. Every job transition
+/// is a conditional statement guarded by `JobStateMachine`, as on PostgreSQL. Events are
+/// published in process once a change has committed. The store holds a lock on `PATH.lock` for
+/// as long as it is open, so that a second gateway on the same file is refused instead of
+/// sharing it.
+///
+/// The store is made of parts that share the file's connections: the job queue, the node
+/// registry and the access ledger; it answers each protocol by handing the call to its part.
 ///
 /// ```swift
 /// let store = try await SQLiteStore.open(path: "mizan.sqlite")
@@ -31,47 +34,31 @@ public final class SQLiteStore: DispatchStore, Sendable {
     }
 
     /// The file's path.
-    public let path: String
+    public var path: String { file.path }
     /// How commits are made durable.
     public let durability: Durability
     /// How long usage records are kept beyond the finished jobs' retention (90 days).
     public let usageRetention: Duration
-    let writer: ConnectionPool
-    let writes: GroupCommit
-    let readers: ConnectionPool
-    static let readerCount = 2
-    /// How many WAL pages the writer lets build up before it checkpoints them into the file:
-    /// 4,000 (16 MiB of 4 KiB pages) rather than SQLite's 1,000, since a checkpoint copies each
-    /// page once, however often it was rewritten since the last, and the pages a lease and a
-    /// completion touch (the newest jobs', their indexes') are rewritten by nearly every commit
-    /// — about an eighth more leases and completions a second on one writer.
-    static let walCheckpointPages = 4_000
-    let fileLock: FileLock?
-    let logger: Logger
-    let hub = StoreEventHub()
-    /// The counters of the keys in use (written to the file behind them).
-    let counterTable = KeyCounterTable()
-    /// The jobs leased and not yet completed, as their lease returned them.
-    let leasedJobs = LeasedJobs()
-    /// When a lease last wrote each node's last-seen time.
-    let nodesSeen = NodesSeen()
     /// The statements this store has run, on every connection (migrations included).
-    public let statements: StatementCounter
+    public var statements: StatementCounter { file.connections.statements }
 
-    private init(
-        path: String, durability: Durability, usageRetention: Duration, writer: Database, readers: [Database], fileLock: FileLock?,
-        statements: StatementCounter, logger: Logger
-    ) {
-        self.statements = statements
-        self.path = path
+    /// The open file and its connections.
+    let file: SQLiteFile
+    /// Jobs: insert, lease, completion, sweeps, queries.
+    let jobQueue: SQLiteJobQueue
+    /// Nodes: registration, heartbeats, revocation.
+    let nodeRegistry: SQLiteNodeRegistry
+    /// API keys, their counters, usage records, console sessions.
+    let accessLedger: SQLiteAccessLedger
+
+    private init(file: SQLiteFile, durability: Durability, usageRetention: Duration) {
+        self.file = file
         self.durability = durability
         self.usageRetention = usageRetention
-        self.writer = ConnectionPool([writer])
-        // A commit that waits for the disk (`FULL`) never runs on a caller's thread.
-        writes = GroupCommit(writer: self.writer, runsShortWritesHere: durability == .normal, checkpointFrames: Self.walCheckpointPages)
-        self.readers = ConnectionPool(readers)
-        self.fileLock = fileLock
-        self.logger = logger
+        let nodes = SQLiteNodeRegistry(connections: file.connections)
+        nodeRegistry = nodes
+        jobQueue = SQLiteJobQueue(connections: file.connections, nodes: nodes)
+        accessLedger = SQLiteAccessLedger(connections: file.connections)
     }
 
     /// Opens (creating it when missing) the store in a file, migrates its schema, and locks it
@@ -92,130 +79,48 @@ public final class SQLiteStore: DispatchStore, Sendable {
         usageRetention: Duration = .seconds(90 * 86_400),
         logger: Logger = Logger(label: "mizan.store.sqlite")
     ) async throws -> SQLiteStore {
-        let lock = try FileLock(path: path + ".lock")
-        do {
-            let narrowed = try PrivateFiles.restrict(database: path)
-            if !narrowed.isEmpty {
-                logger.notice(
-                    "the database's files could be read by other users; made them the owner's alone (mode 0600)",
-                    metadata: ["mizan.files": "\(narrowed.joined(separator: ", "))"])
-            }
-            let statements = StatementCounter()
-            let (writer, readers) = try await NIOThreadPool.singleton.runIfActive {
-                try connect(path: path, durability: durability, busyTimeout: busyTimeout, counter: statements)
-            }
-            let store = SQLiteStore(
-                path: path, durability: durability, usageRetention: usageRetention, writer: writer, readers: readers, fileLock: lock,
-                statements: statements, logger: logger
-            )
-            do {
-                try await store.migrate()
-            } catch {
-                await store.close()
-                throw error
-            }
-            return store
-        } catch {
-            lock.release()
-            if let error = error as? SQLiteStoreError { throw error }
-            throw SQLiteStoreError.cannotOpen(path: path, reason: "\(error)")
-        }
+        let file = try await SQLiteFile.open(path: path, durability: durability, busyTimeout: busyTimeout, logger: logger)
+        return SQLiteStore(file: file, durability: durability, usageRetention: usageRetention)
     }
 
-    /// Opens the writer (WAL mode, the durability's `synchronous`) and the readers.
-    private static func connect(path: String, durability: Durability, busyTimeout: Duration, counter: StatementCounter) throws -> (
-        Database, [Database]
-    ) {
-        let writer = try Database.open(path: path, busyTimeout: busyTimeout, counter: counter)
-        do {
-            let mode = try writer.query("PRAGMA journal_mode = WAL").first?.column("journal_mode")?.string
-            guard mode?.lowercased() == "wal" else {
-                throw SQLiteStoreError.cannotOpen(path: path, reason: "the file cannot be put in WAL mode (it is in \(mode ?? "no") mode)")
-            }
-            // Temporary files in memory: a batch of writes puts each in a savepoint, whose
-            // statement journal SQLite otherwise writes to a temporary file (bounded: the pages
-            // one write changes). The WAL is checkpointed by the writer's turns (GroupCommit),
-            // not by SQLite at whichever commit passes the limit: that commit may run on a
-            // caller's thread.
-            try writer.execute(
-                "PRAGMA synchronous = \(durability == .full ? "FULL" : "NORMAL"); PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY"
-            )
-            writer.watchWAL()
-            var readers: [Database] = []
-            for _ in 0..<readerCount { readers.append(try Database.open(path: path, busyTimeout: busyTimeout, counter: counter)) }
-            return (writer, readers)
-        } catch {
-            writer.close()
-            throw error
-        }
+    /// The newest schema version this build knows.
+    public static var schemaVersion: Int { SQLiteSchema.version }
+
+    /// Applies the migrations not yet applied, in one transaction (safe to run twice). A file
+    /// whose schema is newer than this build is refused rather than used.
+    public func migrate() async throws {
+        try await SQLiteSchema.migrate(file.connections, path: path)
     }
 
     /// Closes the connections (checkpointing the WAL into the file) once the statements running
     /// have finished, and releases the file's lock; later calls fail. Closing twice is a no-op.
     public func close() async {
-        try? await storeKeyCounters()
-        await readers.close()
-        await writer.close { try? $0.execute("PRAGMA wal_checkpoint(TRUNCATE)") }
-        fileLock?.release()
+        try? await accessLedger.storeKeyCounters()
+        await file.close()
     }
 
+    /// Calls `handler` with each event of a change once it has committed.
     public func addEventHandler(_ handler: @escaping @Sendable (StoreEvent) -> Void) {
-        hub.add(handler)
+        file.connections.events.add(handler)
     }
 
+    /// Runs a statement on a reader: throws when the file cannot be read.
     public func ping() async throws {
-        _ = try await read("SELECT 1")
+        _ = try await file.connections.read("SELECT 1")
     }
 
-    // MARK: Running statements
-
-    /// Runs a read on one of the reader connections.
-    func read(_ sql: String, _ binds: [SQLValue] = []) async throws -> [SQLRow] {
-        do {
-            return try await readers.run { try $0.query(sql, binds) }
-        } catch {
-            throw storeError(error)
+    /// Deletes finished jobs older than `finishedBefore`, and usage records older than it by the
+    /// usage retention, in one transaction, so that the file does not grow without bound.
+    /// - Returns: How many jobs were deleted.
+    public func prune(finishedBefore: Date) async throws -> Int {
+        let usageBefore = finishedBefore.addingTimeInterval(-usageRetention.timeInterval)
+        let pruned: Int = try await file.connections.write { db in
+            let deleted = try SQLiteJobQueue.deleteFinished(before: finishedBefore, on: db)
+            try SQLiteAccessLedger.deleteUsage(before: usageBefore, on: db)
+            return (deleted, [])
         }
-    }
-
-    /// Runs `body` in one write transaction on the writer (rolled back when it throws),
-    /// committed together with the writes of other tasks queued meanwhile (``GroupCommit``);
-    /// then publishes the events it returned.
-    /// - Parameters:
-    ///   - single: `body` changes the file by one statement at most (it needs no transaction alone).
-    ///   - short: `body` is bounded work (a job's transition, a usage record): it may run on the
-    ///     caller's thread when the writer is idle.
-    ///   - body: The statements, and the events to publish once they have committed.
-    func write<T: Sendable>(
-        single: Bool = false, short: Bool = false, _ body: @escaping @Sendable (Database) throws -> (T, [StoreEvent])
-    ) async throws -> T {
-        let (value, events): (T, [StoreEvent])
-        do {
-            (value, events) = try await writes.write(single: single, short: short, body)
-        } catch {
-            throw storeError(error)
-        }
-        hub.publish(events)
-        return value
-    }
-
-    /// Runs one statement on the writer (in a transaction only when other writes share its
-    /// commit: one statement is atomic on its own), on the caller's thread when the writer is
-    /// idle (it changes a few rows through an index). Publishes `events(rows)` once it has committed.
-    func writeOne(_ sql: String, _ binds: [SQLValue], events: ([SQLRow]) -> [StoreEvent] = { _ in [] }) async throws -> [SQLRow] {
-        let rows: [SQLRow]
-        do {
-            rows = try await writes.write(single: true, short: true) { try $0.query(sql, binds) }
-        } catch {
-            throw storeError(error)
-        }
-        hub.publish(events(rows))
-        return rows
-    }
-
-    func storeError(_ error: any Error) -> any Error {
-        if error is MizanError || error is SQLiteStoreError || error is CancellationError { return error }
-        logger.error("SQLite statement failed", metadata: ["mizan.error": "\(String(reflecting: error).prefix(300))"])
-        return MizanError(.storeUnavailable, "The SQLite store failed: \(SafeText.excerpt("\(error)", limit: 200)).")
+        // Give the pages back to the checkpointed WAL, so that it stays small.
+        if pruned > 0 { await file.connections.checkpoint() }
+        return pruned
     }
 }

@@ -130,7 +130,7 @@ struct SQLiteFileTests {
         let path = folder.appendingPathComponent("mizan.sqlite").path
         let file = try Database.open(path: path)
         try file.execute("CREATE TABLE mizan_schema_migrations (version INTEGER PRIMARY KEY, applied_at REAL NOT NULL)")
-        for migration in SQLiteStore.migrations where migration.version <= version {
+        for migration in SQLiteSchema.migrations where migration.version <= version {
             for statement in migration.statements { try file.execute(statement) }
             try file.query("INSERT INTO mizan_schema_migrations (version, applied_at) VALUES (?, 0)", [.integer(migration.version)])
         }

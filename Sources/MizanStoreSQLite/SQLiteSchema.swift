@@ -1,7 +1,9 @@
 import Foundation
 import MizanCore
 
-extension SQLiteStore {
+/// The schema of a Mizan SQLite file, as numbered migrations, and how a file is brought up to
+/// date: in one transaction, refusing a file whose schema is newer than this build.
+package enum SQLiteSchema {
     /// The schema, as numbered steps. A step is never edited once released; add a new one.
     /// Times are `timeIntervalSinceReferenceDate` doubles (exact round trips); ids are the
     /// lowercase text of time-ordered UUIDs, so that text order is time order.
@@ -241,38 +243,43 @@ extension SQLiteStore {
     ]
 
     /// The newest schema version this build knows.
-    public static var schemaVersion: Int { migrations.map(\.version).max() ?? 0 }
+    package static var version: Int { migrations.map(\.version).max() ?? 0 }
 
     /// Applies the migrations not yet applied, in one transaction (safe to run twice). A file
     /// whose schema is newer than this build is refused rather than used.
-    public func migrate() async throws {
-        try await write { db in
+    /// - Parameters:
+    ///   - connections: The file's connections.
+    ///   - path: The file's path, as a refusal names it.
+    /// - Throws: ``SQLiteStoreError/cannotOpen(path:reason:)`` for a newer schema.
+    package static func migrate(_ connections: SQLiteConnections, path: String) async throws {
+        let logger = connections.logger
+        try await connections.write { db in
             try db.execute(
                 "CREATE TABLE IF NOT EXISTS mizan_schema_migrations (version INTEGER PRIMARY KEY, applied_at REAL NOT NULL)"
             )
             let applied = Set(
                 try db.query("SELECT version FROM mizan_schema_migrations").compactMap { $0.column("version")?.integer }
             )
-            if let newest = applied.max(), newest > Self.schemaVersion {
+            if let newest = applied.max(), newest > version {
                 throw SQLiteStoreError.cannotOpen(
-                    path: self.path,
-                    reason: "its schema (version \(newest)) is newer than this mizan-gateway knows (\(Self.schemaVersion)); upgrade"
+                    path: path,
+                    reason: "its schema (version \(newest)) is newer than this mizan-gateway knows (\(version)); upgrade"
                 )
             }
             // An existing file's upgrade is said before it starts: a step that copies every job
             // (9) takes seconds on a large file.
-            if let newest = applied.max(), newest < Self.schemaVersion {
-                self.logger.info(
+            if let newest = applied.max(), newest < version {
+                logger.info(
                     "upgrading the SQLite file's schema",
-                    metadata: ["mizan.schema.from": "\(newest)", "mizan.schema.to": "\(Self.schemaVersion)"])
+                    metadata: ["mizan.schema.from": "\(newest)", "mizan.schema.to": "\(version)"])
             }
-            for migration in Self.migrations where !applied.contains(migration.version) {
+            for migration in migrations where !applied.contains(migration.version) {
                 for statement in migration.statements { try db.execute(statement) }
                 try db.query(
                     "INSERT INTO mizan_schema_migrations (version, applied_at) VALUES (?, ?)",
                     [.integer(migration.version), .float(Date().timeIntervalSinceReferenceDate)]
                 )
-                self.logger.info("applied schema migration", metadata: ["mizan.migration": "\(migration.version)"])
+                logger.info("applied schema migration", metadata: ["mizan.migration": "\(migration.version)"])
             }
             return ((), [])
         }

@@ -3,9 +3,21 @@ import MizanCore
 import MizanStore
 import Synchronization
 
-extension SQLiteStore: AccessStore {
-    public func createAPIKey(_ key: APIKey, hash: Data) async throws -> APIKey {
-        try await write { db in
+/// The access ledger of an SQLite file: API keys, their counters (kept in the process by a
+/// ``KeyCounterTable`` and written behind), usage records, and ended console sessions.
+package final class SQLiteAccessLedger: Sendable {
+    private let connections: SQLiteConnections
+    /// The counters of the keys in use (written to the file behind them).
+    private let counterTable = KeyCounterTable()
+
+    /// - Parameter connections: The file's connections.
+    package init(connections: SQLiteConnections) {
+        self.connections = connections
+    }
+
+    /// Records a new key by its hash (see `AccessStore`).
+    package func createAPIKey(_ key: APIKey, hash: Data) async throws -> APIKey {
+        try await connections.write { db in
             let rows = try db.query(
                 """
                 INSERT INTO mizan_api_keys (id, name, prefix, key_hash, created_at, revoked_at, policy) VALUES (?, ?, ?, ?, ?, ?, ?)
@@ -22,12 +34,14 @@ extension SQLiteStore: AccessStore {
         }
     }
 
-    public func apiKeys() async throws -> [APIKey] {
-        try await read("SELECT \(Rows.keyColumns) FROM mizan_api_keys ORDER BY created_at, id").map(Rows.apiKey)
+    /// Every key, oldest first.
+    package func apiKeys() async throws -> [APIKey] {
+        try await connections.read("SELECT \(Rows.keyColumns) FROM mizan_api_keys ORDER BY created_at, id").map(Rows.apiKey)
     }
 
-    public func revokeAPIKey(_ id: String, now: Date) async throws -> APIKey {
-        try await write { db in
+    /// Revokes a key (once: a second revocation keeps the first time).
+    package func revokeAPIKey(_ id: String, now: Date) async throws -> APIKey {
+        try await connections.write { db in
             let rows = try db.query(
                 "UPDATE mizan_api_keys SET revoked_at = coalesce(revoked_at, ?) WHERE id = ? RETURNING \(Rows.keyColumns)",
                 [Rows.date(now), .text(id)]
@@ -37,8 +51,9 @@ extension SQLiteStore: AccessStore {
         }
     }
 
-    public func updateAPIKey(_ id: String, name: String, policy: KeyPolicy) async throws -> APIKey {
-        try await write { db in
+    /// Renames a key and sets its policy.
+    package func updateAPIKey(_ id: String, name: String, policy: KeyPolicy) async throws -> APIKey {
+        try await connections.write { db in
             let rows = try db.query(
                 "UPDATE mizan_api_keys SET name = ?, policy = ? WHERE id = ? RETURNING \(Rows.keyColumns)",
                 [.text(name), Rows.policy(policy), .text(id)]
@@ -48,20 +63,23 @@ extension SQLiteStore: AccessStore {
         }
     }
 
-    public func changeKeyCounters<T: Sendable>(_ keyID: String, _ change: @escaping @Sendable (inout KeyCounters) -> T) async throws -> T {
+    /// Runs `change` on a key's counters, in memory (written behind).
+    package func changeKeyCounters<T: Sendable>(_ keyID: String, _ change: @escaping @Sendable (inout KeyCounters) -> T) async throws -> T {
         try await loadKeyCounters(keyID)
         guard let (result, _) = counterTable.change(keyID, change) else { preconditionFailure("loaded counters stay") }
         return result
     }
 
-    public func usageRecorded(requestID: String, createdAt: Date) async throws -> Bool {
-        try await !read(
+    /// Whether a usage record of `requestID` at `createdAt` exists.
+    package func usageRecorded(requestID: String, createdAt: Date) async throws -> Bool {
+        try await !connections.read(
             "SELECT 1 FROM mizan_usage WHERE created_at = ? AND request_id = ? LIMIT 1", [Rows.date(createdAt), .text(requestID)]
         ).isEmpty
     }
 
-    public func endConsoleSession(_ id: String, expires: Date, now: Date) async throws {
-        try await write { db in
+    /// Records a console session signed out until it expires.
+    package func endConsoleSession(_ id: String, expires: Date, now: Date) async throws {
+        try await connections.write { db in
             try db.query("DELETE FROM mizan_console_signouts WHERE expires <= ?", [Rows.date(now)])
             try db.query(
                 "INSERT INTO mizan_console_signouts (id, expires) VALUES (?, ?) ON CONFLICT (id) DO NOTHING",
@@ -70,11 +88,13 @@ extension SQLiteStore: AccessStore {
         }
     }
 
-    public func isConsoleSessionEnded(_ id: String) async throws -> Bool {
-        try await !read("SELECT 1 FROM mizan_console_signouts WHERE id = ?", [.text(id)]).isEmpty
+    /// Whether a console session was signed out.
+    package func isConsoleSessionEnded(_ id: String) async throws -> Bool {
+        try await !connections.read("SELECT 1 FROM mizan_console_signouts WHERE id = ?", [.text(id)]).isEmpty
     }
 
-    public func keyCounters(_ keyID: String) async throws -> KeyCounters {
+    /// A key's counters as they stand (in memory).
+    package func keyCounters(_ keyID: String) async throws -> KeyCounters {
         try await loadKeyCounters(keyID)
         guard let counters = counterTable.counters(keyID) else { preconditionFailure("loaded counters stay") }
         return counters
@@ -82,26 +102,26 @@ extension SQLiteStore: AccessStore {
 
     /// Reads a key's counters from the file the first time they are needed.
     /// - Throws: `MizanError` `notFound` for an unknown key.
-    func loadKeyCounters(_ keyID: String) async throws {
+    private func loadKeyCounters(_ keyID: String) async throws {
         guard !counterTable.contains(keyID) else { return }
-        let rows = try await read("SELECT counters FROM mizan_api_keys WHERE id = ?", [.text(keyID)])
+        let rows = try await connections.read("SELECT counters FROM mizan_api_keys WHERE id = ?", [.text(keyID)])
         guard let row = rows.first else { throw MizanError(.notFound, "No API key with id \(keyID).") }
         counterTable.load(keyID, stored: row.column("counters")?.string)
     }
 
     /// A key's counters as the file holds them (for tests: the store answers from memory).
     package func storedKeyCounters(_ keyID: String) async throws -> KeyCounters {
-        let rows = try await read("SELECT counters FROM mizan_api_keys WHERE id = ?", [.text(keyID)])
+        let rows = try await connections.read("SELECT counters FROM mizan_api_keys WHERE id = ?", [.text(keyID)])
         guard let row = rows.first else { throw MizanError(.notFound, "No API key with id \(keyID).") }
         return KeyCounters.decoded(row.column("counters")?.string)
     }
 
     /// Writes the counters changed since they were last written (those that no usage record
     /// carried to the file).
-    func storeKeyCounters() async throws {
+    package func storeKeyCounters() async throws {
         guard counterTable.hasUnstored else { return }
         // Taken on the writer: no snapshot of a usage record's transaction is newer.
-        let snapshots = try await write { db in
+        let snapshots = try await connections.write { db in
             let snapshots = self.counterTable.unstored()
             for snapshot in snapshots {
                 try db.query("UPDATE mizan_api_keys SET counters = ? WHERE id = ?", [.text(snapshot.text), .text(snapshot.keyID)])
@@ -111,21 +131,24 @@ extension SQLiteStore: AccessStore {
         for snapshot in snapshots { counterTable.stored(snapshot) }
     }
 
-    public func apiKey(hash: Data) async throws -> APIKey? {
-        try await read("SELECT \(Rows.keyColumns) FROM mizan_api_keys WHERE key_hash = ?", [Rows.blob(hash)]).first.map(Rows.apiKey)
+    /// The key with `hash`.
+    package func apiKey(hash: Data) async throws -> APIKey? {
+        try await connections.read("SELECT \(Rows.keyColumns) FROM mizan_api_keys WHERE key_hash = ?", [Rows.blob(hash)]).first.map(
+            Rows.apiKey)
     }
 
+    /// Records a request's usage (see `AccessStore`).
     @discardableResult
-    public func recordUsage(_ record: UsageRecord) async throws -> Bool {
+    package func recordUsage(_ record: UsageRecord) async throws -> Bool {
         // A record of no idempotent job is one insert (its tokens' job is NULL, which conflicts
         // with nothing): a write of one statement, without a transaction's BEGIN and COMMIT.
-        try await write(single: record.jobID == nil, short: true) { db in (try Self.insertUsage(record, db), []) }
+        try await connections.write(single: record.jobID == nil, short: true) { db in (try Self.insertUsage(record, db), []) }
     }
 
     /// Records the usage and, in the same transaction, writes the key's counters with the
     /// admission ended (they change here first: nothing waits for the file to admit).
     @discardableResult
-    public func recordUsage(_ record: UsageRecord, ending admission: KeyAdmissionEnd?) async throws -> Bool {
+    package func recordUsage(_ record: UsageRecord, ending admission: KeyAdmissionEnd?) async throws -> Bool {
         guard let admission else { return try await recordUsage(record) }
         let key = admission.key
         try? await loadKeyCounters(key.id)  // a key unknown here has no counters to end
@@ -139,7 +162,7 @@ extension SQLiteStore: AccessStore {
             }?.1
         }
         do {
-            let (counted, snapshot) = try await write(short: true) { db in
+            let (counted, snapshot) = try await connections.write(short: true) { db in
                 let counted = try Self.insertUsage(record, db)
                 let snapshot = end(counted)
                 if let snapshot {
@@ -161,7 +184,7 @@ extension SQLiteStore: AccessStore {
     /// it — and writes the record and the key's counters with the next write transaction (or on
     /// their own 2 ms later) without waiting for them; a failure is logged. The store writes
     /// what is queued before it closes.
-    public func recordUsageSoon(
+    package func recordUsageSoon(
         _ record: UsageRecord, ending admission: KeyAdmissionEnd, failed: @escaping @Sendable (UsageWriteFailure) -> Void
     ) async throws {
         guard record.jobID == nil, record.apiKeyID == admission.key.id else {
@@ -175,10 +198,10 @@ extension SQLiteStore: AccessStore {
                 &counters, policy: key.policy, holdID: admission.holdID, tokens: record.tokens, reserved: admission.reserved,
                 admittedAt: admission.admittedAt, now: Date())
         }
-        let logger = logger
+        let logger = connections.logger
         let requestID = record.requestID
         let written = Mutex<KeyCounterTable.Snapshot?>(nil)
-        writes.writeSoon(linger: .milliseconds(2)) { db in
+        connections.writes.writeSoon(linger: .milliseconds(2)) { db in
             _ = try Self.insertUsage(record, db)
             // The counters as they stand (a later end of the key may have changed them since).
             if let snapshot = self.counterTable.unstored(key.id) {
@@ -200,7 +223,7 @@ extension SQLiteStore: AccessStore {
     /// Inserts a usage record; an idempotent job's tokens count on the first record of it
     /// only (its unique `tokens_of_job`), a retry that got the same answer is recorded without them.
     /// - Returns: Whether the record counted its tokens.
-    static func insertUsage(_ record: UsageRecord, _ db: Database) throws -> Bool {
+    private static func insertUsage(_ record: UsageRecord, _ db: Database) throws -> Bool {
         let binds: [SQLValue] = [
             .text(record.requestID), Rows.text(record.apiKeyID), .text(record.model), Rows.text(record.servedBy),
             .integer(record.status), .float(record.latencyMilliseconds), Rows.date(record.createdAt), .text(record.endpoint.rawValue),
@@ -231,7 +254,8 @@ extension SQLiteStore: AccessStore {
         return false
     }
 
-    public func usage(_ query: UsageQuery) async throws -> [UsageRow] {
+    /// Usage totals, filtered and grouped as `query` asks.
+    package func usage(_ query: UsageQuery) async throws -> [UsageRow] {
         var filters: [String] = []
         var binds: [SQLValue] = []
         if let since = query.since {
@@ -262,7 +286,7 @@ extension SQLiteStore: AccessStore {
             FROM mizan_usage \(filters.isEmpty ? "" : "WHERE " + filters.joined(separator: " AND "))
             \(groups.isEmpty ? "" : "GROUP BY " + groups.joined(separator: ", "))
             """
-        return try await read(sql, binds).map { row in
+        return try await connections.read(sql, binds).map { row in
             UsageRow(
                 apiKeyID: row.column("api_key_id")?.string,
                 model: row.column("model")?.string,
@@ -275,8 +299,9 @@ extension SQLiteStore: AccessStore {
         }.filter { $0.requests > 0 }.sorted(by: UsageRow.precedes)  // no grouping and no match: no row
     }
 
-    public func usageSummary() async throws -> [UsageSummary] {
-        try await read(
+    /// Usage totals by key, model and endpoint.
+    package func usageSummary() async throws -> [UsageSummary] {
+        try await connections.read(
             """
             SELECT api_key_id, model, endpoint, count(*) AS requests, coalesce(sum(prompt_tokens), 0) AS prompt,
                 coalesce(sum(completion_tokens), 0) AS completion
@@ -292,5 +317,11 @@ extension SQLiteStore: AccessStore {
                 completionTokens: Int(row.column("completion")?.integer ?? 0)
             )
         }.sorted(by: UsageSummary.precedes)
+    }
+
+    /// Deletes the usage records older than `before`, on the writer inside a transaction (the
+    /// store's prune, with the finished jobs).
+    package static func deleteUsage(before: Date, on db: Database) throws {
+        try db.query("DELETE FROM mizan_usage WHERE created_at < ?", [Rows.date(before)])
     }
 }

@@ -2,16 +2,18 @@ import Foundation
 import MizanCore
 import MizanStore
 
-/// The statements of a batch of completions and their binds, built before the write.
-extension SQLiteStore {
+/// A batch of completions on SQLite: the statements and their binds, built before the write
+/// (the successes in one update per 500, the failures one each), and how each completion's
+/// outcome is told from what the writer returned. The job queue (``SQLiteJobQueue``) runs them.
+package enum CompletionBatch {
     /// The completion of `count` succeeded jobs in one statement: an update joined to the
     /// reported values (`?1` the time, then per job its id, attempt, node, result and usage),
     /// returning the rows (``Rows/jobColumns``); or, when `lean` (jobs kept from their lease),
     /// joined by row number instead of id and returning nothing.
-    static func succeededStatement(count: Int, lean: Bool) -> String {
-        statementTexts.value("succeeded \(count) \(lean)") {
+    package static func succeededStatement(count: Int, lean: Bool) -> String {
+        SQLShapes.texts.value("succeeded \(count) \(lean)") {
             let rows = (0..<count).map { job in
-                "(" + marks(7, from: 2 + job * 7) + ")"
+                "(" + SQLShapes.marks(7, from: 2 + job * 7) + ")"
             }
             return """
                 UPDATE mizan_jobs SET state = 'succeeded', result = v.column4, prompt_tokens = v.column5, completion_tokens = v.column6,
@@ -26,7 +28,7 @@ extension SQLiteStore {
 
     /// The one conditional update that applies a failure under its lease, guarded by the
     /// transition table: `fail`, or requeued (`requeue`) while attempts and time are left.
-    static func failure(of lease: Lease, code: String, message: String, retryable: Bool, now: Date) -> (String, [SQLValue]) {
+    package static func failure(of lease: Lease, code: String, message: String, retryable: Bool, now: Date) -> (String, [SQLValue]) {
         let fence: [SQLValue] = [Rows.id(lease.jobID), .integer(lease.attempt), Rows.id(lease.nodeID)]
         let again = "?1 AND attempt < max_attempts AND deadline > ?2"
         return (
@@ -50,13 +52,13 @@ extension SQLiteStore {
     }
 
     /// A lease's job and node ids as the text they are stored as.
-    struct Fence {
-        let job: String
-        let node: String
+    package struct Fence: Sendable {
+        package let job: String
+        package let node: String
     }
 
     /// The fences of `completions`, each node's text made once.
-    static func fences(of completions: [LeaseCompletion]) -> [Fence] {
+    package static func fences(of completions: [LeaseCompletion]) -> [Fence] {
         var nodes: [NodeID: String] = [:]
         return completions.map { item in
             let node = nodes[item.lease.nodeID] ?? item.lease.nodeID.description
@@ -66,20 +68,20 @@ extension SQLiteStore {
     }
 
     /// One update of succeeded completions: its statement, binds, and the completions' indices.
-    struct SucceededUpdate: Sendable {
-        let sql: String
-        let binds: [SQLValue]
-        let indices: [Int]
+    package struct SucceededUpdate: Sendable {
+        package let sql: String
+        package let binds: [SQLValue]
+        package let indices: [Int]
         /// Its completions' jobs were kept from their lease: it finds them by row number and
         /// returns nothing.
-        let lean: Bool
+        package let lean: Bool
     }
 
     /// The updates of a batch's succeeded completions (but those `refused` already), one
     /// statement per 500 (an update joined to the reported values): those whose job was kept
     /// from its lease by row number and returning nothing, the others by id and returning their
     /// rows (``Rows/jobColumns``).
-    static func succeededUpdates(
+    package static func succeededUpdates(
         _ completions: [LeaseCompletion], _ fences: [Fence], kept: [Kept?], refused: [Int: Applied], now: Date
     ) -> [SucceededUpdate] {
         var updates: [SucceededUpdate] = []
@@ -102,12 +104,104 @@ extension SQLiteStore {
                 }
                 // Padded to the next power of two with rows that match no job, so that batches of
                 // any size share a few prepared statements.
-                let width = Self.width(chunk.count)
+                let width = SQLShapes.width(chunk.count)
                 let nothing: [SQLValue] = [lean ? .integer(-1) : .text(""), .integer(0), .text(""), .null, .null, .null, .null]
                 for _ in chunk.count..<width { binds += nothing }
                 updates.append(SucceededUpdate(sql: succeededStatement(count: width, lean: lean), binds: binds, indices: chunk, lean: lean))
             }
         }
         return updates
+    }
+
+    // MARK: Outcomes
+
+    /// A job kept from its lease (``LeasedJobs``), with its row number.
+    package struct Kept: Sendable {
+        /// The job as its lease selected it.
+        package let job: Job
+        /// Its row number.
+        package let seq: Int
+
+        package init(job: Job, seq: Int) {
+            self.job = job
+            self.seq = seq
+        }
+    }
+
+    /// What a batch of completions wrote: the rows of each update of successes (none for a lean
+    /// one), and the outcomes the writer settled, by completion index (each failure's; each
+    /// success's too when one of them was not applied).
+    package struct Written: Sendable {
+        let applied: [[SQLRow]]
+        let outcomes: [Int: Applied]
+    }
+
+    /// How a completion of a batch went on the writer.
+    package enum Applied: Sendable {
+        /// Applied; the job's row.
+        case row(SQLRow)
+        /// Applied to the job kept from its lease (its update returned nothing).
+        case kept(Job)
+        /// Refused.
+        case refused(MizanError)
+
+        /// Whether this outcome is the completion of `lease` (`node`: its node's text).
+        func fits(_ lease: Lease, node: String) -> Bool {
+            switch self {
+            case .row(let row): row[position: 6].integer == lease.attempt && row[position: 9].string == node
+            case .kept(let job): job.lease == lease
+            case .refused: false
+            }
+        }
+    }
+
+    /// The outcome of a kept job's success after a lean update that changed fewer rows than it
+    /// had completions, read inside the transaction: applied when the row is succeeded under the
+    /// lease (no other completion of it can have been, see ``LeasedJobs``), else refused.
+    package static func settled(_ lease: Lease, seq: Int, in db: Database) throws -> Applied {
+        let row = try db.query("SELECT \(Rows.jobColumns) FROM mizan_jobs WHERE seq = ?", [.integer(seq)]).first
+        let job = try row.map(Rows.job)
+        if let row, let job, job.state == .succeeded, job.attempt == lease.attempt, job.nodeID == lease.nodeID { return .row(row) }
+        return refused(lease, job)
+    }
+
+    /// Why a completion under `lease` was refused, read inside the transaction.
+    package static func refusal(of lease: Lease, in db: Database) throws -> Applied {
+        let current = try db.query("SELECT \(Rows.jobColumns) FROM mizan_jobs WHERE id = ?", [Rows.id(lease.jobID)])
+        return refused(lease, try current.first.map(Rows.job))
+    }
+
+    /// A completion under `lease` refused, `job` as it stands (nil: there is none).
+    private static func refused(_ lease: Lease, _ job: Job?) -> Applied {
+        guard let job else { return .refused(MizanError(.jobNotFound, "No job with id \(lease.jobID).")) }
+        return .refused(
+            LeaseCheck.refusal(for: lease, job: job)
+                ?? MizanError(.leaseConflict, "Job \(lease.jobID) changed while it was being completed.")
+        )
+    }
+
+    /// The rows an update returned, by job id (the first of each id).
+    package static func rowsByID(_ rows: [SQLRow]) -> [String: SQLRow] {
+        var byID: [String: SQLRow] = [:]
+        for row in rows {
+            guard let id = row[position: 0].string, byID[id] == nil else { continue }
+            byID[id] = row
+        }
+        return byID
+    }
+
+    /// What the updates applied when every one of them applied all its completions, by
+    /// completion index: the kept job (a lean update returns nothing) or the row.
+    package static func applied(_ updates: [SucceededUpdate], _ rows: [[SQLRow]], fences: [Fence], kept: [Kept?]) -> [Int: Applied] {
+        var done: [Int: Applied] = [:]
+        for (update, updated) in zip(updates, rows) {
+            if update.lean {
+                for index in update.indices { done[index] = kept[index].map { .kept($0.job) } }
+            } else {
+                let byID = rowsByID(updated)
+                for index in update.indices { done[index] = byID[fences[index].job].map { .row($0) } }
+            }
+        }
+        return done
     }
 }
