@@ -14,6 +14,7 @@ let package = Package(
         .library(name: "MizanStorePostgres", targets: ["MizanStorePostgres"]),
         .library(name: "MizanStoreSQLite", targets: ["MizanStoreSQLite"]),
         .library(name: "MizanStoreTesting", targets: ["MizanStoreTesting"]),
+        .library(name: "MizanTesting", targets: ["MizanTesting"]),
         .library(name: "MizanDispatch", targets: ["MizanDispatch"]),
         .library(name: "MizanPostgresTesting", targets: ["MizanPostgresTesting"]),
         .library(name: "MizanProvider", targets: ["MizanProvider"]),
@@ -85,7 +86,27 @@ let package = Package(
         ),
         .target(
             name: "MizanStoreTesting",
-            dependencies: ["MizanCore", "MizanStore", "MizanDispatch"],
+            dependencies: ["MizanCore", "MizanStore"],
+            swiftSettings: swiftSettings
+        ),
+        // The kit for embedders' tests and Mizan's own: a gateway in process, servers on loopback
+        // ports, the mock provider, the statement budget (and MizanStoreTesting's clock and suite).
+        .target(
+            name: "MizanTesting",
+            dependencies: [
+                "MizanCore",
+                "MizanStore",
+                "MizanStoreTesting",
+                "MizanDispatch",
+                "MizanGateway",
+                "MizanMockProvider",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
             swiftSettings: swiftSettings
         ),
         .target(
@@ -317,9 +338,8 @@ let package = Package(
         .target(
             name: "MizanTestSupport",
             dependencies: [
+                "MizanTesting",
                 "MizanProvider",
-                .product(name: "Hummingbird", package: "hummingbird"),
-                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -339,8 +359,14 @@ let package = Package(
         ),
         .testTarget(
             name: "MizanStoreTests",
+            dependencies: ["MizanCore", "MizanStore", "MizanStoreTesting"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "MizanStoreSQLiteTests",
             dependencies: [
-                "MizanCore", "MizanStore", "MizanStoreSQLite", "MizanStoreTesting", .product(name: "NIOPosix", package: "swift-nio"),
+                "MizanCore", "MizanStore", "MizanStoreSQLite", "MizanStoreTesting", "MizanTesting",
+                .product(name: "NIOPosix", package: "swift-nio"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -420,6 +446,7 @@ let package = Package(
         .testTarget(
             name: "MizanStorePostgresTests",
             dependencies: [
+                "MizanTesting",
                 "MizanDispatch",
                 "MizanStorePostgres",
                 "MizanStoreTesting",

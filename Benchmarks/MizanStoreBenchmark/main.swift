@@ -287,7 +287,7 @@ func referenceQueueCycles(_ client: PostgresClient, workers: Int, jobs: Int) asy
                     if ids.isEmpty { return count }
                     var binds = PostgresBindings()
                     try binds.append(result)
-                    try binds.append(ids)
+                    binds.append(ids)
                     let updated = try await client.query(
                         PostgresQuery(
                             unsafeSQL:

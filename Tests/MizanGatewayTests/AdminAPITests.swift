@@ -10,7 +10,7 @@ struct AdminAPITests {
     let admin = Harness.adminToken
 
     @Test func nodesAreCreatedListedAndRevoked() async throws {
-        try await withGateway { (gateway: Harness) async throws in
+        try await withGateway(inProcess: true) { (gateway: Harness) async throws in
             let created = try await gateway.send(
                 .POST, "/admin/v1/nodes", token: admin, body: #"{"name":"gpu-box","labels":{"zone":"lab"}}"#)
             #expect(created.status == 201)
@@ -32,7 +32,7 @@ struct AdminAPITests {
     }
 
     @Test func keysAreShownOnceAndListedWithoutSecrets() async throws {
-        try await withGateway { (gateway: Harness) async throws in
+        try await withGateway(inProcess: true) { (gateway: Harness) async throws in
             let created = try await gateway.send(.POST, "/admin/v1/keys", token: admin, body: #"{"name":"ci"}"#)
             #expect(created.status == 201)
             let key = try #require(created.json["key"] as? String)
@@ -47,7 +47,7 @@ struct AdminAPITests {
     }
 
     @Test func jobsAreListedByStateAndShownWithoutContent() async throws {
-        try await withGateway { (gateway: Harness) async throws in
+        try await withGateway(inProcess: true) { (gateway: Harness) async throws in
             let node = try await gateway.registerNode(models: ["m"])
             async let answer = gateway.chat(model: "m")
             let job = try #require(try await gateway.lease(token: node.token).first)
@@ -71,7 +71,7 @@ struct AdminAPITests {
     @Test func usageIsSummedByKeyAndModel() async throws {
         try await withMock(.init(models: ["a", "b"], tokens: 2)) { base in
             let routes = [ProviderRoute(model: "a", baseURL: base), ProviderRoute(model: "b", baseURL: base)]
-            try await withGateway(routes: routes) { (gateway: Harness) async throws in
+            try await withGateway(routes: routes, inProcess: true) { (gateway: Harness) async throws in
                 for model in ["a", "a", "b"] { #expect(try await gateway.chat(model: model).status == 200) }
                 #expect(
                     try await eventually {

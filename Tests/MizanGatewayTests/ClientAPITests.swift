@@ -254,7 +254,7 @@ struct ClientAPITests {
             #expect(try await gateway.send(.GET, "/healthz").status == 200)
             let ready = try await gateway.send(.GET, "/readyz")
             #expect(ready.status == 200 && ready.json["status"] as? String == "ready")
-            registry.makeCounter(name: "mizan_test_total").increment()
+            registry.makeCounter(descriptor: .init(namespace: "mizan", metricName: "test", unitName: "total", helpText: "")).increment()
             let metrics = try await gateway.send(.GET, "/metrics")
             #expect(metrics.status == 200)
             #expect(metrics.text.contains("mizan_test_total 1"))

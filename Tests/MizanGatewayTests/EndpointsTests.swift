@@ -23,7 +23,8 @@ struct EndpointsTests {
 
     @Test func eachEndpointThroughARouteAnswersInItsShape() async throws {
         try await withMock(.init(tokens: 2)) { base in
-            try await withGateway(routes: [ProviderRoute(model: "mock-model", baseURL: base)]) { (gateway: Harness) async throws in
+            try await withGateway(routes: [ProviderRoute(model: "mock-model", baseURL: base)], inProcess: true) {
+                (gateway: Harness) async throws in
                 for endpoint in Endpoint.allCases {
                     let answer = try await gateway.send(.POST, "/v1/\(endpoint.rawValue)", token: gateway.apiKey, body: Self.body(endpoint))
                     #expect(answer.status == 200, "\(endpoint): \(answer.text)")
@@ -57,7 +58,7 @@ struct EndpointsTests {
     }
 
     @Test func errorsTakeTheEndpointsShape() async throws {
-        try await withGateway { (gateway: Harness) async throws in
+        try await withGateway(inProcess: true) { (gateway: Harness) async throws in
             for endpoint in Endpoint.allCases where endpoint != .chatCompletions {
                 let missing = try await gateway.send(.POST, "/v1/\(endpoint.rawValue)", token: gateway.apiKey, body: #"{"model":"m"}"#)
                 #expect(missing.status == 400, "\(endpoint): \(missing.text)")
@@ -90,7 +91,7 @@ struct EndpointsTests {
     }
 
     @Test func aNodeLeasesOnlyJobsOfItsEndpoints() async throws {
-        try await withGateway { (gateway: Harness) async throws in
+        try await withGateway(inProcess: true) { (gateway: Harness) async throws in
             let chatOnly = try await gateway.registerNode(models: ["m"], endpoints: [.chatCompletions], name: "chat-only")
             let embedder = try await gateway.registerNode(models: ["m"], endpoints: [.chatCompletions, .embeddings], name: "embedder")
             async let answer = gateway.send(.POST, "/v1/embeddings", token: gateway.apiKey, body: Self.body(.embeddings, model: "m"))

@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import Foundation
+import HTTPTypes
 import Hummingbird
 import Logging
 import MizanConsole
@@ -33,6 +34,8 @@ struct Harness: Sendable {
     let store: InMemoryStore
     let port: Int
     let apiKey: String
+    /// Set when the gateway runs in process, without a port (MizanTesting's client).
+    var inProcess: GatewayClient? = nil
 
     var http: HTTPClient { ProviderClient.shared.httpClient }
 
@@ -45,7 +48,16 @@ struct Harness: Sendable {
         headers: [(String, String)] = [],
         timeout: TimeAmount = .seconds(30)
     ) async throws -> HTTPAnswer {
-        try await sendHTTP(method, "http://127.0.0.1:\(port)\(path)", token: token, body: body, headers: headers, timeout: timeout)
+        if let inProcess {
+            var fields = HTTPFields()
+            for (name, value) in headers { if let name = HTTPField.Name(name) { fields.append(HTTPField(name: name, value: value)) } }
+            let answer = try await inProcess.send(
+                HTTPRequest.Method(rawValue: method.rawValue)!, path, token: token, json: body, headers: fields)
+            var converted = HTTPHeaders()
+            for field in answer.headers { converted.add(name: field.name.rawName, value: field.value) }
+            return HTTPAnswer(status: Int(answer.status.code), headers: converted, body: Data(answer.body.readableBytesView))
+        }
+        return try await sendHTTP(method, "http://127.0.0.1:\(port)\(path)", token: token, body: body, headers: headers, timeout: timeout)
     }
 
     /// A chat completion as a client sends it.
@@ -123,7 +135,8 @@ func withGateway<T: Sendable>(
     logger: Logger = Logger(label: "mizan.gateway"),
     adminToken: String? = Harness.adminToken,
     store: InMemoryStore = InMemoryStore(),
-    _ body: (Harness) async throws -> T
+    inProcess: Bool = false,
+    _ body: @Sendable (Harness) async throws -> T
 ) async throws -> T {
     let gateway = Gateway(
         store: store,
@@ -136,6 +149,12 @@ func withGateway<T: Sendable>(
         logger: logger
     )
     let key = try await gateway.credentials.issueKey(name: "tests")
+    if inProcess {
+        // No port: each request goes straight to the router (MizanTesting's in-process client).
+        return try await gateway.withTestClient { client in
+            try await body(Harness(gateway: gateway, store: store, port: 0, apiKey: key.secret, inProcess: client))
+        }
+    }
     return try await withServer({ gateway.application(port: 0, onServerRunning: $0) }) { port in
         try await body(Harness(gateway: gateway, store: store, port: port, apiKey: key.secret))
     }

@@ -11,7 +11,7 @@ struct IdempotencyTests {
     static let key = [("Idempotency-Key", "order-42")]
 
     @Test func aRetryAfterADisconnectAttachesToTheRunningJob() async throws {
-        try await withGateway { (gateway: Harness) async throws in
+        try await withGateway(inProcess: true) { (gateway: Harness) async throws in
             let node = try await gateway.registerNode(models: ["local"])
             // The first request's client goes away while the node holds the job.
             let first = Task { try await gateway.chat(model: "local", headers: Self.key) }
@@ -59,7 +59,7 @@ struct IdempotencyTests {
 
     @Test func anAbandonedJobIsCancelledAfterTheGrace() async throws {
         let configuration = Gateway.Configuration(dispatch: .init(idempotentRetryGrace: .milliseconds(400)))
-        try await withGateway(configuration: configuration) { (gateway: Harness) async throws in
+        try await withGateway(configuration: configuration, inProcess: true) { (gateway: Harness) async throws in
             let node = try await gateway.registerNode(models: ["local"])
             let first = Task { try await gateway.chat(model: "local", headers: Self.key) }
             let leased = try await gateway.lease(token: node.token)
@@ -79,7 +79,7 @@ struct IdempotencyTests {
     }
 
     @Test func aBadKeyIsRefused() async throws {
-        try await withGateway { (gateway: Harness) async throws in
+        try await withGateway(inProcess: true) { (gateway: Harness) async throws in
             let answer = try await gateway.chat(headers: [("Idempotency-Key", String(repeating: "k", count: 256))])
             #expect(answer.status == 400 && answer.errorMessage?.contains("Idempotency-Key") == true)
         }

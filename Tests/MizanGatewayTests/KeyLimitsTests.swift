@@ -18,7 +18,8 @@ struct KeyLimitsTests {
 
     @Test func aRequestsPerMinuteLimitAdmitsItsBurstThenAnswers429WithRetryAfter() async throws {
         try await withMock(.init(tokens: 2)) { base in
-            try await withGateway(routes: [ProviderRoute(model: "mock-model", baseURL: base)]) { (gateway: Harness) async throws in
+            try await withGateway(routes: [ProviderRoute(model: "mock-model", baseURL: base)], inProcess: true) {
+                (gateway: Harness) async throws in
                 let key = try await createKey(gateway, #""limits":{"requestsPerMinute":3,"tokensPerMinute":100000}"#)
                 #expect((key.answer.json["limits"] as? [String: Any])?["requestsPerMinute"] as? Int == 3, "\(key.answer.text)")
                 // One request comes back every 20 s: the checks below allow for a slow machine.
@@ -57,7 +58,8 @@ struct KeyLimitsTests {
 
     @Test func aSpentBudgetAnswersInsufficientQuotaAndTokensAreCountedAsRequestsEnd() async throws {
         try await withMock(.init(tokens: 4)) { base in
-            try await withGateway(routes: [ProviderRoute(model: "mock-model", baseURL: base)]) { (gateway: Harness) async throws in
+            try await withGateway(routes: [ProviderRoute(model: "mock-model", baseURL: base)], inProcess: true) {
+                (gateway: Harness) async throws in
                 let key = try await createKey(gateway, #""budget":{"tokens":5,"period":"day"}"#)
                 let first = try await gateway.chat(key: key.secret)
                 #expect(first.status == 200, "\(first.text)")
@@ -92,7 +94,7 @@ struct KeyLimitsTests {
     @Test func anAllowListHidesOtherModelsAndAnExpiredKeyIsRefused() async throws {
         try await withMock(.init(models: ["mock-model", "other-model"])) { base in
             let routes = [ProviderRoute(model: "mock-model", baseURL: base), ProviderRoute(model: "other-model", baseURL: base)]
-            try await withGateway(routes: routes) { (gateway: Harness) async throws in
+            try await withGateway(routes: routes, inProcess: true) { (gateway: Harness) async throws in
                 let key = try await createKey(gateway, #""models":["mock-model"]"#)
                 #expect(try await gateway.chat(model: "mock-model", key: key.secret).status == 200)
                 let hidden = try await gateway.chat(model: "other-model", key: key.secret)
@@ -124,7 +126,7 @@ struct KeyLimitsTests {
     }
 
     @Test func badSettingsAreRefusedNamingTheField() async throws {
-        try await withGateway { (gateway: Harness) async throws in
+        try await withGateway(inProcess: true) { (gateway: Harness) async throws in
             let cases: [(String, String)] = [
                 (#""limits":{"requestsPerMinute":0}"#, "limits.requestsPerMinute"),
                 (#""models":[]"#, "models"),
@@ -148,7 +150,8 @@ struct KeyLimitsTests {
 
     @Test func concurrentRequestsBeyondTheLimitAreRefusedAndSlotsComeBack() async throws {
         try await withMock(.init(latency: .milliseconds(400))) { base in
-            try await withGateway(routes: [ProviderRoute(model: "mock-model", baseURL: base)]) { (gateway: Harness) async throws in
+            try await withGateway(routes: [ProviderRoute(model: "mock-model", baseURL: base)], inProcess: true) {
+                (gateway: Harness) async throws in
                 let key = try await createKey(gateway, #""limits":{"concurrentRequests":2}"#)
                 let statuses = try await withThrowingTaskGroup(of: Int.self) { group in
                     for _ in 0..<5 { group.addTask { try await gateway.chat(key: key.secret).status } }
@@ -169,7 +172,8 @@ struct KeyLimitsTests {
 
     @Test func usageIsQueriedByTimeKeyAndModelAndGroupedAsAsked() async throws {
         try await withMock(.init(tokens: 3)) { base in
-            try await withGateway(routes: [ProviderRoute(model: "mock-model", baseURL: base)]) { (gateway: Harness) async throws in
+            try await withGateway(routes: [ProviderRoute(model: "mock-model", baseURL: base)], inProcess: true) {
+                (gateway: Harness) async throws in
                 let key = try await createKey(gateway, #""models":["mock-model"]"#)
                 for secret in [key.secret, key.secret, gateway.apiKey] { #expect(try await gateway.chat(key: secret).status == 200) }
                 func rows(_ query: String) async throws -> [[String: Any]] {
@@ -195,7 +199,7 @@ struct KeyLimitsTests {
     }
 
     @Test func anIdempotentReplaySpendsTheBudgetOnce() async throws {
-        try await withGateway { (gateway: Harness) async throws in
+        try await withGateway(inProcess: true) { (gateway: Harness) async throws in
             let node = try await gateway.registerNode(models: ["local"])
             let key = try await createKey(gateway, #""budget":{"tokens":1000,"period":"total"}"#)
             let headers = [("Idempotency-Key", "once-only")]

@@ -30,7 +30,7 @@ struct OpenAPITests {
     }
 
     @Test func everyDocumentedOperationReachesAHandler() async throws {
-        try await withGateway { (gateway: Harness) async throws in
+        try await withGateway(inProcess: true) { (gateway: Harness) async throws in
             for operation in try Self.documented().sorted() {
                 let parts = operation.split(separator: " ", maxSplits: 1)
                 let path = String(parts[1]).replacingOccurrences(of: "{id}", with: UUID().uuidString.lowercased())
@@ -51,7 +51,7 @@ struct OpenAPITests {
     }
 
     @Test func servesTheDocumentAsJSON() async throws {
-        try await withGateway { (gateway: Harness) async throws in
+        try await withGateway(inProcess: true) { (gateway: Harness) async throws in
             let answer = try await gateway.send(.GET, "/openapi.json")
             #expect(answer.status == 200)
             #expect(answer.body == OpenAPIDocument.json)

@@ -2,6 +2,7 @@ import Foundation
 import MizanPostgresTesting
 import MizanStorePostgres
 import MizanStoreTesting
+import MizanTesting
 import Testing
 
 @Suite("Statements per agent-served request on PostgreSQL")

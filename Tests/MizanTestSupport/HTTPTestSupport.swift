@@ -13,6 +13,13 @@ public struct HTTPAnswer: Sendable {
     /// The whole body.
     public var body: Data
 
+    /// An answer as read.
+    public init(status: Int, headers: HTTPHeaders, body: Data) {
+        self.status = status
+        self.headers = headers
+        self.body = body
+    }
+
     /// The body as text.
     public var text: String { String(decoding: body, as: UTF8.self) }
     /// The body as a JSON object (empty when it is not one).

@@ -1,6 +1,7 @@
 import Foundation
 import MizanStoreSQLite
 import MizanStoreTesting
+import MizanTesting
 import Testing
 
 @Suite("Statements per agent-served request")

@@ -2,6 +2,7 @@ import Foundation
 import MizanCore
 import MizanDispatch
 import MizanStore
+import MizanStoreTesting
 
 /// What one agent-served request costs a store, in statements: the job accepted, leased by a
 /// node, completed and seen finished through a `Dispatcher`, and its usage recorded, as the
@@ -34,7 +35,8 @@ public enum StatementBudget {
             guard job.state == .succeeded else { throw ConformanceFailure("the job ended \(job.state)", location: "StatementBudget") }
             _ = try await store.recordUsage(
                 UsageRecord(
-                    requestID: job.requestID, apiKeyID: "budget-key", model: job.model, servedBy: "node/\(registration.node.id)",
+                    requestID: job.requestID, apiKeyID: "budget-key", model: job.model,
+                    servedBy: ServedBy.node(registration.node.id).recorded,
                     status: 200,
                     latencyMilliseconds: 1, usage: job.usage, createdAt: Date()))
         }
