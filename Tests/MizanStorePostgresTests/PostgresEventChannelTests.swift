@@ -34,7 +34,7 @@ struct PostgresEventChannelTests {
             let a = makeContext(client, statements: statements).events
             let b = makeContext(client).events
             let log = EventLog(b)
-            let events = (0..<(EventPayload.maxEvents + 5)).map { StoreEvent.jobFinished(id: JobID(), state: .succeeded) }
+            let events = (0..<(EventPayload.maxEvents + 5)).map { _ in StoreEvent.jobFinished(id: JobID(), state: .succeeded) }
             try await withListening([a, b]) {
                 try await a.notify(events)
                 #expect(statements.value == 2, "\(events.count) events fit in two notifications")

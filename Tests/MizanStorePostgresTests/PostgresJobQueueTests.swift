@@ -121,9 +121,10 @@ struct PostgresJobQueueTests {
     @Test func sweepsTimeOutRecoverAndPrune() async throws {
         try await withQueue { queue, context, _ in
             let now = Date()
-            let expired = try await queue.insert(testJob(deadline: now.addingTimeInterval(-1))).job
             let lost = try await insertActiveNode(context, models: ["m1"], maxConcurrency: 1, lastSeen: now.addingTimeInterval(-600))
+            // Queued first, so leased first (the lease, dated when the node was last seen, could take either).
             let onLost = try await queue.insert(testJob()).job
+            let expired = try await queue.insert(testJob(deadline: now.addingTimeInterval(-1))).job
             let leased = try await queue.lease(nodeID: lost, limit: 1, now: now.addingTimeInterval(-600))
             #expect(leased.map(\.job.id) == [onLost.id])
             #expect(try await queue.timeOutExpired(now: now).map(\.id) == [expired.id])

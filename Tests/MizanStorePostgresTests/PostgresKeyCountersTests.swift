@@ -10,9 +10,9 @@ import Testing
 @Suite("PostgreSQL key counters", .timeLimit(.minutes(2)))
 struct PostgresKeyCountersTests {
     /// A key stored through the ledger of `context`.
-    func makeKey(_ context: PostgresStoreContext) async throws -> APIKey {
+    func makeKey(_ context: PostgresStoreContext, policy: KeyPolicy = KeyPolicy()) async throws -> APIKey {
         try await PostgresAccessLedger(context: context).createAPIKey(
-            APIKey(name: "k", prefix: "mzn_sk_k", createdAt: Date()), hash: Data(UUID().uuidString.utf8))
+            APIKey(name: "k", prefix: "mzn_sk_k", createdAt: Date(), policy: policy), hash: Data(UUID().uuidString.utf8))
     }
 
     @Test func aChangeCostsOneStatementOnceTheCountersAreKnown() async throws {
@@ -56,16 +56,18 @@ struct PostgresKeyCountersTests {
         try await PostgresTestDatabase.withDatabase { client, _ in
             let statements = StatementCounter()
             let context = makeContext(client, statements: statements)
-            let key = try await makeKey(context)
+            // A limit on concurrent requests: the admission holds a slot, so it writes the counters.
+            let key = try await makeKey(context, policy: KeyPolicy(limits: .init(concurrentRequests: 5)))
             let counters = PostgresKeyCounters(context: context)
             let now = Date()
             let admission = try await counters.change(key.id) {
                 KeyLimiter.admit(&$0, policy: key.policy, holdID: "h1", holdUntil: now.addingTimeInterval(60), now: now)
             }
             guard case .admitted = admission else {
-                Issue.record("the key has no limits: \(admission)")
+                Issue.record("the admission was refused: \(admission)")
                 return
             }
+            #expect(try await counters.counters(key.id).holds.count == 1, "the admission holds a slot")
             let record = UsageRecord(
                 requestID: "r1", apiKeyID: key.id, model: "m1", servedBy: nil, status: 200, latencyMilliseconds: 1,
                 usage: TokenUsage(promptTokens: 2, completionTokens: 3), createdAt: now)

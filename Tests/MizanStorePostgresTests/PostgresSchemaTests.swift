@@ -45,7 +45,7 @@ struct PostgresSchemaTests {
                 for schema in schemas { group.addTask { try await schema.migrate() } }
                 try await group.waitForAll()
             }
-            #expect(schemas.allSatisfy(\.isCurrent))
+            #expect(schemas.allSatisfy { $0.isCurrent })
             let versions = try await client.query("SELECT count(*) FROM mizan_schema_migrations").collectInts()
             #expect(versions == [PostgresSchema.version])
             // A keeper that finds the schema current applies nothing more.
