@@ -1,5 +1,6 @@
 import Foundation
 import MizanCore
+import MizanStore
 import PostgresNIO
 import Synchronization
 
@@ -92,13 +93,42 @@ enum Rows {
         )
     }
 
+    /// Appends usage records as the eleven arrays of ``insertUsageArrays(from:)``.
+    static func appendUsageArrays(_ records: [UsageRecord], to binds: inout PostgresBindings) {
+        binds.append(records.map(\.requestID))
+        binds.append(records.map { $0.apiKeyID ?? "" })
+        binds.append(records.map(\.model))
+        binds.append(records.map { $0.servedBy ?? "" })
+        binds.append(records.map(\.status))
+        binds.append(records.map(\.latencyMilliseconds))
+        binds.append(records.map { $0.usage?.promptTokens ?? -1 })
+        binds.append(records.map { $0.usage?.completionTokens ?? -1 })
+        binds.append(records.map { $0.usage?.source.rawValue ?? "" })
+        binds.append(records.map(\.createdAt))
+        binds.append(records.map(\.endpoint.rawValue))
+    }
+
+    /// Inserts usage records (none of an idempotent job: their tokens always count) from the
+    /// arrays of ``appendUsageArrays(_:to:)``, bound from `$first` on: one statement text for
+    /// any number of records.
+    /// - Parameter condition: A condition the rows are inserted under (`WHERE …`), if any.
+    static func insertUsageArrays(from first: Int, where condition: String? = nil) -> String {
+        let types = ["text", "text", "text", "text", "bigint", "float8", "bigint", "bigint", "text", "timestamptz", "text"]
+        let arrays = types.enumerated().map { "$\(first + $0.offset)::\($0.element)[]" }.joined(separator: ", ")
+        return """
+            INSERT INTO mizan_usage (request_id, api_key_id, model, served_by, status, latency_ms,
+                prompt_tokens, completion_tokens, usage_source, created_at, endpoint)
+            SELECT r, NULLIF(k, ''), m, NULLIF(s, ''), st, l, NULLIF(p, -1), NULLIF(c, -1), NULLIF(src, ''), t, e
+            FROM unnest(\(arrays)) AS u(r, k, m, s, st, l, p, c, src, t, e)
+            """ + (condition.map { " WHERE " + $0 } ?? "")
+    }
+
     static func labels(_ labels: [String: String]) -> String {
         String(decoding: (try? JSONEncoder().encode(labels)) ?? Data("{}".utf8), as: UTF8.self)
     }
 }
 
 extension PostgresRowSequence {
-    /// Collects every row through `transform`.
     /// Collects every row through `transform`.
     public func collect<T>(_ transform: (PostgresRow) throws -> T) async throws -> [T] {
         var out: [T] = []

@@ -50,5 +50,6 @@ extension PostgresClient.Configuration {
 public struct PostgresURLError: Error, CustomStringConvertible {
     /// What is wrong.
     public var message: String
+    /// The message.
     public var description: String { message }
 }

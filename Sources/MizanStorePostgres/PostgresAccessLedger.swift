@@ -1,9 +1,26 @@
 import Foundation
+import Logging
 import MizanCore
 import MizanStore
 import PostgresNIO
 
-extension PostgresStore: AccessStore {
+/// The access ledger: API keys, usage records and their totals, and console sign-outs.
+///
+/// Usage records without a job that arrive together are inserted by one statement. A key's
+/// counters (its limits' state) are kept by ``PostgresKeyCounters``.
+final class PostgresAccessLedger: Sendable {
+    private let context: PostgresStoreContext
+    private var client: StoreClient { context.client }
+    private var logger: Logger { context.logger }
+    /// Usage records that arrive together, inserted together.
+    private let usageBatches = BatchQueue<UsageRecord>(limit: 256)
+
+    /// Creates the ledger over the store's shared context.
+    init(context: PostgresStoreContext) {
+        self.context = context
+    }
+
+    /// The columns an ``APIKey`` is read from.
     static let keyColumns = "id, name, prefix, created_at, revoked_at, policy"
 
     static func apiKey(_ row: PostgresRow) throws -> APIKey {
@@ -30,7 +47,8 @@ extension PostgresStore: AccessStore {
         return String(decoding: (try? encoder.encode(policy)) ?? Data("{}".utf8), as: UTF8.self)
     }
 
-    public func createAPIKey(_ key: APIKey, hash: Data) async throws -> APIKey {
+    /// Stores a new key under the hash of its secret.
+    func createAPIKey(_ key: APIKey, hash: Data) async throws -> APIKey {
         let rows = try await client.prepared(
             CreateKey.self,
             """
@@ -45,14 +63,16 @@ extension PostgresStore: AccessStore {
         return created
     }
 
-    public func apiKeys() async throws -> [APIKey] {
+    /// Every key, oldest first.
+    func apiKeys() async throws -> [APIKey] {
         try await client.prepared(
             ListKeys.self, "SELECT \(unescaped: Self.keyColumns) FROM mizan_api_keys ORDER BY created_at, id",
             logger: logger, Self.apiKey
         )
     }
 
-    public func revokeAPIKey(_ id: String, now: Date) async throws -> APIKey {
+    /// Revokes a key (its first revocation time is kept).
+    func revokeAPIKey(_ id: String, now: Date) async throws -> APIKey {
         let rows = try await client.prepared(
             RevokeKey.self,
             """
@@ -65,7 +85,8 @@ extension PostgresStore: AccessStore {
         return key
     }
 
-    public func updateAPIKey(_ id: String, name: String, policy: KeyPolicy) async throws -> APIKey {
+    /// Renames a key and replaces its policy.
+    func updateAPIKey(_ id: String, name: String, policy: KeyPolicy) async throws -> APIKey {
         let rows = try await client.prepared(
             UpdateKey.self,
             "UPDATE mizan_api_keys SET name = \(name), policy = \(Self.policyText(policy)) WHERE id = \(id) RETURNING \(unescaped: Self.keyColumns)",
@@ -75,52 +96,26 @@ extension PostgresStore: AccessStore {
         return key
     }
 
-    public func apiKey(hash: Data) async throws -> APIKey? {
+    /// The key whose secret has this hash, if any.
+    func apiKey(hash: Data) async throws -> APIKey? {
         try await client.prepared(
             KeyByHash.self, "SELECT \(unescaped: Self.keyColumns) FROM mizan_api_keys WHERE key_hash = \(hash)",
             logger: logger, Self.apiKey
         ).first
     }
 
-    /// Appends usage records as the eleven arrays of ``insertUsageArrays(from:)``.
-    static func appendUsageArrays(_ records: [UsageRecord], to binds: inout PostgresBindings) {
-        binds.append(records.map(\.requestID))
-        binds.append(records.map { $0.apiKeyID ?? "" })
-        binds.append(records.map(\.model))
-        binds.append(records.map { $0.servedBy ?? "" })
-        binds.append(records.map(\.status))
-        binds.append(records.map(\.latencyMilliseconds))
-        binds.append(records.map { $0.usage?.promptTokens ?? -1 })
-        binds.append(records.map { $0.usage?.completionTokens ?? -1 })
-        binds.append(records.map { $0.usage?.source.rawValue ?? "" })
-        binds.append(records.map(\.createdAt))
-        binds.append(records.map(\.endpoint.rawValue))
-    }
-
-    /// Inserts usage records (none of an idempotent job: their tokens always count) from the
-    /// arrays of ``appendUsageArrays(_:to:)``, bound from `$first` on: one statement text for
-    /// any number of records.
-    /// - Parameter condition: A condition the rows are inserted under (`WHERE …`), if any.
-    static func insertUsageArrays(from first: Int, where condition: String? = nil) -> String {
-        let types = ["text", "text", "text", "text", "bigint", "float8", "bigint", "bigint", "text", "timestamptz", "text"]
-        let arrays = types.enumerated().map { "$\(first + $0.offset)::\($0.element)[]" }.joined(separator: ", ")
-        return """
-            INSERT INTO mizan_usage (request_id, api_key_id, model, served_by, status, latency_ms,
-                prompt_tokens, completion_tokens, usage_source, created_at, endpoint)
-            SELECT r, NULLIF(k, ''), m, NULLIF(s, ''), st, l, NULLIF(p, -1), NULLIF(c, -1), NULLIF(src, ''), t, e
-            FROM unnest(\(arrays)) AS u(r, k, m, s, st, l, p, c, src, t, e)
-            """ + (condition.map { " WHERE " + $0 } ?? "")
-    }
-
+    /// Records a request's usage: records without a job share statements with those that
+    /// arrive together; an idempotent job's tokens count on its first record only.
+    /// - Returns: Whether the record's tokens were counted.
     @discardableResult
-    public func recordUsage(_ record: UsageRecord) async throws -> Bool {
+    func recordUsage(_ record: UsageRecord) async throws -> Bool {
         guard record.jobID != nil else {
             // Records that arrive together share one statement.
             try await usageBatches.submit(record) { _, records in
                 var binds = PostgresBindings(capacity: 11)
-                Self.appendUsageArrays(records, to: &binds)
+                Rows.appendUsageArrays(records, to: &binds)
                 _ = try await self.client.prepared(
-                    RecordUsageBatch.self, PostgresQuery(unsafeSQL: Self.insertUsageArrays(from: 1), binds: binds), logger: self.logger
+                    RecordUsageBatch.self, PostgresQuery(unsafeSQL: Rows.insertUsageArrays(from: 1), binds: binds), logger: self.logger
                 ) { $0 }
             }
             return true
@@ -153,7 +148,8 @@ extension PostgresStore: AccessStore {
         return false
     }
 
-    public func usage(_ query: UsageQuery) async throws -> [UsageRow] {
+    /// Usage totals grouped as `query` asks.
+    func usage(_ query: UsageQuery) async throws -> [UsageRow] {
         // Built from the query's fixed parts (the values are binds), so unprepared: an admin call.
         var sql = ""
         var binds = PostgresBindings()
@@ -207,7 +203,8 @@ extension PostgresStore: AccessStore {
         return rows.filter { $0.requests > 0 }.sorted(by: UsageRow.precedes)  // no grouping and no match: no row
     }
 
-    public func usageSummary() async throws -> [UsageSummary] {
+    /// Usage totals per key, model and endpoint.
+    func usageSummary() async throws -> [UsageSummary] {
         try await client.prepared(
             Summary.self,
             """
@@ -222,6 +219,28 @@ extension PostgresStore: AccessStore {
                 apiKeyID: key, model: model, endpoint: Endpoint(rawValue: endpoint) ?? .chatCompletions, requests: requests,
                 promptTokens: prompt, completionTokens: completion)
         }.sorted(by: UsageSummary.precedes)
+    }
+
+    /// Whether a usage record of this request, made at `createdAt`, is stored.
+    func usageRecorded(requestID: String, createdAt: Date) async throws -> Bool {
+        try await !client.rows(
+            "SELECT 1 FROM mizan_usage WHERE created_at = \(createdAt) AND request_id = \(requestID) LIMIT 1", logger: logger
+        ) { _ in () }.isEmpty
+    }
+
+    /// Records a console session as signed out until it expires (and forgets expired ones).
+    func endConsoleSession(_ id: String, expires: Date, now: Date) async throws {
+        try await client.run(
+            """
+            WITH gone AS (DELETE FROM mizan_console_signouts WHERE expires <= \(now))
+            INSERT INTO mizan_console_signouts (id, expires) VALUES (\(id), \(expires)) ON CONFLICT (id) DO NOTHING
+            """,
+            logger: logger)
+    }
+
+    /// Whether a console session was signed out.
+    func isConsoleSessionEnded(_ id: String) async throws -> Bool {
+        try await !client.rows("SELECT 1 FROM mizan_console_signouts WHERE id = \(id)", logger: logger) { _ in () }.isEmpty
     }
 }
 

@@ -1,12 +1,27 @@
 import Foundation
+import Logging
 import MizanCore
 import MizanStore
 import PostgresNIO
 
-extension PostgresStore {
-    public func createNode(_ node: Node, registrationTokenHash: Data) async throws -> Node {
+/// The node registry: nodes' enrollment and registration, heartbeats, connection state and
+/// revocation, and reading nodes. Each call is one statement (a refusal reads the node once
+/// more to tell why). Jobs leased to a node are recovered by the job queue, which keeps the
+/// node's `leased` count with the jobs.
+struct PostgresNodeRegistry: Sendable {
+    private let context: PostgresStoreContext
+    private var client: StoreClient { context.client }
+    private var logger: Logger { context.logger }
+
+    /// Creates the registry over the store's shared context.
+    init(context: PostgresStoreContext) {
+        self.context = context
+    }
+
+    /// Records a pending node, awaiting registration with the token whose hash is given.
+    func createNode(_ node: Node, registrationTokenHash: Data) async throws -> Node {
         let rows = try await client.prepared(
-            Key1.self,
+            CreateNode.self,
             """
             INSERT INTO mizan_nodes (id, name, models, max_concurrency, labels, status, health, in_flight,
                 registration_token_hash, last_seen, created_at, endpoints)
@@ -22,14 +37,15 @@ extension PostgresStore {
         return created
     }
 
-    public func registerNode(
+    /// Activates the pending node holding the registration token, with its report and node token.
+    func registerNode(
         registrationTokenHash: Data,
         nodeTokenHash: Data,
         report: NodeReport,
         now: Date
     ) async throws -> Node {
         let rows = try await client.prepared(
-            Key2.self,
+            RegisterNode.self,
             """
             UPDATE mizan_nodes SET status = 'active', registration_token_hash = NULL, node_token_hash = \(nodeTokenHash),
                 models = \(report.models), max_concurrency = \(max(1, report.maxConcurrency)), health = \(report.health.rawValue),
@@ -46,9 +62,10 @@ extension PostgresStore {
         return node
     }
 
-    public func heartbeat(_ id: NodeID, report: NodeReport, now: Date) async throws -> Node {
+    /// Records an active node's report and sign of life.
+    func heartbeat(_ id: NodeID, report: NodeReport, now: Date) async throws -> Node {
         let rows = try await client.prepared(
-            Key3.self,
+            Heartbeat.self,
             """
             UPDATE mizan_nodes SET models = \(report.models), max_concurrency = \(max(1, report.maxConcurrency)),
                 health = \(report.health.rawValue), in_flight = \(report.inFlight), labels = \(Rows.labels(report.labels)),
@@ -64,9 +81,10 @@ extension PostgresStore {
         throw MizanError(.invalidNodeToken, "The node is not active.")
     }
 
-    public func markConnected(_ id: NodeID, now: Date) async throws -> Node {
+    /// Records that an active node's agent is connected.
+    func markConnected(_ id: NodeID, now: Date) async throws -> Node {
         let rows = try await client.prepared(
-            Key8.self,
+            MarkConnected.self,
             """
             UPDATE mizan_nodes SET disconnected_at = NULL, last_seen = \(now)
             WHERE id = \(id.uuid) AND status = 'active'
@@ -79,9 +97,11 @@ extension PostgresStore {
         throw MizanError(.invalidNodeToken, "The node is not active.")
     }
 
-    public func markDisconnected(_ id: NodeID, unlessSeenAfter: Date?, now: Date) async throws -> Node? {
+    /// Records that an active node's agent is gone, unless it was seen after `unlessSeenAfter`.
+    /// - Returns: The node, or `nil` when nothing changed (unknown, inactive, or seen since).
+    func markDisconnected(_ id: NodeID, unlessSeenAfter: Date?, now: Date) async throws -> Node? {
         try await client.prepared(
-            Key9.self,
+            MarkDisconnected.self,
             """
             UPDATE mizan_nodes SET disconnected_at = coalesce(disconnected_at, \(now))
             WHERE id = \(id.uuid) AND status = 'active'
@@ -93,9 +113,10 @@ extension PostgresStore {
         ).first
     }
 
-    public func revokeNode(_ id: NodeID, now: Date) async throws -> Node {
+    /// Revokes a node: its tokens no longer work.
+    func revokeNode(_ id: NodeID, now: Date) async throws -> Node {
         let rows = try await client.prepared(
-            Key4.self,
+            RevokeNode.self,
             """
             UPDATE mizan_nodes SET status = 'revoked', registration_token_hash = NULL
             WHERE id = \(id.uuid)
@@ -107,32 +128,35 @@ extension PostgresStore {
         return node
     }
 
-    public func nodes() async throws -> [Node] {
+    /// Every node, oldest first.
+    func nodes() async throws -> [Node] {
         try await client.prepared(
-            Key5.self, "SELECT \(unescaped: Rows.nodeColumns) FROM mizan_nodes ORDER BY created_at, id", logger: logger, Rows.node)
+            ListNodes.self, "SELECT \(unescaped: Rows.nodeColumns) FROM mizan_nodes ORDER BY created_at, id", logger: logger, Rows.node)
     }
 
-    public func node(_ id: NodeID) async throws -> Node? {
+    /// The node with `id`, if any.
+    func node(_ id: NodeID) async throws -> Node? {
         try await client.prepared(
-            Key6.self, "SELECT \(unescaped: Rows.nodeColumns) FROM mizan_nodes WHERE id = \(id.uuid)", logger: logger, Rows.node
+            NodeByID.self, "SELECT \(unescaped: Rows.nodeColumns) FROM mizan_nodes WHERE id = \(id.uuid)", logger: logger, Rows.node
         ).first
     }
 
-    public func node(tokenHash: Data) async throws -> Node? {
+    /// The node holding the node token whose hash is given, if any.
+    func node(tokenHash: Data) async throws -> Node? {
         try await client.prepared(
-            Key7.self, "SELECT \(unescaped: Rows.nodeColumns) FROM mizan_nodes WHERE node_token_hash = \(tokenHash)", logger: logger,
-            Rows.node
+            NodeByTokenHash.self, "SELECT \(unescaped: Rows.nodeColumns) FROM mizan_nodes WHERE node_token_hash = \(tokenHash)",
+            logger: logger, Rows.node
         ).first
     }
 }
 
 // Marker types naming this file's prepared statements.
-private enum Key1 {}
-private enum Key2 {}
-private enum Key3 {}
-private enum Key4 {}
-private enum Key5 {}
-private enum Key6 {}
-private enum Key7 {}
-private enum Key8 {}
-private enum Key9 {}
+private enum CreateNode {}
+private enum RegisterNode {}
+private enum Heartbeat {}
+private enum RevokeNode {}
+private enum ListNodes {}
+private enum NodeByID {}
+private enum NodeByTokenHash {}
+private enum MarkConnected {}
+private enum MarkDisconnected {}

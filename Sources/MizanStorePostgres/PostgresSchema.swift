@@ -3,7 +3,12 @@ import Logging
 import PostgresNIO
 import Synchronization
 
-extension PostgresStore {
+/// The store's tables, brought to the current version by numbered migrations.
+///
+/// Owns whether the schema is known to be current: ``ensureCurrent()`` migrates once however
+/// many statements wait for it, so that a store used before ``migrate()`` creates its schema
+/// first. Migrations run on the pool directly and are not counted as the store's statements.
+final class PostgresSchema: Sendable {
     /// The schema, as numbered steps. A step is never edited once released; add a new one.
     static let migrations: [(version: Int, statements: [String])] = [
         (
@@ -140,37 +145,54 @@ extension PostgresStore {
     ]
 
     /// The schema version this build migrates to.
-    public static var schemaVersion: Int { migrations.map(\.version).max() ?? 0 }
+    static var version: Int { migrations.map(\.version).max() ?? 0 }
+
+    private let pool: PostgresClient
+    private let logger: Logger
+    /// Set once the schema is known to be current, so that later statements skip the check.
+    private let migrated = Atomic<Bool>(false)
+    /// The migration under way, shared by the statements that wait for it.
+    private let migration = Mutex<Task<Void, any Error>?>(nil)
+
+    /// Creates the schema's keeper over a pool; nothing runs until ``migrate()`` or ``ensureCurrent()``.
+    /// - Parameters:
+    ///   - pool: A PostgreSQL client whose `run()` is running.
+    ///   - logger: Where applied migrations are logged.
+    init(pool: PostgresClient, logger: Logger) {
+        self.pool = pool
+        self.logger = logger
+    }
+
+    /// Whether the schema is known to be current (migrated by this keeper).
+    var isCurrent: Bool { migrated.load(ordering: .acquiring) }
 
     /// Applies the migrations not yet applied, in one transaction under an advisory lock so
     /// that instances starting together do not race. Safe to call any number of times.
     /// - Throws: A database error; nothing is applied then.
-    public func migrate() async throws {
+    func migrate() async throws {
         try await pool.withOpenConnection(logger: logger) { connection in
             try await self.migrate(on: connection)
         }
         migrated.store(true, ordering: .releasing)
     }
 
-    /// The pool, once the schema is current: every statement goes through here, so that a
-    /// store used before ``migrate()`` creates its schema first (once, however many wait).
-    var client: CountedClient {
-        get async throws {
-            if migrated.load(ordering: .acquiring) { return CountedClient(pool: pool, statements: statements) }
-            let task = migration.withLock { running in
-                if let running { return running }
-                let task = Task { try await self.migrate() }
-                running = task
-                return task
-            }
-            do {
-                try await task.value
-            } catch {
-                // Let the next statement try again (the database may come back).
-                migration.withLock { running in if running == task { running = nil } }
-                throw error
-            }
-            return CountedClient(pool: pool, statements: statements)
+    /// Returns once the schema is current, migrating it first if this keeper has not: one
+    /// migration however many callers wait, and tried again by the next caller if it failed.
+    /// - Throws: The migration's error.
+    func ensureCurrent() async throws {
+        if migrated.load(ordering: .acquiring) { return }
+        let task = migration.withLock { running in
+            if let running { return running }
+            let task = Task { try await self.migrate() }
+            running = task
+            return task
+        }
+        do {
+            try await task.value
+        } catch {
+            // Let the next statement try again (the database may come back).
+            migration.withLock { running in if running == task { running = nil } }
+            throw error
         }
     }
 

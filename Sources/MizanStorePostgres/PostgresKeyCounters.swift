@@ -1,51 +1,70 @@
 import Foundation
+import Logging
 import MizanCore
 import MizanStore
 import PostgresNIO
+import Synchronization
 
-/// A key's counters on PostgreSQL: batched changes applied by a compare-and-swap of the key's
-/// row, exact across instances, with the batch's usage records in the same statement.
-extension PostgresStore {
-    public func changeKeyCounters<T: Sendable>(_ keyID: String, _ change: @escaping @Sendable (inout KeyCounters) -> T) async throws -> T {
-        try await keyCounterBatcher.change(keyID, apply: { try await self.swapKeyCounters($0, recording: $1, $2) }, change)
+/// Keys' counters (the state of their limits): batched changes applied by a compare-and-swap
+/// of the key's row, exact across instances, with the batch's usage records in the same
+/// statement.
+///
+/// Owns the counters as this instance last read or wrote them, with their version, so that
+/// a change costs one statement when no other instance came between, and the batches of
+/// changes that arrive together.
+final class PostgresKeyCounters: Sendable {
+    private let context: PostgresStoreContext
+    private var client: StoreClient { context.client }
+    private var logger: Logger { context.logger }
+    /// The counters of keys as this instance last read or wrote them, with their version.
+    private let cache = Mutex<[String: (version: Int64, counters: KeyCounters)]>([:])
+    /// The changes of a key's counters that arrive together, written together.
+    private let batcher = KeyCounterBatcher<UsageRecord>()
+
+    /// Creates the counters' keeper over the store's shared context.
+    init(context: PostgresStoreContext) {
+        self.context = context
+    }
+
+    /// Whether `record` can be written with the end of `admission` in one statement: a record
+    /// of the admitted key, of no idempotent job (whose tokens may have been counted already).
+    static func writesTogether(_ record: UsageRecord, ending admission: KeyAdmissionEnd) -> Bool {
+        record.jobID == nil && record.apiKeyID == admission.key.id
+    }
+
+    /// Changes a key's counters with the other changes of the key that arrive together.
+    /// - Returns: What `change` returns.
+    /// - Throws: ``MizanError`` `notFound` for an unknown key; a database error.
+    func change<T: Sendable>(_ keyID: String, _ change: @escaping @Sendable (inout KeyCounters) -> T) async throws -> T {
+        try await batcher.change(keyID, apply: { try await self.applyBatch($0, recording: $1, $2) }, change)
     }
 
     /// Records the usage with the end of the admission in the key's next batch of counter
-    /// changes: one statement writes the batch's records and counters. A record of an
-    /// idempotent job (whose tokens may have been counted already) goes in two steps.
-    @discardableResult
-    public func recordUsage(_ record: UsageRecord, ending admission: KeyAdmissionEnd?) async throws -> Bool {
-        guard let admission, record.jobID == nil, record.apiKeyID == admission.key.id else {
-            return try await recordUsageThenEnd(record, ending: admission)
-        }
+    /// changes: one statement writes the batch's records and counters. Only for a record that
+    /// ``writesTogether(_:ending:)``.
+    /// - Throws: ``UsageWriteFailure`` (atomic: neither the record nor the end was applied).
+    func record(_ record: UsageRecord, ending admission: KeyAdmissionEnd) async throws {
         do {
-            try await keyCounterBatcher.change(
-                admission.key.id, attachment: record, apply: { try await self.swapKeyCounters($0, recording: $1, $2) },
+            try await batcher.change(
+                admission.key.id, attachment: record, apply: { try await self.applyBatch($0, recording: $1, $2) },
                 Self.end(admission, of: record))
         } catch {
             // The record and the counters go in one statement: neither was applied.
             throw UsageWriteFailure(admissionEnded: false, atomic: true, underlying: error)
         }
-        return true
     }
 
     /// Records the usage with the end of the admission in the key's next batch of counter
     /// changes without waiting for it: the next change of the key on this instance (a next
     /// request's admission) takes them into its statement, or they go on their own after
-    /// ``usageLinger``. Failures are logged (the hold lapses at its time). The store waits for
-    /// them when it shuts down.
-    public func recordUsageSoon(
-        _ record: UsageRecord, ending admission: KeyAdmissionEnd, failed: @escaping @Sendable (UsageWriteFailure) -> Void
-    ) async throws {
-        guard record.jobID == nil, record.apiKeyID == admission.key.id else {
-            try await recordUsage(record, ending: admission)
-            return
-        }
+    /// ``usageLinger``. Failures are logged and passed to `failed` (the hold lapses at its
+    /// time). Only for a record that ``writesTogether(_:ending:)``.
+    func recordSoon(_ record: UsageRecord, ending admission: KeyAdmissionEnd, failed: @escaping @Sendable (UsageWriteFailure) -> Void) {
         let logger = logger
         let requestID = record.requestID
-        keyCounterBatcher.changeSoon(
+        batcher.changeSoon(
             admission.key.id, attachment: record, linger: Self.usageLinger,
-            apply: { try await self.swapKeyCounters($0, recording: $1, $2) },
+            apply: { try await self.applyBatch($0, recording: $1, $2) },
             done: { error in
                 guard let error else { return }
                 logger.warning(
@@ -67,11 +86,11 @@ extension PostgresStore {
         }
     }
 
-    /// Waits until the usage records and ends of admissions queued by ``recordUsageSoon(_:ending:)``
-    /// are written, or `timeout` has passed.
+    /// Waits until the usage records and ends of admissions queued by
+    /// ``recordSoon(_:ending:failed:)`` are written, or `timeout` has passed.
     /// - Returns: Whether they are.
-    public func usageWritten(timeout: Duration) async -> Bool {
-        await keyCounterBatcher.idle(timeout: timeout)
+    func written(timeout: Duration) async -> Bool {
+        await batcher.idle(timeout: timeout)
     }
 
     /// How long a deferred usage record waits for the next change of its key to go with
@@ -84,10 +103,10 @@ extension PostgresStore {
     /// starts again from them — one statement per attempt, one attempt when no other instance
     /// came between (the counters this instance last wrote are kept with their version). The
     /// batch's usage records are inserted by the swap that wins, in its statement.
-    func swapKeyCounters(
+    func applyBatch(
         _ keyID: String, recording records: [UsageRecord], _ changes: @escaping @Sendable (inout KeyCounters) -> Void
     ) async throws {
-        var known = keyCounterCache.withLock { $0[keyID] }
+        var known = cache.withLock { $0[keyID] }
         var fresh = false
         // The usage records go with the swap that wins, in its statement: a record is stored if
         // and only if the end of its admission is (what the usage spool relies on).
@@ -111,13 +130,13 @@ extension PostgresStore {
                 known = nil
                 continue
             }
-            let rows = try await swap(keyID, from: version, to: counters, recording: unrecorded)
+            let rows = try await swapOnce(keyID, from: version, to: counters, recording: unrecorded)
             guard let row = rows.first else {
-                keyCounterCache.withLock { $0[keyID] = nil }
+                cache.withLock { $0[keyID] = nil }
                 throw MizanError(.notFound, "No API key with id \(keyID).")
             }
             if let swapped = row.0 {
-                keyCounterCache.withLock { $0[keyID] = (swapped, counters) }
+                cache.withLock { $0[keyID] = (swapped, counters) }
                 return
             }
             // Another instance changed them first: start again from what the statement saw (or,
@@ -132,7 +151,7 @@ extension PostgresStore {
     /// version written (`nil` when another instance's change came first), then the version and
     /// counters the statement found; no row for an unknown key. A batch without records (the
     /// admissions) runs the statement without the insert, the cheaper for the server.
-    private func swap(
+    private func swapOnce(
         _ keyID: String, from version: Int64, to counters: KeyCounters, recording records: [UsageRecord]
     ) async throws -> [(Int64?, Int64, String?)] {
         let swap = """
@@ -155,36 +174,18 @@ extension PostgresStore {
                 SwapCounters.self, PostgresQuery(unsafeSQL: "WITH swapped AS (\(swap)) \(answer)", binds: binds), logger: logger, decode)
         }
         // The records' arrays are $4 to $14.
-        Self.appendUsageArrays(records, to: &binds)
+        Rows.appendUsageArrays(records, to: &binds)
         return try await client.prepared(
             SwapCountersRecording.self,
             PostgresQuery(
                 unsafeSQL:
-                    "WITH swapped AS (\(swap)), recorded AS (\(Self.insertUsageArrays(from: 4, where: "EXISTS (SELECT 1 FROM swapped)"))) \(answer)",
+                    "WITH swapped AS (\(swap)), recorded AS (\(Rows.insertUsageArrays(from: 4, where: "EXISTS (SELECT 1 FROM swapped)"))) \(answer)",
                 binds: binds),
             logger: logger, decode)
     }
 
-    public func usageRecorded(requestID: String, createdAt: Date) async throws -> Bool {
-        try await !client.rows(
-            "SELECT 1 FROM mizan_usage WHERE created_at = \(createdAt) AND request_id = \(requestID) LIMIT 1", logger: logger
-        ) { _ in () }.isEmpty
-    }
-
-    public func endConsoleSession(_ id: String, expires: Date, now: Date) async throws {
-        try await client.run(
-            """
-            WITH gone AS (DELETE FROM mizan_console_signouts WHERE expires <= \(now))
-            INSERT INTO mizan_console_signouts (id, expires) VALUES (\(id), \(expires)) ON CONFLICT (id) DO NOTHING
-            """,
-            logger: logger)
-    }
-
-    public func isConsoleSessionEnded(_ id: String) async throws -> Bool {
-        try await !client.rows("SELECT 1 FROM mizan_console_signouts WHERE id = \(id)", logger: logger) { _ in () }.isEmpty
-    }
-
-    public func keyCounters(_ keyID: String) async throws -> KeyCounters {
+    /// A key's counters as stored.
+    func counters(_ keyID: String) async throws -> KeyCounters {
         let rows = try await client.prepared(
             ReadCounters.self, "SELECT counters_version, counters FROM mizan_api_keys WHERE id = \(keyID)", logger: logger
         ) { try $0.decode((Int64, String?).self) }
