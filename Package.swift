@@ -454,6 +454,7 @@ let package = Package(
                 "MizanTestSupport",
                 "MizanCore",
                 "MizanStore",
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
             ],
             swiftSettings: swiftSettings
