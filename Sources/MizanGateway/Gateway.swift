@@ -111,7 +111,8 @@ public final class Gateway: Sendable {
             limits: .init(
                 maxBodyBytes: configuration.maxBodyBytes, bodyTimeout: configuration.bodyTimeout,
                 defaultDeadline: configuration.dispatch.defaultDeadline, maxDeadline: configuration.maxDeadline,
-                tokenReservation: configuration.tokenReservation)
+                tokenReservation: configuration.tokenReservation),
+            placement: configuration.placement
         )
         self.agents = AgentController(
             dispatcher: dispatcher,

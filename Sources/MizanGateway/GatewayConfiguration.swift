@@ -41,6 +41,9 @@ extension Gateway {
         /// Whether agents may open the persistent channel, `POST /agent/v1/channel` (true);
         /// without it they use the HTTP agent API (the channel answers 404 and they fall back).
         public var agentChannel: Bool
+        /// Which capacity serves a client request, in which order (``RoutesFirst``: provider
+        /// routes, then agent nodes).
+        public var placement: any PlacementPolicy
         /// The engine's settings. Its `Dispatcher.Configuration.cacheLifetime` also bounds how
         /// long an API key read from the store is trusted (a key revoked through another
         /// instance stops working within it), and its `Dispatcher.Configuration.nodeStaleAfter`
@@ -60,6 +63,7 @@ extension Gateway {
             nodeDisconnectGrace: Duration = .seconds(5),
             usageSpoolCapacity: Int = 10_000,
             tokenReservation: Int = 256,
+            placement: any PlacementPolicy = .routesFirst,
             dispatch: Dispatcher.Configuration = .init()
         ) {
             self.maxBodyBytes = maxBodyBytes
@@ -73,6 +77,7 @@ extension Gateway {
             self.nodeDisconnectGrace = nodeDisconnectGrace
             self.usageSpoolCapacity = usageSpoolCapacity
             self.tokenReservation = max(0, tokenReservation)
+            self.placement = placement
             self.dispatch = dispatch
         }
     }

@@ -70,7 +70,8 @@ struct StreamBackPressureTests {
         let started = ContinuousClock.now
         let outcome = await writer.result
         #expect(throws: MizanError.self) { try outcome.get() }
-        #expect(ContinuousClock.now - started < .seconds(5), "released at the deadline, not left waiting")
+        // The deadline is half a second; the bound leaves room for a machine under load.
+        #expect(ContinuousClock.now - started < .seconds(15), "released at the deadline, not left waiting")
         events.stop(cancellingJob: true)
     }
 

@@ -16,6 +16,8 @@ struct ClientController: Sendable {
     /// Usage waiting to be written: while it is full, counted keys are refused.
     let spool: UsageSpool
     let limits: Limits
+    /// Which capacity serves a request, in which order.
+    let placement: any PlacementPolicy
 
     /// The bounds on a client's request.
     struct Limits: Sendable {
@@ -157,52 +159,65 @@ struct ClientController: Sendable {
         return min(.milliseconds(milliseconds), limits.maxDeadline)
     }
 
-    /// Serves a checked request: provider routes first, then agent nodes — those that serve its
-    /// model on its endpoint.
+    /// Serves a checked request on the capacity its placement names, in order: the model's
+    /// provider routes, the agent nodes that serve it on its endpoint.
     func serve(
         _ chat: ClientRequest, apiKeyID: String, idempotencyKey: String? = nil, until: ContinuousClock.Instant, record: RequestRecord
     ) async throws -> Served {
         var routeFailure: MizanError?
-        let candidates = routes.routes.candidates(for: chat.model, endpoint: chat.endpoint)
-        if !candidates.isEmpty {
-            record.model(.routed)
-            switch try await routes.serve(
-                chat, candidates: candidates, until: until, requestID: record.requestID, upstream: record.upstream)
-            {
-            case .served(let served): return served
-            case .failed(let error): routeFailure = error
+        // Read once, and only when asked: the recent list answers almost every request.
+        var known: [Node]?
+        let serves = { (node: Node) in dispatcher.isHealthy(node) && node.serves(chat.model, on: chat.endpoint) }
+        for capacity in placement.order(model: chat.model, endpoint: chat.endpoint) {
+            switch capacity {
+            case .providerRoutes:
+                let candidates = routes.routes.candidates(for: chat.model, endpoint: chat.endpoint)
+                guard !candidates.isEmpty else { continue }
+                record.model(.routed)
+                switch try await routes.serve(
+                    chat, candidates: candidates, until: until, requestID: record.requestID, upstream: record.upstream)
+                {
+                case .served(let served): return served
+                case .failed(let error): routeFailure = error
+                }
+            case .agentNodes:
+                var available = try await dispatcher.recentNodes().contains(where: serves)
+                if !available {
+                    // A miss reads the store before the request is refused.
+                    let nodes = try await dispatcher.nodes()
+                    known = nodes
+                    available = nodes.contains(where: serves)
+                }
+                guard available else { continue }
+                record.model(.known)
+                return try await nodes.serve(
+                    chat, apiKeyID: apiKeyID, idempotencyKey: idempotencyKey, until: until, requestID: record.requestID,
+                    upstream: record.upstream)
             }
         }
-        // The recent list answers almost every request; a miss reads the store before refusing.
-        let serves = { (node: Node) in dispatcher.isHealthy(node) && node.serves(chat.model, on: chat.endpoint) }
-        if try await dispatcher.recentNodes().contains(where: serves) {
-            record.model(.known)
-            return try await nodes.serve(
-                chat, apiKeyID: apiKeyID, idempotencyKey: idempotencyKey, until: until, requestID: record.requestID,
-                upstream: record.upstream)
-        }
-        let known = try await dispatcher.nodes()
-        if known.contains(where: serves) {
-            record.model(.known)
-            return try await nodes.serve(
-                chat, apiKeyID: apiKeyID, idempotencyKey: idempotencyKey, until: until, requestID: record.requestID,
-                upstream: record.upstream)
-        }
         if let routeFailure { throw routeFailure }
+        throw try await refusal(chat, known: known, record: record)
+    }
+
+    /// Why nothing serves a request: its model's nodes are unhealthy (503), its model is served
+    /// on other endpoints only (404), or no route or node knows it (404 `model_not_found`).
+    func refusal(_ chat: ClientRequest, known: [Node]?, record: RequestRecord) async throws -> MizanError {
+        var known = known ?? []
+        if known.isEmpty { known = try await dispatcher.nodes() }
         if known.contains(where: { $0.status != .pending && $0.serves(chat.model, on: chat.endpoint) }) {
             record.model(.known)
-            throw MizanError(.noHealthyNode, "No healthy node serves the model '\(SafeText.escaped(chat.model))' right now.")
+            return MizanError(.noHealthyNode, "No healthy node serves the model '\(SafeText.escaped(chat.model))' right now.")
         }
         let elsewhere =
             routes.routes.candidates(for: chat.model, endpoint: nil).contains { !$0.serves(chat.endpoint) }
             || known.contains { $0.status != .pending && $0.models.contains(chat.model) }
         if elsewhere {
             record.model(.known)
-            throw MizanError(
+            return MizanError(
                 .notFound,
                 "The model '\(SafeText.escaped(chat.model))' is not served on /v1/\(chat.endpoint.rawValue); no route or node offers that endpoint for it."
             )
         }
-        throw Self.unknownModel(chat.model)
+        return Self.unknownModel(chat.model)
     }
 }

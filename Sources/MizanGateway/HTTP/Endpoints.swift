@@ -6,34 +6,31 @@ import MizanCore
 /// 405 (with `Allow`) instead of 404, and the OpenAPI document is checked against this list.
 enum Endpoints {
     /// Paths (Hummingbird's `{parameter}` syntax) and the methods each serves.
-    static let all: [(path: String, methods: [HTTPRequest.Method])] = [
-        ("/v1/chat/completions", [.post]),
-        ("/v1/completions", [.post]),
-        ("/v1/embeddings", [.post]),
-        ("/v1/responses", [.post]),
-        ("/v1/messages", [.post]),
-        ("/v1/models", [.get]),
-        ("/agent/v1/register", [.post]),
-        ("/agent/v1/heartbeat", [.post]),
-        ("/agent/v1/goodbye", [.post]),
-        ("/agent/v1/lease", [.post]),
-        ("/agent/v1/jobs/{id}/complete", [.post]),
-        ("/agent/v1/jobs/{id}/fail", [.post]),
-        ("/agent/v1/jobs/{id}/stream", [.post]),
-        ("/agent/v1/reports", [.post]),
-        ("/agent/v1/channel", [.post]),
-        ("/admin/v1/nodes", [.get, .post]),
-        ("/admin/v1/nodes/{id}", [.delete]),
-        ("/admin/v1/keys", [.get, .post]),
-        ("/admin/v1/keys/{id}", [.get, .patch, .delete]),
-        ("/admin/v1/jobs", [.get]),
-        ("/admin/v1/jobs/{id}", [.get]),
-        ("/admin/v1/usage", [.get]),
-        ("/healthz", [.get]),
-        ("/readyz", [.get]),
-        ("/metrics", [.get]),
-        ("/openapi.json", [.get]),
-    ]
+    /// The inference endpoints come from `Endpoint` itself, as the client routes do.
+    static let all: [(path: String, methods: [HTTPRequest.Method])] =
+        Endpoint.allCases.map { ("/v1" + $0.path, [.post]) } + [
+            ("/v1/models", [.get]),
+            ("/agent/v1/register", [.post]),
+            ("/agent/v1/heartbeat", [.post]),
+            ("/agent/v1/goodbye", [.post]),
+            ("/agent/v1/lease", [.post]),
+            ("/agent/v1/jobs/{id}/complete", [.post]),
+            ("/agent/v1/jobs/{id}/fail", [.post]),
+            ("/agent/v1/jobs/{id}/stream", [.post]),
+            ("/agent/v1/reports", [.post]),
+            ("/agent/v1/channel", [.post]),
+            ("/admin/v1/nodes", [.get, .post]),
+            ("/admin/v1/nodes/{id}", [.delete]),
+            ("/admin/v1/keys", [.get, .post]),
+            ("/admin/v1/keys/{id}", [.get, .patch, .delete]),
+            ("/admin/v1/jobs", [.get]),
+            ("/admin/v1/jobs/{id}", [.get]),
+            ("/admin/v1/usage", [.get]),
+            ("/healthz", [.get]),
+            ("/readyz", [.get]),
+            ("/metrics", [.get]),
+            ("/openapi.json", [.get]),
+        ]
 
     /// The methods a known path serves, or `nil` when no endpoint has that path.
     /// - Parameter path: A request's path (without the query).

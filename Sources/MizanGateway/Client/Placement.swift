@@ -1,0 +1,39 @@
+import MizanCore
+
+/// The kinds of capacity a client request can be served by.
+public enum Capacity: Sendable, Hashable {
+    /// The model's provider routes (upstream OpenAI-compatible servers), in priority order with
+    /// fallback and cool-down.
+    case providerRoutes
+    /// The agent nodes that serve the model, through a durable dispatch job.
+    case agentNodes
+}
+
+/// The one place that decides where a client request goes: which kinds of capacity are tried,
+/// in which order. The gateway tries each in turn; a kind with nothing for the model is skipped,
+/// and a provider route's retryable failure moves on to the next kind.
+///
+/// Which node runs a job is the store's lease (`JobStore.lease`): the order of nodes is not a
+/// placement's.
+public protocol PlacementPolicy: Sendable {
+    /// The kinds of capacity to try for a request, in order.
+    /// - Parameters:
+    ///   - model: The public model asked for.
+    ///   - endpoint: The endpoint called.
+    /// - Returns: The kinds to try, first first; a kind left out is never tried.
+    func order(model: String, endpoint: Endpoint) -> [Capacity]
+}
+
+/// Provider routes first, then agent nodes: a model's routes are tried before its nodes, and
+/// nodes serve what no route serves or what every route failed (Mizan's default).
+public struct RoutesFirst: PlacementPolicy {
+    /// The policy.
+    public init() {}
+
+    public func order(model: String, endpoint: Endpoint) -> [Capacity] { [.providerRoutes, .agentNodes] }
+}
+
+extension PlacementPolicy where Self == RoutesFirst {
+    /// Provider routes first, then agent nodes (the default).
+    public static var routesFirst: RoutesFirst { RoutesFirst() }
+}
