@@ -5,15 +5,27 @@ import MizanDispatch
 import MizanGateway
 import MizanStore
 
-/// The jobs page: agent-served requests by state and model, newest first, a page at a time;
+/// The jobs pages: agent-served requests by state and model, newest first, a page at a time;
 /// and one job's story — never its messages or its answer.
-extension ConsoleController {
-    func jobsPage(_ request: Request, _ session: ConsoleSessions.Session) async throws -> Response {
-        let parameters = request.uri.queryParameters
-        let (filter, _) = try Self.consoleJobFilter { parameters.get($0) }
+struct JobsPages: Sendable {
+    /// The engine: its jobs and nodes.
+    let dispatcher: Dispatcher
+    /// The provider routes, whose models the filter suggests.
+    let routes: RouteTable
+
+    /// Rows on a page of jobs.
+    static let pageSize = 50
+
+    /// A page of jobs, filtered by the query's `state` and `model`, older than its `before`.
+    /// - Parameters:
+    ///   - query: The value of each of the page's query parameters.
+    ///   - viewer: Who it is for.
+    /// - Throws: ``ConsoleRefusal`` 400 for a filter the admin API would refuse.
+    func page(query: (String) -> String?, for viewer: ConsoleViewer) async throws -> Response {
+        let (filter, _) = try Self.jobFilter(query)
         // One more than a page tells whether an older page exists.
-        let found = try await dispatcher.jobs(matching: filter, limit: Self.jobsPageSize + 1)
-        let jobs = Array(found.prefix(Self.jobsPageSize))
+        let found = try await dispatcher.jobs(matching: filter, limit: Self.pageSize + 1)
+        let jobs = Array(found.prefix(Self.pageSize))
         let nodes = try await dispatcher.recentNodes()
         let nodeNames = Dictionary(nodes.map { ($0.id, $0.name) }, uniquingKeysWith: { first, _ in first })
         let models = Set(routes.models + nodes.flatMap(\.models)).sorted()
@@ -52,12 +64,12 @@ extension ConsoleController {
             """
         var base: [String] = []
         if let state = filter.state { base.append("state=\(state.rawValue)") }
-        if let model = filter.model { base.append("model=\(Self.query(model))") }
+        if let model = filter.model { base.append("model=\(ConsoleHTTP.query(model))") }
         var pager: [HTML] = []
         if filter.before != nil {
             pager.append("<a href=\"/console/jobs\(base.isEmpty ? "" : "?" + base.joined(separator: "&"))\">← Newest</a>")
         }
-        if found.count > Self.jobsPageSize, let last = jobs.last {
+        if found.count > Self.pageSize, let last = jobs.last {
             let link = (base + ["before=\(last.id.description)"]).joined(separator: "&")
             pager.append("<a href=\"/console/jobs?\(link)\" rel=\"next\">Older →</a>")
         }
@@ -73,11 +85,16 @@ extension ConsoleController {
             <div class="table-wrap">\(table)</div>
             <nav class="pager" aria-label="Pages">\(pager)</nav>
             """
-        return layout("Jobs", .jobs, session, body)
+        return viewer.page("Jobs", .jobs, body)
     }
 
-    func jobPage(_ context: GatewayRequestContext, _ session: ConsoleSessions.Session) async throws -> Response {
-        guard let raw = context.parameters.get("id"), let id = JobID(raw), let job = try await dispatcher.job(id) else {
+    /// One job's page: its facts and what happened to it, attempt by attempt.
+    /// - Parameters:
+    ///   - raw: The job's id from the path.
+    ///   - viewer: Who it is for.
+    /// - Throws: ``ConsoleRefusal`` 404 when there is no such job.
+    func jobPage(id raw: String?, for viewer: ConsoleViewer) async throws -> Response {
+        guard let raw, let id = JobID(raw), let job = try await dispatcher.job(id) else {
             throw ConsoleRefusal(status: .notFound, message: "No such job (finished jobs are pruned after the retention period).")
         }
         let nodes = Dictionary(try await dispatcher.nodes().map { ($0.id, $0.name) }, uniquingKeysWith: { first, _ in first })
@@ -156,11 +173,11 @@ extension ConsoleController {
               </section>
             </div>
             """
-        return layout("Job", .jobs, session, body)
+        return viewer.page("Job", .jobs, body)
     }
 
     /// The jobs page's filter from its query; a bad value is refused as the admin API refuses it.
-    static func consoleJobFilter(_ parameter: (String) -> String?) throws -> (JobFilter, limit: Int) {
+    static func jobFilter(_ parameter: (String) -> String?) throws -> (JobFilter, limit: Int) {
         do {
             return try AdminQuery.jobListing(emptyMeansAny: true) { name in name == "limit" ? nil : parameter(name) }
         } catch let error as MizanError {
@@ -168,10 +185,12 @@ extension ConsoleController {
         }
     }
 
+    /// A job's state in words (`timed out`).
     static func stateText(_ state: JobState) -> String {
         state == .timedOut ? "timed out" : state.rawValue
     }
 
+    /// A job's state as a coloured badge.
     static func stateBadge(_ state: JobState) -> HTML {
         let kind =
             switch state {

@@ -4,8 +4,12 @@ import Hummingbird
 import MizanCore
 import MizanGateway
 
-/// The console's HTTP plumbing: responses with its security headers, cookies, forms, origins.
-extension ConsoleController {
+/// The console's HTTP plumbing, shared by its pages: responses with its security headers,
+/// redirects, cookies, forms and the checks of where a form came from.
+enum ConsoleHTTP {
+    /// The largest form body the console reads.
+    static let maxFormBytes = 64 << 10
+
     /// The policy every console response carries: nothing inline, nothing from elsewhere, no
     /// framing, forms only to the console.
     static let contentSecurityPolicy =

@@ -3,10 +3,14 @@ import HTTPTypes
 import Hummingbird
 import MizanCore
 import MizanGateway
+import MizanStore
 
 /// The usage page: tokens and requests by key and model over a chosen range of UTC days, a
 /// daily chart, and the same figures as CSV.
-extension ConsoleController {
+struct UsagePages: Sendable {
+    /// The usage records and the keys' names.
+    let access: any AccessStore
+
     /// The most days a range may span.
     static let maxUsageDays = 400
 
@@ -30,9 +34,13 @@ extension ConsoleController {
         return (since, until)
     }
 
-    func usagePage(_ request: Request, _ session: ConsoleSessions.Session) async throws -> Response {
-        let parameters = request.uri.queryParameters
-        let (since, until) = try Self.usageRange { parameters.get($0) }
+    /// The usage page for the query's range (`since`, `until`).
+    /// - Parameters:
+    ///   - query: The value of each of the page's query parameters.
+    ///   - viewer: Who it is for.
+    /// - Throws: ``ConsoleRefusal`` 400 for a range that is not one.
+    func page(query: (String) -> String?, for viewer: ConsoleViewer) async throws -> Response {
+        let (since, until) = try Self.usageRange(query)
         async let byKeyAndModel = access.usage(UsageQuery(since: since, until: until, groupBy: [.key, .model]))
         async let byDay = access.usage(UsageQuery(since: since, until: until, groupBy: [.day]))
         async let keysRead = access.apiKeys()
@@ -96,12 +104,15 @@ extension ConsoleController {
             <h2>By key and model</h2>
             <div class="table-wrap">\(table)</div>
             """
-        return layout("Usage", .usage, session, body)
+        return viewer.page("Usage", .usage, body)
     }
 
-    func usageCSV(_ request: Request) async throws -> Response {
-        let parameters = request.uri.queryParameters
-        let (since, until) = try Self.usageRange { parameters.get($0) }
+    /// The usage of the query's range (`since`, `until`) by day, key and model, as a CSV
+    /// download.
+    /// - Parameter query: The value of each of the request's query parameters.
+    /// - Throws: ``ConsoleRefusal`` 400 for a range that is not one.
+    func csv(query: (String) -> String?) async throws -> Response {
+        let (since, until) = try Self.usageRange(query)
         async let rowsRead = access.usage(UsageQuery(since: since, until: until, groupBy: [.day, .key, .model]))
         async let keysRead = access.apiKeys()
         let (rows, keys) = try await (rowsRead, keysRead)

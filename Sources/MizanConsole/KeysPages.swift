@@ -2,17 +2,37 @@ import Foundation
 import Hummingbird
 import MizanCore
 import MizanGateway
+import MizanStore
 
-/// The keys page: create (the key shown once, with a copy button), list with each key's
+/// The keys pages: create (the key shown once, with a copy button), list with each key's
 /// settings and consumption, change a key's settings, revoke (after a confirmation).
-extension ConsoleController {
-    func keysPage(
-        _ session: ConsoleSessions.Session, created: (name: String, secret: String)? = nil, error: String? = nil, notice: String? = nil,
-        form: [String: String] = [:]
+struct KeysPages: Sendable {
+    /// Issues, changes and revokes keys.
+    let credentials: Credentials
+    /// The keys and their counters.
+    let access: any AccessStore
+
+    /// A key just issued, shown once.
+    struct Created {
+        /// The key's name.
+        var name: String
+        /// The whole key.
+        var secret: String
+    }
+
+    /// The list of keys, with the form that creates one.
+    /// - Parameters:
+    ///   - viewer: Who it is for.
+    ///   - created: A key just issued, which the page shows once.
+    ///   - error: A refusal shown at the top.
+    ///   - notice: A notice shown at the top.
+    ///   - form: What the create form is filled with.
+    func page(
+        for viewer: ConsoleViewer, created: Created? = nil, error: String? = nil, notice: String? = nil, form: [String: String] = [:]
     ) async throws -> Response {
         let keys = try await access.apiKeys()
         let now = Date()
-        let csrf = sessions.csrfToken(for: session)
+        let csrf = viewer.csrf
         var top: HTML = .empty
         if let created {
             top = """
@@ -37,7 +57,7 @@ extension ConsoleController {
             rows.append(
                 """
                 <tr>
-                  <td data-label="Name"><a href="/console/keys/\(Self.query(key.id))"><strong>\(key.name)</strong></a><br><span class="muted mono">\(key.prefix)…</span></td>
+                  <td data-label="Name"><a href="/console/keys/\(ConsoleHTTP.query(key.id))"><strong>\(key.name)</strong></a><br><span class="muted mono">\(key.prefix)…</span></td>
                   <td data-label="Models">\(key.policy.models.map { $0.isEmpty ? "none" : $0.joined(separator: ", ") } ?? "all")</td>
                   <td data-label="Limits">\(Self.limitsText(key.policy.limits))</td>
                   <td data-label="Budget">\(Self.budgetText(key.policy.budget))</td>
@@ -45,8 +65,8 @@ extension ConsoleController {
                   <td data-label="Expires">\(expired ? ConsoleLayout.badge("expired", kind: "bad") : key.policy.expiresAt.map { ConsoleLayout.time($0) } ?? "never")</td>
                   <td data-label="Created">\(ConsoleLayout.time(key.createdAt))</td>
                   <td data-label="Actions"><div class="row-actions">
-                    <a href="/console/keys/\(Self.query(key.id))">Edit</a>
-                    <form method="post" action="/console/keys/\(Self.query(key.id))/revoke" class="inline" data-confirm="Revoke the key “\(key.name)”? Every client using it is refused from now on.">
+                    <a href="/console/keys/\(ConsoleHTTP.query(key.id))">Edit</a>
+                    <form method="post" action="/console/keys/\(ConsoleHTTP.query(key.id))/revoke" class="inline" data-confirm="Revoke the key “\(key.name)”? Every client using it is refused from now on.">
                       \(ConsoleLayout.csrfField(csrf))<button type="submit" class="danger">Revoke</button>
                     </form>
                   </div></td>
@@ -71,24 +91,29 @@ extension ConsoleController {
               <h2 id="create-key">Create a key</h2>
               <form method="post" action="/console/keys">
                 \(ConsoleLayout.csrfField(csrf))
-                \(Self.keyFields(form, nameRequired: true))
+                \(KeyForm.fields(form, nameRequired: true))
                 <div class="form-actions"><button type="submit" class="primary">Create key</button></div>
               </form>
             </section>
             """
-        return layout("Keys", .keys, session, body)
+        return viewer.page("Keys", .keys, body)
     }
 
+    /// One active key's page: its facts, its settings' form and its revocation.
+    /// - Parameters:
+    ///   - id: The key's id from the path.
+    ///   - viewer: Who it is for.
+    ///   - error: A refusal shown at the top.
+    ///   - notice: A notice shown at the top.
+    ///   - form: What the settings' form is filled with (the key's settings when `nil`).
+    /// - Throws: ``ConsoleRefusal`` 404 when no active key has the id.
     func keyPage(
-        _ context: GatewayRequestContext, _ session: ConsoleSessions.Session, error: String? = nil, notice: String? = nil,
-        form: [String: String]? = nil
-    )
-        async throws -> Response
-    {
-        let key = try await activeKey(context)
+        id: String?, for viewer: ConsoleViewer, error: String? = nil, notice: String? = nil, form: [String: String]? = nil
+    ) async throws -> Response {
+        let key = try await activeKey(id: id)
         let counters = key.policy.isCounted ? try await access.keyCounters(key.id) : nil
         let view = AdminWire.KeyView.of(key, counters: counters, now: Date())
-        let csrf = sessions.csrfToken(for: session)
+        let csrf = viewer.csrf
         var top: HTML = .empty
         if let error { top = ConsoleLayout.notice(error, error: true) }
         if let notice { top = "\(top)\(ConsoleLayout.notice(notice))" }
@@ -107,42 +132,51 @@ extension ConsoleController {
             <section class="panel" aria-labelledby="edit-key">
               <h2 id="edit-key">Settings</h2>
               <p class="hint">An empty field removes its setting. Changes take effect on this gateway at once and on other instances within their key cache.</p>
-              <form method="post" action="/console/keys/\(Self.query(key.id))">
+              <form method="post" action="/console/keys/\(ConsoleHTTP.query(key.id))">
                 \(ConsoleLayout.csrfField(csrf))
-                \(Self.keyFields(form ?? Self.fields(of: key), nameRequired: true))
+                \(KeyForm.fields(form ?? KeyForm.values(of: key), nameRequired: true))
                 <div class="form-actions"><button type="submit" class="primary">Save</button></div>
               </form>
             </section>
             <section class="panel" aria-labelledby="revoke-key">
               <h2 id="revoke-key">Revoke</h2>
-              <form method="post" action="/console/keys/\(Self.query(key.id))/revoke" data-confirm="Revoke the key “\(key.name)”? Every client using it is refused from now on.">
+              <form method="post" action="/console/keys/\(ConsoleHTTP.query(key.id))/revoke" data-confirm="Revoke the key “\(key.name)”? Every client using it is refused from now on.">
                 \(ConsoleLayout.csrfField(csrf))<button type="submit" class="danger">Revoke this key</button>
               </form>
             </section>
             """
-        return layout("Key \(key.name)", .keys, session, body)
+        return viewer.page("Key \(key.name)", .keys, body)
     }
 
-    func createKey(_ request: Request, _ session: ConsoleSessions.Session) async throws -> Response {
-        let form = try await checkedForm(request, session)
+    /// Issues a key from the form: 201 with the key shown once; or 400, the page naming the
+    /// field that is wrong and keeping what was typed.
+    /// - Parameters:
+    ///   - form: The checked form.
+    ///   - viewer: Who it is for.
+    func create(_ form: [String: String], for viewer: ConsoleViewer) async throws -> Response {
         do {
-            let policy = try Self.policy(from: form)
+            let policy = try KeyForm.policy(from: form)
             let issued = try await credentials.issueKey(name: form["name"] ?? "", policy: policy)
-            var response = try await keysPage(session, created: (issued.key.name, issued.secret))
+            var response = try await page(for: viewer, created: Created(name: issued.key.name, secret: issued.secret))
             response.status = .created
             return response
         } catch let error as MizanError where error.httpStatus == 400 {
-            var response = try await keysPage(session, error: error.message, form: form)
+            var response = try await page(for: viewer, error: error.message, form: form)
             response.status = .badRequest
             return response
         }
     }
 
-    func updateKey(_ request: Request, _ context: GatewayRequestContext, _ session: ConsoleSessions.Session) async throws -> Response {
-        let form = try await checkedForm(request, session)
-        let key = try await activeKey(context)
+    /// Changes a key's settings to the form's (an empty field removes its setting), then back to
+    /// its page with a notice; or 400, the page naming the field that is wrong.
+    /// - Parameters:
+    ///   - id: The key's id from the path.
+    ///   - form: The checked form.
+    ///   - viewer: Who it is for.
+    func update(id: String?, _ form: [String: String], for viewer: ConsoleViewer) async throws -> Response {
+        let key = try await activeKey(id: id)
         do {
-            let policy = try Self.policy(from: form)
+            let policy = try KeyForm.policy(from: form)
             var patch = KeyPolicyPatch()
             patch.name = .set(form["name"] ?? "")
             patch.models = policy.models.map { .set($0) } ?? .remove
@@ -150,108 +184,43 @@ extension ConsoleController {
             patch.budget = policy.budget.map { .set($0) } ?? .remove
             patch.expiresAt = policy.expiresAt.map { .set($0) } ?? .remove
             _ = try await credentials.updateKey(key.id, patch)
-            return Self.redirect(to: "/console/keys/\(Self.query(key.id))?notice=key-saved")
+            return ConsoleHTTP.redirect(to: ConsoleNotice.keySaved.on("/console/keys/\(ConsoleHTTP.query(key.id))"))
         } catch let error as MizanError where error.httpStatus == 400 {
-            var response = try await keyPage(context, session, error: error.message, form: form)
+            var response = try await keyPage(id: id, for: viewer, error: error.message, form: form)
             response.status = .badRequest
             return response
         }
     }
 
-    func revokeKey(_ request: Request, _ context: GatewayRequestContext, _ session: ConsoleSessions.Session) async throws -> Response {
-        let form = try await checkedForm(request, session)
-        let key = try await activeKey(context)
+    /// Revokes a key once the form says it was confirmed (`confirmed=1`), then back to the list
+    /// with a notice; unconfirmed, a page asks first.
+    /// - Parameters:
+    ///   - id: The key's id from the path.
+    ///   - form: The checked form.
+    ///   - viewer: Who it is for.
+    func revoke(id: String?, _ form: [String: String], for viewer: ConsoleViewer) async throws -> Response {
+        let key = try await activeKey(id: id)
         guard form["confirmed"] == "1" else {
-            return confirmation(
-                session, title: "Revoke key", question: "Revoke the key “\(key.name)”? Every client using it is refused from now on.",
-                action: "/console/keys/\(Self.query(key.id))/revoke", button: "Revoke key", back: "/console/keys/\(Self.query(key.id))",
+            return viewer.confirmation(
+                title: "Revoke key", question: "Revoke the key “\(key.name)”? Every client using it is refused from now on.",
+                action: "/console/keys/\(ConsoleHTTP.query(key.id))/revoke", button: "Revoke key",
+                back: "/console/keys/\(ConsoleHTTP.query(key.id))",
                 section: .keys)
         }
         _ = try await credentials.revokeKey(key.id)
-        return Self.redirect(to: "/console/keys?notice=key-revoked")
+        return ConsoleHTTP.redirect(to: ConsoleNotice.keyRevoked.on("/console/keys"))
     }
 
     /// The active key of a `/keys/{id}` path.
-    func activeKey(_ context: GatewayRequestContext) async throws -> APIKey {
-        guard let id = context.parameters.get("id"), !id.isEmpty,
+    /// - Throws: ``ConsoleRefusal`` 404 when there is none (a revoked key is gone).
+    func activeKey(id: String?) async throws -> APIKey {
+        guard let id, !id.isEmpty,
             let key = try await access.apiKeys().first(where: { $0.id == id && $0.isActive })
         else { throw ConsoleRefusal(status: .notFound, message: "No such key (a revoked key is gone).") }
         return key
     }
 
-    // MARK: - The key form
-
-    /// The fields of the create and edit forms, filled from `form`.
-    static func keyFields(_ form: [String: String], nameRequired: Bool) -> HTML {
-        let value = { (name: String) in form[name] ?? "" }
-        let period = value("budgetPeriod").isEmpty ? "month" : value("budgetPeriod")
-        let periods = KeyPolicy.Budget.Period.allCases.map { option -> HTML in
-            "<option value=\"\(option.rawValue)\"\(option.rawValue == period ? " selected" as HTML : .empty)>\(option.rawValue)</option>"
-        }
-        return """
-            <div class="form-grid">
-              <div class="field"><label for="key-name">Name</label><input id="key-name" name="name" value="\(value("name"))" maxlength="200"\(nameRequired ? " required" as HTML : .empty) placeholder="team-a"></div>
-              <div class="field"><label for="key-models">Models (comma-separated; empty: all)</label><input id="key-models" name="models" value="\(value("models"))" placeholder="gpt-4o-mini, llama3"></div>
-              <div class="field"><label for="key-rpm">Requests per minute</label><input id="key-rpm" name="rpm" type="number" min="1" value="\(value("rpm"))"></div>
-              <div class="field"><label for="key-tpm">Tokens per minute</label><input id="key-tpm" name="tpm" type="number" min="1" value="\(value("tpm"))"></div>
-              <div class="field"><label for="key-concurrency">Requests at once</label><input id="key-concurrency" name="concurrency" type="number" min="1" value="\(value("concurrency"))"></div>
-              <div class="field"><label for="key-budget">Token budget</label><input id="key-budget" name="budgetTokens" type="number" min="1" value="\(value("budgetTokens"))"></div>
-              <div class="field"><label for="key-period">Budget period (UTC)</label><select id="key-period" name="budgetPeriod">\(periods)</select></div>
-              <div class="field"><label for="key-expires">Expires on (UTC date)</label><input id="key-expires" name="expires" type="date" value="\(value("expires"))"></div>
-            </div>
-            """
-    }
-
-    /// A key's settings as form values.
-    static func fields(of key: APIKey) -> [String: String] {
-        var form = ["name": key.name]
-        if let models = key.policy.models { form["models"] = models.joined(separator: ", ") }
-        if let value = key.policy.limits?.requestsPerMinute { form["rpm"] = String(value) }
-        if let value = key.policy.limits?.tokensPerMinute { form["tpm"] = String(value) }
-        if let value = key.policy.limits?.concurrentRequests { form["concurrency"] = String(value) }
-        if let budget = key.policy.budget {
-            form["budgetTokens"] = String(budget.tokens)
-            form["budgetPeriod"] = budget.period.rawValue
-        }
-        if let expires = key.policy.expiresAt { form["expires"] = String(ISO8601Text.text(expires).prefix(10)) }
-        return form
-    }
-
-    /// The policy a form describes (empty fields: no setting).
-    /// - Throws: `MizanError` `badRequest` naming the field.
-    static func policy(from form: [String: String]) throws -> KeyPolicy {
-        func number(_ name: String, _ label: String) throws -> Int? {
-            let raw = (form[name] ?? "").trimmingCharacters(in: .whitespaces)
-            guard !raw.isEmpty else { return nil }
-            guard let value = Int(raw), value >= 1, value <= KeyPolicy.maxLimit else {
-                throw MizanError(.badRequest, "\(label) must be a whole number from 1 to \(KeyPolicy.maxLimit).")
-            }
-            return value
-        }
-        var policy = KeyPolicy()
-        let models = (form["models"] ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
-        if !models.isEmpty { policy.models = models }
-        let limits = KeyPolicy.Limits(
-            requestsPerMinute: try number("rpm", "Requests per minute"), tokensPerMinute: try number("tpm", "Tokens per minute"),
-            concurrentRequests: try number("concurrency", "Requests at once"))
-        if !limits.isEmpty { policy.limits = limits }
-        if let tokens = try number("budgetTokens", "The token budget") {
-            guard let period = KeyPolicy.Budget.Period(rawValue: form["budgetPeriod"] ?? "") else {
-                throw MizanError(.badRequest, "The budget period must be day, month or total.")
-            }
-            policy.budget = KeyPolicy.Budget(tokens: tokens, period: period)
-        }
-        let expires = (form["expires"] ?? "").trimmingCharacters(in: .whitespaces)
-        if !expires.isEmpty {
-            guard let date = ISO8601Text.date(from: expires, allowingDate: true) else {
-                throw MizanError(.badRequest, "The expiry must be a date (2027-01-01).")
-            }
-            policy.expiresAt = date
-        }
-        try policy.validate()
-        return policy
-    }
-
+    /// A key's rate limits in words: `60 requests/min · 2 at once`, or `none`.
     static func limitsText(_ limits: KeyPolicy.Limits?) -> String {
         guard let limits, !limits.isEmpty else { return "none" }
         var parts: [String] = []
@@ -261,12 +230,14 @@ extension ConsoleController {
         return parts.joined(separator: " · ")
     }
 
+    /// A key's budget in words: `1,000 tokens a day`, or `none`.
     static func budgetText(_ budget: KeyPolicy.Budget?) -> String {
         guard let budget else { return "none" }
         let per = budget.period == .total ? "in total" : "a \(budget.period.rawValue)"
         return "\(ConsoleLayout.number(budget.tokens)) tokens \(per)"
     }
 
+    /// What a key has used of its limits and budget now, in words.
     static func consumptionText(_ consumption: AdminWire.KeyView.Consumption?, policy: KeyPolicy) -> String {
         guard let consumption else { return policy.isCounted ? "nothing yet" : "not counted" }
         var parts: [String] = []

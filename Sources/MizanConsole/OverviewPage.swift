@@ -5,15 +5,17 @@ import MizanDispatch
 import MizanGateway
 
 /// The overview: this instance's last hour of traffic, the queue and the nodes at a glance.
-extension ConsoleController {
-    /// How a node stands for an operator: the engine's own decision (the admin API and the
-    /// metrics say the same).
-    func condition(of node: Node, now: Date) -> NodeCondition {
-        dispatcher.condition(of: node, now: now)
-    }
+struct OverviewPage: Sendable {
+    /// The engine: its nodes and its queue.
+    let dispatcher: Dispatcher
+    /// This instance's last hour of traffic.
+    let activity: RecentActivity
 
-    func overview(_ session: ConsoleSessions.Session) async throws -> Response {
-        let now = Date()
+    /// The overview page.
+    /// - Parameters:
+    ///   - viewer: Who it is for.
+    ///   - now: The time it shows the last hour up to.
+    func page(for viewer: ConsoleViewer, now: Date = Date()) async throws -> Response {
         let minutes = activity.lastHour(now: now)
         async let nodesRead = dispatcher.nodes()
         async let depthRead = dispatcher.queueDepth()
@@ -26,7 +28,7 @@ extension ConsoleController {
         let histogram = RecentActivity.merged(minutes)
         let lastFive = minutes.suffix(5).reduce(0) { $0 + $1.requests }
         var conditions: [NodeCondition: Int] = [:]
-        for node in nodes where node.status != .revoked { conditions[condition(of: node, now: now), default: 0] += 1 }
+        for node in nodes where node.status != .revoked { conditions[dispatcher.condition(of: node, now: now), default: 0] += 1 }
         let queued = depth.values.reduce(0, +)
 
         let tiles: HTML = """
@@ -94,9 +96,10 @@ extension ConsoleController {
             \(queue)
             </div>
             """
-        return layout("Overview", .overview, session, body)
+        return viewer.page("Overview", .overview, body)
     }
 
+    /// A tile: a figure with its label above and a line of detail under it.
     private func tile(_ label: String, _ value: String, _ sub: String) -> HTML {
         "<div class=\"tile\"><div class=\"label\">\(label)</div><div class=\"value\">\(value)</div><div class=\"sub\">\(sub)</div></div>"
     }

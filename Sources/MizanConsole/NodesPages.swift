@@ -6,24 +6,32 @@ import MizanGateway
 
 /// The nodes page: every node with its health and load, live; create (the registration token
 /// shown once, with the agent's command) and revoke (after a confirmation).
-extension ConsoleController {
-    /// Notices a page may be asked to show after a redirect (`?notice=`): fixed texts, so that
-    /// a link cannot put words in the console's mouth.
-    static let notices: [String: String] = [
-        "node-revoked": "The node was revoked: its agent's token stops working at once and its jobs go back to the queue.",
-        "key-revoked": "The key was revoked: requests with it are refused from now on (on other gateway instances within their key cache).",
-        "key-saved": "The key's settings were saved.",
-    ]
+struct NodesPages: Sendable {
+    /// The engine: its nodes and their settings.
+    let dispatcher: Dispatcher
 
-    func nodesPage(
-        _ session: ConsoleSessions.Session, created: (name: String, token: String, command: String)? = nil, error: String? = nil,
-        notice: String? = nil
-    )
-        async throws -> Response
+    /// A node just created, shown once.
+    struct Created {
+        /// The node's name.
+        var name: String
+        /// Its one-use registration token.
+        var token: String
+        /// The agent's command line, with the token.
+        var command: String
+    }
+
+    /// The nodes page.
+    /// - Parameters:
+    ///   - viewer: Who it is for.
+    ///   - created: A node just created, whose token the page shows once.
+    ///   - error: A refusal shown at the top.
+    ///   - notice: A notice shown at the top.
+    func page(for viewer: ConsoleViewer, created: Created? = nil, error: String? = nil, notice: String? = nil) async throws
+        -> Response
     {
         let nodes = try await dispatcher.nodes()
         let now = Date()
-        let csrf = sessions.csrfToken(for: session)
+        let csrf = viewer.csrf
         var top: HTML = .empty
         if let created {
             top = """
@@ -44,7 +52,7 @@ extension ConsoleController {
         let shown = nodes.filter { $0.status != .revoked }.sorted { $0.name.lowercased() < $1.name.lowercased() }
         let revokedCount = nodes.count - shown.count
         let rows = shown.map { node -> HTML in
-            let state = condition(of: node, now: now)
+            let state = dispatcher.condition(of: node, now: now)
             let models = node.models.isEmpty ? "—" : node.models.joined(separator: ", ")
             let version = node.labels[MizanVersion.labelName] ?? "—"
             return """
@@ -87,16 +95,21 @@ extension ConsoleController {
               </form>
             </section>
             """
-        return layout("Nodes", .nodes, session, body)
+        return viewer.page("Nodes", .nodes, body)
     }
 
-    func createNode(_ request: Request, _ session: ConsoleSessions.Session) async throws -> Response {
-        let form = try await checkedForm(request, session)
+    /// Creates a node from the form (`name`): 201 with its registration token and the agent's
+    /// command; or 400, the page naming what is wrong with the name.
+    /// - Parameters:
+    ///   - form: The checked form.
+    ///   - gatewayURL: The gateway's URL as the browser sees it, for the agent's command.
+    ///   - viewer: Who it is for.
+    func create(_ form: [String: String], gatewayURL: String, for viewer: ConsoleViewer) async throws -> Response {
         let name: String
         do {
             name = try Names.checked(form["name"] ?? "", of: "node")
         } catch let error as MizanError {
-            var response = try await nodesPage(session, error: error.message)
+            var response = try await page(for: viewer, error: error.message)
             response.status = .badRequest
             return response
         }
@@ -104,47 +117,32 @@ extension ConsoleController {
         let slug = String(name.lowercased().map { $0.isLetter || $0.isNumber ? $0 : "-" }.prefix(40))
         let command = """
             export MIZAN_REGISTRATION_TOKEN='\(enrollment.registrationToken)'
-            mizan-agent --gateway \(Self.origin(request)) --token-file ~/.config/mizan/\(slug.isEmpty ? "node" : slug).token --provider http://127.0.0.1:11434/v1
+            mizan-agent --gateway \(gatewayURL) --token-file ~/.config/mizan/\(slug.isEmpty ? "node" : slug).token --provider http://127.0.0.1:11434/v1
             """
-        var response = try await nodesPage(session, created: (name, enrollment.registrationToken, command))
+        var response = try await page(for: viewer, created: Created(name: name, token: enrollment.registrationToken, command: command))
         response.status = .created
         return response
     }
 
-    func revokeNode(_ request: Request, _ context: GatewayRequestContext, _ session: ConsoleSessions.Session) async throws -> Response {
-        let form = try await checkedForm(request, session)
-        guard let raw = context.parameters.get("id"), let id = NodeID(raw) else {
+    /// Revokes a node once the form says it was confirmed (`confirmed=1`), then back to the list
+    /// with a notice; unconfirmed, a page asks first.
+    /// - Parameters:
+    ///   - raw: The node's id from the path.
+    ///   - form: The checked form.
+    ///   - viewer: Who it is for.
+    func revoke(id raw: String?, _ form: [String: String], for viewer: ConsoleViewer) async throws -> Response {
+        guard let raw, let id = NodeID(raw) else {
             throw ConsoleRefusal(status: .notFound, message: "No such node.")
         }
         guard form["confirmed"] == "1" else {
             let node = try await dispatcher.nodes().first { $0.id == id }
             guard let node else { throw ConsoleRefusal(status: .notFound, message: "No such node.") }
-            return confirmation(
-                session, title: "Revoke node",
+            return viewer.confirmation(
+                title: "Revoke node",
                 question: "Revoke the node “\(node.name)”? Its agent stops at once and cannot come back with the same token.",
                 action: "/console/nodes/\(id.description)/revoke", button: "Revoke node", back: "/console/nodes", section: .nodes)
         }
         _ = try await dispatcher.revokeNode(id)
-        return Self.redirect(to: "/console/nodes?notice=node-revoked")
-    }
-
-    /// A page that asks once more before a destructive action (when the page's script did not).
-    func confirmation(
-        _ session: ConsoleSessions.Session, title: String, question: String, action: String, button: String, back: String,
-        section: ConsoleLayout.Section
-    ) -> Response {
-        let body: HTML = """
-            <h1>\(title)</h1>
-            <section class="panel">
-              <p>\(question)</p>
-              <form method="post" action="\(action)" class="form-actions">
-                \(ConsoleLayout.csrfField(sessions.csrfToken(for: session)))
-                <input type="hidden" name="confirmed" value="1">
-                <button type="submit" class="danger">\(button)</button>
-                <a href="\(back)">Cancel</a>
-              </form>
-            </section>
-            """
-        return layout(title, section, session, body)
+        return ConsoleHTTP.redirect(to: ConsoleNotice.nodeRevoked.on("/console/nodes"))
     }
 }
