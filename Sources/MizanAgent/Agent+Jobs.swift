@@ -25,7 +25,10 @@ extension Agent {
             }
             let usage =
                 result.usage
-                ?? TokenUsage(promptTokens: max(1, job.body.count / 4), completionTokens: max(1, result.body.count / 4), source: .estimated)
+                ?? TokenUsage(
+                    promptTokens: max(
+                        1, ClientRequest(endpoint: job.endpoint, body: job.body, model: job.model, stream: false).promptBytes / 4),
+                    completionTokens: max(1, result.body.count / 4), source: .estimated)
             outcome = .succeeded(lease, result: result.body, usage: usage)
         } catch let failure as JobFailure {
             if state.withLock({ $0.running[lease]?.aborted ?? false }) { return }

@@ -2,11 +2,12 @@ import Foundation
 import Hummingbird
 import MizanCore
 
-/// The mock's other inference endpoints — legacy completions, embeddings, Responses and
-/// Anthropic Messages — each as its real servers answer it (JSON and streams, with usage), from
+/// The mock's other inference endpoints — legacy completions, embeddings, Responses, Anthropic
+/// Messages and audio transcriptions — each as its real servers answer it (JSON and streams, with usage), from
 /// the same words as its chat completions.
 extension MockResponder {
-    /// `POST /v1/completions`, `/v1/embeddings`, `/v1/responses` or `/v1/messages`.
+    /// `POST /v1/completions`, `/v1/embeddings`, `/v1/responses`, `/v1/messages` or
+    /// `/v1/audio/transcriptions` (a form: its `file`'s kilobytes count as the prompt's tokens).
     func serve(_ endpoint: Endpoint, _ request: Request) async throws -> Response {
         if let refusal = authorize(request, anthropic: endpoint == .messages) { return refusal }
         var request = request
@@ -15,7 +16,7 @@ extension MockResponder {
         lastBody.withLock { $0 = body }
         let parsed: ClientRequest
         do {
-            parsed = try ClientRequest(endpoint: endpoint, body: body)
+            parsed = try ClientRequest(endpoint: endpoint, body: body, contentType: request.headers[.contentType])
         } catch let error as MizanError {
             return failure(error, anthropic: endpoint == .messages)
         }
@@ -31,9 +32,21 @@ extension MockResponder {
         let object = (try? JSONSerialization.jsonObject(with: body) as? [String: Any]) ?? [:]
         let limit = (object["max_tokens"] ?? object["max_output_tokens"]) as? Int ?? configuration.tokens
         let count = max(0, min(limit, configuration.tokens))
-        let answer = Answer(endpoint: endpoint, model: parsed.model, number: nextNumber(), count: count, prompt: Self.promptTokens(object))
+        // A form's prompt is its file: a token for each kilobyte of audio.
+        let prompt =
+            endpoint.bodyKind == .multipart
+            ? max(
+                1, (MultipartForm(canonical: parsed.body)?.parts.filter { $0.filename != nil }.reduce(0) { $0 + $1.body.count } ?? 0) / 1000
+            )
+            : Self.promptTokens(object)
+        let answer = Answer(endpoint: endpoint, model: parsed.model, number: nextNumber(), count: count, prompt: prompt)
         if endpoint == .embeddings {
             return try await json(object: Self.embeddings(object, model: parsed.model, promptTokens: answer.prompt))
+        }
+        if endpoint == .audioTranscriptions, MultipartForm(canonical: parsed.body)?.text("response_format") == "text" {
+            // As OpenAI answers `response_format=text`: the words alone, as plain text.
+            return Response(
+                status: .ok, headers: [.contentType: "text/plain; charset=utf-8"], body: .init(byteBuffer: ByteBuffer(string: answer.text)))
         }
         if parsed.stream {
             let includeUsage = (object["stream_options"] as? [String: Any])?["include_usage"] as? Bool ?? false
@@ -148,6 +161,11 @@ struct Answer {
                 "content": [["type": "text", "text": text]], "stop_reason": "end_turn", "stop_sequence": NSNull(),
                 "usage": ["input_tokens": prompt, "output_tokens": count],
             ]
+        case .audioTranscriptions:
+            return [
+                "text": text,
+                "usage": ["type": "tokens", "input_tokens": prompt, "output_tokens": count, "total_tokens": prompt + count],
+            ]
         case .chatCompletions, .embeddings:
             return [:]
         }
@@ -171,7 +189,7 @@ struct Answer {
             return responsesEvents()
         case .messages:
             return messagesEvents()
-        case .chatCompletions, .embeddings:
+        case .chatCompletions, .embeddings, .audioTranscriptions:
             return []
         }
     }

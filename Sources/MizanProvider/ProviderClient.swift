@@ -79,12 +79,15 @@ public struct ProviderClient: Sendable {
     /// - Throws: ``ProviderError``.
     public func call(_ path: Endpoint, _ body: Data, endpoint: ProviderEndpoint) async throws -> ProviderResponse {
         try await withTotalTimeout(endpoint.totalTimeout) {
-            let response = try await send(path: path.path, method: .POST, body: body, endpoint: endpoint)
+            let response = try await send(
+                path: path.path, method: .POST, body: body, contentType: path.contentType(of: body), endpoint: endpoint)
             let data = try await collect(response)
             guard response.status == .ok else {
                 throw ProviderError(.status(Int(response.status.code)), detail: Self.excerpt(data))
             }
-            return ProviderResponse(body: data, usage: ReportedUsage.of(answer: data, endpoint: path))
+            return ProviderResponse(
+                body: data, usage: ReportedUsage.of(answer: data, endpoint: path), contentType: response.headers.first(name: "Content-Type")
+            )
         }
     }
 
@@ -108,7 +111,8 @@ public struct ProviderClient: Sendable {
     /// - Returns: The stream of events (``SSEEvent``'s carried form: named events keep their names).
     /// - Throws: ``ProviderError`` for a failure before the first event.
     public func stream(_ path: Endpoint, _ body: Data, endpoint: ProviderEndpoint) async throws -> ServerSentEvents {
-        let response = try await send(path: path.path, method: .POST, body: body, endpoint: endpoint)
+        let response = try await send(
+            path: path.path, method: .POST, body: body, contentType: path.contentType(of: body), endpoint: endpoint)
         guard response.status == .ok else {
             let data = (try? await collect(response)) ?? Data()
             throw ProviderError(.status(Int(response.status.code)), detail: Self.excerpt(data))
@@ -122,7 +126,7 @@ public struct ProviderClient: Sendable {
     /// - Throws: ``ProviderError``.
     public func models(endpoint: ProviderEndpoint) async throws -> ModelList {
         try await withTotalTimeout(endpoint.firstByteTimeout) {
-            let response = try await send(path: "/models", method: .GET, body: nil, endpoint: endpoint)
+            let response = try await send(path: "/models", method: .GET, body: nil, contentType: nil, endpoint: endpoint)
             let data = try await collect(response)
             guard response.status == .ok else {
                 throw ProviderError(.status(Int(response.status.code)), detail: Self.excerpt(data))
@@ -156,7 +160,9 @@ public struct ProviderClient: Sendable {
         }
     }
 
-    private func send(path: String, method: HTTPMethod, body: Data?, endpoint: ProviderEndpoint) async throws -> HTTPClientResponse {
+    private func send(
+        path: String, method: HTTPMethod, body: Data?, contentType: String?, endpoint: ProviderEndpoint
+    ) async throws -> HTTPClientResponse {
         var request = HTTPClientRequest(url: endpoint.url(path))
         request.method = method
         request.headers.add(name: "Accept", value: "application/json, text/event-stream")
@@ -170,7 +176,7 @@ public struct ProviderClient: Sendable {
             }
         }
         if let body {
-            request.headers.add(name: "Content-Type", value: "application/json")
+            request.headers.add(name: "Content-Type", value: contentType ?? "application/json")
             request.body = .bytes(ByteBuffer(bytes: body))
         }
         do {
@@ -216,6 +222,19 @@ public struct ProviderResponse: Sendable {
     public var body: Data
     /// The usage it reports, if any.
     public var usage: ChatUsage?
+    /// Its `Content-Type`, as the server sent it (a transcription may be plain text).
+    public var contentType: String?
+
+    /// A response.
+    /// - Parameters:
+    ///   - body: The body.
+    ///   - usage: The usage it reports.
+    ///   - contentType: Its `Content-Type`.
+    public init(body: Data, usage: ChatUsage?, contentType: String? = nil) {
+        self.body = body
+        self.usage = usage
+        self.contentType = contentType
+    }
 }
 
 extension Duration {

@@ -26,7 +26,8 @@ public struct GatewayClient: Sendable {
     ///   - method: The method.
     ///   - path: The path and query.
     ///   - token: Sent as `Authorization: Bearer TOKEN`.
-    ///   - json: A JSON body, sent with `Content-Type: application/json`.
+    ///   - json: A body, sent with `Content-Type: application/json` unless `headers` name another
+    ///     type (a form's).
     ///   - headers: More headers.
     /// - Returns: The whole answer.
     public func send(
@@ -34,7 +35,7 @@ public struct GatewayClient: Sendable {
     ) async throws -> TestResponse {
         var fields = headers
         if let token { fields[.authorization] = "Bearer \(token)" }
-        if json != nil { fields[.contentType] = "application/json" }
+        if json != nil, fields[.contentType] == nil { fields[.contentType] = "application/json" }
         return try await client.executeRequest(uri: path, method: method, headers: fields, body: json.map { ByteBuffer(string: $0) })
     }
 }

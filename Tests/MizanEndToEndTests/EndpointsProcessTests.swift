@@ -50,9 +50,15 @@ struct EndpointsProcessTests {
                 #expect(row["completionTokens"] as? Int == counts.completion, "\(model) \(endpoint): \(row)")
                 #expect((row["promptTokens"] as? Int ?? 0) > 0, "\(model) \(endpoint): \(row)")
             }
+            // Transcriptions: one reported (4 words, the file's 2 kB as 2 tokens), one answered as
+            // text and so estimated — from the answer and the form's text fields, never the file.
+            let transcriptions = rows["audio/transcriptions"] ?? [:]
+            #expect(transcriptions["requests"] as? Int == 2, "\(model): \(transcriptions)")
+            #expect((transcriptions["completionTokens"] as? Int ?? 0) >= 5, "\(model): \(transcriptions)")
+            #expect((transcriptions["promptTokens"] as? Int ?? 99) < 20, "the audio is not counted as a prompt: \(transcriptions)")
         }
         let served = try await jobs(url, state: "succeeded").compactMap { $0["endpoint"] as? String }
-        #expect(Set(served) == Set(Self.endpoints), "the agent's jobs record their endpoints: \(served)")
+        #expect(Set(served) == Set(Self.endpoints + ["audio/transcriptions"]), "the agent's jobs record their endpoints: \(served)")
         for child in [agent, gateway, mock] { _ = try await child.terminate() }
     }
 
@@ -82,6 +88,37 @@ struct EndpointsProcessTests {
                 #expect(received.text == #"{ "model" : "local", \#(fields[endpoint]!) \#(added)}"#, "\(endpoint) \(model)")
             }
         }
+        for child in [agent, gateway, mock] { _ = try await child.terminate() }
+    }
+
+    /// A transcription's form goes upstream part for part, with the model's part rewritten: through
+    /// a route, and through an agent (the job keeps the form alone; its first line names the
+    /// boundary the agent sends it with).
+    @Test func aFormGoesUpstreamPartForPartButTheModel() async throws {
+        let (mock, mockURL) = try await startMock(["--models", "local", "--tokens", "2"])
+        let routes = try writeRoutes(#"{"routes":[{"model":"routed","baseURL":"\#(mockURL)/v1","upstreamModel":"local"}]}"#)
+        let (gateway, url) = try await startGateway(["--routes", routes])
+        let (agent, _) = try await startAgent(gateway: url, provider: mockURL, name: "forms")
+        let (_, key) = try await createKey(gateway: url)
+        func form(_ model: String) -> String {
+            let boundary = "----form-boundary-7MA4YWxk"
+            return [
+                "--\(boundary)\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\n\(model)\r\n",
+                "--\(boundary)\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a b.wav\"\r\nContent-Type: audio/wav\r\n\r\n",
+                "RIFF\u{01}\u{02} not really audio\r\n--not-the-boundary\r\n",
+                "--\(boundary)\r\nContent-Disposition: form-data; name=\"x_unknown\"\r\n\r\nkept as sent\r\n",
+                "--\(boundary)--\r\n",
+            ].joined()
+        }
+        let headers = [("Content-Type", "multipart/form-data; boundary=----form-boundary-7MA4YWxk")]
+        for model in ["routed", "local"] {
+            let answer = try await call(.POST, "\(url)/v1/audio/transcriptions", token: key, body: form(model), headers: headers)
+            #expect(answer.status == 200 && (answer.json["text"] as? String)?.isEmpty == false, "\(model): \(answer.text)")
+            let received = try await call(.GET, "\(mockURL)/mock/last-request")
+            #expect(received.text == form("local"), "\(model): \(received.text)")
+        }
+        let notAForm = try await call(.POST, "\(url)/v1/audio/transcriptions", token: key, body: #"{"model":"local"}"#)
+        #expect(notAForm.status == 400 && notAForm.errorMessage?.contains("multipart/form-data") == true, "\(notAForm.text)")
         for child in [agent, gateway, mock] { _ = try await child.terminate() }
     }
 

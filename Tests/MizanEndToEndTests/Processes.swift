@@ -54,8 +54,10 @@ func createKey(gateway: String, name: String = "e2e") async throws -> (id: Strin
 }
 
 /// Sends one HTTP request over loopback.
-func call(_ method: HTTPMethod, _ url: String, token: String? = nil, body: String? = nil) async throws -> HTTPAnswer {
-    try await sendHTTP(method, url, token: token, body: body)
+func call(
+    _ method: HTTPMethod, _ url: String, token: String? = nil, body: String? = nil, headers: [(String, String)] = []
+) async throws -> HTTPAnswer {
+    try await sendHTTP(method, url, token: token, body: body, headers: headers)
 }
 
 /// A chat completion body.

@@ -10,6 +10,7 @@ import Testing
 struct EndpointsTests {
     /// A minimal valid body for an endpoint.
     static func body(_ endpoint: Endpoint, model: String = "mock-model", stream: Bool = false) -> String {
+        if endpoint == .audioTranscriptions { return form(model: model, stream: stream) }
         let fields =
             switch endpoint {
             case .chatCompletions: #""messages":[{"role":"user","content":"hi"}]"#
@@ -17,8 +18,26 @@ struct EndpointsTests {
             case .embeddings: #""input":["hi","there"]"#
             case .responses: #""input":"hi""#
             case .messages: #""max_tokens":2,"messages":[{"role":"user","content":"hi"}]"#
+            case .audioTranscriptions: ""
             }
         return #"{"model":"\#(model)",\#(fields)\#(stream ? #","stream":true"# : "")}"#
+    }
+
+    static let boundary = "mizan-test-boundary"
+
+    /// A transcription's form: a small "audio" file and the model.
+    static func form(model: String, stream: Bool = false, audio: String = "RIFF-not-really-audio") -> String {
+        var parts = [
+            "--\(boundary)\r\nContent-Disposition: form-data; name=\"file\"; filename=\"hello.wav\"\r\nContent-Type: audio/wav\r\n\r\n\(audio)\r\n",
+            "--\(boundary)\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\n\(model)\r\n",
+        ]
+        if stream { parts.append("--\(boundary)\r\nContent-Disposition: form-data; name=\"stream\"\r\n\r\ntrue\r\n") }
+        return parts.joined() + "--\(boundary)--\r\n"
+    }
+
+    /// The headers a body of an endpoint is sent with (a form names its boundary).
+    static func headers(_ endpoint: Endpoint) -> [(String, String)] {
+        endpoint.bodyKind == .multipart ? [("Content-Type", "multipart/form-data; boundary=\(boundary)")] : []
     }
 
     @Test func eachEndpointThroughARouteAnswersInItsShape() async throws {
@@ -26,7 +45,9 @@ struct EndpointsTests {
             try await withGateway(routes: [ProviderRoute(model: "mock-model", baseURL: base)], inProcess: true) {
                 (gateway: Harness) async throws in
                 for endpoint in Endpoint.allCases {
-                    let answer = try await gateway.send(.POST, "/v1/\(endpoint.rawValue)", token: gateway.apiKey, body: Self.body(endpoint))
+                    let answer = try await gateway.send(
+                        .POST, "/v1/\(endpoint.rawValue)", token: gateway.apiKey, body: Self.body(endpoint), headers: Self.headers(endpoint)
+                    )
                     #expect(answer.status == 200, "\(endpoint): \(answer.text)")
                     #expect(answer.json["usage"] != nil, "\(endpoint): \(answer.text)")
                 }
@@ -63,9 +84,11 @@ struct EndpointsTests {
                 let missing = try await gateway.send(.POST, "/v1/\(endpoint.rawValue)", token: gateway.apiKey, body: #"{"model":"m"}"#)
                 #expect(missing.status == 400, "\(endpoint): \(missing.text)")
                 let unknown = try await gateway.send(
-                    .POST, "/v1/\(endpoint.rawValue)", token: gateway.apiKey, body: Self.body(endpoint, model: "nope"))
+                    .POST, "/v1/\(endpoint.rawValue)", token: gateway.apiKey, body: Self.body(endpoint, model: "nope"),
+                    headers: Self.headers(endpoint))
                 #expect(unknown.status == 404, "\(endpoint): \(unknown.text)")
-                let unauthenticated = try await gateway.send(.POST, "/v1/\(endpoint.rawValue)", body: Self.body(endpoint))
+                let unauthenticated = try await gateway.send(
+                    .POST, "/v1/\(endpoint.rawValue)", body: Self.body(endpoint), headers: Self.headers(endpoint))
                 #expect(unauthenticated.status == 401)
                 let get = try await gateway.send(.GET, "/v1/\(endpoint.rawValue)", token: gateway.apiKey)
                 #expect(get.status == 405)

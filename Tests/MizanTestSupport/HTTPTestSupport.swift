@@ -53,7 +53,8 @@ public func sendHTTP(
     if let token { request.headers.add(name: "Authorization", value: "Bearer \(token)") }
     for (name, value) in headers { request.headers.add(name: name, value: value) }
     if let body {
-        request.headers.add(name: "Content-Type", value: "application/json")
+        // JSON unless the caller names another type (a form).
+        if !request.headers.contains(name: "Content-Type") { request.headers.add(name: "Content-Type", value: "application/json") }
         request.body = .bytes(ByteBuffer(string: body))
     }
     // An answer sent before the body was read closes the connection (by design, so that an

@@ -1,7 +1,7 @@
 """Drives a running Mizan gateway's other endpoints with the official `openai` and `anthropic`
 Python SDKs: embeddings, legacy completions (JSON and stream), Responses (create, a streamed
-create and `responses.stream`) and Anthropic Messages (`messages.create`, `messages.stream`),
-with their errors.
+create and `responses.stream`), Anthropic Messages (`messages.create`, `messages.stream`) and
+audio transcriptions (a multipart form; JSON and text), with their errors.
 
 Run by the end-to-end tests (EndpointsProcessTests.swift) with MIZAN_BASE_URL, MIZAN_API_KEY and
 MIZAN_MODELS (comma-separated; each is checked in turn) set, against a mock provider answering
@@ -72,6 +72,14 @@ def run(model):
         final = stream.get_final_message()
     check(len(streamed.split()) == tokens and final.content[0].text == streamed, "messages.stream: %r" % streamed)
     check(final.usage.output_tokens == tokens, "streamed message usage: %r" % final.usage)
+
+    # Audio transcriptions: a multipart form the SDK writes (the file and the model), answered as
+    # JSON with usage, or as plain text when asked.
+    audio = b"RIFF" + bytes(range(256)) * 8
+    transcription = client.audio.transcriptions.create(model=model, file=("hello.wav", audio, "audio/wav"))
+    check(len(transcription.text.split()) == tokens, "transcription: %r" % transcription)
+    as_text = client.audio.transcriptions.create(model=model, file=("hello.wav", audio, "audio/wav"), response_format="text")
+    check(isinstance(as_text, str) and len(as_text.split()) == tokens, "text transcription: %r" % as_text)
 
     # Errors: each endpoint's own shape, as each SDK maps it.
     try:

@@ -29,7 +29,7 @@ public struct ProviderHandler: JobHandler {
             switch self {
             case .never: false
             case .auto: endpoint == .chatCompletions || endpoint == .completions
-            case .always: endpoint != .embeddings
+            case .always: endpoint.streams
             }
         }
     }

@@ -26,6 +26,7 @@ public struct ClientRequest: Sendable {
         case .embeddings: ["input"]
         case .responses: ["input"]
         case .messages: ["messages", "max_tokens"]
+        case .audioTranscriptions: ["file"]
         }
     }
 
@@ -37,11 +38,16 @@ public struct ClientRequest: Sendable {
     /// Parses and checks a client body for an endpoint.
     /// - Parameters:
     ///   - endpoint: The endpoint called.
-    ///   - body: The JSON body.
+    ///   - body: The body: JSON, or a form on an endpoint that takes one.
+    ///   - contentType: The body's `Content-Type` (read for a form's boundary).
     /// - Throws: ``MizanError`` `badRequest` for malformed JSON, a key named twice, a missing
     ///   `model` or required field, a `model` or `stream` of the wrong type, or `stream: true`
-    ///   on embeddings.
-    public init(endpoint: Endpoint, body: Data) throws {
+    ///   on embeddings; for a form, a body that is not `multipart/form-data` or is malformed.
+    public init(endpoint: Endpoint, body: Data, contentType: String? = nil) throws {
+        if endpoint.bodyKind == .multipart {
+            try self.init(endpoint: endpoint, form: body, contentType: contentType)
+            return
+        }
         if endpoint == .chatCompletions {
             let chat = try ChatCompletionRequest(body: body)
             self.init(endpoint: endpoint, body: body, model: chat.model, stream: chat.stream)
@@ -76,6 +82,25 @@ public struct ClientRequest: Sendable {
         self.init(endpoint: endpoint, body: body, model: model, stream: stream)
     }
 
+    /// Reads and checks a form: its `model` and required fields; the body is kept in the form's
+    /// canonical form (its first line names its boundary).
+    private init(endpoint: Endpoint, form body: Data, contentType: String?) throws {
+        guard let contentType, let boundary = MultipartForm.boundary(fromContentType: contentType) else {
+            throw MizanError(
+                .badRequest, "/v1/\(endpoint.rawValue) takes a multipart/form-data body (Content-Type: multipart/form-data; boundary=…).")
+        }
+        let form = try MultipartForm(body: body, boundary: boundary)
+        guard let model = form.text("model"), !model.isEmpty else { throw MizanError(.badRequest, "Missing required parameter: 'model'.") }
+        try ChatCompletionRequest.checkModelName(model)
+        for field in Self.required(for: endpoint) where !form.parts.contains(where: { $0.name == field }) {
+            throw MizanError(.badRequest, "Missing required parameter: '\(field)'.")
+        }
+        if let stream = form.text("stream"), stream.lowercased() != "false" {
+            throw MizanError(.badRequest, "'stream' is not supported on /v1/\(endpoint.rawValue).")
+        }
+        self.init(endpoint: endpoint, body: form.encoded, model: model, stream: false)
+    }
+
     /// A request already checked (a job's, replayed).
     /// - Parameters:
     ///   - endpoint: The endpoint.
@@ -95,6 +120,7 @@ public struct ClientRequest: Sendable {
     /// whole number). Embeddings produce none: 0.
     public var outputLimit: Int? {
         if endpoint == .embeddings { return 0 }
+        guard endpoint.bodyKind == .json else { return nil }
         let bytes = [UInt8](body)
         guard let members = JSONScanner.topLevelMembers(in: bytes) else { return nil }
         let names: [String] =
@@ -117,7 +143,19 @@ public struct ClientRequest: Sendable {
     /// - Returns: The rewritten body (the original when `model` is unchanged).
     public func withModel(_ model: String) -> Data {
         guard model != self.model else { return body }
-        return JSONScanner.replacingTopLevelString(in: body, key: "model", with: model) ?? body
+        switch endpoint.bodyKind {
+        case .json: return JSONScanner.replacingTopLevelString(in: body, key: "model", with: model) ?? body
+        case .multipart: return MultipartForm(canonical: body)?.replacing("model", with: model).encoded ?? body
+        }
+    }
+
+    /// The bytes a prompt's tokens are estimated from: the whole JSON body, or a form's text
+    /// fields (a file's bytes are not a prompt's).
+    public var promptBytes: Int {
+        switch endpoint.bodyKind {
+        case .json: body.count
+        case .multipart: MultipartForm(canonical: body)?.textBytes ?? 0
+        }
     }
 }
 
@@ -132,7 +170,7 @@ extension TokenUsage {
     public static func answering(_ request: ClientRequest, reported: ChatUsage?, answer: Data) -> TokenUsage {
         if let reported, let usage = TokenUsage(reported: reported) { return usage }
         return TokenUsage(
-            promptTokens: StreamUsageMeter.estimateTokens(request.body.count),
+            promptTokens: StreamUsageMeter.estimateTokens(request.promptBytes),
             completionTokens: StreamUsageMeter.estimateTokens(answer.count), source: .estimated)
     }
 }

@@ -17,6 +17,34 @@ public enum Endpoint: String, Sendable, Codable, CaseIterable, Comparable {
     /// `POST /v1/messages`: Anthropic Messages, JSON or a stream of named events, and errors
     /// in Anthropic's shape.
     case messages
+    /// `POST /v1/audio/transcriptions`: speech to text, a `multipart/form-data` body (`file`,
+    /// `model`, …) answered with JSON (or text, as `response_format` asks); never streamed.
+    case audioTranscriptions = "audio/transcriptions"
+
+    /// How a request's body is written.
+    public enum BodyKind: Sendable {
+        /// A JSON object.
+        case json
+        /// A `multipart/form-data` form (RFC 7578), kept by Mizan in ``MultipartForm``'s
+        /// canonical form: its first line names its boundary.
+        case multipart
+    }
+
+    /// How this endpoint's requests are written.
+    public var bodyKind: BodyKind { self == .audioTranscriptions ? .multipart : .json }
+
+    /// The `Content-Type` a request body of this endpoint is sent with: `application/json`, or
+    /// for a form `multipart/form-data` with the boundary the (canonical) body starts with.
+    /// - Parameter body: The body as Mizan keeps it.
+    /// - Returns: The header's value.
+    public func contentType(of body: Data) -> String {
+        switch bodyKind {
+        case .json: return "application/json"
+        case .multipart:
+            let boundary = MultipartForm.boundary(ofCanonical: body) ?? ""
+            return "multipart/form-data; boundary=\(boundary)"
+        }
+    }
 
     /// The path under a provider's base URL (`/chat/completions`), and under `/v1` for clients.
     public var path: String { "/" + rawValue }
@@ -26,7 +54,7 @@ public enum Endpoint: String, Sendable, Codable, CaseIterable, Comparable {
     public var endsWithDone: Bool { self == .chatCompletions || self == .completions }
 
     /// Whether a request may ask for `stream: true`.
-    public var streams: Bool { self != .embeddings }
+    public var streams: Bool { self != .embeddings && self != .audioTranscriptions }
 
     /// Whether errors take Anthropic's shape (`{"type":"error","error":{…}}`).
     public var anthropicErrors: Bool { self == .messages }

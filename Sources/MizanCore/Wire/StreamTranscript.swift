@@ -94,7 +94,7 @@ public struct StreamTranscript: Sendable {
             base = bytes
         case .messages:
             observeMessages(object, type: object["type"] as? String ?? name ?? "")
-        case .embeddings:
+        case .embeddings, .audioTranscriptions:
             return
         }
     }
@@ -274,7 +274,7 @@ public struct StreamTranscript: Sendable {
         case .completions: return textCompletion()
         case .responses: return base ?? Data()
         case .messages: return message()
-        case .embeddings: return Data()
+        case .embeddings, .audioTranscriptions: return Data()
         }
     }
 

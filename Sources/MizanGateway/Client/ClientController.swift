@@ -79,7 +79,7 @@ struct ClientController: Sendable {
         let idempotencyKey = try Self.idempotencyKey(request.headers[.idempotencyKey])
         let until = ContinuousClock.now.advanced(by: deadline)
         let bytes = try await BodyReader.collect(request.body, limit: limits.maxBodyBytes, timeout: limits.bodyTimeout)
-        let chat = try ClientRequest(endpoint: endpoint, body: bytes)
+        let chat = try ClientRequest(endpoint: endpoint, body: bytes, contentType: request.headers[.contentType])
         record.asked(.init(endpoint: endpoint, model: chat.model, stream: chat.stream))
         // A model outside the key's allow-list answers as a model that does not exist.
         guard key.policy.allows(chat.model) else {
@@ -109,7 +109,7 @@ struct ClientController: Sendable {
     /// ``Gateway/Configuration/tokenReservation`` when it names none).
     func reservation(for chat: ClientRequest, key: APIKey) -> Int {
         guard key.policy.countsTokens else { return 0 }
-        return StreamUsageMeter.estimateTokens(chat.body.count) + (chat.outputLimit ?? limits.tokenReservation)
+        return StreamUsageMeter.estimateTokens(chat.promptBytes) + (chat.outputLimit ?? limits.tokenReservation)
     }
 
     func admit(_ key: APIKey, deadline: Duration, reserve: Int = 0, record: RequestRecord) async throws {

@@ -13,6 +13,18 @@ enum JSONResponse {
         return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
     }
 
+    /// An answer to an inference request, as its server wrote it: JSON, or for an endpoint
+    /// whose answers may be text (a transcription's `response_format`), the server's
+    /// `Content-Type` — or, when that is not known (a node's result), JSON when the bytes are a
+    /// JSON object and plain text otherwise.
+    static func answer(_ bytes: Data, endpoint: Endpoint, contentType: String? = nil) -> Response {
+        guard endpoint.bodyKind != .json else { return json(bytes: bytes) }
+        var headers = HTTPFields()
+        headers[.contentType] =
+            contentType ?? (bytes.first(where: { $0 > 32 }) == UInt8(ascii: "{") ? "application/json" : "text/plain; charset=utf-8")
+        return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
+    }
+
     /// A JSON response of an encodable value.
     static func json(_ value: some Encodable, status: HTTPResponse.Status = .ok) throws -> Response {
         json(bytes: try encoder.encode(value), status: status)

@@ -78,7 +78,7 @@ struct RouteServer: Sendable {
                 } else {
                     let answer = try await upstream.measure { try await provider.call(chat.endpoint, body, endpoint: endpoint) }
                     served = Served(
-                        response: JSONResponse.json(bytes: answer.body),
+                        response: JSONResponse.answer(answer.body, endpoint: chat.endpoint, contentType: answer.contentType),
                         outcome: RequestOutcome(
                             servedBy: .route(route.name), usage: .answering(chat, reported: answer.usage, answer: answer.body)))
                 }

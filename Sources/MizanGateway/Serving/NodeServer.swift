@@ -51,7 +51,7 @@ struct NodeServer: Sendable {
             outcome.usage =
                 job.usage.map { bounded($0, chat: chat, answerBytes: result.count, job: job) }
                 ?? .answering(chat, reported: nil, answer: result)
-            return Served(response: JSONResponse.json(bytes: result), outcome: outcome)
+            return Served(response: JSONResponse.answer(result, endpoint: chat.endpoint), outcome: outcome)
         case .timedOut:
             throw ServingFailure(
                 error: MizanError(.deadlineExceeded, "The request's deadline passed before a node finished it."), outcome: outcome)
