@@ -90,6 +90,7 @@ public final class Gateway: Sendable {
         let metrics = GatewayMetrics()
         let spool = UsageSpool(access: store, capacity: configuration.usageSpoolCapacity, logger: logger)
         self.usageSpool = spool
+        let admissions = Admissions(access: store, spool: spool, metrics: metrics, logger: logger)
         self.dispatcher = dispatcher
         self.sweeper = Sweeper(dispatcher: dispatcher)
         self.routes = routes
@@ -107,7 +108,7 @@ public final class Gateway: Sendable {
                 routes: routes, provider: provider, environment: environment, firstByteTimeout: configuration.firstByteTimeout,
                 metrics: metrics, logger: logger),
             nodes: NodeServer(dispatcher: dispatcher, maxQueueWait: configuration.maxQueueWait, logger: logger),
-            spool: spool,
+            admissions: admissions,
             limits: .init(
                 maxBodyBytes: configuration.maxBodyBytes, bodyTimeout: configuration.bodyTimeout,
                 defaultDeadline: configuration.dispatch.defaultDeadline, maxDeadline: configuration.maxDeadline,
@@ -122,7 +123,7 @@ public final class Gateway: Sendable {
         self.admin = AdminController(dispatcher: dispatcher, credentials: credentials, access: store)
         self.operations = OperationsController(dispatcher: dispatcher, spool: spool, metricsRegistry: metricsRegistry, logger: logger)
         let activity = RecentActivity()
-        self.recorder = RequestRecorder(access: store, spool: spool, metrics: metrics, activity: activity, logger: logger)
+        self.recorder = RequestRecorder(admissions: admissions, metrics: metrics, activity: activity, logger: logger)
         let parts = GatewayParts(
             dispatcher: dispatcher, credentials: credentials, access: store, routes: routes, activity: activity, logger: logger)
         self.additions = additions.compactMap { $0.make(parts) }

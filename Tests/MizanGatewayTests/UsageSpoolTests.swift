@@ -63,7 +63,8 @@ struct UsageSpoolTests {
             hash: Data([1, 2, 3]))
         let spool = UsageSpool(access: store, capacity: 3, logger: Logger(label: "test"))
         let recorder = RequestRecorder(
-            access: store, spool: spool, metrics: GatewayMetrics(), activity: RecentActivity(), logger: Logger(label: "test"))
+            admissions: Admissions(access: store, spool: spool, metrics: GatewayMetrics(), logger: Logger(label: "test")),
+            metrics: GatewayMetrics(), activity: RecentActivity(), logger: Logger(label: "test"))
         store.failing.store(true, ordering: .releasing)
         for index in 0..<4 {
             let admitted = try await memory.admit(key, holdID: "h\(index)", holdUntil: Date().addingTimeInterval(60), now: Date())

@@ -13,8 +13,8 @@ struct ClientController: Sendable {
     let dispatcher: Dispatcher
     let routes: RouteServer
     let nodes: NodeServer
-    /// Usage waiting to be written: while it is full, counted keys are refused.
-    let spool: UsageSpool
+    /// Where a counted key's request is admitted (and, once answered, its admission ends).
+    let admissions: Admissions
     let limits: Limits
     /// Which capacity serves a request, in which order.
     let placement: any PlacementPolicy
@@ -87,7 +87,7 @@ struct ClientController: Sendable {
             throw Self.unknownModel(chat.model)
         }
         if key.policy.isCounted {
-            try await admit(key, deadline: deadline, reserve: reservation(for: chat, key: key), record: record)
+            try await admissions.open(key, deadline: deadline, reserve: reservation(for: chat, key: key), record: record)
         }
         return try await context.cancellingOnDisconnect {
             do {
@@ -102,39 +102,12 @@ struct ClientController: Sendable {
         }
     }
 
-    /// Admits a request of a counted key in the store (exact across instances), before any byte
-    /// of the answer: the hold is released when the request ends (``RequestRecorder``).
     /// The tokens a counted key's request reserves until it ends: its prompt (estimated from
     /// the body's size) and its output limit (`max_tokens` and its kin, or
     /// ``Gateway/Configuration/tokenReservation`` when it names none).
     func reservation(for chat: ClientRequest, key: APIKey) -> Int {
         guard key.policy.countsTokens else { return 0 }
         return StreamUsageMeter.estimateTokens(chat.promptBytes) + (chat.outputLimit ?? limits.tokenReservation)
-    }
-
-    func admit(_ key: APIKey, deadline: Duration, reserve: Int = 0, record: RequestRecord) async throws {
-        // A counted key's tokens must be counted: not while the store does not take usage.
-        guard !spool.isFull else {
-            routes.metrics.refusal(reason: "usage_spool_full")
-            throw MizanError(
-                .storeUnavailable, "The gateway cannot count this API key's usage right now (its store does not answer); try again shortly."
-            )
-        }
-        // Short: a key's holds are written on every change of its counters (unique enough
-        // among one key's requests in flight).
-        let holdID = String(IDRandom.next(), radix: 36)
-        // A hold lapses a little after the request's deadline, should this gateway die first.
-        let holdUntil = Date().addingTimeInterval(deadline.timeInterval + 30)
-        let admittedAt = Date()
-        switch try await credentials.store.admit(key, holdID: holdID, holdUntil: holdUntil, now: admittedAt, reserve: reserve) {
-        case .admitted(let holdID, let status):
-            record.limits(
-                headers: status.headers, admission: KeyAdmissionEnd(key: key, holdID: holdID, reserved: reserve, admittedAt: admittedAt))
-        case .refused(let refusal):
-            routes.metrics.refusal(reason: refusal.reason.rawValue)
-            record.limits(headers: refusal.status.headers)
-            throw refusal.error
-        }
     }
 
     static func unknownModel(_ model: String) -> MizanError {

@@ -6,9 +6,8 @@ import MizanStore
 /// What happens once a response has been written: one log line, the request metrics, and
 /// for a known model one usage record.
 struct RequestRecorder: Sendable {
-    let access: any AccessStore
-    /// Where a usage write that failed waits to be written again.
-    let spool: UsageSpool
+    /// Where a counted key's admission ends, with the request's usage record.
+    let admissions: Admissions
     let metrics: GatewayMetrics
     /// The last hour of inference traffic, for the console.
     let activity: RecentActivity
@@ -56,7 +55,7 @@ struct RequestRecorder: Sendable {
             logger.log(level: level, "request", metadata: metadata)
         }
         if await !self.record(finished, status: status, seconds: seconds), let ending = fields.admission {
-            await release(ending, requestID: fields.requestID)
+            await admissions.end(ending, requestID: fields.requestID)
         }
     }
 
@@ -105,39 +104,8 @@ struct RequestRecorder: Sendable {
             jobID: fields.outcome.jobID,
             endpoint: inference.endpoint
         )
-        let ending = fields.admission
-        do {
-            if let ending {
-                // Written with the key's next change where the store can (an idempotent job's
-                // record the store writes at once): the connection reads the client's next
-                // request at once, and its admission goes in the same statement.
-                let spool = spool
-                try await access.recordUsageSoon(record, ending: ending) { failure in
-                    spool.add(UsageSpool.Item.left(after: failure, record: record, ending: ending))
-                }
-            } else {
-                try await access.recordUsage(record, ending: ending)
-            }
-        } catch {
-            logger.warning(
-                "usage record not stored yet; spooled to be written again",
-                metadata: ["mizan.request.id": "\(fields.requestID)", "mizan.error": "\(error)"])
-            spool.add(UsageSpool.Item.left(after: error, record: record, ending: ending))
-        }
+        await admissions.end(fields.admission, recording: record)
         return true
-    }
-
-    /// Ends a counted key's admission that no usage record ends.
-    func release(_ ending: KeyAdmissionEnd, requestID: String) async {
-        do {
-            try await access.finish(
-                ending.key, holdID: ending.holdID, tokens: 0, reserved: ending.reserved, admittedAt: ending.admittedAt, now: Date())
-        } catch {
-            logger.warning(
-                "a limited key's request could not be counted yet; spooled",
-                metadata: ["mizan.request.id": "\(requestID)", "mizan.error": "\(error)"])
-            spool.add(.end(ending, tokens: 0, requestID: requestID))
-        }
     }
 
     /// Milliseconds with two decimals, e.g. `1.25` (without `String(format:)`, slow on Linux).
