@@ -29,6 +29,16 @@ let answer = Data(#"{"id":"c","object":"chat.completion","choices":[]}"#.utf8)
 
 @Suite("Dispatcher")
 struct DispatcherTests {
+    @Test func aRecentNodeIsFoundWithoutReadingTheStore() async throws {
+        let dispatcher = Dispatcher(store: .memory())
+        let node = try await dispatcher.enroll()
+        // Registration made the engine forget its list: nothing is at hand until it reads again.
+        #expect(dispatcher.recentNode(node.node.id) == nil)
+        _ = try await dispatcher.recentNodes()
+        #expect(dispatcher.recentNode(node.node.id)?.name == "test-node")
+        #expect(dispatcher.recentNode(NodeID()) == nil)
+    }
+
     @Test func submitWaitsForTheAgentsResult() async throws {
         let dispatcher = Dispatcher(store: .memory())
         let agent = try await dispatcher.enroll()

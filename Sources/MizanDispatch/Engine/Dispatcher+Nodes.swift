@@ -204,6 +204,14 @@ extension Dispatcher {
         return try await nodes()
     }
 
+    /// A node from the list ``recentNodes()`` keeps, without reading the store: `nil` when the
+    /// list is not kept right now or does not hold it.
+    /// - Parameter id: The node's id.
+    /// - Returns: The node as last read.
+    public func recentNode(_ id: NodeID) -> Node? {
+        nodeList.value(for: 0)?.first { $0.id == id }
+    }
+
     /// Drops what is remembered about a node that changed.
     func forgetNode(_ id: NodeID) {
         activeNodes.removeAll { $0.id == id }

@@ -26,7 +26,7 @@ extension NodeServer {
                 response: streamResponse(first: data, rest: events, chat: chat, ending: ending), outcome: outcome, ending: ending)
         case .finished(.success(let job)):
             events.stop(cancellingJob: false)
-            let outcome = await outcome(of: job)
+            let outcome = outcome(of: job)
             switch job.state {
             case .timedOut:
                 throw ServingFailure(
@@ -52,7 +52,7 @@ extension NodeServer {
     /// runs the retry is refused (its events go to the first request).
     private func replay(_ job: Job, chat: ClientRequest) async throws -> Served {
         let current = try await dispatcher.job(job.id) ?? job
-        var outcome = await outcome(of: current)
+        var outcome = outcome(of: current)
         outcome.jobID = current.id
         outcome.usage = current.usage
         let error: MizanError

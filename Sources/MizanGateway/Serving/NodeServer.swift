@@ -44,7 +44,7 @@ struct NodeServer: Sendable {
         if chat.stream { return try await stream(chat, request: request, upstream: upstream) }
         let pending = try await dispatcher.accept(request)
         let job = try await upstream.measure { try await dispatcher.awaitFinish(pending) }
-        var outcome = await outcome(of: job)
+        var outcome = outcome(of: job)
         switch job.state {
         case .succeeded:
             let result = job.result ?? Data()
@@ -62,14 +62,12 @@ struct NodeServer: Sendable {
         }
     }
 
-    /// Who served a finished job (the node by id and, when this instance knows it, by name) and
-    /// the job behind an idempotent request.
-    func outcome(of job: Job) async -> RequestOutcome {
+    /// Who served a finished job (the node by id and, when this instance has it at hand, by
+    /// name: never a read of the store on the answer's path) and the job behind an idempotent
+    /// request.
+    func outcome(of job: Job) -> RequestOutcome {
         var outcome = RequestOutcome(jobID: job.idempotencyKey != nil ? job.id : nil)
-        if let id = job.nodeID {
-            let name = try? await dispatcher.recentNodes().first { $0.id == id }?.name
-            outcome.servedBy = .node(id, name: name)
-        }
+        if let id = job.nodeID { outcome.servedBy = .node(id, name: dispatcher.recentNode(id)?.name) }
         return outcome
     }
 
