@@ -30,7 +30,10 @@ public struct RoutesFirst: PlacementPolicy {
     /// The policy.
     public init() {}
 
-    public func order(model: String, endpoint: Endpoint) -> [Capacity] { [.providerRoutes, .agentNodes] }
+    public func order(model: String, endpoint: Endpoint) -> [Capacity] { Self.order }
+
+    /// One array for every request (no allocation on the request's path).
+    private static let order: [Capacity] = [.providerRoutes, .agentNodes]
 }
 
 extension PlacementPolicy where Self == RoutesFirst {
