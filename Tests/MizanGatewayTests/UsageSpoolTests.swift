@@ -72,7 +72,7 @@ struct UsageSpoolTests {
             let record = RequestRecord()
             record.begin(requestID: "r\(index)")
             record.authenticated(apiKeyID: key.id)
-            record.asked(.init(endpoint: .chatCompletions, model: "m", stream: false))
+            record.asked(.init(endpoint: .chatCompletions, model: "m"))
             record.model(.known)
             record.served(RequestOutcome(servedBy: .route("route"), usage: TokenUsage(promptTokens: 10, completionTokens: 5)))
             record.limits(headers: [], admission: KeyAdmissionEnd(key: key, holdID: hold, reserved: 0, admittedAt: Date()))

@@ -17,6 +17,9 @@ public struct ClientRequest: Sendable {
     public let model: String
     /// Whether the client asked for server-sent events.
     public let stream: Bool
+    /// The bytes a prompt's tokens are estimated from: the whole JSON body, or a form's text
+    /// fields (a file's bytes are not a prompt's). Read once, when the request is made.
+    public let promptBytes: Int
 
     /// The fields each endpoint requires (besides `model`).
     static func required(for endpoint: Endpoint) -> [String] {
@@ -98,7 +101,7 @@ public struct ClientRequest: Sendable {
         if let stream = form.text("stream"), stream.lowercased() != "false" {
             throw MizanError(.badRequest, "'stream' is not supported on /v1/\(endpoint.rawValue).")
         }
-        self.init(endpoint: endpoint, body: form.encoded, model: model, stream: false)
+        self.init(endpoint: endpoint, body: form.encoded, model: model, stream: false, promptBytes: form.textBytes)
     }
 
     /// A request already checked (a job's, replayed).
@@ -108,10 +111,20 @@ public struct ClientRequest: Sendable {
     ///   - model: Its model.
     ///   - stream: Whether it streams.
     public init(endpoint: Endpoint, body: Data, model: String, stream: Bool) {
+        let promptBytes =
+            switch endpoint.bodyKind {
+            case .json: body.count
+            case .multipart: MultipartForm(canonical: body)?.textBytes ?? 0
+            }
+        self.init(endpoint: endpoint, body: body, model: model, stream: stream, promptBytes: promptBytes)
+    }
+
+    private init(endpoint: Endpoint, body: Data, model: String, stream: Bool, promptBytes: Int) {
         self.endpoint = endpoint
         self.body = body
         self.model = model
         self.stream = stream
+        self.promptBytes = promptBytes
     }
 
     /// The most output tokens the request allows, as its endpoint names it
@@ -146,15 +159,6 @@ public struct ClientRequest: Sendable {
         switch endpoint.bodyKind {
         case .json: return JSONScanner.replacingTopLevelString(in: body, key: "model", with: model) ?? body
         case .multipart: return MultipartForm(canonical: body)?.replacing("model", with: model).encoded ?? body
-        }
-    }
-
-    /// The bytes a prompt's tokens are estimated from: the whole JSON body, or a form's text
-    /// fields (a file's bytes are not a prompt's).
-    public var promptBytes: Int {
-        switch endpoint.bodyKind {
-        case .json: body.count
-        case .multipart: MultipartForm(canonical: body)?.textBytes ?? 0
         }
     }
 }

@@ -80,7 +80,7 @@ struct ClientController: Sendable {
         let until = ContinuousClock.now.advanced(by: deadline)
         let bytes = try await BodyReader.collect(request.body, limit: limits.maxBodyBytes, timeout: limits.bodyTimeout)
         let chat = try ClientRequest(endpoint: endpoint, body: bytes, contentType: request.headers[.contentType])
-        record.asked(.init(endpoint: endpoint, model: chat.model, stream: chat.stream))
+        record.asked(.init(endpoint: endpoint, model: chat.model))
         // A model outside the key's allow-list answers as a model that does not exist.
         guard key.policy.allows(chat.model) else {
             routes.metrics.refusal(reason: "model")

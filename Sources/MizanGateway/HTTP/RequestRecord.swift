@@ -85,7 +85,6 @@ final class RequestRecord: Sendable {
     struct Inference: Sendable {
         var endpoint: Endpoint
         var model: String
-        var stream: Bool
     }
 
     /// Whether the gateway knows a request's model: only known models become metric labels and
