@@ -91,13 +91,13 @@ extension InMemoryStore: AccessStore {
                     record.apiKeyID, record.model, record.endpoint, record.createdAt, max(0, usage?.promptTokens ?? 0),
                     max(0, usage?.completionTokens ?? 0)
                 ))
-            if access.recent.count > AccessState.recentLimit { access.recent.removeFirst(access.recent.count / 10) }
+            if access.recent.count > access.recentLimit { access.recent.removeFirst(access.recent.count / 10) }
             access.remember(record)
             return counted
         }
     }
 
-    /// Sums the store's most recent records (at most ``AccessState/recentLimit``; the store
+    /// Sums the store's most recent records (at most its `maxUsageRecords`; the store
     /// is ephemeral, and its totals in ``usageSummary()`` cover every record).
     public func usage(_ query: UsageQuery) async throws -> [UsageRow] {
         let recent = access.withLock { $0.recent }
@@ -127,24 +127,30 @@ struct AccessState {
     /// The most recent records, for queries by time (at most ``recentLimit``; a tenth of the
     /// oldest is dropped when it is reached).
     var recent: [(apiKeyID: String?, model: String, endpoint: Endpoint, at: Date, prompt: Int, completion: Int)] = []
-    static let recentLimit = 200_000
+    /// The most records ``recent`` and ``recorded`` keep.
+    let recentLimit: Int
     /// The idempotent jobs whose tokens were counted, oldest first, at most 100,000.
     var countedJobs: Set<JobID> = []
     var countedOrder: [JobID] = []
     /// Console sessions signed out, until they would have expired.
     var endedSessions: [String: Date] = [:]
-    /// The latest records' identities (request id and time), at most 100,000.
+    /// The latest records' identities (request id and time), at most ``recentLimit``.
     var recorded: Set<String> = []
     var recordedOrder: [String] = []
+
+    init(recentLimit: Int) {
+        self.recentLimit = recentLimit
+    }
 
     /// Remembers a record's identity (for ``InMemoryStore/usageRecorded(requestID:createdAt:)``).
     mutating func remember(_ record: UsageRecord) {
         let identity = "\(record.requestID)|\(record.createdAt.timeIntervalSinceReferenceDate)"
         guard recorded.insert(identity).inserted else { return }
         recordedOrder.append(identity)
-        if recordedOrder.count > 100_000 {
-            for old in recordedOrder.prefix(10_000) { recorded.remove(old) }
-            recordedOrder.removeFirst(10_000)
+        if recordedOrder.count > recentLimit {
+            let dropped = recordedOrder.count / 10
+            for old in recordedOrder.prefix(dropped) { recorded.remove(old) }
+            recordedOrder.removeFirst(dropped)
         }
     }
 

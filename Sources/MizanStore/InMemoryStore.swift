@@ -22,16 +22,21 @@ public final class InMemoryStore: DispatchStore {
     }
 
     let state: Mutex<State>
-    let access = Mutex(AccessState())
+    let access: Mutex<AccessState>
     let hub = StoreEventHub()
 
     /// Creates an empty store.
-    /// - Parameter maxFinishedJobs: The most finished jobs kept (10,000, about 2 KB each); past
-    ///   it the oldest finished job is dropped at once, before the sweeper's retention would.
-    public init(maxFinishedJobs: Int = 10_000) {
+    /// - Parameters:
+    ///   - maxFinishedJobs: The most finished jobs kept (10,000, about 2 KB each); past it the
+    ///     oldest finished job is dropped at once, before the sweeper's retention would.
+    ///   - maxUsageRecords: The most recent usage records kept for queries by time and for
+    ///     ``usageRecorded(requestID:createdAt:)`` (100,000, about 0.25 KB each; at least 1,000).
+    ///     Past it the oldest tenth goes; the sums of ``usageSummary()`` cover every record.
+    public init(maxFinishedJobs: Int = 10_000, maxUsageRecords: Int = 100_000) {
         var initial = State()
         initial.maxFinishedJobs = max(0, maxFinishedJobs)
         state = Mutex(initial)
+        access = Mutex(AccessState(recentLimit: max(1_000, maxUsageRecords)))
     }
 
     public func addEventHandler(_ handler: @escaping @Sendable (StoreEvent) -> Void) {

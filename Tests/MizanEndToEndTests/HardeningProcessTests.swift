@@ -47,8 +47,11 @@ struct HardeningProcessTests {
         let (mock, mockURL) = try await startMock(["--models", "mock-model,local-model"])
         defer { _ = mock }
         let routes = try writeRoutes(#"{"routes":[{"model":"routed","baseURL":"\#(mockURL)/v1","upstreamModel":"mock-model"}]}"#)
-        // A finished job is kept in memory by design; a small cap keeps that out of the figure.
-        let (gateway, url) = try await startGateway(["--routes", routes, "--memory-finished-jobs", "100"])
+        // The memory store keeps finished jobs and recent usage records by design; small caps,
+        // reached in the warm-up, keep them out of the figure.
+        let (gateway, url) = try await startGateway([
+            "--routes", routes, "--memory-finished-jobs", "100", "--memory-usage-records", "1000",
+        ])
         let (_, key) = try await createKey(gateway: url)
         let (agent, _) = try await startAgent(
             gateway: url, provider: mockURL, name: "leak-check", arguments: ["--models", "local-model", "--max-concurrency", "16"])

@@ -42,4 +42,24 @@ struct InMemoryBoundsTests {
             requestID: "again", model: "m", body: Data("{}".utf8), deadline: Date().addingTimeInterval(60), idempotencyKey: "k0")
         #expect(try await store.insert(again).inserted)
     }
+
+    @Test func keepsAtMostItsCapOfRecentUsageRecordsButCountsThemAll() async throws {
+        let store = InMemoryStore(maxUsageRecords: 1_000)
+        let start = Date(timeIntervalSince1970: 1_800_000_000)
+        for index in 0..<1_500 {
+            try await store.recordUsage(
+                UsageRecord(
+                    requestID: "r\(index)", apiKeyID: nil, model: "m", servedBy: "route", status: 200, latencyMilliseconds: 1,
+                    usage: TokenUsage(promptTokens: 1, completionTokens: 2), createdAt: start.addingTimeInterval(Double(index))))
+        }
+        // Usage by time holds the newest records, at most the cap; the oldest tenth went each time.
+        let recent = try await store.usage(UsageQuery()).map(\.requests).reduce(0, +)
+        #expect(recent <= 1_000 && recent >= 900, "\(recent)")
+        // The totals count every record.
+        let totals = try await store.usageSummary()
+        #expect(totals.map(\.requests) == [1_500] && totals.map(\.completionTokens) == [3_000])
+        // The identities kept for a retried write are as bounded.
+        #expect(try await store.usageRecorded(requestID: "r1499", createdAt: start.addingTimeInterval(1_499)))
+        #expect(try await !store.usageRecorded(requestID: "r0", createdAt: start))
+    }
 }

@@ -159,6 +159,11 @@ struct GatewayCommand: AsyncParsableCommand {
         help: "With the in-memory store: the most finished jobs kept (the oldest go first).")
     var memoryFinishedJobs = 10_000
 
+    @Option(
+        name: .customLong("memory-usage-records"), parsing: .unconditional,
+        help: "With the in-memory store: the most recent usage records kept for usage by time (1000-10000000; the totals count all).")
+    var memoryUsageRecords = 100_000
+
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel = "info"
 
@@ -189,6 +194,9 @@ struct GatewayCommand: AsyncParsableCommand {
             throw ValidationError("--console-session-hours must be 1-720.")
         }
         guard memoryFinishedJobs >= 0 else { throw ValidationError("--memory-finished-jobs must not be negative.") }
+        guard memoryUsageRecords >= 1_000, memoryUsageRecords <= 10_000_000 else {
+            throw ValidationError("--memory-usage-records must be 1000-10000000.")
+        }
         guard maxLeaseWait >= 0, maxLeaseWait <= 3600 else { throw ValidationError("--max-lease-wait must be 0-3600 seconds.") }
         guard maxConnections >= 1, maxConnections <= 1_000_000 else { throw ValidationError("--max-connections must be 1-1000000.") }
         guard databaseTimeout > 0, databaseTimeout <= 600 else {

@@ -63,7 +63,10 @@ extension GatewayCommand {
         }
         switch location {
         case .memory:
-            return (gateway(InMemoryStore(maxFinishedJobs: memoryFinishedJobs), services: []), nil, ["mizan.store": "memory"])
+            return (
+                gateway(InMemoryStore(maxFinishedJobs: memoryFinishedJobs, maxUsageRecords: memoryUsageRecords), services: []), nil,
+                ["mizan.store": "memory"]
+            )
         case .sqlite(let path):
             let store: SQLiteStore
             do {
