@@ -8,10 +8,83 @@ struct QueueKey: Hashable, Sendable {
     var endpoint: Endpoint
 }
 
+/// One class of one model's queue, whose fair tags are compared.
+struct ClassKey: Hashable, Sendable {
+    var model: String
+    var priority: Int
+}
+
+/// One key's jobs in one class of one model's queue.
+struct KeyClassKey: Hashable, Sendable {
+    var queue: ClassKey
+    var apiKeyID: String?
+}
+
 extension InMemoryStore.State {
+    /// Queues a new job: its fair tag follows its key's latest queued job in its class, or the
+    /// class's virtual time (the tag of the latest job leased there).
+    mutating func enqueueNew(_ job: inout Job) {
+        let queue = ClassKey(model: job.model, priority: job.priority)
+        let clock = clocks[queue] ?? 0
+        let previous = keyTags[KeyClassKey(queue: queue, apiKeyID: job.apiKeyID)]
+        job.scheduling.fairTag = max(clock, previous.map { $0.last + job.scheduling.increment } ?? clock)
+        enqueue(job)
+    }
+
+    /// Queues a job with the tag it has (a requeue keeps its place).
     mutating func enqueue(_ job: Job) {
-        queues[QueueKey(model: job.model, endpoint: job.endpoint), default: JobQueueHeap()].push(.init(priority: job.priority, id: job.id))
+        queues[QueueKey(model: job.model, endpoint: job.endpoint), default: JobQueueHeap()].push(
+            .init(priority: job.priority, tag: job.scheduling.fairTag, id: job.id))
         queued[job.model, default: 0] += 1
+        queuedByKey[job.apiKeyID ?? "", default: 0] += 1
+        let key = KeyClassKey(queue: ClassKey(model: job.model, priority: job.priority), apiKeyID: job.apiKeyID)
+        let held = keyTags[key]
+        keyTags[key] = (count: (held?.count ?? 0) + 1, last: max(held?.last ?? job.scheduling.fairTag, job.scheduling.fairTag))
+    }
+
+    /// Counts a queued job out of its queue (leased, finished or promoted).
+    mutating func dequeued(_ job: Job) {
+        queued[job.model, default: 1] -= 1
+        let owner = job.apiKeyID ?? ""
+        queuedByKey[owner, default: 1] -= 1
+        if queuedByKey[owner] == 0 { queuedByKey[owner] = nil }
+        let key = KeyClassKey(queue: ClassKey(model: job.model, priority: job.priority), apiKeyID: job.apiKeyID)
+        if let held = keyTags[key] {
+            keyTags[key] = held.count > 1 ? (held.count - 1, held.last) : nil
+        }
+    }
+
+    /// Raises the queued jobs in their class since `cut` or earlier by one class.
+    mutating func promote(waitingSince cut: Date, now: Date) -> Int {
+        var risen = 0
+        for id in live {
+            guard var job = jobs[id], job.state == .accepted, let higher = job.priorityClass.promoted,
+                (job.scheduling.classSince ?? job.createdAt) <= cut
+            else { continue }
+            dequeued(job)
+            job.priority = higher.rank
+            job.scheduling.classSince = now
+            // It has waited longest: the head of its new class.
+            let queue = ClassKey(model: job.model, priority: job.priority)
+            job.scheduling.fairTag = headTag(queue) ?? clocks[queue] ?? 0
+            job.updatedAt = now
+            jobs[id] = job
+            enqueue(job)
+            risen += 1
+        }
+        return risen
+    }
+
+    /// The lowest tag queued in one class of a model's queue.
+    func headTag(_ queue: ClassKey) -> Double? {
+        var lowest: Double?
+        for (key, heap) in queues where key.model == queue.model {
+            for entry in heap.entries where entry.priority == queue.priority {
+                guard let job = jobs[entry.id], entry.isCurrent(for: job) else { continue }
+                lowest = min(lowest ?? entry.tag, entry.tag)
+            }
+        }
+        return lowest
     }
 
     /// Removes a leased job from its holder's set.
@@ -44,7 +117,7 @@ extension InMemoryStore.State {
 
     /// Moves a live job to a terminal state and records it.
     mutating func finishLive(_ job: inout Job, as target: JobState, code: String, message: String, now: Date) {
-        if job.state == .accepted { queued[job.model, default: 1] -= 1 }
+        if job.state == .accepted { dequeued(job) }
         if job.state == .leased { release(job) }
         job.finish(target, now: now)
         job.errorCode = code
@@ -65,8 +138,11 @@ extension InMemoryStore.State {
         }
     }
 
-    /// Pops the best accepted, unexpired job among `models`, dropping stale heap entries.
-    mutating func popBest(models: [String], endpoints: [Endpoint], now: Date) -> JobID? {
+    /// Pops the best accepted, unexpired job among `models` that `node` may take, dropping
+    /// stale heap entries (jobs offered first to another node stay queued).
+    mutating func popBest(models: [String], endpoints: [Endpoint], node: NodeID, now: Date) -> JobID? {
+        var offeredElsewhere: [(QueueKey, JobQueueHeap.Entry)] = []
+        defer { for (key, entry) in offeredElsewhere { queues[key]?.push(entry) } }
         while true {
             var bestKey: QueueKey?
             var best: JobQueueHeap.Entry?
@@ -81,14 +157,19 @@ extension InMemoryStore.State {
                 }
             }
             guard let key = bestKey else { return nil }
-            let model = key.model
             let entry = queues[key]!.popFirst()!
-            guard let job = jobs[entry.id], job.state == .accepted else { continue }
+            guard let job = jobs[entry.id], entry.isCurrent(for: job) else { continue }
             if job.deadline <= now {
                 // Left for the sweeper to time out; it no longer competes for nodes.
                 continue
             }
-            queued[model, default: 1] -= 1
+            guard job.scheduling.allows(node, now: now) else {
+                offeredElsewhere.append((key, entry))
+                continue
+            }
+            dequeued(job)
+            let queue = ClassKey(model: job.model, priority: job.priority)
+            clocks[queue] = max(clocks[queue] ?? 0, job.scheduling.fairTag)
             return entry.id
         }
     }

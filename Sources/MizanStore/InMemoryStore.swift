@@ -11,6 +11,12 @@ public final class InMemoryStore: DispatchStore {
         /// The queue of each model on each endpoint.
         var queues: [QueueKey: JobQueueHeap] = [:]
         var queued: [String: Int] = [:]
+        /// Each key's queued jobs, for its `maxQueued` (a job without a key under "").
+        var queuedByKey: [String: Int] = [:]
+        /// Each class's virtual time: the tag of the latest job leased there (it never goes back).
+        var clocks: [ClassKey: Double] = [:]
+        /// Each key's queued jobs per class and the latest tag among them.
+        var keyTags: [KeyClassKey: (count: Int, last: Double)] = [:]
         var leasedByNode: [NodeID: Set<JobID>] = [:]
         var idempotency: [String: JobID] = [:]
         var nodes: [NodeID: Node] = [:]
@@ -45,15 +51,20 @@ public final class InMemoryStore: DispatchStore {
 
     // MARK: Jobs
 
-    public func insert(_ job: Job) async throws -> JobInsertion {
+    public func insert(_ job: Job, maxQueued: Int?) async throws -> JobInsertion {
         precondition(job.state == .accepted, "only accepted jobs are inserted")
-        let insertion: JobInsertion = state.withLock { state in
+        let insertion: JobInsertion = try state.withLock { state in
             if let key = job.idempotencyKey, let existing = state.idempotency[key], let found = state.jobs[existing] {
                 return JobInsertion(job: found, inserted: false)
             }
+            if let maxQueued, state.queuedByKey[job.apiKeyID ?? "", default: 0] >= maxQueued {
+                throw JobErrorCode.queueFull(maxQueued)
+            }
+            guard state.jobs[job.id] == nil else { throw MizanError(.conflict, "A job with id \(job.id) exists.") }
+            var job = job
+            state.enqueueNew(&job)
             state.jobs[job.id] = job
             state.live.insert(job.id)
-            state.enqueue(job)
             if let key = job.idempotencyKey { state.idempotency[key] = job.id }
             return JobInsertion(job: job, inserted: true)
         }
@@ -73,7 +84,7 @@ public final class InMemoryStore: DispatchStore {
             let held = state.leasedByNode[nodeID]?.count ?? 0
             var wanted = min(limit, node.maxConcurrency - held)
             var leased: [LeasedJob] = []
-            while wanted > 0, let id = state.popBest(models: node.models, endpoints: node.endpoints, now: now) {
+            while wanted > 0, let id = state.popBest(models: node.models, endpoints: node.endpoints, node: nodeID, now: now) {
                 guard var job = state.jobs[id] else { continue }
                 job.state = .leased
                 job.nodeID = nodeID
@@ -121,6 +132,23 @@ public final class InMemoryStore: DispatchStore {
 
     public func cancel(_ id: JobID, now: Date) async throws -> Job {
         try finishLive(id, now: now, as: .failed, code: JobErrorCode.cancelled, message: "The client cancelled the request.")
+    }
+
+    public func withdraw(_ id: JobID, now: Date) async throws -> Job {
+        let (job, changed): (Job, Bool) = try state.withLock { state in
+            guard var job = state.jobs[id] else { throw MizanError(.jobNotFound, "No job with id \(id).") }
+            guard job.state == .accepted else { return (job, false) }
+            state.finishLive(
+                &job, as: .failed, code: JobErrorCode.spilled, message: "No node took the job in time; a provider route served it.",
+                now: now)
+            return (job, true)
+        }
+        if changed { hub.publish(.jobFinished(id: job.id, state: job.state)) }
+        return job
+    }
+
+    public func promote(waitingSince: Date, now: Date) async throws -> Int {
+        state.withLock { $0.promote(waitingSince: waitingSince, now: now) }
     }
 
     public func timeOut(_ id: JobID, now: Date) async throws -> Job {

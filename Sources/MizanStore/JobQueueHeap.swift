@@ -1,15 +1,23 @@
 import MizanCore
 
-/// A binary min-heap of queued jobs of one model: highest priority first, then oldest id.
-/// Entries may go stale (the job was cancelled or timed out); the store skips them on pop.
+/// A binary min-heap of queued jobs of one model: highest priority first, then lowest fair
+/// tag, then oldest id. Entries may go stale (the job was cancelled, timed out or promoted);
+/// the store skips them on pop.
 struct JobQueueHeap {
     struct Entry {
         var priority: Int
+        var tag: Double
         var id: JobID
 
         func precedes(_ other: Entry) -> Bool {
             if priority != other.priority { return priority > other.priority }
+            if tag != other.tag { return tag < other.tag }
             return id < other.id
+        }
+
+        /// Whether the entry still stands for `job` as it is queued now.
+        func isCurrent(for job: Job) -> Bool {
+            job.state == .accepted && job.priority == priority && job.scheduling.fairTag == tag
         }
     }
 

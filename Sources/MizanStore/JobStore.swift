@@ -9,14 +9,26 @@ import MizanCore
 public protocol JobStore: Sendable {
     /// Inserts an accepted job. When `job.idempotencyKey` is set and a job with that key
     /// exists, nothing is inserted and the existing job is returned.
-    /// - Parameter job: A job in the `accepted` state.
-    /// - Returns: The stored job and whether it was newly inserted.
-    /// - Throws: A store error when the write fails.
-    func insert(_ job: Job) async throws -> JobInsertion
+    ///
+    /// The store sets the job's ``JobScheduling/fairTag`` as it queues it: the tag of the
+    /// key's latest queued job of the same model and class plus ``JobScheduling/increment``,
+    /// or, when the key has none queued there, the lowest tag queued there (the queue's head),
+    /// or 0 when nothing is. A store may keep the head's tag past the time it is leased (a
+    /// virtual time that never goes back) instead.
+    /// - Parameters:
+    ///   - job: A job in the `accepted` state.
+    ///   - maxQueued: The most jobs of the job's key that may be queued (`accepted`) at once,
+    ///     this one included; `nil` for no cap.
+    /// - Returns: The stored job (with its tag) and whether it was newly inserted.
+    /// - Throws: `MizanError` `rateLimited` (429) when the key's queue is full, or a store
+    ///   error when the write fails.
+    func insert(_ job: Job, maxQueued: Int?) async throws -> JobInsertion
 
-    /// Leases up to `limit` accepted jobs for a node: only models it advertises, oldest
-    /// first within the highest priority, never beyond its free capacity
-    /// (`maxConcurrency` minus jobs it holds), and never a job past its deadline.
+    /// Leases up to `limit` accepted jobs for a node: only models it advertises, highest class
+    /// (``Job/priority``) first, then lowest ``JobScheduling/fairTag``, then oldest; never
+    /// beyond its free capacity (`maxConcurrency` minus jobs it holds), never a job past its
+    /// deadline, and never a job offered first to another node
+    /// (``JobScheduling/preferredNode``) before its ``JobScheduling/preferredUntil``.
     /// - Parameters:
     ///   - nodeID: The leasing node; it must be active and not unhealthy.
     ///   - limit: The most jobs to hand out.
@@ -52,6 +64,25 @@ public protocol JobStore: Sendable {
     /// - Returns: The job after the write.
     /// - Throws: `MizanError` `jobNotFound`.
     func cancel(_ id: JobID, now: Date) async throws -> Job
+
+    /// Withdraws a job that waits for a node (`accepted`), to be served elsewhere (a spill to a
+    /// provider route): it fails with code `spilled`, conditionally, so that a job leased
+    /// meanwhile is never also withdrawn. Any other job is returned unchanged.
+    /// - Parameters:
+    ///   - id: The job.
+    ///   - now: The current time.
+    /// - Returns: The job after the write: `failed` with code `spilled` when it was withdrawn.
+    /// - Throws: `MizanError` `jobNotFound`.
+    func withdraw(_ id: JobID, now: Date) async throws -> Job
+
+    /// Raises every queued job of a class below the highest that has waited in its class since
+    /// `waitingSince` or earlier by one class; a promoted job takes the lowest tag queued in its
+    /// new class (it has waited longest) and its ``JobScheduling/classSince`` becomes `now`.
+    /// - Parameters:
+    ///   - waitingSince: Jobs in their class since this instant or earlier rise.
+    ///   - now: The current time.
+    /// - Returns: How many jobs rose.
+    func promote(waitingSince: Date, now: Date) async throws -> Int
 
     /// Times out one live job (its submitter's deadline fired). A terminal job is returned unchanged.
     /// - Parameters:
@@ -160,6 +191,11 @@ public struct JobFilter: Sendable, Equatable {
 }
 
 extension JobStore {
+    /// Inserts an accepted job with no cap on its key's queue (see ``insert(_:maxQueued:)``).
+    public func insert(_ job: Job) async throws -> JobInsertion {
+        try await insert(job, maxQueued: nil)
+    }
+
     /// Lists jobs, newest first.
     /// - Parameters:
     ///   - state: Only jobs in this state, or all when `nil`.
@@ -192,7 +228,7 @@ extension JobStore {
     }
 }
 
-/// The result of ``JobStore/insert(_:)``.
+/// The result of ``JobStore/insert(_:maxQueued:)``.
 public struct JobInsertion: Sendable, Equatable {
     /// The stored job: the new one, or the earlier one with the same idempotency key.
     public var job: Job
@@ -220,4 +256,14 @@ public enum JobErrorCode {
     /// The node never reported the lease as running (the lease answer was lost on its way)
     /// and no attempt is left.
     public static let leaseLost = "lease_lost"
+    /// No node leased the job in time and it went to a provider route instead.
+    public static let spilled = "spilled"
+
+    /// The refusal of a job whose key has `maxQueued` jobs queued already.
+    public static func queueFull(_ maxQueued: Int) -> MizanError {
+        var error = MizanError(
+            .rateLimited, "This API key has \(maxQueued) requests waiting for a node already, its most; try again when some have run.")
+        error.retryAfter = 1
+        return error
+    }
 }

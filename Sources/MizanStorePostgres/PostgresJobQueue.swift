@@ -23,21 +23,36 @@ struct PostgresJobQueue: Sendable {
         self.context = context
     }
 
-    /// Inserts an accepted job, or answers the job already stored under its idempotency key.
-    func insert(_ job: Job) async throws -> JobInsertion {
+    /// Inserts an accepted job with its fair tag (see `JobStore`), or answers the job already
+    /// stored under its idempotency key; refused when its key has `maxQueued` jobs queued (a
+    /// count read in the same statement: two instances inserting at once for one key may each
+    /// pass it once).
+    func insert(_ job: Job, maxQueued: Int? = nil) async throws -> JobInsertion {
         precondition(job.state == .accepted, "only accepted jobs are inserted")
         let event = StoreEvent.jobsAvailable(model: job.model, count: 1)
+        // A job with no key (an embedder's) shares one tag sequence with the others without.
+        let key = job.apiKeyID ?? ""
+        let cap = maxQueued ?? Int.max
         let rows = try await client.prepared(
             InsertJob.self,
             """
             WITH ins AS (
                 INSERT INTO mizan_jobs (\(unescaped: Rows.jobColumns), origin)
-                VALUES (
+                SELECT
                     \(job.id.uuid), \(job.requestID), \(job.model), \(job.body), \(job.stream), 'accepted',
                     \(job.attempt), \(job.maxAttempts), \(job.priority), NULL, \(job.deadline), \(job.createdAt),
                     NULL, NULL, \(job.updatedAt), NULL, NULL, NULL, NULL, NULL, NULL, \(job.idempotencyKey), \(job.apiKeyID),
-                    \(job.endpoint.rawValue), NULL, \(events.origin)
-                )
+                    \(job.endpoint.rawValue), NULL, \(job.scheduling.weight),
+                    COALESCE(
+                        (SELECT max(q.fair_tag) FROM mizan_jobs q
+                            WHERE q.state = 'accepted' AND coalesce(q.api_key_id, '') = \(key) AND q.model = \(job.model)
+                                AND q.priority = \(job.priority)) + 1.0 / \(job.scheduling.weight),
+                        (SELECT min(q.fair_tag) FROM mizan_jobs q
+                            WHERE q.state = 'accepted' AND q.model = \(job.model) AND q.priority = \(job.priority)),
+                        0),
+                    \(job.scheduling.classSince ?? job.createdAt), \(job.scheduling.preferredNode?.uuid), \(job.scheduling.preferredUntil),
+                    \(job.scheduling.affinity.rawValue), \(events.origin)
+                WHERE (SELECT count(*) FROM mizan_jobs q WHERE q.state = 'accepted' AND coalesce(q.api_key_id, '') = \(key)) < \(cap)
                 ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
                 RETURNING \(unescaped: Rows.jobColumns)
             )
@@ -50,13 +65,15 @@ struct PostgresJobQueue: Sendable {
             events.publishLocally([event])
             return JobInsertion(job: inserted, inserted: true)
         }
-        guard let key = job.idempotencyKey else {
+        guard let idempotencyKey = job.idempotencyKey else {
+            if let maxQueued { throw JobErrorCode.queueFull(maxQueued) }
             throw MizanError(.internalError, "The job was not inserted.")
         }
         let existing = try await client.prepared(
-            JobByIdempotencyKey.self, "SELECT \(unescaped: Rows.jobColumns) FROM mizan_jobs WHERE idempotency_key = \(key)", logger: logger,
-            Rows.job)
+            JobByIdempotencyKey.self, "SELECT \(unescaped: Rows.jobColumns) FROM mizan_jobs WHERE idempotency_key = \(idempotencyKey)",
+            logger: logger, Rows.job)
         guard let found = existing.first else {
+            if let maxQueued { throw JobErrorCode.queueFull(maxQueued) }
             throw MizanError(.conflict, "A job with this idempotency key was just removed; try again.")
         }
         return JobInsertion(job: found, inserted: false)
@@ -75,17 +92,18 @@ struct PostgresJobQueue: Sendable {
                 FROM mizan_nodes WHERE id = \(nodeID.uuid) FOR UPDATE
             ), candidates AS (
                 -- Per model, an index-ordered scan of its queue: cost does not grow with queue length.
-                SELECT c.id, c.priority FROM node, unnest(node.models) AS m(model),
+                SELECT c.id, c.priority, c.fair_tag FROM node, unnest(node.models) AS m(model),
                     LATERAL (
-                        SELECT j.id, j.priority FROM mizan_jobs j
+                        SELECT j.id, j.priority, j.fair_tag FROM mizan_jobs j
                         WHERE j.state = 'accepted' AND j.model = m.model AND j.deadline > \(now) AND j.endpoint = ANY(node.endpoints)
-                        ORDER BY j.priority DESC, j.id
+                            AND (j.preferred_node IS NULL OR j.preferred_node = \(nodeID.uuid) OR j.preferred_until <= \(now))
+                        ORDER BY j.priority DESC, j.fair_tag, j.id
                         LIMIT \(limit)
                         FOR UPDATE SKIP LOCKED
                     ) AS c
                 WHERE node.ok AND node.free > 0
             ), picked AS (
-                SELECT id FROM candidates ORDER BY priority DESC, id LIMIT (SELECT free FROM node)
+                SELECT id FROM candidates ORDER BY priority DESC, fair_tag, id LIMIT (SELECT free FROM node)
             ), upd AS (
                 UPDATE mizan_jobs j SET state = 'leased', node_id = \(nodeID.uuid), leased_at = \(now), updated_at = \(now)
                 FROM picked WHERE j.id = picked.id AND j.state IN (\(unescaped: JobStateMachine.sqlSources(of: .lease)))
@@ -94,7 +112,7 @@ struct PostgresJobQueue: Sendable {
                 UPDATE mizan_nodes SET leased = leased + (SELECT count(*) FROM upd), last_seen = \(now)
                 WHERE id = \(nodeID.uuid)
             )
-            SELECT \(unescaped: Rows.jobColumns) FROM upd ORDER BY priority DESC, id
+            SELECT \(unescaped: Rows.jobColumns) FROM upd ORDER BY priority DESC, fair_tag, id
             """,
             logger: logger, Rows.job
         )
@@ -234,6 +252,61 @@ struct PostgresJobQueue: Sendable {
         }
         guard let job = try await self.job(id) else { throw MizanError(.jobNotFound, "No job with id \(id).") }
         return job
+    }
+
+    /// Withdraws a queued job for a spill (see `JobStore`): only while it is `accepted`, so a
+    /// job leased meanwhile (its row locked or changed) is never also withdrawn.
+    func withdraw(_ id: JobID, now: Date) async throws -> Job {
+        let event = StoreEvent.jobFinished(id: id, state: .failed)
+        let rows = try await client.prepared(
+            WithdrawJob.self,
+            """
+            WITH upd AS (
+                UPDATE mizan_jobs SET state = 'failed', error_code = \(JobErrorCode.spilled),
+                    error_message = 'No node took the job in time; a provider route served it.', finished_at = \(now), updated_at = \(now)
+                WHERE id = \(id.uuid) AND state = 'accepted'
+                RETURNING \(unescaped: Rows.jobColumns), origin
+            )
+            SELECT \(unescaped: Rows.jobColumns("upd")) FROM upd
+                LEFT JOIN LATERAL (
+                    SELECT pg_notify(\(PostgresEventChannel.name), \(events.payload([event])))
+                    WHERE upd.origin IS DISTINCT FROM \(events.origin)::text
+                ) AS n ON true
+            """,
+            logger: logger, Rows.job
+        )
+        if let job = rows.first {
+            events.publishLocally([event])
+            return job
+        }
+        guard let job = try await self.job(id) else { throw MizanError(.jobNotFound, "No job with id \(id).") }
+        return job
+    }
+
+    /// Raises the queued jobs waiting in their class since `waitingSince` by one class (see
+    /// `JobStore`): each takes the lowest tag queued in its new class. Rows another instance
+    /// holds locked (a lease) are skipped: they are leaving the queue.
+    func promote(waitingSince: Date, now: Date) async throws -> Int {
+        let rows = try await client.prepared(
+            PromoteJobs.self,
+            """
+            WITH due AS (
+                SELECT id FROM mizan_jobs
+                WHERE state = 'accepted' AND priority < 1 AND class_since <= \(waitingSince)
+                ORDER BY class_since LIMIT 10000
+                FOR UPDATE SKIP LOCKED
+            )
+            UPDATE mizan_jobs j SET priority = j.priority + 1, class_since = \(now), updated_at = \(now),
+                fair_tag = COALESCE(
+                    (SELECT min(q.fair_tag) FROM mizan_jobs q
+                        WHERE q.state = 'accepted' AND q.model = j.model AND q.priority = j.priority + 1),
+                    0)
+            FROM due WHERE j.id = due.id AND j.state = 'accepted'
+            RETURNING j.id
+            """,
+            logger: logger, { try $0.decode(UUID.self) }
+        )
+        return rows.count
     }
 
     /// Applies every success of the batch in one statement (one round trip, one commit);
@@ -502,6 +575,8 @@ struct PostgresJobQueue: Sendable {
 
 // Marker types naming this file's prepared statements.
 private enum InsertJob {}
+private enum WithdrawJob {}
+private enum PromoteJobs {}
 private enum JobByIdempotencyKey {}
 private enum CompleteSucceeded {}
 private enum CompleteFailed {}

@@ -9,7 +9,8 @@ enum Rows {
     static let jobColumns = """
         id, request_id, model, body, stream, state, attempt, max_attempts, priority, node_id, deadline, \
         created_at, leased_at, finished_at, updated_at, result, error_code, error_message, \
-        prompt_tokens, completion_tokens, usage_source, idempotency_key, api_key_id, endpoint, lease_history
+        prompt_tokens, completion_tokens, usage_source, idempotency_key, api_key_id, endpoint, lease_history, \
+        weight, fair_tag, class_since, preferred_node, preferred_until, affinity
         """
 
     /// How many columns ``jobColumns`` names (a statement's extra columns come after them).
@@ -32,12 +33,14 @@ enum Rows {
         let (
             id, requestID, model, body, stream, state, attempt, maxAttempts, priority, nodeID, deadline,
             createdAt, leasedAt, finishedAt, updatedAt, result, errorCode, errorMessage,
-            promptTokens, completionTokens, usageSource, idempotencyKey, apiKeyID, endpoint, leaseHistory
+            promptTokens, completionTokens, usageSource, idempotencyKey, apiKeyID, endpoint, leaseHistory,
+            weight, fairTag, classSince, preferredNode, preferredUntil, affinity
         ) = try row.decode(
             (
                 UUID, String, String, Data, Bool, String, Int, Int, Int, UUID?, Date,
                 Date, Date?, Date?, Date, Data?, String?, String?,
-                Int?, Int?, String?, String?, String?, String, String?
+                Int?, Int?, String?, String?, String?, String, String?,
+                Int, Double, Date?, UUID?, Date?, String
             ).self
         )
         guard let parsed = JobState(rawValue: state) else {
@@ -71,6 +74,9 @@ enum Rows {
             job.usage = TokenUsage(promptTokens: promptTokens, completionTokens: completionTokens, source: source)
         }
         job.earlierAttempts = JobAttempt.parse(leaseHistory)
+        job.scheduling = JobScheduling(
+            weight: weight, fairTag: fairTag, classSince: classSince, preferredNode: preferredNode.map(NodeID.init),
+            preferredUntil: preferredUntil, affinity: JobScheduling.Affinity(rawValue: affinity) ?? .none)
         return job
     }
 

@@ -142,6 +142,30 @@ final class PostgresSchema: Sendable {
                 "CREATE TABLE mizan_console_signouts (id text PRIMARY KEY, expires timestamptz NOT NULL)",
             ]
         ),
+        (
+            8,
+            [
+                // Scheduling: a key's share, a job's fair tag within its class, when it entered
+                // its class (promotion), and the node it is offered to first (affinity).
+                "ALTER TABLE mizan_jobs ADD COLUMN weight bigint NOT NULL DEFAULT 1",
+                "ALTER TABLE mizan_jobs ADD COLUMN fair_tag double precision NOT NULL DEFAULT 0",
+                "ALTER TABLE mizan_jobs ADD COLUMN class_since timestamptz",
+                "ALTER TABLE mizan_jobs ADD COLUMN preferred_node uuid",
+                "ALTER TABLE mizan_jobs ADD COLUMN preferred_until timestamptz",
+                "ALTER TABLE mizan_jobs ADD COLUMN affinity text NOT NULL DEFAULT 'none'",
+                "UPDATE mizan_jobs SET class_since = created_at WHERE state = 'accepted'",
+                // A node leases by class, then fair tag, then age.
+                "DROP INDEX mizan_jobs_queue",
+                "CREATE INDEX mizan_jobs_queue ON mizan_jobs (model, priority DESC, fair_tag, id) WHERE state = 'accepted'",
+                // A key's latest tag in a class, and how many of its jobs wait.
+                """
+                CREATE INDEX mizan_jobs_key_queue ON mizan_jobs ((coalesce(api_key_id, '')), model, priority, fair_tag)
+                WHERE state = 'accepted'
+                """,
+                // The jobs a promotion raises.
+                "CREATE INDEX mizan_jobs_promotable ON mizan_jobs (class_since) WHERE state = 'accepted' AND priority < 1",
+            ]
+        ),
     ]
 
     /// The schema version this build migrates to.

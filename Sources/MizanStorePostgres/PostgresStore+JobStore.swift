@@ -4,9 +4,10 @@ import MizanStore
 
 /// The jobs, kept by the ``PostgresJobQueue``; streamed output relayed by the ``PostgresEventChannel``.
 extension PostgresStore: JobStore {
-    /// Inserts an accepted job, or answers the job already stored under its idempotency key.
-    public func insert(_ job: Job) async throws -> JobInsertion {
-        try await jobQueue.insert(job)
+    /// Inserts an accepted job with its fair tag, or answers the job already stored under its
+    /// idempotency key; refused when its key's queue is full.
+    public func insert(_ job: Job, maxQueued: Int?) async throws -> JobInsertion {
+        try await jobQueue.insert(job, maxQueued: maxQueued)
     }
 
     /// Leases up to `limit` queued jobs to a node, within its free capacity.
@@ -28,6 +29,16 @@ extension PostgresStore: JobStore {
     /// Cancels a queued or leased job.
     public func cancel(_ id: JobID, now: Date) async throws -> Job {
         try await jobQueue.cancel(id, now: now)
+    }
+
+    /// Withdraws a queued job for a spill.
+    public func withdraw(_ id: JobID, now: Date) async throws -> Job {
+        try await jobQueue.withdraw(id, now: now)
+    }
+
+    /// Raises long-waiting queued jobs by one class.
+    public func promote(waitingSince: Date, now: Date) async throws -> Int {
+        try await jobQueue.promote(waitingSince: waitingSince, now: now)
     }
 
     /// Times out a queued or leased job.

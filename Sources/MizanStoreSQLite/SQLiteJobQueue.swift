@@ -24,19 +24,38 @@ package final class SQLiteJobQueue: Sendable {
         self.nodes = nodes
     }
 
-    /// Inserts an accepted job, unless its idempotency key is taken (then the job that holds it).
-    package func insert(_ job: Job) async throws -> JobInsertion {
+    /// Inserts an accepted job, unless its idempotency key is taken (then the job that holds it),
+    /// with its fair tag (see `JobStore`); refused when its key has `maxQueued` jobs queued.
+    package func insert(_ job: Job, maxQueued: Int? = nil) async throws -> JobInsertion {
         precondition(job.state == .accepted, "only accepted jobs are inserted")
         let binds = Rows.insertBinds(job)
         let body = Rows.blob(job.body)
-        let inserted: Bool = try await connections.write(short: true) { db in
+        let tag: Double? = try await connections.write(short: true) { db in
+            if let maxQueued {
+                // On the one writer, so exact: no other insert runs between the count and the insert.
+                let queued = try db.query(
+                    "SELECT count(*) FROM mizan_jobs INDEXED BY mizan_jobs_key_queue WHERE api_key_id IS ? AND state = 'accepted'",
+                    [Rows.text(job.apiKeyID)])
+                if let count = queued.first?[position: 0].integer, count >= maxQueued {
+                    let taken =
+                        job.idempotencyKey == nil
+                        ? [] : try db.query("SELECT 1 FROM mizan_jobs WHERE idempotency_key = ?", [Rows.text(job.idempotencyKey)])
+                    // A retry of a queued request attaches to its job; a new request is refused.
+                    if taken.isEmpty { throw JobErrorCode.queueFull(maxQueued) }
+                    return (nil, [])
+                }
+            }
             let rows = try db.query(Self.insertStatement, binds)
             // The body in its own table, under the job's row number, written once.
-            guard let seq = rows.first?[position: 0] else { return (false, []) }
-            try db.query("INSERT INTO mizan_job_bodies (job, body) VALUES (?, ?)", [seq, body])
-            return (true, [.jobsAvailable(model: job.model, count: 1)])
+            guard let row = rows.first else { return (nil, []) }
+            try db.query("INSERT INTO mizan_job_bodies (job, body) VALUES (?, ?)", [row[position: 0], body])
+            return (row[position: 1].double ?? 0, [.jobsAvailable(model: job.model, count: 1)])
         }
-        if inserted { return JobInsertion(job: job, inserted: true) }
+        if let tag {
+            var stored = job
+            stored.scheduling.fairTag = tag
+            return JobInsertion(job: stored, inserted: true)
+        }
         guard let key = job.idempotencyKey else { throw MizanError(.conflict, "A job with id \(job.id) exists.") }
         let existing = try await connections.read("SELECT \(Rows.jobColumns) FROM mizan_jobs WHERE idempotency_key = ?", [.text(key)])
         guard let found = try existing.first.map(Rows.job) else {
@@ -45,11 +64,28 @@ package final class SQLiteJobQueue: Sendable {
         return JobInsertion(job: found, inserted: false)
     }
 
-    /// A new job's row (its body apart), unless its idempotency key is taken; returns its row number.
-    private static let insertStatement = """
-        INSERT INTO mizan_jobs (\(Rows.insertNames.joined(separator: ", "))) VALUES (\(Rows.insertNames.map { _ in "?" }.joined(separator: ", ")))
-        ON CONFLICT (idempotency_key) DO NOTHING RETURNING seq
-        """
+    /// A new job's row (its body apart), unless its idempotency key is taken; returns its row
+    /// number and its fair tag: its key's latest tag queued in its model's class plus
+    /// `1 / weight`, else the lowest tag queued there, else 0. Binds are numbered by
+    /// ``Rows/insertNames``, which the tag's expression reads too.
+    private static let insertStatement: String = {
+        let names = Rows.insertNames
+        func bind(_ name: String) -> String { "?\(names.firstIndex(of: name)! + 1)" }
+        let (key, model, priority, weight) = (bind("api_key_id"), bind("model"), bind("priority"), bind("weight"))
+        let tag = """
+            coalesce(
+                (SELECT max(fair_tag) FROM mizan_jobs INDEXED BY mizan_jobs_key_queue
+                    WHERE api_key_id IS \(key) AND model = \(model) AND priority = \(priority) AND state = 'accepted') + 1.0 / \(weight),
+                (SELECT min(fair_tag) FROM mizan_jobs INDEXED BY mizan_jobs_queue
+                    WHERE model = \(model) AND priority = \(priority) AND state = 'accepted'),
+                0)
+            """
+        let values = names.map { $0 == "fair_tag" ? tag : bind($0) }
+        return """
+            INSERT INTO mizan_jobs (\(names.joined(separator: ", "))) VALUES (\(values.joined(separator: ", ")))
+            ON CONFLICT (idempotency_key) DO NOTHING RETURNING seq, fair_tag
+            """
+    }()
 
     /// Leases up to `limit` of the jobs a node may take, best first (see `JobStore`).
     package func lease(nodeID: NodeID, limit: Int, now: Date) async throws -> [LeasedJob] {
@@ -101,9 +137,16 @@ package final class SQLiteJobQueue: Sendable {
             let lease = Lease(jobID: job.id, attempt: job.attempt, nodeID: nodeID)
             leased.append((LeasedJob(job: job, lease: lease), seq: row[position: Rows.jobNames.count].integer ?? 0))
         }
-        leased.sort { $0.0.job.priority != $1.0.job.priority ? $0.0.job.priority > $1.0.job.priority : $0.0.job.id < $1.0.job.id }
+        leased.sort { Self.leasedFirst($0.0.job, $1.0.job) }
         leasedJobs.keep(leased)
         return leased.map(\.0)
+    }
+
+    /// The lease order: highest class, then lowest fair tag, then oldest.
+    static func leasedFirst(_ one: Job, _ other: Job) -> Bool {
+        if one.priority != other.priority { return one.priority > other.priority }
+        if one.scheduling.fairTag != other.scheduling.fairTag { return one.scheduling.fairTag < other.scheduling.fairTag }
+        return one.id < other.id
     }
 
     /// The selection of a node's next jobs: each of its `models` queues (binds `?5`…) read in
@@ -120,13 +163,15 @@ package final class SQLiteJobQueue: Sendable {
             let endpointFilter = served.isEmpty ? "" : " AND endpoint IN ('\(served)')"
             let queues = (0..<models).map { index in
                 """
-                SELECT * FROM (SELECT rowid AS job, priority, id FROM mizan_jobs INDEXED BY mizan_jobs_queue
-                    WHERE model = ?\(index + 5) AND state = 'accepted' AND deadline > ?2\(endpointFilter) ORDER BY priority DESC, id LIMIT ?3 + 0)
+                SELECT * FROM (SELECT rowid AS job, priority, fair_tag, id FROM mizan_jobs INDEXED BY mizan_jobs_queue
+                    WHERE model = ?\(index + 5) AND state = 'accepted' AND deadline > ?2\(endpointFilter)
+                        AND (preferred_node IS NULL OR preferred_node = ?1 OR preferred_until <= ?2)
+                    ORDER BY priority DESC, fair_tag, id LIMIT ?3 + 0)
                 """
             }.joined(separator: " UNION ALL ")
             return """
                 SELECT \(Rows.jobColumns), seq FROM mizan_jobs
-                WHERE rowid IN (SELECT job FROM (\(queues)) ORDER BY priority DESC, id LIMIT ?3 + 0)
+                WHERE rowid IN (SELECT job FROM (\(queues)) ORDER BY priority DESC, fair_tag, id LIMIT ?3 + 0)
                     AND state IN (\(JobStateMachine.sqlSources(of: .lease)))
                 """
         }
@@ -149,6 +194,45 @@ package final class SQLiteJobQueue: Sendable {
     /// Cancels a live job (see `JobStore`).
     package func cancel(_ id: JobID, now: Date) async throws -> Job {
         try await finishLive(id, transition: .cancel, code: JobErrorCode.cancelled, message: "The client cancelled the request.", now: now)
+    }
+
+    /// Withdraws a queued job for a spill (see `JobStore`): only while it is `accepted`.
+    package func withdraw(_ id: JobID, now: Date) async throws -> Job {
+        let rows = try await connections.writeOne(
+            """
+            UPDATE mizan_jobs SET state = 'failed', error_code = ?, error_message = ?, finished_at = ?, updated_at = ?
+            WHERE id = ? AND state = 'accepted'
+            RETURNING \(Rows.jobColumns)
+            """,
+            [
+                .text(JobErrorCode.spilled), .text("No node took the job in time; a provider route served it."), Rows.date(now),
+                Rows.date(now), Rows.id(id),
+            ],
+            events: { $0.isEmpty ? [] : [.jobFinished(id: id, state: .failed)] }
+        )
+        if let row = rows.first { return try Rows.job(row) }
+        guard let job = try await job(id) else { throw MizanError(.jobNotFound, "No job with id \(id).") }
+        return job
+    }
+
+    /// Raises the queued jobs waiting in their class since `waitingSince` by one class (see
+    /// `JobStore`): each takes the lowest tag queued in its new class.
+    package func promote(waitingSince: Date, now: Date) async throws -> Int {
+        let rows = try await connections.writeOne(
+            """
+            UPDATE mizan_jobs AS j SET priority = j.priority + 1, class_since = ?1, updated_at = ?1,
+                fair_tag = coalesce(
+                    (SELECT min(q.fair_tag) FROM mizan_jobs AS q INDEXED BY mizan_jobs_queue
+                        WHERE q.model = j.model AND q.priority = j.priority + 1 AND q.state = 'accepted'),
+                    0)
+            WHERE j.rowid IN (SELECT rowid FROM mizan_jobs INDEXED BY mizan_jobs_promotable
+                WHERE state = 'accepted' AND priority < 1 AND class_since <= ?2 LIMIT 10000)
+            RETURNING seq
+            """,
+            [Rows.date(now), Rows.date(waitingSince)],
+            events: { _ in [] }
+        )
+        return rows.count
     }
 
     /// Times out a live job (see `JobStore`).

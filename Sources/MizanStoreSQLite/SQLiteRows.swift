@@ -8,7 +8,8 @@ enum Rows {
     static let jobNames = [
         "id", "request_id", "model", "body", "stream", "state", "attempt", "max_attempts", "priority", "node_id", "deadline",
         "created_at", "leased_at", "finished_at", "updated_at", "result", "error_code", "error_message", "prompt_tokens",
-        "completion_tokens", "usage_source", "idempotency_key", "api_key_id", "endpoint", "lease_history",
+        "completion_tokens", "usage_source", "idempotency_key", "api_key_id", "endpoint", "lease_history", "weight", "fair_tag",
+        "class_since", "preferred_node", "preferred_until", "affinity",
     ]
 
     /// A job's row as a statement on `mizan_jobs` selects or returns it: its body from its own
@@ -57,6 +58,8 @@ enum Rows {
             text(job.errorMessage), integer(job.usage?.promptTokens), integer(job.usage?.completionTokens),
             text(job.usage?.source.rawValue), text(job.idempotencyKey), text(job.apiKeyID), .text(job.endpoint.rawValue),
             job.earlierAttempts.isEmpty ? .null : .text(job.earlierAttempts.map(\.storedText).joined()),
+            .integer(job.scheduling.weight), .float(job.scheduling.fairTag), date(job.scheduling.classSince),
+            id(job.scheduling.preferredNode), date(job.scheduling.preferredUntil), .text(job.scheduling.affinity.rawValue),
         ]
     }
 
@@ -122,6 +125,10 @@ enum Rows {
             job.usage = TokenUsage(promptTokens: Int(prompt), completionTokens: Int(completion), source: source)
         }
         job.earlierAttempts = JobAttempt.parse(value(24)?.string)
+        job.scheduling = JobScheduling(
+            weight: Int(value(25)?.integer ?? 1), fairTag: value(26)?.double ?? 0, classSince: date(27),
+            preferredNode: value(28)?.string.flatMap(NodeID.init), preferredUntil: date(29),
+            affinity: value(30)?.string.flatMap(JobScheduling.Affinity.init(rawValue:)) ?? .none)
         return job
     }
 

@@ -240,6 +240,31 @@ package enum SQLiteSchema {
                 "CREATE TABLE mizan_console_signouts (id TEXT PRIMARY KEY, expires REAL NOT NULL) STRICT",
             ]
         ),
+        (
+            12,
+            [
+                // Scheduling: a key's share, a job's fair tag within its class, when it entered
+                // its class (promotion), and the node it is offered to first (affinity).
+                "ALTER TABLE mizan_jobs ADD COLUMN weight INTEGER NOT NULL DEFAULT 1",
+                "ALTER TABLE mizan_jobs ADD COLUMN fair_tag REAL NOT NULL DEFAULT 0",
+                "ALTER TABLE mizan_jobs ADD COLUMN class_since REAL",
+                "ALTER TABLE mizan_jobs ADD COLUMN preferred_node TEXT",
+                "ALTER TABLE mizan_jobs ADD COLUMN preferred_until REAL",
+                "ALTER TABLE mizan_jobs ADD COLUMN affinity TEXT NOT NULL DEFAULT 'none'",
+                "UPDATE mizan_jobs SET class_since = created_at WHERE state = 'accepted'",
+                // A node leases by class, then fair tag, then age; the preference is read from
+                // the index too.
+                "DROP INDEX mizan_jobs_queue",
+                """
+                CREATE INDEX mizan_jobs_queue ON mizan_jobs (model, priority DESC, fair_tag, id, preferred_node, preferred_until)
+                WHERE state = 'accepted'
+                """,
+                // A key's latest tag in a class, and how many of its jobs wait.
+                "CREATE INDEX mizan_jobs_key_queue ON mizan_jobs (api_key_id, model, priority, fair_tag) WHERE state = 'accepted'",
+                // The jobs a promotion raises.
+                "CREATE INDEX mizan_jobs_promotable ON mizan_jobs (class_since) WHERE state = 'accepted' AND priority < 1",
+            ]
+        ),
     ]
 
     /// The newest schema version this build knows.

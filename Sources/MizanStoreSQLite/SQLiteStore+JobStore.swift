@@ -4,9 +4,10 @@ import MizanStore
 
 /// The jobs, answered by the job queue (``SQLiteJobQueue``).
 extension SQLiteStore {
-    /// Inserts an accepted job, unless its idempotency key is taken (then the job that holds it).
-    public func insert(_ job: Job) async throws -> JobInsertion {
-        try await jobQueue.insert(job)
+    /// Inserts an accepted job with its fair tag, unless its idempotency key is taken (then the
+    /// job that holds it) or its key's queue is full.
+    public func insert(_ job: Job, maxQueued: Int?) async throws -> JobInsertion {
+        try await jobQueue.insert(job, maxQueued: maxQueued)
     }
 
     /// Leases up to `limit` of the jobs the node may take, best first.
@@ -27,6 +28,16 @@ extension SQLiteStore {
     /// Cancels a live job.
     public func cancel(_ id: JobID, now: Date) async throws -> Job {
         try await jobQueue.cancel(id, now: now)
+    }
+
+    /// Withdraws a queued job for a spill.
+    public func withdraw(_ id: JobID, now: Date) async throws -> Job {
+        try await jobQueue.withdraw(id, now: now)
+    }
+
+    /// Raises long-waiting queued jobs by one class.
+    public func promote(waitingSince: Date, now: Date) async throws -> Int {
+        try await jobQueue.promote(waitingSince: waitingSince, now: now)
     }
 
     /// Times out a live job.

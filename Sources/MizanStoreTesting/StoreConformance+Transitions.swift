@@ -86,7 +86,8 @@ extension StoreConformance {
             let b = Fixture.job(model: "m2", createdAt: 1)
             let c = Fixture.job(model: "m1", createdAt: 2)
             let urgent = Fixture.job(model: "m2", createdAt: 4, priority: 5)
-            for job in [a, b, c, urgent] { _ = try await store.insert(job) }
+            // Queued as they came: within one key's class, a job's place is the order it was queued in.
+            for job in [b, c, a, urgent] { _ = try await store.insert(job) }
             var order: [JobID] = []
             for step in 0..<4 {
                 order += try await store.lease(nodeID: node.id, limit: 1, now: Fixture.at(10 + Double(step))).map(\.job.id)

@@ -19,7 +19,8 @@ public enum StoreConformance {
     public typealias Check = ConformanceCheck<any DispatchStore>
 
     /// Every check.
-    public static let checks: [Check] = transitionChecks + fencingChecks + batchChecks + recoveryChecks + registryChecks + concurrencyChecks
+    public static let checks: [Check] =
+        transitionChecks + fencingChecks + batchChecks + recoveryChecks + registryChecks + concurrencyChecks + schedulingChecks
 }
 
 /// One named check of a conformance suite, run against a fresh store of kind `Store`.

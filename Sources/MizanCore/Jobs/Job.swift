@@ -20,7 +20,7 @@ public struct Job: Sendable, Equatable, Codable {
     public var attempt: Int
     /// How many attempts the job may take before a lost node fails it.
     public var maxAttempts: Int
-    /// Higher runs first among jobs of the same model.
+    /// Higher runs first among jobs of the same model: a ``PriorityClass``'s rank.
     public var priority: Int
     /// The node holding the job while leased (kept afterwards as the node that finished it).
     public var nodeID: NodeID?
@@ -50,6 +50,8 @@ public struct Job: Sendable, Equatable, Codable {
     /// the queue (a node lost, or a retryable failure), oldest first. The current attempt's
     /// lease is ``leasedAt`` and ``nodeID``.
     public var earlierAttempts: [JobAttempt] = []
+    /// Where the job stands in its queue and which node it is offered to first.
+    public var scheduling = JobScheduling()
 
     /// Creates a job in the `accepted` state.
     /// - Parameters:
@@ -97,12 +99,69 @@ public struct Job: Sendable, Equatable, Codable {
         self.updatedAt = now
         self.idempotencyKey = idempotencyKey
         self.apiKeyID = apiKeyID
+        self.scheduling = JobScheduling(classSince: now)
     }
+
+    /// The job's class (from ``priority``).
+    public var priorityClass: PriorityClass { PriorityClass(rank: priority) }
 
     /// The lease the job is currently held under, if it is leased.
     public var lease: Lease? {
         guard state == .leased, let nodeID else { return nil }
         return Lease(jobID: id, attempt: attempt, nodeID: nodeID)
+    }
+}
+
+/// Where a queued job stands and which node it is offered to first. Within a model's queue,
+/// nodes lease by class (``Job/priority``, highest first), then by ``fairTag`` (lowest first),
+/// then by id (oldest first).
+public struct JobScheduling: Sendable, Equatable, Codable {
+    /// Why a job is offered to one node first.
+    public enum Affinity: String, Sendable, Equatable, Codable, CaseIterable {
+        /// Offered to every node alike.
+        case none
+        /// The node served the conversation's earlier turns (its cache may hold the prefix).
+        case prefix
+        /// The node reported the model loaded.
+        case loaded
+    }
+
+    /// The key's share among the keys of its class (1 to 100): a key of weight 2 is leased
+    /// twice as often as one of weight 1 while both wait.
+    public var weight: Int
+    /// The job's place among its class's queued jobs, set by the store when it is queued: the
+    /// key's previous queued job's tag plus `1 / weight`, or the queue's lowest tag when the key
+    /// has none queued (start-time fair queuing, the queue's head as its virtual time).
+    public var fairTag: Double
+    /// When the job entered its class (its creation, or its latest promotion).
+    public var classSince: Date?
+    /// The node offered the job first, until ``preferredUntil``.
+    public var preferredNode: NodeID?
+    /// Until when only ``preferredNode`` may lease the job.
+    public var preferredUntil: Date?
+    /// Why ``preferredNode`` was chosen.
+    public var affinity: Affinity
+
+    /// Scheduling as a new job has it.
+    public init(
+        weight: Int = 1, fairTag: Double = 0, classSince: Date? = nil, preferredNode: NodeID? = nil, preferredUntil: Date? = nil,
+        affinity: Affinity = .none
+    ) {
+        self.weight = min(100, max(1, weight))
+        self.fairTag = fairTag
+        self.classSince = classSince
+        self.preferredNode = preferredNode
+        self.preferredUntil = preferredUntil
+        self.affinity = affinity
+    }
+
+    /// What a key's next job adds to its tag.
+    public var increment: Double { 1 / Double(weight) }
+
+    /// Whether `node` may lease the job at `now`.
+    public func allows(_ node: NodeID, now: Date) -> Bool {
+        guard let preferredNode, let preferredUntil else { return true }
+        return preferredNode == node || preferredUntil <= now
     }
 }
 
