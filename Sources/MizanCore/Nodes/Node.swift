@@ -50,6 +50,8 @@ public struct Node: Sendable, Equatable, Codable {
     public var disconnectedAt: Date?
     /// When it was created.
     public var createdAt: Date
+    /// The models its local server holds loaded, as it last reported (empty: not known).
+    public var loadedModels: [String] = []
 
     /// Creates a node record.
     /// - Parameters:

@@ -24,7 +24,7 @@ extension Dispatcher {
     public func accept(_ request: DispatchRequest) async throws -> PendingJob {
         let accepted = now()
         let deadline = accepted.adding(request.deadline ?? configuration.defaultDeadline)
-        let job = Job(
+        var job = Job(
             id: request.jobID,
             requestID: request.requestID,
             model: request.model,
@@ -38,11 +38,19 @@ extension Dispatcher {
             apiKeyID: request.apiKeyID,
             now: accepted
         )
+        job.scheduling.weight = min(100, max(1, request.weight))
+        let offer = try await offer(for: request)
+        if let offer {
+            job.scheduling.preferredNode = offer.node
+            job.scheduling.preferredUntil = accepted.adding(configuration.scheduling.affinityWait)
+            job.scheduling.affinity = offer.affinity
+        }
+        metrics.offered(offer?.affinity ?? .none)
         let signal = Signal()
         waiters.waitForFinish(of: job.id, signal)
         let insertion: JobInsertion
         do {
-            insertion = try await store.insert(job)
+            insertion = try await store.insert(job, maxQueued: request.maxQueued)
         } catch {
             waiters.stopWaitingForFinish(of: job.id, signal)
             throw error
@@ -57,9 +65,46 @@ extension Dispatcher {
         } else {
             metrics.accepted()
             logger.debug("job accepted", metadata: ["mizan.job.id": "\(job.id)", "mizan.model": "\(request.model)"])
+            if offer != nil { wakeAfterOffer(model: job.model) }
         }
-        let queueUntil = request.queueTimeout.map { accepted.adding($0) }.flatMap { $0 < insertion.job.deadline ? $0 : nil }
-        return PendingJob(job: insertion.job, signal: signal, queueUntil: queueUntil)
+        let spill = request.spillAfter.map { accepted.adding($0) }.flatMap { $0 < insertion.job.deadline ? $0 : nil }
+        let queueUntil = spill ?? request.queueTimeout.map { accepted.adding($0) }.flatMap { $0 < insertion.job.deadline ? $0 : nil }
+        return PendingJob(
+            job: insertion.job, signal: signal, queueUntil: queueUntil, spills: spill != nil,
+            conversation: insertion.inserted ? request.conversation?.whole : nil)
+    }
+
+    /// The node a new job is offered to first, and why: the node that answered its
+    /// conversation lately, while it has a free slot; else, when only some of the model's
+    /// nodes hold it loaded, the one of those with the most free slots. `nil` when affinity is
+    /// off, when fewer than two nodes serve the model, or when nothing sets one apart. Read
+    /// from the node list as recently read (no store read on the request's path).
+    func offer(for request: DispatchRequest) async throws -> (node: NodeID, affinity: JobScheduling.Affinity)? {
+        guard configuration.scheduling.affinityWait > .zero else { return nil }
+        let now = now()
+        let serving = try await recentNodes().filter { isHealthy($0, now: now) && $0.serves(request.model, on: request.endpoint) }
+        guard serving.count > 1 else { return nil }
+        if let prefix = request.conversation?.prefix, let id = affinity.node(for: prefix, now: now),
+            let node = serving.first(where: { $0.id == id }), node.inFlight < node.maxConcurrency
+        {
+            return (id, .prefix)
+        }
+        let loaded = serving.filter { $0.loadedModels.contains(request.model) }
+        guard !loaded.isEmpty, loaded.count < serving.count,
+            let best = loaded.max(by: { $0.maxConcurrency - $0.inFlight < $1.maxConcurrency - $1.inFlight }),
+            best.inFlight < best.maxConcurrency
+        else { return nil }
+        return (best.id, .loaded)
+    }
+
+    /// Wakes the nodes waiting for work once a job's offer to one node has run out, so that any
+    /// of them takes it if that node did not.
+    private func wakeAfterOffer(model: String) {
+        let wait = configuration.scheduling.affinityWait
+        Task { [waiters] in
+            try? await Task.sleep(for: wait + .milliseconds(1))
+            waiters.handle(.jobsAvailable(model: model, count: 1))
+        }
     }
 
     /// Waits for an accepted job's terminal state (see ``submit(_:)`` for deadlines, the queue
@@ -68,14 +113,19 @@ extension Dispatcher {
     /// - Returns: The job in a terminal state.
     public func awaitFinish(_ pending: PendingJob) async throws -> Job {
         if pending.job.state.isTerminal { return pending.job }
-        return try await awaitFinish(
+        let job = try await awaitFinish(
             of: pending.job.id, model: pending.job.model, deadline: pending.job.deadline, queueUntil: pending.queueUntil,
-            signal: pending.signal, idempotent: pending.job.idempotencyKey != nil)
+            signal: pending.signal, idempotent: pending.job.idempotencyKey != nil, spills: pending.spills)
+        if job.state == .succeeded, let node = job.nodeID, let conversation = pending.conversation {
+            affinity.remember(conversation, node: node, now: now())
+        }
+        return job
     }
 
     /// Waits for a job to finish, timing it out at `deadline` and cancelling it when the task is cancelled.
     func awaitFinish(
-        of id: JobID, model: String, deadline: Date, queueUntil: Date? = nil, signal: Signal, idempotent: Bool = false
+        of id: JobID, model: String, deadline: Date, queueUntil: Date? = nil, signal: Signal, idempotent: Bool = false,
+        spills: Bool = false
     ) async throws -> Job {
         var current = signal
         var queueUntil = queueUntil
@@ -106,7 +156,11 @@ extension Dispatcher {
             }
             if let limit = queueUntil, now() >= limit, now() < deadline {
                 queueUntil = nil
-                if let job = try await withdrawIfNeverLeased(id) { return job }
+                if spills {
+                    if let job = try await withdrawForSpill(id) { return job }
+                } else if let job = try await withdrawIfNeverLeased(id) {
+                    return job
+                }
                 continue
             }
             if waiters.isOrphaned(model), try await !hasCapacity(for: model), let job = try await withdrawIfQueued(id) { return job }
@@ -153,6 +207,20 @@ extension Dispatcher {
             "job withdrawn: no node took it within its queue wait", metadata: ["mizan.job.id": "\(id)", "mizan.model": "\(job.model)"])
         throw MizanError(
             .noCapacity, "All capacity for the model '\(job.model)' is busy; no node took the request in time. Try again later.")
+    }
+
+    /// Withdraws a job no node leased within its spill time, conditionally: a job leased
+    /// meanwhile keeps running and is waited for.
+    /// - Returns: The job when it has finished meanwhile, `nil` when it is running (keep waiting).
+    /// - Throws: ``JobSpilled`` when it was withdrawn.
+    private func withdrawForSpill(_ id: JobID) async throws -> Job? {
+        let job = try await store.withdraw(id, now: now())
+        if job.state == .failed, job.errorCode == JobErrorCode.spilled {
+            metrics.spilled()
+            logger.debug("job spilled: no node took it in time", metadata: ["mizan.job.id": "\(id)", "mizan.model": "\(job.model)"])
+            throw JobSpilled(job: job)
+        }
+        return job.state.isTerminal ? job : nil
     }
 
     /// Whether a node that could serve `model` is there now (connected and heard from), read
@@ -212,6 +280,10 @@ public struct PendingJob: Sendable {
     public let job: Job
     let signal: Signal
     let queueUntil: Date?
+    /// The queue wait ends in a spill (``JobSpilled``), not a refusal.
+    let spills: Bool
+    /// The conversation to remember the answering node for.
+    let conversation: UInt64?
 }
 
 extension Dispatcher {

@@ -47,6 +47,30 @@ public final class Dispatcher: Sendable {
         /// stream waits too (1 MiB): the back-pressure that bounds what a client that reads
         /// slowly costs.
         public var streamBufferBytes: Int
+        /// How jobs are ordered and offered to nodes.
+        public var scheduling: Scheduling
+
+        /// How jobs are ordered and offered to nodes (see ``JobStore/lease(nodeID:limit:now:)``).
+        public struct Scheduling: Sendable {
+            /// A queued job waiting this long in its class rises one class (60 seconds), so
+            /// that nothing starves; the ``Sweeper`` raises it.
+            public var promoteAfter: Duration
+            /// How long a job is offered only to the node its conversation went to, or to a node
+            /// that holds its model loaded, before any node may take it (50 ms). `.zero` turns
+            /// affinity off.
+            public var affinityWait: Duration
+            /// How long the node that answered a conversation is remembered (5 minutes).
+            public var affinityMemory: Duration
+
+            /// Creates the scheduling tunables; every field has the default its documentation names.
+            public init(
+                promoteAfter: Duration = .seconds(60), affinityWait: Duration = .milliseconds(50), affinityMemory: Duration = .seconds(300)
+            ) {
+                self.promoteAfter = promoteAfter
+                self.affinityWait = affinityWait
+                self.affinityMemory = affinityMemory
+            }
+        }
 
         /// The pace of the ``Sweeper``'s housekeeping.
         public struct Sweeping: Sendable {
@@ -78,6 +102,7 @@ public final class Dispatcher: Sendable {
         ///   - nodeStaleAfter: When a silent node stops counting as capacity and its jobs are requeued (30 seconds).
         ///   - sweeping: The sweeper's pace.
         ///   - streamBufferBytes: Bytes of events buffered for a slow client before the node waits (1 MiB).
+        ///   - scheduling: Promotion and affinity.
         public init(
             defaultDeadline: Duration = .seconds(300),
             maxAttempts: Int = 3,
@@ -89,9 +114,11 @@ public final class Dispatcher: Sendable {
             idempotentRetryGrace: Duration = .seconds(60),
             nodeStaleAfter: Duration = .seconds(30),
             sweeping: Sweeping = .init(),
-            streamBufferBytes: Int = 1 << 20
+            streamBufferBytes: Int = 1 << 20,
+            scheduling: Scheduling = .init()
         ) {
             self.streamBufferBytes = streamBufferBytes
+            self.scheduling = scheduling
             self.unreportedLeaseGrace = unreportedLeaseGrace
             self.cacheLifetime = cacheLifetime
             self.defaultDeadline = defaultDeadline
@@ -119,6 +146,8 @@ public final class Dispatcher: Sendable {
     let nodeList: ExpiringCache<Int, [Node]>
     /// Streamed events on their way to the client request waiting in this process.
     let streams: StreamHub
+    /// Which node answered which conversation lately.
+    let affinity: AffinityMemory
     /// Called with each node revoked through this engine.
     let revocationHandlers = Mutex<[@Sendable (NodeID) -> Void]>([])
 
@@ -141,6 +170,7 @@ public final class Dispatcher: Sendable {
         self.activeNodes = ExpiringCache(lifetime: configuration.cacheLifetime)
         self.nodeList = ExpiringCache(lifetime: configuration.cacheLifetime, capacity: 1)
         self.streams = StreamHub(bufferBytes: configuration.streamBufferBytes)
+        self.affinity = AffinityMemory(lifetime: configuration.scheduling.affinityMemory)
         store.addEventHandler { [waiters, streams] event in
             waiters.handle(event)
             // Streams whose node talks to another instance on a shared store arrive as events.
@@ -187,8 +217,19 @@ public struct DispatchRequest: Sendable {
     public var requestID: String
     /// How long the job may take in all; `nil` uses the engine's default.
     public var deadline: Duration?
-    /// Higher runs first.
+    /// The job's class: nodes lease the highest first (``PriorityClass/rank``).
     public var priority: Int
+    /// The submitting key's share among the keys of its class (1 to 100).
+    public var weight: Int
+    /// The most jobs of the submitting key that may wait for a node at once; past it the
+    /// request is refused with `rateLimited` (429). `nil`: no cap.
+    public var maxQueued: Int?
+    /// Spill: when no node leases the job within this, it is withdrawn (never also run on a
+    /// node) and ``Dispatcher/submit(_:)`` throws ``JobSpilled``, for the caller to serve the
+    /// request elsewhere. `nil`: no spill.
+    public var spillAfter: Duration?
+    /// The conversation the request continues, for affinity (``ConversationKeys``).
+    public var conversation: ConversationKeys?
     /// Submitting the same key again (with the same model and body) attaches to the first job
     /// and returns its outcome; the same key with another body is refused. A job with a key
     /// outlives a submitter that went away by ``Dispatcher/Configuration/idempotentRetryGrace``.
@@ -211,11 +252,15 @@ public struct DispatchRequest: Sendable {
     ///   - stream: Whether the client wants a stream.
     ///   - requestID: The gateway request id (a new one by default).
     ///   - deadline: The job's time budget.
-    ///   - priority: Higher runs first.
+    ///   - priority: The class's rank: higher runs first.
     ///   - idempotencyKey: An idempotency key.
     ///   - apiKeyID: The submitting API key.
     ///   - queueTimeout: How long it may wait for its first lease (`nil`: until the deadline).
     ///   - jobID: The job's id (new by default).
+    ///   - weight: The key's share in its class (1).
+    ///   - maxQueued: The most of the key's jobs queued at once (`nil`: no cap).
+    ///   - spillAfter: When an unleased job is withdrawn for the caller to serve elsewhere.
+    ///   - conversation: The conversation it continues.
     public init(
         model: String,
         endpoint: Endpoint = .chatCompletions,
@@ -227,8 +272,16 @@ public struct DispatchRequest: Sendable {
         idempotencyKey: String? = nil,
         apiKeyID: String? = nil,
         queueTimeout: Duration? = nil,
-        jobID: JobID = JobID()
+        jobID: JobID = JobID(),
+        weight: Int = 1,
+        maxQueued: Int? = nil,
+        spillAfter: Duration? = nil,
+        conversation: ConversationKeys? = nil
     ) {
+        self.weight = weight
+        self.maxQueued = maxQueued
+        self.spillAfter = spillAfter
+        self.conversation = conversation
         self.model = model
         self.endpoint = endpoint
         self.body = body
@@ -241,4 +294,11 @@ public struct DispatchRequest: Sendable {
         self.queueTimeout = queueTimeout
         self.jobID = jobID
     }
+}
+
+/// A job withdrawn because no node leased it within its ``DispatchRequest/spillAfter``: it
+/// never runs on a node; the caller serves the request elsewhere.
+public struct JobSpilled: Error, Sendable {
+    /// The withdrawn job.
+    public var job: Job
 }

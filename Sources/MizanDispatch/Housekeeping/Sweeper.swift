@@ -21,6 +21,8 @@ public final class Sweeper<C: Clock>: Service, Sendable where C.Duration == Dura
         public var failed: Int = 0
         /// Finished jobs deleted.
         public var pruned: Int = 0
+        /// Queued jobs raised one class for their wait.
+        public var promoted: Int = 0
 
         /// A report of a sweep that did nothing.
         public init() {}
@@ -74,6 +76,9 @@ public final class Sweeper<C: Clock>: Service, Sendable where C.Duration == Dura
         let recovered = try await store.recoverLeases(staleBefore: now.adding(.zero - dispatcher.configuration.nodeStaleAfter), now: now)
         report.requeued = recovered.filter { $0.state == .accepted }.count
         report.failed = recovered.count - report.requeued
+        report.promoted = try await store.promote(
+            waitingSince: now.adding(.zero - dispatcher.configuration.scheduling.promoteAfter), now: now)
+        dispatcher.metrics.promoted(report.promoted)
         let pruneDue: Bool = lastPrune.withLock { last in
             let current = clock.now
             if let previous = last, previous.duration(to: current) < pace.pruneInterval { return false }
@@ -97,6 +102,7 @@ public final class Sweeper<C: Clock>: Service, Sendable where C.Duration == Dura
                 metadata: [
                     "mizan.sweep.timed_out": "\(report.timedOut)", "mizan.sweep.requeued": "\(report.requeued)",
                     "mizan.sweep.failed": "\(report.failed)", "mizan.sweep.pruned": "\(report.pruned)",
+                    "mizan.sweep.promoted": "\(report.promoted)",
                 ]
             )
         }
