@@ -12,6 +12,10 @@ enum KeyForm {
         let periods = KeyPolicy.Budget.Period.allCases.map { option -> HTML in
             "<option value=\"\(option.rawValue)\"\(option.rawValue == period ? " selected" as HTML : .empty)>\(option.rawValue)</option>"
         }
+        let priority = value("priority").isEmpty ? PriorityClass.standard.rawValue : value("priority")
+        let priorities = PriorityClass.allCases.reversed().map { option -> HTML in
+            "<option value=\"\(option.rawValue)\"\(option.rawValue == priority ? " selected" as HTML : .empty)>\(option.rawValue)</option>"
+        }
         return """
             <div class="form-grid">
               <div class="field"><label for="key-name">Name</label><input id="key-name" name="name" value="\(value("name"))" maxlength="200"\(nameRequired ? " required" as HTML : .empty) placeholder="team-a"></div>
@@ -22,6 +26,9 @@ enum KeyForm {
               <div class="field"><label for="key-budget">Token budget</label><input id="key-budget" name="budgetTokens" type="number" min="1" value="\(value("budgetTokens"))"></div>
               <div class="field"><label for="key-period">Budget period (UTC)</label><select id="key-period" name="budgetPeriod">\(periods)</select></div>
               <div class="field"><label for="key-expires">Expires on (UTC date)</label><input id="key-expires" name="expires" type="date" value="\(value("expires"))"></div>
+              <div class="field"><label for="key-priority">Priority (nodes serve the highest first)</label><select id="key-priority" name="priority">\(priorities)</select></div>
+              <div class="field"><label for="key-weight">Weight in its priority (empty: 1)</label><input id="key-weight" name="weight" type="number" min="1" max="\(KeyPolicy.maxWeight)" value="\(value("weight"))"></div>
+              <div class="field"><label for="key-max-queued">Most requests waiting for nodes (empty: no cap)</label><input id="key-max-queued" name="maxQueued" type="number" min="1" max="\(KeyPolicy.maxQueuedLimit)" value="\(value("maxQueued"))"></div>
             </div>
             """
     }
@@ -38,17 +45,20 @@ enum KeyForm {
             form["budgetPeriod"] = budget.period.rawValue
         }
         if let expires = key.policy.expiresAt { form["expires"] = String(ISO8601Text.text(expires).prefix(10)) }
+        if let value = key.policy.priority { form["priority"] = value.rawValue }
+        if let value = key.policy.weight { form["weight"] = String(value) }
+        if let value = key.policy.maxQueued { form["maxQueued"] = String(value) }
         return form
     }
 
-    /// The policy a form describes (empty fields: no setting).
+    /// The policy a form describes (empty fields: no setting; the standard priority: none).
     /// - Throws: `MizanError` `badRequest` naming the field.
     static func policy(from form: [String: String]) throws -> KeyPolicy {
-        func number(_ name: String, _ label: String) throws -> Int? {
+        func number(_ name: String, _ label: String, upTo limit: Int = KeyPolicy.maxLimit) throws -> Int? {
             let raw = (form[name] ?? "").trimmingCharacters(in: .whitespaces)
             guard !raw.isEmpty else { return nil }
-            guard let value = Int(raw), value >= 1, value <= KeyPolicy.maxLimit else {
-                throw MizanError(.badRequest, "\(label) must be a whole number from 1 to \(KeyPolicy.maxLimit).")
+            guard let value = Int(raw), value >= 1, value <= limit else {
+                throw MizanError(.badRequest, "\(label) must be a whole number from 1 to \(limit).")
             }
             return value
         }
@@ -72,6 +82,15 @@ enum KeyForm {
             }
             policy.expiresAt = date
         }
+        let priority = (form["priority"] ?? "").trimmingCharacters(in: .whitespaces)
+        if !priority.isEmpty {
+            guard let priority = PriorityClass(rawValue: priority) else {
+                throw MizanError(.badRequest, "The priority must be \(PriorityClass.names).")
+            }
+            policy.priority = priority == .standard ? nil : priority
+        }
+        policy.weight = try number("weight", "The weight", upTo: KeyPolicy.maxWeight)
+        policy.maxQueued = try number("maxQueued", "The most requests waiting", upTo: KeyPolicy.maxQueuedLimit)
         try policy.validate()
         return policy
     }

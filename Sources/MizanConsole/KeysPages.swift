@@ -61,6 +61,7 @@ struct KeysPages: Sendable {
                   <td data-label="Models">\(key.policy.models.map { $0.isEmpty ? "none" : $0.joined(separator: ", ") } ?? "all")</td>
                   <td data-label="Limits">\(Self.limitsText(key.policy.limits))</td>
                   <td data-label="Budget">\(Self.budgetText(key.policy.budget))</td>
+                  <td data-label="Queueing">\(Self.queueingText(key.policy))</td>
                   <td data-label="Now">\(Self.consumptionText(view.consumption, policy: key.policy))</td>
                   <td data-label="Expires">\(expired ? ConsoleLayout.badge("expired", kind: "bad") : key.policy.expiresAt.map { ConsoleLayout.time($0) } ?? "never")</td>
                   <td data-label="Created">\(ConsoleLayout.time(key.createdAt))</td>
@@ -78,7 +79,7 @@ struct KeysPages: Sendable {
             ? "<p class=\"empty\">No keys yet — create one below for each person, team or service.</p>"
             : """
             <table class="responsive"><thead><tr><th scope="col">Name</th><th scope="col">Models</th><th scope="col">Limits</th><th scope="col">Budget</th>
-            <th scope="col">Now</th><th scope="col">Expires</th><th scope="col">Created</th><th scope="col"><span class="muted">Actions</span></th></tr></thead>
+            <th scope="col">Queueing</th><th scope="col">Now</th><th scope="col">Expires</th><th scope="col">Created</th><th scope="col"><span class="muted">Actions</span></th></tr></thead>
             <tbody>\(rows)</tbody></table>
             """
         let revoked = keys.count - active.count
@@ -126,6 +127,7 @@ struct KeysPages: Sendable {
                 <dt>Id</dt><dd class="mono">\(key.id)</dd>
                 <dt>Key</dt><dd class="mono">\(key.prefix)… (the whole key was shown once, at creation)</dd>
                 <dt>Created</dt><dd>\(ConsoleLayout.time(key.createdAt))</dd>
+                <dt>Queueing</dt><dd>\(Self.queueingText(key.policy))</dd>
                 <dt>Now</dt><dd>\(Self.consumptionText(view.consumption, policy: key.policy))</dd>
               </dl>
             </section>
@@ -183,6 +185,9 @@ struct KeysPages: Sendable {
             patch.limits = policy.limits.map { .set($0) } ?? .remove
             patch.budget = policy.budget.map { .set($0) } ?? .remove
             patch.expiresAt = policy.expiresAt.map { .set($0) } ?? .remove
+            patch.priority = policy.priority.map { .set($0) } ?? .remove
+            patch.weight = policy.weight.map { .set($0) } ?? .remove
+            patch.maxQueued = policy.maxQueued.map { .set($0) } ?? .remove
             _ = try await credentials.updateKey(key.id, patch)
             return ConsoleHTTP.redirect(to: ConsoleNotice.keySaved.on("/console/keys/\(ConsoleHTTP.query(key.id))"))
         } catch let error as MizanError where error.httpStatus == 400 {
@@ -235,6 +240,15 @@ struct KeysPages: Sendable {
         guard let budget else { return "none" }
         let per = budget.period == .total ? "in total" : "a \(budget.period.rawValue)"
         return "\(ConsoleLayout.number(budget.tokens)) tokens \(per)"
+    }
+
+    /// How a key's requests queue for agent nodes, in words: `interactive · weight 4 · 100 waiting
+    /// at most`, or `standard` for a key without settings.
+    static func queueingText(_ policy: KeyPolicy) -> String {
+        var parts = [policy.priorityClass.rawValue]
+        if let weight = policy.weight { parts.append("weight \(weight)") }
+        if let maxQueued = policy.maxQueued { parts.append("\(ConsoleLayout.number(maxQueued)) waiting at most") }
+        return parts.joined(separator: " · ")
     }
 
     /// What a key has used of its limits and budget now, in words.

@@ -22,6 +22,27 @@ extension AccessConformance {
     /// The checks of per-key limits: the policy stored, each limit's arithmetic through the
     /// store, and concurrent admissions never exceeding a limit.
     static let limitChecks: [Check] = [
+        Check("a key's queueing settings are stored, changed and removed") { store in
+            let policy = KeyPolicy(limits: .init(requestsPerMinute: 60), priority: .interactive, weight: 7, maxQueued: 250)
+            let hash = Fixture.hash()
+            let key = try await store.createAPIKey(
+                APIKey(name: "queued", prefix: "mzn_sk_qu", createdAt: Fixture.at(0), policy: policy), hash: hash)
+            try require(key.policy == policy, "the created key has its settings: \(key.policy)")
+            let found = try await store.apiKey(hash: hash)
+            try require(found?.policy == policy, "the key is found with them: \(String(describing: found))")
+            let batch = KeyPolicy(priority: .batch, weight: 100, maxQueued: 1_000_000)
+            let changed = try await store.updateAPIKey(key.id, name: "queued", policy: batch)
+            try require(changed.policy == batch, "they are changed: \(changed.policy)")
+            try require(try await store.apiKey(hash: hash)?.policy == batch, "the key is found changed")
+            try require(try await store.apiKeys().first { $0.id == key.id }?.policy == batch, "the listing has them")
+            try require(try await store.apiKey(hash: hash)?.policy.isCounted == false, "queueing settings alone count nothing")
+            let cleared = try await store.updateAPIKey(key.id, name: "queued", policy: KeyPolicy(priority: .standard))
+            try require(cleared.policy == KeyPolicy(priority: .standard), "an explicit standard class is kept as set")
+            let reread = try await store.apiKey(hash: hash)
+            try require(
+                reread?.policy.weight == nil && reread?.policy.maxQueued == nil && reread?.policy.priority == .standard,
+                "removed settings stay removed: \(String(describing: reread))")
+        },
         Check("a key's policy is stored, changed and removed") { store in
             let policy = KeyPolicy(
                 models: ["m1", "m2"], limits: .init(requestsPerMinute: 60, tokensPerMinute: 1000, concurrentRequests: 4),

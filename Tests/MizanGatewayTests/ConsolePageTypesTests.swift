@@ -122,6 +122,21 @@ struct ConsolePageTypesTests {
         let page = try await Self.text(keys.keyPage(id: key.id, for: Self.viewer, notice: ConsoleNotice.keySaved.text))
         #expect(page.contains("Key “team-a”") && page.contains("value=\"60\"") && page.contains("The key&#39;s settings were saved."))
 
+        let badWeight = try await keys.update(id: key.id, ["name": "team-a", "rpm": "60", "weight": "101"], for: Self.viewer)
+        #expect(badWeight.status == .badRequest)
+        let badPage = try await Self.text(badWeight)
+        #expect(badPage.contains("The weight must be a whole number from 1 to 100.") && badPage.contains("value=\"101\""), "kept as typed")
+        let queued = try await keys.update(
+            id: key.id, ["name": "team-a", "rpm": "60", "priority": "interactive", "weight": "3", "maxQueued": "20"], for: Self.viewer)
+        #expect(queued.status == .seeOther)
+        let withQueueing = try #require(try await parts.store.apiKeys().first)
+        #expect(withQueueing.policy == KeyPolicy(limits: .init(requestsPerMinute: 60), priority: .interactive, weight: 3, maxQueued: 20))
+        let listed = try await Self.text(keys.page(for: Self.viewer))
+        #expect(listed.contains("<td data-label=\"Queueing\">interactive · weight 3 · 20 waiting at most</td>"), "\(listed)")
+        let detail = try await Self.text(keys.keyPage(id: key.id, for: Self.viewer))
+        #expect(detail.contains("<dt>Queueing</dt><dd>interactive · weight 3 · 20 waiting at most</dd>"))
+        #expect(detail.contains("<option value=\"interactive\" selected>") && detail.contains("id=\"key-weight\""))
+
         let saved = try await keys.update(id: key.id, ["name": "team-b", "tpm": "5000"], for: Self.viewer)
         #expect(saved.status == .seeOther && saved.headers[.location] == "/console/keys/\(key.id)?notice=key-saved")
         let changed = try #require(try await parts.store.apiKeys().first)
@@ -147,6 +162,40 @@ struct ConsolePageTypesTests {
         #expect(KeysPages.limitsText(policy.limits) == "60 requests/min · 5,000 tokens/min · 2 at once")
         #expect(KeysPages.budgetText(policy.budget) == "1,000 tokens a day")
         #expect(throws: MizanError.self) { try KeyForm.policy(from: ["budgetTokens": "5", "budgetPeriod": "week"]) }
+    }
+
+    @Test func theKeyFormCarriesTheQueueingSettings() throws {
+        let form = ["name": "batch-jobs", "priority": "batch", "weight": "4", "maxQueued": "1500"]
+        let policy = try KeyForm.policy(from: form)
+        #expect(policy == KeyPolicy(priority: .batch, weight: 4, maxQueued: 1500))
+        let key = APIKey(id: "k1", name: "batch-jobs", prefix: "mzn_sk_ab", createdAt: Date(), policy: policy)
+        #expect(KeyForm.values(of: key) == form)
+        #expect(KeysPages.queueingText(policy) == "batch · weight 4 · 1,500 waiting at most")
+        #expect(KeysPages.queueingText(KeyPolicy()) == "standard")
+        // The standard class is the default: chosen in the form, it sets nothing.
+        let standard = try KeyForm.policy(from: ["name": "plain", "priority": "standard", "weight": "", "maxQueued": ""])
+        #expect(standard == KeyPolicy() && !standard.isCounted)
+        // The fields: a select of the three classes with the key's selected, two number inputs.
+        let fields = KeyForm.fields(form, nameRequired: true).description
+        #expect(fields.contains(#"<select id="key-priority" name="priority">"#))
+        #expect(
+            fields.contains(
+                #"<option value="interactive">interactive</option><option value="standard">standard</option><option value="batch" selected>batch</option>"#
+            ), "\(fields)")
+        #expect(fields.contains(#"name="weight" type="number" min="1" max="100" value="4""#))
+        #expect(fields.contains(#"name="maxQueued" type="number" min="1" max="1000000" value="1500""#))
+        let empty = KeyForm.fields([:], nameRequired: true).description
+        #expect(empty.contains(#"<option value="standard" selected>standard</option>"#), "a new key is standard")
+        // Bad values name the field.
+        for (form, field) in [
+            (["priority": "urgent"], "The priority must be interactive, standard or batch"),
+            (["weight": "0"], "The weight must be a whole number from 1 to 100"), (["weight": "101"], "The weight"),
+            (["maxQueued": "0"], "The most requests waiting must be a whole number from 1 to 1000000"),
+            (["maxQueued": "many"], "The most requests waiting"),
+        ] {
+            let error = #expect(throws: MizanError.self) { try KeyForm.policy(from: form) }
+            #expect(error?.message.hasPrefix(field) == true, "\(String(describing: error))")
+        }
     }
 
     @Test func jobsAreListedAndABadFilterIsRefused() async throws {

@@ -133,6 +133,12 @@ struct KeyLimitsTests {
                 (#""budget":{"tokens":10,"period":"week"}"#, "budget.period"),
                 (#""budget":{"tokens":10}"#, "period"),
                 (#""expiresAt":"tomorrow""#, "expiresAt"),
+                (#""priority":"urgent""#, "priority must be interactive, standard or batch"),
+                (#""priority":3"#, "priority"),
+                (#""weight":0"#, "weight must be a whole number from 1 to 100"),
+                (#""weight":101"#, "weight must be a whole number from 1 to 100"),
+                (#""maxQueued":0"#, "maxQueued must be a whole number from 1 to 1000000"),
+                (#""maxQueued":1000001"#, "maxQueued"),
             ]
             for (settings, field) in cases {
                 let answer = try await gateway.send(
@@ -141,10 +147,55 @@ struct KeyLimitsTests {
                 let message = (answer.json["error"] as? [String: Any])?["message"] as? String ?? ""
                 #expect(message.contains(field), "\(settings): \(message)")
             }
+            // The same through PATCH, and nothing is changed.
+            let key = try await createKey(gateway, #""weight":5"#)
+            for (settings, field) in [
+                (#""priority":"high""#, "priority must be interactive, standard or batch"), (#""weight":101"#, "weight"),
+                (#""maxQueued":0"#, "maxQueued"),
+            ] {
+                let answer = try await gateway.send(.PATCH, "/admin/v1/keys/\(key.id)", token: Harness.adminToken, body: "{\(settings)}")
+                #expect(answer.status == 400, "\(settings): \(answer.text)")
+                let error = answer.json["error"] as? [String: Any]
+                #expect((error?["message"] as? String ?? "").contains(field), "\(settings): \(answer.text)")
+                #expect(error?["type"] as? String == "invalid_request_error", "\(answer.text)")
+            }
+            let view = try await gateway.send(.GET, "/admin/v1/keys/\(key.id)", token: Harness.adminToken)
+            #expect(view.json["weight"] as? Int == 5 && view.json["priority"] == nil, "\(view.text)")
             let missing = try await gateway.send(.PATCH, "/admin/v1/keys/missing", token: Harness.adminToken, body: #"{"name":"x"}"#)
             #expect(missing.status == 404)
             let noName = try await gateway.send(.PATCH, "/admin/v1/keys/missing", token: Harness.adminToken, body: #"{"name":null}"#)
             #expect(noName.status == 400)
+        }
+    }
+
+    @Test func queueingSettingsAreSetShownChangedAndCleared() async throws {
+        try await withGateway(inProcess: true) { (gateway: Harness) async throws in
+            let key = try await createKey(gateway, #""priority":"batch","weight":3,"maxQueued":40"#)
+            #expect(key.answer.json["priority"] as? String == "batch", "\(key.answer.text)")
+            #expect(key.answer.json["weight"] as? Int == 3 && key.answer.json["maxQueued"] as? Int == 40, "\(key.answer.text)")
+            var view = try await gateway.send(.GET, "/admin/v1/keys/\(key.id)", token: Harness.adminToken)
+            #expect(view.json["priority"] as? String == "batch" && view.json["weight"] as? Int == 3, "\(view.text)")
+            #expect(view.json["maxQueued"] as? Int == 40 && view.json["consumption"] == nil, "not counted: \(view.text)")
+            let list = try await gateway.send(.GET, "/admin/v1/keys", token: Harness.adminToken)
+            let listed = (list.json["data"] as? [[String: Any]])?.first { $0["id"] as? String == key.id }
+            #expect(listed?["priority"] as? String == "batch" && listed?["maxQueued"] as? Int == 40, "\(list.text)")
+            // A value replaces, an absent field stays, null clears.
+            var patched = try await gateway.send(
+                .PATCH, "/admin/v1/keys/\(key.id)", token: Harness.adminToken, body: #"{"priority":"interactive","weight":100}"#)
+            #expect(patched.status == 200, "\(patched.text)")
+            #expect(patched.json["priority"] as? String == "interactive" && patched.json["weight"] as? Int == 100, "\(patched.text)")
+            #expect(patched.json["maxQueued"] as? Int == 40, "kept: \(patched.text)")
+            patched = try await gateway.send(
+                .PATCH, "/admin/v1/keys/\(key.id)", token: Harness.adminToken, body: #"{"priority":null,"weight":null,"maxQueued":null}"#)
+            #expect(patched.status == 200, "\(patched.text)")
+            #expect(patched.json["priority"] == nil && patched.json["weight"] == nil && patched.json["maxQueued"] == nil, "\(patched.text)")
+            view = try await gateway.send(.GET, "/admin/v1/keys/\(key.id)", token: Harness.adminToken)
+            #expect(view.json["priority"] == nil && view.json["weight"] == nil && view.json["maxQueued"] == nil, "\(view.text)")
+            let stored = try await gateway.store.apiKeys().first { $0.id == key.id }
+            #expect(stored?.policy.priorityClass == .standard && stored?.policy.shareWeight == 1, "\(String(describing: stored))")
+            // The key still works.
+            let models = try await gateway.send(.GET, "/v1/models", token: key.secret)
+            #expect(models.status == 200, "\(models.text)")
         }
     }
 

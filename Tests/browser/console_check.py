@@ -24,7 +24,7 @@ from selenium import webdriver  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support import expected_conditions as EC  # noqa: E402
-from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
 
 
 def fail(message):
@@ -147,6 +147,8 @@ def run(driver, args):
     driver.find_element(By.ID, "key-name").send_keys("browser-team")
     driver.find_element(By.ID, "key-rpm").send_keys("100")
     driver.find_element(By.ID, "key-budget").send_keys("5000000")
+    Select(driver.find_element(By.ID, "key-priority")).select_by_value("batch")
+    driver.find_element(By.ID, "key-weight").send_keys("3")
     driver.find_element(By.CSS_SELECTOR, "section[aria-labelledby=create-key] button[type=submit]").click()
     secret_field = wait(driver).until(EC.presence_of_element_located((By.ID, "new-key-secret")))
     key = secret_field.get_attribute("value")
@@ -156,6 +158,7 @@ def run(driver, args):
     wait(driver).until(EC.presence_of_element_located((By.ID, "keys-live")))
     check(key not in driver.page_source, "the key is shown only once")
     check("browser-team" in driver.page_source and "100 requests/min" in driver.page_source, "the key is listed with its limit")
+    check("batch · weight 3" in driver.page_source, "the key is listed with its priority and weight")
     step("created a key, shown once, listed with its settings")
 
     # Nodes: create one, start its agent with the shown token, and see it appear live.

@@ -20,6 +20,19 @@ struct Keys: AsyncParsableCommand {
         @Option(help: "The budget's period: day, month (UTC) or total.") var budgetPeriod: String?
         @Option(help: "When the key stops working: a date (2027-01-01), a time (2027-01-01T12:00:00Z) or from now (30d, 12h).")
         var expires: String?
+        @Option(
+            help: ArgumentHelp(
+                "The class the key's requests queue in for agent nodes: interactive, standard (the default) or batch.",
+                discussion: """
+                    Nodes lease the highest class first; a waiting request rises one class after the gateway's \
+                    --promote-after; a request may lower its own class with the X-Mizan-Priority header.
+                    """))
+        var priority: String?
+        @Option(help: "The key's share among keys of its class while requests wait for nodes, 1 to 100 (default 1).")
+        var weight: Int?
+        @Option(
+            help: "The most of the key's requests that may wait for nodes at once, 1 to 1000000 (default no cap); beyond it, 429 at once.")
+        var maxQueued: Int?
 
         var modelList: [String]? {
             models.map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty } }
@@ -50,6 +63,16 @@ struct Keys: AsyncParsableCommand {
             return KeyPolicy.Budget(tokens: tokens, period: period)
         }
 
+        /// The class the flag names.
+        func priorityClass() throws -> PriorityClass? {
+            try priority.map { raw in
+                guard let priority = PriorityClass(rawValue: raw) else {
+                    throw ValidationError("--priority must be \(PriorityClass.names).")
+                }
+                return priority
+            }
+        }
+
         /// The expiry the flag gives.
         func expiry(now: Date = Date()) throws -> Date? {
             guard let expires else { return nil }
@@ -73,7 +96,8 @@ struct Keys: AsyncParsableCommand {
             try await runCommand {
                 let policy = KeyPolicy(
                     models: settings.modelList, limits: settings.limits(over: nil), budget: try settings.budget(over: nil),
-                    expiresAt: try settings.expiry())
+                    expiresAt: try settings.expiry(), priority: try settings.priorityClass(), weight: settings.weight,
+                    maxQueued: settings.maxQueued)
                 let answer = try await options.client().send(
                     .POST, "/admin/v1/keys", body: AdminWire.CreateKeyRequest(name: name, policy: policy), as: AdminWire.CreatedKey.self
                 )
@@ -93,11 +117,12 @@ struct Keys: AsyncParsableCommand {
                 let answer = try await options.client().send(.GET, "/admin/v1/keys", as: AdminWire.List<AdminWire.KeyView>.self)
                 if options.json { return try Output.json(answer) }
                 Output.table(
-                    ["ID", "NAME", "PREFIX", "CREATED", "REVOKED", "LIMITS"],
+                    ["ID", "NAME", "PREFIX", "CREATED", "REVOKED", "LIMITS", "QUEUEING"],
                     answer.data.map { view in
                         let key = view.key
                         return [
                             key.id, key.name, key.prefix, Output.cell(key.createdAt), Output.cell(key.revokedAt), Keys.summary(key.policy),
+                            Keys.queueing(key.policy),
                         ]
                     }
                 )
@@ -125,7 +150,12 @@ struct Keys: AsyncParsableCommand {
         @Argument(help: "The key id.") var id: String
         @Option(help: "A new name.") var name: String?
         @OptionGroup var settings: Settings
-        @Option(help: "Remove a setting: models, limits, budget or expires (repeatable).") var clear: [String] = []
+        @Option(
+            help: """
+                Remove a setting: models, limits, budget, expires, priority (back to standard), weight (back to 1) \
+                or max-queued (no cap); repeatable.
+                """)
+        var clear: [String] = []
 
         func run() async throws {
             try await runCommand {
@@ -135,8 +165,8 @@ struct Keys: AsyncParsableCommand {
                 var patch = KeyUpdate()
                 patch.name = name
                 for field in clear {
-                    guard ["models", "limits", "budget", "expires"].contains(field) else {
-                        throw ValidationError("--clear takes models, limits, budget or expires.")
+                    guard KeyUpdate.clearable.contains(field) else {
+                        throw ValidationError("--clear takes models, limits, budget, expires, priority, weight or max-queued.")
                     }
                     patch.cleared.insert(field)
                 }
@@ -146,9 +176,12 @@ struct Keys: AsyncParsableCommand {
                 }
                 if settings.budgetTokens != nil || settings.budgetPeriod != nil { patch.budget = try settings.budget(over: current.budget) }
                 patch.expiresAt = try settings.expiry()
+                patch.priority = try settings.priorityClass()
+                patch.weight = settings.weight
+                patch.maxQueued = settings.maxQueued
                 let answer = try await client.send(.PATCH, path, body: patch, as: AdminWire.KeyView.self)
                 if options.json { return try Output.json(answer) }
-                print("key \(id) updated: \(Keys.summary(answer.key.policy))")
+                print("key \(id) updated: \(Keys.summary(answer.key.policy)); queueing: \(Keys.queueing(answer.key.policy))")
             }
         }
     }
@@ -160,9 +193,15 @@ struct Keys: AsyncParsableCommand {
         var limits: KeyPolicy.Limits?
         var budget: KeyPolicy.Budget?
         var expiresAt: Date?
+        var priority: PriorityClass?
+        var weight: Int?
+        var maxQueued: Int?
         var cleared: Set<String> = []
 
-        private enum CodingKeys: String, CodingKey { case name, models, limits, budget, expiresAt }
+        /// What `--clear` takes.
+        static let clearable = ["models", "limits", "budget", "expires", "priority", "weight", "max-queued"]
+
+        private enum CodingKeys: String, CodingKey { case name, models, limits, budget, expiresAt, priority, weight, maxQueued }
 
         func encode(to encoder: any Encoder) throws {
             var container = encoder.container(keyedBy: CodingKeys.self)
@@ -178,6 +217,9 @@ struct Keys: AsyncParsableCommand {
             try field(limits, .limits, "limits")
             try field(budget, .budget, "budget")
             try field(expiresAt, .expiresAt, "expires")
+            try field(priority, .priority, "priority")
+            try field(weight, .weight, "weight")
+            try field(maxQueued, .maxQueued, "max-queued")
         }
     }
 
@@ -191,6 +233,15 @@ struct Keys: AsyncParsableCommand {
         if let budget = policy.budget { parts.append("\(budget.tokens) tokens/\(budget.period.rawValue)") }
         if let expiresAt = policy.expiresAt { parts.append("expires \(Output.cell(expiresAt))") }
         return parts.isEmpty ? "-" : parts.joined(separator: ", ")
+    }
+
+    /// How a key's requests queue for nodes in a few words, e.g. `interactive, weight 4, 100
+    /// queued at most`; `standard` for a key without these settings.
+    static func queueing(_ policy: KeyPolicy) -> String {
+        var parts = [policy.priorityClass.rawValue]
+        if let weight = policy.weight { parts.append("weight \(weight)") }
+        if let maxQueued = policy.maxQueued { parts.append("\(maxQueued) queued at most") }
+        return parts.joined(separator: ", ")
     }
 
     struct Revoke: AsyncParsableCommand {

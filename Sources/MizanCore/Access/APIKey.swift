@@ -3,7 +3,8 @@ import Foundation
 /// A client API key as stored: never the key itself, only its hash (kept by the store).
 ///
 /// On the wire its policy's fields sit beside the others: `{"id", "name", "prefix",
-/// "createdAt", "revokedAt", "models", "limits", "budget", "expiresAt"}`.
+/// "createdAt", "revokedAt", "models", "limits", "budget", "expiresAt", "priority", "weight",
+/// "maxQueued"}`.
 public struct APIKey: Sendable, Equatable, Codable {
     /// The key's id (a time-ordered UUID in text).
     public var id: String
@@ -15,7 +16,8 @@ public struct APIKey: Sendable, Equatable, Codable {
     public var createdAt: Date
     /// When it was revoked, if it was.
     public var revokedAt: Date?
-    /// What the key may do (models, rates, concurrency, budget, expiry); empty: anything.
+    /// What the key may do (models, rates, concurrency, budget, expiry) and how its requests
+    /// queue for nodes; empty: anything, as a standard key of weight 1.
     public var policy: KeyPolicy
 
     /// Creates a key record.

@@ -1,8 +1,9 @@
 import Foundation
 
 /// What a client API key may do: which models, how much per minute, how many at once, how many
-/// tokens per period, until when. Every part is optional; a key with none behaves as an
-/// unlimited key.
+/// tokens per period, until when; and how its requests queue for agent nodes (class, weight, a
+/// cap on those waiting). Every part is optional; a key with none behaves as an unlimited
+/// standard key of weight 1.
 public struct KeyPolicy: Sendable, Equatable, Codable {
     /// Rates and concurrency.
     public struct Limits: Sendable, Equatable, Codable {
@@ -91,17 +92,46 @@ public struct KeyPolicy: Sendable, Equatable, Codable {
     public var budget: Budget?
     /// When the key stops working.
     public var expiresAt: Date?
+    /// The class the key's requests queue in for agent nodes (`nil`: standard); see
+    /// ``priorityClass``.
+    public var priority: PriorityClass?
+    /// The key's share among keys of its class while requests wait for agent nodes, 1 to
+    /// ``maxWeight`` (`nil`: 1); see ``shareWeight``.
+    public var weight: Int?
+    /// The most of the key's requests that may wait for an agent node at once, 1 to
+    /// ``maxQueuedLimit`` (`nil`: no cap); beyond it a request is refused at once.
+    public var maxQueued: Int?
 
     /// Creates a policy.
-    public init(models: [String]? = nil, limits: Limits? = nil, budget: Budget? = nil, expiresAt: Date? = nil) {
+    /// - Parameters:
+    ///   - models: The models the key may use (`nil`: every model).
+    ///   - limits: Rates and concurrency (empty limits are none).
+    ///   - budget: A token budget.
+    ///   - expiresAt: When the key stops working.
+    ///   - priority: The class its requests queue in (`nil`: standard).
+    ///   - weight: Its share among keys of its class (`nil`: 1).
+    ///   - maxQueued: The most of its requests waiting for a node at once (`nil`: no cap).
+    public init(
+        models: [String]? = nil, limits: Limits? = nil, budget: Budget? = nil, expiresAt: Date? = nil, priority: PriorityClass? = nil,
+        weight: Int? = nil, maxQueued: Int? = nil
+    ) {
         self.models = models
         self.limits = limits.flatMap { $0.isEmpty ? nil : $0 }
         self.budget = budget
         self.expiresAt = expiresAt
+        self.priority = priority
+        self.weight = weight
+        self.maxQueued = maxQueued
     }
 
+    /// The class the key's requests queue in: ``priority``, or `standard`.
+    public var priorityClass: PriorityClass { priority ?? .standard }
+
+    /// The key's share among keys of its class while requests wait: ``weight``, or 1.
+    public var shareWeight: Int { weight ?? 1 }
+
     private enum CodingKeys: String, CodingKey {
-        case models, limits, budget, expiresAt
+        case models, limits, budget, expiresAt, priority, weight, maxQueued
     }
 
     public init(from decoder: any Decoder) throws {
@@ -110,7 +140,10 @@ public struct KeyPolicy: Sendable, Equatable, Codable {
             models: try container.decodeIfPresent([String].self, forKey: .models),
             limits: try container.decodeIfPresent(Limits.self, forKey: .limits),
             budget: try container.decodeIfPresent(Budget.self, forKey: .budget),
-            expiresAt: try container.decodeIfPresent(String.self, forKey: .expiresAt).map(Self.date))
+            expiresAt: try container.decodeIfPresent(String.self, forKey: .expiresAt).map(Self.date),
+            priority: try container.decodeIfPresent(String.self, forKey: .priority).map(Self.priorityClass),
+            weight: try container.decodeIfPresent(Int.self, forKey: .weight),
+            maxQueued: try container.decodeIfPresent(Int.self, forKey: .maxQueued))
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -119,6 +152,17 @@ public struct KeyPolicy: Sendable, Equatable, Codable {
         try container.encodeIfPresent(limits, forKey: .limits)
         try container.encodeIfPresent(budget, forKey: .budget)
         try container.encodeIfPresent(expiresAt.map(Self.text), forKey: .expiresAt)
+        try container.encodeIfPresent(priority, forKey: .priority)
+        try container.encodeIfPresent(weight, forKey: .weight)
+        try container.encodeIfPresent(maxQueued, forKey: .maxQueued)
+    }
+
+    /// A class from its name, refused with the names allowed.
+    static func priorityClass(_ name: String) throws -> PriorityClass {
+        guard let priority = PriorityClass(rawValue: name) else {
+            throw MizanError(.badRequest, "priority must be \(PriorityClass.names) (leave it out for standard).")
+        }
+        return priority
     }
 
     /// An expiry from its ISO 8601 text (`2027-01-01T00:00:00Z`, fractions of a second allowed),
@@ -132,7 +176,8 @@ public struct KeyPolicy: Sendable, Equatable, Codable {
 
     static func text(_ date: Date) -> String { ISO8601Text.text(date) }
 
-    /// Whether requests of the key are counted by the store (a rate, concurrency or budget is set).
+    /// Whether requests of the key are counted by the store (a rate, concurrency or budget is set;
+    /// the queueing settings are not admission limits and count nothing).
     public var isCounted: Bool { limits != nil || budget != nil }
 
     /// Whether the policy counts tokens (a tokens-per-minute limit or a budget): its requests
@@ -164,6 +209,10 @@ public struct KeyPolicy: Sendable, Equatable, Codable {
     public static let maxModelName = 256
     /// The largest rate, concurrency or budget accepted (beyond it, leave the limit unset).
     public static let maxLimit = 1_000_000_000_000
+    /// The largest ``weight``.
+    public static let maxWeight = 100
+    /// The largest ``maxQueued``.
+    public static let maxQueuedLimit = 1_000_000
 
     /// Checks the values (an expiry may be in the past: the key is expired at once).
     /// - Throws: `MizanError` `badRequest` naming the field.
@@ -184,6 +233,12 @@ public struct KeyPolicy: Sendable, Equatable, Codable {
             if let value, !(1...Self.maxLimit).contains(value) {
                 throw MizanError(.badRequest, "\(name) must be a whole number from 1 to \(Self.maxLimit).")
             }
+        }
+        if let weight, !(1...Self.maxWeight).contains(weight) {
+            throw MizanError(.badRequest, "weight must be a whole number from 1 to \(Self.maxWeight) (leave it out for 1).")
+        }
+        if let maxQueued, !(1...Self.maxQueuedLimit).contains(maxQueued) {
+            throw MizanError(.badRequest, "maxQueued must be a whole number from 1 to \(Self.maxQueuedLimit) (leave it out for no cap).")
         }
     }
 }
@@ -218,12 +273,18 @@ public struct KeyPolicyPatch: Sendable, Equatable, Decodable {
     public var limits: Change<KeyPolicy.Limits> = .keep
     public var budget: Change<KeyPolicy.Budget> = .keep
     public var expiresAt: Change<Date> = .keep
+    /// The queueing class (`null` on the wire: back to standard).
+    public var priority: Change<PriorityClass> = .keep
+    /// The share among keys of the class (`null`: back to 1).
+    public var weight: Change<Int> = .keep
+    /// The cap on requests waiting for a node (`null`: no cap).
+    public var maxQueued: Change<Int> = .keep
 
     /// Creates a patch that changes nothing.
     public init() {}
 
     private enum Keys: String, CodingKey {
-        case name, models, limits, budget, expiresAt
+        case name, models, limits, budget, expiresAt, priority, weight, maxQueued
     }
 
     public init(from decoder: any Decoder) throws {
@@ -238,6 +299,9 @@ public struct KeyPolicyPatch: Sendable, Equatable, Decodable {
         limits = try change(.limits, KeyPolicy.Limits.self)
         budget = try change(.budget, KeyPolicy.Budget.self)
         expiresAt = try change(.expiresAt, String.self).mapped(KeyPolicy.date)
+        priority = try change(.priority, String.self).mapped(KeyPolicy.priorityClass)
+        weight = try change(.weight, Int.self)
+        maxQueued = try change(.maxQueued, Int.self)
         if name == .remove { throw MizanError(.badRequest, "name cannot be removed.") }
     }
 
@@ -245,6 +309,7 @@ public struct KeyPolicyPatch: Sendable, Equatable, Decodable {
     public func applied(to policy: KeyPolicy) -> KeyPolicy {
         KeyPolicy(
             models: models.applied(to: policy.models), limits: limits.applied(to: policy.limits), budget: budget.applied(to: policy.budget),
-            expiresAt: expiresAt.applied(to: policy.expiresAt))
+            expiresAt: expiresAt.applied(to: policy.expiresAt), priority: priority.applied(to: policy.priority),
+            weight: weight.applied(to: policy.weight), maxQueued: maxQueued.applied(to: policy.maxQueued))
     }
 }

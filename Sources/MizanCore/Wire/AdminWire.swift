@@ -67,7 +67,8 @@ public enum AdminWire {
     }
 
     /// `POST /admin/v1/keys`: a client API key to issue, with what it may do beside its name:
-    /// `{"name", "models", "limits", "budget", "expiresAt"}` (all but the name optional).
+    /// `{"name", "models", "limits", "budget", "expiresAt", "priority", "weight", "maxQueued"}`
+    /// (all but the name optional).
     public struct CreateKeyRequest: Sendable, Codable, Equatable {
         /// A human name (1 to 128 printable characters).
         public var name: String
