@@ -22,6 +22,15 @@ public protocol PlacementPolicy: Sendable {
     ///   - endpoint: The endpoint called.
     /// - Returns: The kinds to try, first first; a kind left out is never tried.
     func order(model: String, endpoint: Endpoint) -> [Capacity]
+
+    /// How long a request for `model` waits for a node to lease it before it goes to the
+    /// next kind of capacity (a spill); `nil` when it waits as any node-served request does.
+    /// Used only when agent nodes come before another kind.
+    func spillAfter(model: String) -> Duration?
+}
+
+extension PlacementPolicy {
+    public func spillAfter(model: String) -> Duration? { nil }
 }
 
 /// Provider routes first, then agent nodes: a model's routes are tried before its nodes, and
@@ -39,4 +48,38 @@ public struct RoutesFirst: PlacementPolicy {
 extension PlacementPolicy where Self == RoutesFirst {
     /// Provider routes first, then agent nodes (the default).
     public static var routesFirst: RoutesFirst { RoutesFirst() }
+}
+
+/// Each model's placement as the routes file's `models:` list says (``ModelPlacement``); a
+/// model it does not name is `cloud-first`.
+public struct ModelPlacements: PlacementPolicy {
+    private let byModel: [String: ModelPlacement]
+
+    /// The placements of a routes file's `models:` list.
+    public init(_ models: [ModelPlacement]) {
+        byModel = Dictionary(models.map { ($0.model, $0) }, uniquingKeysWith: { first, _ in first })
+    }
+
+    public func order(model: String, endpoint: Endpoint) -> [Capacity] {
+        switch byModel[model]?.placement ?? .cloudFirst {
+        case .cloudFirst: Self.cloudFirst
+        case .localFirst: Self.localFirst
+        case .localOnly: Self.localOnly
+        case .cloudOnly: Self.cloudOnly
+        }
+    }
+
+    public func spillAfter(model: String) -> Duration? {
+        guard let entry = byModel[model], entry.placement == .localFirst else { return nil }
+        return .milliseconds(entry.spillAfterMs)
+    }
+
+    /// The placement of `model`.
+    public func placement(of model: String) -> ModelPlacement.Kind { byModel[model]?.placement ?? .cloudFirst }
+
+    // One array per kind (no allocation on the request's path).
+    private static let cloudFirst: [Capacity] = [.providerRoutes, .agentNodes]
+    private static let localFirst: [Capacity] = [.agentNodes, .providerRoutes]
+    private static let localOnly: [Capacity] = [.agentNodes]
+    private static let cloudOnly: [Capacity] = [.providerRoutes]
 }

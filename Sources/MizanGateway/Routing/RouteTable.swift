@@ -53,7 +53,29 @@ public final class RouteTable: Sendable {
         let cooling: Set<String> = health.withLock { health in
             Set(routes.map(\.name).filter { name in (health[name]?.coolingUntil).map { $0 > now } ?? false })
         }
-        return routes.filter { !cooling.contains($0.name) } + routes.filter { cooling.contains($0.name) }
+        let ordered = cooling.isEmpty ? routes : routes.filter { !cooling.contains($0.name) } + routes.filter { cooling.contains($0.name) }
+        return Self.sharedByWeight(ordered)
+    }
+
+    /// Routes of equal priority (next to each other, as sorted) in a random order weighted by
+    /// their weights: the first of a group is each route in proportion to its weight.
+    static func sharedByWeight(_ routes: [ProviderRoute]) -> [ProviderRoute] {
+        guard routes.count > 1 else { return routes }
+        var result = routes
+        var start = 0
+        while start < result.count {
+            var end = start + 1
+            while end < result.count, result[end].priority == result[start].priority { end += 1 }
+            if end - start > 1 {
+                // Weighted sampling without replacement: order by u^(1/w), largest first.
+                let keyed = result[start..<end].map {
+                    (key: pow(Double.random(in: .ulpOfOne..<1), 1 / Double(max(1, $0.weight))), route: $0)
+                }
+                result.replaceSubrange(start..<end, with: keyed.sorted { $0.key > $1.key }.map(\.route))
+            }
+            start = end
+        }
+        return result
     }
 
     /// Whether a route is cooling down now.

@@ -15,6 +15,8 @@ public struct ProviderRoute: Sendable, Equatable, Codable {
     public var apiKeyEnv: String?
     /// Lower numbers are tried first.
     public var priority: Int
+    /// Routes of equal priority share requests in proportion to their weights (1 to 1,000).
+    public var weight: Int
     /// The overall time limit of a call on this route.
     public var timeoutSeconds: Double
     /// The endpoints the upstream serves for this model (all of them by default), e.g.
@@ -22,7 +24,7 @@ public struct ProviderRoute: Sendable, Equatable, Codable {
     public var endpoints: [Endpoint]
 
     enum CodingKeys: String, CodingKey, CaseIterable {
-        case model, baseURL, upstreamModel, apiKeyEnv, priority, timeoutSeconds, endpoints
+        case model, baseURL, upstreamModel, apiKeyEnv, priority, weight, timeoutSeconds, endpoints
     }
 
     /// Whether the route serves `endpoint`.
@@ -31,8 +33,9 @@ public struct ProviderRoute: Sendable, Equatable, Codable {
     /// Creates a route.
     public init(
         model: String, baseURL: String, upstreamModel: String? = nil, apiKeyEnv: String? = nil, priority: Int = 100,
-        timeoutSeconds: Double = 300, endpoints: [Endpoint] = Endpoint.all
+        timeoutSeconds: Double = 300, endpoints: [Endpoint] = Endpoint.all, weight: Int = 1
     ) {
+        self.weight = weight
         self.endpoints = Endpoint.normalized(endpoints)
         self.model = model
         self.baseURL = baseURL
@@ -50,6 +53,7 @@ public struct ProviderRoute: Sendable, Equatable, Codable {
         upstreamModel = try container.decodeIfPresent(String.self, forKey: .upstreamModel) ?? model
         apiKeyEnv = try container.decodeIfPresent(String.self, forKey: .apiKeyEnv)
         priority = try container.decodeIfPresent(Int.self, forKey: .priority) ?? 100
+        weight = try container.decodeIfPresent(Int.self, forKey: .weight) ?? 1
         timeoutSeconds = try container.decodeIfPresent(Double.self, forKey: .timeoutSeconds) ?? 300
         if let names = try container.decodeIfPresent([String].self, forKey: .endpoints) {
             var endpoints: [Endpoint] = []
@@ -82,19 +86,77 @@ public struct ProviderRoute: Sendable, Equatable, Codable {
     }
 }
 
-/// The routes file: `{"routes":[…]}` in JSON, or the same in YAML when the file ends in `.yaml`/`.yml`.
+/// Where a model's requests go first: its provider routes ("cloud") or the agent nodes that
+/// serve it ("local"), as the routes file's `models:` list says.
+public struct ModelPlacement: Sendable, Equatable, Codable {
+    /// Which kind of capacity comes first, and whether the other is used at all.
+    public enum Kind: String, Sendable, Equatable, Codable, CaseIterable {
+        /// Routes in priority order, then agent nodes (the default).
+        case cloudFirst = "cloud-first"
+        /// Agent nodes; a request no node leases within ``ModelPlacement/spillAfterMs``, or with
+        /// no healthy node for the model, goes to the routes.
+        case localFirst = "local-first"
+        /// Agent nodes only.
+        case localOnly = "local-only"
+        /// Routes only.
+        case cloudOnly = "cloud-only"
+    }
+
+    /// The public model.
+    public var model: String
+    /// Which capacity comes first.
+    public var placement: Kind
+    /// `local-first`: how long a request waits for a node to lease it before it goes to the
+    /// model's routes (300 ms).
+    public var spillAfterMs: Int
+
+    enum CodingKeys: String, CodingKey, CaseIterable { case model, placement, spillAfterMs }
+
+    /// Creates a model's placement.
+    public init(model: String, placement: Kind, spillAfterMs: Int = 300) {
+        self.model = model
+        self.placement = placement
+        self.spillAfterMs = spillAfterMs
+    }
+
+    public init(from decoder: any Decoder) throws {
+        try UnknownKeys.refuse(in: decoder, known: CodingKeys.self)
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        model = try container.decode(String.self, forKey: .model)
+        let name = try container.decodeIfPresent(String.self, forKey: .placement) ?? Kind.cloudFirst.rawValue
+        guard let kind = Kind(rawValue: name) else {
+            throw DecodingError.dataCorruptedError(
+                forKey: .placement, in: container,
+                debugDescription:
+                    "unknown placement '\(SafeText.excerpt(name, limit: 64))' (known: \(Kind.allCases.map(\.rawValue).joined(separator: ", ")))"
+            )
+        }
+        placement = kind
+        spillAfterMs = try container.decodeIfPresent(Int.self, forKey: .spillAfterMs) ?? 300
+    }
+}
+
+/// The routes file: `{"models":[…],"routes":[…]}` in JSON, or the same in YAML when the file
+/// ends in `.yaml`/`.yml`. `models` is optional: a model it does not name is `cloud-first`.
 public struct RoutesFile: Sendable, Equatable, Codable {
+    /// The models' placements, in file order.
+    public var models: [ModelPlacement]
     /// The routes, in file order.
     public var routes: [ProviderRoute]
 
     /// Creates a routes file.
-    public init(routes: [ProviderRoute]) { self.routes = routes }
+    public init(routes: [ProviderRoute], models: [ModelPlacement] = []) {
+        self.routes = routes
+        self.models = models
+    }
 
-    enum CodingKeys: String, CodingKey, CaseIterable { case routes }
+    enum CodingKeys: String, CodingKey, CaseIterable { case models, routes }
 
     public init(from decoder: any Decoder) throws {
         try UnknownKeys.refuse(in: decoder, known: CodingKeys.self)
-        routes = try decoder.container(keyedBy: CodingKeys.self).decode([ProviderRoute].self, forKey: .routes)
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        routes = try container.decodeIfPresent([ProviderRoute].self, forKey: .routes) ?? []
+        models = try container.decodeIfPresent([ModelPlacement].self, forKey: .models) ?? []
     }
 
     /// Reads and checks a routes file.
@@ -141,7 +203,9 @@ public struct RoutesFile: Sendable, Equatable, Codable {
                 ?? " (known keys: \(found.known.joined(separator: ", ")))."
             let place = context.codingPath.isEmpty ? "at the top level" : "in \(path(context))"
             throw MizanError(.badRequest, "\(source)\(line): unknown key '\(SafeText.excerpt(found.key, limit: 64))' \(place)\(suggestion)")
-        } catch let DecodingError.dataCorrupted(context) where context.codingPath.last?.stringValue == "endpoints" {
+        } catch let DecodingError.dataCorrupted(context)
+            where ["endpoints", "placement"].contains(context.codingPath.last?.stringValue ?? "")
+        {
             throw MizanError(.badRequest, "\(source): \(path(context)): \(context.debugDescription).")
         } catch let error as YamlError {
             throw MizanError(.badRequest, "\(source): not valid YAML: \(SafeText.excerpt("\(error)", limit: 300))")
@@ -164,6 +228,19 @@ public struct RoutesFile: Sendable, Equatable, Codable {
             }
             guard route.timeoutSeconds > 0 else {
                 throw MizanError(.badRequest, "\(source): routes[\(index)].timeoutSeconds must be positive.")
+            }
+            guard (1...1_000).contains(route.weight) else {
+                throw MizanError(.badRequest, "\(source): routes[\(index)].weight must be 1 to 1000.")
+            }
+        }
+        var placed: Set<String> = []
+        for (index, entry) in file.models.enumerated() {
+            guard !entry.model.isEmpty else { throw MizanError(.badRequest, "\(source): models[\(index)] has an empty model.") }
+            guard placed.insert(entry.model).inserted else {
+                throw MizanError(.badRequest, "\(source): models[\(index)] names '\(SafeText.escaped(entry.model))' a second time.")
+            }
+            guard (0...600_000).contains(entry.spillAfterMs) else {
+                throw MizanError(.badRequest, "\(source): models[\(index)].spillAfterMs must be 0 to 600000 (milliseconds).")
             }
         }
         return file
