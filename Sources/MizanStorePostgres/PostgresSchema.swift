@@ -142,6 +142,13 @@ final class PostgresSchema: Sendable {
                 "CREATE TABLE mizan_console_signouts (id text PRIMARY KEY, expires timestamptz NOT NULL)",
             ]
         ),
+        (
+            8,
+            [
+                // The models a node's local server holds loaded, as its last report said (empty: unknown).
+                "ALTER TABLE mizan_nodes ADD COLUMN loaded_models text[] NOT NULL DEFAULT '{}'"
+            ]
+        ),
     ]
 
     /// The schema version this build migrates to.

@@ -240,6 +240,15 @@ package enum SQLiteSchema {
                 "CREATE TABLE mizan_console_signouts (id TEXT PRIMARY KEY, expires REAL NOT NULL) STRICT",
             ]
         ),
+        // Step 12 is kept for a change of the jobs table.
+        (
+            13,
+            [
+                // The models a node's local server holds loaded, as its last report said (a JSON
+                // list; empty: unknown).
+                "ALTER TABLE mizan_nodes ADD COLUMN loaded_models TEXT NOT NULL DEFAULT '[]'"
+            ]
+        ),
     ]
 
     /// The newest schema version this build knows.
