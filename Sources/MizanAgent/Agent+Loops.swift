@@ -61,7 +61,7 @@ extension Agent {
                 logger.warning("the node's handler is unhealthy; not leasing", metadata: ["mizan.error": "\(error)"])
             }
             state.withLock { state in
-                if let models = configuration.models { state.models = models }
+                if let models = configuredModels { state.models = models }
             }
             if state.withLock({ $0.models.isEmpty }) {
                 throw AgentClientError(.unreachable, message: "\(error)")
@@ -69,7 +69,7 @@ extension Agent {
             return
         }
         state.withLock { state in
-            state.models = configuration.models ?? catalog.models
+            state.models = configuredModels ?? catalog.models
             state.endpoints = catalog.endpoints
         }
         if let check = catalog.check,
@@ -92,6 +92,12 @@ extension Agent {
                 catalog.refused
                     ? "the local server refuses connections; the node is unhealthy" : "the node's handler is unhealthy; not leasing")
         }
+    }
+
+    /// The models configured, with the aliases' public names; `nil` when none are (the
+    /// handler's catalog says them).
+    var configuredModels: [String]? {
+        configuration.models.map(configuration.modelAliases.adding(to:))
     }
 
     /// Takes in a check; returns the verdict before it.
@@ -137,6 +143,35 @@ extension Agent {
             try? await Task.sleep(for: configuration.healthInterval)
             if Task.isCancelled { return }
             try? await checkHandler()
+        }
+    }
+
+    /// Asks the handler which models it holds loaded, at once and then every health interval.
+    func loadedModelsLoop() async {
+        while !Task.isCancelled {
+            await findLoadedModels()
+            try? await Task.sleep(for: configuration.healthInterval)
+        }
+    }
+
+    /// Asks the handler which models it holds loaded, for 2 seconds at most, and keeps what it
+    /// says for the heartbeats: the models the node serves, at most 64 (`nil`, unknown, when it
+    /// does not answer). A server generating for one of the node's jobs is not asked (single-slot
+    /// servers answer nothing else meanwhile, and some stop their stream for it): the last
+    /// answer stands.
+    func findLoadedModels() async {
+        if hasProgressedLately() { return }
+        let handler = handler
+        let found =
+            try? await withTimeLimit(LoadedModels.timeout, timeoutError: { CancellationError() }) {
+                await handler.loadedModels()
+            }
+        state.withLock { state in
+            var reported = Set<String>()
+            let served = Set(state.models)
+            state.loadedModels = found.flatMap { $0 }.map { names in
+                Array(names.filter { served.contains($0) && reported.insert($0).inserted }.prefix(NodeReport.maxLoadedModels))
+            }
         }
     }
 

@@ -35,6 +35,11 @@ public final class Agent: Service, Sendable {
         public var providerAPIKey: String?
         /// The models to serve; `nil` serves what the handler lists (the provider's `GET /models`).
         public var models: [String]?
+        /// Models served under a public name the local server knows by another (none): their
+        /// public names add to ``models`` (or to what the handler lists), and the default
+        /// handler sends their jobs with the local name (see ``ModelAliases``). A handler of
+        /// your own gets their jobs under the public name.
+        public var modelAliases: ModelAliases
         /// The endpoints the local server serves (all of them by default: chat, completions,
         /// embeddings, Responses and Anthropic Messages); the gateway sends this node only jobs
         /// of these. Name fewer when the local server lacks some (llama.cpp's has no Responses).
@@ -72,6 +77,7 @@ public final class Agent: Service, Sendable {
             providerURL: String = "",
             providerAPIKey: String? = nil,
             models: [String]? = nil,
+            modelAliases: ModelAliases = ModelAliases(),
             endpoints: [Endpoint] = Endpoint.all,
             maxConcurrency: Int = 4,
             labels: [String: String] = [:],
@@ -89,6 +95,7 @@ public final class Agent: Service, Sendable {
             self.providerURL = providerURL
             self.providerAPIKey = providerAPIKey
             self.models = models
+            self.modelAliases = modelAliases
             self.endpoints = Endpoint.normalized(endpoints)
             self.maxConcurrency = max(1, maxConcurrency)
             self.labels = labels
@@ -117,6 +124,8 @@ public final class Agent: Service, Sendable {
         var token: String?
         var models: [String] = []
         var endpoints: [Endpoint] = []
+        /// The models the handler holds loaded, as last found (`nil`: unknown).
+        var loadedModels: [String]?
         var health: HandlerHealth
         /// How the handler's health is checked, as last logged.
         var healthCheck: String?
@@ -145,7 +154,8 @@ public final class Agent: Service, Sendable {
     ) {
         let handler = ProviderHandler(
             baseURL: configuration.providerURL, apiKey: configuration.providerAPIKey, models: configuration.models,
-            endpoints: configuration.endpoints, upstreamStream: configuration.upstreamStream, client: provider)
+            aliases: configuration.modelAliases, endpoints: configuration.endpoints, upstreamStream: configuration.upstreamStream,
+            client: provider)
         self.init(configuration: configuration, handler: handler, client: client, logger: logger)
     }
 
@@ -177,7 +187,8 @@ public final class Agent: Service, Sendable {
                 health: state.health.reported,
                 inFlight: state.running.count,
                 labels: configuration.labels.merging([MizanVersion.labelName: MizanVersion.current]) { mine, _ in mine },
-                draining: state.draining
+                draining: state.draining,
+                loadedModels: state.loadedModels
             )
         }
     }
@@ -205,6 +216,7 @@ public final class Agent: Service, Sendable {
         try await withThrowingDiscardingTaskGroup { group in
             group.addTask { try await self.heartbeatLoop(token: token) }
             group.addTask { await self.healthLoop() }
+            group.addTask { await self.loadedModelsLoop() }
             // Shutdown wakes a lease loop that waits for a free slot, so the grace period starts.
             try await withGracefulShutdownHandler {
                 try await self.leaseLoop(token: token)

@@ -8,6 +8,13 @@ import MizanCore
 /// `/v1/completions`, `/v1/embeddings`, `/v1/responses` and `/v1/messages` (each in its own
 /// shape, with usage; Responses and Messages streams with named events), and `GET /v1/models`,
 /// after a configurable latency.
+///
+/// For scheduler trials it can serve a bounded number of requests at once (``Configuration/slots``:
+/// the others wait in arrival order), hold each for a set time (``Configuration/serviceTime``)
+/// and keep a prompt prefix cache (``Configuration/prefixCache``): a request whose conversation
+/// prefix it served before gets its first token sooner, and says so in `X-Mock-Prefix-Cache`.
+/// `GET /mock/stats` counts what it served (`requests`, `inFlight`, `maxInFlight`, `waiting`,
+/// `prefixHits`, `prefixMisses`, the streams…).
 public enum MockProvider {
     /// How the mock behaves.
     public struct Configuration: Sendable {
@@ -30,6 +37,28 @@ public enum MockProvider {
         /// When set, `GET` on this path at the root (e.g. `/health`, as llama.cpp and vLLM serve
         /// it) answers `{"status":"ok"}` at once, generating or not.
         public var healthPath: String?
+        /// When set, at most this many requests are served at once; the others wait in arrival
+        /// order (a server with that many slots). `nil`: as many as arrive. ``singleSlot`` is
+        /// one slot, with its model list only between generations.
+        public var slots: Int?
+        /// When set, each request holds its slot this long in all: a JSON answer comes after it,
+        /// a stream's first token after ``latency`` and its last at this time, the tokens between
+        /// spread evenly (``tokenInterval`` is not used). Shorter than ``latency``: the tokens
+        /// follow the first at once.
+        public var serviceTime: Duration?
+        /// Remember the conversation prefixes served (the last 1,024): a request whose prefix
+        /// was served before waits ``cachedPrefill`` for its first token instead of ``latency``
+        /// (its whole answer ends that much sooner), and every answer of chat and Responses
+        /// says `X-Mock-Prefix-Cache: hit` or `miss`.
+        public var prefixCache: Bool
+        /// The first token's delay on a prefix cache hit; `nil`: a tenth of ``latency``.
+        public var cachedPrefill: Duration?
+
+        /// The first token's delay on a prefix cache hit.
+        var effectiveCachedPrefill: Duration { cachedPrefill ?? latency / 10 }
+
+        /// How many requests are served at once, when bounded.
+        var slotCount: Int? { singleSlot ? 1 : slots }
 
         /// Creates a configuration.
         /// - Parameters:
@@ -41,6 +70,10 @@ public enum MockProvider {
         ///   - failureStatus: Status to fail every completion with (none).
         ///   - singleSlot: One generation at a time, the model list only between them (off).
         ///   - healthPath: A health endpoint at the root that always answers (none).
+        ///   - slots: Requests served at once (unbounded).
+        ///   - serviceTime: How long each request holds its slot in all (as latency and pace make it).
+        ///   - prefixCache: Whether to keep a prefix cache (off).
+        ///   - cachedPrefill: The first token's delay on a prefix cache hit (a tenth of `latency`).
         public init(
             models: [String] = ["mock-model"],
             latency: Duration = .zero,
@@ -49,10 +82,18 @@ public enum MockProvider {
             apiKey: String? = nil,
             failureStatus: Int? = nil,
             singleSlot: Bool = false,
-            healthPath: String? = nil
+            healthPath: String? = nil,
+            slots: Int? = nil,
+            serviceTime: Duration? = nil,
+            prefixCache: Bool = false,
+            cachedPrefill: Duration? = nil
         ) {
             self.singleSlot = singleSlot
             self.healthPath = healthPath
+            self.slots = slots.map { max(1, $0) }
+            self.serviceTime = serviceTime
+            self.prefixCache = prefixCache
+            self.cachedPrefill = cachedPrefill
             self.models = models
             self.latency = latency
             self.tokens = tokens

@@ -29,6 +29,7 @@ extension MockResponder {
                 MizanError(.upstreamFailure, "The mock provider was told to fail."), status: status, anthropic: endpoint == .messages)
         }
         stats.update { $0.requests += 1 }
+        let cache = lookUpPrefix(endpoint, model: parsed.model, body: body)
         let object = (try? JSONSerialization.jsonObject(with: body) as? [String: Any]) ?? [:]
         let limit = (object["max_tokens"] ?? object["max_output_tokens"]) as? Int ?? configuration.tokens
         let count = max(0, min(limit, configuration.tokens))
@@ -45,14 +46,20 @@ extension MockResponder {
         }
         if endpoint == .audioTranscriptions, MultipartForm(canonical: parsed.body)?.text("response_format") == "text" {
             // As OpenAI answers `response_format=text`: the words alone, as plain text.
-            return Response(
-                status: .ok, headers: [.contentType: "text/plain; charset=utf-8"], body: .init(byteBuffer: ByteBuffer(string: answer.text)))
+            return try await holdingSlot {
+                let pace = MockPace(configuration)
+                try await pace.first()
+                try await pace.last()
+                return Response(
+                    status: .ok, headers: [.contentType: "text/plain; charset=utf-8"],
+                    body: .init(byteBuffer: ByteBuffer(string: answer.text)))
+            }
         }
         if parsed.stream {
             let includeUsage = (object["stream_options"] as? [String: Any])?["include_usage"] as? Bool ?? false
-            return stream(answer.events(includeUsage: includeUsage))
+            return stream(answer.events(includeUsage: includeUsage), cacheHit: cache.hit, headers: cache.headers)
         }
-        return try await json(object: answer.whole())
+        return try await json(object: answer.whole(), cacheHit: cache.hit, headers: cache.headers)
     }
 
     /// A rough prompt size: words of every string in the request's input.
@@ -93,29 +100,34 @@ extension MockResponder {
 
     private func nextNumber() -> Int { counterNext() }
 
-    private func json(object: [String: Any]) async throws -> Response {
-        await slot?.acquire()
-        defer { slot?.release() }
-        if configuration.latency > .zero { try await Task.sleep(for: configuration.latency) }
-        let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
-        return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: data)))
+    private func json(object: [String: Any], cacheHit: Bool = false, headers extra: HTTPFields = [:]) async throws -> Response {
+        try await holdingSlot {
+            let pace = MockPace(configuration, cacheHit: cacheHit)
+            try await pace.first()
+            try await pace.last()
+            let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
+            var headers = extra
+            headers[.contentType] = "application/json"
+            return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: data)))
+        }
     }
 
     /// A stream of events (``SSEEvent``'s carried form), paced as the chat stream is.
-    private func stream(_ events: [String]) -> Response {
+    private func stream(_ events: [String], cacheHit: Bool, headers extra: HTTPFields) -> Response {
         let configuration = configuration
         let stats = stats
-        let slot = slot
+        let slots = slots
         let body = ResponseBody { writer in
-            await slot?.acquire()
-            defer { slot?.release() }
+            await slots?.acquire()
+            defer { slots?.release() }
             stats.update { $0.streamsStarted += 1 }
             stats.begin()
             defer { stats.end() }
             do {
-                if configuration.latency > .zero { try await Task.sleep(for: configuration.latency) }
+                let pace = MockPace(configuration, cacheHit: cacheHit)
+                try await pace.first()
                 for (index, event) in events.enumerated() {
-                    if index > 1, configuration.tokenInterval > .zero { try await Task.sleep(for: configuration.tokenInterval) }
+                    try await pace.part(index, of: events.count, pacedFrom: 2)
                     try await writer.write(ByteBuffer(string: SSEEvent.frame(event)))
                 }
                 try await writer.finish(nil)
@@ -128,7 +140,10 @@ extension MockResponder {
                 throw error
             }
         }
-        return Response(status: .ok, headers: [.contentType: "text/event-stream", .cacheControl: "no-cache"], body: body)
+        var headers = extra
+        headers[.contentType] = "text/event-stream"
+        headers[.cacheControl] = "no-cache"
+        return Response(status: .ok, headers: headers, body: body)
     }
 }
 

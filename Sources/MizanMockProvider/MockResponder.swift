@@ -9,48 +9,45 @@ struct MockResponder: Sendable {
     let configuration: MockProvider.Configuration
     private let counter = Counter()
     let stats = Stats()
-    /// The body of the last chat request, as it arrived (`GET /mock/last-request`).
+    /// The body of the last request, as it arrived (`GET /mock/last-request`).
     let lastBody = LastBody()
-    /// The one generation slot of a single-slot mock.
-    let slot: Slot?
+    /// The generation slots, when they are bounded (``MockProvider/Configuration/slots``).
+    let slots: MockSlots?
+    /// The prefix cache, when it is kept.
+    let prefixes: PrefixCache?
+
+    /// The header that says whether a request's prefix was cached.
+    static let prefixCacheHeader = HTTPField.Name("X-Mock-Prefix-Cache")!
 
     init(configuration: MockProvider.Configuration) {
         self.configuration = configuration
-        self.slot = configuration.singleSlot ? Slot() : nil
+        self.slots = configuration.slotCount.map(MockSlots.init(capacity:))
+        self.prefixes = configuration.prefixCache ? PrefixCache() : nil
     }
 
-    /// One generation at a time: waiters queue in order.
-    final class Slot: Sendable {
-        private struct State {
-            var busy = false
-            var waiting: [CheckedContinuation<Void, Never>] = []
+    /// Runs `body` holding a slot (when they are bounded), counted in flight meanwhile.
+    func holdingSlot<T>(_ body: () async throws -> T) async throws -> T {
+        await slots?.acquire()
+        stats.begin()
+        defer {
+            stats.end()
+            slots?.release()
         }
-        private let state = Mutex(State())
+        return try await body()
+    }
 
-        func acquire() async {
-            await withCheckedContinuation { continuation in
-                let now: Bool = state.withLock { state in
-                    if !state.busy {
-                        state.busy = true
-                        return true
-                    }
-                    state.waiting.append(continuation)
-                    return false
-                }
-                if now { continuation.resume() }
-            }
+    /// Looks a chat or Responses request's prefix up in the prefix cache, when it is kept.
+    /// - Returns: Whether it is a hit, and the headers that say so (none without a cache).
+    func lookUpPrefix(_ endpoint: Endpoint, model: String, body: Data) -> (hit: Bool, headers: HTTPFields) {
+        guard let prefixes, endpoint == .chatCompletions || endpoint == .responses else { return (false, [:]) }
+        let object = (try? JSONSerialization.jsonObject(with: body) as? [String: Any]) ?? [:]
+        let hit = prefixes.lookUp(PrefixCache.key(endpoint: endpoint, model: model, request: object))
+        stats.update {
+            if hit { $0.prefixHits += 1 } else { $0.prefixMisses += 1 }
         }
-
-        func release() {
-            let next: CheckedContinuation<Void, Never>? = state.withLock { state in
-                if state.waiting.isEmpty {
-                    state.busy = false
-                    return nil
-                }
-                return state.waiting.removeFirst()
-            }
-            next?.resume()
-        }
+        var headers = HTTPFields()
+        headers[Self.prefixCacheHeader] = hit ? "hit" : "miss"
+        return (hit, headers)
     }
 
     final class LastBody: Sendable {
@@ -77,8 +74,15 @@ struct MockResponder: Sendable {
             var streamsStarted = 0
             var streamsCompleted = 0
             var streamsAborted = 0
+            /// Requests being served now (holding a slot, when they are bounded).
             var inFlight = 0
             var maxInFlight = 0
+            /// Requests waiting for a slot now.
+            var waiting = 0
+            /// Requests whose conversation prefix was served before (with a prefix cache).
+            var prefixHits = 0
+            /// Requests whose prefix was not (or that have none).
+            var prefixMisses = 0
             /// When the last stream's client went away, in milliseconds since 1970.
             var lastStreamAbortedAt: Int?
         }
@@ -97,7 +101,11 @@ struct MockResponder: Sendable {
         func end() { update { $0.inFlight -= 1 } }
     }
 
-    func statsResponse() -> Response { json(stats.snapshot) }
+    func statsResponse() -> Response {
+        var snapshot = stats.snapshot
+        snapshot.waiting = slots?.waiting ?? 0
+        return json(snapshot)
+    }
 
     func lastRequestResponse() -> Response {
         let body = lastBody.withLock { $0 } ?? Data("null".utf8)
@@ -108,10 +116,10 @@ struct MockResponder: Sendable {
 
     func models(_ request: Request) async throws -> Response {
         if let refusal = authorize(request) { return refusal }
-        if let slot {
+        if configuration.singleSlot, let slots {
             // Only between generations, as single-slot servers answer it.
-            await slot.acquire()
-            slot.release()
+            await slots.acquire()
+            slots.release()
         }
         let list = ModelList(data: configuration.models.map { ModelList.Model(id: $0, created: 1_700_000_000, ownedBy: "mizan-mock") })
         return json(list)
@@ -136,10 +144,7 @@ struct MockResponder: Sendable {
             return failure(MizanError(.upstreamFailure, "The mock provider was told to fail."), status: status)
         }
         stats.update { $0.requests += 1 }
-        if !chat.stream {
-            stats.begin()
-        }
-        defer { if !chat.stream { stats.end() } }
+        let cache = lookUpPrefix(.chatCompletions, model: chat.model, body: Data(buffer.readableBytesView))
         let id = "chatcmpl-mock-\(counter.next())"
         let created = Int(Date().timeIntervalSince1970)
         let tokens = chat.maxCompletionTokens ?? chat.maxTokens ?? configuration.tokens
@@ -147,33 +152,40 @@ struct MockResponder: Sendable {
         let promptTokens = chat.messages.reduce(0) { $0 + ($1.content?.split(separator: " ").count ?? 0) } + 3 * chat.messages.count
         let usage = ChatUsage(promptTokens: promptTokens, completionTokens: count)
         if chat.stream {
-            return stream(id: id, created: created, model: chat.model, count: count, usage: chat.includeUsageInStream ? usage : nil)
+            return stream(
+                id: id, created: created, model: chat.model, count: count, usage: chat.includeUsageInStream ? usage : nil,
+                cacheHit: cache.hit, headers: cache.headers)
         }
-        await slot?.acquire()
-        defer { slot?.release() }
-        if configuration.latency > .zero { try await Task.sleep(for: configuration.latency) }
-        let text = (0..<count).map { Self.words[$0 % Self.words.count] }.joined(separator: " ")
-        let response = ChatCompletionResponse(
-            id: id, created: created, model: chat.model,
-            choices: [.init(index: 0, message: ChatMessage(role: "assistant", content: text), finishReason: "stop")],
-            usage: usage
-        )
-        return json(response)
+        return try await holdingSlot {
+            let pace = MockPace(configuration, cacheHit: cache.hit)
+            try await pace.first()
+            try await pace.last()
+            let text = (0..<count).map { Self.words[$0 % Self.words.count] }.joined(separator: " ")
+            let response = ChatCompletionResponse(
+                id: id, created: created, model: chat.model,
+                choices: [.init(index: 0, message: ChatMessage(role: "assistant", content: text), finishReason: "stop")],
+                usage: usage
+            )
+            return json(response, headers: cache.headers)
+        }
     }
 
-    private func stream(id: String, created: Int, model: String, count: Int, usage: ChatUsage?) -> Response {
+    private func stream(
+        id: String, created: Int, model: String, count: Int, usage: ChatUsage?, cacheHit: Bool, headers extra: HTTPFields
+    ) -> Response {
         let configuration = configuration
         let stats = stats
-        let slot = slot
+        let slots = slots
         let body = ResponseBody { writer in
-            await slot?.acquire()
-            defer { slot?.release() }
+            await slots?.acquire()
+            defer { slots?.release() }
             stats.update { $0.streamsStarted += 1 }
             stats.begin()
             defer { stats.end() }
             do {
                 try await Self.writeStream(
-                    to: &writer, configuration: configuration, id: id, created: created, model: model, count: count, usage: usage)
+                    to: &writer, pace: MockPace(configuration, cacheHit: cacheHit), id: id, created: created, model: model, count: count,
+                    usage: usage)
                 stats.update { $0.streamsCompleted += 1 }
             } catch {
                 stats.update {
@@ -183,18 +195,16 @@ struct MockResponder: Sendable {
                 throw error
             }
         }
-        var headers = HTTPFields()
+        var headers = extra
         headers[.contentType] = "text/event-stream"
         headers[.cacheControl] = "no-cache"
         return Response(status: .ok, headers: headers, body: body)
     }
 
     private static func writeStream(
-        to writer: inout any ResponseBodyWriter,
-        configuration: MockProvider.Configuration,
-        id: String, created: Int, model: String, count: Int, usage: ChatUsage?
+        to writer: inout any ResponseBodyWriter, pace: MockPace, id: String, created: Int, model: String, count: Int, usage: ChatUsage?
     ) async throws {
-        if configuration.latency > .zero { try await Task.sleep(for: configuration.latency) }
+        try await pace.first()
         let encoder = JSONEncoder()
         func send(_ chunk: ChatCompletionChunk) async throws {
             var buffer = ByteBuffer(string: "data: ")
@@ -207,12 +217,13 @@ struct MockResponder: Sendable {
                 id: id, created: created, model: model,
                 choices: [.init(index: 0, delta: .init(role: "assistant", content: ""), finishReason: nil)]))
         for index in 0..<count {
-            if index > 0, configuration.tokenInterval > .zero { try await Task.sleep(for: configuration.tokenInterval) }
+            try await pace.part(index, of: count)
             let word = Self.words[index % Self.words.count] + (index + 1 < count ? " " : "")
             try await send(
                 ChatCompletionChunk(
                     id: id, created: created, model: model, choices: [.init(index: 0, delta: .init(content: word), finishReason: nil)]))
         }
+        try await pace.last()
         try await send(
             ChatCompletionChunk(id: id, created: created, model: model, choices: [.init(index: 0, delta: .init(), finishReason: "stop")]))
         if let usage {
@@ -234,9 +245,9 @@ struct MockResponder: Sendable {
     /// The next answer's number.
     func counterNext() -> Int { counter.next() }
 
-    private func json(_ value: some Encodable) -> Response {
+    private func json(_ value: some Encodable, headers extra: HTTPFields = [:]) -> Response {
         let data = (try? JSONEncoder().encode(value)) ?? Data()
-        var headers = HTTPFields()
+        var headers = extra
         headers[.contentType] = "application/json"
         return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: data)))
     }

@@ -160,6 +160,32 @@ public struct ProviderClient: Sendable {
         }
     }
 
+    /// Reads a small document from a server: `GET url`, its status and body.
+    /// - Parameters:
+    ///   - url: The whole URL, e.g. `http://127.0.0.1:11434/api/ps`.
+    ///   - apiKey: The bearer key, if the server wants one.
+    ///   - timeout: How long the whole exchange may take.
+    ///   - maxBytes: The largest body read (1 MiB); a longer one is an `invalidResponse`.
+    /// - Returns: The HTTP status and the body.
+    /// - Throws: ``ProviderError`` (`connect` when the server refuses the connection, `timeout`).
+    public func get(_ url: String, apiKey: String? = nil, timeout: Duration, maxBytes: Int = 1 << 20) async throws -> (
+        status: Int, body: Data
+    ) {
+        try await withTotalTimeout(timeout) {
+            var request = HTTPClientRequest(url: url)
+            request.method = .GET
+            request.headers.add(name: "Accept", value: "application/json")
+            if let apiKey { request.headers.add(name: "Authorization", value: "Bearer \(apiKey)") }
+            do {
+                let response = try await httpClient.execute(request, timeout: .nanoseconds(timeout.nanoseconds))
+                let body = try await response.body.collect(upTo: maxBytes)
+                return (Int(response.status.code), Data(body.readableBytesView))
+            } catch {
+                throw Self.map(error)
+            }
+        }
+    }
+
     private func send(
         path: String, method: HTTPMethod, body: Data?, contentType: String?, endpoint: ProviderEndpoint
     ) async throws -> HTTPClientResponse {

@@ -100,6 +100,7 @@ extension Node {
         health = report.health
         inFlight = report.inFlight
         labels = report.labels
+        loadedModels = report.loadedModels ?? []
         lastSeen = now
         // A draining agent said goodbye: it stays disconnected while it finishes its jobs.
         disconnectedAt = report.draining ? (disconnectedAt ?? now) : nil

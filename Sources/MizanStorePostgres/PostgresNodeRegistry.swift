@@ -50,7 +50,7 @@ struct PostgresNodeRegistry: Sendable {
             UPDATE mizan_nodes SET status = 'active', registration_token_hash = NULL, node_token_hash = \(nodeTokenHash),
                 models = \(report.models), max_concurrency = \(max(1, report.maxConcurrency)), health = \(report.health.rawValue),
                 in_flight = \(report.inFlight), labels = \(Rows.labels(report.labels)), last_seen = \(now),
-                endpoints = \(report.endpoints.map(\.rawValue))
+                endpoints = \(report.endpoints.map(\.rawValue)), loaded_models = \(report.loadedModels ?? [])
             WHERE registration_token_hash = \(registrationTokenHash) AND status = 'pending'
             RETURNING \(unescaped: Rows.nodeColumns)
             """,
@@ -69,7 +69,7 @@ struct PostgresNodeRegistry: Sendable {
             """
             UPDATE mizan_nodes SET models = \(report.models), max_concurrency = \(max(1, report.maxConcurrency)),
                 health = \(report.health.rawValue), in_flight = \(report.inFlight), labels = \(Rows.labels(report.labels)),
-                last_seen = \(now), endpoints = \(report.endpoints.map(\.rawValue)),
+                last_seen = \(now), endpoints = \(report.endpoints.map(\.rawValue)), loaded_models = \(report.loadedModels ?? []),
                 disconnected_at = CASE WHEN \(report.draining) THEN coalesce(disconnected_at, \(now)) ELSE NULL END
             WHERE id = \(id.uuid) AND status = 'active'
             RETURNING \(unescaped: Rows.nodeColumns)

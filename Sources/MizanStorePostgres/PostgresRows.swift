@@ -27,7 +27,8 @@ enum Rows {
     private static let qualified = Mutex<[String: String]>([:])
 
     static let nodeColumns =
-        "id, name, models, endpoints, max_concurrency, labels, status, health, in_flight, last_seen, disconnected_at, created_at"
+        "id, name, models, endpoints, max_concurrency, labels, status, health, in_flight, last_seen, disconnected_at, created_at, "
+        + "loaded_models"
 
     static func job(_ row: PostgresRow) throws -> Job {
         let (
@@ -81,8 +82,8 @@ enum Rows {
     }
 
     static func node(_ row: PostgresRow) throws -> Node {
-        let (id, name, models, endpoints, maxConcurrency, labels, status, health, inFlight, lastSeen, disconnectedAt, createdAt) =
-            try row.decode((UUID, String, [String], [String], Int, String, String, String, Int, Date?, Date?, Date).self)
+        let (id, name, models, endpoints, maxConcurrency, labels, status, health, inFlight, lastSeen, disconnectedAt, createdAt, loaded) =
+            try row.decode((UUID, String, [String], [String], Int, String, String, String, Int, Date?, Date?, Date, [String]).self)
         return Node(
             id: NodeID(id),
             name: name,
@@ -95,7 +96,8 @@ enum Rows {
             inFlight: inFlight,
             lastSeen: lastSeen,
             disconnectedAt: disconnectedAt,
-            createdAt: createdAt
+            createdAt: createdAt,
+            loadedModels: loaded
         )
     }
 

@@ -166,6 +166,13 @@ final class PostgresSchema: Sendable {
                 "CREATE INDEX mizan_jobs_promotable ON mizan_jobs (class_since) WHERE state = 'accepted' AND priority < 1",
             ]
         ),
+        (
+            9,
+            [
+                // The models a node's local server holds loaded, as its last report said (empty: unknown).
+                "ALTER TABLE mizan_nodes ADD COLUMN loaded_models text[] NOT NULL DEFAULT '{}'"
+            ]
+        ),
     ]
 
     /// The schema version this build migrates to.

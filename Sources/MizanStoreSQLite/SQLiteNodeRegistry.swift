@@ -59,14 +59,15 @@ package final class SQLiteNodeRegistry: Sendable {
             let rows = try db.query(
                 """
                 UPDATE mizan_nodes SET status = 'active', registration_token_hash = NULL, node_token_hash = ?,
-                    models = ?, max_concurrency = ?, health = ?, in_flight = ?, labels = ?, last_seen = ?, endpoints = ?
+                    models = ?, max_concurrency = ?, health = ?, in_flight = ?, labels = ?, last_seen = ?, endpoints = ?,
+                    loaded_models = ?
                 WHERE registration_token_hash = ? AND status = 'pending'
                 RETURNING \(Rows.nodeColumns)
                 """,
                 [
                     Rows.blob(nodeTokenHash), Rows.json(report.models), .integer(max(1, report.maxConcurrency)),
                     .text(report.health.rawValue), .integer(report.inFlight), Rows.json(report.labels), Rows.date(now),
-                    Rows.endpoints(report.endpoints), Rows.blob(registrationTokenHash),
+                    Rows.endpoints(report.endpoints), Rows.json(report.loadedModels ?? []), Rows.blob(registrationTokenHash),
                 ]
             )
             guard let node = try rows.first.map(Rows.node) else {
@@ -81,14 +82,14 @@ package final class SQLiteNodeRegistry: Sendable {
         let rows = try await connections.writeOne(
             """
             UPDATE mizan_nodes SET models = ?, max_concurrency = ?, health = ?, in_flight = ?, labels = ?, last_seen = ?, endpoints = ?,
-                disconnected_at = CASE WHEN ? THEN coalesce(disconnected_at, ?) ELSE NULL END
+                loaded_models = ?, disconnected_at = CASE WHEN ? THEN coalesce(disconnected_at, ?) ELSE NULL END
             WHERE id = ? AND status = 'active'
             RETURNING \(Rows.nodeColumns)
             """,
             [
                 Rows.json(report.models), .integer(max(1, report.maxConcurrency)), .text(report.health.rawValue),
                 .integer(report.inFlight), Rows.json(report.labels), Rows.date(now), Rows.endpoints(report.endpoints),
-                .integer(report.draining ? 1 : 0), Rows.date(now), Rows.id(id),
+                Rows.json(report.loadedModels ?? []), .integer(report.draining ? 1 : 0), Rows.date(now), Rows.id(id),
             ]
         )
         if let node = try rows.first.map(Rows.node) { return node }

@@ -29,7 +29,8 @@ enum Rows {
     }
 
     static let nodeColumns =
-        "id, name, models, endpoints, max_concurrency, labels, status, health, in_flight, last_seen, disconnected_at, created_at"
+        "id, name, models, endpoints, max_concurrency, labels, status, health, in_flight, last_seen, disconnected_at, created_at, "
+        + "loaded_models"
 
     static let keyColumns = "id, name, prefix, created_at, revoked_at, policy"
 
@@ -136,6 +137,7 @@ enum Rows {
         guard let id = row.column("id")?.string.flatMap(NodeID.init) else { throw corrupt("node id") }
         let models = (try? JSONDecoder().decode([String].self, from: Data(try string(row, "models").utf8))) ?? []
         let labels = (try? JSONDecoder().decode([String: String].self, from: Data(try string(row, "labels").utf8))) ?? [:]
+        let loaded = row.column("loaded_models")?.string.flatMap { try? JSONDecoder().decode([String].self, from: Data($0.utf8)) } ?? []
         return Node(
             id: id,
             name: try string(row, "name"),
@@ -148,7 +150,8 @@ enum Rows {
             inFlight: Int(row.column("in_flight")?.integer ?? 0),
             lastSeen: date(row, "last_seen"),
             disconnectedAt: date(row, "disconnected_at"),
-            createdAt: try requiredDate(row, "created_at")
+            createdAt: try requiredDate(row, "created_at"),
+            loadedModels: loaded
         )
     }
 

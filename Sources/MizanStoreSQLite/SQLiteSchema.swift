@@ -265,6 +265,14 @@ package enum SQLiteSchema {
                 "CREATE INDEX mizan_jobs_promotable ON mizan_jobs (class_since) WHERE state = 'accepted' AND priority < 1",
             ]
         ),
+        (
+            13,
+            [
+                // The models a node's local server holds loaded, as its last report said (a JSON
+                // list; empty: unknown).
+                "ALTER TABLE mizan_nodes ADD COLUMN loaded_models TEXT NOT NULL DEFAULT '[]'"
+            ]
+        ),
     ]
 
     /// The newest schema version this build knows.

@@ -97,5 +97,25 @@ extension StoreConformance {
             let leased = try await store.lease(nodeID: pending.id, limit: 1, now: Fixture.at(1))
             try require(leased.isEmpty, "a node that has not registered gets no jobs")
         },
+        Check("a heartbeat's loaded models are stored and read back") { store in
+            let node = try await Fixture.node(store, models: ["m1", "m2", "m3"], at: 0)
+            try require(node.loadedModels.isEmpty, "a node that reported none has them unknown")
+            let loaded = ["m2", "m1", "ünï/cödé:8b"]
+            let beat = try await store.heartbeat(
+                node.id, report: NodeReport(models: ["m1", "m2", "m3"], maxConcurrency: 4, loadedModels: loaded), now: Fixture.at(1))
+            try require(beat.loadedModels == loaded, "the heartbeat's answer holds them, in order: \(beat.loadedModels)")
+            try require(try await store.node(node.id)?.loadedModels == loaded, "they are stored")
+            try require(try await store.nodes().first { $0.id == node.id }?.loadedModels == loaded, "the list shows them")
+            let unknown = try await store.heartbeat(node.id, report: NodeReport(models: ["m1"], maxConcurrency: 4), now: Fixture.at(2))
+            try require(unknown.loadedModels.isEmpty, "a report that does not know clears them")
+            try require(try await store.node(node.id)?.loadedModels.isEmpty == true, "as stored")
+            let registration = Fixture.hash("loaded-reg")
+            _ = try await store.createNode(Node(name: "fresh", createdAt: Fixture.at(3)), registrationTokenHash: registration)
+            let registered = try await store.registerNode(
+                registrationTokenHash: registration, nodeTokenHash: Fixture.hash(),
+                report: NodeReport(models: ["m1"], maxConcurrency: 1, loadedModels: ["m1"]), now: Fixture.at(3))
+            try require(registered.loadedModels == ["m1"], "registration stores them too")
+            try require(try await store.node(registered.id)?.loadedModels == ["m1"], "as stored")
+        },
     ]
 }

@@ -53,4 +53,18 @@ struct NodeConditionTests {
         #expect(try JSONDecoder().decode(NodeReport.self, from: draining).draining)
         #expect(try JSONDecoder().decode(NodeReport.self, from: Data(plain.utf8)).draining == false)
     }
+
+    @Test func loadedModelsTravelOnlyWhenKnownAndANodeWithoutThemReadsAsUnknown() throws {
+        let plain = String(decoding: try JSONEncoder().encode(NodeReport(models: ["m"], maxConcurrency: 1)), as: UTF8.self)
+        #expect(!plain.contains("loadedModels"))
+        #expect(try JSONDecoder().decode(NodeReport.self, from: Data(plain.utf8)).loadedModels == nil)
+        let known = try JSONEncoder().encode(NodeReport(models: ["m", "n"], maxConcurrency: 1, loadedModels: ["n"]))
+        #expect(try JSONDecoder().decode(NodeReport.self, from: known).loadedModels == ["n"])
+        let node = Node(name: "n", models: ["m", "n"], loadedModels: ["n"])
+        let object = try #require(try JSONSerialization.jsonObject(with: try AgentWire.encoder().encode(node)) as? [String: Any])
+        #expect(object["loadedModels"] as? [String] == ["n"])
+        let older =
+            #"{"id":"\#(node.id)","name":"n","models":[],"maxConcurrency":1,"labels":{},"status":"active","health":"healthy","inFlight":0,"createdAt":"2026-01-01T00:00:00Z"}"#
+        #expect(try AgentWire.decoder().decode(Node.self, from: Data(older.utf8)).loadedModels == [])
+    }
 }

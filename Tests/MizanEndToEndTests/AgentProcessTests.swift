@@ -72,6 +72,46 @@ struct AgentProcessTests {
         _ = try await mock.terminate()
     }
 
+    @Test func servesAnAliasedModelUnderItsLocalNameAndReportsItLoaded() async throws {
+        let (mock, mockURL) = try await startMock(["--models", "local-model", "--tokens", "3"])
+        let (gateway, url) = try await startGateway()
+        let (agent, _) = try await startAgent(
+            gateway: url, provider: mockURL, name: "aliased",
+            arguments: ["--model", "public-model=local-model", "--health-interval", "0.5"])
+        let (_, key) = try await createKey(gateway: url)
+        let models = try await call(.GET, "\(url)/v1/models", token: key)
+        #expect(models.text.contains("\"public-model\"") && models.text.contains("\"local-model\""), "\(models.text)")
+        for stream in [false, true] {
+            let answer = try await call(
+                .POST, "\(url)/v1/chat/completions", token: key, body: chatJSON(model: "public-model", stream: stream))
+            #expect(answer.status == 200, "\(answer.text)")
+            #expect(answer.text.contains(#""model":"local-model""#), "the answer as the local server wrote it")
+            let received = try await call(.GET, "\(mockURL)/mock/last-request").json
+            #expect(received["model"] as? String == "local-model", "the mock received the local name")
+            #expect(received["stream"] as? Bool == true, "chat goes upstream as a stream either way")
+        }
+        #expect(
+            try await eventually {
+                let nodes = (try await call(.GET, "\(url)/admin/v1/nodes", token: e2eAdminToken).json["data"] as? [[String: Any]]) ?? []
+                return nodes.first?["loadedModels"] as? [String] == ["local-model", "public-model"]
+            }, "the node reports its loaded models under both names")
+        #expect(try await agent.terminate() == 0)
+        _ = try await gateway.terminate()
+        _ = try await mock.terminate()
+    }
+
+    @Test func aBadModelAliasStopsTheAgentWithAMessage() async throws {
+        for (arguments, message) in [
+            (["--model", "nothing-to-map"], "not PUBLIC=LOCAL"),
+            (["--model", "a=x", "--model", "a=y"], "each public name may have one"),
+        ] {
+            let child = try ChildProcess(
+                "mizan-agent", arguments: ["--gateway", "http://127.0.0.1:9", "--provider", "http://127.0.0.1:9/v1"] + arguments)
+            #expect(try await child.waitForExit(timeout: .seconds(30)) != 0)
+            #expect(child.output.contains(message), "\(child.output)")
+        }
+    }
+
     @Test func spreadsLoadAndNeverExceedsMaxConcurrency() async throws {
         let (mockA, urlA) = try await startMock(["--models", "m", "--latency-ms", "300"])
         let (mockB, urlB) = try await startMock(["--models", "m", "--latency-ms", "300"])

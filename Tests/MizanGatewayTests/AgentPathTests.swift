@@ -110,6 +110,39 @@ struct AgentPathTests {
         }
     }
 
+    @Test func aHeartbeatsLoadedModelsAreCheckedKeptAndListed() async throws {
+        try await withGateway { (gateway: Harness) async throws in
+            let node = try await gateway.registerNode(models: ["m", "n"])
+            func beat(_ loaded: String) async throws -> HTTPAnswer {
+                let body =
+                    #"{"report":{"models":["m","n"],"maxConcurrency":2,"health":"healthy","inFlight":0,"labels":{}\#(loaded)},"running":[]}"#
+                return try await gateway.send(.POST, "/agent/v1/heartbeat", token: node.token, body: body)
+            }
+            let accepted = try await beat(#","loadedModels":["n"]"#)
+            #expect(accepted.status == 200, "\(accepted.text)")
+            #expect((accepted.json["node"] as? [String: Any])?["loadedModels"] as? [String] == ["n"])
+            let listed = try await gateway.send(.GET, "/admin/v1/nodes", token: Harness.adminToken)
+            let entry = try #require((listed.json["data"] as? [[String: Any]])?.first)
+            #expect(entry["loadedModels"] as? [String] == ["n"])
+
+            let refusals = [
+                #","loadedModels":[""]"#,
+                #","loadedModels":["a\u0007b"]"#,
+                #","loadedModels":["\#(String(repeating: "x", count: 257))"]"#,
+                #","loadedModels":[\#((0...NodeReport.maxLoadedModels).map { "\"m\($0)\"" }.joined(separator: ","))]"#,
+            ]
+            for refusal in refusals {
+                let answer = try await beat(refusal)
+                #expect(answer.status == 400 && answer.errorMessage?.contains("loadedModels") == true, "\(answer.text)")
+            }
+            let id = try #require(NodeID(node.id))
+            #expect(try await gateway.store.node(id)?.loadedModels == ["n"], "a refused report changes nothing")
+            // A report that does not know (an older agent, or a probe that failed) leaves them unknown.
+            #expect(try await beat("").status == 200)
+            #expect(try await gateway.store.node(id)?.loadedModels == [])
+        }
+    }
+
     @Test func busyCapacityAnswers429AfterTheQueueWait() async throws {
         try await withGateway(configuration: .init(maxQueueWait: .milliseconds(300))) { (gateway: Harness) async throws in
             _ = try await gateway.registerNode(models: ["m"])

@@ -19,6 +19,17 @@ struct AgentCommand: AsyncParsableCommand {
             token from `mizan nodes create` and keeps its node token in --token-file; later starts need only \
             the token file. It leases jobs for its models, runs them against --provider and reports the results. \
             SIGTERM stops leasing and lets running jobs finish (--shutdown-grace seconds).
+
+            Model aliases: --model PUBLIC=LOCAL (repeatable) serves the local server's model LOCAL under the name \
+            PUBLIC, the name clients ask for. The node advertises PUBLIC besides its other models (--models, or what \
+            the provider's /v1/models lists) and sends each job for it with the body's "model" set to LOCAL (the \
+            top-level "model" of a JSON body; the "model" field of a /v1/audio/transcriptions form). Answers go back \
+            as the local server wrote them. Example: --model chat=chat-8b-instruct-q4.
+
+            Loaded models: at most once per --health-interval the agent asks its local server which models it \
+            holds loaded (GET /api/ps where GET /api/version answers, else GET /v1/models) and reports them, by the names it serves \
+            them under, with its heartbeats. A server that does not answer within 2 seconds, or is generating for \
+            one of the node's jobs, is not counted against the node.
             """,
         version: MizanVersion.current
     )
@@ -46,6 +57,14 @@ struct AgentCommand: AsyncParsableCommand {
 
     @Option(help: "Comma-separated models to serve (default: what the provider's /v1/models lists).")
     var models: String?
+
+    @Option(
+        name: .customLong("model"),
+        help: ArgumentHelp(
+            "A model alias, PUBLIC=LOCAL (repeatable): serve the local server's model LOCAL under the name PUBLIC; jobs for "
+                + "PUBLIC reach the local server with \"model\" set to LOCAL. Adds PUBLIC to --models (or to the provider's list).",
+            valueName: "PUBLIC=LOCAL"))
+    var modelAliases: [String] = []
 
     @Option(
         help: """
@@ -114,6 +133,11 @@ struct AgentCommand: AsyncParsableCommand {
         }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("Unknown --log-level '\(logLevel)'.") }
         guard AgentClient.Transport(rawValue: transport) != nil else { throw ValidationError("--transport must be channel or http.") }
+        do {
+            _ = try ModelAliases(parsing: modelAliases)
+        } catch let error as ModelAliasError {
+            throw ValidationError("--model: \(error)")
+        }
     }
 
     func run() async throws {
@@ -148,6 +172,7 @@ struct AgentCommand: AsyncParsableCommand {
                 providerURL: provider,
                 providerAPIKey: providerAPIKeyEnv.flatMap { environment[$0] },
                 models: modelList,
+                modelAliases: try ModelAliases(parsing: modelAliases),
                 endpoints: endpointList,
                 maxConcurrency: maxConcurrency,
                 heartbeatInterval: .seconds(heartbeatInterval),

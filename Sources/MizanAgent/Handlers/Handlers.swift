@@ -14,6 +14,9 @@ import Synchronization
 /// A client's JSON request for chat or completions is asked of the server as a stream (see
 /// ``UpstreamStream``) and folded into the JSON answer: a server that cannot see a JSON client
 /// leave stops its generation when the agent closes the stream.
+///
+/// Models with an alias (``ModelAliases``) are served under their public names as well: a job
+/// for one goes to the server with its body's `model` rewritten to the local name.
 public struct ProviderHandler: JobHandler {
     /// When a JSON request is asked of the local server as a stream.
     public enum UpstreamStream: String, Sendable, CaseIterable {
@@ -40,6 +43,9 @@ public struct ProviderHandler: JobHandler {
     public var apiKey: String?
     /// The models to serve; `nil` serves what the server lists (`GET /models`).
     public var models: [String]?
+    /// Models served under a public name the server knows by another; they add to ``models``
+    /// (or to what the server lists).
+    public var aliases: ModelAliases
     /// The endpoints the server serves.
     public var endpoints: [Endpoint]
     /// When JSON requests are asked of the server as streams (``UpstreamStream/auto``).
@@ -49,13 +55,25 @@ public struct ProviderHandler: JobHandler {
     let client: ProviderClient
     private let probe = HealthProbe()
 
+    /// Creates a handler.
+    /// - Parameters:
+    ///   - baseURL: The server's base URL, e.g. `http://127.0.0.1:11434/v1`.
+    ///   - apiKey: Its API key, if it needs one.
+    ///   - models: The models to serve (`nil`: what the server lists).
+    ///   - aliases: Models served under a public name the server knows by another (none).
+    ///   - endpoints: The endpoints the server serves (all).
+    ///   - upstreamStream: When JSON requests are asked of the server as streams.
+    ///   - checkTimeout: How long a health check may take.
+    ///   - client: The HTTP client.
     public init(
-        baseURL: String, apiKey: String? = nil, models: [String]? = nil, endpoints: [Endpoint] = Endpoint.all,
-        upstreamStream: UpstreamStream = .auto, checkTimeout: Duration = .seconds(10), client: ProviderClient = .shared
+        baseURL: String, apiKey: String? = nil, models: [String]? = nil, aliases: ModelAliases = ModelAliases(),
+        endpoints: [Endpoint] = Endpoint.all, upstreamStream: UpstreamStream = .auto, checkTimeout: Duration = .seconds(10),
+        client: ProviderClient = .shared
     ) {
         self.baseURL = baseURL
         self.apiKey = apiKey
         self.models = models
+        self.aliases = aliases
         self.endpoints = Endpoint.normalized(endpoints)
         self.upstreamStream = upstreamStream
         self.checkTimeout = checkTimeout
@@ -80,27 +98,44 @@ public struct ProviderHandler: JobHandler {
         var error: (any Error)?
     }
 
-    /// The server's model list (or the configured models) and whether it answers. A server that
-    /// gives no model list at the first check, with no models configured, is an error (there is
-    /// nothing to report).
+    /// The server's model list (or the configured models) with the aliases' public names, and
+    /// whether it answers. A server that gives no model list at the first check, with no models
+    /// or aliases configured, is an error (there is nothing to report).
     public func catalog() async throws -> HandlerCatalog {
         let path = await healthPath()
         let result = await check(path)
-        var served = models ?? result.models
-        if served == nil, result.healthy, path != .models {
+        var listed = models ?? result.models
+        if listed == nil, result.healthy, path != .models {
             // The health endpoint answered; the list comes from /models (the last one while it does not answer).
-            served = try? await client.models(endpoint: endpoint(remaining: checkTimeout)).data.map(\.id)
+            listed = try? await client.models(endpoint: endpoint(remaining: checkTimeout)).data.map(\.id)
         }
-        served = served ?? probe.knownModels
-        if let list = served, models == nil { probe.remember(list) }
-        guard let served else {
+        listed = listed ?? probe.knownModels
+        if let list = listed, models == nil { probe.remember(list) }
+        guard listed != nil || !aliases.isEmpty else {
             throw JobFailure.retryable(
                 "provider_unreachable",
                 "The provider at \(baseURL) gave no model list (GET /models: \(Self.describe(result.error ?? ProviderError(.invalidResponse)))), "
                     + "and no models were configured.")
         }
         return HandlerCatalog(
-            models: served, endpoints: endpoints, healthy: result.healthy, refused: result.refused, check: path.describe(self))
+            models: aliases.adding(to: listed ?? []), endpoints: endpoints, healthy: result.healthy, refused: result.refused,
+            check: path.describe(self))
+    }
+
+    /// The models the server holds loaded, under every name this handler serves them by (an
+    /// aliased model under its public names too), asked for 2 seconds at most as
+    /// ``LoadedModels`` tells: `GET /api/ps` of a server found by its `GET /api/version`,
+    /// `GET /models` of any other.
+    /// - Returns: The names, or `nil` when unknown: the server did not answer in time or with a
+    ///   list, or its kind is not known yet (no health check found its health endpoint).
+    public func loadedModels() async -> [String]? {
+        guard let path = probe.path else { return nil }
+        let url = path == .ollamaVersion ? root + "/api/ps" : ProviderEndpoint(baseURL: baseURL).url("/models")
+        guard let answer = try? await client.get(url, apiKey: apiKey, timeout: LoadedModels.timeout), answer.status == 200,
+            let locals = path == .ollamaVersion ? LoadedModels.readRunning(answer.body) : LoadedModels.readModelList(answer.body)
+        else { return nil }
+        var seen = Set<String>()
+        return locals.flatMap(aliases.names(servedAs:)).filter { seen.insert($0).inserted }
     }
 
     /// The health endpoint, found once: the first that answers as its kind of server does. A
@@ -141,11 +176,12 @@ public struct ProviderHandler: JobHandler {
     }
 
     public func respond(to job: AgentJob) async throws -> JobResult {
-        if upstreamStream.applies(to: job.endpoint), let body = StreamTranscript.streamingBody(job.body, endpoint: job.endpoint) {
+        let upstream = aliases.upstreamBody(of: job)
+        if upstreamStream.applies(to: job.endpoint), let body = StreamTranscript.streamingBody(upstream, endpoint: job.endpoint) {
             return try await fold(job, streamingBody: body)
         }
         do {
-            let response = try await client.call(job.endpoint, job.body, endpoint: endpoint(remaining: job.remaining))
+            let response = try await client.call(job.endpoint, upstream, endpoint: endpoint(remaining: job.remaining))
             return JobResult(body: response.body, usage: response.usage.flatMap { TokenUsage(reported: $0) })
         } catch let error as ProviderError {
             throw Self.failure(of: error)
@@ -184,7 +220,7 @@ public struct ProviderHandler: JobHandler {
     public func stream(_ job: AgentJob, to events: JobEventWriter) async throws -> TokenUsage? {
         let stream: ServerSentEvents
         do {
-            stream = try await client.stream(job.endpoint, job.body, endpoint: endpoint(remaining: job.remaining))
+            stream = try await client.stream(job.endpoint, aliases.upstreamBody(of: job), endpoint: endpoint(remaining: job.remaining))
         } catch let error as ProviderError {
             throw Self.failure(of: error)
         }
@@ -294,6 +330,17 @@ public struct ModelRouter: JobHandler {
 
     public func stream(_ job: AgentJob, to events: JobEventWriter) async throws -> TokenUsage? {
         try await handler(of: job).stream(job, to: events)
+    }
+
+    /// The models whose handler says it holds them loaded (the handlers are asked together);
+    /// `nil` when none of them knows.
+    public func loadedModels() async -> [String]? {
+        let answers = await withTaskGroup(of: (String, [String]?).self) { group in
+            for (model, handler) in handlers { group.addTask { (model, await handler.loadedModels()) } }
+            return await group.reduce(into: [(String, [String]?)]()) { $0.append($1) }
+        }
+        guard answers.contains(where: { $0.1 != nil }) else { return nil }
+        return answers.filter { $0.1?.contains($0.0) ?? false }.map(\.0).sorted()
     }
 
     func handler(of job: AgentJob) throws -> any JobHandler {

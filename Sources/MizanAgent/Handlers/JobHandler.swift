@@ -166,9 +166,17 @@ public protocol JobHandler: Sendable {
     /// Streams a job's events to `events`.
     /// - Returns: The tokens used; `nil` lets the agent estimate them from the events.
     func stream(_ job: AgentJob, to events: JobEventWriter) async throws -> TokenUsage?
+
+    /// The models it holds loaded now (in memory, ready without a load first), by the names
+    /// it serves them under; `nil` when it does not know. The agent asks at most once per
+    /// health interval, never while one of its jobs makes progress, and waits 2 seconds at most.
+    func loadedModels() async -> [String]?
 }
 
 extension JobHandler {
+    /// Does not know (a handler that can tell implements it).
+    public func loadedModels() async -> [String]? { nil }
+
     /// Refuses streams (a handler that streams implements it).
     public func stream(_ job: AgentJob, to events: JobEventWriter) async throws -> TokenUsage? {
         throw JobFailure.final("stream_unsupported", "The model \(job.model) does not stream on this node.")

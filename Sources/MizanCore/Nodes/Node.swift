@@ -50,8 +50,10 @@ public struct Node: Sendable, Equatable, Codable {
     public var disconnectedAt: Date?
     /// When it was created.
     public var createdAt: Date
-    /// The models its local server holds loaded, as it last reported (empty: not known).
-    public var loadedModels: [String] = []
+    /// The models its local server holds loaded (in memory, ready to answer without loading
+    /// first), as its last report said; empty when unknown (not reported, or the agent could
+    /// not find out).
+    public var loadedModels: [String]
 
     /// Creates a node record.
     /// - Parameters:
@@ -67,6 +69,7 @@ public struct Node: Sendable, Equatable, Codable {
     ///   - lastSeen: When it was last heard from.
     ///   - disconnectedAt: When its agent was last found gone (`nil`: connected).
     ///   - createdAt: When it was created.
+    ///   - loadedModels: The models its local server holds loaded (empty: unknown).
     public init(
         id: NodeID = NodeID(),
         name: String,
@@ -79,7 +82,8 @@ public struct Node: Sendable, Equatable, Codable {
         inFlight: Int = 0,
         lastSeen: Date? = nil,
         disconnectedAt: Date? = nil,
-        createdAt: Date = Date()
+        createdAt: Date = Date(),
+        loadedModels: [String] = []
     ) {
         self.id = id
         self.name = name
@@ -93,6 +97,7 @@ public struct Node: Sendable, Equatable, Codable {
         self.lastSeen = lastSeen
         self.disconnectedAt = disconnectedAt
         self.createdAt = createdAt
+        self.loadedModels = loadedModels
     }
 
     /// Whether the node may be handed jobs now.
@@ -105,9 +110,11 @@ public struct Node: Sendable, Equatable, Codable {
 
     enum CodingKeys: String, CodingKey {
         case id, name, models, endpoints, maxConcurrency, labels, status, health, inFlight, lastSeen, disconnectedAt, createdAt
+        case loadedModels
     }
 
-    /// Decodes a node; one recorded without endpoints serves chat completions only.
+    /// Decodes a node; one recorded without endpoints serves chat completions only, one without
+    /// loaded models has them unknown.
     public init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)
         id = try container.decode(NodeID.self, forKey: .id)
@@ -122,6 +129,7 @@ public struct Node: Sendable, Equatable, Codable {
         lastSeen = try container.decodeIfPresent(Date.self, forKey: .lastSeen)
         disconnectedAt = try container.decodeIfPresent(Date.self, forKey: .disconnectedAt)
         createdAt = try container.decode(Date.self, forKey: .createdAt)
+        loadedModels = try container.decodeIfPresent([String].self, forKey: .loadedModels) ?? []
     }
 }
 
@@ -143,6 +151,13 @@ public struct NodeReport: Sendable, Equatable, Codable {
     /// Whether the agent is stopping: it leases nothing more and finishes what it runs. A
     /// draining node stays ``NodeCondition/disconnected`` (it said goodbye) while it reports.
     public var draining: Bool
+    /// The models its local server holds loaded now, by the names the node serves them under;
+    /// `nil` when the agent does not know (the gateway then knows nothing either). At most
+    /// ``maxLoadedModels`` names.
+    public var loadedModels: [String]?
+
+    /// The most names ``loadedModels`` may hold.
+    public static let maxLoadedModels = 64
 
     /// Creates a report.
     /// - Parameters:
@@ -153,6 +168,7 @@ public struct NodeReport: Sendable, Equatable, Codable {
     ///   - inFlight: Jobs running now.
     ///   - labels: Free-form labels.
     ///   - draining: Whether the agent is stopping.
+    ///   - loadedModels: The models its local server holds loaded (`nil`: unknown).
     public init(
         models: [String],
         endpoints: [Endpoint] = Endpoint.all,
@@ -160,7 +176,8 @@ public struct NodeReport: Sendable, Equatable, Codable {
         health: Node.Health = .healthy,
         inFlight: Int = 0,
         labels: [String: String] = [:],
-        draining: Bool = false
+        draining: Bool = false,
+        loadedModels: [String]? = nil
     ) {
         self.models = models
         self.endpoints = Endpoint.normalized(endpoints)
@@ -169,11 +186,13 @@ public struct NodeReport: Sendable, Equatable, Codable {
         self.inFlight = inFlight
         self.labels = labels
         self.draining = draining
+        self.loadedModels = loadedModels
     }
 
-    enum CodingKeys: String, CodingKey { case models, endpoints, maxConcurrency, health, inFlight, labels, draining }
+    enum CodingKeys: String, CodingKey { case models, endpoints, maxConcurrency, health, inFlight, labels, draining, loadedModels }
 
-    /// Writes the report; `draining` only when it is set (what older gateways read is unchanged).
+    /// Writes the report; `draining` and `loadedModels` only when they are set (what older
+    /// gateways read is unchanged).
     public func encode(to encoder: any Encoder) throws {
         var container = encoder.container(keyedBy: CodingKeys.self)
         try container.encode(models, forKey: .models)
@@ -183,6 +202,7 @@ public struct NodeReport: Sendable, Equatable, Codable {
         try container.encode(inFlight, forKey: .inFlight)
         try container.encode(labels, forKey: .labels)
         if draining { try container.encode(true, forKey: .draining) }
+        try container.encodeIfPresent(loadedModels, forKey: .loadedModels)
     }
 
     /// Decodes a report; one without endpoints (an older agent) serves chat completions only.
@@ -202,5 +222,6 @@ public struct NodeReport: Sendable, Equatable, Codable {
         inFlight = try container.decode(Int.self, forKey: .inFlight)
         labels = try container.decode([String: String].self, forKey: .labels)
         draining = try container.decodeIfPresent(Bool.self, forKey: .draining) ?? false
+        loadedModels = try container.decodeIfPresent([String].self, forKey: .loadedModels)
     }
 }

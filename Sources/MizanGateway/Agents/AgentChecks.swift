@@ -32,6 +32,17 @@ enum AgentChecks {
         else {
             throw MizanError(.badRequest, "'labels' must hold at most 64 labels (names up to 256 characters, values up to 1024).")
         }
+        if let loaded = report.loadedModels {
+            let limit = ChatCompletionRequest.maxModelNameBytes
+            guard loaded.count <= NodeReport.maxLoadedModels,
+                loaded.allSatisfy({ !$0.isEmpty && $0.utf8.count <= limit && !SafeText.containsControlCharacters($0) })
+            else {
+                throw MizanError(
+                    .badRequest,
+                    "'loadedModels' must hold at most \(NodeReport.maxLoadedModels) names of 1 to \(limit) bytes without control characters."
+                )
+            }
+        }
         guard report.inFlight >= 0 else { throw MizanError(.badRequest, "'inFlight' must not be negative.") }
     }
 }
