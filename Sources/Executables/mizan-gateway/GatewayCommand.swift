@@ -164,6 +164,26 @@ struct GatewayCommand: AsyncParsableCommand {
         help: "With the in-memory store: the most recent usage records kept for usage by time (1000-10000000; the totals count all).")
     var memoryUsageRecords = 100_000
 
+    @Option(
+        name: .customLong("promote-after"), parsing: .unconditional,
+        help: ArgumentHelp(
+            "Seconds a request may wait for a node in its class before it rises one class (batch → standard → interactive).",
+            discussion: "Nodes lease the highest class first (a key's --priority; a request may lower its own with "
+                + "X-Mizan-Priority); within a class, keys take turns by --weight. Promotion keeps the lowest class from starving."))
+    var promoteAfter: Double = 60
+
+    @Option(
+        name: .customLong("affinity-wait-ms"), parsing: .unconditional,
+        help: ArgumentHelp(
+            "Milliseconds a request is offered only to the node that served its conversation (or holds its model loaded).",
+            discussion: "Past it, or at once when that node is busy, any node may take it; 0 turns affinity off."))
+    var affinityWaitMs: Int = 50
+
+    @Option(
+        name: .customLong("affinity-memory"), parsing: .unconditional,
+        help: "Seconds the node that answered a conversation is remembered for its next turn.")
+    var affinityMemory: Double = 300
+
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel = "info"
 
@@ -194,6 +214,11 @@ struct GatewayCommand: AsyncParsableCommand {
             throw ValidationError("--console-session-hours must be 1-720.")
         }
         guard memoryFinishedJobs >= 0 else { throw ValidationError("--memory-finished-jobs must not be negative.") }
+        guard promoteAfter > 0, promoteAfter <= 86_400 else {
+            throw ValidationError("--promote-after must be 0-86400 seconds (more than 0).")
+        }
+        guard (0...10_000).contains(affinityWaitMs) else { throw ValidationError("--affinity-wait-ms must be 0-10000.") }
+        guard affinityMemory >= 0, affinityMemory <= 86_400 else { throw ValidationError("--affinity-memory must be 0-86400 seconds.") }
         guard memoryUsageRecords >= 1_000, memoryUsageRecords <= 10_000_000 else {
             throw ValidationError("--memory-usage-records must be 1000-10000000.")
         }
@@ -229,12 +254,13 @@ struct GatewayCommand: AsyncParsableCommand {
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
 
         let routesPath = routes ?? environment["MIZAN_ROUTES"].flatMap { $0.isEmpty ? nil : $0 }
-        let routeList: [ProviderRoute]
+        let routesFile: RoutesFile
         do {
-            routeList = try routesPath.map { try RoutesFile.load(path: $0).routes } ?? []
+            routesFile = try routesPath.map { try RoutesFile.load(path: $0) } ?? RoutesFile(routes: [])
         } catch let error as MizanError {
             throw StartupError(error.message)
         }
+        let routeList = routesFile.routes
         let table = RouteTable(routes: routeList, cooldown: .seconds(routeCooldown))
         for route in routeList where route.apiKeyEnv.map({ environment[$0]?.isEmpty ?? true }) ?? false {
             logger.warning(
@@ -255,13 +281,17 @@ struct GatewayCommand: AsyncParsableCommand {
             agentChannel: !noAgentChannel,
             nodeDisconnectGrace: .seconds(nodeDisconnectGrace),
             tokenReservation: tokenReservation,
+            placement: ModelPlacements(routesFile.models),
             dispatch: Dispatcher.Configuration(
                 defaultDeadline: .seconds(defaultDeadline),
                 defaultLeaseWait: min(.seconds(25), leaseWait),
                 maxLeaseWait: leaseWait,
                 cacheLifetime: .seconds(cacheLifetime),
                 idempotentRetryGrace: .seconds(idempotencyGrace),
-                nodeStaleAfter: .seconds(nodeStaleAfter)
+                nodeStaleAfter: .seconds(nodeStaleAfter),
+                scheduling: .init(
+                    promoteAfter: .seconds(promoteAfter), affinityWait: .milliseconds(affinityWaitMs),
+                    affinityMemory: .seconds(affinityMemory))
             )
         )
 

@@ -77,6 +77,8 @@ struct ClientController: Sendable {
         let key = try await authenticate(request, record: record, endpoint: endpoint)
         let deadline = try requestDeadline(request.headers[.mizanDeadline])
         let idempotencyKey = try Self.idempotencyKey(request.headers[.idempotencyKey])
+        let priority = try Self.priorityClass(request.headers[.mizanPriority], key: key)
+        record.priority = priority
         let until = ContinuousClock.now.advanced(by: deadline)
         let bytes = try await BodyReader.collect(request.body, limit: limits.maxBodyBytes, timeout: limits.bodyTimeout)
         let chat = try ClientRequest(endpoint: endpoint, body: bytes, contentType: request.headers[.contentType])
@@ -92,7 +94,8 @@ struct ClientController: Sendable {
         return try await context.cancellingOnDisconnect {
             do {
                 let served = try await serve(
-                    chat, apiKeyID: key.id, idempotencyKey: idempotencyKey.map { "\(key.id):\($0)" }, until: until, record: record)
+                    chat, key: key, priority: priority, idempotencyKey: idempotencyKey.map { "\(key.id):\($0)" }, until: until,
+                    record: record)
                 record.served(served.outcome, ending: served.ending)
                 return served.response
             } catch let failure as ServingFailure {
@@ -123,6 +126,17 @@ struct ClientController: Sendable {
         return header
     }
 
+    /// The class a request is served in: its key's, or a lower one it asks for with
+    /// `X-Mizan-Priority` (asking for a higher one gets the key's).
+    static func priorityClass(_ header: String?, key: APIKey) throws -> PriorityClass {
+        let own = key.policy.priorityClass
+        guard let header else { return own }
+        guard let asked = PriorityClass(rawValue: header.trimmingCharacters(in: .whitespaces).lowercased()) else {
+            throw MizanError(.badRequest, "\(HTTPField.Name.mizanPriority.rawName) must be \(PriorityClass.names).")
+        }
+        return min(asked, own)
+    }
+
     /// The deadline a request asks for, bounded by the configuration.
     func requestDeadline(_ header: String?) throws -> Duration {
         guard let header else { return limits.defaultDeadline }
@@ -133,15 +147,19 @@ struct ClientController: Sendable {
     }
 
     /// Serves a checked request on the capacity its placement names, in order: the model's
-    /// provider routes, the agent nodes that serve it on its endpoint.
+    /// provider routes, the agent nodes that serve it on its endpoint. Nodes placed before
+    /// routes (`local-first`) hold the request for the model's spill time at most: a request no
+    /// node leased by then is withdrawn from the queue and goes to the routes.
     func serve(
-        _ chat: ClientRequest, apiKeyID: String, idempotencyKey: String? = nil, until: ContinuousClock.Instant, record: RequestRecord
+        _ chat: ClientRequest, key: APIKey, priority: PriorityClass = .standard, idempotencyKey: String? = nil,
+        until: ContinuousClock.Instant, record: RequestRecord
     ) async throws -> Served {
         var routeFailure: MizanError?
         // Read once, and only when asked: the recent list answers almost every request.
         var known: [Node]?
         let serves = { (node: Node) in dispatcher.isHealthy(node) && node.serves(chat.model, on: chat.endpoint) }
-        for capacity in placement.order(model: chat.model, endpoint: chat.endpoint) {
+        let order = placement.order(model: chat.model, endpoint: chat.endpoint)
+        for (position, capacity) in order.enumerated() {
             switch capacity {
             case .providerRoutes:
                 let candidates = routes.routes.candidates(for: chat.model, endpoint: chat.endpoint)
@@ -154,18 +172,34 @@ struct ClientController: Sendable {
                 case .failed(let error): routeFailure = error
                 }
             case .agentNodes:
-                var available = try await dispatcher.recentNodes().contains(where: serves)
-                if !available {
+                let recent = try await dispatcher.recentNodes()
+                var serving = recent.count(where: serves)
+                if serving == 0 {
                     // A miss reads the store before the request is refused.
                     let nodes = try await dispatcher.nodes()
                     known = nodes
-                    available = nodes.contains(where: serves)
+                    serving = nodes.count(where: serves)
                 }
-                guard available else { continue }
+                guard serving > 0 else { continue }
                 record.model(.known)
-                return try await nodes.serve(
-                    chat, apiKeyID: apiKeyID, idempotencyKey: idempotencyKey, until: until, requestID: record.requestID,
-                    upstream: record.upstream)
+                var queueing = NodeServer.Queueing(
+                    priority: priority, weight: key.policy.shareWeight, maxQueued: key.policy.maxQueued)
+                // A spill only where routes come next and serve the request.
+                if let spill = placement.spillAfter(model: chat.model),
+                    order[(position + 1)...].contains(.providerRoutes),
+                    !routes.routes.candidates(for: chat.model, endpoint: chat.endpoint).isEmpty
+                {
+                    queueing.spillAfter = spill
+                }
+                // Affinity sets one node apart from others only.
+                if serving > 1 { queueing.conversation = ConversationKeys(body: chat.body, endpoint: chat.endpoint) }
+                do {
+                    return try await nodes.serve(
+                        chat, apiKeyID: key.id, idempotencyKey: idempotencyKey, until: until, requestID: record.requestID,
+                        upstream: record.upstream, queueing: queueing)
+                } catch is JobSpilled {
+                    continue
+                }
             }
         }
         if let routeFailure { throw routeFailure }

@@ -112,6 +112,8 @@ final class RequestRecord: Sendable {
         var rateLimitHeaders: [(String, String)] = []
         /// The gateway's own time until the answer's head.
         var overhead: Duration?
+        /// The class the request was served in.
+        var priority: PriorityClass?
     }
 
     private let state = Mutex(Fields())
@@ -125,6 +127,12 @@ final class RequestRecord: Sendable {
 
     var requestID: String { state.withLock { $0.requestID } }
     var rateLimitHeaders: [(String, String)] { state.withLock { $0.rateLimitHeaders } }
+
+    /// The class the request is served in.
+    var priority: PriorityClass? {
+        get { state.withLock { $0.priority } }
+        set { state.withLock { $0.priority = newValue } }
+    }
 
     /// The request middleware names the request.
     func begin(requestID: String) { state.withLock { $0.requestID = requestID } }

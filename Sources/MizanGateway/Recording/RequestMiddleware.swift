@@ -36,6 +36,7 @@ struct RequestMiddleware: RouterMiddleware {
         let overhead = max(.zero, ContinuousClock.now - started - record.upstream.total)
         record.headReady(overhead: overhead)
         response.headers[.mizanOverhead] = RequestRecorder.milliseconds(overhead.timeInterval)
+        if let priority = record.priority { response.headers[.mizanPriority] = priority.rawValue }
         for (name, value) in record.rateLimitHeaders {
             if let name = Self.rateLimitNames[name] ?? HTTPField.Name(name) { response.headers[name] = value }
         }

@@ -13,6 +13,20 @@ struct NodeServer: Sendable {
     let maxQueueWait: Duration
     let logger: Logger
 
+    /// Where a request stands in the node queue.
+    struct Queueing: Sendable {
+        /// Its class.
+        var priority = PriorityClass.standard
+        /// Its key's share in its class.
+        var weight = 1
+        /// The most of its key's requests waiting at once.
+        var maxQueued: Int?
+        /// When it goes elsewhere if no node leased it (`local-first`).
+        var spillAfter: Duration?
+        /// The conversation it continues (affinity).
+        var conversation: ConversationKeys?
+    }
+
     /// Serves a request through agent nodes: a durable dispatch job that a node leases, runs
     /// against its local provider and reports. The request waits for the job's end.
     /// - Parameters:
@@ -22,11 +36,13 @@ struct NodeServer: Sendable {
     ///   - until: The request's deadline.
     ///   - requestID: The request's id.
     ///   - upstream: Where the wait for the node's answer is counted.
+    ///   - queueing: Its class, share, queue cap, spill and conversation.
     /// - Returns: The answer and how it was served.
-    /// - Throws: ``ServingFailure`` when the job failed on a node; `MizanError` before that.
+    /// - Throws: ``ServingFailure`` when the job failed on a node; `JobSpilled` when no node
+    ///   leased it within its spill time; `MizanError` before that.
     func serve(
         _ chat: ClientRequest, apiKeyID: String, idempotencyKey: String? = nil, until: ContinuousClock.Instant, requestID: String,
-        upstream: UpstreamTime
+        upstream: UpstreamTime, queueing: Queueing = Queueing()
     ) async throws -> Served {
         let remaining = until - .now
         guard remaining > .zero else { throw MizanError(.deadlineExceeded, "The request's deadline passed.") }
@@ -37,9 +53,14 @@ struct NodeServer: Sendable {
             stream: chat.stream,
             requestID: requestID,
             deadline: remaining,
+            priority: queueing.priority.rank,
             idempotencyKey: idempotencyKey,
             apiKeyID: apiKeyID,
-            queueTimeout: maxQueueWait
+            queueTimeout: maxQueueWait,
+            weight: queueing.weight,
+            maxQueued: queueing.maxQueued,
+            spillAfter: queueing.spillAfter,
+            conversation: queueing.conversation
         )
         if chat.stream { return try await stream(chat, request: request, upstream: upstream) }
         let pending = try await dispatcher.accept(request)
