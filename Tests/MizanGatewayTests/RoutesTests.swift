@@ -89,7 +89,8 @@ struct RoutesFileMistakeTests {
             try RoutesFile.parse(Data(json.utf8), yaml: false, source: "routes.json")
         } throws: { error in
             let message = (error as? MizanError)?.message ?? ""
-            return message.hasPrefix("routes.json:1: unknown key 'rutes' at the top level") && message.contains("known keys: routes")
+            return message.hasPrefix("routes.json:1: unknown key 'rutes' at the top level")
+                && message.contains("known keys: models, routes")
         }
     }
 
@@ -101,5 +102,60 @@ struct RoutesFileMistakeTests {
             let message = (error as? MizanError)?.message ?? ""
             return message.hasPrefix("r.yaml: not valid YAML") && message.contains("3:")
         }
+    }
+
+    @Test func readsEachModelsPlacementAndRefusesMistakes() throws {
+        let yaml = """
+            models:
+              - {model: llama3, placement: local-first, spillAfterMs: 250}
+              - {model: embed, placement: local-only}
+              - {model: gpt, placement: cloud-only}
+            routes:
+              - {model: llama3, baseURL: "http://127.0.0.1:9/v1", weight: 3}
+            """
+        let file = try RoutesFile.parse(Data(yaml.utf8), yaml: true)
+        #expect(file.models.map(\.placement) == [.localFirst, .localOnly, .cloudOnly])
+        #expect(file.models.first?.spillAfterMs == 250 && file.models[1].spillAfterMs == 300)
+        #expect(file.routes.first?.weight == 3)
+        let policy = ModelPlacements(file.models)
+        #expect(policy.order(model: "llama3", endpoint: .chatCompletions) == [.agentNodes, .providerRoutes])
+        #expect(policy.order(model: "embed", endpoint: .embeddings) == [.agentNodes])
+        #expect(policy.order(model: "gpt", endpoint: .chatCompletions) == [.providerRoutes])
+        #expect(policy.order(model: "unnamed", endpoint: .chatCompletions) == [.providerRoutes, .agentNodes])
+        #expect(policy.spillAfter(model: "llama3") == .milliseconds(250))
+        #expect(policy.spillAfter(model: "embed") == nil)
+
+        let mistakes: [(String, String)] = [
+            (#"{"models":[{"model":"a","placement":"gpu-first"}]}"#, "unknown placement 'gpu-first'"),
+            (#"{"models":[{"model":"a"},{"model":"a"}]}"#, "models[1] names 'a' a second time"),
+            (#"{"models":[{"model":"a","spillAfterMs":-1}]}"#, "spillAfterMs must be 0 to 600000"),
+            (#"{"models":[{"model":"a","spill":5}]}"#, "unknown key 'spill'"),
+            (#"{"routes":[{"model":"a","baseURL":"http://h/v1","weight":0}]}"#, "weight must be 1 to 1000"),
+        ]
+        for (json, expected) in mistakes {
+            #expect(throws: MizanError.self, "\(json)") { try RoutesFile.parse(Data(json.utf8), yaml: false) }
+            do {
+                _ = try RoutesFile.parse(Data(json.utf8), yaml: false)
+            } catch let error as MizanError {
+                #expect(error.message.contains(expected), "\(error.message)")
+            }
+        }
+    }
+
+    @Test func routesOfEqualPriorityShareByWeight() {
+        let heavy = ProviderRoute(model: "m", baseURL: "http://heavy/v1", weight: 3)
+        let light = ProviderRoute(model: "m", baseURL: "http://light/v1", weight: 1)
+        let backup = ProviderRoute(model: "m", baseURL: "http://backup/v1", priority: 200)
+        let table = RouteTable(routes: [light, heavy, backup])
+        var firsts: [String: Int] = [:]
+        for _ in 0..<4_000 {
+            let order = table.candidates(for: "m")
+            firsts[order[0].baseURL, default: 0] += 1
+            // A lower priority always comes after.
+            #expect(order.last?.baseURL == backup.baseURL)
+        }
+        // 3:1 within a few percent (4,000 draws: one standard deviation is under 1 %).
+        let share = Double(firsts[heavy.baseURL, default: 0]) / 4_000
+        #expect(share > 0.70 && share < 0.80, "the weight-3 route came first \(share) of the time")
     }
 }

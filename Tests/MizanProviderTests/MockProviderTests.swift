@@ -74,8 +74,8 @@ struct MockProviderTests {
                 #expect(times.count > 5)
                 #expect(first >= latency, "\(path): the first event after the latency")
                 #expect(last >= service, "\(path): the last at the service time")
-                let middle = times[times.count / 2]
-                #expect(middle - first >= (service - latency) / 8 && last - middle >= (service - latency) / 8, "\(path): spread: \(times)")
+                // Spread over the service time, not sent at once (a loaded machine may bunch a few together).
+                #expect(last - first >= (service - latency) / 4, "\(path): spread: \(times)")
             }
         }
     }

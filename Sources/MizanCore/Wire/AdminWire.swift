@@ -246,6 +246,14 @@ public enum AdminWire {
         public var resultBytes: Int?
         /// The attempts before the current one, each handed back (absent when there were none).
         public var earlierAttempts: [JobAttempt]?
+        /// The job's class (``priority`` is its rank).
+        public var priorityClass: PriorityClass?
+        /// Why the job was offered to one node first: `prefix`, `loaded` or `none`.
+        public var affinity: JobScheduling.Affinity?
+        /// The node it was offered to first.
+        public var preferredNode: NodeID?
+        /// Its place among its class's queued jobs.
+        public var fairTag: Double?
 
         /// The summary of a job.
         public init(_ job: Job) {
@@ -270,6 +278,10 @@ public enum AdminWire {
             bodyBytes = job.body.count
             resultBytes = job.result?.count
             earlierAttempts = job.earlierAttempts.isEmpty ? nil : job.earlierAttempts
+            priorityClass = job.priorityClass
+            affinity = job.scheduling.affinity
+            preferredNode = job.scheduling.preferredNode
+            fairTag = job.scheduling.fairTag
         }
     }
 

@@ -39,7 +39,7 @@ extension Dispatcher {
             now: accepted
         )
         job.scheduling.weight = min(100, max(1, request.weight))
-        let offer = try await offer(for: request)
+        let offer = offer(for: request)
         if let offer {
             job.scheduling.preferredNode = offer.node
             job.scheduling.preferredUntil = accepted.adding(configuration.scheduling.affinityWait)
@@ -79,10 +79,11 @@ extension Dispatcher {
     /// nodes hold it loaded, the one of those with the most free slots. `nil` when affinity is
     /// off, when fewer than two nodes serve the model, or when nothing sets one apart. Read
     /// from the node list as recently read (no store read on the request's path).
-    func offer(for request: DispatchRequest) async throws -> (node: NodeID, affinity: JobScheduling.Affinity)? {
+    func offer(for request: DispatchRequest) -> (node: NodeID, affinity: JobScheduling.Affinity)? {
         guard configuration.scheduling.affinityWait > .zero else { return nil }
         let now = now()
-        let serving = try await recentNodes().filter { isHealthy($0, now: now) && $0.serves(request.model, on: request.endpoint) }
+        guard let known = nodeList.value(for: 0) else { return nil }
+        let serving = known.filter { isHealthy($0, now: now) && $0.serves(request.model, on: request.endpoint) }
         guard serving.count > 1 else { return nil }
         if let prefix = request.conversation?.prefix, let id = affinity.node(for: prefix, now: now),
             let node = serving.first(where: { $0.id == id }), node.inFlight < node.maxConcurrency

@@ -211,7 +211,10 @@ struct ClientController: Sendable {
     func refusal(_ chat: ClientRequest, known: [Node]?, record: RequestRecord) async throws -> MizanError {
         var known = known ?? []
         if known.isEmpty { known = try await dispatcher.nodes() }
-        if known.contains(where: { $0.status != .pending && $0.serves(chat.model, on: chat.endpoint) }) {
+        let order = placement.order(model: chat.model, endpoint: chat.endpoint)
+        if known.contains(where: { $0.status != .pending && $0.serves(chat.model, on: chat.endpoint) })
+            || (!order.contains(.providerRoutes) && !routes.routes.candidates(for: chat.model, endpoint: chat.endpoint).isEmpty)
+        {
             record.model(.known)
             return MizanError(.noHealthyNode, "No healthy node serves the model '\(SafeText.escaped(chat.model))' right now.")
         }
