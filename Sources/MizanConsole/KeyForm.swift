@@ -30,6 +30,7 @@ enum KeyForm {
               <div class="field"><label for="key-weight">Weight in its priority (empty: 1)</label><input id="key-weight" name="weight" type="number" min="1" max="\(KeyPolicy.maxWeight)" value="\(value("weight"))"></div>
               <div class="field"><label for="key-max-queued">Most requests waiting for nodes (empty: no cap)</label><input id="key-max-queued" name="maxQueued" type="number" min="1" max="\(KeyPolicy.maxQueuedLimit)" value="\(value("maxQueued"))"></div>
             </div>
+            <p class="hint">How a key's requests wait for agent nodes: nodes take the highest priority first (interactive, then standard, then batch); a request that waits past the gateway's --promote-after rises one priority, and a request may lower its own with the X-Mizan-Priority header. Within a priority, keys take turns by weight. For example, a team's developers on an interactive key are served before a nightly batch key with at most 5,000 waiting, and a support key of weight 2 gets two turns for every one of a weight-1 key. Whether a model goes to nodes or to cloud routes first (local-first, cloud-first, local-only, cloud-only) is set per model in the gateway's routes file.</p>
             """
     }
 

@@ -69,7 +69,17 @@ struct GatewayCommand: AsyncParsableCommand {
         help: "How long a sign-in to the web console lasts, in hours (1-720).")
     var consoleSessionHours: Double = 8
 
-    @Option(help: "A routes file, JSON or YAML (.yaml/.yml) (env MIZAN_ROUTES).")
+    @Option(
+        help: ArgumentHelp(
+            "A routes file, JSON or YAML (.yaml/.yml) (env MIZAN_ROUTES).",
+            discussion: """
+                Its routes: list names each model's upstream endpoints (priority: lower first; weight: how \
+                routes of equal priority share requests). Its models: list places each model: cloud-first \
+                (routes, then agent nodes; the default), local-first (agent nodes; a request no node \
+                takes within spillAfterMs goes to the routes), local-only or cloud-only. Example:
+                  models: [{model: llama3, placement: local-first, spillAfterMs: 300}]
+                  routes: [{model: llama3, baseURL: https://api.example.com/v1, apiKeyEnv: CLOUD_KEY}]
+                """))
     var routes: String?
 
     @Option(

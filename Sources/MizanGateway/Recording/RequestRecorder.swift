@@ -47,6 +47,7 @@ struct RequestRecorder: Sendable {
                 metadata["mizan.endpoint"] = "\(inference.endpoint.rawValue)"
             }
             if let servedBy = fields.outcome.servedBy { metadata["mizan.served_by"] = "\(servedBy.recorded)" }
+            if let priority = fields.priority { metadata["mizan.priority"] = "\(priority.rawValue)" }
             if let error = finished.streamError { metadata["mizan.stream_error"] = "\(error)" }
             if let usage = finished.usage {
                 metadata["mizan.tokens.prompt"] = "\(usage.promptTokens)"
