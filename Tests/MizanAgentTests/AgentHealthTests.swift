@@ -34,12 +34,13 @@ struct AgentHealthTests {
 
     @Test func theHealthEndpointIsFoundAndARefusedServerIsDown() async throws {
         try await withServer({ MockProvider.application(.init(healthPath: "/health"), onServerRunning: $0) }) { port in
-            let catalog = try await ProviderHandler(baseURL: "http://127.0.0.1:\(port)/v1").catalog()
+            // A check's time wide enough for a machine busy with the whole suite (its probes get 30 % of it).
+            let catalog = try await ProviderHandler(baseURL: "http://127.0.0.1:\(port)/v1", checkTimeout: .seconds(30)).catalog()
             #expect(catalog.healthy && catalog.models == ["mock-model"])
             #expect(catalog.check == "GET http://127.0.0.1:\(port)/health (llama.cpp or vLLM)")
         }
         try await withServer({ MockProvider.application(.init(), onServerRunning: $0) }) { port in
-            let catalog = try await ProviderHandler(baseURL: "http://127.0.0.1:\(port)/v1").catalog()
+            let catalog = try await ProviderHandler(baseURL: "http://127.0.0.1:\(port)/v1", checkTimeout: .seconds(30)).catalog()
             #expect(catalog.healthy && catalog.check == "GET http://127.0.0.1:\(port)/v1/models (no health endpoint found)")
         }
         let dead = try await ProviderHandler(baseURL: "http://127.0.0.1:\(try deadPort())/v1", models: ["m"]).catalog()

@@ -228,7 +228,7 @@ struct AgentProcessTests {
 
     @Test func sigtermFinishesRunningJobsAndHandsBackTheRestAfterTheGrace() async throws {
         // Long enough for the job to be seen leased on a loaded machine.
-        let (slow, slowURL) = try await startMock(["--models", "m", "--latency-ms", "4000"])
+        let (slow, slowURL) = try await startMock(["--models", "m", "--latency-ms", "10000"])
         let (stuck, stuckURL) = try await startMock(["--models", "m", "--latency-ms", "30000"])
         let (fast, fastURL) = try await startMock(["--models", "m"])
         let (gateway, url) = try await startGateway()

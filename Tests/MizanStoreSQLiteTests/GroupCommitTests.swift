@@ -66,7 +66,7 @@ struct GroupCommitTests {
 
     /// Waits (at most 10 s) until `condition` holds.
     func until(_ condition: () -> Bool) async throws {
-        let deadline = ContinuousClock.now + .seconds(10)
+        let deadline = ContinuousClock.now + .seconds(30)
         while !condition() {
             guard ContinuousClock.now < deadline else { throw Refused(value: -1) }
             try await Task.sleep(for: .milliseconds(2))

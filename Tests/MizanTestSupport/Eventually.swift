@@ -20,16 +20,17 @@ public func eventually(
 }
 
 /// Waits like ``eventually(timeout:poll:_:)`` and throws when the condition never held, for
-/// set-up steps a test cannot go on without.
+/// set-up steps a test cannot go on without. The bound is wide: the whole suite runs at once on
+/// two cores, where a set-up step now and then waits seconds for its turn.
 /// - Parameters:
 ///   - what: What was waited for, for the failure message.
-///   - timeout: The longest to wait (10 seconds).
-///   - poll: Time between checks (1 millisecond).
+///   - timeout: The longest to wait (30 seconds).
+///   - poll: Time between checks (2 milliseconds).
 ///   - condition: What to wait for.
 public func waitUntil(
     _ what: String,
-    timeout: Duration = .seconds(10),
-    poll: Duration = .milliseconds(1),
+    timeout: Duration = .seconds(30),
+    poll: Duration = .milliseconds(2),
     _ condition: () async throws -> Bool
 ) async throws {
     guard try await eventually(timeout: timeout, poll: poll, condition) else {

@@ -52,6 +52,9 @@ public struct ProviderHandler: JobHandler {
     public var upstreamStream: UpstreamStream
     /// How long a health check may take (10 seconds).
     public var checkTimeout: Duration
+    /// How long the probe of the models the server holds loaded may take (2 seconds; past it
+    /// they are unknown until the next check).
+    public var loadedProbeTimeout: Duration
     let client: ProviderClient
     private let probe = HealthProbe()
 
@@ -64,12 +67,14 @@ public struct ProviderHandler: JobHandler {
     ///   - endpoints: The endpoints the server serves (all).
     ///   - upstreamStream: When JSON requests are asked of the server as streams.
     ///   - checkTimeout: How long a health check may take.
+    ///   - loadedProbeTimeout: How long the probe of the loaded models may take.
     ///   - client: The HTTP client.
     public init(
         baseURL: String, apiKey: String? = nil, models: [String]? = nil, aliases: ModelAliases = ModelAliases(),
         endpoints: [Endpoint] = Endpoint.all, upstreamStream: UpstreamStream = .auto, checkTimeout: Duration = .seconds(10),
-        client: ProviderClient = .shared
+        client: ProviderClient = .shared, loadedProbeTimeout: Duration = .seconds(2)
     ) {
+        self.loadedProbeTimeout = loadedProbeTimeout
         self.baseURL = baseURL
         self.apiKey = apiKey
         self.models = models
@@ -131,7 +136,7 @@ public struct ProviderHandler: JobHandler {
     public func loadedModels() async -> [String]? {
         guard let path = probe.path else { return nil }
         let url = path == .ollamaVersion ? root + "/api/ps" : ProviderEndpoint(baseURL: baseURL).url("/models")
-        guard let answer = try? await client.get(url, apiKey: apiKey, timeout: LoadedModels.timeout), answer.status == 200,
+        guard let answer = try? await client.get(url, apiKey: apiKey, timeout: loadedProbeTimeout), answer.status == 200,
             let locals = path == .ollamaVersion ? LoadedModels.readRunning(answer.body) : LoadedModels.readModelList(answer.body)
         else { return nil }
         var seen = Set<String>()
@@ -146,7 +151,9 @@ public struct ProviderHandler: JobHandler {
         var undecided = false
         for candidate in [HealthPath.health, .ollamaVersion] {
             do {
-                let status = try await client.probe(candidate.url(self), apiKey: apiKey, timeout: .seconds(3))
+                // Three tenths of a check's time each (3 s of the default 10): two candidates
+                // and the model list fit in one check.
+                let status = try await client.probe(candidate.url(self), apiKey: apiKey, timeout: checkTimeout * 0.3)
                 // llama.cpp answers /health with 503 while it loads a model: it is the endpoint still.
                 if status == 200 || (candidate == .health && status == 503) {
                     probe.path = candidate
