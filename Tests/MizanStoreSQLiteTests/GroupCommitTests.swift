@@ -64,7 +64,7 @@ struct GroupCommitTests {
         return (first, release)
     }
 
-    /// Waits (at most 10 s) until `condition` holds.
+    /// Waits (at most 30 s: the whole suite shares two cores) until `condition` holds.
     func until(_ condition: () -> Bool) async throws {
         let deadline = ContinuousClock.now + .seconds(30)
         while !condition() {
