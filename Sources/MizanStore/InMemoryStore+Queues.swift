@@ -57,6 +57,9 @@ extension InMemoryStore.State {
     /// Raises the queued jobs in their class since `cut` or earlier by one class.
     mutating func promote(waitingSince cut: Date, now: Date) -> Int {
         var risen = 0
+        // Each class's head, read once: a job promoted into it takes the head's tag, so the head
+        // stays where it was.
+        var heads: [ClassKey: Double] = [:]
         for id in live {
             guard var job = jobs[id], job.state == .accepted, let higher = job.priorityClass.promoted,
                 (job.scheduling.classSince ?? job.createdAt) <= cut
@@ -66,7 +69,9 @@ extension InMemoryStore.State {
             job.scheduling.classSince = now
             // It has waited longest: the head of its new class.
             let queue = ClassKey(model: job.model, priority: job.priority)
-            job.scheduling.fairTag = headTag(queue) ?? clocks[queue] ?? 0
+            let head = heads[queue] ?? headTag(queue) ?? clocks[queue] ?? 0
+            heads[queue] = head
+            job.scheduling.fairTag = head
             job.updatedAt = now
             jobs[id] = job
             enqueue(job)

@@ -52,7 +52,8 @@ struct PostgresJobQueue: Sendable {
                         0),
                     \(job.scheduling.classSince ?? job.createdAt), \(job.scheduling.preferredNode?.uuid), \(job.scheduling.preferredUntil),
                     \(job.scheduling.affinity.rawValue), \(events.origin)
-                WHERE (SELECT count(*) FROM mizan_jobs q WHERE q.state = 'accepted' AND coalesce(q.api_key_id, '') = \(key)) < \(cap)
+                -- The key's queue is counted only when it is capped (the count is read when first needed).
+                WHERE \(maxQueued == nil) OR (SELECT count(*) FROM mizan_jobs q WHERE q.state = 'accepted' AND coalesce(q.api_key_id, '') = \(key)) < \(cap)
                 ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
                 RETURNING \(unescaped: Rows.jobColumns)
             )
