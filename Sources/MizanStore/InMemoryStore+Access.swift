@@ -89,7 +89,7 @@ extension InMemoryStore: AccessStore {
             access.recent.append(
                 (
                     record.apiKeyID, record.model, record.endpoint, record.createdAt, max(0, usage?.promptTokens ?? 0),
-                    max(0, usage?.completionTokens ?? 0)
+                    max(0, usage?.completionTokens ?? 0), record.priority
                 ))
             if access.recent.count > access.recentLimit { access.recent.removeFirst(access.recent.count / 10) }
             access.remember(record)
@@ -126,7 +126,8 @@ struct AccessState {
     var records = 0
     /// The most recent records, for queries by time (at most ``recentLimit``; a tenth of the
     /// oldest is dropped when it is reached).
-    var recent: [(apiKeyID: String?, model: String, endpoint: Endpoint, at: Date, prompt: Int, completion: Int)] = []
+    var recent: [(apiKeyID: String?, model: String, endpoint: Endpoint, at: Date, prompt: Int, completion: Int, priority: PriorityClass?)] =
+        []
     /// The most records ``recent`` and ``recorded`` keep.
     let recentLimit: Int
     /// The idempotent jobs whose tokens were counted, oldest first, at most 100,000.

@@ -126,10 +126,11 @@ final class PostgresAccessLedger: Sendable {
             RecordUsage.self,
             """
             INSERT INTO mizan_usage (request_id, api_key_id, model, served_by, status, latency_ms,
-                prompt_tokens, completion_tokens, usage_source, created_at, tokens_of_job, endpoint)
+                prompt_tokens, completion_tokens, usage_source, created_at, tokens_of_job, endpoint, priority)
             VALUES (\(record.requestID), \(record.apiKeyID), \(record.model), \(record.servedBy), \(record.status),
                 \(record.latencyMilliseconds), \(record.usage?.promptTokens), \(record.usage?.completionTokens),
-                \(record.usage?.source.rawValue), \(record.createdAt), \(record.jobID?.description), \(record.endpoint.rawValue))
+                \(record.usage?.source.rawValue), \(record.createdAt), \(record.jobID?.description), \(record.endpoint.rawValue),
+                \(record.priority?.rawValue))
             ON CONFLICT (tokens_of_job) DO NOTHING
             RETURNING id
             """,
@@ -139,9 +140,9 @@ final class PostgresAccessLedger: Sendable {
         _ = try await client.prepared(
             RecordRetryUsage.self,
             """
-            INSERT INTO mizan_usage (request_id, api_key_id, model, served_by, status, latency_ms, created_at, endpoint)
+            INSERT INTO mizan_usage (request_id, api_key_id, model, served_by, status, latency_ms, created_at, endpoint, priority)
             VALUES (\(record.requestID), \(record.apiKeyID), \(record.model), \(record.servedBy), \(record.status),
-                \(record.latencyMilliseconds), \(record.createdAt), \(record.endpoint.rawValue))
+                \(record.latencyMilliseconds), \(record.createdAt), \(record.endpoint.rawValue), \(record.priority?.rawValue))
             """,
             logger: logger
         ) { $0 }
@@ -176,8 +177,12 @@ final class PostgresAccessLedger: Sendable {
         ]
         let bucket = query.groupBy.contains(.hour) ? "hour" : query.groupBy.contains(.day) ? "day" : nil
         columns.append(bucket.map { "date_trunc('\($0)', created_at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'" } ?? "NULL::timestamptz")
-        let grouped = (1...4).filter { index in
-            [query.groupBy.contains(.key), query.groupBy.contains(.model), query.groupBy.contains(.endpoint), bucket != nil][index - 1]
+        columns.append(query.groupBy.contains(.priority) ? "priority" : "NULL::text")
+        let grouped = (1...5).filter { index in
+            [
+                query.groupBy.contains(.key), query.groupBy.contains(.model), query.groupBy.contains(.endpoint), bucket != nil,
+                query.groupBy.contains(.priority),
+            ][index - 1]
         }
         sql = """
             SELECT \(columns.joined(separator: ", ")), count(*), COALESCE(sum(prompt_tokens), 0)::bigint,
@@ -190,12 +195,12 @@ final class PostgresAccessLedger: Sendable {
         let rows = try await client.withOpenConnection(logger: logger) { connection in
             var rows: [UsageRow] = []
             for try await row in try await connection.query(statement, logger: logger) {
-                let (key, model, endpoint, period, requests, prompt, completion) = try row.decode(
-                    (String?, String?, String?, Date?, Int, Int, Int).self)
+                let (key, model, endpoint, period, priority, requests, prompt, completion) = try row.decode(
+                    (String?, String?, String?, Date?, String?, Int, Int, Int).self)
                 rows.append(
                     UsageRow(
                         apiKeyID: key, model: model, endpoint: endpoint.flatMap(Endpoint.init(rawValue:)), period: period,
-                        requests: requests,
+                        priority: priority.flatMap(PriorityClass.init(rawValue:)), requests: requests,
                         promptTokens: prompt, completionTokens: completion))
             }
             return rows

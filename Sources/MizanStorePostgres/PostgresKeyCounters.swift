@@ -173,7 +173,7 @@ final class PostgresKeyCounters: Sendable {
             return try await client.prepared(
                 SwapCounters.self, PostgresQuery(unsafeSQL: "WITH swapped AS (\(swap)) \(answer)", binds: binds), logger: logger, decode)
         }
-        // The records' arrays are $4 to $14.
+        // The records' arrays are $4 to $15.
         Rows.appendUsageArrays(records, to: &binds)
         return try await client.prepared(
             SwapCountersRecording.self,

@@ -101,7 +101,7 @@ enum Rows {
         )
     }
 
-    /// Appends usage records as the eleven arrays of ``insertUsageArrays(from:)``.
+    /// Appends usage records as the twelve arrays of ``insertUsageArrays(from:)``.
     static func appendUsageArrays(_ records: [UsageRecord], to binds: inout PostgresBindings) {
         binds.append(records.map(\.requestID))
         binds.append(records.map { $0.apiKeyID ?? "" })
@@ -114,6 +114,7 @@ enum Rows {
         binds.append(records.map { $0.usage?.source.rawValue ?? "" })
         binds.append(records.map(\.createdAt))
         binds.append(records.map(\.endpoint.rawValue))
+        binds.append(records.map { $0.priority?.rawValue ?? "" })
     }
 
     /// Inserts usage records (none of an idempotent job: their tokens always count) from the
@@ -121,13 +122,13 @@ enum Rows {
     /// any number of records.
     /// - Parameter condition: A condition the rows are inserted under (`WHERE …`), if any.
     static func insertUsageArrays(from first: Int, where condition: String? = nil) -> String {
-        let types = ["text", "text", "text", "text", "bigint", "float8", "bigint", "bigint", "text", "timestamptz", "text"]
+        let types = ["text", "text", "text", "text", "bigint", "float8", "bigint", "bigint", "text", "timestamptz", "text", "text"]
         let arrays = types.enumerated().map { "$\(first + $0.offset)::\($0.element)[]" }.joined(separator: ", ")
         return """
             INSERT INTO mizan_usage (request_id, api_key_id, model, served_by, status, latency_ms,
-                prompt_tokens, completion_tokens, usage_source, created_at, endpoint)
-            SELECT r, NULLIF(k, ''), m, NULLIF(s, ''), st, l, NULLIF(p, -1), NULLIF(c, -1), NULLIF(src, ''), t, e
-            FROM unnest(\(arrays)) AS u(r, k, m, s, st, l, p, c, src, t, e)
+                prompt_tokens, completion_tokens, usage_source, created_at, endpoint, priority)
+            SELECT r, NULLIF(k, ''), m, NULLIF(s, ''), st, l, NULLIF(p, -1), NULLIF(c, -1), NULLIF(src, ''), t, e, NULLIF(pr, '')
+            FROM unnest(\(arrays)) AS u(r, k, m, s, st, l, p, c, src, t, e, pr)
             """ + (condition.map { " WHERE " + $0 } ?? "")
     }
 

@@ -173,6 +173,13 @@ final class PostgresSchema: Sendable {
                 "ALTER TABLE mizan_nodes ADD COLUMN loaded_models text[] NOT NULL DEFAULT '{}'"
             ]
         ),
+        (
+            10,
+            [
+                // The class each request was served in, for usage by class.
+                "ALTER TABLE mizan_usage ADD COLUMN priority text"
+            ]
+        ),
     ]
 
     /// The schema version this build migrates to.

@@ -227,6 +227,7 @@ package final class SQLiteAccessLedger: Sendable {
         let binds: [SQLValue] = [
             .text(record.requestID), Rows.text(record.apiKeyID), .text(record.model), Rows.text(record.servedBy),
             .integer(record.status), .float(record.latencyMilliseconds), Rows.date(record.createdAt), .text(record.endpoint.rawValue),
+            Rows.text(record.priority?.rawValue),
         ]
         let tokens: [SQLValue] = [
             Rows.integer(record.usage?.promptTokens), Rows.integer(record.usage?.completionTokens),
@@ -235,9 +236,9 @@ package final class SQLiteAccessLedger: Sendable {
         ]
         let counted = try db.query(
             """
-            INSERT INTO mizan_usage (request_id, api_key_id, model, served_by, status, latency_ms, created_at, endpoint,
+            INSERT INTO mizan_usage (request_id, api_key_id, model, served_by, status, latency_ms, created_at, endpoint, priority,
                 prompt_tokens, completion_tokens, usage_source, tokens_of_job)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             ON CONFLICT (tokens_of_job) WHERE tokens_of_job IS NOT NULL DO NOTHING
             RETURNING id
             """,
@@ -246,8 +247,8 @@ package final class SQLiteAccessLedger: Sendable {
         guard counted.isEmpty else { return true }
         try db.query(
             """
-            INSERT INTO mizan_usage (request_id, api_key_id, model, served_by, status, latency_ms, created_at, endpoint)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+            INSERT INTO mizan_usage (request_id, api_key_id, model, served_by, status, latency_ms, created_at, endpoint, priority)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
             """,
             binds
         )
@@ -279,6 +280,7 @@ package final class SQLiteAccessLedger: Sendable {
         if query.groupBy.contains(.key) { columns.append("api_key_id") }
         if query.groupBy.contains(.model) { columns.append("model") }
         if query.groupBy.contains(.endpoint) { columns.append("endpoint") }
+        if query.groupBy.contains(.priority) { columns.append("priority") }
         if let bucket = query.bucketSeconds { columns.append("CAST(created_at / \(Int(bucket)) AS INTEGER) * \(Int(bucket)) AS period") }
         let groups = columns.map { $0.components(separatedBy: " AS ").last! }
         let sql = """
@@ -292,6 +294,7 @@ package final class SQLiteAccessLedger: Sendable {
                 model: row.column("model")?.string,
                 endpoint: row.column("endpoint")?.string.flatMap(Endpoint.init(rawValue:)),
                 period: row.column("period")?.double.map { Date(timeIntervalSinceReferenceDate: $0) },
+                priority: row.column("priority")?.string.flatMap(PriorityClass.init(rawValue:)),
                 requests: Int(row.column("requests")?.integer ?? 0),
                 promptTokens: Int(row.column("prompt")?.integer ?? 0),
                 completionTokens: Int(row.column("completion")?.integer ?? 0)

@@ -273,6 +273,13 @@ package enum SQLiteSchema {
                 "ALTER TABLE mizan_nodes ADD COLUMN loaded_models TEXT NOT NULL DEFAULT '[]'"
             ]
         ),
+        (
+            14,
+            [
+                // The class each request was served in, for usage by class.
+                "ALTER TABLE mizan_usage ADD COLUMN priority TEXT"
+            ]
+        ),
     ]
 
     /// The newest schema version this build knows.

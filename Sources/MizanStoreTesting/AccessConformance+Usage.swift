@@ -50,6 +50,25 @@ extension AccessConformance {
                 total == [UsageRow(requests: 6, promptTokens: 22, completionTokens: 14)], "no grouping: one row of everything: \(total)")
             let none = try await store.usage(UsageQuery(apiKeyID: "nobody", groupBy: []))
             try require(none.isEmpty, "nothing matches, no row: \(none)")
-        }
+        },
+        Check("usage is summed by the class each request was served in") { store in
+            let records: [(PriorityClass?, Int)] = [(.interactive, 1), (.batch, 2), (.batch, 3), (nil, 4), (.standard, 5)]
+            for (priority, prompt) in records {
+                try await store.recordUsage(
+                    UsageRecord(
+                        requestID: UUID().uuidString, apiKeyID: "k1", model: "m1", servedBy: "node-a", status: 200, latencyMilliseconds: 1,
+                        usage: TokenUsage(promptTokens: prompt, completionTokens: 0), createdAt: Fixture.at(0), priority: priority))
+            }
+            let byClass = try await store.usage(UsageQuery(groupBy: [.priority]))
+            try require(
+                byClass == [
+                    UsageRow(requests: 1, promptTokens: 4, completionTokens: 0),
+                    UsageRow(priority: .batch, requests: 2, promptTokens: 5, completionTokens: 0),
+                    UsageRow(priority: .standard, requests: 1, promptTokens: 5, completionTokens: 0),
+                    UsageRow(priority: .interactive, requests: 1, promptTokens: 1, completionTokens: 0),
+                ], "per class, the records without one apart: \(byClass)")
+            let both = try await store.usage(UsageQuery(groupBy: [.key, .priority]))
+            try require(both.map(\.apiKeyID) == Array(repeating: "k1", count: 4) && both.map(\.requests) == [1, 2, 1, 1], "\(both)")
+        },
     ]
 }

@@ -187,6 +187,12 @@ struct SchedulingProcessTests {
             "a batch job that waited rose to standard: \(listed)")
         let metrics = try await call(.GET, "\(url)/metrics").text
         #expect(metrics.contains("mizan_dispatch_jobs_promoted_total"), "\(metrics.prefix(1500))")
+        // Usage by class: each request in the class it was served in — the six batch-class answers
+        // and the one refused at the cap; the made-up class was refused before it had one.
+        let usage =
+            try await call(.GET, "\(url)/admin/v1/usage?groupBy=priority", token: e2eAdminToken).json["data"] as? [[String: Any]] ?? []
+        let byClass = Dictionary(uniqueKeysWithValues: usage.map { ($0["priority"] as? String ?? "-", $0["requests"] as? Int ?? 0) })
+        #expect(byClass["interactive"] == 1 && byClass["batch"] == 7, "\(usage)")
     }
 
     // Two agents serve one model; each conversation's later turns go to the node that answered

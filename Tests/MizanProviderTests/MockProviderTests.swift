@@ -16,7 +16,7 @@ struct MockProviderTests {
     static func root(_ endpoint: ProviderEndpoint) -> String { endpoint.baseURL.replacingOccurrences(of: "/v1", with: "") }
 
     static func stats(_ endpoint: ProviderEndpoint) async throws -> [String: Int] {
-        let answer = try await sendHTTP(.GET, root(endpoint) + "/mock/stats", timeout: .seconds(5))
+        let answer = try await sendHTTP(.GET, root(endpoint) + "/mock/stats", timeout: .seconds(30))
         return (try JSONSerialization.jsonObject(with: answer.body) as? [String: Int]) ?? [:]
     }
 

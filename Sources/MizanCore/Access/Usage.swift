@@ -23,6 +23,8 @@ public struct UsageRecord: Sendable, Equatable {
     public var jobID: JobID?
     /// The endpoint called.
     public var endpoint: Endpoint
+    /// The class the request was served in (`nil`: not known, as for records written before classes).
+    public var priority: PriorityClass?
 
     /// Creates a record.
     /// - Parameters:
@@ -36,6 +38,7 @@ public struct UsageRecord: Sendable, Equatable {
     ///   - createdAt: When it finished.
     ///   - jobID: The job that answered an idempotent request (its tokens count once).
     ///   - endpoint: The endpoint called (chat completions by default).
+    ///   - priority: The class it was served in.
     public init(
         requestID: String,
         apiKeyID: String?,
@@ -46,8 +49,10 @@ public struct UsageRecord: Sendable, Equatable {
         usage: TokenUsage?,
         createdAt: Date,
         jobID: JobID? = nil,
-        endpoint: Endpoint = .chatCompletions
+        endpoint: Endpoint = .chatCompletions,
+        priority: PriorityClass? = nil
     ) {
+        self.priority = priority
         self.endpoint = endpoint
         self.requestID = requestID
         self.apiKeyID = apiKeyID

@@ -4,7 +4,7 @@ import Foundation
 public struct UsageQuery: Sendable, Equatable {
     /// What rows are grouped by.
     public enum Dimension: String, Sendable, Equatable, CaseIterable, Codable {
-        case key, model, endpoint, day, hour
+        case key, model, endpoint, day, hour, priority
     }
 
     /// Records at or after this time.
@@ -63,14 +63,17 @@ public struct UsageRow: Sendable, Equatable, Codable {
     public var endpoint: Endpoint?
     /// The start of the row's UTC day or hour.
     public var period: Date?
+    /// The class the requests were served in (grouped by `priority`; `nil` for records without one).
+    public var priority: PriorityClass?
     public var requests: Int
     public var promptTokens: Int
     public var completionTokens: Int
 
     public init(
-        apiKeyID: String? = nil, model: String? = nil, endpoint: Endpoint? = nil, period: Date? = nil, requests: Int, promptTokens: Int,
-        completionTokens: Int
+        apiKeyID: String? = nil, model: String? = nil, endpoint: Endpoint? = nil, period: Date? = nil, priority: PriorityClass? = nil,
+        requests: Int, promptTokens: Int, completionTokens: Int
     ) {
+        self.priority = priority
         self.apiKeyID = apiKeyID
         self.model = model
         self.endpoint = endpoint
@@ -80,11 +83,12 @@ public struct UsageRow: Sendable, Equatable, Codable {
         self.completionTokens = completionTokens
     }
 
-    /// The order rows are answered in: by period, then key, model and endpoint.
+    /// The order rows are answered in: by period, then key, model, endpoint and class.
     public static func precedes(_ lhs: UsageRow, _ rhs: UsageRow) -> Bool {
         let left = (lhs.period?.timeIntervalSinceReferenceDate ?? 0, lhs.apiKeyID ?? "", lhs.model ?? "", lhs.endpoint?.rawValue ?? "")
         let right = (rhs.period?.timeIntervalSinceReferenceDate ?? 0, rhs.apiKeyID ?? "", rhs.model ?? "", rhs.endpoint?.rawValue ?? "")
-        return left < right
+        if left != right { return left < right }
+        return (lhs.priority?.rank ?? -2) < (rhs.priority?.rank ?? -2)
     }
 
     /// A group of a usage query: the values of the dimensions it is grouped by.
@@ -93,11 +97,14 @@ public struct UsageRow: Sendable, Equatable, Codable {
         var model: String?
         var endpoint: Endpoint?
         var period: Date?
+        var priority: PriorityClass??
     }
 
     /// Rows summed from records: what the in-memory store answers, and what the others must match.
     public static func summing(
-        _ records: some Sequence<(apiKeyID: String?, model: String, endpoint: Endpoint, at: Date, prompt: Int, completion: Int)>,
+        _ records: some Sequence<
+            (apiKeyID: String?, model: String, endpoint: Endpoint, at: Date, prompt: Int, completion: Int, priority: PriorityClass?)
+        >,
         _ query: UsageQuery
     ) -> [UsageRow] {
         var sums: [Group: UsageRow] = [:]
@@ -106,11 +113,13 @@ public struct UsageRow: Sendable, Equatable, Codable {
                 key: query.groupBy.contains(.key) ? Optional(record.apiKeyID) : nil,
                 model: query.groupBy.contains(.model) ? record.model : nil,
                 endpoint: query.groupBy.contains(.endpoint) ? record.endpoint : nil,
-                period: query.bucket(of: record.at))
+                period: query.bucket(of: record.at),
+                priority: query.groupBy.contains(.priority) ? Optional(record.priority) : nil)
             var row =
                 sums[group]
                 ?? UsageRow(
-                    apiKeyID: group.key ?? nil, model: group.model, endpoint: group.endpoint, period: group.period, requests: 0,
+                    apiKeyID: group.key ?? nil, model: group.model, endpoint: group.endpoint, period: group.period,
+                    priority: group.priority ?? nil, requests: 0,
                     promptTokens: 0,
                     completionTokens: 0)
             row.requests = row.requests.addingSaturated(1)

@@ -103,7 +103,8 @@ struct RequestRecorder: Sendable {
             usage: finished.usage,
             createdAt: Date(),
             jobID: fields.outcome.jobID,
-            endpoint: inference.endpoint
+            endpoint: inference.endpoint,
+            priority: fields.priority
         )
         await admissions.end(fields.admission, recording: record)
         return true
