@@ -40,8 +40,7 @@ struct MockResponder: Sendable {
     /// - Returns: Whether it is a hit, and the headers that say so (none without a cache).
     func lookUpPrefix(_ endpoint: Endpoint, model: String, body: Data) -> (hit: Bool, headers: HTTPFields) {
         guard let prefixes, endpoint == .chatCompletions || endpoint == .responses else { return (false, [:]) }
-        let object = (try? JSONSerialization.jsonObject(with: body) as? [String: Any]) ?? [:]
-        let hit = prefixes.lookUp(PrefixCache.keys(endpoint: endpoint, model: model, request: object))
+        let hit = prefixes.lookUp(PrefixCache.keys(endpoint: endpoint, model: model, body: body))
         stats.update {
             if hit { $0.prefixHits += 1 } else { $0.prefixMisses += 1 }
         }

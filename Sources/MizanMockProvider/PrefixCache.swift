@@ -6,11 +6,10 @@ import Synchronization
 /// whole requests, the last ``capacity`` of them), so that a request whose earlier turns it
 /// served answers its first token sooner, as a server that keeps its prompt cache does.
 ///
-/// A conversation's prefix is what comes before its newest exchange: for chat the `messages`
-/// before the last user message, less the answers just before it (so that the next turn of a
-/// conversation, which sends every earlier message and the answer, finds the turn before); for
-/// Responses the `input` items before the last (with the `instructions`). A request with
-/// nothing before its newest turn has no prefix (a miss).
+/// A conversation's prefix is what comes before its newest exchange (``ConversationKeys``): the
+/// items before the last user turn, less the answers just before it, so that the next turn of a
+/// conversation, which sends every earlier item and the answer, finds the turn before. A request
+/// with nothing before its newest turn has no prefix (a miss).
 final class PrefixCache: Sendable {
     private struct State {
         var known: Set<UInt64> = []
@@ -55,41 +54,20 @@ final class PrefixCache: Sendable {
         }
     }
 
-    /// The keys of a request: hashes of its model and its prefix's JSON, and of its model and
-    /// its whole conversation; `nil` each when there is none, or on an endpoint without conversations.
+    /// The keys of a request: its conversation's (``ConversationKeys``, what the gateway's
+    /// affinity follows too) with its model; none on an endpoint without conversations.
     /// - Parameters:
     ///   - endpoint: The endpoint called.
     ///   - model: The model asked for.
-    ///   - request: The request's JSON object.
-    static func keys(endpoint: Endpoint, model: String, request: [String: Any]) -> Keys {
-        let prefix: [Any]
-        let whole: [Any]
-        switch endpoint {
-        case .chatCompletions:
-            guard let messages = request["messages"] as? [Any], !messages.isEmpty else { return Keys() }
-            let role = { (index: Int) in (messages[index] as? [String: Any])?["role"] as? String }
-            var end = messages.indices.last { role($0) == "user" } ?? messages.count - 1
-            while end > 0, role(end - 1) == "assistant" { end -= 1 }
-            prefix = Array(messages[..<end])
-            whole = messages
-        case .responses:
-            let input = request["input"] as? [Any] ?? []
-            let instructions = (request["instructions"] as? String).map { [["instructions": $0] as Any] } ?? []
-            prefix = instructions + input.dropLast()
-            whole = instructions + input
-        default:
-            return Keys()
+    ///   - body: The request's body.
+    static func keys(endpoint: Endpoint, model: String, body: Data) -> Keys {
+        guard let conversation = ConversationKeys(body: body, endpoint: endpoint) else { return Keys() }
+        func keyed(_ hash: UInt64) -> UInt64 {
+            var hasher = Hasher()
+            hasher.combine(model)
+            hasher.combine(hash)
+            return UInt64(bitPattern: Int64(hasher.finalize()))
         }
-        return Keys(prefix: hash(model, prefix), whole: hash(model, whole))
-    }
-
-    private static func hash(_ model: String, _ items: [Any]) -> UInt64? {
-        guard !items.isEmpty, let json = try? JSONSerialization.data(withJSONObject: items, options: [.sortedKeys]) else { return nil }
-        // FNV-1a, 64 bits: stable across runs, enough for a mock.
-        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-        for byte in Data(model.utf8) + [0] + json {
-            hash = (hash ^ UInt64(byte)) &* 0x0000_0100_0000_01b3
-        }
-        return hash
+        return Keys(prefix: conversation.prefix.map(keyed), whole: keyed(conversation.whole))
     }
 }

@@ -247,12 +247,7 @@ struct PostgresJobQueue: Sendable {
             """,
             logger: logger, Rows.job
         )
-        if let job = rows.first {
-            events.publishLocally([event])
-            return job
-        }
-        guard let job = try await self.job(id) else { throw MizanError(.jobNotFound, "No job with id \(id).") }
-        return job
+        return try await finished(rows, id: id, event: event)
     }
 
     /// Withdraws a queued job for a spill (see `JobStore`): only while it is `accepted`, so a
@@ -276,6 +271,12 @@ struct PostgresJobQueue: Sendable {
             """,
             logger: logger, Rows.job
         )
+        return try await finished(rows, id: id, event: event)
+    }
+
+    /// The job a conditional finish returned, its event published here; or, when it changed
+    /// nothing (the job had moved on), the job as it is.
+    private func finished(_ rows: [Job], id: JobID, event: StoreEvent) async throws -> Job {
         if let job = rows.first {
             events.publishLocally([event])
             return job

@@ -159,10 +159,11 @@ struct ClientController: Sendable {
         var known: [Node]?
         let serves = { (node: Node) in dispatcher.isHealthy(node) && node.serves(chat.model, on: chat.endpoint) }
         let order = placement.order(model: chat.model, endpoint: chat.endpoint)
+        // The model's routes, read once: a spill asks whether there are any, then uses them.
+        let candidates = order.contains(.providerRoutes) ? routes.routes.candidates(for: chat.model, endpoint: chat.endpoint) : []
         for (position, capacity) in order.enumerated() {
             switch capacity {
             case .providerRoutes:
-                let candidates = routes.routes.candidates(for: chat.model, endpoint: chat.endpoint)
                 guard !candidates.isEmpty else { continue }
                 record.model(.routed)
                 switch try await routes.serve(
@@ -185,9 +186,8 @@ struct ClientController: Sendable {
                 var queueing = NodeServer.Queueing(
                     priority: priority, weight: key.policy.shareWeight, maxQueued: key.policy.maxQueued)
                 // A spill only where routes come next and serve the request.
-                if let spill = placement.spillAfter(model: chat.model),
-                    order[(position + 1)...].contains(.providerRoutes),
-                    !routes.routes.candidates(for: chat.model, endpoint: chat.endpoint).isEmpty
+                if let spill = placement.spillAfter(model: chat.model), order[(position + 1)...].contains(.providerRoutes),
+                    !candidates.isEmpty
                 {
                     queueing.spillAfter = spill
                 }

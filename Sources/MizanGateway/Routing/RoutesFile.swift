@@ -59,11 +59,8 @@ public struct ProviderRoute: Sendable, Equatable, Codable {
             var endpoints: [Endpoint] = []
             for name in names {
                 guard let endpoint = Endpoint(configured: name) else {
-                    throw DecodingError.dataCorruptedError(
-                        forKey: .endpoints, in: container,
-                        debugDescription:
-                            "unknown endpoint '\(SafeText.excerpt(name, limit: 64))' (known: \(Endpoint.allCases.map(\.rawValue).joined(separator: ", ")))"
-                    )
+                    throw UnknownKeys.unknownValue(
+                        "endpoint", name, known: Endpoint.allCases.map(\.rawValue), forKey: .endpoints, in: container)
                 }
                 endpoints.append(endpoint)
             }
@@ -125,11 +122,7 @@ public struct ModelPlacement: Sendable, Equatable, Codable {
         model = try container.decode(String.self, forKey: .model)
         let name = try container.decodeIfPresent(String.self, forKey: .placement) ?? Kind.cloudFirst.rawValue
         guard let kind = Kind(rawValue: name) else {
-            throw DecodingError.dataCorruptedError(
-                forKey: .placement, in: container,
-                debugDescription:
-                    "unknown placement '\(SafeText.excerpt(name, limit: 64))' (known: \(Kind.allCases.map(\.rawValue).joined(separator: ", ")))"
-            )
+            throw UnknownKeys.unknownValue("placement", name, known: Kind.allCases.map(\.rawValue), forKey: .placement, in: container)
         }
         placement = kind
         spillAfterMs = try container.decodeIfPresent(Int.self, forKey: .spillAfterMs) ?? 300
@@ -280,6 +273,15 @@ enum UnknownKeys {
         var intValue: Int? { nil }
         init(stringValue: String) { self.stringValue = stringValue }
         init?(intValue: Int) { nil }
+    }
+
+    /// The refusal of a value that is not one of `known` (a placement, an endpoint), naming them.
+    static func unknownValue<Keys: CodingKey>(
+        _ what: String, _ value: String, known: [String], forKey key: Keys, in container: KeyedDecodingContainer<Keys>
+    ) -> DecodingError {
+        DecodingError.dataCorruptedError(
+            forKey: key, in: container,
+            debugDescription: "unknown \(what) '\(SafeText.excerpt(value, limit: 64))' (known: \(known.joined(separator: ", ")))")
     }
 
     /// Throws `DecodingError.dataCorrupted` (with a ``Found``) for the first unknown key.
