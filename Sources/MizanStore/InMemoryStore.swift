@@ -4,7 +4,7 @@ import Synchronization
 
 /// A ``DispatchStore`` held in process memory: fast, and gone when the process ends.
 /// It serves one gateway instance; several instances share ``DispatchStore``s backed by a database.
-public final class InMemoryStore: DispatchStore {
+public final class InMemoryStore: DispatchStore, BatchStore {
     struct State {
         var jobs: [JobID: Job] = [:]
         var live: Set<JobID> = []
@@ -29,6 +29,7 @@ public final class InMemoryStore: DispatchStore {
 
     let state: Mutex<State>
     let access: Mutex<AccessState>
+    let batchState = Mutex(BatchState())
     let hub = StoreEventHub()
 
     /// Creates an empty store.
