@@ -8,6 +8,7 @@ import MizanProvider
 import MizanStore
 import Prometheus
 import ServiceLifecycle
+import Synchronization
 
 /// Mizan's OpenAI-compatible gateway, built from one store and one ``Configuration``: the
 /// dispatch engine and its sweeper, and a Hummingbird router whose controllers serve the
@@ -57,6 +58,10 @@ public final class Gateway: Sendable {
     /// The modules added to the gateway (the operator's console).
     let additions: [any GatewayRoutes]
     let recorder: RequestRecorder
+    /// Runs batches and background responses.
+    let batchRunner: BatchRunner
+    let files: FilesController
+    let batches: BatchesController
     /// Usage writes that failed, written again until the store takes them.
     let usageSpool: UsageSpool
 
@@ -74,7 +79,7 @@ public final class Gateway: Sendable {
     ///   - additions: Modules that add routes (`MizanConsole`'s `.console()`).
     ///   - logger: Where request lines go; the engine logs as `mizan.dispatch`.
     public init(
-        store: some DispatchStore & AccessStore,
+        store: some DispatchStore & AccessStore & BatchStore,
         storeServices: [any Service] = [],
         routes: RouteTable = RouteTable(routes: []),
         adminToken: String?,
@@ -124,8 +129,23 @@ public final class Gateway: Sendable {
         self.operations = OperationsController(dispatcher: dispatcher, spool: spool, metricsRegistry: metricsRegistry, logger: logger)
         let activity = RecentActivity()
         self.recorder = RequestRecorder(admissions: admissions, metrics: metrics, activity: activity, logger: logger)
+        let lineServer = LineServer(client: client, recorder: recorder)
+        let poke = Mutex<(@Sendable () -> Void)?>(nil)
+        let background = BackgroundResponses(
+            client: client, recorder: recorder, store: store, streamWait: configuration.maxDeadline,
+            poke: { poke.withLock { $0 }?() })
+        let batchRunner = BatchRunner(
+            store: store, lines: lineServer, responses: background, settings: configuration.batches, logger: logger)
+        poke.withLock { $0 = { [weak batchRunner] in batchRunner?.poke() } }
+        self.batchRunner = batchRunner
+        self.files = FilesController(client: client, store: store, maxFileBytes: configuration.batches.maxFileBytes)
+        self.batches = BatchesController(client: client, store: store, runner: batchRunner, settings: configuration.batches)
         let parts = GatewayParts(
-            dispatcher: dispatcher, credentials: credentials, access: store, routes: routes, activity: activity, logger: logger)
+            dispatcher: dispatcher, credentials: credentials, access: store, routes: routes, activity: activity, logger: logger,
+            batches: store,
+            cancelBatch: { [store, batchRunner] id in
+                try await BatchesController.cancel(id, apiKeyID: nil, store: store, runner: batchRunner)
+            })
         self.additions = additions.compactMap { $0.make(parts) }
     }
 
@@ -135,6 +155,10 @@ public final class Gateway: Sendable {
         let router = Router(context: GatewayRequestContext.self)
         router.add(middleware: RequestMiddleware(recorder: recorder))
         client.addRoutes(to: router.group())
+        batchRunner.responses.addRoutes(to: router.group())
+        files.addRoutes(to: router.group())
+        batches.addRoutes(to: router.group())
+        batches.addAdminRoutes(to: router.group("/admin/v1"))
         agents.addRoutes(to: router.group("/agent/v1"))
         admin.addRoutes(to: router.group("/admin/v1"))
         operations.addRoutes(to: router.group())
@@ -182,7 +206,7 @@ public final class Gateway: Sendable {
         onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
     ) -> [any Service] {
         storeServices + [
-            usageSpool, sweeper,
+            usageSpool, sweeper, batchRunner,
             application(host: host, port: port, beforeServerStarts: beforeServerStarts, onServerRunning: onServerRunning),
         ]
     }

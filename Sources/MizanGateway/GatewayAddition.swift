@@ -1,5 +1,6 @@
 import Hummingbird
 import Logging
+import MizanCore
 import MizanDispatch
 import MizanStore
 
@@ -20,6 +21,11 @@ public struct GatewayParts: Sendable {
     public let activity: RecentActivity
     /// The gateway's logger.
     public let logger: Logger
+    /// Files, batches and background responses.
+    public let batches: any BatchStore
+    /// Cancels a batch as `POST /v1/batches/{id}/cancel` does (any key's): it turns
+    /// `cancelling`, its running lines finish, the rest stop.
+    public let cancelBatch: @Sendable (String) async throws -> Batch
 }
 
 /// Routes a module adds to the gateway's router, behind the same request middleware (request

@@ -49,6 +49,8 @@ extension Gateway {
         /// instance stops working within it), and its `Dispatcher.Configuration.nodeStaleAfter`
         /// decides which nodes count as capacity for a request.
         public var dispatch: Dispatcher.Configuration
+        /// How batches and background responses run (``BatchSettings``).
+        public var batches = BatchSettings()
 
         /// Creates a configuration; every field has the default its documentation names.
         public init(

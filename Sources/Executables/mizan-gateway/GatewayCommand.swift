@@ -194,6 +194,35 @@ struct GatewayCommand: AsyncParsableCommand {
         help: "Seconds the node that answered a conversation is remembered for its next turn.")
     var affinityMemory: Double = 300
 
+    @Option(
+        name: .customLong("batch-spill-at"), parsing: .unconditional,
+        help: ArgumentHelp(
+            "The part of a batch's window after which its lines no node took may go to provider routes (0-1).",
+            discussion: "A batch's lines run on agent nodes at the lowest class; once this part of its 24-hour window has gone, "
+                + "lines still waiting go to the model's provider routes where its placement allows the cloud. A local-only "
+                + "model's lines wait to the window's end and expire."))
+    var batchSpillAt: Double = 0.8
+
+    @Option(
+        name: .customLong("batch-window-scale"), parsing: .unconditional,
+        help: "A factor on every batch's 24-hour window, for trials and tests (0.001 makes it 86.4 seconds).")
+    var batchWindowScale: Double = 1
+
+    @Option(
+        name: .customLong("batch-lines-in-flight"), parsing: .unconditional,
+        help: "The most lines of one batch queued or running at once.")
+    var batchLinesInFlight: Int = 64
+
+    @Option(
+        name: .customLong("batch-claim-lifetime"), parsing: .unconditional,
+        help: ArgumentHelp(
+            "Seconds an instance's claim on a batch or background response holds without renewal.",
+            discussion: "A gateway that dies mid-batch is resumed by another instance (or itself, started again) after this."))
+    var batchClaimLifetime: Double = 15
+
+    @Option(name: .customLong("max-file-bytes"), parsing: .unconditional, help: "The largest file /v1/files takes (200 MB).")
+    var maxFileBytes: Int = 200 << 20
+
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel = "info"
 
@@ -237,6 +266,13 @@ struct GatewayCommand: AsyncParsableCommand {
         guard databaseTimeout > 0, databaseTimeout <= 600 else {
             throw ValidationError("--database-timeout must be 0-600 seconds (more than 0).")
         }
+        guard batchSpillAt >= 0, batchSpillAt <= 1 else { throw ValidationError("--batch-spill-at must be 0-1.") }
+        guard batchWindowScale >= 0.00001, batchWindowScale <= 1 else { throw ValidationError("--batch-window-scale must be 0.00001-1.") }
+        guard (1...10_000).contains(batchLinesInFlight) else { throw ValidationError("--batch-lines-in-flight must be 1-10000.") }
+        guard batchClaimLifetime >= 1, batchClaimLifetime <= 3600 else {
+            throw ValidationError("--batch-claim-lifetime must be 1-3600 seconds.")
+        }
+        guard maxFileBytes >= 1024, maxFileBytes <= 1 << 31 else { throw ValidationError("--max-file-bytes must be 1024-2147483648.") }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("Unknown --log-level '\(logLevel)'.") }
     }
 
@@ -282,7 +318,7 @@ struct GatewayCommand: AsyncParsableCommand {
             logger.notice("no admin token: the admin API and the console are off (set --admin-token or MIZAN_ADMIN_TOKEN)")
         }
         let leaseWait = Duration.seconds(maxLeaseWait)
-        let configuration = Gateway.Configuration(
+        var configuration = Gateway.Configuration(
             maxBodyBytes: maxBodyBytes,
             maxQueueWait: .seconds(maxQueueWait),
             idleTimeout: .seconds(idleTimeout),
@@ -304,6 +340,11 @@ struct GatewayCommand: AsyncParsableCommand {
                     affinityMemory: .seconds(affinityMemory))
             )
         )
+
+        configuration.batches = BatchSettings(
+            spillAt: batchSpillAt, windowScale: batchWindowScale, linesInFlight: batchLinesInFlight,
+            claimLifetime: .seconds(batchClaimLifetime), tick: .seconds(min(1, batchClaimLifetime / 5)), maxFileBytes: maxFileBytes,
+            responseRetention: configuration.dispatch.sweeping.retention)
 
         let location = try StoreLocation(databaseURL ?? environment["MIZAN_DATABASE_URL"].flatMap { $0.isEmpty ? nil : $0 })
         let (gateway, prepare, storeMetadata) = try await makeGateway(

@@ -2,7 +2,7 @@ import Foundation
 
 /// A small scanner over JSON bytes that finds top-level members without decoding, so a
 /// body can be edited in place and forwarded otherwise byte for byte.
-enum JSONScanner {
+package enum JSONScanner {
     /// Whether the first non-space byte opens an object.
     static func isObject(_ data: Data) -> Bool {
         data.first(where: { !isSpace($0) }) == UInt8(ascii: "{")
@@ -26,7 +26,7 @@ enum JSONScanner {
     ///   - data: A JSON object.
     ///   - values: Keys (plain, without escapes) and their values as JSON text.
     /// - Returns: The edited bytes, or `nil` when `data` is not a well-formed object.
-    static func settingTopLevel(in data: Data, _ values: [(key: String, json: String)]) -> Data? {
+    package static func settingTopLevel(in data: Data, _ values: [(key: String, json: String)]) -> Data? {
         var bytes = [UInt8](data)
         for (key, json) in values {
             guard let members = topLevelMembers(in: bytes) else { return nil }

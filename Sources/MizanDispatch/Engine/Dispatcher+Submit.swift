@@ -39,6 +39,7 @@ extension Dispatcher {
             now: accepted
         )
         job.scheduling.weight = min(100, max(1, request.weight))
+        if let held = request.inClassUntil, held > accepted { job.scheduling.classSince = held }
         let offer = offer(for: request)
         if let offer {
             job.scheduling.preferredNode = offer.node
@@ -71,7 +72,7 @@ extension Dispatcher {
         let queueUntil = spill ?? request.queueTimeout.map { accepted.adding($0) }.flatMap { $0 < insertion.job.deadline ? $0 : nil }
         return PendingJob(
             job: insertion.job, signal: signal, queueUntil: queueUntil, spills: spill != nil,
-            conversation: insertion.inserted ? request.conversation?.whole : nil)
+            conversation: insertion.inserted ? request.conversation?.whole : nil, waitsForNodes: request.waitsForNodes)
     }
 
     /// The node a new job is offered to first, and why: the node that answered its
@@ -116,7 +117,8 @@ extension Dispatcher {
         if pending.job.state.isTerminal { return pending.job }
         let job = try await awaitFinish(
             of: pending.job.id, model: pending.job.model, deadline: pending.job.deadline, queueUntil: pending.queueUntil,
-            signal: pending.signal, idempotent: pending.job.idempotencyKey != nil, spills: pending.spills)
+            signal: pending.signal, idempotent: pending.job.idempotencyKey != nil, spills: pending.spills,
+            waitsForNodes: pending.waitsForNodes)
         if job.state == .succeeded, let node = job.nodeID, let conversation = pending.conversation {
             affinity.remember(conversation, node: node, now: now())
         }
@@ -126,7 +128,7 @@ extension Dispatcher {
     /// Waits for a job to finish, timing it out at `deadline` and cancelling it when the task is cancelled.
     func awaitFinish(
         of id: JobID, model: String, deadline: Date, queueUntil: Date? = nil, signal: Signal, idempotent: Bool = false,
-        spills: Bool = false
+        spills: Bool = false, waitsForNodes: Bool = false
     ) async throws -> Job {
         var current = signal
         var queueUntil = queueUntil
@@ -164,7 +166,9 @@ extension Dispatcher {
                 }
                 continue
             }
-            if waiters.isOrphaned(model), try await !hasCapacity(for: model), let job = try await withdrawIfQueued(id) { return job }
+            if !waitsForNodes, waiters.isOrphaned(model), try await !hasCapacity(for: model), let job = try await withdrawIfQueued(id) {
+                return job
+            }
             if now() >= deadline {
                 let job = try await store.timeOut(id, now: now())
                 metrics.finished(job)
@@ -285,6 +289,19 @@ public struct PendingJob: Sendable {
     let spills: Bool
     /// The conversation to remember the answering node for.
     let conversation: UInt64?
+    /// Whether it waits for its model's nodes to come back (``DispatchRequest/waitsForNodes``).
+    let waitsForNodes: Bool
+}
+
+extension Dispatcher {
+    /// Withdraws a job that waits for a node (`accepted`), conditionally: a job leased meanwhile
+    /// keeps running. A withdrawn job fails with code `spilled`; its submitter's wait returns it.
+    /// - Parameter id: The job.
+    /// - Returns: The job after the write.
+    /// - Throws: `MizanError` `jobNotFound`.
+    public func withdraw(_ id: JobID) async throws -> Job {
+        try await store.withdraw(id, now: now())
+    }
 }
 
 extension Dispatcher {

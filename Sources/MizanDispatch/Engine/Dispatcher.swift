@@ -243,6 +243,12 @@ public struct DispatchRequest: Sendable {
     /// The job's id (a new time-ordered id by default); set it to prepare for the job (e.g.
     /// subscribe to its stream) before it can be leased.
     public var jobID: JobID
+    /// Whether the job waits for its model's nodes to come back when every one of them is gone
+    /// (a batch's line, whose window is hours) instead of being withdrawn with `noHealthyNode`.
+    public var waitsForNodes = false
+    /// Until when the job stays in its class (is not promoted, however long it waits): a
+    /// batch's lines rise only once the batch's spill point has passed. `nil`: from now.
+    public var inClassUntil: Date?
 
     /// Creates a request.
     /// - Parameters:

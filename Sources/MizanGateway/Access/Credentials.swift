@@ -105,6 +105,16 @@ public struct Credentials: Sendable {
         return key
     }
 
+    /// An active, unexpired key by id, read from the store (the key a batch runs under).
+    /// - Parameter id: The key's id.
+    /// - Returns: The key, or `nil` when it is unknown, revoked or expired.
+    public func activeKey(id: String) async throws -> APIKey? {
+        guard let key = try await store.apiKeys().first(where: { $0.id == id }), key.isActive, !key.policy.hasExpired(at: Date()) else {
+            return nil
+        }
+        return key
+    }
+
     /// Revokes a client API key; it stops working on this instance at once.
     /// - Parameters:
     ///   - id: The key's id.

@@ -34,7 +34,9 @@ struct ClientController: Sendable {
     }
 
     func addRoutes(to router: RouterGroup<GatewayRequestContext>) {
-        for endpoint in Endpoint.allCases {
+        // `POST /v1/responses` is ``BackgroundResponses``'s: it hands what is not a background
+        // request back to ``infer(_:_:context:)``.
+        for endpoint in Endpoint.allCases where endpoint != .responses {
             router.post(RouterPath("/v1" + endpoint.path)) { request, context in
                 try await infer(endpoint, request, context: context)
             }

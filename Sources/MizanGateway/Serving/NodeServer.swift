@@ -65,6 +65,12 @@ struct NodeServer: Sendable {
         if chat.stream { return try await stream(chat, request: request, upstream: upstream) }
         let pending = try await dispatcher.accept(request)
         let job = try await upstream.measure { try await dispatcher.awaitFinish(pending) }
+        return try served(job, chat: chat)
+    }
+
+    /// The answer of a finished job, or its failure.
+    /// - Throws: ``ServingFailure`` for a job that failed or timed out.
+    func served(_ job: Job, chat: ClientRequest) throws -> Served {
         var outcome = outcome(of: job)
         switch job.state {
         case .succeeded:
