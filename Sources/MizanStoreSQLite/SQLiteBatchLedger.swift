@@ -453,6 +453,7 @@ extension Rows {
         ]
     }
 
+    /// A file from its row (``fileColumns``).
     static func file(_ row: SQLRow) throws -> StoredFile {
         guard let kind = StoredFile.Kind(rawValue: try string(row, "kind")) else { throw corrupt("kind") }
         return StoredFile(
@@ -461,6 +462,7 @@ extension Rows {
             createdAt: try requiredDate(row, "created_at"), kind: kind, batchID: row.column("batch_id")?.string)
     }
 
+    /// A batch from its row (``batchColumns``).
     static func batch(_ row: SQLRow) throws -> Batch {
         guard let endpoint = Endpoint(rawValue: try string(row, "endpoint")) else { throw corrupt("endpoint") }
         guard let status = Batch.Status(rawValue: try string(row, "status")) else { throw corrupt("status") }
@@ -489,6 +491,7 @@ extension Rows {
         return batch
     }
 
+    /// A background response from its row (``responseColumns``).
     static func response(_ row: SQLRow) throws -> BackgroundResponse {
         guard let status = BackgroundResponse.Status(rawValue: try string(row, "status")) else { throw corrupt("status") }
         guard let priority = PriorityClass(rawValue: try string(row, "priority")) else { throw corrupt("priority") }
