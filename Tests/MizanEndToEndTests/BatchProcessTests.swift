@@ -226,7 +226,7 @@ struct BatchProcessTests {
         #expect(output.count == completed && errors.count == failed)
         let ids = (output + errors).compactMap { $0["custom_id"] as? String }
         #expect(ids.sorted() == (0..<12).map { "line-\($0)" }.sorted(), "every line once")
-        #expect(errors.allSatisfy { ($0["error"] as? [String: Any])?["code"] as? String == "batch_expired" }, "\(errors)")
+        #expect(errors.allSatisfy { ($0["error"] as? [String: Any])?["code"] as? String == "batch_expired" }, "\(errors.prefix(2))")
     }
 
     @Test func cancellingLetsTheRunningLineFinishAndStopsTheRest() async throws {
@@ -265,8 +265,8 @@ struct BatchProcessTests {
         try await waitForNode(url)
         let (status, output) = try await mizan(
             ["keys", "create", "--name", "capped", "--budget-tokens", "1000", "--budget-period", "day", "--json"], gateway: url)
-        let created = try #require(try JSONSerialization.jsonObject(with: Data(output.utf8)) as? [String: String], "\(status) \(output)")
-        let batches = BatchClient(url: url, key: try #require(created["key"]))
+        let created = try #require(try JSONSerialization.jsonObject(with: Data(output.utf8)) as? [String: Any], "\(status) \(output)")
+        let batches = BatchClient(url: url, key: try #require(created["key"] as? String))
         let id = try await batches.create(file: try await batches.upload(batchLines(30, model: "llama")))["id"] as? String ?? ""
         let ended = try await batches.waitForEnd(id, timeout: .seconds(60))
         #expect(ended["status"] as? String == "failed", "\(ended)")
