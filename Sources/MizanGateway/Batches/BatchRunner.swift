@@ -46,6 +46,8 @@ final class BatchRunner: Service, Sendable {
         }
         let stop = Mutex<Stop?>(nil)
         let jobs = Mutex<[Int: JobID]>([:])
+        /// Whether a line expired (the batch then ends `expired`).
+        let sawExpiry = Atomic(false)
 
         var isCancelling: Bool { stop.withLock { if case .cancel = $0 { true } else { false } } }
     }
@@ -177,6 +179,11 @@ final class BatchRunner: Service, Sendable {
                 _ = try await store.finishLines(batchID: line.batch.id, [result], now: Date())
                 metrics.line(result)
                 return
+            case .expired(let result):
+                control.sawExpiry.store(true, ordering: .relaxed)
+                _ = try await store.finishLines(batchID: line.batch.id, [result], now: Date())
+                metrics.line(result)
+                return
             case .later:
                 guard control.stop.withLock({ $0 == nil }), Date() < line.batch.expiresAt else { return }
                 try await Task.sleep(for: .seconds(1))
@@ -200,7 +207,7 @@ final class BatchRunner: Service, Sendable {
             try await finish(
                 batch, control: control, leftover: ("budget_exhausted", "The batch's API key ran out of budget before this request ran."),
                 failure: Batch.Failure(code: "budget_exhausted", message: error.message))
-        } else if Date() >= batch.expiresAt {
+        } else if Date() >= batch.expiresAt || control.sawExpiry.load(ordering: .relaxed) {
             try await finish(
                 batch, control: control,
                 leftover: ("batch_expired", "This request could not be executed before the completion window expired."), failure: nil)

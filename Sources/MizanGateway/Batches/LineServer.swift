@@ -34,6 +34,8 @@ struct LineServer: Sendable {
     enum End: Sendable {
         /// Answered or failed for good: its result.
         case ended(LineResult)
+        /// Not run before the batch's window closed: its result (`batch_expired`).
+        case expired(LineResult)
         /// Refused for now (the key's rate or concurrency limit): try again later.
         case later
         /// The key's budget is spent: the batch stops.
@@ -104,8 +106,12 @@ struct LineServer: Sendable {
             status = refusal.httpStatus
             body = Self.body(of: refusal)
         }
-        if status == 504, Date() >= line.batch.expiresAt {
-            let expired = End.ended(
+        // A line failed on a node as the window closed (its job's deadline is the window's end; a
+        // node refuses a job whose deadline has just passed) did not run in time.
+        if !(200..<300).contains(status), status == 504 || place == .node,
+            Date() >= line.batch.expiresAt.addingTimeInterval(-1)
+        {
+            let expired = End.expired(
                 LineResult(
                     number: line.input.number, succeeded: false,
                     line: BatchInput.resultLine(
