@@ -40,6 +40,7 @@ struct SchemathesisTests {
             let child = try ChildProcess(
                 executable: schemathesis,
                 arguments: [
+                    "--config-file", TestPython.packageRoot.appendingPathComponent("Tests/sdk/schemathesis.toml").path,
                     "run", "\(url)/openapi.json",
                     "--header", "Authorization: Bearer \(run.token)",
                     "--include-path-regex", run.paths,
