@@ -145,7 +145,7 @@ extension InMemoryStore.State {
 
     /// Pops the best accepted, unexpired job among `models` that `node` may take, dropping
     /// stale heap entries (jobs offered first to another node stay queued).
-    mutating func popBest(models: [String], endpoints: [Endpoint], node: NodeID, now: Date) -> JobID? {
+    mutating func popBest(models: [String], endpoints: [Endpoint], node: NodeID, now: Date, minimumRank: Int? = nil) -> JobID? {
         var offeredElsewhere: [(QueueKey, JobQueueHeap.Entry)] = []
         defer { for (key, entry) in offeredElsewhere { queues[key]?.push(entry) } }
         while true {
@@ -162,6 +162,8 @@ extension InMemoryStore.State {
                 }
             }
             guard let key = bestKey else { return nil }
+            // The best job is below the rank a kept slot takes: so is every other.
+            if let minimumRank, let best, best.priority < minimumRank { return nil }
             let entry = queues[key]!.popFirst()!
             guard let job = jobs[entry.id], entry.isCurrent(for: job) else { continue }
             if job.deadline <= now {

@@ -73,7 +73,7 @@ public final class InMemoryStore: DispatchStore, BatchStore {
         return insertion
     }
 
-    public func lease(nodeID: NodeID, limit: Int, now: Date) async throws -> [LeasedJob] {
+    public func lease(nodeID: NodeID, limit: Int, now: Date, headroom: LeaseHeadroom?) async throws -> [LeasedJob] {
         try state.withLock { state in
             guard var node = state.nodes[nodeID] else {
                 throw MizanError(.nodeNotFound, "No node with id \(nodeID).")
@@ -84,8 +84,13 @@ public final class InMemoryStore: DispatchStore, BatchStore {
             guard node.canLease else { return [] }
             let held = state.leasedByNode[nodeID]?.count ?? 0
             var wanted = min(limit, node.maxConcurrency - held)
+            let open = headroom?.open(of: node.maxConcurrency - held) ?? wanted
             var leased: [LeasedJob] = []
-            while wanted > 0, let id = state.popBest(models: node.models, endpoints: node.endpoints, node: nodeID, now: now) {
+            while wanted > 0,
+                let id = state.popBest(
+                    models: node.models, endpoints: node.endpoints, node: nodeID, now: now,
+                    minimumRank: leased.count < open ? nil : headroom?.minimumRank)
+            {
                 guard var job = state.jobs[id] else { continue }
                 job.state = .leased
                 job.nodeID = nodeID

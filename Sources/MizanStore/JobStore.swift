@@ -33,9 +33,12 @@ public protocol JobStore: Sendable {
     ///   - nodeID: The leasing node; it must be active and not unhealthy.
     ///   - limit: The most jobs to hand out.
     ///   - now: The current time.
+    ///   - headroom: Slots kept for live traffic: of the node's free slots (before `limit`), the
+    ///     last ``LeaseHeadroom/slots`` take only jobs of rank ``LeaseHeadroom/minimumRank`` or
+    ///     above; `nil` for none.
     /// - Returns: The leased jobs, each with the lease that fences it.
     /// - Throws: `MizanError` `nodeNotFound` or `unauthorized` (revoked).
-    func lease(nodeID: NodeID, limit: Int, now: Date) async throws -> [LeasedJob]
+    func lease(nodeID: NodeID, limit: Int, now: Date, headroom: LeaseHeadroom?) async throws -> [LeasedJob]
 
     /// Finishes a leased job. Applied only while `lease` is the job's current lease.
     /// A retryable failure requeues the job (attempt + 1) while attempts and the deadline allow.
@@ -266,4 +269,30 @@ public enum JobErrorCode {
         error.retryAfter = 1
         return error
     }
+}
+
+extension JobStore {
+    /// Leases as ``lease(nodeID:limit:now:headroom:)`` does, without headroom.
+    public func lease(nodeID: NodeID, limit: Int, now: Date) async throws -> [LeasedJob] {
+        try await lease(nodeID: nodeID, limit: limit, now: now, headroom: nil)
+    }
+}
+
+/// Slots a lease leaves to live traffic: while requests above the lowest class are coming, a
+/// node's last free slots go only to them, so that such a request finds a slot free instead of
+/// waiting for a batch's line to end (a line takes a slot for its whole service time).
+public struct LeaseHeadroom: Sendable, Equatable {
+    /// How many of the node's free slots are kept.
+    public var slots: Int
+    /// The lowest rank (``Job/priority``) a kept slot takes.
+    public var minimumRank: Int
+
+    /// Creates headroom.
+    public init(slots: Int, minimumRank: Int) {
+        self.slots = max(0, slots)
+        self.minimumRank = minimumRank
+    }
+
+    /// How many of `free` slots any job may take: the rest only jobs of ``minimumRank`` or above.
+    public func open(of free: Int) -> Int { max(0, free - slots) }
 }

@@ -81,7 +81,10 @@ struct PostgresJobQueue: Sendable {
     }
 
     /// Leases up to `limit` queued jobs to a node, within its free capacity, highest priority first.
-    func lease(nodeID: NodeID, limit: Int, now: Date) async throws -> [LeasedJob] {
+    func lease(nodeID: NodeID, limit: Int, now: Date, headroom: LeaseHeadroom? = nil) async throws -> [LeasedJob] {
+        // Without headroom every free slot is open to any job (and no rank is below Int.min).
+        let kept = headroom?.slots ?? 0
+        let rank = headroom?.minimumRank ?? Int.min
         // Not a prepared statement on purpose: a plan cached while the queue was small
         // (a sequential scan) would stay in use after it grew. Planned per call, it always
         // takes the index-ordered queue scan; the cost is spread over the jobs it leases.
@@ -89,6 +92,7 @@ struct PostgresJobQueue: Sendable {
             """
             WITH node AS (
                 SELECT models, endpoints, GREATEST(0, LEAST(\(limit), max_concurrency - leased)) AS free,
+                    GREATEST(0, max_concurrency - leased - \(kept)) AS open,
                     (status = 'active' AND health <> 'unhealthy') AS ok
                 FROM mizan_nodes WHERE id = \(nodeID.uuid) FOR UPDATE
             ), candidates AS (
@@ -103,8 +107,12 @@ struct PostgresJobQueue: Sendable {
                         FOR UPDATE SKIP LOCKED
                     ) AS c
                 WHERE node.ok AND node.free > 0
+            ), ranked AS (
+                SELECT id, priority, row_number() OVER (ORDER BY priority DESC, fair_tag, id) AS place FROM candidates
+                ORDER BY priority DESC, fair_tag, id LIMIT (SELECT free FROM node)
             ), picked AS (
-                SELECT id FROM candidates ORDER BY priority DESC, fair_tag, id LIMIT (SELECT free FROM node)
+                -- Past the node's open slots, only jobs of the headroom's rank (live traffic).
+                SELECT id FROM ranked WHERE place <= (SELECT open FROM node) OR priority >= \(rank)
             ), upd AS (
                 UPDATE mizan_jobs j SET state = 'leased', node_id = \(nodeID.uuid), leased_at = \(now), updated_at = \(now)
                 FROM picked WHERE j.id = picked.id AND j.state IN (\(unescaped: JobStateMachine.sqlSources(of: .lease)))

@@ -11,8 +11,8 @@ extension PostgresStore: JobStore {
     }
 
     /// Leases up to `limit` queued jobs to a node, within its free capacity.
-    public func lease(nodeID: NodeID, limit: Int, now: Date) async throws -> [LeasedJob] {
-        try await jobQueue.lease(nodeID: nodeID, limit: limit, now: now)
+    public func lease(nodeID: NodeID, limit: Int, now: Date, headroom: LeaseHeadroom?) async throws -> [LeasedJob] {
+        try await jobQueue.lease(nodeID: nodeID, limit: limit, now: now, headroom: headroom)
     }
 
     /// Ends a lease: the job succeeds, fails, or is requeued.

@@ -88,7 +88,7 @@ package final class SQLiteJobQueue: Sendable {
     }()
 
     /// Leases up to `limit` of the jobs a node may take, best first (see `JobStore`).
-    package func lease(nodeID: NodeID, limit: Int, now: Date) async throws -> [LeasedJob] {
+    package func lease(nodeID: NodeID, limit: Int, now: Date, headroom: LeaseHeadroom? = nil) async throws -> [LeasedJob] {
         // The lease counts as a sign of life, written at most once a second: a write of the
         // node's row at every lease put its page in every commit. Without it, the lease changes
         // the file by one statement and needs no transaction of its own.
@@ -106,6 +106,7 @@ package final class SQLiteJobQueue: Sendable {
                 Self.leaseSelection(models: models.count, endpoints: endpoints),
                 [Rows.id(nodeID), Rows.date(now), .integer(free), .null] + models.map { .text($0) }
             )
+            if let headroom { selected = Self.keepingHeadroom(selected, headroom, slotsFree: capacity.slotsFree) }
             guard !selected.isEmpty else { return ([], []) }
             let seqs = selected.map { $0[position: Rows.jobNames.count] }
             let (update, width) = Self.leaseUpdate(count: seqs.count)
@@ -143,6 +144,22 @@ package final class SQLiteJobQueue: Sendable {
     }
 
     /// The lease order: highest class, then lowest fair tag, then oldest.
+    /// The selected jobs a lease takes when it keeps headroom: in lease order, any job while the
+    /// node's open slots last, then only jobs of the headroom's rank or above.
+    static func keepingHeadroom(_ selected: [SQLRow], _ headroom: LeaseHeadroom, slotsFree: Int) -> [SQLRow] {
+        let open = headroom.open(of: slotsFree)
+        guard selected.count > open else { return selected }
+        let rank = { (row: SQLRow) in Int(row[position: Rows.priorityPosition].integer ?? 0) }
+        let tag = { (row: SQLRow) in row[position: Rows.fairTagPosition].double ?? 0 }
+        let id = { (row: SQLRow) in row[position: Rows.idPosition].string ?? "" }
+        let ordered = selected.sorted { one, other in
+            if rank(one) != rank(other) { return rank(one) > rank(other) }
+            if tag(one) != tag(other) { return tag(one) < tag(other) }
+            return id(one) < id(other)
+        }
+        return ordered.enumerated().filter { $0.offset < open || rank($0.element) >= headroom.minimumRank }.map { $0.element }
+    }
+
     static func leasedFirst(_ one: Job, _ other: Job) -> Bool {
         if one.priority != other.priority { return one.priority > other.priority }
         if one.scheduling.fairTag != other.scheduling.fairTag { return one.scheduling.fairTag < other.scheduling.fairTag }

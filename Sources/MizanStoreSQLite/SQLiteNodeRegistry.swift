@@ -19,6 +19,8 @@ package final class SQLiteNodeRegistry: Sendable {
         package let endpoints: [Endpoint]
         /// How many jobs it may take (above 0).
         package let free: Int
+        /// Its free slots, whatever the lease's limit.
+        package let slotsFree: Int
     }
 
     /// The nodes' models, by the JSON text they are stored as (deduplicated).
@@ -185,12 +187,13 @@ package final class SQLiteNodeRegistry: Sendable {
         }
         let endpointsText = node.column("endpoints")?.string
         let endpoints = Self.nodeEndpoints.value(endpointsText ?? "") { Rows.endpoints(endpointsText) }
-        let free = min(limit, Int(node.column("max_concurrency")?.integer ?? 0) - Int(node.column("held")?.integer ?? 0))
+        let slotsFree = Int(node.column("max_concurrency")?.integer ?? 0) - Int(node.column("held")?.integer ?? 0)
+        let free = min(limit, slotsFree)
         guard node.column("status")?.string == Node.Status.active.rawValue,
             node.column("health")?.string != Node.Health.unhealthy.rawValue,
             free > 0, !models.isEmpty, !endpoints.isEmpty
         else { return nil }
-        return Capacity(models: models, endpoints: endpoints, free: free)
+        return Capacity(models: models, endpoints: endpoints, free: free, slotsFree: slotsFree)
     }
 }
 

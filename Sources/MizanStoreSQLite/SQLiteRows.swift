@@ -12,6 +12,11 @@ enum Rows {
         "class_since", "preferred_node", "preferred_until", "affinity",
     ]
 
+    /// Where a job row's id, class and tag are among ``jobNames`` (for a lease's headroom).
+    static let idPosition = jobNames.firstIndex(of: "id")!
+    static let priorityPosition = jobNames.firstIndex(of: "priority")!
+    static let fairTagPosition = jobNames.firstIndex(of: "fair_tag")!
+
     /// A job's row as a statement on `mizan_jobs` selects or returns it: its body from its own
     /// table, where it is written once (the job's row is rewritten at every transition).
     static let jobColumns = jobNames.map { $0 == "body" ? "(SELECT body FROM mizan_job_bodies WHERE job = seq) AS body" : $0 }

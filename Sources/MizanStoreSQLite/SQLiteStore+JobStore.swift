@@ -11,8 +11,8 @@ extension SQLiteStore {
     }
 
     /// Leases up to `limit` of the jobs the node may take, best first.
-    public func lease(nodeID: NodeID, limit: Int, now: Date) async throws -> [LeasedJob] {
-        try await jobQueue.lease(nodeID: nodeID, limit: limit, now: now)
+    public func lease(nodeID: NodeID, limit: Int, now: Date, headroom: LeaseHeadroom?) async throws -> [LeasedJob] {
+        try await jobQueue.lease(nodeID: nodeID, limit: limit, now: now, headroom: headroom)
     }
 
     /// Applies one completion under its lease.

@@ -15,6 +15,24 @@ extension StoreConformance {
             let order = try await leaseOneByOne(store, node: node, count: 3, from: 10)
             try require(order == [interactive.id, standard.id, batch.id], "interactive, standard, batch: \(order)")
         },
+        Check("a lease with headroom keeps the last free slots for live traffic") { store in
+            let node = try await Fixture.node(store, maxConcurrency: 3)
+            let keep = LeaseHeadroom(slots: 1, minimumRank: PriorityClass.standard.rank)
+            let lines = (0..<4).map { Fixture.job(createdAt: Double($0), class: .batch) }
+            for job in lines { _ = try await store.insert(job) }
+            let first = try await store.lease(nodeID: node.id, limit: 3, now: Fixture.at(10), headroom: keep)
+            try require(first.map(\.job.id) == [lines[0].id, lines[1].id], "two batch jobs, one slot kept: \(first.map(\.job.id))")
+            let none = try await store.lease(nodeID: node.id, limit: 1, now: Fixture.at(11), headroom: keep)
+            try require(none.isEmpty, "the kept slot takes no batch job")
+            let live = Fixture.job(createdAt: 12, class: .standard)
+            _ = try await store.insert(live)
+            let kept = try await store.lease(nodeID: node.id, limit: 1, now: Fixture.at(13), headroom: keep)
+            try require(kept.map(\.job.id) == [live.id], "a standard job takes the kept slot")
+            // Without headroom a freed slot takes the next batch job.
+            _ = try await store.complete(first[0].lease, with: .succeeded(result: Data(), usage: nil), now: Fixture.at(14))
+            let open = try await store.lease(nodeID: node.id, limit: 1, now: Fixture.at(15), headroom: nil)
+            try require(open.map(\.job.id) == [lines[2].id], "the next batch job: \(open.map(\.job.id))")
+        },
         Check("interleave keys by weight within a class") { store in
             let node = try await Fixture.node(store, maxConcurrency: 50)
             // Key A queues ten, then key B two: B's wait behind A's one job, not all ten.

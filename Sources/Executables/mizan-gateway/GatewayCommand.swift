@@ -195,6 +195,20 @@ struct GatewayCommand: AsyncParsableCommand {
     var affinityMemory: Double = 300
 
     @Option(
+        name: .customLong("live-headroom"), parsing: .unconditional,
+        help: ArgumentHelp(
+            "Slots of each node kept for live traffic while it comes (0 turns it off).",
+            discussion: "While requests above the batch class have come within --live-window, a node's last free slots take only "
+                + "such requests, so that one finds a slot free instead of waiting for a batch's line to end. A node with no "
+                + "more slots than this keeps none."))
+    var liveHeadroom: Int = 1
+
+    @Option(
+        name: .customLong("live-window"), parsing: .unconditional,
+        help: "Seconds after the last request above the batch class that --live-headroom holds.")
+    var liveWindow: Double = 30
+
+    @Option(
         name: .customLong("batch-spill-at"), parsing: .unconditional,
         help: ArgumentHelp(
             "The part of a batch's window after which its lines no node took may go to provider routes (0-1).",
@@ -266,6 +280,8 @@ struct GatewayCommand: AsyncParsableCommand {
         guard databaseTimeout > 0, databaseTimeout <= 600 else {
             throw ValidationError("--database-timeout must be 0-600 seconds (more than 0).")
         }
+        guard (0...1024).contains(liveHeadroom) else { throw ValidationError("--live-headroom must be 0-1024 slots.") }
+        guard liveWindow >= 0, liveWindow <= 86_400 else { throw ValidationError("--live-window must be 0-86400 seconds.") }
         guard batchSpillAt >= 0, batchSpillAt <= 1 else { throw ValidationError("--batch-spill-at must be 0-1.") }
         guard batchWindowScale >= 0.00001, batchWindowScale <= 1 else { throw ValidationError("--batch-window-scale must be 0.00001-1.") }
         guard (1...10_000).contains(batchLinesInFlight) else { throw ValidationError("--batch-lines-in-flight must be 1-10000.") }
@@ -337,7 +353,7 @@ struct GatewayCommand: AsyncParsableCommand {
                 nodeStaleAfter: .seconds(nodeStaleAfter),
                 scheduling: .init(
                     promoteAfter: .seconds(promoteAfter), affinityWait: .milliseconds(affinityWaitMs),
-                    affinityMemory: .seconds(affinityMemory))
+                    affinityMemory: .seconds(affinityMemory), liveHeadroom: liveHeadroom, liveWindow: .seconds(liveWindow))
             )
         )
 

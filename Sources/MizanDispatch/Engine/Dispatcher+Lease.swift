@@ -1,3 +1,4 @@
+import Dispatch
 import Foundation
 import Logging
 import MizanCore
@@ -24,7 +25,7 @@ extension Dispatcher {
             let signal = Signal()
             waiters.waitForWork(models: node.models, signal)
             defer { waiters.stopWaitingForWork(models: node.models, signal) }
-            let leased = try await store.lease(nodeID: node.id, limit: limit, now: now())
+            let leased = try await store.lease(nodeID: node.id, limit: limit, now: now(), headroom: headroom(for: node))
             if !leased.isEmpty {
                 for job in leased { metrics.leased(job.job) }
                 return leased
@@ -33,6 +34,23 @@ extension Dispatcher {
             _ = await signal.wait(until: until)
             if Task.isCancelled { return [] }
         }
+    }
+
+    /// The slots a lease for `node` keeps for live traffic: ``Configuration/Scheduling/liveHeadroom``
+    /// while a request above the `batch` class came within ``Configuration/Scheduling/liveWindow``.
+    func headroom(for node: Node) -> LeaseHeadroom? {
+        let slots = configuration.scheduling.liveHeadroom
+        guard slots > 0, node.maxConcurrency > slots else { return nil }
+        let seen = liveSeen.load(ordering: .relaxed)
+        guard seen != 0 else { return nil }
+        let since = Duration.nanoseconds(Self.uptimeNanoseconds() - seen)
+        guard since < configuration.scheduling.liveWindow else { return nil }
+        return LeaseHeadroom(slots: slots, minimumRank: PriorityClass.standard.rank)
+    }
+
+    /// Nanoseconds on the uptime clock (never 0 once running).
+    static func uptimeNanoseconds() -> Int64 {
+        return Int64(DispatchTime.now().uptimeNanoseconds) | 1
     }
 
     /// Reports a job's result under the node's lease.

@@ -39,6 +39,7 @@ extension Dispatcher {
             now: accepted
         )
         job.scheduling.weight = min(100, max(1, request.weight))
+        if request.priority > PriorityClass.batch.rank { liveSeen.store(Self.uptimeNanoseconds(), ordering: .relaxed) }
         if let held = request.inClassUntil, held > accepted { job.scheduling.classSince = held }
         let offer = offer(for: request)
         if let offer {

@@ -61,14 +61,25 @@ public final class Dispatcher: Sendable {
             public var affinityWait: Duration
             /// How long the node that answered a conversation is remembered (5 minutes).
             public var affinityMemory: Duration
+            /// Slots of each node kept for live traffic (1): while requests above the `batch`
+            /// class have come within ``liveWindow``, a node's last free slot takes only such a
+            /// request, so that one finds a slot free instead of waiting for a batch's line to
+            /// end. A node with no more slots than this keeps none. 0 turns it off.
+            public var liveHeadroom: Int
+            /// How long after the last request above the `batch` class (accepted on this
+            /// instance) the headroom is kept (30 seconds).
+            public var liveWindow: Duration
 
             /// Creates the scheduling tunables; every field has the default its documentation names.
             public init(
-                promoteAfter: Duration = .seconds(60), affinityWait: Duration = .milliseconds(50), affinityMemory: Duration = .seconds(300)
+                promoteAfter: Duration = .seconds(60), affinityWait: Duration = .milliseconds(50), affinityMemory: Duration = .seconds(300),
+                liveHeadroom: Int = 1, liveWindow: Duration = .seconds(30)
             ) {
                 self.promoteAfter = promoteAfter
                 self.affinityWait = affinityWait
                 self.affinityMemory = affinityMemory
+                self.liveHeadroom = max(0, liveHeadroom)
+                self.liveWindow = liveWindow
             }
         }
 
@@ -139,6 +150,9 @@ public final class Dispatcher: Sendable {
     let logger: Logger
     let now: @Sendable () -> Date
     let waiters = Waiters()
+    /// When this instance last accepted a job above the `batch` class (the uptime clock, in
+    /// nanoseconds; 0: never): the lease's headroom follows it.
+    let liveSeen = Atomic<Int64>(0)
     let metrics = DispatchMetrics()
     /// Active nodes by token hash (see ``authenticateNode(token:)``).
     let activeNodes: ExpiringCache<Data, Node>
