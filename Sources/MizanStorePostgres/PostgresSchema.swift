@@ -180,6 +180,113 @@ final class PostgresSchema: Sendable {
                 "ALTER TABLE mizan_usage ADD COLUMN priority text"
             ]
         ),
+        (
+            11,
+            [
+                // The Files API: uploads and the output and error files batches write (those
+                // keep no lines of their own: theirs are the batch's lines that ended each way).
+                // Ids are time-ordered and compared bytewise ("C"), so that lists page by id.
+                """
+                CREATE TABLE mizan_files (
+                    id text COLLATE "C" PRIMARY KEY,
+                    api_key_id text NOT NULL,
+                    purpose text NOT NULL,
+                    filename text NOT NULL,
+                    bytes bigint NOT NULL,
+                    lines integer NOT NULL,
+                    created_at timestamptz NOT NULL,
+                    kind text NOT NULL,
+                    batch_id text
+                )
+                """,
+                "CREATE INDEX mizan_files_key ON mizan_files (api_key_id, id DESC)",
+                // An upload's lines as uploaded, numbered from 1.
+                """
+                CREATE TABLE mizan_file_lines (
+                    file_id text NOT NULL,
+                    number integer NOT NULL,
+                    custom_id text NOT NULL,
+                    url text NOT NULL,
+                    raw bytea NOT NULL,
+                    PRIMARY KEY (file_id, number)
+                )
+                """,
+                // Batches: their counts in columns, their metadata and failures as JSON, and the
+                // instance running each until when.
+                """
+                CREATE TABLE mizan_batches (
+                    id text COLLATE "C" PRIMARY KEY,
+                    api_key_id text NOT NULL,
+                    endpoint text NOT NULL,
+                    input_file_id text NOT NULL,
+                    window_seconds bigint NOT NULL,
+                    metadata jsonb,
+                    status text NOT NULL,
+                    count_total bigint NOT NULL DEFAULT 0,
+                    count_completed bigint NOT NULL DEFAULT 0,
+                    count_failed bigint NOT NULL DEFAULT 0,
+                    count_by_nodes bigint NOT NULL DEFAULT 0,
+                    count_by_routes bigint NOT NULL DEFAULT 0,
+                    created_at timestamptz NOT NULL,
+                    in_progress_at timestamptz,
+                    expires_at timestamptz NOT NULL,
+                    finalizing_at timestamptz,
+                    completed_at timestamptz,
+                    failed_at timestamptz,
+                    expired_at timestamptz,
+                    cancelling_at timestamptz,
+                    cancelled_at timestamptz,
+                    output_file_id text,
+                    error_file_id text,
+                    failures jsonb NOT NULL DEFAULT '[]',
+                    priority text NOT NULL,
+                    runner text,
+                    runner_until timestamptz
+                )
+                """,
+                "CREATE INDEX mizan_batches_key ON mizan_batches (api_key_id, id DESC)",
+                "CREATE INDEX mizan_batches_input ON mizan_batches (input_file_id)",
+                """
+                CREATE INDEX mizan_batches_live ON mizan_batches (id)
+                WHERE status IN ('validating', 'in_progress', 'finalizing', 'cancelling')
+                """,
+                // Each line of a batch: waiting (0), succeeded (1) or failed (2), with where it
+                // ran and the line written for it.
+                """
+                CREATE TABLE mizan_batch_lines (
+                    batch_id text NOT NULL,
+                    number integer NOT NULL,
+                    state smallint NOT NULL DEFAULT 0,
+                    place text,
+                    line bytea,
+                    PRIMARY KEY (batch_id, number)
+                )
+                """,
+                "CREATE INDEX mizan_batch_lines_state ON mizan_batch_lines (batch_id, state, number)",
+                // Background responses, with their answer or failure and their runner.
+                """
+                CREATE TABLE mizan_responses (
+                    id text COLLATE "C" PRIMARY KEY,
+                    api_key_id text NOT NULL,
+                    model text NOT NULL,
+                    status text NOT NULL,
+                    request bytea NOT NULL,
+                    priority text NOT NULL,
+                    created_at timestamptz NOT NULL,
+                    finished_at timestamptz,
+                    result bytea,
+                    failure jsonb,
+                    runner text,
+                    runner_until timestamptz
+                )
+                """,
+                "CREATE INDEX mizan_responses_status ON mizan_responses (status, id)",
+                """
+                CREATE INDEX mizan_responses_ended ON mizan_responses (finished_at)
+                WHERE status IN ('completed', 'failed', 'cancelled')
+                """,
+            ]
+        ),
     ]
 
     /// The schema version this build migrates to.

@@ -5,7 +5,7 @@ import MizanStore
 import PostgresNIO
 import ServiceLifecycle
 
-/// A ``DispatchStore`` and ``AccessStore`` on PostgreSQL, shared by any number of gateway
+/// A ``DispatchStore``, ``AccessStore`` and ``BatchStore`` on PostgreSQL, shared by any number of gateway
 /// instances.
 ///
 /// Every transition is one conditional statement, leases are claimed with
@@ -23,7 +23,7 @@ import ServiceLifecycle
 /// ```
 ///
 /// The store composes parts that each own their state: the schema, the job queue, the node
-/// registry, the access ledger, keys' counters and the event channel.
+/// registry, the access ledger, the batch ledger, keys' counters and the event channel.
 public final class PostgresStore: DispatchStore, Service {
     /// The notification channel for store events.
     public static let channel = PostgresEventChannel.name
@@ -42,6 +42,7 @@ public final class PostgresStore: DispatchStore, Service {
     let jobQueue: PostgresJobQueue
     let nodeRegistry: PostgresNodeRegistry
     let accessLedger: PostgresAccessLedger
+    let batchLedger: PostgresBatchLedger
     let counters: PostgresKeyCounters
 
     /// Creates a store over a client. The schema is migrated before the first statement (and
@@ -61,6 +62,7 @@ public final class PostgresStore: DispatchStore, Service {
         self.jobQueue = PostgresJobQueue(context: context)
         self.nodeRegistry = PostgresNodeRegistry(context: context)
         self.accessLedger = PostgresAccessLedger(context: context)
+        self.batchLedger = PostgresBatchLedger(context: context)
         self.counters = PostgresKeyCounters(context: context)
     }
 

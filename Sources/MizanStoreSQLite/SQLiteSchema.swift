@@ -280,6 +280,111 @@ package enum SQLiteSchema {
                 "ALTER TABLE mizan_usage ADD COLUMN priority TEXT"
             ]
         ),
+        (
+            15,
+            [
+                // The Files and Batch APIs and background responses (`BatchStore`). Files: an
+                // upload's lines are stored with it; an output or error file's lines are its
+                // batch's results, read from `mizan_batch_lines`.
+                """
+                CREATE TABLE mizan_files (
+                    id TEXT PRIMARY KEY,
+                    api_key_id TEXT NOT NULL,
+                    purpose TEXT NOT NULL,
+                    filename TEXT NOT NULL,
+                    bytes INTEGER NOT NULL,
+                    lines INTEGER NOT NULL,
+                    created_at REAL NOT NULL,
+                    kind TEXT NOT NULL,
+                    batch_id TEXT
+                ) STRICT
+                """,
+                // A key's files, newest first (ids are time-ordered).
+                "CREATE INDEX mizan_files_key ON mizan_files (api_key_id, id)",
+                """
+                CREATE TABLE mizan_file_lines (
+                    file_id TEXT NOT NULL,
+                    number INTEGER NOT NULL,
+                    custom_id TEXT NOT NULL,
+                    url TEXT NOT NULL,
+                    raw BLOB NOT NULL,
+                    PRIMARY KEY (file_id, number)
+                ) STRICT, WITHOUT ROWID
+                """,
+                // Metadata (an object or NULL) and failures (a list) are JSON; the claim of the
+                // instance running it is `runner` until `runner_until`.
+                """
+                CREATE TABLE mizan_batches (
+                    id TEXT PRIMARY KEY,
+                    api_key_id TEXT NOT NULL,
+                    endpoint TEXT NOT NULL,
+                    input_file_id TEXT NOT NULL,
+                    window_seconds INTEGER NOT NULL,
+                    metadata TEXT,
+                    status TEXT NOT NULL,
+                    total INTEGER NOT NULL,
+                    completed INTEGER NOT NULL DEFAULT 0,
+                    failed INTEGER NOT NULL DEFAULT 0,
+                    by_nodes INTEGER NOT NULL DEFAULT 0,
+                    by_routes INTEGER NOT NULL DEFAULT 0,
+                    created_at REAL NOT NULL,
+                    in_progress_at REAL,
+                    expires_at REAL NOT NULL,
+                    finalizing_at REAL,
+                    completed_at REAL,
+                    failed_at REAL,
+                    expired_at REAL,
+                    cancelling_at REAL,
+                    cancelled_at REAL,
+                    output_file_id TEXT,
+                    error_file_id TEXT,
+                    failures TEXT NOT NULL DEFAULT '[]',
+                    priority TEXT NOT NULL,
+                    runner TEXT,
+                    runner_until REAL
+                ) STRICT
+                """,
+                // A key's batches, newest first; the batches a runner claims; a file's readers.
+                "CREATE INDEX mizan_batches_key ON mizan_batches (api_key_id, id)",
+                """
+                CREATE INDEX mizan_batches_live ON mizan_batches (id, runner, runner_until)
+                WHERE status IN ('validating', 'in_progress', 'finalizing', 'cancelling')
+                """,
+                "CREATE INDEX mizan_batches_input ON mizan_batches (input_file_id)",
+                // Each line of a batch: 0 waiting, 1 succeeded, 2 failed; its result line once ended.
+                """
+                CREATE TABLE mizan_batch_lines (
+                    batch_id TEXT NOT NULL,
+                    number INTEGER NOT NULL,
+                    state INTEGER NOT NULL DEFAULT 0,
+                    place TEXT,
+                    line BLOB,
+                    PRIMARY KEY (batch_id, number)
+                ) STRICT, WITHOUT ROWID
+                """,
+                // The lines waiting, and an output or error file's lines, in order.
+                "CREATE INDEX mizan_batch_lines_state ON mizan_batch_lines (batch_id, state, number)",
+                """
+                CREATE TABLE mizan_responses (
+                    id TEXT PRIMARY KEY,
+                    api_key_id TEXT NOT NULL,
+                    model TEXT NOT NULL,
+                    status TEXT NOT NULL,
+                    request BLOB NOT NULL,
+                    priority TEXT NOT NULL,
+                    created_at REAL NOT NULL,
+                    finished_at REAL,
+                    result BLOB,
+                    failure TEXT,
+                    runner TEXT,
+                    runner_until REAL
+                ) STRICT
+                """,
+                // The responses a runner claims (by status), and those a prune deletes.
+                "CREATE INDEX mizan_responses_status ON mizan_responses (status, id)",
+                "CREATE INDEX mizan_responses_finished ON mizan_responses (finished_at) WHERE finished_at IS NOT NULL",
+            ]
+        ),
     ]
 
     /// The newest schema version this build knows.

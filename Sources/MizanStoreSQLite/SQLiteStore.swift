@@ -16,7 +16,8 @@ import MizanStore
 /// sharing it.
 ///
 /// The store is made of parts that share the file's connections: the job queue, the node
-/// registry and the access ledger; it answers each protocol by handing the call to its part.
+/// registry, the access ledger and the batch ledger; it answers each protocol by handing the
+/// call to its part.
 ///
 /// ```swift
 /// let store = try await SQLiteStore.open(path: "mizan.sqlite")
@@ -50,6 +51,8 @@ public final class SQLiteStore: DispatchStore, Sendable {
     let nodeRegistry: SQLiteNodeRegistry
     /// API keys, their counters, usage records, console sessions.
     let accessLedger: SQLiteAccessLedger
+    /// Files, batches and their lines, background responses.
+    let batchLedger: SQLiteBatchLedger
 
     private init(file: SQLiteFile, durability: Durability, usageRetention: Duration) {
         self.file = file
@@ -59,6 +62,7 @@ public final class SQLiteStore: DispatchStore, Sendable {
         nodeRegistry = nodes
         jobQueue = SQLiteJobQueue(connections: file.connections, nodes: nodes)
         accessLedger = SQLiteAccessLedger(connections: file.connections)
+        batchLedger = SQLiteBatchLedger(connections: file.connections)
     }
 
     /// Opens (creating it when missing) the store in a file, migrates its schema, and locks it

@@ -54,7 +54,7 @@ extension GatewayCommand {
         logger: Logger,
         level: Logger.Level
     ) async throws -> (Gateway, (@Sendable () async throws -> Void)?, Logger.Metadata) {
-        func gateway(_ store: some DispatchStore & AccessStore, services: [any Service]) -> Gateway {
+        func gateway(_ store: some DispatchStore & AccessStore & BatchStore, services: [any Service]) -> Gateway {
             Gateway(
                 store: store, storeServices: services, routes: table, adminToken: token, configuration: configuration,
                 environment: environment, metricsRegistry: registry,

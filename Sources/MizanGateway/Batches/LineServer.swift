@@ -50,20 +50,24 @@ struct LineServer: Sendable {
     func serve(_ line: Line, cancelling: @escaping @Sendable () -> Bool, queued: @escaping @Sendable (JobID) -> Void) async -> End {
         let started = ContinuousClock.now
         let record = RequestRecord()
-        let requestID = TimeOrderedID.text(TimeOrderedID.make())
-        record.begin(requestID: requestID)
+        record.begin(requestID: TimeOrderedID.text(TimeOrderedID.make()))
         record.authenticated(apiKeyID: line.key.id)
         record.priority = line.batch.priority
+        let (end, status) = await attempt(line, record: record, cancelling: cancelling, queued: queued)
+        // Usage is written (and the key's admission ended) before the line's result is: a crash
+        // between the two runs the line again on its job, whose tokens count once.
+        await recorder.finish(method: "POST", path: "/v1/batches/\(line.batch.id)", status: status, started: started, record: record)
+        return end
+    }
+
+    /// Serves a line once; returns how it ended and the status its request is recorded with.
+    private func attempt(
+        _ line: Line, record: RequestRecord, cancelling: @escaping @Sendable () -> Bool, queued: @escaping @Sendable (JobID) -> Void
+    ) async -> (End, Int) {
+        let requestID = record.requestID
         var status = 200
         var body = Data()
         var place = LineResult.Place.none
-        defer {
-            let finished = status
-            Task {
-                await recorder.finish(
-                    method: "POST", path: "/v1/batches/\(line.batch.id)", status: finished, started: started, record: record)
-            }
-        }
         do {
             let chat = try ClientRequest(
                 endpoint: line.batch.endpoint, body: try BatchInput.body(of: line.input), contentType: "application/json")
@@ -77,8 +81,7 @@ struct LineServer: Sendable {
             }
             let served = try await serveChat(chat, line: line, record: record, cancelling: cancelling, queued: queued)
             guard let served else {
-                status = 499
-                return .withdrawn
+                return (.withdrawn, 499)
             }
             record.served(served.outcome)
             place = served.outcome.servedBy.map { if case .route = $0 { .route } else { .node } } ?? .none
@@ -92,8 +95,8 @@ struct LineServer: Sendable {
         } catch let error as MizanError {
             status = error.httpStatus
             switch error.code {
-            case .quotaExceeded: return .outOfBudget(error)
-            case .rateLimited, .noCapacity: return .later
+            case .quotaExceeded: return (.outOfBudget(error), status)
+            case .rateLimited, .noCapacity: return (.later, status)
             default: body = Self.body(of: error)
             }
         } catch {
@@ -102,20 +105,21 @@ struct LineServer: Sendable {
             body = Self.body(of: refusal)
         }
         if status == 504, Date() >= line.batch.expiresAt {
-            return .ended(
+            let expired = End.ended(
                 LineResult(
                     number: line.input.number, succeeded: false,
                     line: BatchInput.resultLine(
                         customID: line.input.customID, status: nil, requestID: nil, body: nil,
                         error: ("batch_expired", "This request could not be executed before the completion window expired.")),
                     place: .none))
+            return (expired, status)
         }
         let succeeded = (200..<300).contains(status)
-        return .ended(
-            LineResult(
-                number: line.input.number, succeeded: succeeded,
-                line: BatchInput.resultLine(customID: line.input.customID, status: status, requestID: requestID, body: body, error: nil),
-                place: place))
+        let result = LineResult(
+            number: line.input.number, succeeded: succeeded,
+            line: BatchInput.resultLine(customID: line.input.customID, status: status, requestID: requestID, body: body, error: nil),
+            place: place)
+        return (.ended(result), status)
     }
 
     /// Serves a line's request on nodes, then routes as its placement and the batch's spill
