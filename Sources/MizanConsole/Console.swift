@@ -2,7 +2,7 @@ import MizanGateway
 
 extension GatewayAddition {
     /// The operator's web console under `/console`: server-rendered pages for the overview,
-    /// nodes, keys, jobs and usage, signed in with the admin token. It is served only when the
+    /// nodes, keys, jobs, batches and usage, signed in with the admin token. It is served only when the
     /// gateway has an admin token.
     ///
     /// ```swift

@@ -8,7 +8,7 @@ import MizanGateway
 import MizanStore
 
 /// The operator's web console under `/console`: server-rendered pages for the overview, nodes,
-/// keys, jobs and usage, signed in with the admin token. It is served only when the gateway
+/// keys, jobs, batches and usage, signed in with the admin token. It is served only when the gateway
 /// has an admin token.
 ///
 /// The controller builds the page types from the gateway's parts — each holds only what it
@@ -37,6 +37,8 @@ struct ConsoleController: GatewayRoutes {
     let keys: KeysPages
     /// The jobs pages.
     let jobs: JobsPages
+    /// The batches pages and their cancel.
+    let batches: BatchesPages
     /// The usage page and its CSV.
     let usage: UsagePages
 
@@ -56,6 +58,7 @@ struct ConsoleController: GatewayRoutes {
         nodes = NodesPages(dispatcher: parts.dispatcher)
         keys = KeysPages(credentials: parts.credentials, access: parts.access)
         jobs = JobsPages(dispatcher: parts.dispatcher, routes: parts.routes)
+        batches = BatchesPages(batches: parts.batches, access: parts.access, cancelBatch: parts.cancelBatch)
         usage = UsagePages(access: parts.access)
     }
 
@@ -108,6 +111,20 @@ struct ConsoleController: GatewayRoutes {
         console.get("/jobs/{id}") { request, context in
             await page(request) { viewer in try await jobs.jobPage(id: context.parameters.get("id"), for: viewer) }
         }
+        console.get("/batches") { request, _ in
+            let query = request.uri.queryParameters
+            return await page(request) { viewer in
+                try await batches.page(query: { query.get($0) }, for: viewer, notice: Self.noticeAsked(request))
+            }
+        }
+        console.get("/batches/{id}") { request, context in
+            await page(request) { viewer in
+                try await batches.batchPage(id: context.parameters.get("id"), for: viewer, notice: Self.noticeAsked(request))
+            }
+        }
+        console.post("/batches/{id}/cancel") { request, context in
+            await action(request) { viewer, form in try await batches.cancel(id: context.parameters.get("id"), form, for: viewer) }
+        }
         console.get("/usage") { request, _ in
             let query = request.uri.queryParameters
             return await page(request) { viewer in try await usage.page(query: { query.get($0) }, for: viewer) }
@@ -122,7 +139,12 @@ struct ConsoleController: GatewayRoutes {
 
     /// The notice a redirect asked for (`?notice=`), if any.
     static func notice(_ request: Request) -> String? {
-        ConsoleNotice(query: request.uri.queryParameters.get("notice"))?.text
+        noticeAsked(request)?.text
+    }
+
+    /// The notice a redirect asked for (`?notice=`), if any, with whether it reports an error.
+    static func noticeAsked(_ request: Request) -> ConsoleNotice? {
+        ConsoleNotice(query: request.uri.queryParameters.get("notice"))
     }
 
     /// Runs a page's handler for a signed-in viewer; signed out, a person is sent to the

@@ -6,7 +6,7 @@ import MizanGateway
 enum ConsoleLayout {
     /// The console's sections, in the navigation's order.
     enum Section: String, CaseIterable {
-        case overview, nodes, keys, jobs, usage
+        case overview, nodes, keys, jobs, batches, usage
 
         var title: String { rawValue.prefix(1).uppercased() + rawValue.dropFirst() }
         var path: String { self == .overview ? "/console" : "/console/\(rawValue)" }

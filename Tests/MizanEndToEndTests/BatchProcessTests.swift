@@ -255,6 +255,53 @@ struct BatchProcessTests {
         #expect(try await call(.POST, "\(url)/v1/batches/\(id)/cancel", token: key).status == 200)
     }
 
+    @Test func theCLIListsShowsAndCancelsEveryKeysBatches() async throws {
+        let (mock, mockURL) = try await startMock(["--models", "llama", "--slots", "1", "--service-ms", "1500"])
+        defer { _ = mock }
+        let (gateway, url) = try await startGateway()
+        defer { _ = gateway }
+        let (agent, _) = try await startAgent(
+            gateway: url, provider: mockURL, name: "box", arguments: ["--models", "llama", "--max-concurrency", "1"])
+        defer { _ = agent }
+        try await waitForNode(url)
+        let (keyID, key) = try await createKey(gateway: url, name: "cli-team")
+        let batches = BatchClient(url: url, key: key)
+        let id = try await batches.create(file: try await batches.upload(batchLines(20, model: "llama")))["id"] as? String ?? ""
+        #expect(id.hasPrefix("batch_"))
+
+        let table = try await mizan(["batches", "list"], gateway: url)
+        #expect(table.status == 0 && table.output.contains("PROGRESS") && table.output.contains("SERVED BY"), "\(table.output)")
+        let row = table.output.split(separator: "\n").first { $0.hasPrefix(id) } ?? ""
+        #expect(row.contains(keyID) && row.contains("/20") && row.contains("nodes,"), "\(table.output)")
+        let listed = try await mizan(["batches", "list", "--key", keyID, "--limit", "5", "--json"], gateway: url)
+        let page = try JSONSerialization.jsonObject(with: Data(listed.output.utf8)) as? [String: Any] ?? [:]
+        let data = page["data"] as? [[String: Any]] ?? []
+        #expect(listed.status == 0 && data.count == 1 && data.first?["id"] as? String == id && page["has_more"] as? Bool == false)
+        #expect(data.first?["mizan_key"] as? String == keyID)
+        let other = try await mizan(["batches", "list", "--key", "some-other-key", "--json"], gateway: url)
+        let otherData = (try JSONSerialization.jsonObject(with: Data(other.output.utf8)) as? [String: Any])?["data"] as? [Any]
+        #expect(other.status == 0 && otherData?.isEmpty == true, "another key's batches only: \(other.output)")
+
+        let shown = try await mizan(["batches", "show", id], gateway: url)
+        #expect(shown.status == 0 && shown.output.contains("/v1/chat/completions") && shown.output.contains("20 total"), "\(shown.output)")
+        let shownJSON = try await mizan(["batches", "show", id, "--json"], gateway: url)
+        let object = try JSONSerialization.jsonObject(with: Data(shownJSON.output.utf8)) as? [String: Any] ?? [:]
+        #expect(object["id"] as? String == id && (object["request_counts"] as? [String: Any])?["total"] as? Int == 20)
+
+        let cancelled = try await mizan(["batches", "cancel", id], gateway: url)
+        #expect(cancelled.status == 0 && cancelled.output.contains("batch \(id) cancelling"), "\(cancelled.output)")
+        let ended = try await batches.waitForEnd(id, timeout: .seconds(30))
+        #expect(ended["status"] as? String == "cancelled", "\(ended)")
+        let again = try await mizan(["batches", "cancel", id, "--json"], gateway: url)
+        let againJSON = try JSONSerialization.jsonObject(with: Data(again.output.utf8)) as? [String: Any]
+        #expect(again.status == 0 && againJSON?["status"] as? String == "cancelled", "answered as it is: \(again.output)")
+
+        let missing = try await mizan(["batches", "show", "batch_000000000000000000000000"], gateway: url)
+        #expect(missing.status != 0 && missing.output.contains("404"), "\(missing.output)")
+        #expect(missing.output.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: "\n").count == 1)
+        #expect(try await mizan(["batches", "show", "../keys"], gateway: url).status != 0, "an id is checked before it is sent")
+    }
+
     @Test func aBatchWhoseKeyRunsOutOfBudgetStopsWithTheLinesSoFar() async throws {
         let (mock, mockURL) = try await startMock(["--models", "llama", "--tokens", "100"])
         defer { _ = mock }

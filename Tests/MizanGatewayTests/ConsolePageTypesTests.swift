@@ -211,6 +211,38 @@ struct ConsolePageTypesTests {
         await #expect(throws: ConsoleRefusal.self) { try await jobs.jobPage(id: "no-such-job", for: Self.viewer) }
     }
 
+    @Test func batchesAreListedShownAndAnEndedOneIsNotCancelled() async throws {
+        let parts = Parts()
+        let key = try await parts.credentials.issueKey(name: "team-<a>").key
+        let refusing = BatchesPages(
+            batches: parts.store, access: parts.store, cancelBatch: { _ in throw MizanError(.conflict, "ended") })
+        let empty = try await Self.text(refusing.page(query: { _ in nil }, for: Self.viewer))
+        #expect(empty.contains("No batches yet") && empty.contains("aria-current=\"page\">Batches</a>"))
+
+        let batch = try await ConsolePagesTests.batch(in: parts.store, key: key.id, lines: 2)
+        _ = try await parts.store.moveBatch(batch.id, to: .inProgress, from: [.validating], failure: nil, now: Date())
+        let line = Data(#"{"id":"r","custom_id":"line-1"}"#.utf8)
+        _ = try await parts.store.finishLines(
+            batchID: batch.id, [LineResult(number: 1, succeeded: true, line: line, place: .node)], now: Date())
+        let list = try await Self.text(refusing.page(query: { _ in nil }, for: Self.viewer))
+        #expect(list.contains("team-&lt;a&gt;") && list.contains("1 / 2") && list.contains("1 nodes · 0 routes"), "\(list)")
+        #expect(list.contains(ConsoleLayout.badge("in progress", kind: "info").description))
+        #expect(
+            try await Self.text(refusing.page(query: { $0 == "after" ? batch.id : nil }, for: Self.viewer)).contains("No older batches."))
+
+        let failure = Batch.Failure(code: "budget_exhausted", message: "The key's budget is spent.", line: 2)
+        _ = try await parts.store.moveBatch(batch.id, to: .failed, from: [.inProgress], failure: failure, now: Date())
+        let detail = try await Self.text(refusing.batchPage(id: batch.id, for: Self.viewer))
+        #expect(detail.contains("<code>budget_exhausted</code>") && detail.contains("The key&#39;s budget is spent."))
+        #expect(!detail.contains("/cancel\""), "no cancel for an ended batch")
+        await #expect(throws: ConsoleRefusal.self) { try await refusing.batchPage(id: "batch_none", for: Self.viewer) }
+
+        let refused = try await refusing.cancel(id: batch.id, ["confirmed": "1"], for: Self.viewer)
+        #expect(refused.status == .seeOther && refused.headers[.location] == "/console/batches?notice=batch-ended")
+        await #expect(throws: ConsoleRefusal.self) { try await refusing.cancel(id: "batch_none", ["confirmed": "1"], for: Self.viewer) }
+        #expect(ConsoleNotice.batchEnded.isError && !ConsoleNotice.batchCancelling.isError)
+    }
+
     @Test func usageIsShownAndDownloadedForARangeOfDays() async throws {
         let parts = Parts()
         let usage = UsagePages(access: parts.store)

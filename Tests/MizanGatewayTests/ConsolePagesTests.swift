@@ -215,6 +215,83 @@ struct ConsolePagesTests {
         }
     }
 
+    @Test func batchesAreListedShownAndCancelledBySignedInOperatorsOnly() async throws {
+        try await withGateway { (gateway: Harness) async throws in
+            // A node knows the model, so that the batch's lines wait for it (nothing leases them).
+            _ = try await gateway.registerNode(models: ["llama"], name: "idle-box")
+            let key = try #require(try await gateway.store.apiKeys().first)
+            let batch = try await Self.batch(in: gateway.store, key: key.id, lines: 3, metadata: ["team": "<b>a</b>"])
+            #expect(batch.counts.total == 3)
+
+            // Signed out: the pages lead to the sign-in form and a cancel does nothing.
+            let stranger = ConsoleClient(port: gateway.port)
+            for path in ["/console/batches", "/console/batches/\(batch.id)"] {
+                let answer = try await stranger.send(.GET, path)
+                #expect(answer.status == 303 && answer.location == "/console/sign-in", "\(path): \(answer.status)")
+            }
+            let sneaky = try await stranger.send(.POST, "/console/batches/\(batch.id)/cancel", form: ["confirmed": "1"])
+            #expect(sneaky.status == 303 && sneaky.location == "/console/sign-in")
+            let untouched = try await gateway.store.batch(batch.id, apiKeyID: nil)?.status
+            #expect(untouched == .validating || untouched == .inProgress, "\(String(describing: untouched))")
+
+            let browser = ConsoleClient(port: gateway.port)
+            try await browser.signIn(Harness.adminToken)
+            let list = try await browser.send(.GET, "/console/batches")
+            #expect(list.status == 200 && list.text.contains("aria-current=\"page\">Batches</a>"))
+            #expect(list.text.contains("href=\"/console/batches/\(batch.id)\"") && list.text.contains(">tests<"), "the key's name")
+            #expect(list.text.contains("0 / 3") && list.text.contains("<progress max=\"3\" value=\"0\""))
+            #expect(list.text.contains("0 nodes · 0 routes"))
+            #expect(list.text.contains("action=\"/console/batches/\(batch.id)/cancel\""), "a cancel for a batch not ended")
+
+            let detail = try await browser.send(.GET, "/console/batches/\(batch.id)")
+            #expect(detail.status == 200 && detail.text.contains("/v1/chat/completions") && detail.text.contains(batch.inputFileID))
+            #expect(detail.text.contains("&lt;b&gt;a&lt;/b&gt;") && !detail.text.contains("<b>a</b>"), "metadata is escaped")
+            #expect(detail.text.contains("No errors.") && detail.text.contains("24 h"))
+            #expect(try await browser.send(.GET, "/console/batches/batch_nope").status == 404)
+
+            // Without the script's confirmation the console asks first; with it, the batch cancels.
+            let asked = try await browser.submit("/console/batches/\(batch.id)/cancel", from: "/console/batches", [:])
+            #expect(asked.status == 200 && asked.text.contains("name=\"confirmed\" value=\"1\""))
+            // A form without the session's CSRF token is refused.
+            let forged = try await browser.send(.POST, "/console/batches/\(batch.id)/cancel", form: ["confirmed": "1", "csrf": "forged"])
+            #expect(forged.status == 403)
+            let cancelled = try await browser.submit(
+                "/console/batches/\(batch.id)/cancel", from: "/console/batches/\(batch.id)", ["confirmed": "1", "from": "batch"])
+            #expect(cancelled.status == 303 && cancelled.location == "/console/batches/\(batch.id)?notice=batch-cancelling")
+            let status = try await gateway.store.batch(batch.id, apiKeyID: nil)?.status
+            #expect(status == .cancelling || status == .cancelled, "\(String(describing: status))")
+            #expect(try await browser.send(.GET, cancelled.location!).text.contains("The batch is cancelling"))
+
+            // An ended batch cannot be cancelled: the list says so.
+            let ended = try await Self.batch(in: gateway.store, key: key.id, lines: 1)
+            _ = try await gateway.store.moveBatch(ended.id, to: .completed, from: [.validating, .inProgress], failure: nil, now: Date())
+            let refused = try await browser.submit("/console/batches/\(ended.id)/cancel", from: "/console/batches", ["confirmed": "1"])
+            #expect(refused.status == 303 && refused.location == "/console/batches?notice=batch-ended")
+            #expect(
+                try await browser.send(.GET, refused.location!).text.contains(
+                    "class=\"notice error\" role=\"alert\">The batch had already ended"))
+            #expect(try await gateway.store.batch(ended.id, apiKeyID: nil)?.status == .completed)
+        }
+    }
+
+    /// A batch of `lines` chat lines for `llama`, created through the store as `POST /v1/batches` does.
+    static func batch(in store: InMemoryStore, key: String, lines: Int, metadata: [String: String]? = nil) async throws -> Batch {
+        let input = (1...lines).map { number in
+            InputLine(
+                number: number, customID: "line-\(number)", url: "/v1/chat/completions",
+                raw: Data(
+                    #"{"custom_id":"line-\#(number)","method":"POST","url":"/v1/chat/completions","body":{"model":"llama","messages":[{"role":"user","content":"hi"}]}}"#
+                        .utf8))
+        }
+        let file = try await store.createFile(
+            StoredFile(
+                apiKeyID: key, purpose: "batch", filename: "in.jsonl", bytes: input.reduce(0) { $0 + $1.raw.count + 1 }, lines: lines,
+                createdAt: Date()),
+            lines: input)
+        return try await store.createBatch(
+            Batch(apiKeyID: key, endpoint: .chatCompletions, inputFileID: file.id, metadata: metadata, createdAt: Date()))
+    }
+
     @Test func theOverviewCountsTheLastHour() async throws {
         try await withMock(.init(models: ["mock-model"], tokens: 4)) { base in
             let route = ProviderRoute(model: "mock-model", baseURL: base, upstreamModel: "mock-model")

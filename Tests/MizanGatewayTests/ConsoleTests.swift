@@ -9,7 +9,7 @@ import Testing
 
 @Suite("Console: sign-in, sessions and the security of every page")
 struct ConsoleTests {
-    static let pages = ["/console", "/console/nodes", "/console/keys", "/console/jobs", "/console/usage"]
+    static let pages = ["/console", "/console/nodes", "/console/keys", "/console/jobs", "/console/batches", "/console/usage"]
 
     @Test func isOffWithoutAnAdminToken() async throws {
         try await withGateway(adminToken: nil) { (gateway: Harness) async throws in

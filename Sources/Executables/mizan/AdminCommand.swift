@@ -7,10 +7,10 @@ import MizanCore
 struct AdminCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "mizan",
-        abstract: "Administer a Mizan gateway: agent nodes, API keys, jobs and usage.",
+        abstract: "Administer a Mizan gateway: agent nodes, API keys, jobs, batches and usage.",
         discussion: "Talks to the gateway's admin API with the admin token. Lists print a table, or JSON with --json.",
         version: MizanVersion.current,
-        subcommands: [Nodes.self, Keys.self, Jobs.self, Usage.self]
+        subcommands: [Nodes.self, Keys.self, Jobs.self, Batches.self, Usage.self]
     )
 
     // Declared here too so the options may come before the subcommand: `mizan --gateway URL keys list`.
