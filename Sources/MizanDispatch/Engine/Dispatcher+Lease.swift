@@ -25,13 +25,17 @@ extension Dispatcher {
             let signal = Signal()
             waiters.waitForWork(models: node.models, signal)
             defer { waiters.stopWaitingForWork(models: node.models, signal) }
-            let leased = try await store.lease(nodeID: node.id, limit: limit, now: now(), headroom: headroom(for: node))
+            let headroom = headroom(for: node)
+            let leased = try await store.lease(nodeID: node.id, limit: limit, now: now(), headroom: headroom)
             if !leased.isEmpty {
                 for job in leased { metrics.leased(job.job) }
                 return leased
             }
             if limit == 0 || ContinuousClock.now >= until || Task.isCancelled { return [] }
-            _ = await signal.wait(until: until)
+            // A kept slot opens to queued work when another of the node's slots frees, which
+            // queues nothing new: while headroom is kept, look again soon rather than only when
+            // work arrives.
+            _ = await signal.wait(until: headroom == nil ? until : min(until, ContinuousClock.now.advanced(by: Self.headroomRecheck)))
             if Task.isCancelled { return [] }
         }
     }
@@ -47,6 +51,9 @@ extension Dispatcher {
         guard since < configuration.scheduling.liveWindow else { return nil }
         return LeaseHeadroom(slots: slots, minimumRank: PriorityClass.standard.rank)
     }
+
+    /// How often a lease that keeps headroom looks at the queue again while it waits.
+    static let headroomRecheck = Duration.milliseconds(50)
 
     /// Nanoseconds on the uptime clock (never 0 once running).
     static func uptimeNanoseconds() -> Int64 {
