@@ -1,7 +1,8 @@
 // libFuzzer targets for the parsers that take untrusted bytes, compiled with MizanCore's
 // sources by Scripts/fuzz (swiftc -sanitize=fuzzer,address). MIZAN_FUZZ_TARGET picks one:
 // chat (ChatCompletionRequest and its in-place model rewrite), sse (ServerSentEventParser),
-// text (SafeText), channel (the agent channel's hand-written line reader, against JSONDecoder).
+// text (SafeText), channel (the agent channel's hand-written line reader, against JSONDecoder),
+// batch (a batch input file: BatchInput and its result lines).
 // A crash or a broken invariant stops the run with the input saved.
 import Foundation
 
@@ -15,6 +16,7 @@ public func fuzzOne(_ start: UnsafeRawPointer, _ count: Int) -> CInt {
     case "sse": fuzzServerSentEvents(data)
     case "text": fuzzSafeText(data)
     case "channel": fuzzChannelLine(data)
+    case "batch": fuzzBatchInput(data)
     default: fatalError("unknown MIZAN_FUZZ_TARGET \(target)")
     }
     return 0
@@ -106,4 +108,21 @@ func fuzzChannelLine(_ data: Data) {
         let again = try? AgentWire.ChannelFrame.read(line: Array(written.dropLast()), fallback: AgentWire.decoder()),
         (try? encoder.encode(again)) == a
     else { fatalError("the frame written back reads back otherwise") }
+}
+
+/// A batch input file: refused with a line's number or read into lines whose bodies are the
+/// `body` members as sent, each a JSON object; a result line built from any custom_id is JSON.
+func fuzzBatchInput(_ data: Data) {
+    guard let lines = try? BatchInput.lines(of: data, maxLineBytes: 1 << 16) else { return }
+    var seen = Set<String>()
+    for line in lines {
+        guard seen.insert(line.customID).inserted else { fatalError("a custom_id twice") }
+        guard let body = try? BatchInput.body(of: line), (try? JSONSerialization.jsonObject(with: body)) is [String: Any] else {
+            fatalError("a line's body is not the object it was checked as")
+        }
+        let result = BatchInput.resultLine(customID: line.customID, status: 200, requestID: "r", body: body, error: nil)
+        guard let parsed = try? JSONSerialization.jsonObject(with: result) as? [String: Any],
+            parsed["custom_id"] as? String == line.customID
+        else { fatalError("a result line is not JSON naming its custom_id") }
+    }
 }

@@ -68,7 +68,7 @@ public protocol BatchStore: Sendable {
     func batches(apiKeyID: String?, after: String?, limit: Int) async throws -> [Batch]
 
     /// Claims the batches not yet ended that no instance holds (or whose claim lapsed, or that
-    /// `runner` holds: those it renews) for `runner` until `until`.
+    /// `runner` holds: those it renews, first, whatever `limit`) for `runner` until `until`.
     /// - Returns: The batches now held by `runner`, oldest first.
     func claimBatches(runner: String, until: Date, now: Date, limit: Int) async throws -> [Batch]
 

@@ -94,7 +94,11 @@ extension InMemoryStore {
     public func claimBatches(runner: String, until: Date, now: Date, limit: Int) async throws -> [Batch] {
         batchState.withLock { state in
             var claimed: [Batch] = []
-            for batch in state.batches.values.sorted(by: { $0.id < $1.id }) where !batch.status.isTerminal {
+            // This runner's own claims first: they are renewed whatever the limit.
+            let claims = state.batchClaims
+            let mine = { (id: String) in claims[id]?.runner == runner }
+            let ordered = state.batches.values.sorted { mine($0.id) != mine($1.id) ? mine($0.id) : $0.id < $1.id }
+            for batch in ordered where !batch.status.isTerminal {
                 guard claimed.count < limit else { break }
                 if let claim = state.batchClaims[batch.id], claim.runner != runner, claim.until > now { continue }
                 state.batchClaims[batch.id] = (runner, until)
@@ -175,7 +179,10 @@ extension InMemoryStore {
     public func claimResponses(runner: String, until: Date, now: Date, limit: Int) async throws -> [BackgroundResponse] {
         batchState.withLock { state in
             var claimed: [BackgroundResponse] = []
-            for var response in state.responses.values.sorted(by: { $0.id < $1.id }) where !response.status.isTerminal {
+            let ordered = state.responses.values.sorted {
+                ($0.runner == runner) != ($1.runner == runner) ? $0.runner == runner : $0.id < $1.id
+            }
+            for var response in ordered where !response.status.isTerminal {
                 guard claimed.count < limit else { break }
                 if let holder = response.runner, holder != runner, let until = response.runnerUntil, until > now { continue }
                 response.runner = runner

@@ -230,7 +230,7 @@ struct PostgresBatchLedger: Sendable {
                 SELECT id FROM mizan_batches
                 WHERE status IN (\(unescaped: Self.liveBatch))
                     AND (runner IS NULL OR runner_until <= \(now) OR runner = \(runner))
-                ORDER BY id LIMIT \(limit)
+                ORDER BY (runner IS NOT DISTINCT FROM \(runner)) DESC, id LIMIT \(limit)
                 FOR UPDATE SKIP LOCKED
             )
             RETURNING \(unescaped: Self.batchColumns)
@@ -405,7 +405,7 @@ struct PostgresBatchLedger: Sendable {
                 SELECT id FROM mizan_responses
                 WHERE status IN (\(unescaped: Self.liveResponse))
                     AND (runner IS NULL OR runner_until <= \(now) OR runner = \(runner))
-                ORDER BY id LIMIT \(limit)
+                ORDER BY (runner IS NOT DISTINCT FROM \(runner)) DESC, id LIMIT \(limit)
                 FOR UPDATE SKIP LOCKED
             )
             RETURNING \(unescaped: Self.responseColumns)

@@ -169,7 +169,7 @@ package final class SQLiteBatchLedger: Sendable {
             WHERE id IN (
                 SELECT id FROM mizan_batches
                 WHERE \(Self.liveBatches) AND (runner IS NULL OR runner = ?1 OR runner_until <= ?3)
-                ORDER BY id LIMIT ?4
+                ORDER BY (runner IS ?1) DESC, id LIMIT ?4
             )
             RETURNING \(Rows.batchColumns)
             """,
@@ -339,7 +339,7 @@ package final class SQLiteBatchLedger: Sendable {
             WHERE id IN (
                 SELECT id FROM mizan_responses
                 WHERE \(Self.liveResponses) AND (runner IS NULL OR runner = ?1 OR runner_until <= ?3)
-                ORDER BY id LIMIT ?4
+                ORDER BY (runner IS ?1) DESC, id LIMIT ?4
             )
             RETURNING \(Rows.responseColumns)
             """,

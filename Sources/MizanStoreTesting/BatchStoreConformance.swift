@@ -136,6 +136,19 @@ public enum BatchStoreConformance {
             let rest = try await store.claimBatches(runner: "r1", until: Fixture.at(300), now: Fixture.at(171), limit: 10)
             try require(rest.map(\.id) == [newer.id], "the first runner keeps only what nobody took")
         },
+        Check("a runner's own claims are renewed before lapsed ones are taken") { store in
+            let file = try await upload(store, key: "a", at: 0).file
+            let older = try await createBatch(store, input: file, at: 1)
+            let newer = try await createBatch(store, input: file, at: 2)
+            _ = try await store.claimBatches(runner: "dead", until: Fixture.at(20), now: Fixture.at(10), limit: 1)
+            let mine = try await store.claimBatches(runner: "live", until: Fixture.at(100), now: Fixture.at(10), limit: 1)
+            try require(mine.map(\.id) == [newer.id], "the live runner holds the newer one")
+            // The older one's claim lapsed; a claim of one renews the live runner's own first.
+            let renewed = try await store.claimBatches(runner: "live", until: Fixture.at(200), now: Fixture.at(50), limit: 1)
+            try require(renewed.map(\.id) == [newer.id], "its own claim first: \(renewed.map(\.id))")
+            let both = try await store.claimBatches(runner: "live", until: Fixture.at(200), now: Fixture.at(51), limit: 2)
+            try require(Set(both.map(\.id)) == [older.id, newer.id], "then the lapsed one too")
+        },
         Check("ended batches are never claimed and released claims are free") { store in
             let file = try await upload(store, key: "a", at: 0).file
             let ended = try await createBatch(store, input: file, at: 1)

@@ -63,8 +63,10 @@ public enum BatchInput {
         guard let object = try? JSONSerialization.jsonObject(with: raw) as? [String: Any] else {
             throw refuse("is not a JSON object")
         }
-        guard let customID = object["custom_id"] as? String, !customID.isEmpty, customID.utf8.count <= maxCustomIDBytes else {
-            throw refuse("needs a custom_id: a string of 1 to \(maxCustomIDBytes) bytes")
+        guard let customID = object["custom_id"] as? String, !customID.isEmpty, customID.utf8.count <= maxCustomIDBytes,
+            !customID.utf8.contains(0)
+        else {
+            throw refuse("needs a custom_id: a string of 1 to \(maxCustomIDBytes) bytes, without NUL characters")
         }
         guard (object["method"] as? String)?.uppercased() == "POST" else { throw refuse("needs \"method\": \"POST\"") }
         guard let url = object["url"] as? String, endpoint(url: url) != nil else {

@@ -32,10 +32,8 @@ extension Dispatcher {
                 return leased
             }
             if limit == 0 || ContinuousClock.now >= until || Task.isCancelled { return [] }
-            // A kept slot opens to queued work when another of the node's slots frees, which
-            // queues nothing new: while headroom is kept, look again soon rather than only when
-            // work arrives.
-            _ = await signal.wait(until: headroom == nil ? until : min(until, ContinuousClock.now.advanced(by: Self.headroomRecheck)))
+            // While headroom is kept, a finished job wakes this wait too (``slotFreed(_:)``).
+            _ = await signal.wait(until: until)
             if Task.isCancelled { return [] }
         }
     }
@@ -51,9 +49,6 @@ extension Dispatcher {
         guard since < configuration.scheduling.liveWindow else { return nil }
         return LeaseHeadroom(slots: slots, minimumRank: PriorityClass.standard.rank)
     }
-
-    /// How often a lease that keeps headroom looks at the queue again while it waits.
-    static let headroomRecheck = Duration.milliseconds(50)
 
     /// Nanoseconds on the uptime clock (never 0 once running).
     static func uptimeNanoseconds() -> Int64 {
@@ -71,7 +66,20 @@ extension Dispatcher {
     public func complete(_ lease: Lease, result: Data, usage: TokenUsage?) async throws -> Job {
         let job = try await store.complete(lease, with: .succeeded(result: result, usage: usage), now: now())
         waiters.deliver(CollectionOfOne(job))
+        slotFreed(CollectionOfOne(job))
         return job
+    }
+
+    /// Wakes the leases waiting for the models of jobs that freed their slots, while headroom is
+    /// kept: a kept slot opens to queued work when another of the node's slots frees, which queues
+    /// nothing new that would wake them.
+    func slotFreed(_ jobs: some Collection<Job>) {
+        guard configuration.scheduling.liveHeadroom > 0, liveSeen.load(ordering: .relaxed) != 0,
+            Duration.nanoseconds(Self.uptimeNanoseconds() - liveSeen.load(ordering: .relaxed)) < configuration.scheduling.liveWindow
+        else { return }
+        for model in Set(jobs.lazy.filter { $0.state != .accepted }.map(\.model)) {
+            waiters.handle(.jobsAvailable(model: model, count: 1))
+        }
     }
 
     /// Reports several jobs' results at once (an agent flushing finished work); the store may
@@ -81,7 +89,9 @@ extension Dispatcher {
     /// - Throws: A store error when the write as a whole fails.
     public func complete(_ completions: [LeaseCompletion]) async throws -> [Result<Job, MizanError>] {
         let results = try await store.complete(completions, now: now())
-        waiters.deliver(results.compactMap { try? $0.get() })
+        let jobs = results.compactMap { try? $0.get() }
+        waiters.deliver(jobs)
+        slotFreed(jobs)
         return results
     }
 
@@ -98,6 +108,7 @@ extension Dispatcher {
     public func fail(_ lease: Lease, code: String, message: String, retryable: Bool) async throws -> Job {
         let job = try await store.complete(lease, with: .failed(code: code, message: message, retryable: retryable), now: now())
         waiters.deliver(CollectionOfOne(job))
+        slotFreed(CollectionOfOne(job))
         if job.state == .accepted {
             logger.info(
                 "job requeued after retryable failure", metadata: ["mizan.job.id": "\(lease.jobID)", "mizan.node.id": "\(lease.nodeID)"])

@@ -141,12 +141,22 @@ final class BackgroundResponses: Sendable {
         }
         await recorder.finish(method: "POST", path: "/v1/responses/\(response.id)", status: status, started: started, record: record)
         if Task.isCancelled { return }
-        if let result, failure == nil {
-            _ = try? await store.moveResponse(response.id, to: .completed, from: [.inProgress], result: result, failure: nil, now: Date())
-        } else {
-            _ = try? await store.moveResponse(
-                response.id, to: .failed, from: [.inProgress], result: nil,
-                failure: failure ?? Batch.Failure(code: "server_error", message: "The response failed."), now: Date())
+        // Written again while the store does not answer: a response left in progress would run
+        // again at the next claim.
+        for attempt in 0..<5 {
+            do {
+                if let result, failure == nil {
+                    _ = try await store.moveResponse(
+                        response.id, to: .completed, from: [.inProgress], result: result, failure: nil, now: Date())
+                } else {
+                    _ = try await store.moveResponse(
+                        response.id, to: .failed, from: [.inProgress], result: nil,
+                        failure: failure ?? Batch.Failure(code: "server_error", message: "The response failed."), now: Date())
+                }
+                return
+            } catch {
+                try? await Task.sleep(for: .milliseconds(200 << attempt))
+            }
         }
     }
 

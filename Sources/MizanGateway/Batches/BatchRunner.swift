@@ -43,6 +43,9 @@ final class BatchRunner: Service, Sendable {
         enum Stop: Sendable {
             case cancel
             case budget(MizanError)
+            /// This instance no longer holds the batch (its claim lapsed, or the gateway stops):
+            /// no new line starts here, and whoever holds it ends it.
+            case handedOver
         }
         let stop = Mutex<Stop?>(nil)
         let jobs = Mutex<[Int: JobID]>([:])
@@ -72,7 +75,9 @@ final class BatchRunner: Service, Sendable {
                 }
             }
         }
-        // Hand the work on: another instance, or this gateway started again, resumes it at once.
+        // Hand the work on: no new line starts here, and another instance, or this gateway
+        // started again, resumes it at once (lines running here attach to their jobs there).
+        for control in running.withLock({ Array($0.values) }) { control.stop.withLock { if $0 == nil { $0 = .handedOver } } }
         try? await store.releaseClaims(runner: runner)
     }
 
@@ -96,6 +101,11 @@ final class BatchRunner: Service, Sendable {
                     // whoever resumes the batch, instead of cancelling them.
                     Task { await self.runBatch(batch, control: control) }
                 }
+            }
+            // A batch running here that the claim no longer returned is another's now.
+            let held = Set(batches.map(\.id))
+            for control in running.withLock({ running in running.filter { !held.contains($0.key) }.map(\.value) }) {
+                control.stop.withLock { if $0 == nil { $0 = .handedOver } }
             }
             try await responses.claim(runner: runner, until: until, now: now, limit: settings.responsesInFlight)
         } catch {
@@ -129,7 +139,10 @@ final class BatchRunner: Service, Sendable {
                 batch = try await store.moveBatch(batch.id, to: .inProgress, from: [.validating], failure: nil, now: Date()) ?? batch
             }
             guard let key = try await lines.client.credentials.activeKey(id: batch.apiKeyID) else {
-                try await finish(batch, control: control, leftover: ("key_revoked", "The batch's API key is gone."), failure: nil)
+                try await finish(
+                    batch, control: control,
+                    leftover: ("key_revoked", "The batch's API key was revoked or expired before this request ran."),
+                    failure: Batch.Failure(code: "key_revoked", message: "The batch's API key was revoked or expired."))
                 return
             }
             if batch.status == .inProgress { try await runLines(batch, key: key, control: control) }
@@ -145,30 +158,39 @@ final class BatchRunner: Service, Sendable {
     private func runLines(_ batch: Batch, key: APIKey, control: BatchControl) async throws {
         let spillPoint = batch.spillPoint(spillAt: settings.spillAt)
         let window = settings.linesInFlight
-        try await withThrowingTaskGroup(of: Void.self) { group in
+        // Lines never throw: a store error on one must not cancel the others running.
+        var failure: (any Error)?
+        await withTaskGroup(of: Void.self) { group in
             var inFlight = 0
             var cursor = 0
             pages: while control.stop.withLock({ $0 == nil }), Date() < batch.expiresAt {
-                let page = try await store.pendingLines(batchID: batch.id, after: cursor, limit: window)
+                let page: [InputLine]
+                do {
+                    page = try await store.pendingLines(batchID: batch.id, after: cursor, limit: window)
+                } catch {
+                    failure = error
+                    break
+                }
                 if page.isEmpty { break }
                 for input in page {
                     while inFlight >= window {
-                        try await group.next()
+                        await group.next()
                         inFlight -= 1
                     }
                     guard control.stop.withLock({ $0 == nil }), Date() < batch.expiresAt else { break pages }
                     cursor = input.number
                     inFlight += 1
                     let line = LineServer.Line(batch: batch, key: key, input: input, spillPoint: spillPoint)
-                    group.addTask { try await self.runLine(line, control: control) }
+                    group.addTask { await self.runLine(line, control: control) }
                 }
             }
-            try await group.waitForAll()
+            await group.waitForAll()
         }
+        if let failure { throw failure }
     }
 
     /// Serves one line until it ends (a refusal for now is tried again a moment later).
-    private func runLine(_ line: LineServer.Line, control: BatchControl) async throws {
+    private func runLine(_ line: LineServer.Line, control: BatchControl) async {
         while true {
             let end = await lines.serve(
                 line, cancelling: { control.isCancelling },
@@ -176,17 +198,15 @@ final class BatchRunner: Service, Sendable {
             control.jobs.withLock { _ = $0.removeValue(forKey: line.input.number) }
             switch end {
             case .ended(let result):
-                _ = try await store.finishLines(batchID: line.batch.id, [result], now: Date())
-                metrics.line(result)
+                await record(result, of: line)
                 return
             case .expired(let result):
                 control.sawExpiry.store(true, ordering: .relaxed)
-                _ = try await store.finishLines(batchID: line.batch.id, [result], now: Date())
-                metrics.line(result)
+                await record(result, of: line)
                 return
             case .later:
                 guard control.stop.withLock({ $0 == nil }), Date() < line.batch.expiresAt else { return }
-                try await Task.sleep(for: .seconds(1))
+                try? await Task.sleep(for: .seconds(1))
             case .outOfBudget(let error):
                 control.stop.withLock { if $0 == nil { $0 = .budget(error) } }
                 return
@@ -196,10 +216,36 @@ final class BatchRunner: Service, Sendable {
         }
     }
 
-    /// Ends a batch whose lines have all ended, whose window closed, or that stopped.
+    /// Writes a line's result, trying again while the store does not answer (a database that
+    /// blips); a line whose result cannot be written stays waiting, for the next run to serve
+    /// (attaching to its job).
+    private func record(_ result: LineResult, of line: LineServer.Line) async {
+        for attempt in 0..<5 {
+            do {
+                _ = try await store.finishLines(batchID: line.batch.id, [result], now: Date())
+                metrics.line(result)
+                return
+            } catch {
+                guard attempt < 4 else {
+                    logger.warning(
+                        "could not record a batch line; it runs again at the next claim",
+                        metadata: [
+                            "mizan.batch.id": "\(line.batch.id)", "mizan.batch.line": "\(line.input.number)", "mizan.error": "\(error)",
+                        ])
+                    return
+                }
+                try? await Task.sleep(for: .milliseconds(200 << attempt))
+            }
+        }
+    }
+
+    /// Ends a batch whose lines have all ended, whose window closed, or that stopped. A batch
+    /// this instance no longer holds is left to whoever holds it.
     private func finishIfEnded(_ id: String, control: BatchControl) async throws {
         guard let batch = try await store.batch(id, apiKeyID: nil), !batch.status.isTerminal else { return }
         let stop = control.stop.withLock { $0 }
+        if case .handedOver = stop { return }
+        let expired = control.sawExpiry.load(ordering: .relaxed)
         if batch.status == .cancelling || control.isCancelling {
             try await finish(
                 batch, control: control, leftover: ("batch_cancelled", "The batch was cancelled before this request ran."), failure: nil)
@@ -207,12 +253,12 @@ final class BatchRunner: Service, Sendable {
             try await finish(
                 batch, control: control, leftover: ("budget_exhausted", "The batch's API key ran out of budget before this request ran."),
                 failure: Batch.Failure(code: "budget_exhausted", message: error.message))
-        } else if Date() >= batch.expiresAt || control.sawExpiry.load(ordering: .relaxed) {
+        } else if batch.counts.pending == 0, !expired {
+            try await finish(batch, control: control, leftover: nil, failure: nil)
+        } else if Date() >= batch.expiresAt || expired {
             try await finish(
                 batch, control: control,
                 leftover: ("batch_expired", "This request could not be executed before the completion window expired."), failure: nil)
-        } else if batch.counts.pending == 0 {
-            try await finish(batch, control: control, leftover: nil, failure: nil)
         }
     }
 

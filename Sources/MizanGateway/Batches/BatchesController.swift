@@ -77,9 +77,12 @@ struct BatchesController: Sendable {
         }
         guard create.completion_window == "24h" else { throw MizanError(.badRequest, "completion_window must be '24h'.") }
         if let metadata = create.metadata {
-            guard metadata.count <= 16, metadata.allSatisfy({ $0.key.count <= 64 && $0.value.count <= 512 }) else {
+            guard metadata.count <= 16,
+                metadata.allSatisfy({ $0.key.count <= 64 && $0.value.count <= 512 && !($0.key + $0.value).utf8.contains(0) })
+            else {
                 throw MizanError(
-                    .badRequest, "metadata may hold at most 16 pairs, keys of at most 64 and values of at most 512 characters.")
+                    .badRequest, "metadata may hold at most 16 pairs, keys of at most 64 and values of at most 512 characters, without NUL."
+                )
             }
         }
         guard let input = try await store.file(create.input_file_id, apiKeyID: key.id), input.kind == .upload else {

@@ -4,6 +4,7 @@ import Hummingbird
 import MizanCore
 import MizanStore
 import NIOCore
+import Synchronization
 
 /// The Files API under `/v1/files`, as OpenAI's, for batch input and output: upload a JSONL
 /// file (`purpose=batch`), list, read, download and delete. A file belongs to the key that
@@ -18,8 +19,34 @@ struct FilesController: Sendable {
     /// The largest upload.
     let maxFileBytes: Int
 
+    /// Uploads being read at once on this instance: each may hold up to `maxFileBytes`.
+    let uploading = Uploads()
+
+    /// Counts uploads in progress, to bound the memory they hold.
+    final class Uploads: Sendable {
+        /// The most uploads read at once.
+        static let maximum = 2
+        private let count = Atomic(0)
+
+        /// Takes a place, or refuses with 429 when every place is taken.
+        func enter() throws {
+            guard count.add(1, ordering: .relaxed).newValue <= Self.maximum else {
+                count.subtract(1, ordering: .relaxed)
+                var error = MizanError(.overloaded, "Too many files are being uploaded at once; try again in a moment.")
+                error.retryAfter = 1
+                throw error
+            }
+        }
+
+        func leave() { count.subtract(1, ordering: .relaxed) }
+    }
+
     func addRoutes(to router: RouterGroup<GatewayRequestContext>) {
-        router.post("/v1/files") { request, context in try await upload(request, context: context) }
+        router.post("/v1/files") { request, context in
+            try uploading.enter()
+            defer { uploading.leave() }
+            return try await upload(request, context: context)
+        }
         router.get("/v1/files") { request, context in
             let key = try await client.authenticate(request, record: context.record)
             let parameters = request.uri.queryParameters
@@ -27,8 +54,16 @@ struct FilesController: Sendable {
             if let purpose = parameters.get("purpose"), purpose != "batch", purpose != "batch_output" {
                 return try JSONResponse.json(BatchWire.Page<BatchWire.File>(data: [], first_id: nil, last_id: nil, has_more: false))
             }
-            var files = try await store.files(apiKeyID: key.id, after: parameters.get("after"), limit: limit + 1)
-            if let purpose = parameters.get("purpose") { files.removeAll { $0.purpose != purpose } }
+            // A purpose filters the store's pages (at most 20 of them) until the page is full.
+            let purpose = parameters.get("purpose")
+            var files: [StoredFile] = []
+            var after = parameters.get("after")
+            for _ in 0..<20 {
+                let page = try await store.files(apiKeyID: key.id, after: after, limit: limit + 1)
+                files += page.filter { purpose == nil || $0.purpose == purpose }
+                guard files.count <= limit, page.count == limit + 1, let last = page.last else { break }
+                after = last.id
+            }
             let page = files.prefix(limit).map(BatchWire.File.init)
             return try JSONResponse.json(
                 BatchWire.Page(data: Array(page), first_id: page.first?.id, last_id: page.last?.id, has_more: files.count > limit))

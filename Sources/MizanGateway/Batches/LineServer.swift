@@ -160,7 +160,14 @@ struct LineServer: Sendable {
             } catch is JobSpilled {
                 spilled = true
             }
-            if spilled, cancelling() || candidates.isEmpty { return nil }
+            if spilled, cancelling() { return nil }
+            if spilled, candidates.isEmpty {
+                // Withdrawn for routes the model no longer has (its placement or routes changed).
+                throw MizanError(
+                    .noHealthyNode,
+                    "The request was withdrawn from the node queue for a provider route, and none serves the model '\(SafeText.escaped(chat.model))' now."
+                )
+            }
         }
         guard !candidates.isEmpty else { throw try await client.refusal(chat, known: nil, record: record) }
         record.model(.routed)
