@@ -24,6 +24,11 @@ struct BatchInputTests {
         (#"{"custom_id":"b","method":"POST","url":"/v1/embeddings","body":{"input":"x"}}"#, "Line 2 has a body without a model"),
         (#"{"custom_id":"a","method":"POST","url":"/v1/embeddings","body":{"model":"m"}}"#, "Line 2 repeats the custom_id 'a' of line 1"),
         (#"{"custom_id":"b","method":"POST","url":"/v1/chat/completions","body":{"model":"m","stream":true}}"#, "Line 2 asks for a stream"),
+        // Found by the fuzzer: the body checked and the body sent must be the same member.
+        (
+            #"{"custom_id":"b","method":"POST","url":"/v1/chat/completions","body":"x","body":{"model":"m"}}"#,
+            "Line 2 names the member 'body' twice"
+        ),
     ])
     func namesTheFirstBadLine(_ bad: String, _ message: String) throws {
         let text = Self.line("a") + "\n" + bad + "\n"

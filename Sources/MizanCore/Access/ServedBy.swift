@@ -12,6 +12,19 @@ public enum ServedBy: Sendable, Hashable {
     /// The prefix of a node's recorded form.
     static let nodePrefix = "node/"
 
+    /// The form an answer's `X-Mizan-Served-By` header shows: the route's name, or
+    /// `node:<node name>` (`node:<id>` when the name is not at hand); `nil` when it would not
+    /// be a plain header value (printable ASCII only).
+    public var header: String? {
+        let text =
+            switch self {
+            case .route(let name): name
+            case .node(let id, let name): "node:" + (name ?? id.description)
+            }
+        guard !text.isEmpty, text.utf8.count <= 256, text.utf8.allSatisfy({ $0 >= 0x20 && $0 < 0x7F }) else { return nil }
+        return text
+    }
+
     /// The form a usage record keeps: the route's name, or `node/<id>`.
     public var recorded: String {
         switch self {

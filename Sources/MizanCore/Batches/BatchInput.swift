@@ -63,6 +63,10 @@ public enum BatchInput {
         guard let object = try? JSONSerialization.jsonObject(with: raw) as? [String: Any] else {
             throw refuse("is not a JSON object")
         }
+        // A member named twice would be read one way here and another when the line runs.
+        if let repeated = JSONScanner.duplicateTopLevelKey(in: raw) {
+            throw refuse("names the member '\(SafeText.escaped(repeated))' twice")
+        }
         guard let customID = object["custom_id"] as? String, !customID.isEmpty, customID.utf8.count <= maxCustomIDBytes,
             !customID.utf8.contains(0)
         else {

@@ -59,6 +59,7 @@ extension Dispatcher {
             now: now()
         )
         forgetNode(node.id)
+        nameNode(node)
         logger.info(
             "node registered", metadata: ["mizan.node.id": "\(node.id)", "mizan.node.models": "\(node.models.joined(separator: ","))"])
         return NodeRegistration(node: node, nodeToken: nodeToken)
@@ -82,6 +83,7 @@ extension Dispatcher {
             throw MizanError(.invalidNodeToken, "The node was revoked.")
         }
         activeNodes.set(node, for: hash)
+        nameNode(node)
         return node
     }
 
@@ -99,6 +101,7 @@ extension Dispatcher {
     public func heartbeat(nodeID: NodeID, report: NodeReport, running: [Lease] = []) async throws -> HeartbeatAnswer {
         let node = try await store.heartbeat(nodeID, report: report, now: now())
         forgetNode(nodeID)
+        nameNode(node)
         // One read serves both directions: what the node runs that is no longer its lease
         // (abort), and what is leased to it that it does not run (take back).
         let held = try await store.leasedJobs(nodeID: nodeID)
@@ -192,6 +195,7 @@ extension Dispatcher {
     public func nodes() async throws -> [Node] {
         let nodes = try await store.nodes()
         nodeList.set(nodes, for: 0)
+        for node in nodes { nameNode(node) }
         return nodes
     }
 
@@ -210,6 +214,21 @@ extension Dispatcher {
     /// - Returns: The node as last read.
     public func recentNode(_ id: NodeID) -> Node? {
         nodeList.value(for: 0)?.first { $0.id == id }
+    }
+
+    /// A node's name as this instance last saw it (registration, authentication, heartbeat or a
+    /// read of the list), without reading the store: for naming who served an answer.
+    /// - Parameter id: The node's id.
+    /// - Returns: Its name, or `nil` when this instance has not seen the node.
+    public func nodeName(_ id: NodeID) -> String? {
+        nodeNames.withLock { $0[id] }
+    }
+
+    /// Remembers a node's name (one entry per node: bounded by the nodes the store holds).
+    func nameNode(_ node: Node) {
+        nodeNames.withLock { names in
+            if names[node.id] != node.name { names[node.id] = node.name }
+        }
     }
 
     /// Drops what is remembered about a node that changed.

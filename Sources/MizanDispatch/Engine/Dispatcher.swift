@@ -150,6 +150,8 @@ public final class Dispatcher: Sendable {
     let logger: Logger
     let now: @Sendable () -> Date
     let waiters = Waiters()
+    /// Each node's name as last seen (``nodeName(_:)``).
+    let nodeNames = Mutex<[NodeID: String]>([:])
     /// When this instance last accepted a job above the `batch` class (the uptime clock, in
     /// nanoseconds; 0: never): the lease's headroom follows it.
     let liveSeen = Atomic<Int64>(0)

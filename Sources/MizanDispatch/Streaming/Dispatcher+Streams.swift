@@ -94,6 +94,10 @@ public final class JobEvents: Sendable {
         }
     }
 
+    /// The node streaming the events, once it has written one here (`nil` for a stream relayed
+    /// from another instance sharing the store).
+    public var node: NodeID? { mailbox.writer }
+
     /// Stops listening.
     /// - Parameter cancellingJob: Whether to cancel the job too (the client went away or the
     ///   stream broke); `false` after a full stream lets the node's completion land.

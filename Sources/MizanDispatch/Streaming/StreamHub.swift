@@ -112,6 +112,10 @@ final class StreamHub: Sendable {
             }
         }
 
+        /// The node whose lease writes the stream here (`nil` before its first write, or for a
+        /// stream relayed from another instance).
+        var writer: NodeID? { state.withLock { $0.owner?.nodeID } }
+
         /// Refuses the node's later writes, and releases its writers that wait for room.
         func revoke(_ node: NodeID) {
             let waiting: [CheckedContinuation<Bool, Never>] = state.withLock { state in

@@ -10,6 +10,8 @@ extension HTTPField.Name {
     static let requestID = HTTPField.Name("X-Request-Id")!
     /// `X-Mizan-Overhead-Ms`: the gateway's own time until the answer's head, in milliseconds.
     static let mizanOverhead = HTTPField.Name("X-Mizan-Overhead-Ms")!
+    /// Who served an answer: the provider route's name, or `node:<node name>`.
+    static let mizanServedBy = HTTPField.Name("X-Mizan-Served-By")!
     /// `X-Mizan-Priority`: the class a client asks for (it may lower its key's, never raise it),
     /// and on the answer the class applied.
     static let mizanPriority = HTTPField.Name("X-Mizan-Priority")!

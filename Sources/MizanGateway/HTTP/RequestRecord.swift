@@ -126,6 +126,8 @@ final class RequestRecord: Sendable {
     var fields: Fields { state.withLock { $0 } }
 
     var requestID: String { state.withLock { $0.requestID } }
+    /// The route or node that served the request, once known.
+    var servedBy: ServedBy? { state.withLock { $0.outcome.servedBy } }
     var rateLimitHeaders: [(String, String)] { state.withLock { $0.rateLimitHeaders } }
 
     /// The class the request is served in.

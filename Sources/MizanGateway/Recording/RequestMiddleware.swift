@@ -32,6 +32,7 @@ struct RequestMiddleware: RouterMiddleware {
             }
         }
         response.headers[.requestID] = requestID
+        if let servedBy = record.servedBy?.header { response.headers[.mizanServedBy] = servedBy }
         // The gateway's own time until the head: all of it but the waits on an upstream.
         let overhead = max(.zero, ContinuousClock.now - started - record.upstream.total)
         record.headReady(overhead: overhead)

@@ -19,9 +19,11 @@ extension NodeServer {
         switch await upstream.measure({ await events.next() }) {
         case .data(let data):
             let ending = StreamEnding()
-            // Which node streams is not known here without a read of the job; the job of an
-            // idempotent request is.
-            let outcome = RequestOutcome(jobID: events.job.idempotencyKey != nil ? events.job.id : nil)
+            // The node that wrote the first event (not known for a stream relayed from another
+            // instance); the job of an idempotent request.
+            let outcome = RequestOutcome(
+                servedBy: events.node.map { .node($0, name: dispatcher.nodeName($0)) },
+                jobID: events.job.idempotencyKey != nil ? events.job.id : nil)
             return Served(
                 response: streamResponse(first: data, rest: events, chat: chat, ending: ending), outcome: outcome, ending: ending)
         case .finished(.success(let job)):

@@ -94,7 +94,7 @@ struct NodeServer: Sendable {
     /// request.
     func outcome(of job: Job) -> RequestOutcome {
         var outcome = RequestOutcome(jobID: job.idempotencyKey != nil ? job.id : nil)
-        if let id = job.nodeID { outcome.servedBy = .node(id, name: dispatcher.recentNode(id)?.name) }
+        if let id = job.nodeID { outcome.servedBy = .node(id, name: dispatcher.nodeName(id)) }
         return outcome
     }
 
