@@ -46,6 +46,27 @@ struct AdminAPITests {
         }
     }
 
+    @Test func aKeyIsNamedByItsIdOrItsName() async throws {
+        try await withGateway(inProcess: true) { (gateway: Harness) async throws in
+            let created = try await gateway.send(.POST, "/admin/v1/keys", token: admin, body: #"{"name":"team-a"}"#)
+            let id = try #require(created.json["id"] as? String)
+            let byName = try await gateway.send(.GET, "/admin/v1/keys/team-a", token: admin)
+            #expect(byName.status == 200 && byName.json["id"] as? String == id, "\(byName.text)")
+            let changed = try await gateway.send(.PATCH, "/admin/v1/keys/team-a", token: admin, body: #"{"name":"team-b"}"#)
+            #expect(changed.status == 200 && changed.json["name"] as? String == "team-b", "\(changed.text)")
+            #expect(try await gateway.send(.GET, "/admin/v1/keys/team-a", token: admin).status == 404)
+            // Two active keys of one name: the name is ambiguous, the ids are not.
+            _ = try await gateway.send(.POST, "/admin/v1/keys", token: admin, body: #"{"name":"team-b"}"#)
+            let ambiguous = try await gateway.send(.GET, "/admin/v1/keys/team-b", token: admin)
+            #expect(ambiguous.status == 409, "\(ambiguous.text)")
+            #expect(try await gateway.send(.GET, "/admin/v1/keys/\(id)", token: admin).status == 200)
+            let revoked = try await gateway.send(.DELETE, "/admin/v1/keys/\(id)", token: admin)
+            #expect(revoked.status == 200)
+            // The revoked one no longer shares the name.
+            #expect(try await gateway.send(.GET, "/admin/v1/keys/team-b", token: admin).status == 200)
+        }
+    }
+
     @Test func jobsAreListedByStateAndShownWithoutContent() async throws {
         try await withGateway(inProcess: true) { (gateway: Harness) async throws in
             let node = try await gateway.registerNode(models: ["m"])

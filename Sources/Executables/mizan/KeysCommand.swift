@@ -133,7 +133,7 @@ struct Keys: AsyncParsableCommand {
     struct Show: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Show one API key: its settings and where it stands.")
         @OptionGroup var options: GlobalOptions
-        @Argument(help: "The key id.") var id: String
+        @Argument(help: "The key's id or name.") var id: String
 
         func run() async throws {
             try await runCommand {
@@ -147,7 +147,7 @@ struct Keys: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Change an API key's name or settings; flags left out stay as they are.")
         @OptionGroup var options: GlobalOptions
-        @Argument(help: "The key id.") var id: String
+        @Argument(help: "The key's id or name.") var id: String
         @Option(help: "A new name.") var name: String?
         @OptionGroup var settings: Settings
         @Option(
@@ -247,7 +247,7 @@ struct Keys: AsyncParsableCommand {
     struct Revoke: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Revoke an API key.")
         @OptionGroup var options: GlobalOptions
-        @Argument(help: "The key id.") var id: String
+        @Argument(help: "The key's id or name.") var id: String
 
         func run() async throws {
             try await runCommand {

@@ -105,6 +105,25 @@ public struct Credentials: Sendable {
         return key
     }
 
+    /// The id of the key an operator names: the key with that id, else the one active key with
+    /// that name (`mizan keys show team-a`).
+    /// - Parameter idOrName: A key's id or name.
+    /// - Returns: The key's id.
+    /// - Throws: `MizanError` `notFound` when no key has that id or active name, `conflict` when
+    ///   several active keys share the name (use the id then).
+    public func keyID(named idOrName: String) async throws -> String {
+        let keys = try await store.apiKeys()
+        if keys.contains(where: { $0.id == idOrName }) { return idOrName }
+        let named = keys.filter { $0.isActive && $0.name == idOrName }
+        switch named.count {
+        case 1: return named[0].id
+        case 0: throw MizanError(.notFound, "No API key with id or name \(SafeText.excerpt(idOrName, limit: 64)).")
+        default:
+            throw MizanError(
+                .conflict, "\(named.count) active API keys are named \(SafeText.excerpt(idOrName, limit: 64)); name one by its id.")
+        }
+    }
+
     /// An active, unexpired key by id, read from the store (the key a batch runs under).
     /// - Parameter id: The key's id.
     /// - Returns: The key, or `nil` when it is unknown, revoked or expired.

@@ -51,7 +51,7 @@ struct AdminController: Sendable {
             return try JSONResponse.json(AdminWire.List(data: views))
         }
         admin.get("/keys/{id}") { _, context in
-            let id = try AdminQuery.keyID(context)
+            let id = try await credentials.keyID(named: try AdminQuery.keyID(context))
             guard let key = try await access.apiKeys().first(where: { $0.id == id && $0.isActive }) else {
                 throw MizanError(.notFound, "No API key with id \(SafeText.excerpt(id, limit: 64)) (a revoked key is gone).")
             }
@@ -59,16 +59,14 @@ struct AdminController: Sendable {
             return try JSONResponse.json(AdminWire.KeyView.of(key, counters: counters, now: Date()))
         }
         admin.patch("/keys/{id}") { request, context in
-            let id = try AdminQuery.keyID(context)
+            let id = try await credentials.keyID(named: try AdminQuery.keyID(context))
             let patch = try await BodyReader.decode(KeyPolicyPatch.self, from: request)
             let key = try await credentials.updateKey(id, patch)
             let counters = key.policy.isCounted ? try await access.keyCounters(key.id) : nil
             return try JSONResponse.json(AdminWire.KeyView.of(key, counters: counters, now: Date()))
         }
         admin.delete("/keys/{id}") { _, context in
-            guard let id = context.parameters.get("id"), !id.isEmpty else {
-                throw MizanError(.badRequest, "The key id is missing.")
-            }
+            let id = try await credentials.keyID(named: try AdminQuery.keyID(context))
             return try JSONResponse.json(try await credentials.revokeKey(id))
         }
         admin.get("/jobs") { request, _ in
