@@ -59,8 +59,9 @@ struct AdminController: Sendable {
             return try JSONResponse.json(AdminWire.KeyView.of(key, counters: counters, now: Date()))
         }
         admin.patch("/keys/{id}") { request, context in
-            let id = try await credentials.keyID(named: try AdminQuery.keyID(context))
+            // The body is checked first: a bad one is the client's fault whatever key it names.
             let patch = try await BodyReader.decode(KeyPolicyPatch.self, from: request)
+            let id = try await credentials.keyID(named: try AdminQuery.keyID(context))
             let key = try await credentials.updateKey(id, patch)
             let counters = key.policy.isCounted ? try await access.keyCounters(key.id) : nil
             return try JSONResponse.json(AdminWire.KeyView.of(key, counters: counters, now: Date()))
