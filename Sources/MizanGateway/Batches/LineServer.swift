@@ -86,12 +86,12 @@ struct LineServer: Sendable {
                 return (.withdrawn, 499)
             }
             record.served(served.outcome)
-            place = served.outcome.servedBy.map { if case .route = $0 { .route } else { .node } } ?? .none
+            place = Self.place(of: served.outcome)
             status = Int(served.response.status.code)
             body = await Self.collect(served.response)
         } catch let failure as ServingFailure {
             record.served(failure.outcome)
-            place = failure.outcome.servedBy.map { if case .route = $0 { .route } else { .node } } ?? .none
+            place = Self.place(of: failure.outcome)
             status = failure.error.httpStatus
             body = Self.body(of: failure.error)
         } catch let error as MizanError {
@@ -185,6 +185,15 @@ struct LineServer: Sendable {
         let serves = { (node: Node) in node.status == .active && node.serves(chat.model, on: chat.endpoint) }
         if try await client.dispatcher.recentNodes().contains(where: serves) { return true }
         return try await client.dispatcher.nodes().contains(where: serves)
+    }
+
+    /// Where a served (or failed) line ran.
+    static func place(of outcome: RequestOutcome) -> LineResult.Place {
+        switch outcome.servedBy {
+        case .route: .route
+        case .node: .node
+        case nil: .none
+        }
     }
 
     /// An error's body in OpenAI's shape.
